@@ -1,0 +1,38 @@
+package blocks
+
+import (
+	"context"
+	"io"
+)
+
+// Ref locates the stored data of one object part (a whole single-PUT
+// object, or one multipart part). It is kept in the object's metadata
+// record, so its encoding (see MarshalBinary) is versioned.
+type Ref struct {
+	ID   string // unique, random; names the shard files
+	Size int64  // bytes of object data
+	// K data and M parity shards per chunk; Mirror means every shard is a
+	// full copy (K is 1 and M+1 copies exist).
+	K, M   int
+	Mirror bool
+	// ChunkSize is the object bytes per chunk (stripe) before coding.
+	ChunkSize int64
+	// Drives names the drive holding shard i, by drive ID.
+	Drives []string
+}
+
+// Store is the data path: it writes object data as coded shards over the
+// drives and reads it back, verified. All methods are safe for concurrent
+// use; ctx cancels the I/O.
+type Store interface {
+	// Write reads r to EOF, stores it, and returns once the shards are
+	// durable on at least the write quorum (K+1 of K+M, or a majority of
+	// mirrors). On error nothing referenced remains; orphans may.
+	Write(ctx context.Context, r io.Reader) (Ref, error)
+	// Open returns a reader of length bytes at offset off of the data,
+	// verifying every block and reconstructing around missing or corrupt
+	// shards.
+	Open(ctx context.Context, ref Ref, off, length int64) (io.ReadCloser, error)
+	// Delete removes the shards of ref from every drive it can reach.
+	Delete(ctx context.Context, ref Ref) error
+}

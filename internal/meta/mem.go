@@ -1,0 +1,115 @@
+package meta
+
+import (
+	"bytes"
+	"context"
+	"sort"
+	"sync"
+)
+
+// Mem is an in-memory Store: the twin used by tests of the layers above,
+// and the executable statement of the Store contract. It keeps nothing
+// across restarts.
+type Mem struct {
+	mu struct {
+		sync.Mutex
+		parts map[Partition]*memPart
+	}
+}
+
+type memPart struct {
+	rev  uint64
+	keys []string // sorted
+	vals map[string]Item
+}
+
+var _ Store = (*Mem)(nil)
+
+// NewMem returns an empty in-memory store.
+func NewMem() *Mem {
+	m := &Mem{}
+	m.mu.parts = make(map[Partition]*memPart)
+	return m
+}
+
+func (m *Mem) partLocked(p Partition) *memPart {
+	mp := m.mu.parts[p]
+	if mp == nil {
+		mp = &memPart{vals: make(map[string]Item)}
+		m.mu.parts[p] = mp
+	}
+	return mp
+}
+
+func (m *Mem) Get(ctx context.Context, p Partition, key []byte) (Item, error) {
+	if err := ctx.Err(); err != nil {
+		return Item{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	it, ok := m.partLocked(p).vals[string(key)]
+	if !ok {
+		return Item{}, ErrNotFound
+	}
+	return Item{Value: bytes.Clone(it.Value), Rev: it.Rev}, nil
+}
+
+func (m *Mem) Scan(ctx context.Context, p Partition, start, end []byte, fn func(key []byte, item Item) bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Copy the range under the lock so fn may call back into the store.
+	m.mu.Lock()
+	mp := m.partLocked(p)
+	i := sort.SearchStrings(mp.keys, string(start))
+	var ks []string
+	var vs []Item
+	for ; i < len(mp.keys); i++ {
+		k := mp.keys[i]
+		if end != nil && k >= string(end) {
+			break
+		}
+		ks = append(ks, k)
+		vs = append(vs, mp.vals[k])
+	}
+	m.mu.Unlock()
+	for i, k := range ks {
+		if !fn([]byte(k), Item{Value: bytes.Clone(vs[i].Value), Rev: vs[i].Rev}) {
+			return nil
+		}
+	}
+	return nil
+}
+
+func (m *Mem) Commit(ctx context.Context, p Partition, txn Txn) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mp := m.partLocked(p)
+	for _, c := range txn.Conds {
+		if mp.vals[string(c.Key)].Rev != c.Rev {
+			return 0, ErrConflict
+		}
+	}
+	mp.rev++
+	for _, k := range txn.Deletes {
+		if _, ok := mp.vals[string(k)]; ok {
+			delete(mp.vals, string(k))
+			i := sort.SearchStrings(mp.keys, string(k))
+			mp.keys = append(mp.keys[:i], mp.keys[i+1:]...)
+		}
+	}
+	for _, kv := range txn.Puts {
+		k := string(kv.Key)
+		if _, ok := mp.vals[k]; !ok {
+			i := sort.SearchStrings(mp.keys, k)
+			mp.keys = append(mp.keys, "")
+			copy(mp.keys[i+1:], mp.keys[i:])
+			mp.keys[i] = k
+		}
+		mp.vals[k] = Item{Value: bytes.Clone(kv.Value), Rev: mp.rev}
+	}
+	return mp.rev, nil
+}

@@ -1,0 +1,70 @@
+package meta
+
+import (
+	"context"
+	"errors"
+)
+
+// Partition names one partition of the key space. Partitions 0..P-1 hold
+// object metadata; System holds cluster-wide records (buckets, credentials).
+type Partition uint32
+
+// System is the partition of cluster-wide records: buckets, credentials and,
+// later, the layout. It is never the target of a key hash.
+const System Partition = 1<<32 - 1
+
+// Item is a stored value and the revision at which it was last written.
+// Revisions increase with every commit to a partition and are never reused,
+// so a revision names one exact value of a key.
+type Item struct {
+	Value []byte
+	Rev   uint64
+}
+
+// Cond is a precondition of a Txn: the key must currently be at Rev.
+// Rev 0 means the key must be absent.
+type Cond struct {
+	Key []byte
+	Rev uint64
+}
+
+// Txn is an atomic, conditional write to one partition: when every Cond
+// holds, all Puts and Deletes are applied together; otherwise nothing is.
+// Txns are deterministic so that a Raft group can replicate them as-is.
+type Txn struct {
+	Conds   []Cond
+	Puts    []KV
+	Deletes [][]byte
+}
+
+// KV is one key and value of a Txn.
+type KV struct {
+	Key   []byte
+	Value []byte
+}
+
+// Store is the metadata of the node, organised by partition. On one node the
+// partitions are local; the cluster backs each one with a Raft group. All
+// methods are safe for concurrent use.
+type Store interface {
+	// Get returns the item at key in partition p, or ErrNotFound.
+	Get(ctx context.Context, p Partition, key []byte) (Item, error)
+	// Scan calls fn for each key in [start, end) of partition p in byte
+	// order until fn returns false. A nil end means the end of the
+	// partition. fn must not retain key or item.Value after it returns.
+	Scan(ctx context.Context, p Partition, start, end []byte, fn func(key []byte, item Item) bool) error
+	// Commit applies txn durably and atomically if every condition holds,
+	// and returns the revision it was applied at. It returns ErrConflict,
+	// and changes nothing, if a condition does not hold.
+	Commit(ctx context.Context, p Partition, txn Txn) (rev uint64, err error)
+}
+
+var (
+	// ErrNotFound is returned by Get for a key that is absent.
+	ErrNotFound = errors.New("meta: key not found")
+	// ErrConflict is returned by Commit when a condition does not hold.
+	ErrConflict = errors.New("meta: condition failed")
+	// ErrUnavailable is returned when the partition cannot commit or read
+	// now (no quorum of metadata replicas); the caller answers 503.
+	ErrUnavailable = errors.New("meta: partition unavailable")
+)
