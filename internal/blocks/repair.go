@@ -1,0 +1,125 @@
+package blocks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/redoubt-io/redoubt/internal/store"
+)
+
+// Repair checks every shard of ref — present, the right length, every block
+// verified — and rebuilds the missing or corrupt ones from K good shards
+// onto the drives ref names. It returns how many shards it rebuilt. Shards
+// whose drive is failed cannot be rebuilt; Repair then returns what it
+// rebuilt with an error wrapping store.ErrDriveFailed. Fewer than K good
+// shards is ErrUnreadable.
+func (s *Set) Repair(ctx context.Context, ref Ref) (rebuilt int, err error) {
+	g, err := s.geometry(ref)
+	if err != nil {
+		return 0, err
+	}
+	n := ref.K + ref.M
+	src := newShardSource(s, ref, g)
+	src.noted = true // being repaired now
+	defer src.close()
+	var targets []int
+	var unreachable []error
+	for i := range n {
+		d := s.byID[ref.Drives[i]]
+		if d == nil {
+			unreachable = append(unreachable, fmt.Errorf("shard %d: drive %s unknown: %w", i, ref.Drives[i], store.ErrDriveFailed))
+			src.state[i] = bad
+			continue
+		}
+		r := src.open(ctx, i)
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		if r != nil {
+			if _, verr := r.Verify(ctx); verr != nil {
+				if ctx.Err() != nil {
+					return 0, ctx.Err()
+				}
+				src.markBad(i, d, verr)
+			}
+		}
+		if src.state[i] == good {
+			continue
+		}
+		if d.State() != store.Online {
+			unreachable = append(unreachable, fmt.Errorf("shard %d: drive %s: %w", i, d.Path(), store.ErrDriveFailed))
+			continue
+		}
+		targets = append(targets, i)
+	}
+	nGood := 0
+	for _, st := range src.state {
+		if st == good {
+			nGood++
+		}
+	}
+	if nGood < ref.K {
+		return 0, fmt.Errorf("blocks: repair %s: %w: %d of %d shards good, need %d", ref.ID, ErrUnreadable, nGood, n, ref.K)
+	}
+	if len(targets) > 0 {
+		if err := s.rebuild(ctx, ref, g, src, targets); err != nil {
+			return 0, err
+		}
+		s.log.Info("repaired shards", "ref", ref.ID, "shards", targets)
+	}
+	if len(unreachable) > 0 {
+		return len(targets), fmt.Errorf("blocks: repair %s: %w", ref.ID, errors.Join(unreachable...))
+	}
+	return len(targets), nil
+}
+
+// rebuild streams the chunks of ref from the good shards of src and writes
+// the shards in targets.
+func (s *Set) rebuild(ctx context.Context, ref Ref, g geometry, src *shardSource, targets []int) error {
+	writers := make([]*store.Writer, len(targets))
+	abort := func() {
+		for _, w := range writers {
+			if w != nil {
+				w.Abort()
+			}
+		}
+	}
+	for j, i := range targets {
+		w, err := s.byID[ref.Drives[i]].Create(ctx, store.Name{ID: ref.ID, Shard: i})
+		if err != nil {
+			abort()
+			return fmt.Errorf("blocks: repair %s shard %d: %w", ref.ID, i, err)
+		}
+		writers[j] = w
+	}
+	// Shards being rebuilt must not be read as sources.
+	for _, i := range targets {
+		src.state[i] = bad
+	}
+	bufp := s.getBuf(g.coder.StripeSize(int(min(g.stripe, ref.Size))))
+	defer s.putBuf(bufp)
+	shards := make([][]byte, ref.K+ref.M)
+	for c := range g.chunks {
+		if _, err := src.fetch(ctx, c, *bufp, shards, true, 0, 0); err != nil {
+			abort()
+			return fmt.Errorf("blocks: repair: %w", err)
+		}
+		for j, i := range targets {
+			if _, err := writers[j].Write(shards[i]); err != nil {
+				abort()
+				return fmt.Errorf("blocks: repair %s shard %d: %w", ref.ID, i, err)
+			}
+		}
+	}
+	var errs []error
+	for j, w := range writers {
+		if err := w.Commit(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shard %d: %w", targets[j], err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("blocks: repair %s: %w", ref.ID, errors.Join(errs...))
+	}
+	return nil
+}

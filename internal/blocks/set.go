@@ -1,0 +1,306 @@
+package blocks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/zeebo/xxh3"
+
+	"github.com/redoubt-io/redoubt/internal/erasure"
+	"github.com/redoubt-io/redoubt/internal/placement"
+	"github.com/redoubt-io/redoubt/internal/store"
+)
+
+// Errors of Set, in addition to ErrBadRef.
+var (
+	// ErrQuorum: a Write could not make enough shards durable.
+	ErrQuorum = errors.New("write quorum not reached")
+	// ErrUnreadable: fewer than K shards of a chunk could be read; the data
+	// is unavailable (drives down) or lost.
+	ErrUnreadable = errors.New("too few shards readable")
+	// ErrRange: Open was asked for bytes outside the data.
+	ErrRange = errors.New("range outside data")
+)
+
+// Config tunes a Set. Start from DefaultConfig.
+type Config struct {
+	// Policy is the redundancy of data written from now on; data already
+	// written keeps the policy recorded in its Ref.
+	Policy placement.Policy
+	// ChunkSize is the bytes of each data shard per chunk, so a chunk
+	// (stripe) holds K*ChunkSize object bytes. Larger chunks mean larger
+	// sequential I/O and fewer calls; smaller ones mean less memory per
+	// request and less read amplification for small ranges. 1 MiB.
+	ChunkSize int
+	// WriteAhead is how many coded stripes may wait for slow drives while
+	// the next one is read. A Write holds at most WriteAhead+2 stripes:
+	// memory per Write is about (WriteAhead+2)*(K+M)*ChunkSize. 2.
+	WriteAhead int
+	// ReadAhead is how many chunks a reader decodes ahead of its consumer. 2.
+	ReadAhead int
+	// MaxRepairBacklog bounds the refs remembered as needing repair; more
+	// are counted and dropped (a scrub finds them again). 10000.
+	MaxRepairBacklog int
+	// OnNeedsRepair, if set, is called once per Open that found a missing or
+	// corrupt shard, from the reading goroutine; it must not block.
+	OnNeedsRepair func(Ref)
+	// HealthInterval is how often Run re-checks the drives. 30 s.
+	HealthInterval time.Duration
+}
+
+// DefaultConfig returns the defaults described on each field, with policy.
+func DefaultConfig(policy placement.Policy) Config {
+	return Config{Policy: policy, ChunkSize: 1 << 20, WriteAhead: 2, ReadAhead: 2,
+		MaxRepairBacklog: 10000, HealthInterval: 30 * time.Second}
+}
+
+// Validate reports whether c can be used.
+func (c Config) Validate() error {
+	if err := c.Policy.Validate(); err != nil {
+		return fmt.Errorf("blocks: %w", err)
+	}
+	switch {
+	case c.ChunkSize < 4<<10 || c.ChunkSize > 64<<20:
+		return fmt.Errorf("blocks: chunk size %d outside [4 KiB, 64 MiB]", c.ChunkSize)
+	case c.WriteAhead < 1 || c.ReadAhead < 1:
+		return fmt.Errorf("blocks: write-ahead %d and read-ahead %d must be positive", c.WriteAhead, c.ReadAhead)
+	case c.MaxRepairBacklog < 0:
+		return fmt.Errorf("blocks: negative repair backlog")
+	case c.HealthInterval <= 0:
+		return fmt.Errorf("blocks: health interval %v must be positive", c.HealthInterval)
+	}
+	return nil
+}
+
+// DriveStatus is what the admin status page shows of one drive.
+type DriveStatus = store.Stats
+
+// Set stores data over one node's drives. See the package doc.
+type Set struct {
+	cfg    Config
+	drives []*store.Drive
+	byID   map[string]*store.Drive
+	log    *slog.Logger
+
+	coders sync.Map // placement.Policy -> erasure.Coder
+	bufs   sync.Pool
+
+	corruptShards atomic.Uint64
+	repairDropped atomic.Uint64
+
+	mu struct {
+		sync.Mutex
+		repair map[string]Ref
+	}
+}
+
+var _ Store = (*Set)(nil)
+
+// New returns a Set over drives, which must all belong to one store set.
+func New(cfg Config, drives []*store.Drive, logger *slog.Logger) (*Set, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if n := cfg.Policy.Shards(); n > len(drives) {
+		return nil, fmt.Errorf("blocks: policy %v needs %d drives, have %d", cfg.Policy, n, len(drives))
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Set{cfg: cfg, drives: drives, byID: map[string]*store.Drive{}, log: logger}
+	for _, d := range drives {
+		if _, dup := s.byID[d.ID()]; dup {
+			return nil, fmt.Errorf("blocks: drive %s given twice", d.ID())
+		}
+		s.byID[d.ID()] = d
+	}
+	s.mu.repair = map[string]Ref{}
+	if _, err := s.coder(cfg.Policy.K, cfg.Policy.M, cfg.Policy.Mirror); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Drives returns the drives of the set, in configuration order.
+func (s *Set) Drives() []*store.Drive { return s.drives }
+
+func (s *Set) coder(k, m int, mirror bool) (erasure.Coder, error) {
+	key := placement.Policy{K: k, M: m, Mirror: mirror}
+	if c, ok := s.coders.Load(key); ok {
+		return c.(erasure.Coder), nil
+	}
+	var c erasure.Coder
+	var err error
+	if mirror || k+m == 1 {
+		c, err = erasure.NewMirror(k + m)
+	} else {
+		c, err = erasure.New(k, m)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("blocks: %w", err)
+	}
+	s.coders.Store(key, c)
+	return c, nil
+}
+
+func (s *Set) getBuf(n int) *[]byte {
+	if v, ok := s.bufs.Get().(*[]byte); ok && cap(*v) >= n {
+		*v = (*v)[:n]
+		return v
+	}
+	b := make([]byte, n)
+	return &b
+}
+
+func (s *Set) putBuf(b *[]byte) { s.bufs.Put(b) }
+
+// pick chooses the drive of each shard of a new ref: a rotation starting
+// at a hash of the ID spreads load, and drives known failed are passed over
+// while enough healthy ones remain.
+func (s *Set) pick(id string, shards int) []*store.Drive {
+	n := len(s.drives)
+	start := int(xxh3.HashString(id) % uint64(n))
+	out := make([]*store.Drive, 0, shards)
+	var failed []*store.Drive
+	for j := range n {
+		d := s.drives[(start+j)%n]
+		if d.State() != store.Online {
+			failed = append(failed, d)
+			continue
+		}
+		if len(out) < shards {
+			out = append(out, d)
+		}
+	}
+	for _, d := range failed {
+		if len(out) == shards {
+			break
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// geometry of a Ref's chunks.
+type geometry struct {
+	stripe    int64 // object bytes per full chunk
+	shardFull int64 // shard bytes of a full chunk
+	chunks    int64
+	coder     erasure.Coder
+}
+
+func (s *Set) geometry(ref Ref) (geometry, error) {
+	if err := ref.validate(); err != nil {
+		return geometry{}, err
+	}
+	c, err := s.coder(ref.K, ref.M, ref.Mirror)
+	if err != nil {
+		return geometry{}, err
+	}
+	if ref.ChunkSize > 1<<30 {
+		return geometry{}, fmt.Errorf("%w: chunk size %d", ErrBadRef, ref.ChunkSize)
+	}
+	return geometry{
+		stripe:    ref.ChunkSize,
+		shardFull: int64(c.ShardSize(int(ref.ChunkSize))),
+		chunks:    (ref.Size + ref.ChunkSize - 1) / ref.ChunkSize,
+		coder:     c,
+	}, nil
+}
+
+func (g geometry) chunkLen(size, c int64) int64 { return min(g.stripe, size-c*g.stripe) }
+
+func (g geometry) shardLen(size int64) int64 {
+	if g.chunks == 0 {
+		return 0
+	}
+	return (g.chunks-1)*g.shardFull + int64(g.coder.ShardSize(int(g.chunkLen(size, g.chunks-1))))
+}
+
+// noteRepair records that ref has a bad shard.
+func (s *Set) noteRepair(ref Ref) {
+	s.mu.Lock()
+	_, known := s.mu.repair[ref.ID]
+	if !known {
+		if len(s.mu.repair) < s.cfg.MaxRepairBacklog {
+			s.mu.repair[ref.ID] = ref
+		} else {
+			s.repairDropped.Add(1)
+		}
+	}
+	s.mu.Unlock()
+	if s.cfg.OnNeedsRepair != nil {
+		s.cfg.OnNeedsRepair(ref)
+	}
+}
+
+// NeedsRepair returns the refs reads found missing or corrupt shards in,
+// and forgets them: the caller is expected to Repair each.
+func (s *Set) NeedsRepair() []Ref {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Ref, 0, len(s.mu.repair))
+	for _, r := range s.mu.repair {
+		out = append(out, r)
+	}
+	clear(s.mu.repair)
+	return out
+}
+
+// CorruptShards is how many corrupt shards reads and repairs have found.
+func (s *Set) CorruptShards() uint64 { return s.corruptShards.Load() }
+
+// Status reports every drive, in configuration order.
+func (s *Set) Status() []DriveStatus {
+	out := make([]DriveStatus, len(s.drives))
+	for i, d := range s.drives {
+		out[i] = d.Stats()
+	}
+	return out
+}
+
+// CheckDrives re-checks every drive now, bringing recovered ones back.
+func (s *Set) CheckDrives() {
+	for _, d := range s.drives {
+		_ = d.Check() // state changes are logged by the drive
+	}
+}
+
+// Run checks the drives every HealthInterval until ctx is done.
+func (s *Set) Run(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.HealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			s.CheckDrives()
+		}
+	}
+}
+
+// Delete removes ref's shards from every drive it can reach. Shards on
+// failed or unknown drives stay behind as orphans for garbage collection.
+func (s *Set) Delete(ctx context.Context, ref Ref) error {
+	if err := ref.validate(); err != nil {
+		return err
+	}
+	var errs []error
+	for i, id := range ref.Drives {
+		d := s.byID[id]
+		if d == nil {
+			continue
+		}
+		err := d.Remove(ctx, store.Name{ID: ref.ID, Shard: i})
+		if err != nil && !errors.Is(err, store.ErrDriveFailed) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,201 @@
+package blocks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/redoubt-io/redoubt/internal/store"
+)
+
+// stripe is one coded chunk shared by the shard writers; the last writer
+// done with it returns its buffer to the pool.
+type stripe struct {
+	buf    *[]byte
+	shards [][]byte
+	refs   atomic.Int32
+}
+
+func (s *Set) release(st *stripe) {
+	if st.refs.Add(-1) == 0 {
+		s.putBuf(st.buf)
+	}
+}
+
+// shardSink writes one shard file from a stream of stripes.
+type shardSink struct {
+	idx   int
+	drive *store.Drive
+	w     *store.Writer
+	in    chan *stripe
+	err   error // set by the sink goroutine; read after done
+	done  chan struct{}
+}
+
+// Write implements Store. See Config for its memory bound.
+func (s *Set) Write(ctx context.Context, r io.Reader) (Ref, error) {
+	pol := s.cfg.Policy
+	coder, err := s.coder(pol.K, pol.M, pol.Mirror)
+	if err != nil {
+		return Ref{}, err
+	}
+	id := store.NewID()
+	n := pol.Shards()
+	quorum := pol.WriteQuorum()
+	stripeLen := s.cfg.ChunkSize * pol.K
+	ref := Ref{ID: id, K: pol.K, M: pol.M, Mirror: pol.Mirror, ChunkSize: int64(stripeLen), Drives: make([]string, n)}
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	targets := s.pick(id, n)
+	sinks := make([]*shardSink, n)
+	var failed atomic.Int32
+	var firstErr sync.Once
+	var cause error
+	fail := func(err error) {
+		firstErr.Do(func() { cause = err })
+		if int(failed.Add(1)) > n-quorum {
+			cancel(fmt.Errorf("%w: %d of %d shards failed, last: %w", ErrQuorum, failed.Load(), n, err))
+		}
+	}
+	for i, d := range targets {
+		ref.Drives[i] = d.ID()
+		sk := &shardSink{idx: i, drive: d, in: make(chan *stripe, s.cfg.WriteAhead), done: make(chan struct{})}
+		sinks[i] = sk
+		w, err := d.Create(ctx, store.Name{ID: id, Shard: i})
+		if err != nil {
+			sk.err = err
+			fail(err)
+			close(sk.done)
+			continue
+		}
+		sk.w = w
+	}
+	if err := context.Cause(ctx); err != nil {
+		for _, sk := range sinks {
+			if sk.w != nil {
+				sk.w.Abort()
+			}
+		}
+		return Ref{}, fmt.Errorf("blocks: write: %w", err)
+	}
+	var live []*shardSink
+	for _, sk := range sinks {
+		if sk.w != nil {
+			live = append(live, sk)
+			go s.runSink(ctx, sk, fail)
+		}
+	}
+
+	size, rerr := s.feed(ctx, r, coder, stripeLen, live)
+	for _, sk := range live {
+		close(sk.in)
+	}
+	for _, sk := range live {
+		<-sk.done
+	}
+	if rerr == nil {
+		rerr = context.Cause(ctx)
+	}
+	ok := 0
+	for _, sk := range sinks {
+		if sk.err == nil {
+			ok++
+		}
+	}
+	if rerr == nil && ok < quorum {
+		rerr = fmt.Errorf("%w: %d of %d shards durable, need %d: %w", ErrQuorum, ok, n, quorum, cause)
+	}
+	if rerr != nil {
+		// Nothing refers to the shards yet; remove the durable ones so no
+		// orphan outlives a failed write where the drive lets us.
+		for _, sk := range sinks {
+			if sk.err == nil {
+				_ = sk.drive.Remove(context.WithoutCancel(ctx), store.Name{ID: id, Shard: sk.idx})
+			}
+		}
+		return Ref{}, fmt.Errorf("blocks: write: %w", rerr)
+	}
+	if ok < n {
+		s.log.Warn("write stored fewer shards than the policy asks; it needs repair",
+			"ref", id, "stored", ok, "shards", n, "err", cause)
+		ref.Size = size
+		s.noteRepair(ref)
+	}
+	ref.Size = size
+	return ref, nil
+}
+
+// feed reads stripes from r, codes them and hands them to the sinks, until
+// EOF, a read error or cancellation. It returns the bytes read.
+func (s *Set) feed(ctx context.Context, r io.Reader, coder interface {
+	StripeSize(int) int
+	Shards() int
+	Encode([]byte, [][]byte) error
+}, stripeLen int, live []*shardSink) (int64, error) {
+	var size int64
+	bufLen := coder.StripeSize(stripeLen)
+	for {
+		if err := ctx.Err(); err != nil {
+			return size, context.Cause(ctx)
+		}
+		buf := s.getBuf(bufLen)
+		n, err := io.ReadFull(r, (*buf)[:stripeLen])
+		if n > 0 {
+			size += int64(n)
+			st := &stripe{buf: buf, shards: make([][]byte, coder.Shards())}
+			if eerr := coder.Encode((*buf)[:n], st.shards); eerr != nil {
+				s.putBuf(buf)
+				return size, eerr
+			}
+			st.refs.Store(int32(len(live)))
+			for _, sk := range live {
+				select {
+				case sk.in <- st:
+				case <-ctx.Done():
+					// This sink will never see st: drop its reference.
+					s.release(st)
+				}
+			}
+		} else {
+			s.putBuf(buf)
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			return size, nil
+		default:
+			return size, fmt.Errorf("reading data: %w", err)
+		}
+	}
+}
+
+func (s *Set) runSink(ctx context.Context, sk *shardSink, fail func(error)) {
+	defer close(sk.done)
+	for st := range sk.in {
+		if sk.err == nil && ctx.Err() == nil {
+			if _, err := sk.w.Write(st.shards[sk.idx]); err != nil {
+				sk.err = err
+				fail(err)
+			}
+		}
+		s.release(st)
+	}
+	if sk.err == nil {
+		if err := ctx.Err(); err != nil {
+			sk.err = context.Cause(ctx)
+		}
+	}
+	if sk.err != nil {
+		sk.w.Abort()
+		return
+	}
+	if err := sk.w.Commit(ctx); err != nil {
+		sk.err = err
+		fail(err)
+	}
+}

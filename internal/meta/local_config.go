@@ -1,0 +1,91 @@
+package meta
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// LocalConfig configures a Local store.
+type LocalConfig struct {
+	// Dirs holds one directory per drive, 1 to 3 of them; each holds a full
+	// replica of the metadata. More replicas survive more drive losses; each
+	// one costs a write and an fsync per commit (fsyncs run in parallel).
+	Dirs []string
+	// Logger receives replica failures and Pebble's own messages. Nil
+	// discards them.
+	Logger *slog.Logger
+	// CacheBytes is the block cache shared by all replicas. Reads go to one
+	// replica at a time, so one cache serves them all.
+	CacheBytes int64
+	// MemTableBytes is the size of each replica's memtable. Larger tables
+	// absorb more writes between flushes but take longer to replay from the
+	// WAL at open and hold more memory (up to twice this per replica).
+	MemTableBytes uint64
+	// ReplicaTimeout bounds how long a commit waits for one replica to
+	// apply and sync a batch. A replica that takes longer is marked failed,
+	// so a hung drive delays commits by at most this much once. It must
+	// exceed the worst fsync latency of a healthy but busy drive.
+	ReplicaTimeout time.Duration
+	// LogRing is the number of recent commits each replica keeps in its log
+	// so that a replica that missed some of them at a crash can be brought
+	// up to date at open by replaying them. A replica that lags further is
+	// rebuilt by copying a healthy one. It costs up to LogRing times the
+	// average commit size of disk per replica.
+	LogRing uint64
+}
+
+// DefaultLocalConfig returns a configuration for dirs with defaults sized
+// for one node's object metadata with small objects stored inline.
+func DefaultLocalConfig(dirs ...string) LocalConfig {
+	return LocalConfig{
+		Dirs: dirs,
+		// 64 MiB keeps the hot part of listings and bucket records cached
+		// without competing with the page cache that serves shard reads.
+		CacheBytes: 64 << 20,
+		// 16 MiB: a few thousand inline 4 KiB objects per flush, and a WAL
+		// replay at open well under a second.
+		MemTableBytes: 16 << 20,
+		// A healthy drive under load rarely takes more than a few seconds to
+		// fsync; a dead one may never answer.
+		ReplicaTimeout: 20 * time.Second,
+		// Replicas differ at a crash only by commits in flight, far fewer
+		// than 1024; the ring costs at most 1024 inline objects of disk.
+		LogRing: 1024,
+	}
+}
+
+// maxLocalReplicas is the most replicas a Local store keeps: one per drive
+// up to three, which survives the loss of any two drives.
+const maxLocalReplicas = 3
+
+// Validate reports whether c can be used.
+func (c LocalConfig) Validate() error {
+	if len(c.Dirs) < 1 || len(c.Dirs) > maxLocalReplicas {
+		return fmt.Errorf("meta: %d replica dirs, want 1 to %d", len(c.Dirs), maxLocalReplicas)
+	}
+	seen := make(map[string]bool)
+	for _, d := range c.Dirs {
+		if d == "" {
+			return errors.New("meta: empty replica dir")
+		}
+		if seen[d] {
+			return fmt.Errorf("meta: replica dir %q given twice", d)
+		}
+		seen[d] = true
+	}
+	if c.CacheBytes < 0 {
+		return fmt.Errorf("meta: negative cache size %d", c.CacheBytes)
+	}
+	if c.MemTableBytes < 1<<20 {
+		return fmt.Errorf("meta: memtable size %d below 1 MiB", c.MemTableBytes)
+	}
+	if c.ReplicaTimeout <= 0 {
+		return fmt.Errorf("meta: replica timeout %v must be positive", c.ReplicaTimeout)
+	}
+	if c.LogRing < 16 {
+		return fmt.Errorf("meta: log ring %d below 16", c.LogRing)
+	}
+	return nil
+}

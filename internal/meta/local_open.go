@@ -1,0 +1,279 @@
+package meta
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// replicaState is what open learns of one replica before reconciling.
+type replicaState struct {
+	empty   bool
+	id      []byte
+	applied uint64
+	base    uint64
+}
+
+// openReplica opens r's database, creating it if need be.
+func (l *Local) openReplica(r *replica, cache *pebble.Cache) error {
+	if err := os.MkdirAll(r.dir, 0o755); err != nil {
+		return err
+	}
+	db, err := pebble.Open(r.path, &pebble.Options{
+		Cache:              cache,
+		MemTableSize:       l.cfg.MemTableBytes,
+		Logger:             pebbleLogger{r: r},
+		EventListener:      r.eventListener(),
+		FormatMajorVersion: pebble.FormatNewest,
+	})
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(r.path)
+	if err != nil {
+		_ = closeDB(db)
+		return err
+	}
+	r.db, r.info = db, fi
+	return nil
+}
+
+// readState reads the bookkeeping keys of r.
+func readState(r *replica) (replicaState, error) {
+	var st replicaState
+	var ver []byte
+	get := func(k []byte) ([]byte, error) {
+		var out []byte
+		found, err := getRaw(r, k, func(v []byte) { out = bytes.Clone(v) })
+		if err != nil || !found {
+			return nil, err
+		}
+		return out, nil
+	}
+	ver, err := get(versionKey)
+	if err != nil {
+		return st, err
+	}
+	if ver == nil {
+		st.empty = true
+		return st, nil
+	}
+	if v, n := binary.Uvarint(ver); n <= 0 || v != localFormatVersion {
+		return st, fmt.Errorf("meta: replica %s has unknown format version %x", r.dir, ver)
+	}
+	if st.id, err = get(idKey); err != nil {
+		return st, err
+	}
+	for _, kv := range []struct {
+		k []byte
+		v *uint64
+	}{{appliedKey, &st.applied}, {baseKey, &st.base}} {
+		b, err := get(kv.k)
+		if err != nil {
+			return st, err
+		}
+		if len(b) != 8 {
+			return st, fmt.Errorf("meta: replica %s: bad bookkeeping key %q", r.dir, kv.k)
+		}
+		*kv.v = binary.BigEndian.Uint64(b)
+	}
+	return st, nil
+}
+
+// openAndReconcile opens every replica and makes the healthy ones identical:
+// a replica that missed recent commits replays them from the most advanced
+// replica's log; one that lags beyond the log, is empty or belongs to another
+// store is rebuilt from a copy of it. It returns the sequence of the last
+// commit.
+func (l *Local) openAndReconcile(cache *pebble.Cache) (uint64, error) {
+	states := make([]replicaState, len(l.replicas))
+	var openErrs []error
+	for i, r := range l.replicas {
+		_ = os.RemoveAll(filepath.Join(r.dir, rebuildSubdir))
+		if err := l.openReplica(r, cache); err != nil {
+			r.fail(fmt.Errorf("open: %w", err))
+			openErrs = append(openErrs, err)
+			continue
+		}
+		st, err := readState(r)
+		if err != nil {
+			// An unknown format is not ours to overwrite.
+			return 0, err
+		}
+		states[i] = st
+	}
+	if l.readReplica() == nil {
+		return 0, fmt.Errorf("meta: open: no replica could be opened: %w: %w", ErrUnavailable, errors.Join(openErrs...))
+	}
+
+	// The store's identity is the one most non-empty replicas carry.
+	counts := make(map[string]int)
+	for i, r := range l.replicas {
+		if r.healthy() && !states[i].empty {
+			counts[string(states[i].id)]++
+		}
+	}
+	if len(counts) == 0 {
+		return 0, l.initialize()
+	}
+	var id string
+	best, tie := 0, false
+	for k, n := range counts {
+		switch {
+		case n > best:
+			id, best, tie = k, n, false
+		case n == best:
+			tie = true
+		}
+	}
+	if tie {
+		return 0, fmt.Errorf("meta: open: replicas belong to %d different stores", len(counts))
+	}
+
+	src := -1
+	for i, r := range l.replicas {
+		if r.healthy() && !states[i].empty && string(states[i].id) == id &&
+			(src < 0 || states[i].applied > states[src].applied) {
+			src = i
+		}
+	}
+	S, M := l.replicas[src], states[src].applied
+	for i, r := range l.replicas {
+		if i == src || !r.healthy() {
+			continue
+		}
+		st := states[i]
+		var err error
+		switch {
+		case st.empty || string(st.id) != id:
+			l.log.Info("rebuilding metadata replica", "dir", r.dir, "from", S.dir, "reason", "new or foreign")
+			err = l.rebuild(r, S, cache)
+		case st.applied == M:
+		case st.applied >= states[src].base && st.applied+l.cfg.LogRing >= M:
+			l.log.Info("replaying commits on metadata replica", "dir", r.dir, "from", st.applied, "to", M)
+			err = replay(r, S, st.applied, M, l.cfg.LogRing)
+		default:
+			l.log.Info("rebuilding metadata replica", "dir", r.dir, "from", S.dir, "reason", "lags beyond log", "applied", st.applied, "source_applied", M)
+			err = l.rebuild(r, S, cache)
+		}
+		if err != nil {
+			r.fail(fmt.Errorf("reconcile: %w", err))
+		}
+	}
+	// Every healthy replica now holds the state at M: restart the log.
+	for _, r := range l.replicas {
+		if !r.healthy() {
+			continue
+		}
+		b := r.db.NewBatch()
+		_ = b.DeleteRange([]byte{sysPrefix, 'l'}, []byte{sysPrefix, 'l' + 1}, nil)
+		_ = b.Set(baseKey, u64(M), nil)
+		if err := r.db.Apply(b, pebble.Sync); err != nil {
+			r.fail(fmt.Errorf("reset log: %w", err))
+		}
+		_ = b.Close()
+	}
+	if l.readReplica() == nil {
+		return 0, l.unavailable("open")
+	}
+	return M, nil
+}
+
+// initialize writes the bookkeeping keys of a new store to every replica.
+func (l *Local) initialize() error {
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return err
+	}
+	for _, r := range l.replicas {
+		if !r.healthy() {
+			continue
+		}
+		b := r.db.NewBatch()
+		_ = b.Set(versionKey, binary.AppendUvarint(nil, localFormatVersion), nil)
+		_ = b.Set(idKey, id, nil)
+		_ = b.Set(appliedKey, u64(0), nil)
+		_ = b.Set(baseKey, u64(0), nil)
+		if err := r.db.Apply(b, pebble.Sync); err != nil {
+			r.fail(fmt.Errorf("initialize: %w", err))
+		}
+		_ = b.Close()
+	}
+	if l.readReplica() == nil {
+		return l.unavailable("initialize")
+	}
+	return nil
+}
+
+// replay applies the commits in (from, to] of src's log to r, in order, in
+// one synced batch.
+func replay(r, src *replica, from, to, ring uint64) error {
+	it, err := src.db.NewIter(&pebble.IterOptions{LowerBound: logKey(from + 1), UpperBound: logKey(to + 1)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	b := r.db.NewBatch()
+	defer b.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		seq := binary.BigEndian.Uint64(it.Key()[2:])
+		entry, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		p, txn, err := decodeLogEntry(entry)
+		if err != nil {
+			return fmt.Errorf("log entry %d: %w", seq, err)
+		}
+		fillBatch(b, p, &txn, seq, entry, ring)
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	// Commits that reached no replica leave holes in the sequence; the
+	// applied mark still moves to src's.
+	_ = b.Set(appliedKey, u64(to), nil)
+	return r.db.Apply(b, pebble.Sync)
+}
+
+// rebuild replaces r's database with a checkpoint of src's. The copy is
+// assembled aside and renamed into place, so a crash leaves either the old
+// database or the new one (and a leftover that the next open removes).
+func (l *Local) rebuild(r, src *replica, cache *pebble.Cache) error {
+	if err := closeDB(r.db); err != nil {
+		l.log.Warn("closing replica before rebuild", "dir", r.dir, "err", err)
+	}
+	r.db = nil
+	tmp := filepath.Join(r.dir, rebuildSubdir)
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	if err := src.db.Checkpoint(tmp, pebble.WithFlushedWAL()); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := os.RemoveAll(r.path); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, r.path); err != nil {
+		return err
+	}
+	if err := syncDir(r.dir); err != nil {
+		return err
+	}
+	return l.openReplica(r, cache)
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}

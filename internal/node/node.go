@@ -1,0 +1,333 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/redoubt-io/redoubt/internal/admin"
+	"github.com/redoubt-io/redoubt/internal/blocks"
+	"github.com/redoubt-io/redoubt/internal/meta"
+	"github.com/redoubt-io/redoubt/internal/objects"
+	"github.com/redoubt-io/redoubt/internal/placement"
+	"github.com/redoubt-io/redoubt/internal/s3api"
+	"github.com/redoubt-io/redoubt/internal/s3api/sigv4"
+	"github.com/redoubt-io/redoubt/internal/store"
+)
+
+// Config is everything a node needs to start.
+type Config struct {
+	// DataDirs are the drives, one directory each, in a stable order: the
+	// order decides which drives hold the metadata replicas (the first
+	// three) and must stay the same across restarts.
+	DataDirs []string
+	// S3Addr and AdminAddr are the listen addresses; port 0 picks one.
+	S3Addr, AdminAddr string
+	Region            string
+	// Domains enable virtual-host-style bucket addressing.
+	Domains []string
+	// Policy overrides the redundancy chosen by drive count.
+	Policy *placement.Policy
+	// InlineMax is the largest object kept inside its metadata record.
+	InlineMax int
+	// TLSCert and TLSKey, when both set, serve S3 over TLS.
+	TLSCert, TLSKey string
+	// ShutdownTimeout bounds how long in-flight requests may take to
+	// finish after a shutdown begins.
+	ShutdownTimeout time.Duration
+	// Credentials, when set, are the root credentials; otherwise they are
+	// loaded from the data directories or generated on first start.
+	Credentials *Credentials
+	Version     string
+}
+
+// DefaultConfig is a one-drive node on the standard loopback ports.
+func DefaultConfig() Config {
+	return Config{
+		DataDirs:        []string{"redoubt-data"},
+		S3Addr:          "127.0.0.1:3900",
+		AdminAddr:       "127.0.0.1:3903",
+		Region:          "us-east-1",
+		InlineMax:       objects.DefaultConfig().InlineMax,
+		ShutdownTimeout: 30 * time.Second,
+		Version:         "dev",
+	}
+}
+
+// Validate checks the rules that span fields.
+func (c Config) Validate() error {
+	if len(c.DataDirs) == 0 {
+		return errors.New("at least one data directory is needed")
+	}
+	seen := map[string]bool{}
+	for _, d := range c.DataDirs {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return err
+		}
+		if seen[abs] {
+			return fmt.Errorf("data directory %s given twice", d)
+		}
+		seen[abs] = true
+	}
+	if c.Region == "" {
+		return errors.New("region must not be empty")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("TLS needs both a certificate and a key")
+	}
+	if c.Policy != nil {
+		if err := c.Policy.Validate(); err != nil {
+			return err
+		}
+		if c.Policy.Shards() > len(c.DataDirs) {
+			return fmt.Errorf("policy %s needs %d drives, %d given", c.Policy, c.Policy.Shards(), len(c.DataDirs))
+		}
+	}
+	if c.Credentials != nil {
+		if err := c.Credentials.Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Node is one running Redoubt server: its drives, metadata, object layer
+// and front ends. Start it with Start; Serve runs it until ctx ends.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	started time.Time
+
+	Credentials Credentials
+	Policy      placement.Policy
+	// S3URL and AdminURL are the bound endpoints.
+	S3URL, AdminURL string
+
+	drives  []*store.Drive
+	data    *blocks.Set
+	md      *meta.Local
+	objects *objects.Service
+	repair  *repairer
+
+	s3Srv, adminSrv *http.Server
+	s3Ln, adminLn   net.Listener
+}
+
+// Start opens the drives and the metadata, cleans what a crash left behind,
+// and binds the listeners. It serves nothing until Serve.
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{cfg: cfg, log: logger, started: time.Now()}
+	defer func() {
+		if err != nil {
+			n.close()
+		}
+	}()
+
+	for _, d := range cfg.DataDirs {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			logger.Warn("cannot create data directory", "dir", d, "err", err)
+		}
+	}
+	n.drives, err = store.Open(ctx, store.DefaultConfig(), cfg.DataDirs, logger.With("component", "store"))
+	if err != nil {
+		return nil, fmt.Errorf("opening drives: %w", err)
+	}
+
+	n.Policy = placement.DefaultPolicy(len(n.drives))
+	if cfg.Policy != nil {
+		n.Policy = *cfg.Policy
+	}
+	bcfg := blocks.DefaultConfig(n.Policy)
+	n.data, err = blocks.New(bcfg, n.drives, logger.With("component", "blocks"))
+	if err != nil {
+		return nil, fmt.Errorf("data path: %w", err)
+	}
+
+	var metaDirs []string
+	for i, d := range cfg.DataDirs {
+		if i == 3 {
+			break
+		}
+		metaDirs = append(metaDirs, filepath.Join(d, "meta"))
+	}
+	mcfg := meta.DefaultLocalConfig(metaDirs...)
+	mcfg.Logger = logger.With("component", "meta")
+	n.md, err = meta.OpenLocal(mcfg)
+	if err != nil {
+		return nil, fmt.Errorf("opening metadata: %w", err)
+	}
+
+	ocfg := objects.DefaultConfig()
+	ocfg.InlineMax = cfg.InlineMax
+	n.objects, err = objects.New(ocfg, n.md, n.data, logger.With("component", "objects"))
+	if err != nil {
+		return nil, fmt.Errorf("object layer: %w", err)
+	}
+
+	if cfg.Credentials != nil {
+		n.Credentials = *cfg.Credentials
+	} else {
+		var created bool
+		n.Credentials, created, err = loadOrCreateCredentials(cfg.DataDirs)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			logger.Info("generated root credentials", "dirs", cfg.DataDirs)
+		}
+	}
+
+	verifier, err := sigv4.New(sigv4.Config{Region: cfg.Region, Creds: staticCreds(n.Credentials)})
+	if err != nil {
+		return nil, err
+	}
+	scfg := s3api.DefaultConfig()
+	scfg.Region = cfg.Region
+	scfg.Domains = cfg.Domains
+	front, err := s3api.New(scfg, n.objects, s3api.SigV4(verifier), logger.With("component", "s3api"))
+	if err != nil {
+		return nil, err
+	}
+	n.repair = &repairer{objects: n.objects, data: n.data, log: logger.With("component", "repair")}
+
+	n.s3Ln, err = net.Listen("tcp", cfg.S3Addr)
+	if err != nil {
+		return nil, fmt.Errorf("S3 listener: %w", err)
+	}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("loading TLS certificate: %w", err)
+		}
+		n.s3Ln = tls.NewListener(n.s3Ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		scheme = "https"
+	}
+	n.S3URL = scheme + "://" + n.s3Ln.Addr().String()
+	n.s3Srv = &http.Server{
+		Handler:           front,
+		MaxHeaderBytes:    scfg.MaxHeaderBytes + 4096,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+
+	n.adminLn, err = net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	n.AdminURL = "http://" + n.adminLn.Addr().String()
+	reg := prometheus.NewRegistry()
+	acfg := admin.DefaultConfig()
+	acfg.Registry = reg
+	mux := http.NewServeMux()
+	mux.Handle("/", admin.New(acfg, n, logger.With("component", "admin")))
+	mux.HandleFunc("/repair", n.serveRepair)
+	n.adminSrv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	return n, nil
+}
+
+// PrintBanner tells a new user where the endpoint is and how to sign in.
+func (n *Node) PrintBanner(w io.Writer) {
+	fmt.Fprintf(w, "Redoubt %s is serving S3\n", n.cfg.Version)
+	fmt.Fprintf(w, "  S3 endpoint:  %s\n", n.S3URL)
+	fmt.Fprintf(w, "  Admin:        %s\n", n.AdminURL)
+	fmt.Fprintf(w, "  Region:       %s\n", n.cfg.Region)
+	fmt.Fprintf(w, "  Access key:   %s\n", n.Credentials.AccessKey)
+	fmt.Fprintf(w, "  Secret key:   %s\n", n.Credentials.SecretKey)
+	fmt.Fprintf(w, "  Redundancy:   %s over %d drive(s), survives the loss of %d\n", n.Policy, len(n.drives), n.Policy.Tolerates())
+}
+
+// Serve runs the front ends and background work until ctx ends, then
+// stops accepting, lets in-flight requests finish within the shutdown
+// timeout, and closes the metadata.
+func (n *Node) Serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if err := n.s3Srv.Serve(n.s3Ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("S3 server: %w", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := n.adminSrv.Serve(n.adminLn); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("admin server: %w", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := n.data.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("drive health: %w", err)
+		}
+	}()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	n.log.Info("shutting down")
+	sctx, scancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+	defer scancel()
+	if serr := n.s3Srv.Shutdown(sctx); serr != nil {
+		n.log.Warn("in-flight S3 requests cut off at the shutdown deadline", "err", serr)
+		n.s3Srv.Close()
+	}
+	n.adminSrv.Shutdown(sctx)
+	cancel()
+	wg.Wait()
+	n.close()
+	return err
+}
+
+// close releases what Start opened; safe on a partly started node.
+func (n *Node) close() {
+	if n.s3Ln != nil {
+		n.s3Ln.Close()
+	}
+	if n.adminLn != nil {
+		n.adminLn.Close()
+	}
+	if n.md != nil {
+		if err := n.md.Close(); err != nil {
+			n.log.Warn("closing metadata", "err", err)
+		}
+		n.md = nil
+	}
+}
+
+// staticCreds serves the root credentials to the SigV4 verifier.
+type staticCreds Credentials
+
+func (c staticCreds) Secret(accessKey string) (string, bool) {
+	if accessKey == c.AccessKey {
+		return c.SecretKey, true
+	}
+	return "", false
+}

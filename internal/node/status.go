@@ -1,0 +1,68 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/redoubt-io/redoubt/internal/admin"
+	"github.com/redoubt-io/redoubt/internal/meta"
+	"github.com/redoubt-io/redoubt/internal/store"
+)
+
+var _ admin.StatusSource = (*Node)(nil)
+
+// Status reports the node's drives, metadata replicas, objects and repair
+// for /status.
+func (n *Node) Status(ctx context.Context) admin.Status {
+	st := admin.Status{
+		Version:       n.cfg.Version,
+		UptimeSeconds: time.Since(n.started).Seconds(),
+		Region:        n.cfg.Region,
+		S3Endpoint:    n.S3URL,
+		Policy:        n.Policy.String(),
+	}
+	for _, d := range n.data.Status() {
+		ds := admin.DriveStatus{
+			ID:            d.ID,
+			Path:          d.Path,
+			State:         admin.DriveOK,
+			UsedBytes:     int64(d.UsedBytes),
+			TotalBytes:    int64(d.TotalBytes),
+			FreeBytes:     int64(d.FreeBytes),
+			ShardsRead:    int64(d.ShardsRead),
+			CorruptBlocks: int64(d.CorruptBlocks),
+			IOErrors:      int64(d.IOErrors),
+		}
+		switch {
+		case d.State != store.Online:
+			ds.State = admin.DriveFailed
+		case d.NeedsRepair:
+			ds.State = admin.DriveNeedsRepair
+		}
+		st.CorruptionsTotal += ds.CorruptBlocks
+		st.Drives = append(st.Drives, ds)
+	}
+	for _, r := range n.md.Status() {
+		rs := admin.ReplicaStatus{Path: r.Dir, State: admin.ReplicaOK}
+		if r.State != meta.ReplicaHealthy {
+			rs.State = admin.ReplicaFailed
+		}
+		if r.Err != nil {
+			rs.LastError = r.Err.Error()
+		}
+		st.MetadataReplicas = append(st.MetadataReplicas, rs)
+	}
+	if objs, bytes, err := n.objects.Stats(ctx); err == nil {
+		st.Objects, st.Bytes = objs, bytes
+	} else {
+		n.log.Warn("counting objects for status", "err", err)
+	}
+	p := n.repair.Progress()
+	st.Repair = admin.RepairStatus{Running: p.Running, DoneBytes: p.BytesDone, TotalBytes: p.BytesTotal}
+	if !p.Finished.IsZero() {
+		st.Repair.LastRunStarted, st.Repair.LastRunFinished = p.Started, p.Finished
+		st.Repair.LastRunRepairedShards = p.Rebuilt
+		st.Repair.LastRunError = p.LastError
+	}
+	return st
+}

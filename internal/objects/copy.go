@@ -1,0 +1,84 @@
+package objects
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+func (s *Service) CopyObject(ctx context.Context, src CopySource, dstBucket, dstKey string, opts PutOptions) (ObjectInfo, error) {
+	sb, _, err := s.getBucket(ctx, src.Bucket)
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	if err := ValidKey(src.Key); err != nil {
+		return ObjectInfo{}, err
+	}
+	db := sb
+	if dstBucket != src.Bucket {
+		if db, _, err = s.getBucket(ctx, dstBucket); err != nil {
+			return ObjectInfo{}, err
+		}
+	}
+	if err := ValidKey(dstKey); err != nil {
+		return ObjectInfo{}, err
+	}
+	if src.Range.Set {
+		return ObjectInfo{}, fmt.Errorf("%w: a range is for UploadPartCopy only", ErrInvalidArgument)
+	}
+	oi, rc, err := s.getObject(ctx, sb, src.Bucket, src.Key, GetOptions{VersionID: src.VersionID, Cond: src.Cond}, true)
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	defer rc.Close()
+	if src.Bucket == dstBucket && src.Key == dstKey && !src.ReplaceMetadata && oi.IsLatest {
+		return ObjectInfo{}, fmt.Errorf("%w: copying an object onto itself needs a change, such as the REPLACE metadata directive", ErrInvalidArgument)
+	}
+	put := PutOptions{
+		ChecksumAlgorithm: opts.ChecksumAlgorithm,
+		IfMatch:           opts.IfMatch,
+		IfNoneMatch:       opts.IfNoneMatch,
+	}
+	if src.ReplaceMetadata {
+		put.ContentType, put.Headers, put.UserMeta = opts.ContentType, opts.Headers, opts.UserMeta
+	} else {
+		put.ContentType, put.Headers, put.UserMeta = oi.ContentType, oi.Headers, oi.UserMeta
+	}
+	if put.ChecksumAlgorithm == "" {
+		// Keep the source's kind of checksum, as a full-object one.
+		put.ChecksumAlgorithm = string(checksumAlg(oi.Checksums))
+	}
+	if a := checksumAlg(oi.Checksums); a != "" && oi.Checksums.Type == "FULL_OBJECT" && strings.EqualFold(put.ChecksumAlgorithm, string(a)) {
+		// The source's value is what the copy must hash to.
+		*checksumField(&put.Checksums, a) = *checksumField(&oi.Checksums, a)
+	}
+	return s.put(ctx, db, dstBucket, dstKey, rc, oi.Size, put)
+}
+
+func (s *Service) UploadPartCopy(ctx context.Context, src CopySource, bucket, key, uploadID string, part int) (PartInfo, error) {
+	sb, _, err := s.getBucket(ctx, src.Bucket)
+	if err != nil {
+		return PartInfo{}, err
+	}
+	if err := ValidKey(src.Key); err != nil {
+		return PartInfo{}, err
+	}
+	db := sb
+	if bucket != src.Bucket {
+		if db, _, err = s.getBucket(ctx, bucket); err != nil {
+			return PartInfo{}, err
+		}
+	}
+	if err := ValidKey(key); err != nil {
+		return PartInfo{}, err
+	}
+	if err := s.checkPartArgs(uploadID, part); err != nil {
+		return PartInfo{}, err
+	}
+	oi, rc, err := s.getObject(ctx, sb, src.Bucket, src.Key, GetOptions{VersionID: src.VersionID, Cond: src.Cond, Range: src.Range}, true)
+	if err != nil {
+		return PartInfo{}, err
+	}
+	defer rc.Close()
+	return s.uploadPart(ctx, db, bucket, key, uploadID, part, rc, oi.RangeLength, PartOptions{})
+}

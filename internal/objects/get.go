@@ -1,0 +1,283 @@
+package objects
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/redoubt-io/redoubt/internal/blocks"
+)
+
+// etagMatches reports whether etag (unquoted) is named by an If-Match or
+// If-None-Match value: "*" or a comma-separated list of entity tags,
+// quoted or not, weak or strong (S3 compares them all as strong).
+func etagMatches(list, etag string) bool {
+	for _, t := range strings.Split(list, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" {
+			return true
+		}
+		t = strings.TrimPrefix(t, "W/")
+		t = strings.Trim(t, `"`)
+		if t == etag {
+			return true
+		}
+	}
+	return false
+}
+
+// checkConds evaluates the read preconditions against one version, in the
+// order of RFC 7232 section 6 with the S3 rules: If-Match, when present,
+// decides alone against If-Unmodified-Since; If-None-Match, when present,
+// decides alone against If-Modified-Since. A copy source answers 412 where
+// a GET answers 304.
+func checkConds(c Preconditions, etag string, modified time.Time, copySource bool) error {
+	mod := modified.Truncate(time.Second)
+	if c.IfMatch != "" {
+		if !etagMatches(c.IfMatch, etag) {
+			return fmt.Errorf("%w: if-match", ErrPreconditionFailed)
+		}
+	} else if !c.IfUnmodifiedSince.IsZero() && mod.After(c.IfUnmodifiedSince) {
+		return fmt.Errorf("%w: if-unmodified-since", ErrPreconditionFailed)
+	}
+	notModified := ErrNotModified
+	if copySource {
+		notModified = ErrPreconditionFailed
+	}
+	if c.IfNoneMatch != "" {
+		if etagMatches(c.IfNoneMatch, etag) {
+			return fmt.Errorf("%w: if-none-match", notModified)
+		}
+	} else if !c.IfModifiedSince.IsZero() && !mod.After(c.IfModifiedSince) {
+		return fmt.Errorf("%w: if-modified-since", notModified)
+	}
+	return nil
+}
+
+// resolveRange returns the bytes of v to serve. A range whose end is
+// before its start is not a valid range and is ignored, as HTTP says.
+func resolveRange(v *versionRec, r Range, partNumber int) (start, length int64, err error) {
+	size := v.Size
+	if partNumber != 0 {
+		if r.Set {
+			return 0, 0, fmt.Errorf("%w: range and part number together", ErrInvalidArgument)
+		}
+		if partNumber < 0 {
+			return 0, 0, fmt.Errorf("%w: part number %d", ErrInvalidArgument, partNumber)
+		}
+		if !v.Multipart {
+			if partNumber != 1 {
+				return 0, 0, fmt.Errorf("%w: part %d of a single-part object", ErrInvalidRange, partNumber)
+			}
+			return 0, size, nil
+		}
+		if partNumber > len(v.Parts) {
+			return 0, 0, fmt.Errorf("%w: part %d of %d", ErrInvalidRange, partNumber, len(v.Parts))
+		}
+		for _, p := range v.Parts[:partNumber-1] {
+			start += p.Size
+		}
+		return start, v.Parts[partNumber-1].Size, nil
+	}
+	if !r.Set {
+		return 0, size, nil
+	}
+	if r.Suffix > 0 {
+		if size == 0 {
+			return 0, 0, fmt.Errorf("%w: suffix of an empty object", ErrInvalidRange)
+		}
+		n := min(r.Suffix, size)
+		return size - n, n, nil
+	}
+	if r.End >= 0 && r.End < r.Start {
+		return 0, size, nil
+	}
+	if r.Start < 0 || r.Start >= size {
+		return 0, 0, fmt.Errorf("%w: start %d of %d bytes", ErrInvalidRange, r.Start, size)
+	}
+	end := r.End
+	if end < 0 || end >= size {
+		end = size - 1
+	}
+	return r.Start, end - r.Start + 1, nil
+}
+
+// readVersion finds the version a read names: the latest when vid is "".
+// For a delete marker it returns the marker's info with the error S3
+// gives (ErrNoSuchKey, or ErrMethodNotAllowed when named by version ID),
+// so the front end can set x-amz-delete-marker.
+func (s *Service) readVersion(ctx context.Context, b bucketRec, bucket, key, vid string) (versionRec, ObjectInfo, error) {
+	p := s.partition(bucket, key)
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		h, rev, err := s.getHead(ctx, p, b.ID, key)
+		if err != nil {
+			return versionRec{}, ObjectInfo{}, err
+		}
+		ts := h.Latest
+		if vid != "" {
+			t, null, err := parseVersionID(vid)
+			if err != nil {
+				return versionRec{}, ObjectInfo{}, err
+			}
+			if null {
+				if !h.HasNull {
+					return versionRec{}, ObjectInfo{}, fmt.Errorf("%w: %q version null", ErrNoSuchVersion, key)
+				}
+				t = h.NullTS
+			}
+			ts = t
+		} else if rev == 0 {
+			return versionRec{}, ObjectInfo{}, fmt.Errorf("%w: %q", ErrNoSuchKey, key)
+		}
+		v, ok, err := s.getVersion(ctx, p, b.ID, key, ts)
+		if err != nil {
+			return versionRec{}, ObjectInfo{}, err
+		}
+		if !ok {
+			if vid != "" && !(h.HasNull && ts == h.NullTS) {
+				return versionRec{}, ObjectInfo{}, fmt.Errorf("%w: %q version %s", ErrNoSuchVersion, key, vid)
+			}
+			continue // the head moved between the two reads
+		}
+		oi := v.info(bucket, key, b.Versioning)
+		oi.IsLatest = rev != 0 && ts == h.Latest
+		if v.DeleteMarker {
+			if vid != "" {
+				return versionRec{}, oi, fmt.Errorf("%w: %q version %s", ErrMethodNotAllowed, key, vid)
+			}
+			return versionRec{}, oi, fmt.Errorf("%w: %q (delete marker)", ErrNoSuchKey, key)
+		}
+		return v, oi, nil
+	}
+	return versionRec{}, ObjectInfo{}, fmt.Errorf("%w: %q", ErrConditionalConflict, key)
+}
+
+func (s *Service) GetObject(ctx context.Context, bucket, key string, opts GetOptions) (ObjectInfo, io.ReadCloser, error) {
+	b, _, err := s.getBucket(ctx, bucket)
+	if err != nil {
+		return ObjectInfo{}, nil, err
+	}
+	if err := ValidKey(key); err != nil {
+		return ObjectInfo{}, nil, err
+	}
+	return s.getObject(ctx, b, bucket, key, opts, false)
+}
+
+func (s *Service) getObject(ctx context.Context, b bucketRec, bucket, key string, opts GetOptions, copySource bool) (ObjectInfo, io.ReadCloser, error) {
+	v, oi, err := s.readVersion(ctx, b, bucket, key, opts.VersionID)
+	if err != nil {
+		return oi, nil, err
+	}
+	if err := checkConds(opts.Cond, v.ETag, oi.LastModified, copySource); err != nil {
+		return oi, nil, err
+	}
+	start, length, err := resolveRange(&v, opts.Range, opts.PartNumber)
+	if err != nil {
+		return oi, nil, err
+	}
+	oi.RangeStart, oi.RangeLength = start, length
+	if opts.HeadOnly {
+		return oi, nil, nil
+	}
+	rc, err := s.openRange(ctx, &v, start, length)
+	if err != nil {
+		return ObjectInfo{}, nil, err
+	}
+	return oi, rc, nil
+}
+
+// openRange returns a reader of length bytes at start of v's data,
+// opening the parts it spans one after another.
+func (s *Service) openRange(ctx context.Context, v *versionRec, start, length int64) (io.ReadCloser, error) {
+	if len(v.Parts) == 0 {
+		return io.NopCloser(bytes.NewReader(v.Inline[start : start+length])), nil
+	}
+	r := &partsReader{ctx: ctx, data: s.data}
+	off := int64(0)
+	end := start + length
+	for _, p := range v.Parts {
+		ps, pe := off, off+p.Size
+		off = pe
+		if pe <= start || ps >= end || p.Size == 0 {
+			continue
+		}
+		a, z := max(ps, start), min(pe, end)
+		r.segs = append(r.segs, segment{ref: p.Ref, off: a - ps, n: z - a})
+	}
+	if len(r.segs) > 0 {
+		// Open the first part now so an unreadable object fails the GET
+		// before any header is sent.
+		if err := r.next(); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+type segment struct {
+	ref    blocks.Ref
+	off, n int64
+}
+
+type partsReader struct {
+	ctx  context.Context
+	data blocks.Store
+	segs []segment
+	cur  io.ReadCloser
+	left int64 // bytes left in cur
+}
+
+func (r *partsReader) next() error {
+	sg := r.segs[0]
+	r.segs = r.segs[1:]
+	rc, err := r.data.Open(r.ctx, sg.ref, sg.off, sg.n)
+	if err != nil {
+		return fmt.Errorf("objects: open data: %w", err)
+	}
+	r.cur, r.left = rc, sg.n
+	return nil
+}
+
+func (r *partsReader) Read(p []byte) (int, error) {
+	for {
+		if r.cur == nil {
+			if len(r.segs) == 0 {
+				return 0, io.EOF
+			}
+			if err := r.next(); err != nil {
+				return 0, err
+			}
+		}
+		if r.left == 0 {
+			r.cur.Close()
+			r.cur = nil
+			continue
+		}
+		if int64(len(p)) > r.left {
+			p = p[:r.left]
+		}
+		n, err := r.cur.Read(p)
+		r.left -= int64(n)
+		if err == io.EOF {
+			if r.left > 0 {
+				return n, fmt.Errorf("objects: data ended %d bytes early: %w", r.left, io.ErrUnexpectedEOF)
+			}
+			err = nil
+		}
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+}
+
+func (r *partsReader) Close() error {
+	if r.cur != nil {
+		err := r.cur.Close()
+		r.cur = nil
+		return err
+	}
+	return nil
+}

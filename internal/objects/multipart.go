@@ -1,0 +1,433 @@
+package objects
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/redoubt-io/redoubt/internal/blocks"
+	"github.com/redoubt-io/redoubt/internal/checksum"
+	"github.com/redoubt-io/redoubt/internal/hlc"
+	"github.com/redoubt-io/redoubt/internal/meta"
+)
+
+// An upload ID is the hlc timestamp of its creation (so a key's uploads
+// list in the order they began) and 128 random bits (so it cannot be
+// guessed), all in lower-case hex.
+const uploadIDLen = hlc.StringLen + 32
+
+func (s *Service) newUploadID() (string, error) {
+	var r [16]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", fmt.Errorf("objects: upload id: %w", err)
+	}
+	return s.clock.Now().String() + hex.EncodeToString(r[:]), nil
+}
+
+func validUploadID(id string) bool {
+	if len(id) != uploadIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Service) checkPartArgs(uploadID string, part int) error {
+	if part < 1 || part > s.cfg.MaxParts {
+		return fmt.Errorf("%w: part number %d not in 1..%d", ErrInvalidArgument, part, s.cfg.MaxParts)
+	}
+	if !validUploadID(uploadID) {
+		return fmt.Errorf("%w: %q", ErrNoSuchUpload, uploadID)
+	}
+	return nil
+}
+
+func (s *Service) CreateMultipartUpload(ctx context.Context, bucket, key string, opts PutOptions) (string, error) {
+	b, _, err := s.getBucket(ctx, bucket)
+	if err != nil {
+		return "", err
+	}
+	if err := ValidKey(key); err != nil {
+		return "", err
+	}
+	u := uploadRec{
+		Initiated:   s.cfg.Now().UnixMilli(),
+		ContentType: opts.ContentType,
+		Headers:     cloneMap(opts.Headers),
+		UserMeta:    cloneMap(opts.UserMeta),
+	}
+	if opts.ChecksumAlgorithm != "" {
+		a, err := checksum.Parse(opts.ChecksumAlgorithm)
+		if err != nil {
+			return "", fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+		}
+		u.ChecksumAlg = string(a)
+	}
+	id, err := s.newUploadID()
+	if err != nil {
+		return "", err
+	}
+	k := uploadKey(b.ID, key, id)
+	_, err = s.md.Commit(ctx, s.partition(bucket, key), meta.Txn{
+		Conds: []meta.Cond{{Key: k, Rev: 0}},
+		Puts:  []meta.KV{{Key: k, Value: u.encode()}},
+	})
+	if err != nil {
+		return "", metaErr("create upload", err)
+	}
+	return id, nil
+}
+
+func (s *Service) getUpload(ctx context.Context, p meta.Partition, id bucketID, key, uploadID string) (uploadRec, meta.Item, error) {
+	it, err := s.md.Get(ctx, p, uploadKey(id, key, uploadID))
+	if errors.Is(err, meta.ErrNotFound) {
+		return uploadRec{}, meta.Item{}, fmt.Errorf("%w: %q", ErrNoSuchUpload, uploadID)
+	}
+	if err != nil {
+		return uploadRec{}, meta.Item{}, metaErr("read upload", err)
+	}
+	u, err := decodeUpload(it.Value)
+	if err != nil {
+		return uploadRec{}, meta.Item{}, fmt.Errorf("upload %q: %w", uploadID, err)
+	}
+	return u, it, nil
+}
+
+// scanParts returns the stored parts of an upload after part number
+// after, at most limit of them (limit < 0: all), with their revisions.
+func (s *Service) scanParts(ctx context.Context, p meta.Partition, id bucketID, key, uploadID string, after, limit int) ([]partRec, error) {
+	pre := partPrefix(id, key, uploadID)
+	var out []partRec
+	var derr error
+	err := s.md.Scan(ctx, p, partKey(id, key, uploadID, after+1), prefixEnd(pre), func(k []byte, it meta.Item) bool {
+		if limit >= 0 && len(out) == limit {
+			return false
+		}
+		pr, err := decodePendingPart(it.Value)
+		if err != nil {
+			derr = err
+			return false
+		}
+		out = append(out, pr)
+		return true
+	})
+	if err != nil {
+		return nil, metaErr("scan parts", err)
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("parts of %q: %w", uploadID, derr)
+	}
+	return out, nil
+}
+
+func (s *Service) UploadPart(ctx context.Context, bucket, key, uploadID string, part int, body io.Reader, size int64, opts PartOptions) (PartInfo, error) {
+	b, _, err := s.getBucket(ctx, bucket)
+	if err != nil {
+		return PartInfo{}, err
+	}
+	if err := ValidKey(key); err != nil {
+		return PartInfo{}, err
+	}
+	if err := s.checkPartArgs(uploadID, part); err != nil {
+		return PartInfo{}, err
+	}
+	return s.uploadPart(ctx, b, bucket, key, uploadID, part, body, size, opts)
+}
+
+func (s *Service) uploadPart(ctx context.Context, b bucketRec, bucket, key, uploadID string, part int, body io.Reader, size int64, opts PartOptions) (PartInfo, error) {
+	p := s.partition(bucket, key)
+	u, _, err := s.getUpload(ctx, p, b.ID, key, uploadID)
+	if err != nil {
+		return PartInfo{}, err
+	}
+	alg := u.ChecksumAlg
+	if opts.ChecksumAlgorithm != "" {
+		a, err := checksum.Parse(opts.ChecksumAlgorithm)
+		if err != nil {
+			return PartInfo{}, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+		}
+		if alg != "" && string(a) != alg {
+			return PartInfo{}, fmt.Errorf("%w: part checksum %s, upload uses %s", ErrInvalidArgument, a, alg)
+		}
+		alg = string(a)
+	}
+	in, err := s.ingest(ctx, body, ingestOpts{
+		size:       size,
+		max:        s.cfg.MaxPartSize,
+		contentMD5: opts.ContentMD5,
+		expected:   opts.Checksums,
+		alg:        alg,
+		trailer:    opts.Trailer,
+	})
+	if err != nil {
+		return PartInfo{}, err
+	}
+	pr := partRec{
+		Number:   part,
+		Size:     in.size,
+		ETag:     in.etag(),
+		Modified: s.cfg.Now().UnixMilli(),
+		Ref:      in.ref,
+	}
+	if a := checksum.Algorithm(alg); a != "" {
+		pr.ChecksumAlg = alg
+		pr.Checksum = *checksumField(&in.checksums, a)
+	}
+	pk := partKey(b.ID, key, uploadID, part)
+	uk := uploadKey(b.ID, key, uploadID)
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		_, uit, err := s.getUpload(ctx, p, b.ID, key, uploadID)
+		if err != nil {
+			s.deleteData(ctx, in.ref)
+			return PartInfo{}, err
+		}
+		var old partRec
+		var oldRev uint64
+		it, err := s.md.Get(ctx, p, pk)
+		switch {
+		case errors.Is(err, meta.ErrNotFound):
+		case err != nil:
+			s.deleteData(ctx, in.ref)
+			return PartInfo{}, metaErr("read part", err)
+		default:
+			if old, err = decodePendingPart(it.Value); err != nil {
+				s.deleteData(ctx, in.ref)
+				return PartInfo{}, fmt.Errorf("part %d of %q: %w", part, uploadID, err)
+			}
+			oldRev = it.Rev
+		}
+		// Rewriting the upload record moves its revision, so a Complete
+		// or Abort that read the parts before this one fails its Cond.
+		_, err = s.md.Commit(ctx, p, meta.Txn{
+			Conds: []meta.Cond{{Key: uk, Rev: uit.Rev}, {Key: pk, Rev: oldRev}},
+			Puts:  []meta.KV{{Key: uk, Value: uit.Value}, {Key: pk, Value: encodePendingPart(&pr)}},
+		})
+		if isConflict(err) {
+			continue
+		}
+		if err != nil {
+			s.deleteData(ctx, in.ref)
+			return PartInfo{}, metaErr("commit part", err)
+		}
+		if oldRev != 0 {
+			s.deleteData(ctx, old.Ref)
+		}
+		return pr.info(), nil
+	}
+	s.deleteData(ctx, in.ref)
+	return PartInfo{}, fmt.Errorf("%w: part %d of %q", ErrConditionalConflict, part, uploadID)
+}
+
+func (p *partRec) info() PartInfo {
+	pi := PartInfo{Number: p.Number, ETag: quote(p.ETag), Size: p.Size, LastModified: msTime(p.Modified)}
+	if a := checksum.Algorithm(p.ChecksumAlg); p.Checksum != "" && checksumField(&pi.Checksums, a) != nil {
+		*checksumField(&pi.Checksums, a) = p.Checksum
+	}
+	return pi
+}
+
+func (s *Service) CompleteMultipartUpload(ctx context.Context, bucket, key, uploadID string, parts []CompletePart, opts CompleteOptions) (ObjectInfo, error) {
+	b, _, err := s.getBucket(ctx, bucket)
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	if err := ValidKey(key); err != nil {
+		return ObjectInfo{}, err
+	}
+	if !validUploadID(uploadID) {
+		return ObjectInfo{}, fmt.Errorf("%w: %q", ErrNoSuchUpload, uploadID)
+	}
+	if len(parts) == 0 {
+		return ObjectInfo{}, fmt.Errorf("%w: no parts", ErrInvalidArgument)
+	}
+	for i, cp := range parts {
+		if cp.Number < 1 || cp.Number > s.cfg.MaxParts {
+			return ObjectInfo{}, fmt.Errorf("%w: part number %d", ErrInvalidPart, cp.Number)
+		}
+		if i > 0 && cp.Number <= parts[i-1].Number {
+			return ObjectInfo{}, fmt.Errorf("%w: part %d after %d", ErrInvalidPartOrder, cp.Number, parts[i-1].Number)
+		}
+	}
+	p := s.partition(bucket, key)
+	var unlisted []blocks.Ref
+	build := func(ctx context.Context) (versionRec, meta.Txn, error) {
+		u, uit, err := s.getUpload(ctx, p, b.ID, key, uploadID)
+		if err != nil {
+			return versionRec{}, meta.Txn{}, err
+		}
+		stored, err := s.scanParts(ctx, p, b.ID, key, uploadID, 0, -1)
+		if err != nil {
+			return versionRec{}, meta.Txn{}, err
+		}
+		byNum := make(map[int]*partRec, len(stored))
+		for i := range stored {
+			byNum[stored[i].Number] = &stored[i]
+		}
+		rec := versionRec{
+			Multipart:   true,
+			ContentType: u.ContentType,
+			Headers:     u.Headers,
+			UserMeta:    u.UserMeta,
+			Parts:       make([]partRec, 0, len(parts)),
+		}
+		md5s := make([]byte, 0, len(parts)*md5.Size)
+		var sums []byte
+		listed := make(map[int]bool, len(parts))
+		for i, cp := range parts {
+			sp := byNum[cp.Number]
+			if sp == nil {
+				return versionRec{}, meta.Txn{}, fmt.Errorf("%w: part %d was not uploaded", ErrInvalidPart, cp.Number)
+			}
+			if !etagMatches(cp.ETag, sp.ETag) || cp.ETag == "*" || cp.ETag == "" {
+				return versionRec{}, meta.Txn{}, fmt.Errorf("%w: part %d etag %s", ErrInvalidPart, cp.Number, cp.ETag)
+			}
+			if a := checksum.Algorithm(sp.ChecksumAlg); a != "" {
+				if want := *checksumField(&cp.Checksums, a); want != "" && want != sp.Checksum {
+					return versionRec{}, meta.Txn{}, fmt.Errorf("%w: part %d %s checksum", ErrInvalidPart, cp.Number, a)
+				}
+			}
+			if i < len(parts)-1 && sp.Size < s.cfg.MinPartSize {
+				return versionRec{}, meta.Txn{}, fmt.Errorf("%w: part %d is %d bytes", ErrEntityTooSmall, cp.Number, sp.Size)
+			}
+			raw, err := hex.DecodeString(sp.ETag)
+			if err != nil {
+				return versionRec{}, meta.Txn{}, fmt.Errorf("part %d etag: %w", cp.Number, errCorrupt)
+			}
+			md5s = append(md5s, raw...)
+			if u.ChecksumAlg != "" {
+				raw, err := base64.StdEncoding.DecodeString(sp.Checksum)
+				if err != nil {
+					return versionRec{}, meta.Txn{}, fmt.Errorf("part %d checksum: %w", cp.Number, errCorrupt)
+				}
+				sums = append(sums, raw...)
+			}
+			rec.Size += sp.Size
+			rec.Parts = append(rec.Parts, *sp)
+			listed[cp.Number] = true
+		}
+		if rec.Size > s.cfg.MaxObjectSize {
+			return versionRec{}, meta.Txn{}, fmt.Errorf("%w: %d bytes", ErrEntityTooLarge, rec.Size)
+		}
+		sum := md5.Sum(md5s)
+		suffix := "-" + strconv.Itoa(len(parts))
+		rec.ETag = hex.EncodeToString(sum[:]) + suffix
+		if a := checksum.Algorithm(u.ChecksumAlg); a != "" {
+			h := checksum.New(a)
+			h.Write(sums)
+			*checksumField(&rec.Checksums, a) = checksum.Encode(h.Sum(nil)) + suffix
+			rec.Checksums.Type = "COMPOSITE"
+		}
+		txn := meta.Txn{
+			Conds:   []meta.Cond{{Key: uploadKey(b.ID, key, uploadID), Rev: uit.Rev}},
+			Deletes: [][]byte{uploadKey(b.ID, key, uploadID)},
+		}
+		unlisted = unlisted[:0]
+		for i := range stored {
+			txn.Deletes = append(txn.Deletes, partKey(b.ID, key, uploadID, stored[i].Number))
+			if !listed[stored[i].Number] {
+				unlisted = append(unlisted, stored[i].Ref)
+			}
+		}
+		return rec, txn, nil
+	}
+	rec, replaced, err := s.commitVersion(ctx, b, bucket, key, opts.IfMatch, opts.IfNoneMatch, build)
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	s.deleteData(ctx, unlisted...)
+	s.deleteData(ctx, replaced...)
+	oi := rec.info(bucket, key, b.Versioning)
+	oi.IsLatest = true
+	return oi, nil
+}
+
+func (s *Service) AbortMultipartUpload(ctx context.Context, bucket, key, uploadID string) error {
+	b, _, err := s.getBucket(ctx, bucket)
+	if err != nil {
+		return err
+	}
+	if err := ValidKey(key); err != nil {
+		return err
+	}
+	if !validUploadID(uploadID) {
+		return fmt.Errorf("%w: %q", ErrNoSuchUpload, uploadID)
+	}
+	p := s.partition(bucket, key)
+	uk := uploadKey(b.ID, key, uploadID)
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		_, uit, err := s.getUpload(ctx, p, b.ID, key, uploadID)
+		if err != nil {
+			return err
+		}
+		stored, err := s.scanParts(ctx, p, b.ID, key, uploadID, 0, -1)
+		if err != nil {
+			return err
+		}
+		txn := meta.Txn{Conds: []meta.Cond{{Key: uk, Rev: uit.Rev}}, Deletes: [][]byte{uk}}
+		var refs []blocks.Ref
+		for i := range stored {
+			txn.Deletes = append(txn.Deletes, partKey(b.ID, key, uploadID, stored[i].Number))
+			refs = append(refs, stored[i].Ref)
+		}
+		_, err = s.md.Commit(ctx, p, txn)
+		if isConflict(err) {
+			continue
+		}
+		if err != nil {
+			return metaErr("abort upload", err)
+		}
+		s.deleteData(ctx, refs...)
+		return nil
+	}
+	return fmt.Errorf("%w: abort %q", ErrConditionalConflict, uploadID)
+}
+
+func (s *Service) ListParts(ctx context.Context, bucket, key, uploadID string, opts ListPartsOptions) (ListPartsResult, error) {
+	b, _, err := s.getBucket(ctx, bucket)
+	if err != nil {
+		return ListPartsResult{}, err
+	}
+	if err := ValidKey(key); err != nil {
+		return ListPartsResult{}, err
+	}
+	if !validUploadID(uploadID) {
+		return ListPartsResult{}, fmt.Errorf("%w: %q", ErrNoSuchUpload, uploadID)
+	}
+	limit := opts.MaxParts
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	after := max(0, min(opts.PartNumberMarker, maxPartNumber))
+	p := s.partition(bucket, key)
+	u, _, err := s.getUpload(ctx, p, b.ID, key, uploadID)
+	if err != nil {
+		return ListPartsResult{}, err
+	}
+	stored, err := s.scanParts(ctx, p, b.ID, key, uploadID, after, limit+1)
+	if err != nil {
+		return ListPartsResult{}, err
+	}
+	res := ListPartsResult{ChecksumAlgorithm: u.ChecksumAlg, Initiated: msTime(u.Initiated)}
+	if len(stored) > limit {
+		stored = stored[:limit]
+		res.IsTruncated = true
+	}
+	for i := range stored {
+		res.Parts = append(res.Parts, stored[i].info())
+	}
+	if res.IsTruncated {
+		res.NextPartNumberMarker = stored[len(stored)-1].Number
+	}
+	return res, nil
+}

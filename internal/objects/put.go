@@ -1,0 +1,351 @@
+package objects
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"time"
+
+	"github.com/redoubt-io/redoubt/internal/blocks"
+	"github.com/redoubt-io/redoubt/internal/checksum"
+	"github.com/redoubt-io/redoubt/internal/meta"
+)
+
+func msTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// ingestOpts says how to take in one body: an object or a part.
+type ingestOpts struct {
+	size       int64 // declared length, -1 if unknown
+	max        int64
+	contentMD5 []byte
+	expected   Checksums
+	alg        string
+	trailer    func() Checksums
+	inline     bool // may be kept in metadata
+}
+
+// ingested is a body taken in: stored (ref) or held (inline), with its
+// digests verified against what the client declared.
+type ingested struct {
+	size      int64
+	md5       []byte
+	checksums Checksums
+	inline    []byte
+	ref       blocks.Ref // ID "" when inline
+}
+
+func (in *ingested) etag() string { return hex.EncodeToString(in.md5) }
+
+// bodyReader hashes and counts a body as the data store consumes it, and
+// turns a short or oversized body into the matching API error.
+type bodyReader struct {
+	r     io.Reader
+	n     int64
+	size  int64
+	max   int64
+	md5   hash.Hash
+	algs  []checksum.Algorithm
+	sums  []hash.Hash
+	err   error
+	atEOF bool
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	n, err := b.r.Read(p)
+	if n > 0 {
+		b.md5.Write(p[:n])
+		for _, h := range b.sums {
+			h.Write(p[:n])
+		}
+		b.n += int64(n)
+		if b.n > b.max {
+			b.err = fmt.Errorf("%w: more than %d bytes", ErrEntityTooLarge, b.max)
+			return 0, b.err
+		}
+	}
+	if err == io.EOF {
+		if b.size >= 0 && b.n < b.size {
+			b.err = fmt.Errorf("%w: got %d of %d bytes", ErrIncompleteBody, b.n, b.size)
+			return n, b.err
+		}
+		b.atEOF = true
+	} else if err != nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// checksumFields lists the fields of c by algorithm.
+func checksumField(c *Checksums, a checksum.Algorithm) *string {
+	switch a {
+	case checksum.CRC32:
+		return &c.CRC32
+	case checksum.CRC32C:
+		return &c.CRC32C
+	case checksum.CRC64NVME:
+		return &c.CRC64NVME
+	case checksum.SHA1:
+		return &c.SHA1
+	case checksum.SHA256:
+		return &c.SHA256
+	}
+	return nil
+}
+
+// checksumAlg returns the single algorithm c carries a value for, if any.
+func checksumAlg(c Checksums) checksum.Algorithm {
+	for _, a := range checksum.All {
+		if *checksumField(&c, a) != "" {
+			return a
+		}
+	}
+	return ""
+}
+
+func (s *Service) ingest(ctx context.Context, body io.Reader, o ingestOpts) (ingested, error) {
+	if o.size > o.max {
+		return ingested{}, fmt.Errorf("%w: %d bytes, more than %d", ErrEntityTooLarge, o.size, o.max)
+	}
+	if o.contentMD5 != nil && len(o.contentMD5) != md5.Size {
+		return ingested{}, fmt.Errorf("%w: content-md5 of %d bytes", ErrBadDigest, len(o.contentMD5))
+	}
+	br := &bodyReader{size: o.size, max: o.max, md5: md5.New()}
+	if body == nil {
+		body = bytes.NewReader(nil)
+	}
+	if o.size >= 0 {
+		br.r = io.LimitReader(body, o.size)
+	} else {
+		br.r = io.LimitReader(body, o.max+1)
+	}
+	want := map[checksum.Algorithm]bool{}
+	if o.alg != "" {
+		a, err := checksum.Parse(o.alg)
+		if err != nil {
+			return ingested{}, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+		}
+		want[a] = true
+	}
+	for _, a := range checksum.All {
+		if *checksumField(&o.expected, a) != "" {
+			want[a] = true
+		}
+	}
+	for _, a := range checksum.All {
+		if want[a] {
+			br.algs = append(br.algs, a)
+			br.sums = append(br.sums, checksum.New(a))
+		}
+	}
+
+	var in ingested
+	stored := false
+	if o.inline && (o.size < 0 || o.size <= int64(s.cfg.InlineMax)) {
+		// Read up to InlineMax+1 bytes to decide; allocate by what
+		// arrives, not by the limit, so small bodies stay cheap.
+		buf, err := io.ReadAll(io.LimitReader(br, int64(s.cfg.InlineMax)+1))
+		if err != nil {
+			return ingested{}, s.writeErr(br, err)
+		}
+		if len(buf) > s.cfg.InlineMax {
+			// More than InlineMax: store it, starting with what was read.
+			ref, err := s.data.Write(ctx, io.MultiReader(bytes.NewReader(buf), br))
+			if err != nil {
+				return ingested{}, s.writeErr(br, err)
+			}
+			in.ref, stored = ref, true
+		} else {
+			in.inline = buf
+		}
+	} else {
+		ref, err := s.data.Write(ctx, br)
+		if err != nil {
+			return ingested{}, s.writeErr(br, err)
+		}
+		in.ref, stored = ref, true
+	}
+	fail := func(err error) (ingested, error) {
+		if stored {
+			s.deleteData(ctx, in.ref)
+		}
+		return ingested{}, err
+	}
+	if br.err != nil {
+		return fail(br.err)
+	}
+	if !br.atEOF {
+		// The data store stopped before the end of the body.
+		return fail(fmt.Errorf("objects: data store did not consume the body"))
+	}
+	in.size = br.n
+	if stored && in.ref.Size != in.size {
+		return fail(fmt.Errorf("objects: data store stored %d of %d bytes", in.ref.Size, in.size))
+	}
+	in.md5 = br.md5.Sum(nil)
+	if o.contentMD5 != nil && !bytes.Equal(o.contentMD5, in.md5) {
+		return fail(fmt.Errorf("%w: computed %x", ErrBadDigest, in.md5))
+	}
+	for i, a := range br.algs {
+		*checksumField(&in.checksums, a) = checksum.Encode(br.sums[i].Sum(nil))
+	}
+	if len(br.algs) > 0 {
+		in.checksums.Type = "FULL_OBJECT"
+	}
+	check := func(exp Checksums, from string) error {
+		for _, a := range checksum.All {
+			e := *checksumField(&exp, a)
+			if e == "" {
+				continue
+			}
+			got := *checksumField(&in.checksums, a)
+			if got == "" {
+				return fmt.Errorf("%w: %s checksum in %s was not announced", ErrInvalidArgument, a, from)
+			}
+			if got != e {
+				return fmt.Errorf("%w: %s %s, computed %s", ErrChecksumMismatch, a, e, got)
+			}
+		}
+		return nil
+	}
+	if err := check(o.expected, "headers"); err != nil {
+		return fail(err)
+	}
+	if o.trailer != nil {
+		if err := check(o.trailer(), "trailer"); err != nil {
+			return fail(err)
+		}
+	}
+	return in, nil
+}
+
+// writeErr prefers the body's own error (short, too large) to the data
+// store's report of it.
+func (s *Service) writeErr(br *bodyReader, err error) error {
+	if br.err != nil {
+		return br.err
+	}
+	return fmt.Errorf("objects: write data: %w", err)
+}
+
+// versionBuild makes the record of a new version for one commit attempt,
+// with anything else the commit must check and change atomically.
+type versionBuild func(ctx context.Context) (versionRec, meta.Txn, error)
+
+// commitVersion adds a version to key: the new current one. It reads the
+// key's head, checks the write conditions against it, and commits
+// conditionally on the head's revision, retrying when another write to the
+// key came between. It returns the committed record and the data of the
+// version it replaced (the null version), which the caller deletes.
+func (s *Service) commitVersion(ctx context.Context, b bucketRec, bucket, key string, ifMatch, ifNoneMatch string, build versionBuild) (versionRec, []blocks.Ref, error) {
+	p := s.partition(bucket, key)
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		rec, extra, err := build(ctx)
+		if err != nil {
+			return versionRec{}, nil, err
+		}
+		h, rev, err := s.getHead(ctx, p, b.ID, key)
+		if err != nil {
+			return versionRec{}, nil, err
+		}
+		exists := rev != 0
+		current := exists && !h.DeleteMarker
+		if ifNoneMatch != "" && current && etagMatches(ifNoneMatch, h.ETag) {
+			return versionRec{}, nil, fmt.Errorf("%w: %q exists", ErrPreconditionFailed, key)
+		}
+		if ifMatch != "" {
+			if !current {
+				return versionRec{}, nil, fmt.Errorf("%w: %q (if-match)", ErrNoSuchKey, key)
+			}
+			if !etagMatches(ifMatch, h.ETag) {
+				return versionRec{}, nil, fmt.Errorf("%w: etag of %q is not %s", ErrPreconditionFailed, key, ifMatch)
+			}
+		}
+		rec.TS = s.nextTS(h, exists)
+		rec.Null = b.Versioning != Enabled
+		nh := rec.head()
+		nh.HasNull, nh.NullTS = h.HasNull, h.NullTS
+		txn := meta.Txn{
+			Conds: append([]meta.Cond{{Key: headKey(b.ID, key), Rev: rev}}, extra.Conds...),
+			Puts:  append([]meta.KV{{Key: versionKey(b.ID, key, rec.TS), Value: rec.encode()}}, extra.Puts...),
+		}
+		txn.Deletes = extra.Deletes
+		var replaced []blocks.Ref
+		if rec.Null {
+			if h.HasNull {
+				old, ok, err := s.getVersion(ctx, p, b.ID, key, h.NullTS)
+				if err != nil {
+					return versionRec{}, nil, err
+				}
+				if ok {
+					replaced = old.refs()
+				}
+				txn.Deletes = append(txn.Deletes, versionKey(b.ID, key, h.NullTS))
+			}
+			nh.HasNull, nh.NullTS = true, rec.TS
+		}
+		txn.Puts = append(txn.Puts, meta.KV{Key: headKey(b.ID, key), Value: nh.encode()})
+		if _, err := s.md.Commit(ctx, p, txn); err != nil {
+			if isConflict(err) {
+				continue
+			}
+			return versionRec{}, nil, metaErr("commit version", err)
+		}
+		return rec, replaced, nil
+	}
+	return versionRec{}, nil, fmt.Errorf("%w: %q", ErrConditionalConflict, key)
+}
+
+func (s *Service) PutObject(ctx context.Context, bucket, key string, body io.Reader, size int64, opts PutOptions) (ObjectInfo, error) {
+	b, _, err := s.getBucket(ctx, bucket)
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	if err := ValidKey(key); err != nil {
+		return ObjectInfo{}, err
+	}
+	return s.put(ctx, b, bucket, key, body, size, opts)
+}
+
+func (s *Service) put(ctx context.Context, b bucketRec, bucket, key string, body io.Reader, size int64, opts PutOptions) (ObjectInfo, error) {
+	in, err := s.ingest(ctx, body, ingestOpts{
+		size:       size,
+		max:        s.cfg.MaxObjectSize,
+		contentMD5: opts.ContentMD5,
+		expected:   opts.Checksums,
+		alg:        opts.ChecksumAlgorithm,
+		trailer:    opts.Trailer,
+		inline:     true,
+	})
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	rec := versionRec{
+		Size:        in.size,
+		ETag:        in.etag(),
+		ContentType: opts.ContentType,
+		Headers:     cloneMap(opts.Headers),
+		UserMeta:    cloneMap(opts.UserMeta),
+		Checksums:   in.checksums,
+		Inline:      in.inline,
+	}
+	if in.ref.ID != "" {
+		rec.Parts = []partRec{{Number: 1, Size: in.size, ETag: rec.ETag, Ref: in.ref}}
+	}
+	committed, replaced, err := s.commitVersion(ctx, b, bucket, key, opts.IfMatch, opts.IfNoneMatch,
+		func(context.Context) (versionRec, meta.Txn, error) { return rec, meta.Txn{}, nil })
+	if err != nil {
+		s.deleteData(ctx, in.ref)
+		return ObjectInfo{}, err
+	}
+	s.deleteData(ctx, replaced...)
+	oi := committed.info(bucket, key, b.Versioning)
+	oi.IsLatest = true
+	return oi, nil
+}

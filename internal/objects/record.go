@@ -1,0 +1,448 @@
+package objects
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/redoubt-io/redoubt/internal/blocks"
+	"github.com/redoubt-io/redoubt/internal/hlc"
+)
+
+// Records in the metadata store start with recordVersion. A reader meeting
+// another version refuses the record rather than guess at its layout.
+//
+// Layouts (v1), in field order; u = uvarint, i = varint, s = uvarint length
+// then bytes, m = u count then s key, s value pairs in key order:
+//
+//	bucket:  ver, id[8], created i (unix ms), versioning u
+//	head:    ver, flags u, latest[12], null[12] if flagHasNull, size i, etag s, modified i
+//	version: ver, flags u, size i, etag s, content-type s, headers m, user-meta m,
+//	         checksums 6×s, inline s, parts u then part×
+//	part:    number u, size i, etag s, modified i, checksum-alg s, checksum s, ref
+//	ref:     id s, size i, k u, m u, mirror u, chunk i, drives u then s×
+//	upload:  ver, initiated i, content-type s, headers m, user-meta m, checksum-alg s
+//	pending part: ver, part
+const recordVersion = 1
+
+var errCorrupt = errors.New("objects: corrupt metadata record")
+
+const (
+	flagDeleteMarker = 1 << iota
+	flagNull
+	flagMultipart
+	flagHasNull
+)
+
+type enc struct{ b []byte }
+
+func (e *enc) u(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *enc) i(v int64)  { e.b = binary.AppendVarint(e.b, v) }
+func (e *enc) s(v string) { e.u(uint64(len(v))); e.b = append(e.b, v...) }
+func (e *enc) bs(v []byte) {
+	e.u(uint64(len(v)))
+	e.b = append(e.b, v...)
+}
+func (e *enc) m(v map[string]string) {
+	keys := make([]string, 0, len(v))
+	for k := range v {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	e.u(uint64(len(keys)))
+	for _, k := range keys {
+		e.s(k)
+		e.s(v[k])
+	}
+}
+func (e *enc) ts(t hlc.Timestamp) { e.b = t.AppendBinary(e.b) }
+
+type dec struct {
+	b   []byte
+	err error
+}
+
+func (d *dec) fail() {
+	if d.err == nil {
+		d.err = errCorrupt
+	}
+	d.b = nil
+}
+
+func (d *dec) u() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) i() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) raw(n uint64) []byte {
+	if n > uint64(len(d.b)) {
+		d.fail()
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) s() string  { return string(d.raw(d.u())) }
+func (d *dec) bs() []byte { return append([]byte(nil), d.raw(d.u())...) }
+func (d *dec) count() int {
+	n := d.u()
+	// Every counted element takes at least one byte, which bounds
+	// allocations made from hostile counts.
+	if n > uint64(len(d.b)) {
+		d.fail()
+		return 0
+	}
+	return int(n)
+}
+
+func (d *dec) m() map[string]string {
+	n := d.count()
+	if n == 0 {
+		return nil
+	}
+	v := make(map[string]string, n)
+	for j := 0; j < n && d.err == nil; j++ {
+		k := d.s()
+		v[k] = d.s()
+	}
+	return v
+}
+
+func (d *dec) ts() hlc.Timestamp {
+	b := d.raw(hlc.BinaryLen)
+	if d.err != nil {
+		return hlc.Timestamp{}
+	}
+	t, err := hlc.FromBinary(b)
+	if err != nil {
+		d.fail()
+	}
+	return t
+}
+
+func (d *dec) version() {
+	if len(d.b) == 0 || d.b[0] != recordVersion {
+		if d.err == nil {
+			if len(d.b) == 0 {
+				d.err = errCorrupt
+			} else {
+				d.err = fmt.Errorf("%w: record version %d", errCorrupt, d.b[0])
+			}
+		}
+		d.b = nil
+		return
+	}
+	d.b = d.b[1:]
+}
+
+func (d *dec) done() error {
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("%w: %d trailing bytes", errCorrupt, len(d.b))
+	}
+	return d.err
+}
+
+// bucketRec is the record of a bucket in meta.System. ID names the bucket's
+// incarnation: a bucket deleted and created again gets a new ID, so records
+// left by a write racing the deletion stay invisible.
+type bucketRec struct {
+	ID         bucketID
+	Created    int64 // unix ms
+	Versioning Versioning
+}
+
+func (r *bucketRec) encode() []byte {
+	e := enc{b: make([]byte, 0, 24)}
+	e.b = append(e.b, recordVersion)
+	e.b = append(e.b, r.ID[:]...)
+	e.i(r.Created)
+	e.u(uint64(r.Versioning))
+	return e.b
+}
+
+func decodeBucket(b []byte) (bucketRec, error) {
+	d := dec{b: b}
+	d.version()
+	var r bucketRec
+	copy(r.ID[:], d.raw(uint64(len(r.ID))))
+	r.Created = d.i()
+	v := d.u()
+	if v > uint64(Suspended) {
+		d.fail()
+	}
+	r.Versioning = Versioning(v)
+	return r, d.done()
+}
+
+// headRec summarises a key: its latest version, and where its null
+// version is. Every change to a key's versions rewrites its head, so a
+// Cond on the head's revision guards a decision about the whole key.
+type headRec struct {
+	Latest       hlc.Timestamp
+	DeleteMarker bool
+	Null         bool // the latest version is the null version
+	HasNull      bool
+	NullTS       hlc.Timestamp
+	Size         int64
+	ETag         string // unquoted
+	Modified     int64  // unix ms
+}
+
+func (r *headRec) encode() []byte {
+	e := enc{b: make([]byte, 0, 64)}
+	e.b = append(e.b, recordVersion)
+	var f uint64
+	if r.DeleteMarker {
+		f |= flagDeleteMarker
+	}
+	if r.Null {
+		f |= flagNull
+	}
+	if r.HasNull {
+		f |= flagHasNull
+	}
+	e.u(f)
+	e.ts(r.Latest)
+	if r.HasNull {
+		e.ts(r.NullTS)
+	}
+	e.i(r.Size)
+	e.s(r.ETag)
+	e.i(r.Modified)
+	return e.b
+}
+
+func decodeHead(b []byte) (headRec, error) {
+	d := dec{b: b}
+	d.version()
+	var r headRec
+	f := d.u()
+	r.DeleteMarker = f&flagDeleteMarker != 0
+	r.Null = f&flagNull != 0
+	r.HasNull = f&flagHasNull != 0
+	r.Latest = d.ts()
+	if r.HasNull {
+		r.NullTS = d.ts()
+	}
+	r.Size = d.i()
+	r.ETag = d.s()
+	r.Modified = d.i()
+	return r, d.done()
+}
+
+// partRec is one stored part: of a pending upload, or of an object (a
+// single PUT stored in the data store is one part numbered 1).
+type partRec struct {
+	Number      int
+	Size        int64
+	ETag        string // hex MD5, unquoted
+	Modified    int64  // unix ms
+	ChecksumAlg string
+	Checksum    string // base64
+	Ref         blocks.Ref
+}
+
+func (e *enc) part(p *partRec) {
+	e.u(uint64(p.Number))
+	e.i(p.Size)
+	e.s(p.ETag)
+	e.i(p.Modified)
+	e.s(p.ChecksumAlg)
+	e.s(p.Checksum)
+	r := &p.Ref
+	e.s(r.ID)
+	e.i(r.Size)
+	e.u(uint64(r.K))
+	e.u(uint64(r.M))
+	if r.Mirror {
+		e.u(1)
+	} else {
+		e.u(0)
+	}
+	e.i(r.ChunkSize)
+	e.u(uint64(len(r.Drives)))
+	for _, dr := range r.Drives {
+		e.s(dr)
+	}
+}
+
+func (d *dec) part() partRec {
+	var p partRec
+	n := d.u()
+	if n > maxPartNumber {
+		d.fail()
+	}
+	p.Number = int(n)
+	p.Size = d.i()
+	p.ETag = d.s()
+	p.Modified = d.i()
+	p.ChecksumAlg = d.s()
+	p.Checksum = d.s()
+	r := &p.Ref
+	r.ID = d.s()
+	r.Size = d.i()
+	k, m := d.u(), d.u()
+	if k > 1<<16 || m > 1<<16 {
+		d.fail()
+	}
+	r.K, r.M = int(k), int(m)
+	r.Mirror = d.u() != 0
+	r.ChunkSize = d.i()
+	nd := d.count()
+	if nd > 0 {
+		r.Drives = make([]string, 0, nd)
+		for j := 0; j < nd && d.err == nil; j++ {
+			r.Drives = append(r.Drives, d.s())
+		}
+	}
+	return p
+}
+
+func encodePendingPart(p *partRec) []byte {
+	e := enc{b: make([]byte, 0, 96)}
+	e.b = append(e.b, recordVersion)
+	e.part(p)
+	return e.b
+}
+
+func decodePendingPart(b []byte) (partRec, error) {
+	d := dec{b: b}
+	d.version()
+	p := d.part()
+	return p, d.done()
+}
+
+// versionRec is one version of an object, or a delete marker. Its
+// timestamp is in its key.
+type versionRec struct {
+	TS           hlc.Timestamp
+	DeleteMarker bool
+	Null         bool
+	Multipart    bool
+	Size         int64
+	ETag         string // unquoted
+	ContentType  string
+	Headers      map[string]string
+	UserMeta     map[string]string
+	Checksums    Checksums
+	Inline       []byte
+	Parts        []partRec
+}
+
+func (r *versionRec) encode() []byte {
+	e := enc{b: make([]byte, 0, 64+len(r.Inline)+len(r.Parts)*96)}
+	e.b = append(e.b, recordVersion)
+	var f uint64
+	if r.DeleteMarker {
+		f |= flagDeleteMarker
+	}
+	if r.Null {
+		f |= flagNull
+	}
+	if r.Multipart {
+		f |= flagMultipart
+	}
+	e.u(f)
+	e.i(r.Size)
+	e.s(r.ETag)
+	e.s(r.ContentType)
+	e.m(r.Headers)
+	e.m(r.UserMeta)
+	c := &r.Checksums
+	e.s(c.CRC32)
+	e.s(c.CRC32C)
+	e.s(c.CRC64NVME)
+	e.s(c.SHA1)
+	e.s(c.SHA256)
+	e.s(c.Type)
+	e.bs(r.Inline)
+	e.u(uint64(len(r.Parts)))
+	for i := range r.Parts {
+		e.part(&r.Parts[i])
+	}
+	return e.b
+}
+
+func decodeVersion(ts hlc.Timestamp, b []byte) (versionRec, error) {
+	d := dec{b: b}
+	d.version()
+	r := versionRec{TS: ts}
+	f := d.u()
+	r.DeleteMarker = f&flagDeleteMarker != 0
+	r.Null = f&flagNull != 0
+	r.Multipart = f&flagMultipart != 0
+	r.Size = d.i()
+	r.ETag = d.s()
+	r.ContentType = d.s()
+	r.Headers = d.m()
+	r.UserMeta = d.m()
+	c := &r.Checksums
+	c.CRC32 = d.s()
+	c.CRC32C = d.s()
+	c.CRC64NVME = d.s()
+	c.SHA1 = d.s()
+	c.SHA256 = d.s()
+	c.Type = d.s()
+	r.Inline = d.bs()
+	if len(r.Inline) == 0 {
+		r.Inline = nil
+	}
+	n := d.count()
+	if n > 0 {
+		r.Parts = make([]partRec, 0, n)
+		for j := 0; j < n && d.err == nil; j++ {
+			r.Parts = append(r.Parts, d.part())
+		}
+	}
+	return r, d.done()
+}
+
+// uploadRec is an in-progress multipart upload.
+type uploadRec struct {
+	Initiated   int64 // unix ms
+	ContentType string
+	Headers     map[string]string
+	UserMeta    map[string]string
+	ChecksumAlg string
+}
+
+func (r *uploadRec) encode() []byte {
+	e := enc{b: make([]byte, 0, 48)}
+	e.b = append(e.b, recordVersion)
+	e.i(r.Initiated)
+	e.s(r.ContentType)
+	e.m(r.Headers)
+	e.m(r.UserMeta)
+	e.s(r.ChecksumAlg)
+	return e.b
+}
+
+func decodeUpload(b []byte) (uploadRec, error) {
+	d := dec{b: b}
+	d.version()
+	var r uploadRec
+	r.Initiated = d.i()
+	r.ContentType = d.s()
+	r.Headers = d.m()
+	r.UserMeta = d.m()
+	r.ChecksumAlg = d.s()
+	return r, d.done()
+}

@@ -1,0 +1,339 @@
+package objects
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+
+	"github.com/redoubt-io/redoubt/internal/blocks"
+	"github.com/redoubt-io/redoubt/internal/hlc"
+	"github.com/redoubt-io/redoubt/internal/meta"
+	"github.com/redoubt-io/redoubt/internal/placement"
+)
+
+// Service implements API over a metadata store and a data store.
+type Service struct {
+	cfg   Config
+	md    meta.Store
+	data  blocks.Store
+	log   *slog.Logger
+	clock *hlc.Clock
+}
+
+var _ API = (*Service)(nil)
+
+// maxAttempts bounds the retries of one operation whose commit keeps
+// meeting concurrent writes to the same key. Every failed round means
+// another writer succeeded, so this is reached only under extreme
+// contention; the caller then gets ErrConditionalConflict.
+const maxAttempts = 1000
+
+// New returns a Service. md and data are used for every call; logger
+// receives data-cleanup failures (orphans that garbage collection will
+// remove).
+func New(cfg Config, md meta.Store, data blocks.Store, logger *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if md == nil || data == nil {
+		return nil, fmt.Errorf("%w: nil store", errConfig)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{cfg: cfg, md: md, data: data, log: logger, clock: hlc.New(cfg.Now)}, nil
+}
+
+func (s *Service) partition(bucket, key string) meta.Partition {
+	return meta.Partition(placement.PartitionOf(bucket, key, s.cfg.Partitions))
+}
+
+// deleteData removes data no committed record refers to any more. A
+// failure leaves an orphan for garbage collection, not an error.
+func (s *Service) deleteData(ctx context.Context, refs ...blocks.Ref) {
+	for _, r := range refs {
+		if r.ID == "" {
+			continue
+		}
+		if err := s.data.Delete(context.WithoutCancel(ctx), r); err != nil {
+			s.log.Warn("delete data", "ref", r.ID, "err", err)
+		}
+	}
+}
+
+// metaErr wraps errors from the metadata store with what was being done.
+func metaErr(op string, err error) error {
+	return fmt.Errorf("objects: %s: %w", op, err)
+}
+
+func (s *Service) getBucket(ctx context.Context, name string) (bucketRec, uint64, error) {
+	if err := ValidBucketName(name); err != nil {
+		// An invalid name cannot exist.
+		return bucketRec{}, 0, fmt.Errorf("%w: %q", ErrNoSuchBucket, name)
+	}
+	it, err := s.md.Get(ctx, meta.System, bucketKey(name))
+	if errors.Is(err, meta.ErrNotFound) {
+		return bucketRec{}, 0, fmt.Errorf("%w: %q", ErrNoSuchBucket, name)
+	}
+	if err != nil {
+		return bucketRec{}, 0, metaErr("read bucket", err)
+	}
+	r, err := decodeBucket(it.Value)
+	if err != nil {
+		return bucketRec{}, 0, fmt.Errorf("bucket %q: %w", name, err)
+	}
+	return r, it.Rev, nil
+}
+
+func (s *Service) CreateBucket(ctx context.Context, name string) error {
+	if err := ValidBucketName(name); err != nil {
+		return err
+	}
+	r := bucketRec{Created: s.cfg.Now().UnixMilli()}
+	if _, err := rand.Read(r.ID[:]); err != nil {
+		return fmt.Errorf("objects: bucket id: %w", err)
+	}
+	k := bucketKey(name)
+	_, err := s.md.Commit(ctx, meta.System, meta.Txn{
+		Conds: []meta.Cond{{Key: k, Rev: 0}},
+		Puts:  []meta.KV{{Key: k, Value: r.encode()}},
+	})
+	if errors.Is(err, meta.ErrConflict) {
+		return fmt.Errorf("%w: %q", ErrBucketExists, name)
+	}
+	if err != nil {
+		return metaErr("create bucket", err)
+	}
+	return nil
+}
+
+func (s *Service) HeadBucket(ctx context.Context, name string) (BucketInfo, error) {
+	r, _, err := s.getBucket(ctx, name)
+	if err != nil {
+		return BucketInfo{}, err
+	}
+	return r.info(name), nil
+}
+
+func (r *bucketRec) info(name string) BucketInfo {
+	return BucketInfo{Name: name, Created: msTime(r.Created), Versioning: r.Versioning}
+}
+
+func (s *Service) ListBuckets(ctx context.Context) ([]BucketInfo, error) {
+	var out []BucketInfo
+	var derr error
+	pre := []byte{tagBucket}
+	err := s.md.Scan(ctx, meta.System, pre, prefixEnd(pre), func(k []byte, it meta.Item) bool {
+		r, err := decodeBucket(it.Value)
+		if err != nil {
+			derr = fmt.Errorf("bucket %q: %w", k[1:], err)
+			return false
+		}
+		out = append(out, r.info(string(k[1:])))
+		return true
+	})
+	if err != nil {
+		return nil, metaErr("list buckets", err)
+	}
+	if derr != nil {
+		return nil, derr
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func (s *Service) SetVersioning(ctx context.Context, bucket string, state Versioning) error {
+	if state != Enabled && state != Suspended {
+		return fmt.Errorf("%w: versioning can only be enabled or suspended", ErrInvalidArgument)
+	}
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		r, rev, err := s.getBucket(ctx, bucket)
+		if err != nil {
+			return err
+		}
+		if r.Versioning == state {
+			return nil
+		}
+		r.Versioning = state
+		k := bucketKey(bucket)
+		_, err = s.md.Commit(ctx, meta.System, meta.Txn{
+			Conds: []meta.Cond{{Key: k, Rev: rev}},
+			Puts:  []meta.KV{{Key: k, Value: r.encode()}},
+		})
+		if errors.Is(err, meta.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return metaErr("set versioning", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: set versioning", ErrConditionalConflict)
+}
+
+// DeleteBucket removes an empty bucket. Emptiness is checked over every
+// partition before a commit conditional on the bucket record; a write
+// racing the deletion may still land, under the old incarnation ID, where
+// no reader of a new bucket of the same name looks.
+func (s *Service) DeleteBucket(ctx context.Context, name string) error {
+	r, rev, err := s.getBucket(ctx, name)
+	if err != nil {
+		return err
+	}
+	for p := 0; p < s.cfg.Partitions; p++ {
+		for _, tag := range []byte{tagHead, tagUpload} {
+			pre := tagPrefix(tag, r.ID)
+			found := false
+			err := s.md.Scan(ctx, meta.Partition(p), pre, prefixEnd(pre), func([]byte, meta.Item) bool {
+				found = true
+				return false
+			})
+			if err != nil {
+				return metaErr("check bucket empty", err)
+			}
+			if found {
+				return fmt.Errorf("%w: %q", ErrBucketNotEmpty, name)
+			}
+		}
+	}
+	k := bucketKey(name)
+	_, err = s.md.Commit(ctx, meta.System, meta.Txn{
+		Conds:   []meta.Cond{{Key: k, Rev: rev}},
+		Deletes: [][]byte{k},
+	})
+	if errors.Is(err, meta.ErrConflict) {
+		return fmt.Errorf("%w: bucket %q changed during delete", ErrConditionalConflict, name)
+	}
+	if err != nil {
+		return metaErr("delete bucket", err)
+	}
+	return nil
+}
+
+// getHead reads a key's head; rev 0 and a zero head mean no versions.
+func (s *Service) getHead(ctx context.Context, p meta.Partition, id bucketID, key string) (headRec, uint64, error) {
+	it, err := s.md.Get(ctx, p, headKey(id, key))
+	if errors.Is(err, meta.ErrNotFound) {
+		return headRec{}, 0, nil
+	}
+	if err != nil {
+		return headRec{}, 0, metaErr("read head", err)
+	}
+	h, err := decodeHead(it.Value)
+	if err != nil {
+		return headRec{}, 0, fmt.Errorf("head of %q: %w", key, err)
+	}
+	return h, it.Rev, nil
+}
+
+// getVersion reads one version; ok is false when it does not exist.
+func (s *Service) getVersion(ctx context.Context, p meta.Partition, id bucketID, key string, ts hlc.Timestamp) (versionRec, bool, error) {
+	it, err := s.md.Get(ctx, p, versionKey(id, key, ts))
+	if errors.Is(err, meta.ErrNotFound) {
+		return versionRec{}, false, nil
+	}
+	if err != nil {
+		return versionRec{}, false, metaErr("read version", err)
+	}
+	v, err := decodeVersion(ts, it.Value)
+	if err != nil {
+		return versionRec{}, false, fmt.Errorf("version of %q: %w", key, err)
+	}
+	return v, true, nil
+}
+
+func (v *versionRec) head() headRec {
+	return headRec{
+		Latest:       v.TS,
+		DeleteMarker: v.DeleteMarker,
+		Null:         v.Null,
+		Size:         v.Size,
+		ETag:         v.ETag,
+		Modified:     v.TS.Wall,
+	}
+}
+
+func (v *versionRec) refs() []blocks.Ref {
+	var out []blocks.Ref
+	for _, p := range v.Parts {
+		out = append(out, p.Ref)
+	}
+	return out
+}
+
+// versionIDString is the version ID shown for v in a bucket whose state
+// is st: "" before versioning was ever enabled.
+func versionIDString(null bool, ts hlc.Timestamp, st Versioning) string {
+	if null {
+		if st == Unversioned {
+			return ""
+		}
+		return "null"
+	}
+	return ts.String()
+}
+
+func (v *versionRec) info(bucket, key string, st Versioning) ObjectInfo {
+	oi := ObjectInfo{
+		Bucket:       bucket,
+		Key:          key,
+		VersionID:    versionIDString(v.Null, v.TS, st),
+		DeleteMarker: v.DeleteMarker,
+		Size:         v.Size,
+		LastModified: msTime(v.TS.Wall),
+		ContentType:  v.ContentType,
+		Headers:      cloneMap(v.Headers),
+		UserMeta:     cloneMap(v.UserMeta),
+		Checksums:    v.Checksums,
+	}
+	if !v.DeleteMarker {
+		oi.ETag = quote(v.ETag)
+	}
+	if v.Multipart {
+		oi.Parts = len(v.Parts)
+	}
+	return oi
+}
+
+func cloneMap(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	c := make(map[string]string, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+func quote(etag string) string { return `"` + etag + `"` }
+
+// parseVersionID returns the timestamp named by a version ID, or null.
+func parseVersionID(vid string) (ts hlc.Timestamp, null bool, err error) {
+	if vid == "null" {
+		return hlc.Timestamp{}, true, nil
+	}
+	ts, err = hlc.Parse(vid)
+	if err != nil {
+		return hlc.Timestamp{}, false, fmt.Errorf("%w: invalid version id %q", ErrInvalidArgument, vid)
+	}
+	return ts, false, nil
+}
+
+// nextTS returns the timestamp of a new version of a key whose head is h.
+func (s *Service) nextTS(h headRec, exists bool) hlc.Timestamp {
+	if !exists {
+		return s.clock.Now()
+	}
+	t := h.Latest
+	if h.HasNull && t.Less(h.NullTS) {
+		t = h.NullTS
+	}
+	return s.clock.Update(t)
+}
+
+// isConflict reports whether err is a failed commit condition.
+func isConflict(err error) bool { return errors.Is(err, meta.ErrConflict) }

@@ -1,0 +1,179 @@
+package s3api
+
+import (
+	"bytes"
+	"encoding/xml"
+	"net/http"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/redoubt-io/redoubt/internal/objects"
+)
+
+const s3NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+func utfValid(s string) bool { return utf8.ValidString(s) }
+
+// writeXML renders a list or result body. Only these bodies use
+// encoding/xml; object data paths write headers only.
+func (s *Server) writeXML(w http.ResponseWriter, status int, v any) error {
+	var b bytes.Buffer
+	b.WriteString(xml.Header)
+	if err := xml.NewEncoder(&b).Encode(v); err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/xml")
+	h.Set("Content-Length", strconv.Itoa(b.Len()))
+	w.WriteHeader(status)
+	_, _ = w.Write(b.Bytes())
+	return nil
+}
+
+type ownerXML struct {
+	ID          string `xml:"ID"`
+	DisplayName string `xml:"DisplayName"`
+}
+
+func owner(rc *reqCtx) ownerXML {
+	k := rc.principal.AccessKey()
+	return ownerXML{ID: k, DisplayName: k}
+}
+
+type listBucketsXML struct {
+	XMLName xml.Name    `xml:"ListAllMyBucketsResult"`
+	NS      string      `xml:"xmlns,attr"`
+	Owner   ownerXML    `xml:"Owner"`
+	Buckets []bucketXML `xml:"Buckets>Bucket"`
+}
+
+type bucketXML struct {
+	Name         string `xml:"Name"`
+	CreationDate string `xml:"CreationDate"`
+	BucketRegion string `xml:"BucketRegion,omitempty"`
+}
+
+func (s *Server) listBuckets(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	bs, err := s.api.ListBuckets(r.Context())
+	if err != nil {
+		return err
+	}
+	res := listBucketsXML{NS: s3NS, Owner: owner(rc), Buckets: make([]bucketXML, 0, len(bs))}
+	for _, b := range bs {
+		res.Buckets = append(res.Buckets, bucketXML{Name: b.Name, CreationDate: isoTime(b.Created), BucketRegion: s.cfg.Region})
+	}
+	return s.writeXML(w, http.StatusOK, res)
+}
+
+// validLocation reports whether c could name a region: lower-case
+// letters, digits and dashes.
+func validLocation(c string) bool {
+	if len(c) == 0 || len(c) > 64 {
+		return false
+	}
+	for i := 0; i < len(c); i++ {
+		ch := c[i]
+		if !(ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) createBucket(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	b, err := s.readXMLBody(r, rc)
+	if err != nil {
+		return err
+	}
+	loc, err := parseCreateBucket(b)
+	if err != nil {
+		return err
+	}
+	switch {
+	case loc == "" || loc == s.cfg.Region:
+	case !validLocation(loc):
+		return apiErr("InvalidLocationConstraint", 400, "The specified location-constraint is not valid")
+	default:
+		return apiErrf("IllegalLocationConstraintException", 400,
+			"The %s location constraint is incompatible for the region specific endpoint this request was sent to.", loc)
+	}
+	if err := s.api.CreateBucket(r.Context(), rc.bucket); err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/"+rc.bucket)
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (s *Server) headBucket(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	if _, err := s.api.HeadBucket(r.Context(), rc.bucket); err != nil {
+		return err
+	}
+	w.Header().Set("X-Amz-Bucket-Region", s.cfg.Region)
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (s *Server) deleteBucket(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	if err := s.api.DeleteBucket(r.Context(), rc.bucket); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+type locationXML struct {
+	XMLName xml.Name `xml:"LocationConstraint"`
+	NS      string   `xml:"xmlns,attr"`
+	Region  string   `xml:",chardata"`
+}
+
+func (s *Server) getBucketLocation(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	if _, err := s.api.HeadBucket(r.Context(), rc.bucket); err != nil {
+		return err
+	}
+	region := s.cfg.Region
+	if region == "us-east-1" {
+		region = "" // S3 answers us-east-1 with an empty constraint; clients expect it
+	}
+	return s.writeXML(w, http.StatusOK, locationXML{NS: s3NS, Region: region})
+}
+
+type versioningOutXML struct {
+	XMLName xml.Name `xml:"VersioningConfiguration"`
+	NS      string   `xml:"xmlns,attr"`
+	Status  string   `xml:"Status,omitempty"`
+}
+
+func (s *Server) getBucketVersioning(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	bi, err := s.api.HeadBucket(r.Context(), rc.bucket)
+	if err != nil {
+		return err
+	}
+	res := versioningOutXML{NS: s3NS}
+	switch bi.Versioning {
+	case objects.Enabled:
+		res.Status = "Enabled"
+	case objects.Suspended:
+		res.Status = "Suspended"
+	}
+	return s.writeXML(w, http.StatusOK, res)
+}
+
+func (s *Server) putBucketVersioning(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	b, err := s.readXMLBody(r, rc)
+	if err != nil {
+		return err
+	}
+	v, err := parseVersioning(b)
+	if err != nil {
+		return err
+	}
+	if err := s.api.SetVersioning(r.Context(), rc.bucket, v); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusOK)
+	return nil
+}

@@ -1,0 +1,214 @@
+package s3api
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/redoubt-io/redoubt/internal/objects"
+)
+
+// Server is the S3 HTTP front end. It is an http.Handler and safe for
+// concurrent use.
+type Server struct {
+	cfg   Config
+	api   objects.API
+	auth  Authenticator
+	log   *slog.Logger
+	newID func() string
+	// bufs holds *[]byte of copyBufSize for streaming GET bodies.
+	bufs sync.Pool
+}
+
+const copyBufSize = 64 << 10
+
+// New returns a Server that answers S3 requests by calling api. auth
+// authenticates every request; logger receives internal errors and
+// recovered panics (nil discards them).
+func New(cfg Config, api objects.API, auth Authenticator, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if api == nil {
+		return nil, errors.New("s3api: nil objects api")
+	}
+	if auth == nil {
+		return nil, errors.New("s3api: nil authenticator")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, api: api, auth: auth, log: logger, newID: cfg.RequestID}
+	if s.newID == nil {
+		s.newID = counterIDs()
+	}
+	for i, d := range s.cfg.Domains {
+		s.cfg.Domains[i] = strings.ToLower(d)
+	}
+	s.bufs.New = func() any { b := make([]byte, copyBufSize); return &b }
+	return s, nil
+}
+
+// reqCtx is the state of one request.
+type reqCtx struct {
+	id        string
+	bucket    string
+	key       string
+	query     url.Values
+	principal Principal
+	// bodyTouched is set once the handler started reading the body; only
+	// then is the rest drained so that the connection can be reused.
+	bodyTouched bool
+	// bodyErr is the first error the payload reader returned, so that the
+	// precise cause (bad chunk signature, short body) wins over whatever
+	// the object layer made of it.
+	bodyErr error
+}
+
+// statusWriter records whether the header was sent, so a recovered panic
+// can still answer when nothing was written yet.
+type statusWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if code >= 200 {
+		w.wrote = true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rc := &reqCtx{id: s.newID()}
+	h := w.Header()
+	h.Set("X-Amz-Request-Id", rc.id)
+	h.Set("X-Amz-Id-2", rc.id)
+	h.Set("Server", "Redoubt")
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.log.Error("s3 handler panic", "request_id", rc.id, "method", r.Method,
+				"path", r.URL.Path, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			if !sw.wrote {
+				s.writeError(sw, r, rc, errInternal)
+			}
+		}
+		if rc.bodyTouched {
+			// Let the next request on this connection start cleanly.
+			_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
+		}
+	}()
+	if err := s.serve(sw, r, rc); err != nil {
+		e, internal := toAPIError(err)
+		if internal {
+			s.log.Error("s3 internal error", "request_id", rc.id, "method", r.Method,
+				"path", r.URL.Path, "err", err)
+		}
+		if sw.wrote {
+			return // the body is already streaming; the connection will be cut
+		}
+		s.writeError(sw, r, rc, e)
+	}
+}
+
+type handler func(w http.ResponseWriter, r *http.Request, rc *reqCtx) error
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	if headerBytes(r) > s.cfg.MaxHeaderBytes {
+		return errHeadersLarge
+	}
+	bucket, key, err := s.resolve(r)
+	if err != nil {
+		return err
+	}
+	rc.bucket, rc.key = bucket, key
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return errInvalidURI
+	}
+	rc.query = q
+	p, err := s.auth.Authenticate(r)
+	if err != nil {
+		return err
+	}
+	if p == nil {
+		return errAccessDenied
+	}
+	rc.principal = p
+	if key != "" {
+		if err := validKey(key); err != nil {
+			return err
+		}
+	}
+	h, err := s.route(r, rc)
+	if err != nil {
+		return err
+	}
+	return h(w, r, rc)
+}
+
+func headerBytes(r *http.Request) int {
+	n := len(r.Method) + len(r.RequestURI) + len(r.Host) + 16
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// resolve finds the bucket and key, from a virtual host name when the Host
+// is a subdomain of a configured domain, else from the path.
+func (s *Server) resolve(r *http.Request) (bucket, key string, err error) {
+	p := r.URL.Path
+	if !strings.HasPrefix(p, "/") {
+		return "", "", errInvalidURI
+	}
+	if !utf8.ValidString(p) {
+		return "", "", errInvalidURI
+	}
+	if len(s.cfg.Domains) > 0 {
+		host := strings.ToLower(r.Host)
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		for _, d := range s.cfg.Domains {
+			if strings.HasSuffix(host, "."+d) {
+				return host[:len(host)-len(d)-1], p[1:], nil
+			}
+		}
+	}
+	p = p[1:]
+	bucket, key, _ = strings.Cut(p, "/")
+	return bucket, key, nil
+}
+
+func validKey(key string) error {
+	if len(key) > 1024 {
+		return errKeyTooLong
+	}
+	if strings.IndexByte(key, 0) >= 0 {
+		return invalidArg("Object key must not contain a NUL character.")
+	}
+	return nil
+}
