@@ -76,6 +76,7 @@ Environment:
 		newVersionCmd(),
 		newBenchCmd(),
 		newServerCmd(),
+		newRepairCmd(),
 	)
 	return root
 }

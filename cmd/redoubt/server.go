@@ -70,7 +70,7 @@ environment variable named in its help; a flag on the command line wins.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&cfg.DataDirs, "data", cfg.DataDirs, "a drive directory; give once per drive, in the same order at every start")
+	f.StringArrayVar(&cfg.DataDirs, "data", cfg.DataDirs, "a drive directory; give once per drive")
 	f.StringVar(&cfg.S3Addr, "s3-addr", cfg.S3Addr, "S3 listen address")
 	f.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "admin listen address (/health, /status, /metrics, /repair)")
 	f.StringVar(&cfg.Region, "region", cfg.Region, "the region clients sign for")

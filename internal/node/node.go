@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -28,9 +29,8 @@ import (
 
 // Config is everything a node needs to start.
 type Config struct {
-	// DataDirs are the drives, one directory each, in a stable order: the
-	// order decides which drives hold the metadata replicas (the first
-	// three) and must stay the same across restarts.
+	// DataDirs are the drives, one directory each, in any order: each
+	// drive knows its slot in the set.
 	DataDirs []string
 	// S3Addr and AdminAddr are the listen addresses; port 0 picks one.
 	S3Addr, AdminAddr string
@@ -161,12 +161,13 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		return nil, fmt.Errorf("data path: %w", err)
 	}
 
-	var metaDirs []string
-	for i, d := range cfg.DataDirs {
-		if i == 3 {
-			break
+	// The metadata replicas live on the drives of the first three slots of
+	// the set, whatever order the directories are given in.
+	metaDirs := make([]string, 0, 3)
+	for _, d := range slices.SortedFunc(slices.Values(n.drives), func(a, b *store.Drive) int { return a.Slot() - b.Slot() }) {
+		if len(metaDirs) < 3 {
+			metaDirs = append(metaDirs, filepath.Join(d.Path(), "meta"))
 		}
-		metaDirs = append(metaDirs, filepath.Join(d, "meta"))
 	}
 	mcfg := meta.DefaultLocalConfig(metaDirs...)
 	mcfg.Logger = logger.With("component", "meta")

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// repairProgress mirrors the JSON of the admin /repair endpoint.
+type repairProgress struct {
+	Running    bool      `json:"running"`
+	Started    time.Time `json:"started"`
+	Finished   time.Time `json:"finished"`
+	RefsTotal  int64     `json:"refs_total"`
+	RefsDone   int64     `json:"refs_done"`
+	BytesTotal int64     `json:"bytes_total"`
+	BytesDone  int64     `json:"bytes_done"`
+	Rebuilt    int64     `json:"shards_rebuilt"`
+	Failed     int64     `json:"refs_failed"`
+	LastError  string    `json:"last_error"`
+	ETASeconds float64   `json:"eta_seconds"`
+	Passes     int64     `json:"passes"`
+}
+
+func newRepairCmd() *cobra.Command {
+	addr := "127.0.0.1:3903"
+	var noWait bool
+	cmd := &cobra.Command{
+		Use:   "repair",
+		Short: "Check every shard and rebuild what is missing or corrupt",
+		Long: `Ask a running server to check every shard that its metadata refers to
+and rebuild the missing or corrupt ones from the surviving shards, for example
+onto a replaced, empty drive. Shows progress until the pass ends, unless
+--no-wait. The exit status is non-zero if anything could not be repaired.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			base := addr
+			if !strings.Contains(base, "://") {
+				base = "http://" + base
+			}
+			ctx := cmd.Context()
+			p, err := repairCall(ctx, http.MethodPost, base+"/repair")
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if noWait {
+				fmt.Fprintln(out, "repair pass started")
+				return nil
+			}
+			tick := time.NewTicker(500 * time.Millisecond)
+			defer tick.Stop()
+			for p.Running {
+				fmt.Fprintf(cmd.ErrOrStderr(), "\r%s", repairLine(p))
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-tick.C:
+				}
+				if p, err = repairCall(ctx, http.MethodGet, base+"/repair"); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "\r%s\n", repairLine(p))
+			fmt.Fprintf(out, "repair finished: %d refs checked, %d shards rebuilt, %d failed, in %s\n",
+				p.RefsDone, p.Rebuilt, p.Failed, p.Finished.Sub(p.Started).Round(time.Millisecond))
+			if p.LastError != "" {
+				return fmt.Errorf("repair incomplete: %s", p.LastError)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&addr, "admin-addr", addr, "the server's admin address")
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "start the pass and return at once")
+	return withEnv(cmd)
+}
+
+func repairLine(p repairProgress) string {
+	pct := 100.0
+	if p.BytesTotal > 0 {
+		pct = 100 * float64(p.BytesDone) / float64(p.BytesTotal)
+	}
+	const width = 30
+	fill := int(pct / 100 * width)
+	eta := ""
+	if p.Running && p.ETASeconds > 0 {
+		eta = fmt.Sprintf(" eta %s", (time.Duration(p.ETASeconds) * time.Second).String())
+	}
+	return fmt.Sprintf("[%s%s] %5.1f%% %d/%d refs, %d rebuilt%s ",
+		strings.Repeat("#", fill), strings.Repeat(".", width-fill), pct, p.RefsDone, p.RefsTotal, p.Rebuilt, eta)
+}
+
+func repairCall(ctx context.Context, method, url string) (repairProgress, error) {
+	var p repairProgress
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		return p, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return p, fmt.Errorf("reaching the server's admin endpoint: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return p, fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	if err := json.Unmarshal(body, &p); err != nil {
+		return p, fmt.Errorf("decoding repair progress: %w", err)
+	}
+	return p, nil
+}
