@@ -31,6 +31,23 @@ var errBodyTwice = errors.New("sigv4: body already taken")
 // IncompleteBody, more in an *Error with code InvalidRequest. Errors from
 // r.Body other than a premature end are returned wrapped. Body may be called
 // once.
+//
+// Modes, from x-amz-content-sha256 (for presigned requests, from the
+// X-Amz-Content-Sha256 query parameter, else UNSIGNED-PAYLOAD):
+//   - hex SHA-256: the bytes pass through; at EOF the digest is compared
+//     (XAmzContentSHA256Mismatch).
+//   - UNSIGNED-PAYLOAD: the bytes pass through.
+//   - STREAMING-AWS4-HMAC-SHA256-PAYLOAD: aws-chunked, every chunk signature
+//     checked (SignatureDoesNotMatch); trailers are refused.
+//   - STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER: the same, and the trailer
+//     signature is required and checked.
+//   - STREAMING-UNSIGNED-PAYLOAD-TRAILER: aws-chunked without signatures
+//     (any chunk-signature or x-amz-trailer-signature is ignored).
+//
+// In the streaming modes every trailer named in x-amz-trailer must arrive
+// (MalformedTrailerError). The caller stores Content-Encoding without
+// aws-chunked (see StoredContentEncoding) and checks x-amz-checksum-*
+// trailers against the data.
 func (q *Request) Body(r *http.Request) (io.Reader, error) {
 	if q.bodyCalled {
 		return nil, errBodyTwice
@@ -360,8 +377,8 @@ func (c *chunkedReader) readTrailers() error {
 		name, value, ok := strings.Cut(line, ":")
 		name = strings.ToLower(strings.TrimSpace(name))
 		value = strings.TrimSpace(value)
-		if !ok || name == "" {
-			return errTrailer("trailer line without name:value")
+		if !ok || !validName(name) || !validValue(value) {
+			return errTrailer("trailer line is not name:value")
 		}
 		if name == trailerSignature {
 			sig, haveSig = value, true
@@ -403,4 +420,30 @@ func (c *chunkedReader) readTrailers() error {
 		return errSignature()
 	}
 	return nil
+}
+
+// validName reports whether s is an HTTP header name (an RFC 9110 token).
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if unreserved(c) || strings.IndexByte("!#$%&'*+^`|", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// validValue reports whether s may be an HTTP header value: no control
+// characters but tab.
+func validValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }

@@ -372,4 +372,3 @@ func BenchmarkChunkedSigned64K(b *testing.B) {
 		}
 	}
 }
-

@@ -42,8 +42,8 @@ func TestSDKHeaderSigning(t *testing.T) {
 	v := newTestVerifier(t, signTime.Add(3*time.Minute))
 	cases := []struct {
 		name, method, url string
-		headers         map[string]string
-		body            string
+		headers           map[string]string
+		body              string
 	}{
 		{name: "plain", method: "GET", url: "http://127.0.0.1:9000/bucket/key.txt"},
 		{name: "root", method: "GET", url: "http://127.0.0.1:9000/"},
@@ -317,4 +317,23 @@ func TestConfig(t *testing.T) {
 	if got := StoredContentEncoding("aws-chunked"); got != "" {
 		t.Fatalf("StoredContentEncoding = %q", got)
 	}
+}
+
+// A request dated by the Date header alone (no x-amz-date): the string to
+// sign carries that time in ISO 8601 form. The canonical request is written
+// out by hand here.
+func TestDateHeaderOnly(t *testing.T) {
+	v := newTestVerifier(t, signTime.Add(time.Minute))
+	creq := "GET\n/b/k\n\ndate:Sat, 14 Mar 2026 15:09:26 GMT\nhost:localhost\nx-amz-content-sha256:" + emptySHA256 +
+		"\n\ndate;host;x-amz-content-sha256\n" + emptySHA256
+	scope := "20260314/us-east-1/s3/aws4_request"
+	e := &testEncoder{key: signingKey(exampleSecret, "20260314", "us-east-1")}
+	sig := e.sign("AWS4-HMAC-SHA256\n20260314T150926Z\n" + scope + "\n" + sha256Hex([]byte(creq)))
+	r := httptest.NewRequest("GET", "http://localhost/b/k", nil)
+	r.Header.Set("Date", "Sat, 14 Mar 2026 15:09:26 GMT")
+	r.Header.Set("X-Amz-Content-Sha256", emptySHA256)
+	r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential="+exampleAK+"/"+scope+", SignedHeaders=date;host;x-amz-content-sha256, Signature="+sig)
+	mustVerify(t, v, r)
+	r.Header.Set("Date", "Sat, 14 Mar 2026 15:09:27 GMT")
+	wantCode(t, v, r, CodeSignatureDoesNotMatch, 403)
 }

@@ -117,7 +117,7 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	return "sigv4: " + strings.ToLower(e.Code[:1]) + e.Code[1:] + ": " + e.Message
+	return "sigv4: " + e.Code + ": " + e.Message
 }
 
 // Is reports whether target is an *Error with the same Code, so that
@@ -390,7 +390,7 @@ func parseCredential(s string) (credential, string) {
 	var c credential
 	parts := strings.Split(s, "/")
 	if len(parts) != 5 || parts[0] == "" {
-		return c, fmt.Sprintf("the Credential is mal-formed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\".")
+		return c, "the Credential is mal-formed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\"."
 	}
 	c = credential{accessKey: parts[0], date: parts[1], region: parts[2], service: parts[3], terminal: parts[4]}
 	if _, err := time.Parse(yyyymmdd, c.date); err != nil || len(c.date) != 8 {
