@@ -5,16 +5,25 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/redoubt-io/redoubt/internal/meta"
 )
 
-// A listing merges one ordered stream per partition. Each stream reads
-// its partition in batches that start small and double, so a page of n
-// entries over P partitions reads O(n + P) records, not O(n × P); and a
-// common prefix is skipped by seeking every stream that surfaces inside
-// it to the prefix's end, not by reading the keys under it.
+// A listing merges one ordered stream per partition. The merge keeps a
+// horizon: every stream holds, in memory, all of its keys below it, so the
+// smallest buffered key is the next key overall. To move the horizon, one
+// sample partition (a different one each time) is read for the next few
+// keys, and the horizon is set just past them; since keys hash uniformly
+// over partitions, every other partition then holds about as many keys
+// below it, and each is read with that bound. A page of n entries over P
+// partitions thus reads O(n + P) records, and every scan is bounded at
+// both ends, which keeps it cheap on stores whose Scan cost follows the
+// width of the range. A common prefix is skipped by moving the horizon
+// past it, never by reading the keys under it; each skip then costs one
+// short, bounded read per partition, so a page of c common prefixes costs
+// O(c × P) reads however many keys lie under them.
 
 const maxListKeys = 1000
 
@@ -24,19 +33,20 @@ type entry struct {
 }
 
 type cursor struct {
-	p     meta.Partition
-	buf   []entry
-	next  []byte // where the next batch starts; nil when the scan is done
-	batch int
+	buf []entry
 }
 
 type merger struct {
-	ctx  context.Context
-	md   meta.Store
-	hi   []byte
-	h    cursorHeap
-	err  error
-	maxB int
+	ctx     context.Context
+	md      meta.Store
+	n       int
+	hi      []byte // end of the listing; nil: end of the partition
+	horizon []byte // streams hold all their keys below it; nil: hi reached
+	done    bool   // the horizon has reached hi
+	want    int    // entries the caller may still take
+	sample  int    // next partition to sample
+	skipped bool   // the horizon was last moved by a skip
+	h       cursorHeap
 }
 
 type cursorHeap []*cursor
@@ -53,112 +63,138 @@ func (h *cursorHeap) Pop() any {
 }
 
 // newMerger streams the keys in [lo, hi) of partitions 0..n-1 in order.
-// page is the number of entries the caller expects to take.
-func newMerger(ctx context.Context, md meta.Store, n int, lo, hi []byte, page int) (*merger, error) {
-	m := &merger{ctx: ctx, md: md, hi: hi, maxB: max(page+1, 16)}
+// page is the number of entries the caller expects to take; probe says
+// the caller will skip common prefixes, so reading starts small.
+func newMerger(ctx context.Context, md meta.Store, n int, lo, hi []byte, page int, probe bool) *merger {
+	m := &merger{ctx: ctx, md: md, n: n, hi: hi, horizon: lo, want: page + 1, skipped: probe}
 	if hi != nil && bytes.Compare(lo, hi) >= 0 {
-		return m, nil
+		m.done = true
 	}
-	first := max(2, 2*page/n+1)
-	m.h = make(cursorHeap, 0, n)
-	for p := 0; p < n; p++ {
-		c := &cursor{p: meta.Partition(p), next: lo, batch: first}
-		if err := m.fill(c); err != nil {
-			return nil, err
+	return m
+}
+
+// took tells the merger one entry was used, for sizing later reads.
+func (m *merger) took() {
+	if m.want > 1 {
+		m.want--
+	}
+}
+
+// advance moves the horizon forward and reads every partition up to it.
+func (m *merger) advance() error {
+	from := m.horizon
+	per := 2*m.want/m.n + 2
+	if m.skipped {
+		// Past a common prefix the density of what follows is unknown:
+		// probe a little, so that a run of prefixes costs a few records
+		// per partition each, not every key under them.
+		per, m.skipped = 2, false
+	}
+	sp := m.sample
+	m.sample = (m.sample + 1) % m.n
+	got, err := m.scan(sp, from, m.hi, per)
+	if err != nil {
+		return err
+	}
+	to := m.hi
+	if len(got) == per {
+		to = successor(got[len(got)-1].key)
+	}
+	if len(got) > 0 {
+		m.h = append(m.h, &cursor{buf: got})
+	}
+	for p := 0; p < m.n; p++ {
+		if p == sp {
+			continue
 		}
-		if len(c.buf) > 0 {
-			m.h = append(m.h, c)
+		buf, err := m.scan(p, from, to, -1)
+		if err != nil {
+			return err
+		}
+		if len(buf) > 0 {
+			m.h = append(m.h, &cursor{buf: buf})
 		}
 	}
 	heap.Init(&m.h)
-	return m, nil
+	m.horizon = to
+	m.done = to == nil || (m.hi != nil && bytes.Equal(to, m.hi))
+	return nil
 }
 
-// fill reads c's next batch when its buffer is empty.
-func (m *merger) fill(c *cursor) error {
-	for len(c.buf) == 0 && c.next != nil {
-		want := c.batch
-		c.batch = min(c.batch*2, m.maxB)
-		var got []entry
-		err := m.md.Scan(m.ctx, c.p, c.next, m.hi, func(k []byte, it meta.Item) bool {
-			got = append(got, entry{key: bytes.Clone(k), val: it.Value})
-			return len(got) < want
-		})
-		if err != nil {
-			return metaErr("list", err)
-		}
-		if len(got) < want {
-			c.next = nil
-		} else {
-			c.next = successor(got[len(got)-1].key)
-		}
-		c.buf = got
+// scan reads up to limit (< 0: all) records of partition p in [from, to),
+// copying keys and values into one buffer: the store owns what it passes.
+func (m *merger) scan(p int, from, to []byte, limit int) ([]entry, error) {
+	var arena []byte
+	var lens []int
+	err := m.md.Scan(m.ctx, meta.Partition(p), from, to, func(k []byte, it meta.Item) bool {
+		arena = append(arena, k...)
+		arena = append(arena, it.Value...)
+		lens = append(lens, len(k), len(it.Value))
+		return limit < 0 || len(lens)/2 < limit
+	})
+	if err != nil {
+		return nil, metaErr("list", err)
 	}
-	return nil
+	out := make([]entry, len(lens)/2)
+	off := 0
+	for i := range out {
+		kl, vl := lens[2*i], lens[2*i+1]
+		out[i] = entry{key: arena[off : off+kl : off+kl], val: arena[off+kl : off+kl+vl : off+kl+vl]}
+		off += kl + vl
+	}
+	return out, nil
 }
 
 // peek returns the smallest remaining entry.
-func (m *merger) peek() (entry, bool) {
-	if len(m.h) == 0 {
-		return entry{}, false
+func (m *merger) peek() (entry, bool, error) {
+	for len(m.h) == 0 {
+		if m.done {
+			return entry{}, false, nil
+		}
+		if err := m.advance(); err != nil {
+			return entry{}, false, err
+		}
 	}
-	return m.h[0].buf[0], true
+	return m.h[0].buf[0], true, nil
 }
 
 // pop drops the smallest entry.
-func (m *merger) pop() error {
+func (m *merger) pop() {
 	c := m.h[0]
 	c.buf = c.buf[1:]
-	return m.fix(c)
-}
-
-func (m *merger) fix(c *cursor) error {
-	if err := m.fill(c); err != nil {
-		return err
-	}
 	if len(c.buf) == 0 {
 		heap.Pop(&m.h)
-		return nil
+	} else {
+		heap.Fix(&m.h, 0)
 	}
-	heap.Fix(&m.h, 0)
-	return nil
 }
 
-// skipTo drops every entry before k (nil: every entry). Only streams that
-// surface below k are touched.
-func (m *merger) skipTo(k []byte) error {
+// skipTo drops every entry before k. Only streams that hold such entries
+// are touched, and nothing below k is read from the store.
+func (m *merger) skipTo(k []byte) {
+	if k == nil {
+		m.h, m.done = nil, true
+		return
+	}
 	for len(m.h) > 0 {
 		c := m.h[0]
-		if k != nil && bytes.Compare(c.buf[0].key, k) >= 0 {
-			return nil
+		if bytes.Compare(c.buf[0].key, k) >= 0 {
+			break
 		}
-		i := len(c.buf)
-		if k != nil {
-			// Binary search the buffer; past its end, seek the scan.
-			lo, hi := 0, len(c.buf)
-			for lo < hi {
-				mid := (lo + hi) / 2
-				if bytes.Compare(c.buf[mid].key, k) < 0 {
-					lo = mid + 1
-				} else {
-					hi = mid
-				}
-			}
-			i = lo
-		}
+		i := sort.Search(len(c.buf), func(i int) bool { return bytes.Compare(c.buf[i].key, k) >= 0 })
 		c.buf = c.buf[i:]
-		if len(c.buf) == 0 && c.next != nil {
-			if k == nil {
-				c.next = nil
-			} else if bytes.Compare(c.next, k) < 0 {
-				c.next = k
-			}
-		}
-		if err := m.fix(c); err != nil {
-			return err
+		if len(c.buf) == 0 {
+			heap.Pop(&m.h)
+		} else {
+			heap.Fix(&m.h, 0)
 		}
 	}
-	return nil
+	if !m.done && bytes.Compare(m.horizon, k) < 0 {
+		m.horizon, m.skipped = k, true
+		if m.hi != nil && bytes.Compare(k, m.hi) >= 0 {
+			m.done = true
+		}
+	}
 }
 
 func pageSize(n int) int {
@@ -206,14 +242,14 @@ func (s *Service) ListObjects(ctx context.Context, bucket string, opts ListOptio
 	limit := pageSize(opts.MaxKeys)
 	lo := listStart(tagHead, b.ID, opts.Prefix, opts.Delimiter, opts.Marker, []byte{0})
 	hi := prefixEnd(keyPrefix(tagHead, b.ID, opts.Prefix))
-	m, err := newMerger(ctx, s.md, s.cfg.Partitions, lo, hi, limit)
-	if err != nil {
-		return ListResult{}, err
-	}
+	m := newMerger(ctx, s.md, s.cfg.Partitions, lo, hi, limit, opts.Delimiter != "")
 	var res ListResult
 	count := 0
 	for {
-		e, ok := m.peek()
+		e, ok, err := m.peek()
+		if err != nil {
+			return ListResult{}, err
+		}
 		if !ok {
 			break
 		}
@@ -224,9 +260,7 @@ func (s *Service) ListObjects(ctx context.Context, bucket string, opts ListOptio
 		}
 		if h.DeleteMarker {
 			// Not visible; nor does it make its common prefix visible.
-			if err := m.pop(); err != nil {
-				return ListResult{}, err
-			}
+			m.pop()
 			continue
 		}
 		if count == limit {
@@ -234,12 +268,11 @@ func (s *Service) ListObjects(ctx context.Context, bucket string, opts ListOptio
 			break
 		}
 		count++
+		m.took()
 		if cp := rollup(key, opts.Prefix, opts.Delimiter); cp != "" {
 			res.CommonPrefixes = append(res.CommonPrefixes, cp)
 			res.NextMarker = cp
-			if err := m.skipTo(prefixEnd(keyPrefix(tagHead, b.ID, cp))); err != nil {
-				return ListResult{}, err
-			}
+			m.skipTo(prefixEnd(keyPrefix(tagHead, b.ID, cp)))
 			continue
 		}
 		res.Objects = append(res.Objects, ObjectInfo{
@@ -252,9 +285,7 @@ func (s *Service) ListObjects(ctx context.Context, bucket string, opts ListOptio
 			VersionID:    versionIDString(h.Null, h.Latest, b.Versioning),
 		})
 		res.NextMarker = key
-		if err := m.pop(); err != nil {
-			return ListResult{}, err
-		}
+		m.pop()
 	}
 	if !res.IsTruncated {
 		res.NextMarker = ""
@@ -293,15 +324,15 @@ func (s *Service) ListObjectVersions(ctx context.Context, bucket string, opts Li
 		lo = listStart(tagVersion, b.ID, opts.Prefix, opts.Delimiter, opts.KeyMarker, []byte{1})
 	}
 	hi := prefixEnd(keyPrefix(tagVersion, b.ID, opts.Prefix))
-	m, err := newMerger(ctx, s.md, s.cfg.Partitions, lo, hi, limit)
-	if err != nil {
-		return ListVersionsResult{}, err
-	}
+	m := newMerger(ctx, s.md, s.cfg.Partitions, lo, hi, limit, opts.Delimiter != "")
 	var res ListVersionsResult
 	prev := midKey
 	hasPrev := midKey != ""
 	for {
-		e, ok := m.peek()
+		e, ok, err := m.peek()
+		if err != nil {
+			return ListVersionsResult{}, err
+		}
 		if !ok {
 			break
 		}
@@ -313,12 +344,11 @@ func (s *Service) ListObjectVersions(ctx context.Context, bucket string, opts Li
 		if !ok {
 			return ListVersionsResult{}, fmt.Errorf("version key %x: %w", e.key, errCorrupt)
 		}
+		m.took()
 		if cp := rollup(key, opts.Prefix, opts.Delimiter); cp != "" {
 			res.CommonPrefixes = append(res.CommonPrefixes, cp)
 			res.NextKeyMarker, res.NextVersionIDMarker = cp, ""
-			if err := m.skipTo(prefixEnd(keyPrefix(tagVersion, b.ID, cp))); err != nil {
-				return ListVersionsResult{}, err
-			}
+			m.skipTo(prefixEnd(keyPrefix(tagVersion, b.ID, cp)))
 			continue
 		}
 		v, err := decodeVersion(ts, e.val)
@@ -334,9 +364,7 @@ func (s *Service) ListObjectVersions(ctx context.Context, bucket string, opts Li
 		prev, hasPrev = key, true
 		res.Versions = append(res.Versions, oi)
 		res.NextKeyMarker, res.NextVersionIDMarker = key, oi.VersionID
-		if err := m.pop(); err != nil {
-			return ListVersionsResult{}, err
-		}
+		m.pop()
 	}
 	if !res.IsTruncated {
 		res.NextKeyMarker, res.NextVersionIDMarker = "", ""
@@ -358,13 +386,13 @@ func (s *Service) ListMultipartUploads(ctx context.Context, bucket string, opts 
 		lo = listStart(tagUpload, b.ID, opts.Prefix, opts.Delimiter, opts.KeyMarker, []byte{1})
 	}
 	hi := prefixEnd(keyPrefix(tagUpload, b.ID, opts.Prefix))
-	m, err := newMerger(ctx, s.md, s.cfg.Partitions, lo, hi, limit)
-	if err != nil {
-		return ListUploadsResult{}, err
-	}
+	m := newMerger(ctx, s.md, s.cfg.Partitions, lo, hi, limit, opts.Delimiter != "")
 	var res ListUploadsResult
 	for {
-		e, ok := m.peek()
+		e, ok, err := m.peek()
+		if err != nil {
+			return ListUploadsResult{}, err
+		}
 		if !ok {
 			break
 		}
@@ -376,12 +404,11 @@ func (s *Service) ListMultipartUploads(ctx context.Context, bucket string, opts 
 		if !ok {
 			return ListUploadsResult{}, fmt.Errorf("upload key %x: %w", e.key, errCorrupt)
 		}
+		m.took()
 		if cp := rollup(key, opts.Prefix, opts.Delimiter); cp != "" {
 			res.CommonPrefixes = append(res.CommonPrefixes, cp)
 			res.NextKeyMarker, res.NextUploadIDMarker = cp, ""
-			if err := m.skipTo(prefixEnd(keyPrefix(tagUpload, b.ID, cp))); err != nil {
-				return ListUploadsResult{}, err
-			}
+			m.skipTo(prefixEnd(keyPrefix(tagUpload, b.ID, cp)))
 			continue
 		}
 		u, err := decodeUpload(e.val)
@@ -390,9 +417,7 @@ func (s *Service) ListMultipartUploads(ctx context.Context, bucket string, opts 
 		}
 		res.Uploads = append(res.Uploads, Upload{Key: key, UploadID: id, Initiated: msTime(u.Initiated)})
 		res.NextKeyMarker, res.NextUploadIDMarker = key, id
-		if err := m.pop(); err != nil {
-			return ListUploadsResult{}, err
-		}
+		m.pop()
 	}
 	if !res.IsTruncated {
 		res.NextKeyMarker, res.NextUploadIDMarker = "", ""

@@ -244,3 +244,28 @@ func TestListObjectVersionsPaging(t *testing.T) {
 		}
 	}
 }
+
+func TestDeleteFailuresCommitNothing(t *testing.T) {
+	e := newEnv(t)
+	e.bucket("ver", Enabled)
+	v1 := e.put("ver", "k", big(100, 1))
+	before := e.snapshot()
+	for _, opts := range []DeleteOptions{
+		{IfMatch: `"nope"`},
+		{VersionID: v1.VersionID, IfMatch: `"nope"`},
+		{VersionID: "not-a-version"},
+	} {
+		if _, err := e.s.DeleteObject(e.ctx, "ver", "k", opts); err == nil {
+			t.Fatalf("%+v: no error", opts)
+		}
+		if e.snapshot() != before {
+			t.Fatalf("%+v: metadata changed", opts)
+		}
+	}
+	if _, err := e.s.DeleteObject(e.ctx, "ver", "", DeleteOptions{}); !errors.Is(err, ErrInvalidKey) {
+		t.Fatalf("empty key: %v", err)
+	}
+	if _, err := e.s.DeleteObject(e.ctx, "nobkt", "k", DeleteOptions{}); !errors.Is(err, ErrNoSuchBucket) {
+		t.Fatalf("missing bucket: %v", err)
+	}
+}
