@@ -58,27 +58,39 @@ func (m *Mem) Scan(ctx context.Context, p Partition, start, end []byte, fn func(
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// Copy the range under the lock so fn may call back into the store.
-	m.mu.Lock()
-	mp := m.partLocked(p)
-	i := sort.SearchStrings(mp.keys, string(start))
-	var ks []string
-	var vs []Item
-	for ; i < len(mp.keys); i++ {
-		k := mp.keys[i]
-		if end != nil && k >= string(end) {
-			break
+	// Copy a batch at a time under the lock, so that fn may call back into
+	// the store and a scan that stops early copies little.
+	const batch = 64
+	from := string(start)
+	inclusive := true
+	for {
+		m.mu.Lock()
+		mp := m.partLocked(p)
+		i := sort.SearchStrings(mp.keys, from)
+		if !inclusive && i < len(mp.keys) && mp.keys[i] == from {
+			i++
 		}
-		ks = append(ks, k)
-		vs = append(vs, mp.vals[k])
-	}
-	m.mu.Unlock()
-	for i, k := range ks {
-		if !fn([]byte(k), Item{Value: bytes.Clone(vs[i].Value), Rev: vs[i].Rev}) {
+		ks := make([]string, 0, batch)
+		vs := make([]Item, 0, batch)
+		for ; i < len(mp.keys) && len(ks) < batch; i++ {
+			k := mp.keys[i]
+			if end != nil && k >= string(end) {
+				break
+			}
+			ks = append(ks, k)
+			vs = append(vs, mp.vals[k])
+		}
+		m.mu.Unlock()
+		for i, k := range ks {
+			if !fn([]byte(k), Item{Value: bytes.Clone(vs[i].Value), Rev: vs[i].Rev}) {
+				return nil
+			}
+		}
+		if len(ks) < batch {
 			return nil
 		}
+		from, inclusive = ks[len(ks)-1], false
 	}
-	return nil
 }
 
 func (m *Mem) Commit(ctx context.Context, p Partition, txn Txn) (uint64, error) {
