@@ -95,8 +95,9 @@ func (l *Local) Status() []ReplicaStatus {
 	return out
 }
 
-// errClosed is returned by operations on a closed Local.
-var errClosed = errors.New("meta: store closed")
+// errClosed is returned by operations on a closed Local. It wraps
+// ErrUnavailable: to a caller, a closing store is one that cannot serve.
+var errClosed = fmt.Errorf("meta: store closed: %w", ErrUnavailable)
 
 func (l *Local) unavailable(op string) error {
 	return fmt.Errorf("meta: %s: no healthy metadata replica: %w", op, ErrUnavailable)
@@ -500,7 +501,9 @@ func (l *Local) closeReplicas() error {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			_ = closeDB(db)
+			if err := closeDB(db); err != nil {
+				l.log.Warn("closing failed metadata replica", "dir", r.dir, "err", err)
+			}
 		}()
 		t := time.NewTimer(failedCloseWait)
 		select {

@@ -3,6 +3,7 @@ package meta
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync/atomic"
 	"testing"
 )
@@ -15,7 +16,12 @@ func BenchmarkLocalCommit(b *testing.B) {
 		for _, size := range []int{200, 4096} {
 			b.Run(fmt.Sprintf("replicas=%d/value=%d", replicas, size), func(b *testing.B) {
 				l := benchLocal(b, replicas)
+				// Incompressible, as object data mostly is.
 				value := make([]byte, size)
+				rng := rand.New(rand.NewPCG(1, uint64(size)))
+				for i := range value {
+					value[i] = byte(rng.Uint32())
+				}
 				var n atomic.Uint64
 				b.SetParallelism(8) // 16 goroutines on 2 cores
 				b.ResetTimer()

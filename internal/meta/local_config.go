@@ -28,11 +28,12 @@ type LocalConfig struct {
 	// so a hung drive delays commits by at most this much once. It must
 	// exceed the worst fsync latency of a healthy but busy drive.
 	ReplicaTimeout time.Duration
-	// LogRing is the number of recent commits each replica keeps in its log
-	// so that a replica that missed some of them at a crash can be brought
-	// up to date at open by replaying them. A replica that lags further is
-	// rebuilt by copying a healthy one. It costs up to LogRing times the
-	// average commit size of disk per replica.
+	// LogRing is the number of recent commits whose keys each replica keeps
+	// in its log, so that a replica that missed some of them at a crash can
+	// be brought up to date at open by copying those keys from a replica
+	// that has them. A replica that lags further is rebuilt by copying a
+	// healthy one whole. It costs up to LogRing times the keys of a commit
+	// of disk per replica.
 	LogRing uint64
 }
 
@@ -51,7 +52,7 @@ func DefaultLocalConfig(dirs ...string) LocalConfig {
 		// fsync; a dead one may never answer.
 		ReplicaTimeout: 20 * time.Second,
 		// Replicas differ at a crash only by commits in flight, far fewer
-		// than 1024; the ring costs at most 1024 inline objects of disk.
+		// than 1024; the ring holds keys only, so it costs little disk.
 		LogRing: 1024,
 	}
 }

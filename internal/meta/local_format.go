@@ -13,7 +13,7 @@ import (
 //	0x00 'i'                              -> store ID (16 bytes)
 //	0x00 'a'                              -> seq of the last commit applied (8 bytes BE)
 //	0x00 'b'                              -> seq at which the log ring was last cleared
-//	0x00 'l' | seq (8 bytes BE)           -> log entry: the effects of commit seq
+//	0x00 'l' | seq (8 bytes BE)           -> log entry: the keys commit seq wrote
 //
 // Every commit writes its effects, its log entry and the applied key in one
 // batch, so a replica holds a commit entirely or not at all.
@@ -21,8 +21,9 @@ import (
 // localFormatVersion is the version of the layout above.
 const localFormatVersion = 1
 
-// logEntryVersion is the version of the encoding of a log entry.
-const logEntryVersion = 1
+// logEntryVersion is the version of the encoding of a log entry. Version 1
+// also logged values; a replica whose replay meets one is rebuilt instead.
+const logEntryVersion = 2
 
 const (
 	dataPrefix = 0x01
@@ -69,59 +70,52 @@ func logKey(seq uint64) []byte {
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
-// encodeLogEntry encodes the effects of txn on partition p: its deletes and
-// puts, in the order they are applied. Conditions are not recorded: a log
-// entry is replayed unconditionally.
+// encodeLogEntry encodes the keys that txn on partition p writes or
+// deletes. Values are not logged: a replica that missed the commit copies
+// each key's current value (or absence) from an up-to-date replica, which
+// yields the same state because replicas apply commits in the same order.
+// Keeping values out of the log halves the bytes written per commit.
 func encodeLogEntry(dst []byte, p Partition, txn *Txn) []byte {
 	dst = append(dst, logEntryVersion)
 	dst = binary.AppendUvarint(dst, uint64(p))
-	dst = binary.AppendUvarint(dst, uint64(len(txn.Deletes)))
+	dst = binary.AppendUvarint(dst, uint64(len(txn.Deletes)+len(txn.Puts)))
 	for _, k := range txn.Deletes {
 		dst = binary.AppendUvarint(dst, uint64(len(k)))
 		dst = append(dst, k...)
 	}
-	dst = binary.AppendUvarint(dst, uint64(len(txn.Puts)))
 	for _, kv := range txn.Puts {
 		dst = binary.AppendUvarint(dst, uint64(len(kv.Key)))
 		dst = append(dst, kv.Key...)
-		dst = binary.AppendUvarint(dst, uint64(len(kv.Value)))
-		dst = append(dst, kv.Value...)
 	}
 	return dst
 }
 
-// decodeLogEntry is the inverse of encodeLogEntry. The returned slices alias
+// decodeLogEntry is the inverse of encodeLogEntry. The returned keys alias
 // b.
-func decodeLogEntry(b []byte) (Partition, Txn, error) {
+func decodeLogEntry(b []byte) (Partition, [][]byte, error) {
 	d := entryDecoder{b: b}
 	if v := d.byte(); v != logEntryVersion {
 		if d.err != nil {
-			return 0, Txn{}, d.err
+			return 0, nil, d.err
 		}
-		return 0, Txn{}, fmt.Errorf("%w: version %d", errBadLogEntry, v)
+		return 0, nil, fmt.Errorf("%w: version %d", errBadLogEntry, v)
 	}
 	p := d.uvarint()
-	if p > uint64(System) {
-		return 0, Txn{}, fmt.Errorf("%w: partition %d", errBadLogEntry, p)
+	if d.err == nil && p > uint64(System) {
+		return 0, nil, fmt.Errorf("%w: partition %d", errBadLogEntry, p)
 	}
-	var txn Txn
+	var keys [][]byte
 	n := d.count()
 	for i := uint64(0); i < n && d.err == nil; i++ {
-		txn.Deletes = append(txn.Deletes, d.bytes())
-	}
-	n = d.count()
-	for i := uint64(0); i < n && d.err == nil; i++ {
-		k := d.bytes()
-		v := d.bytes()
-		txn.Puts = append(txn.Puts, KV{Key: k, Value: v})
+		keys = append(keys, d.bytes())
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%w: %d trailing bytes", errBadLogEntry, len(d.b))
 	}
 	if d.err != nil {
-		return 0, Txn{}, d.err
+		return 0, nil, d.err
 	}
-	return Partition(p), txn, nil
+	return Partition(p), keys, nil
 }
 
 type entryDecoder struct {

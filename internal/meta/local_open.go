@@ -157,7 +157,10 @@ func (l *Local) openAndReconcile(cache *pebble.Cache) (uint64, error) {
 		case st.applied == M:
 		case st.applied >= states[src].base && st.applied+l.cfg.LogRing >= M:
 			l.log.Info("replaying commits on metadata replica", "dir", r.dir, "from", st.applied, "to", M)
-			err = replay(r, S, st.applied, M, l.cfg.LogRing)
+			if err = replay(r, S, st.applied, M); err != nil {
+				l.log.Warn("replay failed; rebuilding metadata replica", "dir", r.dir, "err", err)
+				err = l.rebuild(r, S, cache)
+			}
 		default:
 			l.log.Info("rebuilding metadata replica", "dir", r.dir, "from", S.dir, "reason", "lags beyond log", "applied", st.applied, "source_applied", M)
 			err = l.rebuild(r, S, cache)
@@ -211,9 +214,11 @@ func (l *Local) initialize() error {
 	return nil
 }
 
-// replay applies the commits in (from, to] of src's log to r, in order, in
-// one synced batch.
-func replay(r, src *replica, from, to, ring uint64) error {
+// replay brings r from commit from to commit to: for every key that a
+// commit in (from, to] of src's log wrote, it copies src's current value, or
+// its absence, in one synced batch. r and src applied the same commits in
+// the same order up to from, so keys no such commit wrote already agree.
+func replay(r, src *replica, from, to uint64) error {
 	it, err := src.db.NewIter(&pebble.IterOptions{LowerBound: logKey(from + 1), UpperBound: logKey(to + 1)})
 	if err != nil {
 		return err
@@ -221,17 +226,27 @@ func replay(r, src *replica, from, to, ring uint64) error {
 	defer it.Close()
 	b := r.db.NewBatch()
 	defer b.Close()
+	var k []byte
 	for ok := it.First(); ok; ok = it.Next() {
 		seq := binary.BigEndian.Uint64(it.Key()[2:])
 		entry, err := it.ValueAndErr()
 		if err != nil {
 			return err
 		}
-		p, txn, err := decodeLogEntry(entry)
+		p, keys, err := decodeLogEntry(entry)
 		if err != nil {
 			return fmt.Errorf("log entry %d: %w", seq, err)
 		}
-		fillBatch(b, p, &txn, seq, entry, ring)
+		for _, key := range keys {
+			k = appendDataKey(k[:0], p, key)
+			found, err := getRaw(src, k, func(v []byte) { _ = b.Set(k, v, nil) })
+			if err != nil {
+				return err
+			}
+			if !found {
+				_ = b.Delete(k, nil)
+			}
+		}
 	}
 	if err := it.Error(); err != nil {
 		return err

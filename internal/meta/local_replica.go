@@ -151,7 +151,9 @@ func (r *replica) start(depth int) {
 func (r *replica) applier() {
 	defer close(r.syncQ)
 	for req := range r.queue {
-		if !r.healthy() {
+		// Checking the directory first also keeps Pebble from trying, and
+		// failing fatally, to create files in a directory that is gone.
+		if !r.healthy() || !r.checkPresent() {
 			req.applied <- errReplicaFailed
 			continue
 		}
