@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/xml"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/redoubt-io/redoubt/internal/objects"
@@ -41,11 +43,16 @@ func owner(rc *reqCtx) ownerXML {
 }
 
 type listBucketsXML struct {
-	XMLName xml.Name    `xml:"ListAllMyBucketsResult"`
-	NS      string      `xml:"xmlns,attr"`
-	Owner   ownerXML    `xml:"Owner"`
-	Buckets []bucketXML `xml:"Buckets>Bucket"`
+	XMLName           xml.Name    `xml:"ListAllMyBucketsResult"`
+	NS                string      `xml:"xmlns,attr"`
+	Owner             ownerXML    `xml:"Owner"`
+	Buckets           []bucketXML `xml:"Buckets>Bucket"`
+	ContinuationToken string      `xml:"ContinuationToken,omitempty"`
+	Prefix            string      `xml:"Prefix,omitempty"`
 }
+
+// maxBuckets bounds a ListBuckets page, as in S3.
+const maxBuckets = 10000
 
 type bucketXML struct {
 	Name         string `xml:"Name"`
@@ -58,8 +65,32 @@ func (s *Server) listBuckets(w http.ResponseWriter, r *http.Request, rc *reqCtx)
 	if err != nil {
 		return err
 	}
-	res := listBucketsXML{NS: s3NS, Owner: owner(rc), Buckets: make([]bucketXML, 0, len(bs))}
+	q := rc.query
+	limit := maxBuckets
+	if v, ok := q["max-buckets"]; ok {
+		n, err := strconv.Atoi(v[0])
+		if err != nil || n < 1 || n > maxBuckets {
+			return invalidArg("max-buckets must be an integer between 1 and 10000.")
+		}
+		limit = n
+	}
+	after := ""
+	if t := q.Get("continuation-token"); t != "" {
+		if after, err = decodeToken(t); err != nil {
+			return err
+		}
+	}
+	prefix := q.Get("prefix")
+	res := listBucketsXML{NS: s3NS, Owner: owner(rc), Buckets: make([]bucketXML, 0, min(len(bs), limit)), Prefix: prefix}
+	slices.SortFunc(bs, func(a, b objects.BucketInfo) int { return strings.Compare(a.Name, b.Name) })
 	for _, b := range bs {
+		if !strings.HasPrefix(b.Name, prefix) || b.Name <= after {
+			continue
+		}
+		if len(res.Buckets) == limit {
+			res.ContinuationToken = encodeToken(res.Buckets[len(res.Buckets)-1].Name)
+			break
+		}
 		res.Buckets = append(res.Buckets, bucketXML{Name: b.Name, CreationDate: isoTime(b.Created), BucketRegion: s.cfg.Region})
 	}
 	return s.writeXML(w, http.StatusOK, res)
@@ -80,7 +111,24 @@ func validLocation(c string) bool {
 	return true
 }
 
+// objectOwnership checks CreateBucket's x-amz-object-ownership. Redoubt
+// has no ACLs, which is S3's BucketOwnerEnforced; the settings that keep
+// ACLs in force are not implemented.
+func objectOwnership(h http.Header) error {
+	switch v := h.Get("X-Amz-Object-Ownership"); v {
+	case "", "BucketOwnerEnforced":
+		return nil
+	case "BucketOwnerPreferred", "ObjectWriter":
+		return errNotImpl
+	default:
+		return invalidArg("Invalid x-amz-object-ownership header: %s", v)
+	}
+}
+
 func (s *Server) createBucket(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	if err := objectOwnership(r.Header); err != nil {
+		return err
+	}
 	b, err := s.readXMLBody(r, rc)
 	if err != nil {
 		return err

@@ -237,8 +237,10 @@ func (s *Server) listObjectsV1(w http.ResponseWriter, r *http.Request, rc *reqCt
 	}
 	res.CommonPrefixes = prefixes(lr.CommonPrefixes, e)
 	res.IsTruncated = lr.IsTruncated
-	if lr.IsTruncated && opts.Delimiter != "" {
-		// Without a delimiter S3 leaves NextMarker out: the last key is it.
+	if lr.IsTruncated {
+		// S3 documents NextMarker only with a delimiter (without one the
+		// last key is the marker), but clients that page on NextMarker
+		// alone exist; sending it always costs nothing.
 		res.NextMarker = e.enc(lr.NextMarker)
 	}
 	return s.writeXML(w, http.StatusOK, res)

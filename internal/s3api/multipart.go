@@ -4,7 +4,9 @@ import (
 	"encoding/xml"
 	"net/http"
 	"strconv"
+	"strings"
 
+	"github.com/redoubt-io/redoubt/internal/checksum"
 	"github.com/redoubt-io/redoubt/internal/objects"
 )
 
@@ -27,12 +29,11 @@ func (s *Server) createMultipartUpload(w http.ResponseWriter, r *http.Request, r
 	// Values cannot be known before the parts are sent.
 	opts.ContentMD5, opts.Trailer = nil, nil
 	opts.Checksums = objects.Checksums{}
-	switch t := r.Header.Get("X-Amz-Checksum-Type"); t {
-	case "", "COMPOSITE", "FULL_OBJECT":
-		opts.Checksums.Type = t
-	default:
-		return invalidReq("Value for x-amz-checksum-type header is invalid.")
+	t := r.Header.Get("X-Amz-Checksum-Type")
+	if err := checksumTypeFits(t, opts.ChecksumAlgorithm); err != nil {
+		return err
 	}
+	opts.Checksums.Type = t
 	id, err := s.api.CreateMultipartUpload(r.Context(), rc.bucket, rc.key, opts)
 	if err != nil {
 		return err
@@ -44,6 +45,30 @@ func (s *Server) createMultipartUpload(w http.ResponseWriter, r *http.Request, r
 		}
 	}
 	return s.writeXML(w, http.StatusOK, initiateXML{NS: s3NS, Bucket: rc.bucket, Key: rc.key, UploadID: id})
+}
+
+// checksumTypeFits checks CreateMultipartUpload's x-amz-checksum-type
+// against its algorithm, as S3 does: a type needs an algorithm, a
+// whole-object checksum of a multipart upload can only be a CRC (CRCs
+// combine across parts, hashes do not), and CRC64NVME exists only as a
+// whole-object checksum.
+func checksumTypeFits(typ, algorithm string) error {
+	switch typ {
+	case "":
+		return nil
+	case "COMPOSITE", "FULL_OBJECT":
+	default:
+		return invalidReq("Value for x-amz-checksum-type header is invalid.")
+	}
+	if algorithm == "" {
+		return invalidReq("The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.")
+	}
+	a := checksum.Algorithm(algorithm)
+	crc := a == checksum.CRC32 || a == checksum.CRC32C || a == checksum.CRC64NVME
+	if (typ == "FULL_OBJECT" && !crc) || (typ == "COMPOSITE" && a == checksum.CRC64NVME) {
+		return invalidReq("The %s checksum type cannot be used with the %s checksum algorithm.", strings.ToLower(typ), strings.ToLower(algorithm))
+	}
+	return nil
 }
 
 func (s *Server) uploadArgs(rc *reqCtx) (uploadID string, part int, err error) {
@@ -81,7 +106,7 @@ func (s *Server) uploadPart(w http.ResponseWriter, r *http.Request, rc *reqCtx) 
 		Trailer: trailerFunc(cr, rc.principal),
 	})
 	if err != nil {
-		return s.bodyError(rc, err)
+		return checksumError(s.bodyError(rc, err), cr.algorithm)
 	}
 	h := w.Header()
 	h.Set("ETag", pi.ETag)

@@ -28,17 +28,44 @@ func (s *Server) putObject(w http.ResponseWriter, r *http.Request, rc *reqCtx) e
 	if err != nil {
 		return err
 	}
+	if opts.ChecksumAlgorithm == "" {
+		// As S3 does since 2025, every new object gets a whole-object
+		// CRC64NVME when the client asked for no checksum, so that a
+		// later GET with checksum mode can be verified end to end.
+		opts.ChecksumAlgorithm = string(checksum.CRC64NVME)
+	}
 	info, err := s.api.PutObject(r.Context(), rc.bucket, rc.key, body, size, opts)
 	if err != nil {
-		return s.bodyError(rc, err)
+		return checksumError(s.bodyError(rc, err), opts.ChecksumAlgorithm)
 	}
 	h := w.Header()
 	h.Set("ETag", info.ETag)
 	setVersion(h, info.VersionID)
-	setChecksums(h, info.Checksums)
+	setChecksums(h, wholeObject(info.Checksums))
+	// S3 names the stored size of the new object; clients read it as the
+	// PutObject result's Size.
+	h.Set("X-Amz-Object-Size", strconv.FormatInt(info.Size, 10))
 	h.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusOK)
 	return nil
+}
+
+// checksumError names the algorithm in a checksum mismatch, as S3 does
+// ("The CRC32 you specified did not match the calculated checksum.").
+func checksumError(err error, algorithm string) error {
+	if algorithm != "" && errors.Is(err, objects.ErrChecksumMismatch) {
+		return apiErr("BadDigest", 400, "The "+algorithm+" you specified did not match the calculated checksum.")
+	}
+	return err
+}
+
+// wholeObject returns c with its type set for an object stored by one
+// PUT: its checksums cover the whole object.
+func wholeObject(c objects.Checksums) objects.Checksums {
+	if c.Type == "" && c != (objects.Checksums{}) {
+		c.Type = "FULL_OBJECT"
+	}
+	return c
 }
 
 func setVersion(h http.Header, v string) {
@@ -101,6 +128,11 @@ func (s *Server) getObject(w http.ResponseWriter, r *http.Request, rc *reqCtx) e
 		defer rd.Close()
 	}
 	h := w.Header()
+	if err != nil && opts.PartNumber > 0 && errors.Is(err, objects.ErrInvalidRange) {
+		// The object has fewer parts than asked for: S3 names the part
+		// number, not a byte range.
+		err = errInvalidPartNumber
+	}
 	if err != nil {
 		if info.DeleteMarker {
 			h.Set("X-Amz-Delete-Marker", "true")
@@ -141,8 +173,16 @@ func (s *Server) getObject(w http.ResponseWriter, r *http.Request, rc *reqCtx) e
 		h.Set("X-Amz-Mp-Parts-Count", strconv.Itoa(info.Parts))
 	}
 	ranged := opts.Range.Set || opts.PartNumber > 0
-	if strings.EqualFold(r.Header.Get("X-Amz-Checksum-Mode"), "ENABLED") && !ranged {
-		setChecksums(h, info.Checksums)
+	// The stored checksums describe the whole object: they are sent for a
+	// whole-object read, and for part 1 of an object that has no parts,
+	// which is the whole object.
+	whole := !opts.Range.Set && (opts.PartNumber == 0 || info.Parts == 0)
+	if strings.EqualFold(r.Header.Get("X-Amz-Checksum-Mode"), "ENABLED") && whole {
+		c := info.Checksums
+		if info.Parts == 0 {
+			c = wholeObject(c)
+		}
+		setChecksums(h, c)
 	}
 	for _, o := range responseOverrides {
 		if v := rc.query.Get(o[0]); v != "" {
@@ -151,7 +191,9 @@ func (s *Server) getObject(w http.ResponseWriter, r *http.Request, rc *reqCtx) e
 	}
 	length := info.Size
 	status := http.StatusOK
-	if ranged && (info.RangeLength != info.Size || opts.Range.Set) {
+	// A part read is partial content even when the part is the whole
+	// object, as in S3; only an empty object has no range to name.
+	if ranged && info.Size > 0 {
 		length = info.RangeLength
 		status = http.StatusPartialContent
 		end := info.RangeStart + info.RangeLength - 1

@@ -18,7 +18,11 @@ func TestParseRange(t *testing.T) {
 		{"bytes=5-9", objects.Range{Set: true, Start: 5, End: 9}, nil},
 		{"bytes=5-", objects.Range{Set: true, Start: 5, End: -1}, nil},
 		{"bytes=-3", objects.Range{Set: true, Suffix: 3, End: -1}, nil},
-		{" bytes= 1 - 2 ", objects.Range{Set: true, Start: 1, End: 2}, nil},
+		// Blanks inside the range make it malformed: the whole object is served.
+		{" bytes= 1 - 2 ", objects.Range{}, errRangeIgnored},
+		{"bytes= -1", objects.Range{}, errRangeIgnored},
+		{"bytes=0 -1", objects.Range{}, errRangeIgnored},
+		{"bytes=0-\t1", objects.Range{}, errRangeIgnored},
 		{"bytes=-0", objects.Range{}, errRangeUnsatisfiable},
 		{"bytes=9-5", objects.Range{}, errRangeIgnored},
 		{"bytes=0-1,3-4", objects.Range{}, errRangeIgnored},

@@ -24,15 +24,15 @@ func parseRange(h string) (objects.Range, error) {
 	if !ok {
 		return objects.Range{}, errRangeIgnored
 	}
-	spec = strings.TrimSpace(spec)
-	if strings.IndexByte(spec, ',') >= 0 {
+	// Blanks inside the range ("bytes= -1", "bytes=0 -1") make it
+	// malformed, and S3 then serves the whole object rather than guess.
+	if strings.IndexByte(spec, ',') >= 0 || strings.ContainsAny(spec, " \t") {
 		return objects.Range{}, errRangeIgnored
 	}
 	first, last, ok := strings.Cut(spec, "-")
 	if !ok {
 		return objects.Range{}, errRangeIgnored
 	}
-	first, last = strings.TrimSpace(first), strings.TrimSpace(last)
 	if first == "" {
 		n, ok := parseDigits(last)
 		if !ok {

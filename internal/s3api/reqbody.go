@@ -164,6 +164,9 @@ func parseChecksumHeaders(h http.Header) (checksumRequest, error) {
 	for _, name := range []string{"X-Amz-Checksum-Algorithm", "X-Amz-Sdk-Checksum-Algorithm"} {
 		if v := h.Get(name); v != "" {
 			a, err := checksum.Parse(v)
+			if err != nil && newerChecksum(v) {
+				return c, apiErrf("NotImplemented", 501, "The %s checksum algorithm is not implemented; use CRC32, CRC32C, CRC64NVME, SHA1 or SHA256.", strings.ToUpper(v))
+			}
 			if err != nil {
 				return c, invalidReq("Checksum algorithm provided is unsupported. Please try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]")
 			}
@@ -191,6 +194,9 @@ func parseChecksumHeaders(h http.Header) (checksumRequest, error) {
 	}
 	if t := strings.TrimSpace(h.Get("X-Amz-Trailer")); t != "" {
 		a, ok := checksum.FromHeader(t)
+		if l := strings.ToLower(t); !ok && strings.HasPrefix(l, "x-amz-checksum-") && newerChecksum(l[len("x-amz-checksum-"):]) {
+			return c, apiErrf("NotImplemented", 501, "The %s trailer is not implemented; use a CRC32, CRC32C, CRC64NVME, SHA1 or SHA256 trailer.", l)
+		}
 		if !ok || strings.Contains(t, ",") {
 			return c, invalidReq("The value specified in the x-amz-trailer header is not supported")
 		}
@@ -208,6 +214,17 @@ func parseChecksumHeaders(h http.Header) (checksumRequest, error) {
 	}
 	c.algorithm = string(algo)
 	return c, nil
+}
+
+// newerChecksum reports whether name is a checksum algorithm S3 accepts
+// that Redoubt does not compute: a request naming one asks for a feature
+// that is missing, not for something invalid.
+func newerChecksum(name string) bool {
+	switch strings.ToUpper(strings.TrimSpace(name)) {
+	case "SHA512", "MD5", "XXHASH64", "XXHASH3", "XXHASH128":
+		return true
+	}
+	return false
 }
 
 // trailerFunc returns the objects Trailer callback for c, or nil.

@@ -19,7 +19,7 @@ func plainParam(name string) bool {
 		"max-parts", "part-number-marker",
 		"response-content-type", "response-content-language", "response-expires",
 		"response-cache-control", "response-content-disposition", "response-content-encoding",
-		"x-id":
+		"x-id", "max-buckets":
 		return true
 	}
 	l := strings.ToLower(name)
@@ -172,7 +172,13 @@ func unsupportedHeaders(r *http.Request) error {
 			strings.HasPrefix(l, "x-amz-grant-"),
 			l == "x-amz-tagging", l == "x-amz-website-redirect-location",
 			l == "x-amz-bucket-object-lock-enabled" && !strings.EqualFold(h.Get(name), "false"),
-			l == "x-amz-request-payer", l == "x-amz-write-offset-bytes":
+			l == "x-amz-request-payer", l == "x-amz-write-offset-bytes",
+			// Conditions and checks Redoubt does not evaluate: ignoring
+			// them would delete or complete what the client meant to
+			// protect.
+			l == "x-amz-if-match-size", l == "x-amz-if-match-last-modified-time",
+			l == "x-amz-if-match-initiated-time", l == "x-amz-mp-object-size",
+			strings.HasPrefix(l, "x-amz-checksum-") && newerChecksum(l[len("x-amz-checksum-"):]):
 			return errNotImpl
 		case l == "x-amz-acl":
 			switch h.Get(name) {

@@ -147,6 +147,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rc *reqCtx) error
 		return errInvalidURI
 	}
 	rc.query = q
+	if unsignedFeature(r, key) {
+		return errNotImpl
+	}
 	p, err := s.auth.Authenticate(r)
 	if err != nil {
 		return err
@@ -155,6 +158,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rc *reqCtx) error
 		return errAccessDenied
 	}
 	rc.principal = p
+	if err := expectedOwner(r.Header, p); err != nil {
+		return err
+	}
 	if key != "" {
 		if err := validKey(key); err != nil {
 			return err
@@ -165,6 +171,36 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rc *reqCtx) error
 		return err
 	}
 	return h(w, r, rc)
+}
+
+// unsignedFeature reports requests for features that are never signed
+// with SigV4 and that Redoubt does not implement: browser-form uploads
+// (POST to a bucket with a multipart/form-data body, authenticated by a
+// policy in the form) and CORS preflight (OPTIONS). They are answered with
+// NotImplemented before authentication, which would otherwise call them
+// anonymous and hide what is missing.
+func unsignedFeature(r *http.Request, key string) bool {
+	if r.Method == http.MethodOptions {
+		return true
+	}
+	if r.Method != http.MethodPost || key != "" || r.Header.Get("Authorization") != "" {
+		return false
+	}
+	mt, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "multipart/form-data")
+}
+
+// expectedOwner honours x-amz-expected-bucket-owner and
+// x-amz-source-expected-bucket-owner: the owner of every bucket is the
+// caller's access key (the owner ID shown in listings), and a request that
+// names another owner is refused rather than served.
+func expectedOwner(h http.Header, p Principal) error {
+	for _, name := range [...]string{"X-Amz-Expected-Bucket-Owner", "X-Amz-Source-Expected-Bucket-Owner"} {
+		if v, ok := h[name]; ok && (len(v) != 1 || v[0] != p.AccessKey()) {
+			return errAccessDenied
+		}
+	}
+	return nil
 }
 
 func headerBytes(r *http.Request) int {

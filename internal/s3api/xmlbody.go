@@ -46,13 +46,13 @@ const maxParts = 10000
 type completeXML struct {
 	XMLName xml.Name `xml:"CompleteMultipartUpload"`
 	Parts   []struct {
-		PartNumber        int    `xml:"PartNumber"`
-		ETag              string `xml:"ETag"`
-		ChecksumCRC32     string `xml:"ChecksumCRC32"`
-		ChecksumCRC32C    string `xml:"ChecksumCRC32C"`
-		ChecksumCRC64NVME string `xml:"ChecksumCRC64NVME"`
-		ChecksumSHA1      string `xml:"ChecksumSHA1"`
-		ChecksumSHA256    string `xml:"ChecksumSHA256"`
+		PartNumber        *int    `xml:"PartNumber"`
+		ETag              *string `xml:"ETag"`
+		ChecksumCRC32     string  `xml:"ChecksumCRC32"`
+		ChecksumCRC32C    string  `xml:"ChecksumCRC32C"`
+		ChecksumCRC64NVME string  `xml:"ChecksumCRC64NVME"`
+		ChecksumSHA1      string  `xml:"ChecksumSHA1"`
+		ChecksumSHA256    string  `xml:"ChecksumSHA256"`
 	} `xml:"Part"`
 }
 
@@ -68,12 +68,17 @@ func parseComplete(b []byte) ([]objects.CompletePart, error) {
 	}
 	parts := make([]objects.CompletePart, len(c.Parts))
 	for i, p := range c.Parts {
-		if p.PartNumber < 1 || p.PartNumber > maxParts {
+		// Both fields are required by the schema; a part without them
+		// is a malformed request, not a part that was not found.
+		if p.PartNumber == nil || p.ETag == nil {
+			return nil, errMalformedXML
+		}
+		if *p.PartNumber < 1 || *p.PartNumber > maxParts {
 			return nil, invalidArg("Part number must be an integer between 1 and 10000, inclusive.")
 		}
 		parts[i] = objects.CompletePart{
-			Number: p.PartNumber,
-			ETag:   quoteETag(strings.TrimSpace(p.ETag)),
+			Number: *p.PartNumber,
+			ETag:   quoteETag(strings.TrimSpace(*p.ETag)),
 			Checksums: objects.Checksums{
 				CRC32: p.ChecksumCRC32, CRC32C: p.ChecksumCRC32C, CRC64NVME: p.ChecksumCRC64NVME,
 				SHA1: p.ChecksumSHA1, SHA256: p.ChecksumSHA256,
@@ -128,11 +133,12 @@ type createBucketXML struct {
 	LocationConstraint string    `xml:"LocationConstraint"`
 	Location           *struct{} `xml:"Location"`
 	Bucket             *struct{} `xml:"Bucket"`
+	Tags               *struct{} `xml:"Tags"`
 }
 
 // parseCreateBucket parses an optional CreateBucketConfiguration and
 // returns its LocationConstraint. Directory-bucket settings (Location,
-// Bucket) are not implemented.
+// Bucket) and bucket tags are not implemented.
 func parseCreateBucket(b []byte) (string, error) {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return "", nil
@@ -141,7 +147,7 @@ func parseCreateBucket(b []byte) (string, error) {
 	if err := decodeXML(b, &c); err != nil {
 		return "", err
 	}
-	if c.Location != nil || c.Bucket != nil {
+	if c.Location != nil || c.Bucket != nil || c.Tags != nil {
 		return "", errNotImpl
 	}
 	return strings.TrimSpace(c.LocationConstraint), nil
