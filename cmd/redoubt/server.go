@@ -81,5 +81,6 @@ environment variable named in its help; a flag on the command line wins.`,
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate: serve S3 over TLS (with --tls-key)")
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key for --tls-cert")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may run after SIGTERM")
+	f.BoolVar(&cfg.Pprof, "pprof", false, "serve runtime profiles under /debug/pprof/ on the admin address")
 	return withEnv(cmd)
 }

@@ -1,6 +1,8 @@
 // Package checksum names the additional checksums of the S3 API (CRC32,
-// CRC32C, CRC64NVME, SHA1, SHA256) and makes their hashes. It is pure: no
-// I/O, no state beyond the hashes it returns.
+// CRC32C, CRC64NVME, SHA1, SHA256) and makes their hashes; Combine joins
+// the CRCs of two consecutive byte strings into the CRC of both, which
+// gives a multipart object's full-object checksum from its parts'. It is
+// pure: no I/O, no state beyond the hashes it returns.
 package checksum
 
 import (

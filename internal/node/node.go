@@ -50,6 +50,10 @@ type Config struct {
 	// loaded from the data directories or generated on first start.
 	Credentials *Credentials
 	Version     string
+	// Pprof serves the runtime profiles under /debug/pprof/ on the admin
+	// address. Off by default: profiles expose internals and a CPU profile
+	// costs a little while it runs.
+	Pprof bool
 }
 
 // DefaultConfig is a one-drive node on the standard loopback ports.
@@ -242,6 +246,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	mux := http.NewServeMux()
 	mux.Handle("/", admin.New(acfg, n, logger.With("component", "admin")))
 	mux.HandleFunc("/repair", n.serveRepair)
+	if cfg.Pprof {
+		registerPprof(mux)
+	}
 	n.adminSrv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -208,6 +208,11 @@ type CompletePart struct {
 
 type CompleteOptions struct {
 	IfMatch, IfNoneMatch string
+	// Checksums holds the whole-object checksum the client sent
+	// (x-amz-checksum-*, base64, optionally with the "-N" part count of a
+	// composite value) and the checksum type it names (x-amz-checksum-type);
+	// each is checked against the upload's when set.
+	Checksums Checksums
 }
 
 type ListPartsOptions struct {
@@ -266,4 +271,5 @@ var (
 	ErrEntityTooSmall      = errors.New("part too small")                      // EntityTooSmall
 	ErrConditionalConflict = errors.New("conditional request conflict")        // ConditionalRequestConflict (409)
 	ErrInvalidArgument     = errors.New("invalid argument")                    // InvalidArgument
+	ErrInvalidRequest      = errors.New("invalid request")                     // InvalidRequest
 )

@@ -134,18 +134,47 @@ func TestBucketLifecycle(t *testing.T) {
 	if _, err := e.s.DeleteObject(e.ctx, "alpha", "k", DeleteOptions{VersionID: res.VersionID}); err != nil {
 		t.Fatal(err)
 	}
-	id, err := e.s.CreateMultipartUpload(e.ctx, "alpha", "mp", PutOptions{})
-	if err != nil {
-		t.Fatal(err)
+	// Incomplete uploads do not keep a bucket alive, as in S3: they are
+	// aborted with the bucket and their parts' data is deleted (checked
+	// by newEnv's cleanup against the data store).
+	var ids []string
+	for _, key := range []string{"mp", "mp", "dir/other"} {
+		id, err := e.s.CreateMultipartUpload(e.ctx, "alpha", key, PutOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+		for n := 1; n <= 2; n++ {
+			body := big(100, byte(n))
+			if _, err := e.s.UploadPart(e.ctx, "alpha", key, id, n, strings.NewReader(body), int64(len(body)), PartOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
+	if len(e.data.ids()) == 0 {
+		t.Fatal("parts stored no data")
+	}
+	e.put("alpha", "k", "v")
 	if err := e.s.DeleteBucket(e.ctx, "alpha"); !errors.Is(err, ErrBucketNotEmpty) {
-		t.Fatalf("delete with upload: %v", err)
+		t.Fatalf("delete with object and uploads: %v", err)
 	}
-	if err := e.s.AbortMultipartUpload(e.ctx, "alpha", "mp", id); err != nil {
+	if _, err := e.s.ListMultipartUploads(e.ctx, "alpha", ListUploadsOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	vs, _ = e.s.ListObjectVersions(e.ctx, "alpha", ListVersionsOptions{})
+	for _, v := range vs.Versions {
+		if _, err := e.s.DeleteObject(e.ctx, "alpha", "k", DeleteOptions{VersionID: v.VersionID}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := e.s.DeleteBucket(e.ctx, "alpha"); err != nil {
-		t.Fatalf("delete empty: %v", err)
+		t.Fatalf("delete with only uploads: %v", err)
+	}
+	if got := e.data.ids(); len(got) != 0 {
+		t.Fatalf("data left after deleting the bucket: %v", got)
+	}
+	if err := e.s.AbortMultipartUpload(e.ctx, "alpha", "mp", ids[0]); !errors.Is(err, ErrNoSuchBucket) {
+		t.Fatalf("abort in deleted bucket: %v", err)
 	}
 	if err := e.s.DeleteBucket(e.ctx, "alpha"); !errors.Is(err, ErrNoSuchBucket) {
 		t.Fatalf("delete twice: %v", err)

@@ -2,6 +2,7 @@ package objects
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -56,26 +57,36 @@ func (s *Service) CopyObject(ctx context.Context, src CopySource, dstBucket, dst
 }
 
 func (s *Service) UploadPartCopy(ctx context.Context, src CopySource, bucket, key, uploadID string, part int) (PartInfo, error) {
-	sb, _, err := s.getBucket(ctx, src.Bucket)
+	// The upload's bucket is checked first, as S3 does.
+	db, _, err := s.getBucket(ctx, bucket)
 	if err != nil {
 		return PartInfo{}, err
 	}
-	if err := ValidKey(src.Key); err != nil {
+	if err := ValidKey(key); err != nil {
 		return PartInfo{}, err
 	}
-	db := sb
+	sb := db
 	if bucket != src.Bucket {
-		if db, _, err = s.getBucket(ctx, bucket); err != nil {
+		if sb, _, err = s.getBucket(ctx, src.Bucket); err != nil {
 			return PartInfo{}, err
 		}
 	}
-	if err := ValidKey(key); err != nil {
+	if err := ValidKey(src.Key); err != nil {
 		return PartInfo{}, err
 	}
 	if err := s.checkPartArgs(uploadID, part); err != nil {
 		return PartInfo{}, err
 	}
 	oi, rc, err := s.getObject(ctx, sb, src.Bucket, src.Key, GetOptions{VersionID: src.VersionID, Cond: src.Cond, Range: src.Range}, true)
+	// Unlike a GET, which serves what it can of a range, a copy range must
+	// lie wholly inside the source.
+	if r := src.Range; r.Set && (err == nil || errors.Is(err, ErrInvalidRange)) && oi.Size >= 0 &&
+		(r.Suffix > 0 || r.Start < 0 || r.End < r.Start || r.End >= oi.Size) {
+		if rc != nil {
+			rc.Close()
+		}
+		return PartInfo{}, fmt.Errorf("%w: Range specified is not valid for source object of size: %d", ErrInvalidArgument, oi.Size)
+	}
 	if err != nil {
 		return PartInfo{}, err
 	}

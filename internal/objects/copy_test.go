@@ -122,16 +122,64 @@ func TestUploadPartCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.s.UploadPartCopy(e.ctx, CopySource{Bucket: "bkt", Key: "src", Range: Range{Set: true, Start: 100, End: 120}}, "bkt", "dst", id, 3); !errors.Is(err, ErrInvalidRange) {
-		t.Fatalf("bad range: %v", err)
+	// A copy range must lie inside the source (S3: InvalidArgument naming
+	// the source's size), unlike a GET range.
+	for _, r := range []Range{{Set: true, Start: 100, End: 120}, {Set: true, Start: 50, End: 100}, {Set: true, Start: 0, End: 1000}} {
+		_, err := e.s.UploadPartCopy(e.ctx, CopySource{Bucket: "bkt", Key: "src", Range: r}, "bkt", "dst", id, 3)
+		if !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "source object of size: 100") {
+			t.Fatalf("range %+v: %v", r, err)
+		}
+	}
+	if _, err := e.s.UploadPartCopy(e.ctx, CopySource{Bucket: "bkt", Key: "src", Range: Range{Set: true, Start: 99, End: 99}}, "bkt", "dst", id, 3); err != nil {
+		t.Fatalf("last byte: %v", err)
+	}
+	// A missing upload bucket is NoSuchBucket, whatever the source.
+	for _, src := range []CopySource{{Bucket: "bkt", Key: "src"}, {Bucket: "nobkt", Key: "src"}} {
+		if _, err := e.s.UploadPartCopy(e.ctx, src, "nosuchbucket", "dst", id, 3); !errors.Is(err, ErrNoSuchBucket) {
+			t.Fatalf("missing bucket, source %+v: %v", src, err)
+		}
 	}
 	if _, err := e.s.UploadPartCopy(e.ctx, CopySource{Bucket: "bkt", Key: "src", Cond: Preconditions{IfMatch: `"x"`}}, "bkt", "dst", id, 3); !errors.Is(err, ErrPreconditionFailed) {
 		t.Fatalf("copy source condition: %v", err)
 	}
-	if _, err := e.s.CompleteMultipartUpload(e.ctx, "bkt", "dst", id, []CompletePart{{1, p1.ETag, Checksums{}}, {2, p2.ETag, Checksums{}}}, CompleteOptions{}); err != nil {
+	if _, err := e.s.CompleteMultipartUpload(e.ctx, "bkt", "dst", id, []CompletePart{{1, p1.ETag, p1.Checksums}, {2, p2.ETag, p2.Checksums}}, CompleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if e.mustGet("bkt", "dst", GetOptions{}) != data[10:50]+data {
 		t.Fatal("content")
+	}
+}
+
+// The copy-source conditions follow the table of the CopyObject
+// reference: a true if-match overrides a false if-unmodified-since (the
+// copy is made), a false if-none-match with a true if-modified-since is
+// 412, and any other false condition is 412 too; a copy never answers 304.
+func TestCopySourceConditions(t *testing.T) {
+	e := newEnv(t)
+	e.bucket("bkt", Unversioned)
+	src := e.put("bkt", "src", "data")
+	etag := src.ETag
+	mod := src.LastModified
+	before, after := mod.Add(-time.Hour), mod.Add(time.Hour)
+	tests := []struct {
+		name string
+		c    Preconditions
+		want error
+	}{
+		{"if-match true, if-unmodified-since false", Preconditions{IfMatch: etag, IfUnmodifiedSince: before}, nil},
+		{"if-none-match false, if-modified-since true", Preconditions{IfNoneMatch: etag, IfModifiedSince: before}, ErrPreconditionFailed},
+		{"if-match false", Preconditions{IfMatch: `"other"`}, ErrPreconditionFailed},
+		{"if-none-match false", Preconditions{IfNoneMatch: etag}, ErrPreconditionFailed},
+		{"if-modified-since false", Preconditions{IfModifiedSince: after}, ErrPreconditionFailed},
+		{"if-unmodified-since false", Preconditions{IfUnmodifiedSince: before}, ErrPreconditionFailed},
+		{"if-none-match false, if-unmodified-since false", Preconditions{IfNoneMatch: etag, IfUnmodifiedSince: before}, ErrPreconditionFailed},
+		{"if-none-match true, if-modified-since false", Preconditions{IfNoneMatch: `"other"`, IfModifiedSince: after}, nil},
+		{"all true", Preconditions{IfMatch: etag, IfNoneMatch: `"other"`, IfModifiedSince: before, IfUnmodifiedSince: after}, nil},
+	}
+	for _, tt := range tests {
+		_, err := e.s.CopyObject(e.ctx, CopySource{Bucket: "bkt", Key: "src", Cond: tt.c}, "bkt", "dst", PutOptions{})
+		if !errors.Is(err, tt.want) || errors.Is(err, ErrNotModified) {
+			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
+		}
 	}
 }

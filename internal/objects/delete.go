@@ -2,6 +2,7 @@ package objects
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/redoubt-io/redoubt/internal/hlc"
@@ -38,6 +39,10 @@ func (s *Service) DeleteObject(ctx context.Context, bucket, key string, opts Del
 // not exist succeeds, as in S3, unless ifMatch asks about it.
 func (s *Service) deleteVersion(ctx context.Context, b bucketRec, bucket, key, vid, ifMatch string) (DeleteResult, error) {
 	ts, null, err := parseVersionID(vid)
+	if errors.Is(err, ErrNoSuchVersion) && ifMatch == "" {
+		// Well-formed, never issued: a version that does not exist.
+		return DeleteResult{VersionID: vid}, nil
+	}
 	if err != nil {
 		return DeleteResult{}, err
 	}

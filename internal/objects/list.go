@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -304,6 +305,9 @@ func (s *Service) ListObjectVersions(ctx context.Context, bucket string, opts Li
 	if opts.KeyMarker != "" && opts.VersionIDMarker != "" && strings.HasPrefix(opts.KeyMarker, opts.Prefix) &&
 		rollup(opts.KeyMarker, opts.Prefix, opts.Delimiter) == "" && ValidKey(opts.KeyMarker) == nil {
 		ts, null, err := parseVersionID(opts.VersionIDMarker)
+		if errors.Is(err, ErrNoSuchVersion) {
+			err = fmt.Errorf("%w: invalid version id marker", ErrInvalidArgument)
+		}
 		if err != nil {
 			return ListVersionsResult{}, err
 		}
@@ -378,6 +382,11 @@ func (s *Service) ListMultipartUploads(ctx context.Context, bucket string, opts 
 		return ListUploadsResult{}, err
 	}
 	limit := pageSize(opts.MaxUploads)
+	if opts.KeyMarker != "" && opts.UploadIDMarker != "" && !validUploadID(opts.UploadIDMarker) {
+		// S3 ignores an upload-id-marker without a key-marker, and refuses
+		// one that cannot be an upload ID.
+		return ListUploadsResult{}, fmt.Errorf("%w: invalid uploadId marker", ErrInvalidArgument)
+	}
 	var lo []byte
 	if opts.KeyMarker != "" && opts.UploadIDMarker != "" && strings.HasPrefix(opts.KeyMarker, opts.Prefix) &&
 		rollup(opts.KeyMarker, opts.Prefix, opts.Delimiter) == "" {
@@ -407,7 +416,11 @@ func (s *Service) ListMultipartUploads(ctx context.Context, bucket string, opts 
 		m.took()
 		if cp := rollup(key, opts.Prefix, opts.Delimiter); cp != "" {
 			res.CommonPrefixes = append(res.CommonPrefixes, cp)
-			res.NextKeyMarker, res.NextUploadIDMarker = cp, ""
+			// A truncated page ending on a prefix still names an upload
+			// ID, the first one the prefix rolls up, so that clients that
+			// page with both markers carry on; the key marker alone
+			// already resumes after the prefix.
+			res.NextKeyMarker, res.NextUploadIDMarker = cp, id
 			m.skipTo(prefixEnd(keyPrefix(tagUpload, b.ID, cp)))
 			continue
 		}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/redoubt-io/redoubt/internal/blocks"
 	"github.com/redoubt-io/redoubt/internal/checksum"
@@ -73,6 +74,10 @@ func (s *Service) CreateMultipartUpload(ctx context.Context, bucket, key string,
 			return "", fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 		}
 		u.ChecksumAlg = string(a)
+		u.ChecksumType, err = uploadChecksumType(a, opts.Checksums.Type)
+		if err != nil {
+			return "", err
+		}
 	}
 	id, err := s.newUploadID()
 	if err != nil {
@@ -87,6 +92,76 @@ func (s *Service) CreateMultipartUpload(ctx context.Context, bucket, key string,
 		return "", metaErr("create upload", err)
 	}
 	return id, nil
+}
+
+// uploadChecksumType returns the checksum type of an upload with
+// algorithm a whose creation asked for typ. Without a type, S3 makes a
+// CRC64NVME checksum FULL_OBJECT (it has no composite form) and every
+// other one COMPOSITE; a FULL_OBJECT checksum exists only for the CRCs,
+// whose values combine across parts.
+func uploadChecksumType(a checksum.Algorithm, typ string) (string, error) {
+	switch typ {
+	case "":
+		if a == checksum.CRC64NVME {
+			return typeFullObject, nil
+		}
+		return typeComposite, nil
+	case typeFullObject:
+		if !checksum.Combinable(a) {
+			return "", fmt.Errorf("%w: the full_object checksum type cannot be used with the %s checksum algorithm", ErrInvalidRequest, a)
+		}
+	case typeComposite:
+		if a == checksum.CRC64NVME {
+			return "", fmt.Errorf("%w: the composite checksum type cannot be used with the %s checksum algorithm", ErrInvalidRequest, a)
+		}
+	default:
+		return "", fmt.Errorf("%w: checksum type %q", ErrInvalidRequest, typ)
+	}
+	return typ, nil
+}
+
+const (
+	typeComposite  = "COMPOSITE"
+	typeFullObject = "FULL_OBJECT"
+)
+
+// checkCompleteChecksums checks the syntax of the checksums a
+// CompleteMultipartUpload request names: at most one per part, each the
+// base64 of a sum of its algorithm's size, and at most one for the whole
+// object, optionally followed by "-N" (the part count of a composite
+// value).
+func checkCompleteChecksums(parts []CompletePart, whole Checksums) error {
+	for _, cp := range parts {
+		n := 0
+		for _, a := range checksum.All {
+			v := *checksumField(&cp.Checksums, a)
+			if v == "" {
+				continue
+			}
+			n++
+			if raw, err := base64.StdEncoding.DecodeString(v); err != nil || len(raw) != a.Size() || n > 1 {
+				return fmt.Errorf("%w: invalid Base64 or multiple checksums present in request", ErrInvalidArgument)
+			}
+		}
+	}
+	n := 0
+	for _, a := range checksum.All {
+		v := *checksumField(&whole, a)
+		if v == "" {
+			continue
+		}
+		if n++; n > 1 {
+			return fmt.Errorf("%w: expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.", ErrInvalidRequest)
+		}
+		b64, count, composite := strings.Cut(v, "-")
+		if _, err := strconv.ParseUint(count, 10, 16); composite && err != nil {
+			return fmt.Errorf("%w: value for %s header is invalid.", ErrInvalidRequest, a.Header())
+		}
+		if raw, err := base64.StdEncoding.DecodeString(b64); err != nil || len(raw) != a.Size() {
+			return fmt.Errorf("%w: value for %s header is invalid.", ErrInvalidRequest, a.Header())
+		}
+	}
+	return nil
 }
 
 func (s *Service) getUpload(ctx context.Context, p meta.Partition, id bucketID, key, uploadID string) (uploadRec, meta.Item, error) {
@@ -158,7 +233,7 @@ func (s *Service) uploadPart(ctx context.Context, b bucketRec, bucket, key, uplo
 			return PartInfo{}, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 		}
 		if alg != "" && string(a) != alg {
-			return PartInfo{}, fmt.Errorf("%w: part checksum %s, upload uses %s", ErrInvalidArgument, a, alg)
+			return PartInfo{}, fmt.Errorf("%w: checksum type mismatch occurred, expected checksum type %s, actual checksum type: %s", ErrInvalidRequest, strings.ToLower(alg), strings.ToLower(string(a)))
 		}
 		alg = string(a)
 	}
@@ -251,6 +326,9 @@ func (s *Service) CompleteMultipartUpload(ctx context.Context, bucket, key, uplo
 	if len(parts) == 0 {
 		return ObjectInfo{}, fmt.Errorf("%w: no parts", ErrInvalidArgument)
 	}
+	if err := checkCompleteChecksums(parts, opts.Checksums); err != nil {
+		return ObjectInfo{}, err
+	}
 	for i, cp := range parts {
 		if cp.Number < 1 || cp.Number > s.cfg.MaxParts {
 			return ObjectInfo{}, fmt.Errorf("%w: part number %d", ErrInvalidPart, cp.Number)
@@ -274,6 +352,10 @@ func (s *Service) CompleteMultipartUpload(ctx context.Context, bucket, key, uplo
 		for i := range stored {
 			byNum[stored[i].Number] = &stored[i]
 		}
+		alg := checksum.Algorithm(u.ChecksumAlg)
+		if t := opts.Checksums.Type; t != "" && alg != "" && t != u.ChecksumType {
+			return versionRec{}, meta.Txn{}, fmt.Errorf("%w: the upload was created using the %s checksum mode. The complete request must use the same checksum mode.", ErrInvalidRequest, u.ChecksumType)
+		}
 		rec := versionRec{
 			Multipart:   true,
 			ContentType: u.ContentType,
@@ -292,10 +374,8 @@ func (s *Service) CompleteMultipartUpload(ctx context.Context, bucket, key, uplo
 			if !etagMatches(cp.ETag, sp.ETag) || cp.ETag == "*" || cp.ETag == "" {
 				return versionRec{}, meta.Txn{}, fmt.Errorf("%w: part %d etag %s", ErrInvalidPart, cp.Number, cp.ETag)
 			}
-			if a := checksum.Algorithm(sp.ChecksumAlg); a != "" {
-				if want := *checksumField(&cp.Checksums, a); want != "" && want != sp.Checksum {
-					return versionRec{}, meta.Txn{}, fmt.Errorf("%w: part %d %s checksum", ErrInvalidPart, cp.Number, a)
-				}
+			if err := checkPartChecksum(cp, sp, alg, u.ChecksumType); err != nil {
+				return versionRec{}, meta.Txn{}, err
 			}
 			if i < len(parts)-1 && sp.Size < s.cfg.MinPartSize {
 				return versionRec{}, meta.Txn{}, fmt.Errorf("%w: part %d is %d bytes", ErrEntityTooSmall, cp.Number, sp.Size)
@@ -322,11 +402,10 @@ func (s *Service) CompleteMultipartUpload(ctx context.Context, bucket, key, uplo
 		sum := md5.Sum(md5s)
 		suffix := "-" + strconv.Itoa(len(parts))
 		rec.ETag = hex.EncodeToString(sum[:]) + suffix
-		if a := checksum.Algorithm(u.ChecksumAlg); a != "" {
-			h := checksum.New(a)
-			h.Write(sums)
-			*checksumField(&rec.Checksums, a) = checksum.Encode(h.Sum(nil)) + suffix
-			rec.Checksums.Type = "COMPOSITE"
+		if alg != "" {
+			if err := wholeChecksum(&rec, alg, u.ChecksumType, sums, opts.Checksums); err != nil {
+				return versionRec{}, meta.Txn{}, err
+			}
 		}
 		txn := meta.Txn{
 			Conds:   []meta.Cond{{Key: uploadKey(b.ID, key, uploadID), Rev: uit.Rev}},
@@ -342,6 +421,11 @@ func (s *Service) CompleteMultipartUpload(ctx context.Context, bucket, key, uplo
 		return rec, txn, nil
 	}
 	rec, replaced, err := s.commitVersion(ctx, b, bucket, key, opts.IfMatch, opts.IfNoneMatch, build)
+	if errors.Is(err, ErrNoSuchUpload) {
+		if oi, ok := s.completedBefore(ctx, b, bucket, key, parts); ok {
+			return oi, nil
+		}
+	}
 	if err != nil {
 		return ObjectInfo{}, err
 	}
@@ -350,6 +434,96 @@ func (s *Service) CompleteMultipartUpload(ctx context.Context, bucket, key, uplo
 	oi := rec.info(bucket, key, b.Versioning)
 	oi.IsLatest = true
 	return oi, nil
+}
+
+// completedBefore answers a completion whose upload is gone: when the
+// key's current version is a multipart object made of exactly the parts
+// listed (numbers and ETags), this is a repeat of the completion that made
+// it (a client retrying after a lost answer, or racing itself), and S3
+// answers it with that object again. Uploads keep no record once
+// completed, so the parts stand for the upload ID; two uploads with the
+// same parts made the same object anyway.
+func (s *Service) completedBefore(ctx context.Context, b bucketRec, bucket, key string, parts []CompletePart) (ObjectInfo, bool) {
+	v, oi, err := s.readVersion(ctx, b, bucket, key, "")
+	if err != nil || !v.Multipart || len(v.Parts) != len(parts) {
+		return ObjectInfo{}, false
+	}
+	for i, cp := range parts {
+		if v.Parts[i].Number != cp.Number || cp.ETag == "" || cp.ETag == "*" || !etagMatches(cp.ETag, v.Parts[i].ETag) {
+			return ObjectInfo{}, false
+		}
+	}
+	oi.IsLatest = true
+	return oi, true
+}
+
+// checkPartChecksum checks the checksum a CompleteMultipartUpload request
+// gives for a part against the stored part, as S3 does: a value of another
+// algorithm than the upload's is a wrong digest, a composite upload needs
+// every part's value, and a value must be the stored one.
+func checkPartChecksum(cp CompletePart, sp *partRec, alg checksum.Algorithm, typ string) error {
+	if alg != "" {
+		for _, a := range checksum.All {
+			if a != alg && *checksumField(&cp.Checksums, a) != "" {
+				return fmt.Errorf("%w: the %s you specified for part %d did not match what we received", ErrChecksumMismatch, strings.ToLower(string(a)), cp.Number)
+			}
+		}
+		if *checksumField(&cp.Checksums, alg) == "" && typ == typeComposite {
+			return fmt.Errorf("%w: the upload was created using a %s checksum. The complete request must include the checksum for each part. It was missing for part %d in the request.",
+				ErrInvalidRequest, strings.ToLower(string(alg)), cp.Number)
+		}
+	}
+	if a := checksum.Algorithm(sp.ChecksumAlg); a != "" {
+		if want := *checksumField(&cp.Checksums, a); want != "" && want != sp.Checksum {
+			return fmt.Errorf("%w: part %d %s checksum", ErrInvalidPart, cp.Number, a)
+		}
+	}
+	return nil
+}
+
+// wholeChecksum sets rec's checksum of algorithm alg from the parts' raw
+// sums, concatenated in order: a hash of them with a "-N" suffix for a
+// composite checksum, their CRCs combined for a full-object one. A value
+// the client sent (sent) must match it.
+func wholeChecksum(rec *versionRec, alg checksum.Algorithm, typ string, sums []byte, sent Checksums) error {
+	n := len(rec.Parts)
+	var value string
+	if typ == typeFullObject {
+		size := alg.Size()
+		acc := sums[:size]
+		for i := 1; i < n; i++ {
+			var ok bool
+			acc, ok = checksum.Combine(alg, acc, sums[i*size:(i+1)*size], rec.Parts[i].Size)
+			if !ok {
+				return fmt.Errorf("objects: combine %s of part %d: %w", alg, rec.Parts[i].Number, errCorrupt)
+			}
+		}
+		value = checksum.Encode(acc)
+	} else {
+		h := checksum.New(alg)
+		h.Write(sums)
+		value = checksum.Encode(h.Sum(nil)) + "-" + strconv.Itoa(n)
+	}
+	for _, a := range checksum.All {
+		v := *checksumField(&sent, a)
+		if v == "" {
+			continue
+		}
+		if a != alg {
+			return fmt.Errorf("%w: the upload was created using the %s checksum algorithm; the complete request sent %s", ErrInvalidRequest, strings.ToLower(string(alg)), a.Header())
+		}
+		got, want := v, value
+		if typ == typeComposite && !strings.Contains(v, "-") {
+			// The part count may be left out.
+			want, _, _ = strings.Cut(value, "-")
+		}
+		if got != want {
+			return fmt.Errorf("%w: the %s you specified did not match the calculated checksum", ErrChecksumMismatch, alg)
+		}
+	}
+	*checksumField(&rec.Checksums, alg) = value
+	rec.Checksums.Type = typ
+	return nil
 }
 
 func (s *Service) AbortMultipartUpload(ctx context.Context, bucket, key, uploadID string) error {
@@ -363,7 +537,11 @@ func (s *Service) AbortMultipartUpload(ctx context.Context, bucket, key, uploadI
 	if !validUploadID(uploadID) {
 		return fmt.Errorf("%w: %q", ErrNoSuchUpload, uploadID)
 	}
-	p := s.partition(bucket, key)
+	return s.abortUpload(ctx, b, s.partition(bucket, key), key, uploadID)
+}
+
+// abortUpload deletes an upload's records, then its parts' data.
+func (s *Service) abortUpload(ctx context.Context, b bucketRec, p meta.Partition, key, uploadID string) error {
 	uk := uploadKey(b.ID, key, uploadID)
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		_, uit, err := s.getUpload(ctx, p, b.ID, key, uploadID)

@@ -179,7 +179,7 @@ func TestMultipartPartFailures(t *testing.T) {
 	}{
 		{strings.NewReader("abc"), 3, PartOptions{ContentMD5: make([]byte, 16)}, ErrBadDigest},
 		{strings.NewReader("abc"), 3, PartOptions{Checksums: Checksums{CRC32C: sumOf(checksum.CRC32C, "x")}}, ErrChecksumMismatch},
-		{strings.NewReader("abc"), 3, PartOptions{ChecksumAlgorithm: "SHA1"}, ErrInvalidArgument},
+		{strings.NewReader("abc"), 3, PartOptions{ChecksumAlgorithm: "SHA1"}, ErrInvalidRequest}, // not the upload's algorithm
 		{strings.NewReader("abc"), 9, PartOptions{}, ErrIncompleteBody},
 	}
 	for i, c := range cases {
@@ -221,8 +221,14 @@ func TestMultipartChecksums(t *testing.T) {
 		{1, i1.ETag, Checksums{SHA256: i2.Checksums.SHA256}}, {2, i2.ETag, Checksums{}}}, CompleteOptions{}); !errors.Is(err, ErrInvalidPart) {
 		t.Fatalf("wrong part checksum: %v", err)
 	}
+	// A composite upload's completion names every part's checksum.
+	if _, err := e.s.CompleteMultipartUpload(e.ctx, "mpb", "k", id, []CompletePart{
+		{1, i1.ETag, i1.Checksums}, {2, i2.ETag, Checksums{}}}, CompleteOptions{}); !errors.Is(err, ErrInvalidRequest) ||
+		!strings.Contains(err.Error(), "missing for part 2") {
+		t.Fatalf("missing part checksum: %v", err)
+	}
 	oi, err := e.s.CompleteMultipartUpload(e.ctx, "mpb", "k", id, []CompletePart{
-		{1, i1.ETag, i1.Checksums}, {2, i2.ETag, Checksums{}}}, CompleteOptions{})
+		{1, i1.ETag, i1.Checksums}, {2, i2.ETag, i2.Checksums}}, CompleteOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,10 +322,21 @@ func TestListMultipartUploads(t *testing.T) {
 		if !r.IsTruncated {
 			break
 		}
+		if r.NextKeyMarker == "" || r.NextUploadIDMarker == "" {
+			t.Fatalf("truncated page without both markers: %+v", r)
+		}
 		opts.KeyMarker, opts.UploadIDMarker = r.NextKeyMarker, r.NextUploadIDMarker
 	}
 	if strings.Join(got, ",") != strings.Join(want, ",") || strings.Join(cps, ",") != "b/" {
 		t.Fatalf("got %v %v, want %v [b/]", got, cps, want)
+	}
+	// An upload-id-marker that cannot be an upload ID is refused, unless
+	// there is no key-marker, when it is ignored as in S3.
+	if _, err := e.s.ListMultipartUploads(e.ctx, "mpb", ListUploadsOptions{KeyMarker: "a", UploadIDMarker: "invalid_uploadId_marker"}); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("invalid upload id marker: %v", err)
+	}
+	if r, err := e.s.ListMultipartUploads(e.ctx, "mpb", ListUploadsOptions{UploadIDMarker: "invalid"}); err != nil || len(r.Uploads) != 5 {
+		t.Fatalf("upload id marker alone: %+v %v", r, err)
 	}
 	r, _ := e.s.ListMultipartUploads(e.ctx, "mpb", ListUploadsOptions{Prefix: "b/"})
 	if len(r.Uploads) != 2 {

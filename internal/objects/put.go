@@ -44,6 +44,7 @@ func (in *ingested) etag() string { return hex.EncodeToString(in.md5) }
 // turns a short or oversized body into the matching API error.
 type bodyReader struct {
 	r     io.Reader
+	src   io.Reader // the body itself, beneath the length limit in r
 	n     int64
 	size  int64
 	max   int64
@@ -74,6 +75,22 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		if b.size >= 0 && b.n < b.size {
 			b.err = fmt.Errorf("%w: got %d of %d bytes", ErrIncompleteBody, b.n, b.size)
 			return n, b.err
+		}
+		// The limit ended the body; the body itself must end here too.
+		// Reading it to its end is what makes a decoding body check what
+		// comes last: chunk signatures, the payload hash, the trailers.
+		if b.src != nil {
+			var one [1]byte
+			m, serr := io.ReadFull(b.src, one[:])
+			switch {
+			case m > 0:
+				b.err = fmt.Errorf("%w: body longer than its declared %d bytes", ErrInvalidArgument, b.size)
+			case serr != io.EOF && serr != io.ErrUnexpectedEOF:
+				b.err = serr
+			}
+			if b.err != nil {
+				return n, b.err
+			}
 		}
 		b.atEOF = true
 	} else if err != nil {
@@ -121,7 +138,7 @@ func (s *Service) ingest(ctx context.Context, body io.Reader, o ingestOpts) (ing
 		body = bytes.NewReader(nil)
 	}
 	if o.size >= 0 {
-		br.r = io.LimitReader(body, o.size)
+		br.r, br.src = io.LimitReader(body, o.size), body
 	} else {
 		br.r = io.LimitReader(body, o.max+1)
 	}

@@ -22,7 +22,9 @@ import (
 //	         checksums 6×s, inline s, parts u then part×
 //	part:    number u, size i, etag s, modified i, checksum-alg s, checksum s, ref
 //	ref:     id s, size i, k u, m u, mirror u, chunk i, drives u then s×
-//	upload:  ver, initiated i, content-type s, headers m, user-meta m, checksum-alg s
+//	upload:  ver, initiated i, content-type s, headers m, user-meta m, checksum-alg s,
+//	         checksum-type s (absent in records written before it existed:
+//	         COMPOSITE when checksum-alg is set)
 //	pending part: ver, part
 const recordVersion = 1
 
@@ -422,6 +424,9 @@ type uploadRec struct {
 	Headers     map[string]string
 	UserMeta    map[string]string
 	ChecksumAlg string
+	// ChecksumType is "COMPOSITE" or "FULL_OBJECT" when ChecksumAlg is
+	// set, else "".
+	ChecksumType string
 }
 
 func (r *uploadRec) encode() []byte {
@@ -432,6 +437,7 @@ func (r *uploadRec) encode() []byte {
 	e.m(r.Headers)
 	e.m(r.UserMeta)
 	e.s(r.ChecksumAlg)
+	e.s(r.ChecksumType)
 	return e.b
 }
 
@@ -444,5 +450,10 @@ func decodeUpload(b []byte) (uploadRec, error) {
 	r.Headers = d.m()
 	r.UserMeta = d.m()
 	r.ChecksumAlg = d.s()
+	if len(d.b) > 0 {
+		r.ChecksumType = d.s()
+	} else if r.ChecksumAlg != "" {
+		r.ChecksumType = "COMPOSITE"
+	}
 	return r, d.done()
 }

@@ -46,9 +46,16 @@ func TestRecordRoundTrip(t *testing.T) {
 	if got, err := decodeBucket(b.encode()); err != nil || got != b {
 		t.Fatalf("bucket: %v %+v", err, got)
 	}
-	u := uploadRec{Initiated: 5, ContentType: "x/y", UserMeta: map[string]string{"k": "v"}, ChecksumAlg: "SHA256"}
+	u := uploadRec{Initiated: 5, ContentType: "x/y", UserMeta: map[string]string{"k": "v"}, ChecksumAlg: "CRC32", ChecksumType: "FULL_OBJECT"}
 	if got, err := decodeUpload(u.encode()); err != nil || !reflect.DeepEqual(got, u) {
 		t.Fatalf("upload: %v %+v", err, got)
+	}
+	// An upload record written before the checksum type was stored is
+	// one with a composite checksum.
+	old := u.encode()
+	old = old[:len(old)-1-len(u.ChecksumType)]
+	if got, err := decodeUpload(old); err != nil || got.ChecksumType != "COMPOSITE" || got.ChecksumAlg != "CRC32" {
+		t.Fatalf("upload without type: %v %+v", err, got)
 	}
 	p := v.Parts[0]
 	if got, err := decodePendingPart(encodePendingPart(&p)); err != nil || !reflect.DeepEqual(got, p) {

@@ -174,28 +174,47 @@ func (s *Service) SetVersioning(ctx context.Context, bucket string, state Versio
 	return fmt.Errorf("%w: set versioning", ErrConditionalConflict)
 }
 
-// DeleteBucket removes an empty bucket. Emptiness is checked over every
-// partition before a commit conditional on the bucket record; a write
-// racing the deletion may still land, under the old incarnation ID, where
-// no reader of a new bucket of the same name looks.
+// DeleteBucket removes a bucket that holds no object version and no
+// delete marker. Incomplete multipart uploads do not keep it alive: as in
+// S3, they are aborted and their parts' data discarded. Emptiness is
+// checked over every partition before a commit conditional on the bucket
+// record; a write racing the deletion may still land, under the old
+// incarnation ID, where no reader of a new bucket of the same name looks.
 func (s *Service) DeleteBucket(ctx context.Context, name string) error {
 	r, rev, err := s.getBucket(ctx, name)
 	if err != nil {
 		return err
 	}
+	pre := tagPrefix(tagHead, r.ID)
 	for p := 0; p < s.cfg.Partitions; p++ {
-		for _, tag := range []byte{tagHead, tagUpload} {
-			pre := tagPrefix(tag, r.ID)
-			found := false
-			err := s.md.Scan(ctx, meta.Partition(p), pre, prefixEnd(pre), func([]byte, meta.Item) bool {
-				found = true
-				return false
-			})
-			if err != nil {
-				return metaErr("check bucket empty", err)
+		found := false
+		err := s.md.Scan(ctx, meta.Partition(p), pre, prefixEnd(pre), func([]byte, meta.Item) bool {
+			found = true
+			return false
+		})
+		if err != nil {
+			return metaErr("check bucket empty", err)
+		}
+		if found {
+			return fmt.Errorf("%w: %q", ErrBucketNotEmpty, name)
+		}
+	}
+	upre := tagPrefix(tagUpload, r.ID)
+	for p := 0; p < s.cfg.Partitions; p++ {
+		var uploads [][2]string
+		err := s.md.Scan(ctx, meta.Partition(p), upre, prefixEnd(upre), func(k []byte, _ meta.Item) bool {
+			if key, id, ok := splitUploadKey(k); ok {
+				uploads = append(uploads, [2]string{key, id})
 			}
-			if found {
-				return fmt.Errorf("%w: %q", ErrBucketNotEmpty, name)
+			return true
+		})
+		if err != nil {
+			return metaErr("list uploads of deleted bucket", err)
+		}
+		for _, u := range uploads {
+			err := s.abortUpload(ctx, r, meta.Partition(p), u[0], u[1])
+			if err != nil && !errors.Is(err, ErrNoSuchUpload) {
+				return err
 			}
 		}
 	}
@@ -312,15 +331,36 @@ func cloneMap(m map[string]string) map[string]string {
 func quote(etag string) string { return `"` + etag + `"` }
 
 // parseVersionID returns the timestamp named by a version ID, or null.
+// An ID Redoubt cannot have issued is ErrNoSuchVersion when it looks like
+// a version ID (16 to 128 letters and digits: S3 answers NoSuchVersion
+// for an unknown but well-formed ID, such as one issued by another
+// store), and ErrInvalidArgument otherwise.
 func parseVersionID(vid string) (ts hlc.Timestamp, null bool, err error) {
 	if vid == "null" {
 		return hlc.Timestamp{}, true, nil
 	}
 	ts, err = hlc.Parse(vid)
 	if err != nil {
-		return hlc.Timestamp{}, false, fmt.Errorf("%w: invalid version id %q", ErrInvalidArgument, vid)
+		if plausibleVersionID(vid) {
+			return hlc.Timestamp{}, false, fmt.Errorf("%w: version id %q", ErrNoSuchVersion, vid)
+		}
+		// S3's words, which name no value.
+		return hlc.Timestamp{}, false, fmt.Errorf("%w: invalid version id specified", ErrInvalidArgument)
 	}
 	return ts, false, nil
+}
+
+func plausibleVersionID(vid string) bool {
+	if len(vid) < 16 || len(vid) > 128 {
+		return false
+	}
+	for i := 0; i < len(vid); i++ {
+		c := vid[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 // nextTS returns the timestamp of a new version of a key whose head is h.

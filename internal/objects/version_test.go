@@ -98,6 +98,24 @@ func TestVersioningEnabled(t *testing.T) {
 	if _, err := e.s.DeleteObject(e.ctx, "ver", "k", DeleteOptions{VersionID: "bogus"}); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("malformed version id: %v", err)
 	}
+	for _, vid := range []string{"invalid_version_id", "../../secret.txt", "bogus"} {
+		if _, _, err := e.get("ver", "k2", GetOptions{VersionID: vid}); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatalf("get malformed version id %q: %v", vid, err)
+		}
+	}
+	// Well-formed but never issued here (an S3 or ULID-style ID): no such
+	// version; deleting it is a no-op.
+	for _, vid := range []string{"01G65Z755AFWAKHE12NY0CQ9FH", "UIORUnfndfhnw89493jJFJ8383lll22"} {
+		if _, _, err := e.get("ver", "k2", GetOptions{VersionID: vid}); !errors.Is(err, ErrNoSuchVersion) {
+			t.Fatalf("get unknown version id %q: %v", vid, err)
+		}
+		if _, err := e.s.CopyObject(e.ctx, CopySource{Bucket: "ver", Key: "k2", VersionID: vid}, "ver", "c", PutOptions{}); !errors.Is(err, ErrNoSuchVersion) {
+			t.Fatalf("copy unknown version id %q: %v", vid, err)
+		}
+		if r, err := e.s.DeleteObject(e.ctx, "ver", "k", DeleteOptions{VersionID: vid}); err != nil || r.VersionID != vid {
+			t.Fatalf("delete unknown version id %q: %+v %v", vid, r, err)
+		}
+	}
 	if _, _, err := e.get("ver", "k", GetOptions{VersionID: "null"}); !errors.Is(err, ErrNoSuchVersion) {
 		t.Fatalf("null version: %v", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/redoubt-io/redoubt/internal/blocks"
 	"net/http"
 	"strconv"
 	"strings"
@@ -19,6 +20,9 @@ type Error struct {
 	Code    string
 	Message string
 	Status  int
+	// Optional elements of the error document, written when not empty:
+	// <AWSAccessKeyId>, <HeadersNotSigned>, <ArgumentName>, <ArgumentValue>.
+	AccessKeyID, HeadersNotSigned, ArgumentName, ArgumentValue string
 }
 
 func (e *Error) Error() string { return "s3 " + e.Code + ": " + e.Message }
@@ -88,6 +92,7 @@ var objectErrors = []struct {
 	{objects.ErrEntityTooSmall, apiErr("EntityTooSmall", 400, "Your proposed upload is smaller than the minimum allowed object size.")},
 	{objects.ErrConditionalConflict, apiErr("ConditionalRequestConflict", 409, "A conflicting conditional operation is currently in progress against this resource. Try again.")},
 	{objects.ErrInvalidArgument, apiErr("InvalidArgument", 400, "Invalid Argument")},
+	{objects.ErrInvalidRequest, apiErr("InvalidRequest", 400, "Invalid Request")},
 }
 
 // toAPIError maps any error to its S3 answer. internal reports whether
@@ -100,18 +105,34 @@ func toAPIError(err error) (e *Error, internal bool) {
 		if errors.Is(err, m.err) {
 			if m.err == objects.ErrInvalidArgument {
 				// Keep the object layer's detail: it names the argument.
-				return invalidArg("%s", err.Error()), false
+				return invalidArg("%s", detail(err, m.err)), false
+			}
+			if m.err == objects.ErrInvalidRequest {
+				return invalidReq("%s", detail(err, m.err)), false
 			}
 			return m.api, false
 		}
 	}
-	if errors.Is(err, meta.ErrUnavailable) {
+	if errors.Is(err, meta.ErrUnavailable) || errors.Is(err, blocks.ErrQuorum) {
 		return errUnavailable, false
 	}
 	if errors.Is(err, context.Canceled) {
 		return errInternal, false
 	}
 	return errInternal, true
+}
+
+// detail returns what err says beyond its sentinel ("invalid argument:
+// part number 0" gives "Part number 0"), as the sentence of an S3 message.
+func detail(err, sentinel error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, sentinel.Error()+": "); i >= 0 {
+		msg = msg[i+len(sentinel.Error())+2:]
+	}
+	if msg != "" && msg[0] >= 'a' && msg[0] <= 'z' {
+		msg = string(msg[0]-'a'+'A') + msg[1:]
+	}
+	return msg
 }
 
 // writeError answers with e. HEAD and 304 answers carry no body.
@@ -132,6 +153,16 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, rc *reqCtx, 
 	b.WriteString("</Code><Message>")
 	xmlEscape(&b, e.Message)
 	b.WriteString("</Message>")
+	for _, el := range [...][2]string{
+		{"AWSAccessKeyId", e.AccessKeyID}, {"HeadersNotSigned", e.HeadersNotSigned},
+		{"ArgumentName", e.ArgumentName}, {"ArgumentValue", e.ArgumentValue},
+	} {
+		if el[1] != "" {
+			b.WriteString("<" + el[0] + ">")
+			xmlEscape(&b, el[1])
+			b.WriteString("</" + el[0] + ">")
+		}
+	}
 	if rc != nil && rc.bucket != "" {
 		b.WriteString("<BucketName>")
 		xmlEscape(&b, rc.bucket)

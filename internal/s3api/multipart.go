@@ -29,7 +29,7 @@ func (s *Server) createMultipartUpload(w http.ResponseWriter, r *http.Request, r
 	// Values cannot be known before the parts are sent.
 	opts.ContentMD5, opts.Trailer = nil, nil
 	opts.Checksums = objects.Checksums{}
-	t := r.Header.Get("X-Amz-Checksum-Type")
+	t := strings.ToUpper(r.Header.Get("X-Amz-Checksum-Type"))
 	if err := checksumTypeFits(t, opts.ChecksumAlgorithm); err != nil {
 		return err
 	}
@@ -140,6 +140,10 @@ func (s *Server) uploadPartCopy(w http.ResponseWriter, r *http.Request, rc *reqC
 	}
 	src, err := copySource(r.Header.Get("X-Amz-Copy-Source"))
 	if err != nil {
+		// S3 names a missing bucket before a malformed copy source.
+		if _, berr := s.api.HeadBucket(r.Context(), rc.bucket); berr != nil {
+			return berr
+		}
 		return err
 	}
 	src.Cond = preconditions(r.Header, "X-Amz-Copy-Source-")
@@ -187,12 +191,21 @@ func (s *Server) completeMultipartUpload(w http.ResponseWriter, r *http.Request,
 	if inm != "" && inm != "*" {
 		return apiErr("NotImplemented", 501, "If-None-Match on writes supports only \"*\".")
 	}
-	info, err := s.api.CompleteMultipartUpload(r.Context(), rc.bucket, rc.key, uploadID, parts,
-		objects.CompleteOptions{IfMatch: r.Header.Get("If-Match"), IfNoneMatch: inm})
+	co := objects.CompleteOptions{IfMatch: r.Header.Get("If-Match"), IfNoneMatch: inm}
+	// The whole-object checksum and its type; the object layer checks
+	// their syntax (a composite value carries a "-N" suffix).
+	co.Checksums.Type = strings.ToUpper(r.Header.Get("X-Amz-Checksum-Type"))
+	if t := co.Checksums.Type; t != "" && t != "COMPOSITE" && t != "FULL_OBJECT" {
+		return invalidReq("Value for x-amz-checksum-type header is invalid.")
+	}
+	for _, a := range checksum.All {
+		*checksumField(&co.Checksums, a) = r.Header.Get(a.Header())
+	}
+	info, err := s.api.CompleteMultipartUpload(r.Context(), rc.bucket, rc.key, uploadID, parts, co)
 	if err != nil {
 		return err
 	}
-	setVersion(w.Header(), info.VersionID)
+	setWriteVersion(w.Header(), info.VersionID)
 	loc := "/" + rc.bucket + "/" + rc.key
 	if r.Host != "" {
 		scheme := "http"

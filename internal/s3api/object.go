@@ -40,7 +40,7 @@ func (s *Server) putObject(w http.ResponseWriter, r *http.Request, rc *reqCtx) e
 	}
 	h := w.Header()
 	h.Set("ETag", info.ETag)
-	setVersion(h, info.VersionID)
+	setWriteVersion(h, info.VersionID)
 	setChecksums(h, wholeObject(info.Checksums))
 	// S3 names the stored size of the new object; clients read it as the
 	// PutObject result's Size.
@@ -71,6 +71,15 @@ func wholeObject(c objects.Checksums) objects.Checksums {
 func setVersion(h http.Header, v string) {
 	if v != "" {
 		h.Set("X-Amz-Version-Id", v)
+	}
+}
+
+// setWriteVersion names the version a write created. A write to a bucket
+// with versioning suspended makes the null version, and S3 answers it
+// without x-amz-version-id (reads of that version do say "null").
+func setWriteVersion(h http.Header, v string) {
+	if v != "null" {
+		setVersion(h, v)
 	}
 }
 
@@ -166,7 +175,9 @@ func (s *Server) getObject(w http.ResponseWriter, r *http.Request, rc *reqCtx) e
 		}
 	}
 	for k, v := range info.UserMeta {
-		h.Set("X-Amz-Meta-"+k, v)
+		// Assigned, not Set: S3 returns the names in lower case and
+		// boto3 shows them as sent back, so canonical case would show.
+		h["x-amz-meta-"+strings.ToLower(k)] = []string{v}
 	}
 	setVersion(h, info.VersionID)
 	if info.Parts > 0 && opts.PartNumber > 0 {
@@ -334,7 +345,7 @@ func (s *Server) copyObject(w http.ResponseWriter, r *http.Request, rc *reqCtx) 
 		return err
 	}
 	h := w.Header()
-	setVersion(h, info.VersionID)
+	setWriteVersion(h, info.VersionID)
 	if src.VersionID != "" {
 		h.Set("X-Amz-Copy-Source-Version-Id", src.VersionID)
 	}

@@ -96,6 +96,13 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength == 0 && strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+		// net/http sends 100 Continue only when a handler reads a non-empty
+		// body. Clients that asked for it on an empty PUT (botocore does)
+		// wait for it, and some then misread the final response on a
+		// reused connection; S3 always sends it, so do we.
+		w.WriteHeader(http.StatusContinue)
+	}
 	rc := &reqCtx{id: s.newID()}
 	h := w.Header()
 	h.Set("X-Amz-Request-Id", rc.id)

@@ -30,7 +30,8 @@ func (a sigv4Auth) Authenticate(r *http.Request) (Principal, error) {
 func fromSigV4(err error) error {
 	var se *sigv4.Error
 	if errors.As(err, &se) {
-		return &Error{Code: se.Code, Message: se.Message, Status: se.Status}
+		return &Error{Code: se.Code, Message: se.Message, Status: se.Status, AccessKeyID: se.AccessKeyID,
+			HeadersNotSigned: se.HeadersNotSigned, ArgumentName: se.ArgumentName, ArgumentValue: se.ArgumentValue}
 	}
 	return err
 }

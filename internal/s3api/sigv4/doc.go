@@ -32,7 +32,14 @@
 //     outside A-Z a-z 0-9 - . _ ~ / percent-encoded), so clients that send
 //     a raw '$' but sign "%24" are accepted; both forms name the same key.
 //  6. Signature comparisons run in constant time. SigV4a (ECDSA) and
-//     Signature Version 2 are refused with InvalidRequest.
+//     Signature Version 2 are refused with InvalidRequest in the
+//     Authorization header, and with AuthorizationQueryParametersError in
+//     a presigned URL.
+//  7. Every x-amz-* header present must be signed (x-amz-content-sha256
+//     excepted, as in S3); otherwise the request is refused with
+//     AccessDenied naming the unsigned headers in [Error.HeadersNotSigned].
+//     A session token (X-Amz-Security-Token) is refused with InvalidToken:
+//     only permanent keys exist here.
 //
 // # Concurrency
 //
@@ -46,9 +53,11 @@
 // AuthorizationHeaderMalformed (400, for a bad Authorization header or a
 // credential scoped to another region), AuthorizationQueryParametersError
 // (400, the same for presigned URLs), AccessDenied (403, expired presigned
-// URL, missing date), RequestTimeTooSkewed (403), InvalidRequest (400, missing
-// x-amz-content-sha256, unsupported algorithm, malformed aws-chunked framing),
-// InvalidArgument (400, bad x-amz-content-sha256 value),
+// URL, missing date, unsigned x-amz-* header), RequestTimeTooSkewed (403),
+// InvalidRequest (400, missing x-amz-content-sha256, SigV2 or SigV4a,
+// malformed aws-chunked framing), InvalidArgument (400, bad
+// x-amz-content-sha256 value, an Authorization header without a space or
+// with an unknown scheme), InvalidToken (400, any session token),
 // MissingContentLength (411, streaming upload without
 // x-amz-decoded-content-length), IncompleteBody (400, body shorter than
 // declared), XAmzContentSHA256Mismatch (400) and MalformedTrailerError (400).

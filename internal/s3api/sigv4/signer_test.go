@@ -255,7 +255,6 @@ func TestHeaderAuthErrors(t *testing.T) {
 	})
 	t.Run("malformed", func(t *testing.T) {
 		for _, h := range []string{
-			"AWS4-HMAC-SHA256",
 			"AWS4-HMAC-SHA256 Credential=" + exampleAK + "/20260314/us-east-1/s3/aws4_request",
 			"AWS4-HMAC-SHA256 Credential=" + exampleAK + "/20260314/us-east-1/s3, SignedHeaders=host, Signature=00",
 			"AWS4-HMAC-SHA256 Credential=" + exampleAK + "/20260314/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=00",

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -101,6 +102,7 @@ const (
 	CodeInvalidAccessKeyID                = "InvalidAccessKeyId"
 	CodeInvalidArgument                   = "InvalidArgument"
 	CodeInvalidRequest                    = "InvalidRequest"
+	CodeInvalidToken                      = "InvalidToken"
 	CodeMalformedTrailerError             = "MalformedTrailerError"
 	CodeMissingContentLength              = "MissingContentLength"
 	CodeRequestTimeTooSkewed              = "RequestTimeTooSkewed"
@@ -114,6 +116,20 @@ type Error struct {
 	Code    string
 	Message string
 	Status  int
+
+	// The optional elements S3 adds to some error documents; empty when
+	// they do not apply.
+
+	// AccessKeyID is the unknown access key of an InvalidAccessKeyId
+	// (<AWSAccessKeyId>).
+	AccessKeyID string
+	// HeadersNotSigned lists, comma-separated and sorted, the x-amz-*
+	// headers present but not signed (<HeadersNotSigned>).
+	HeadersNotSigned string
+	// ArgumentName and ArgumentValue name the offending argument of an
+	// InvalidArgument (<ArgumentName>, <ArgumentValue>).
+	ArgumentName  string
+	ArgumentValue string
 }
 
 func (e *Error) Error() string {
@@ -148,6 +164,15 @@ func errSignature() *Error {
 func errIncomplete() *Error {
 	return newErr(CodeIncompleteBody, http.StatusBadRequest,
 		"You did not provide the number of bytes specified by the Content-Length HTTP header.")
+}
+
+// errAuthArgument is S3's InvalidArgument for an Authorization header it
+// cannot even split into a scheme and its parameters, or whose scheme it
+// does not know.
+func errAuthArgument(msg, value string) *Error {
+	e := newErr(CodeInvalidArgument, http.StatusBadRequest, "%s", msg)
+	e.ArgumentName, e.ArgumentValue = "Authorization", truncate(value)
+	return e
 }
 
 // errUnsupportedAlgorithm is what S3 answers to signature schemes it does not
@@ -310,11 +335,16 @@ func parseAuthorization(h string) (authHeader, *Error) {
 		return a, errMalformed("the header is too long.")
 	}
 	alg, rest, ok := strings.Cut(strings.TrimLeft(h, " "), " ")
-	if alg != algorithm {
+	switch {
+	case !ok:
+		return a, errAuthArgument("Authorization header is invalid -- one and only one ' ' (space) required.", h)
+	case alg == algorithm:
+	case alg == "AWS" || strings.Contains(alg, "ECDSA"):
+		// Signature Version 2 and SigV4a: schemes S3 knows but does not
+		// take here.
 		return a, errUnsupportedAlgorithm(alg)
-	}
-	if !ok {
-		return a, errMalformed("the authorization header requires three components: Credential, SignedHeaders, and Signature.")
+	default:
+		return a, errAuthArgument("Unsupported Authorization Type", alg)
 	}
 	var haveCred, haveSH, haveSig bool
 	for _, part := range strings.Split(rest, ",") {
@@ -412,8 +442,10 @@ func (v *Verifier) scopeAndKey(c credential, malformed func(string, ...any) *Err
 	}
 	secret, ok := v.creds.Secret(c.accessKey)
 	if !ok {
-		return nil, newErr(CodeInvalidAccessKeyID, http.StatusForbidden,
+		e := newErr(CodeInvalidAccessKeyID, http.StatusForbidden,
 			"The AWS Access Key Id you provided does not exist in our records.")
+		e.AccessKeyID = truncate(c.accessKey)
+		return nil, e
 	}
 	return signingKey(secret, c.date, c.region), nil
 }
@@ -422,6 +454,9 @@ func (v *Verifier) verifyHeader(r *http.Request, h string, query []kv) (*Request
 	a, err := parseAuthorization(h)
 	if err != nil {
 		return nil, err
+	}
+	if r.Header.Get("X-Amz-Security-Token") != "" {
+		return nil, errToken()
 	}
 	key, err := v.scopeAndKey(a.cred, errMalformed)
 	if err != nil {
@@ -467,7 +502,60 @@ func (v *Verifier) verifyHeader(r *http.Request, h string, query []kv) (*Request
 	if !v.signatureMatches(r, query, false, a.signedHeaders, a.signedStr, ph, amzDate, q.scope, key, a.signature) {
 		return nil, errSignature()
 	}
+	if e := checkAllSigned(r, a.signedHeaders); e != nil {
+		return nil, e
+	}
 	return q, nil
+}
+
+func hasParam(query []kv, name string) bool {
+	for _, p := range query {
+		if p.key == name {
+			return true
+		}
+	}
+	return false
+}
+
+// errToken refuses a session token: Redoubt issues none, so every token is
+// one it cannot have made, and S3 answers such a token with 400 InvalidToken.
+func errToken() *Error {
+	return newErr(CodeInvalidToken, http.StatusBadRequest, "The provided token is malformed or otherwise invalid.")
+}
+
+// checkAllSigned refuses a request carrying an x-amz-* header that its
+// signature does not cover, as S3 does: otherwise anyone holding a signed
+// request (a presigned URL above all) could add x-amz-copy-source,
+// x-amz-metadata-directive or x-amz-meta-* and change what it does. Like
+// S3, it tolerates x-amz-content-sha256 unsigned (it is checked against
+// the payload anyway). Headers such as X-Amzn-Trace-Id, User-Agent and
+// Expect, which SDKs deliberately leave unsigned, do not start with
+// "x-amz-" and are not concerned.
+func checkAllSigned(r *http.Request, signed []string) *Error {
+	var missing []string
+	for name := range r.Header {
+		n := strings.ToLower(name)
+		if !strings.HasPrefix(n, "x-amz-") || n == "x-amz-content-sha256" {
+			continue
+		}
+		found := false
+		for _, s := range signed {
+			if s == n {
+				found = true
+				break
+			}
+		}
+		if !found {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	sort.Strings(missing)
+	e := newErr(CodeAccessDenied, http.StatusForbidden, "There were headers present in the request which were not signed")
+	e.HeadersNotSigned = truncate(strings.Join(missing, ", "))
+	return e
 }
 
 func errNoDate() *Error {
@@ -555,9 +643,8 @@ func (v *Verifier) verifyPresigned(r *http.Request, query []kv) (*Request, *Erro
 	shStr, okH := get("X-Amz-SignedHeaders")
 	expStr, okE := get("X-Amz-Expires")
 	if okA && alg != algorithm {
-		if strings.Contains(alg, "ECDSA") {
-			return nil, errUnsupportedAlgorithm(alg)
-		}
+		// SigV4a (ECDSA) included: S3 answers it with the same error on
+		// an endpoint that does not take it.
 		return nil, errQuery("X-Amz-Algorithm only supports \"AWS4-HMAC-SHA256\"")
 	}
 	if !okA || !okC || !okS || !okD || !okH || !okE {
@@ -585,6 +672,9 @@ func (v *Verifier) verifyPresigned(r *http.Request, query []kv) (*Request, *Erro
 	if c.date != dateStr[:8] {
 		return nil, errQuery("Invalid credential date. Date is not the same as X-Amz-Date.")
 	}
+	if hasParam(query, "X-Amz-Security-Token") || r.Header.Get("X-Amz-Security-Token") != "" {
+		return nil, errToken()
+	}
 	key, e := v.scopeAndKey(c, func(f string, a ...any) *Error {
 		return errQuery("Error parsing the X-Amz-Credential parameter; "+f, a...)
 	})
@@ -611,6 +701,9 @@ func (v *Verifier) verifyPresigned(r *http.Request, query []kv) (*Request, *Erro
 	}
 	if !v.signatureMatches(r, query, true, signed, shStr, ph, dateStr, q.scope, key, sig) {
 		return nil, errSignature()
+	}
+	if e := checkAllSigned(r, signed); e != nil {
+		return nil, e
 	}
 	return q, nil
 }
