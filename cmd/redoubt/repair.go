@@ -10,23 +10,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-)
 
-// repairProgress mirrors the JSON of the admin /repair endpoint.
-type repairProgress struct {
-	Running    bool      `json:"running"`
-	Started    time.Time `json:"started"`
-	Finished   time.Time `json:"finished"`
-	RefsTotal  int64     `json:"refs_total"`
-	RefsDone   int64     `json:"refs_done"`
-	BytesTotal int64     `json:"bytes_total"`
-	BytesDone  int64     `json:"bytes_done"`
-	Rebuilt    int64     `json:"shards_rebuilt"`
-	Failed     int64     `json:"refs_failed"`
-	LastError  string    `json:"last_error"`
-	ETASeconds float64   `json:"eta_seconds"`
-	Passes     int64     `json:"passes"`
-}
+	"github.com/redoubt-io/redoubt/internal/node"
+)
 
 func newRepairCmd() *cobra.Command {
 	addr := "127.0.0.1:3903"
@@ -81,7 +67,7 @@ onto a replaced, empty drive. Shows progress until the pass ends, unless
 	return withEnv(cmd)
 }
 
-func repairLine(p repairProgress) string {
+func repairLine(p node.RepairProgress) string {
 	pct := 100.0
 	if p.BytesTotal > 0 {
 		pct = 100 * float64(p.BytesDone) / float64(p.BytesTotal)
@@ -96,8 +82,8 @@ func repairLine(p repairProgress) string {
 		strings.Repeat("#", fill), strings.Repeat(".", width-fill), pct, p.RefsDone, p.RefsTotal, p.Rebuilt, eta)
 }
 
-func repairCall(ctx context.Context, method, url string) (repairProgress, error) {
-	var p repairProgress
+func repairCall(ctx context.Context, method, url string) (node.RepairProgress, error) {
+	var p node.RepairProgress
 	req, err := http.NewRequestWithContext(ctx, method, url, nil)
 	if err != nil {
 		return p, err
