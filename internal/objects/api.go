@@ -3,6 +3,7 @@ package objects
 import (
 	"context"
 	"errors"
+	"github.com/redoubt-io/redoubt/internal/checksum"
 	"io"
 	"time"
 )
@@ -65,6 +66,24 @@ type Checksums struct {
 	SHA256    string
 	// Type is "FULL_OBJECT" or "COMPOSITE" for multipart objects.
 	Type string
+}
+
+// Field returns the field of c that holds a's value, or nil for an
+// algorithm Checksums has no field for.
+func (c *Checksums) Field(a checksum.Algorithm) *string {
+	switch a {
+	case checksum.CRC32:
+		return &c.CRC32
+	case checksum.CRC32C:
+		return &c.CRC32C
+	case checksum.CRC64NVME:
+		return &c.CRC64NVME
+	case checksum.SHA1:
+		return &c.SHA1
+	case checksum.SHA256:
+		return &c.SHA256
+	}
+	return nil
 }
 
 // ObjectInfo describes one version of an object.

@@ -51,7 +51,7 @@ func (s *Service) CopyObject(ctx context.Context, src CopySource, dstBucket, dst
 	}
 	if a := checksumAlg(oi.Checksums); a != "" && oi.Checksums.Type == "FULL_OBJECT" && strings.EqualFold(put.ChecksumAlgorithm, string(a)) {
 		// The source's value is what the copy must hash to.
-		*checksumField(&put.Checksums, a) = *checksumField(&oi.Checksums, a)
+		*put.Checksums.Field(a) = *oi.Checksums.Field(a)
 	}
 	return s.put(ctx, db, dstBucket, dstKey, rc, oi.Size, put)
 }

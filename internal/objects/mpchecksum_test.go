@@ -49,7 +49,7 @@ func TestCompleteFullObjectChecksum(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s %s: %v", c.alg, c.typ, err)
 		}
-		got := *checksumField(&oi.Checksums, a)
+		got := *oi.Checksums.Field(a)
 		if oi.Checksums.Type != c.want {
 			t.Fatalf("%s %s: type %q, want %s", c.alg, c.typ, oi.Checksums.Type, c.want)
 		}

@@ -134,7 +134,7 @@ func checkCompleteChecksums(parts []CompletePart, whole Checksums) error {
 	for _, cp := range parts {
 		n := 0
 		for _, a := range checksum.All {
-			v := *checksumField(&cp.Checksums, a)
+			v := *cp.Checksums.Field(a)
 			if v == "" {
 				continue
 			}
@@ -146,7 +146,7 @@ func checkCompleteChecksums(parts []CompletePart, whole Checksums) error {
 	}
 	n := 0
 	for _, a := range checksum.All {
-		v := *checksumField(&whole, a)
+		v := *whole.Field(a)
 		if v == "" {
 			continue
 		}
@@ -257,7 +257,7 @@ func (s *Service) uploadPart(ctx context.Context, b bucketRec, bucket, key, uplo
 	}
 	if a := checksum.Algorithm(alg); a != "" {
 		pr.ChecksumAlg = alg
-		pr.Checksum = *checksumField(&in.checksums, a)
+		pr.Checksum = *in.checksums.Field(a)
 	}
 	pk := partKey(b.ID, key, uploadID, part)
 	uk := uploadKey(b.ID, key, uploadID)
@@ -306,8 +306,8 @@ func (s *Service) uploadPart(ctx context.Context, b bucketRec, bucket, key, uplo
 
 func (p *partRec) info() PartInfo {
 	pi := PartInfo{Number: p.Number, ETag: quote(p.ETag), Size: p.Size, LastModified: msTime(p.Modified)}
-	if a := checksum.Algorithm(p.ChecksumAlg); p.Checksum != "" && checksumField(&pi.Checksums, a) != nil {
-		*checksumField(&pi.Checksums, a) = p.Checksum
+	if a := checksum.Algorithm(p.ChecksumAlg); p.Checksum != "" && pi.Checksums.Field(a) != nil {
+		*pi.Checksums.Field(a) = p.Checksum
 	}
 	return pi
 }
@@ -464,17 +464,17 @@ func (s *Service) completedBefore(ctx context.Context, b bucketRec, bucket, key 
 func checkPartChecksum(cp CompletePart, sp *partRec, alg checksum.Algorithm, typ string) error {
 	if alg != "" {
 		for _, a := range checksum.All {
-			if a != alg && *checksumField(&cp.Checksums, a) != "" {
+			if a != alg && *cp.Checksums.Field(a) != "" {
 				return fmt.Errorf("%w: the %s you specified for part %d did not match what we received", ErrChecksumMismatch, strings.ToLower(string(a)), cp.Number)
 			}
 		}
-		if *checksumField(&cp.Checksums, alg) == "" && typ == typeComposite {
+		if *cp.Checksums.Field(alg) == "" && typ == typeComposite {
 			return fmt.Errorf("%w: the upload was created using a %s checksum. The complete request must include the checksum for each part. It was missing for part %d in the request.",
 				ErrInvalidRequest, strings.ToLower(string(alg)), cp.Number)
 		}
 	}
 	if a := checksum.Algorithm(sp.ChecksumAlg); a != "" {
-		if want := *checksumField(&cp.Checksums, a); want != "" && want != sp.Checksum {
+		if want := *cp.Checksums.Field(a); want != "" && want != sp.Checksum {
 			return fmt.Errorf("%w: part %d %s checksum", ErrInvalidPart, cp.Number, a)
 		}
 	}
@@ -505,7 +505,7 @@ func wholeChecksum(rec *versionRec, alg checksum.Algorithm, typ string, sums []b
 		value = checksum.Encode(h.Sum(nil)) + "-" + strconv.Itoa(n)
 	}
 	for _, a := range checksum.All {
-		v := *checksumField(&sent, a)
+		v := *sent.Field(a)
 		if v == "" {
 			continue
 		}
@@ -521,7 +521,7 @@ func wholeChecksum(rec *versionRec, alg checksum.Algorithm, typ string, sums []b
 			return fmt.Errorf("%w: the %s you specified did not match the calculated checksum", ErrChecksumMismatch, alg)
 		}
 	}
-	*checksumField(&rec.Checksums, alg) = value
+	*rec.Checksums.Field(alg) = value
 	rec.Checksums.Type = typ
 	return nil
 }

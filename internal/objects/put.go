@@ -99,27 +99,10 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// checksumFields lists the fields of c by algorithm.
-func checksumField(c *Checksums, a checksum.Algorithm) *string {
-	switch a {
-	case checksum.CRC32:
-		return &c.CRC32
-	case checksum.CRC32C:
-		return &c.CRC32C
-	case checksum.CRC64NVME:
-		return &c.CRC64NVME
-	case checksum.SHA1:
-		return &c.SHA1
-	case checksum.SHA256:
-		return &c.SHA256
-	}
-	return nil
-}
-
 // checksumAlg returns the single algorithm c carries a value for, if any.
 func checksumAlg(c Checksums) checksum.Algorithm {
 	for _, a := range checksum.All {
-		if *checksumField(&c, a) != "" {
+		if *c.Field(a) != "" {
 			return a
 		}
 	}
@@ -151,7 +134,7 @@ func (s *Service) ingest(ctx context.Context, body io.Reader, o ingestOpts) (ing
 		want[a] = true
 	}
 	for _, a := range checksum.All {
-		if *checksumField(&o.expected, a) != "" {
+		if *o.expected.Field(a) != "" {
 			want[a] = true
 		}
 	}
@@ -210,18 +193,18 @@ func (s *Service) ingest(ctx context.Context, body io.Reader, o ingestOpts) (ing
 		return fail(fmt.Errorf("%w: computed %x", ErrBadDigest, in.md5))
 	}
 	for i, a := range br.algs {
-		*checksumField(&in.checksums, a) = checksum.Encode(br.sums[i].Sum(nil))
+		*in.checksums.Field(a) = checksum.Encode(br.sums[i].Sum(nil))
 	}
 	if len(br.algs) > 0 {
 		in.checksums.Type = "FULL_OBJECT"
 	}
 	check := func(exp Checksums, from string) error {
 		for _, a := range checksum.All {
-			e := *checksumField(&exp, a)
+			e := *exp.Field(a)
 			if e == "" {
 				continue
 			}
-			got := *checksumField(&in.checksums, a)
+			got := *in.checksums.Field(a)
 			if got == "" {
 				return fmt.Errorf("%w: %s checksum in %s was not announced", ErrInvalidArgument, a, from)
 			}

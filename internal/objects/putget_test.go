@@ -150,24 +150,24 @@ func TestPutChecksums(t *testing.T) {
 				Trailer: func() Checksums {
 					called = true
 					var c Checksums
-					*checksumField(&c, a) = want
+					*c.Field(a) = want
 					return c
 				},
 			})
 			if err != nil || !called {
 				t.Fatalf("%s: %v called=%v", a, err, called)
 			}
-			if got := *checksumField(&oi.Checksums, a); got != want || oi.Checksums.Type != "FULL_OBJECT" {
+			if got := *oi.Checksums.Field(a); got != want || oi.Checksums.Type != "FULL_OBJECT" {
 				t.Fatalf("%s: put checksums %+v", a, oi.Checksums)
 			}
 			got, _, _ := e.get("bkt", "k", GetOptions{})
-			if *checksumField(&got.Checksums, a) != want {
+			if *got.Checksums.Field(a) != want {
 				t.Fatalf("%s: get checksums %+v", a, got.Checksums)
 			}
 		}
 		// An expected value alone asks for its algorithm.
 		var c Checksums
-		*checksumField(&c, a) = sumOf(a, "v")
+		*c.Field(a) = sumOf(a, "v")
 		if _, err := e.s.PutObject(e.ctx, "bkt", "k", strings.NewReader("v"), 1, PutOptions{Checksums: c}); err != nil {
 			t.Fatalf("%s header: %v", a, err)
 		}

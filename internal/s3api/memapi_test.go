@@ -146,22 +146,6 @@ func sumOf(a checksum.Algorithm, data []byte) string {
 	return checksum.Encode(h.Sum(nil))
 }
 
-func field(c *objects.Checksums, a checksum.Algorithm) *string {
-	switch a {
-	case checksum.CRC32:
-		return &c.CRC32
-	case checksum.CRC32C:
-		return &c.CRC32C
-	case checksum.CRC64NVME:
-		return &c.CRC64NVME
-	case checksum.SHA1:
-		return &c.SHA1
-	case checksum.SHA256:
-		return &c.SHA256
-	}
-	return new(string)
-}
-
 // readVerify reads body and checks its length, MD5 and checksums.
 func readVerify(body io.Reader, size int64, md5want []byte, algo string, want objects.Checksums, trailer func() objects.Checksums) ([]byte, string, objects.Checksums, error) {
 	data, err := io.ReadAll(body)
@@ -179,13 +163,13 @@ func readVerify(body io.Reader, size int64, md5want []byte, algo string, want ob
 	if trailer != nil {
 		t := trailer()
 		for _, a := range checksum.All {
-			if v := *field(&t, a); v != "" {
-				*field(&want, a) = v
+			if v := *t.Field(a); v != "" {
+				*want.Field(a) = v
 			}
 		}
 	}
 	for _, a := range checksum.All {
-		w := *field(&want, a)
+		w := *want.Field(a)
 		if w == "" && string(a) != algo {
 			continue
 		}
@@ -193,7 +177,7 @@ func readVerify(body io.Reader, size int64, md5want []byte, algo string, want ob
 		if w != "" && w != g {
 			return nil, "", objects.Checksums{}, objects.ErrChecksumMismatch
 		}
-		*field(&got, a) = g
+		*got.Field(a) = g
 	}
 	if got != (objects.Checksums{}) {
 		got.Type = "FULL_OBJECT"

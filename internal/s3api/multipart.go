@@ -199,7 +199,7 @@ func (s *Server) completeMultipartUpload(w http.ResponseWriter, r *http.Request,
 		return invalidReq("Value for x-amz-checksum-type header is invalid.")
 	}
 	for _, a := range checksum.All {
-		*checksumField(&co.Checksums, a) = r.Header.Get(a.Header())
+		*co.Checksums.Field(a) = r.Header.Get(a.Header())
 	}
 	info, err := s.api.CompleteMultipartUpload(r.Context(), rc.bucket, rc.key, uploadID, parts, co)
 	if err != nil {

@@ -85,7 +85,7 @@ func setWriteVersion(h http.Header, v string) {
 
 func setChecksums(h http.Header, c objects.Checksums) {
 	for _, a := range checksum.All {
-		if v := *checksumField(&c, a); v != "" {
+		if v := *c.Field(a); v != "" {
 			h.Set(a.Header(), v)
 		}
 	}
@@ -400,7 +400,7 @@ func (s *Server) deleteObjects(w http.ResponseWriter, r *http.Request, rc *reqCt
 	}
 	if hasSum {
 		a := checksum.Algorithm(cr.algorithm)
-		want := *checksumField(&cr.values, a)
+		want := *cr.values.Field(a)
 		if cr.trailer != "" {
 			want = strings.TrimSpace(rc.principal.Trailers()[cr.trailer])
 		}

@@ -190,7 +190,7 @@ func parseChecksumHeaders(h http.Header) (checksumRequest, error) {
 			return c, invalidReq("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
 		}
 		seen = a
-		*checksumField(&c.values, a) = v
+		*c.values.Field(a) = v
 	}
 	if t := strings.TrimSpace(h.Get("X-Amz-Trailer")); t != "" {
 		a, ok := checksum.FromHeader(t)
@@ -236,7 +236,7 @@ func trailerFunc(c checksumRequest, p Principal) func() objects.Checksums {
 	name := c.trailer
 	return func() objects.Checksums {
 		var out objects.Checksums
-		if f := checksumField(&out, a); f != nil {
+		if f := out.Field(a); f != nil {
 			*f = strings.TrimSpace(p.Trailers()[name])
 		}
 		return out

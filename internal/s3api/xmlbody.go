@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/redoubt-io/redoubt/internal/checksum"
 	"github.com/redoubt-io/redoubt/internal/objects"
 )
 
@@ -180,21 +179,4 @@ func parseVersioning(b []byte) (objects.Versioning, error) {
 		return objects.Suspended, nil
 	}
 	return 0, errMalformedXML
-}
-
-// checksumField returns a pointer to the field of c that holds a's value.
-func checksumField(c *objects.Checksums, a checksum.Algorithm) *string {
-	switch a {
-	case checksum.CRC32:
-		return &c.CRC32
-	case checksum.CRC32C:
-		return &c.CRC32C
-	case checksum.CRC64NVME:
-		return &c.CRC64NVME
-	case checksum.SHA1:
-		return &c.SHA1
-	case checksum.SHA256:
-		return &c.SHA256
-	}
-	return nil
 }
