@@ -80,6 +80,7 @@ when no request succeeded.`,
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	f.BoolVar(&progress, "progress", false, "show live progress on stderr even when it is not a terminal")
 	f.StringVar(&checksum, "checksum", string(cfg.Checksum), "SDK checksums: when_supported (SDK default: CRC32 on every PUT, validated on GET) or when_required")
+	f.StringVar(&cfg.Client, "client", cfg.Client, "what sends the timed requests: sdk (aws-sdk-go-v2) or http (plain signed requests, lighter on the CPU the server shares)")
 	f.BoolVar(&cfg.UnsignedPayload, "unsigned-payload", false, "send UNSIGNED-PAYLOAD over plain HTTP instead of hashing each body with SHA-256")
 	f.BoolVar(&cfg.Insecure, "insecure", false, "skip TLS certificate verification")
 	f.DurationVar(&cfg.RequestTimeout, "timeout", cfg.RequestTimeout, "per-request timeout; a timed-out request counts as an error")

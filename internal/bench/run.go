@@ -68,6 +68,8 @@ type runner struct {
 	cfg    Config
 	log    *slog.Logger
 	client *s3.Client
+	// light, when set, sends the timed GET, HEAD and PUT requests.
+	light  *lightClient
 	bucket string
 	prefix string
 	salt   uint64 // makes bodies differ between runs
@@ -144,6 +146,9 @@ func Run(ctx context.Context, cfg Config, progress func(Snapshot)) (Result, erro
 	tr := newTransport(cfg)
 	defer tr.CloseIdleConnections()
 	r.client = newClient(cfg, tr)
+	if cfg.Client == ClientHTTP {
+		r.light = newLightClient(cfg, tr, r.bucket)
+	}
 
 	res := Result{
 		Op:          cfg.Op,
@@ -276,6 +281,9 @@ func (r *runner) preloadObjects(ctx context.Context, n int) error {
 func (r *runner) put(ctx context.Context, key string, id uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
 	defer cancel()
+	if r.light != nil {
+		return r.light.put(ctx, key, newPayload(r.block, id^r.salt, r.cfg.ObjectSize), r.cfg.ObjectSize)
+	}
 	_, err := r.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:        aws.String(r.bucket),
 		Key:           aws.String(key),
@@ -382,20 +390,27 @@ func (r *runner) pick(rng *rand.Rand) kind {
 func (r *runner) get(ctx context.Context, key string, buf []byte) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
 	defer cancel()
-	out, err := r.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(r.bucket), Key: aws.String(key)})
-	if err != nil {
-		return 0, err
-	}
-	defer out.Body.Close()
 	var n int64
-	for {
-		m, err := out.Body.Read(buf)
-		n += int64(m)
-		if err == io.EOF {
-			break
+	if r.light != nil {
+		var err error
+		if n, err = r.light.get(ctx, key, buf); err != nil {
+			return n, err
 		}
+	} else {
+		out, err := r.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(r.bucket), Key: aws.String(key)})
 		if err != nil {
-			return n, fmt.Errorf("reading body: %w", err)
+			return 0, err
+		}
+		defer out.Body.Close()
+		for {
+			m, err := out.Body.Read(buf)
+			n += int64(m)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return n, fmt.Errorf("reading body: %w", err)
+			}
 		}
 	}
 	if n != r.cfg.ObjectSize {
@@ -409,11 +424,20 @@ var errWrongLength = errors.New("wrong length")
 func (r *runner) head(ctx context.Context, key string) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
 	defer cancel()
-	out, err := r.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(r.bucket), Key: aws.String(key)})
-	if err != nil {
-		return err
+	var got int64
+	if r.light != nil {
+		var err error
+		if got, err = r.light.head(ctx, key); err != nil {
+			return err
+		}
+	} else {
+		out, err := r.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(r.bucket), Key: aws.String(key)})
+		if err != nil {
+			return err
+		}
+		got = aws.ToInt64(out.ContentLength)
 	}
-	if got := aws.ToInt64(out.ContentLength); got != r.cfg.ObjectSize {
+	if got != r.cfg.ObjectSize {
 		return fmt.Errorf("%w: content length %d, want %d", errWrongLength, got, r.cfg.ObjectSize)
 	}
 	return nil
@@ -548,7 +572,10 @@ func (r *runner) deleteBatch(ctx context.Context, ids []types.ObjectIdentifier) 
 func (r *runner) noteError(op string, err error) {
 	msg := err.Error()
 	var ae smithy.APIError
+	var se *statusError
 	switch {
+	case errors.As(err, &se):
+		msg = se.Error()
 	case errors.As(err, &ae):
 		msg = fmt.Sprintf("%s (HTTP %d)", ae.ErrorCode(), httpStatus(err))
 	case errors.Is(err, errWrongLength):

@@ -347,3 +347,37 @@ func TestObjectsDefault(t *testing.T) {
 		}
 	}
 }
+
+// The plain-HTTP client runs every operation against the same fake and is
+// counted like the SDK: no errors, and what the server stored is what the
+// result says, with signed and unsigned payloads.
+func TestRunHTTPClient(t *testing.T) {
+	for _, unsigned := range []bool{false, true} {
+		f, srv := startFake(t)
+		cfg := testConfig(t, srv.URL)
+		cfg.Client = ClientHTTP
+		cfg.UnsignedPayload = unsigned
+		cfg.Op = OpMixed
+		cfg.Objects = 20
+		res, err := Run(t.Context(), cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkResult(t, res, cfg)
+		if res.Total.Errors != 0 {
+			t.Fatalf("unsigned=%v: %d errors: %+v", unsigned, res.Total.Errors, res.Errors)
+		}
+		kinds := map[string]bool{}
+		for _, o := range res.Ops {
+			kinds[o.Op] = o.Ops > 0
+		}
+		for _, k := range []string{"get", "put", "head"} {
+			if !kinds[k] {
+				t.Errorf("unsigned=%v: no successful %s in %+v", unsigned, k, res.Ops)
+			}
+		}
+		if _, ok := f.contentSHA.Load("UNSIGNED-PAYLOAD"); ok != unsigned {
+			t.Errorf("UNSIGNED-PAYLOAD sent: %v, asked for: %v", ok, unsigned)
+		}
+	}
+}
