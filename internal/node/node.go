@@ -264,7 +264,11 @@ func (n *Node) PrintBanner(w io.Writer) {
 	fmt.Fprintf(w, "  Region:       %s\n", n.cfg.Region)
 	fmt.Fprintf(w, "  Access key:   %s\n", n.Credentials.AccessKey)
 	fmt.Fprintf(w, "  Secret key:   %s\n", n.Credentials.SecretKey)
-	fmt.Fprintf(w, "  Redundancy:   %s over %d drive(s), survives the loss of %d\n", n.Policy, len(n.drives), n.Policy.Tolerates())
+	if t := n.Policy.Tolerates(); t > 0 {
+		fmt.Fprintf(w, "  Redundancy:   %s over %d drives, survives the loss of any %d\n", n.Policy, len(n.drives), t)
+	} else {
+		fmt.Fprintf(w, "  Redundancy:   %s on %d drive; give --data once per drive to survive losing one\n", n.Policy, len(n.drives))
+	}
 }
 
 // Serve runs the front ends and background work until ctx ends, then
