@@ -219,6 +219,60 @@ func runConformance(t *testing.T, newStore storeCtor) {
 		}
 	})
 
+	t.Run("ScanRangesMatchesScan", func(t *testing.T) {
+		s := newStore(t)
+		parts := []Partition{0, 1, 2, 7, System}
+		for _, p := range parts {
+			var puts []KV
+			for i := range 10 {
+				puts = append(puts, put(fmt.Sprintf("k%02d", i), fmt.Sprintf("%d/%d", p, i)))
+			}
+			if _, err := s.Commit(ctx, p, Txn{Puts: puts}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ranges := []Range{
+			{P: 0}, {P: 1, Start: []byte("k03"), End: []byte("k06")}, {P: 2, Start: []byte("k08")},
+			{P: 3}, {P: 7, Start: []byte("k05"), End: []byte("k02")}, {P: System, End: []byte("k01")},
+			{P: 1, Start: []byte("k09")},
+		}
+		type kv struct {
+			i    int
+			k, v string
+		}
+		var want, got []kv
+		for i, r := range ranges {
+			s.Scan(ctx, r.P, r.Start, r.End, func(k []byte, it Item) bool {
+				want = append(want, kv{i, string(k), string(it.Value)})
+				return true
+			})
+		}
+		stopAt := map[int]int{0: 4} // range 0 ends early after 4 keys
+		seen := map[int]int{}
+		err := ScanRanges(ctx, s, ranges, func(i int, k []byte, it Item) bool {
+			got = append(got, kv{i, string(k), string(it.Value)})
+			seen[i]++
+			return stopAt[i] == 0 || seen[i] < stopAt[i]
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Range 0 stopped after 4 keys; drop the rest of it from want.
+		var trimmed []kv
+		n0 := 0
+		for _, w := range want {
+			if w.i == 0 {
+				if n0++; n0 > 4 {
+					continue
+				}
+			}
+			trimmed = append(trimmed, w)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(trimmed) {
+			t.Fatalf("ScanRanges = %v\nwant %v", got, trimmed)
+		}
+	})
+
 	t.Run("GetReturnsCopy", func(t *testing.T) {
 		s := newStore(t)
 		v := []byte("value")

@@ -68,3 +68,34 @@ var (
 	// now (no quorum of metadata replicas); the caller answers 503.
 	ErrUnavailable = errors.New("meta: partition unavailable")
 )
+
+// Range is one partition's key range [Start, End) for ScanRanges; a nil
+// End means the end of the partition.
+type Range struct {
+	P          Partition
+	Start, End []byte
+}
+
+// RangeScanner is implemented by stores that read many partition ranges
+// from one view more cheaply than with a Scan each. fn is called for the
+// keys of ranges[i] in order, range after range; returning false ends
+// range i early. Callers use ScanRanges (the function), which falls back to
+// Scan for stores without it.
+type RangeScanner interface {
+	ScanRanges(ctx context.Context, ranges []Range, fn func(i int, key []byte, item Item) bool) error
+}
+
+// ScanRanges scans each range in turn, with one consistent view where the
+// store offers it (see RangeScanner).
+func ScanRanges(ctx context.Context, s Store, ranges []Range, fn func(i int, key []byte, item Item) bool) error {
+	if rs, ok := s.(RangeScanner); ok {
+		return rs.ScanRanges(ctx, ranges, fn)
+	}
+	for i, r := range ranges {
+		err := s.Scan(ctx, r.P, r.Start, r.End, func(k []byte, it Item) bool { return fn(i, k, it) })
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

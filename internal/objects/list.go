@@ -104,15 +104,23 @@ func (m *merger) advance() error {
 	if len(got) > 0 {
 		m.h = append(m.h, &cursor{buf: got})
 	}
+	// Every other partition up to the horizon, in one pass over the store.
+	ranges := make([]meta.Range, 0, m.n-1)
 	for p := 0; p < m.n; p++ {
-		if p == sp {
-			continue
+		if p != sp {
+			ranges = append(ranges, meta.Range{P: meta.Partition(p), Start: from, End: to})
 		}
-		buf, err := m.scan(p, from, to, -1)
-		if err != nil {
-			return err
-		}
-		if len(buf) > 0 {
+	}
+	bufs := make([]collector, len(ranges))
+	err = meta.ScanRanges(m.ctx, m.md, ranges, func(i int, k []byte, it meta.Item) bool {
+		bufs[i].add(k, it.Value)
+		return true
+	})
+	if err != nil {
+		return metaErr("list", err)
+	}
+	for i := range bufs {
+		if buf := bufs[i].entries(); len(buf) > 0 {
 			m.h = append(m.h, &cursor{buf: buf})
 		}
 	}
@@ -122,28 +130,41 @@ func (m *merger) advance() error {
 	return nil
 }
 
-// scan reads up to limit (< 0: all) records of partition p in [from, to),
-// copying keys and values into one buffer: the store owns what it passes.
+// scan reads up to limit (< 0: all) records of partition p in [from, to).
 func (m *merger) scan(p int, from, to []byte, limit int) ([]entry, error) {
-	var arena []byte
-	var lens []int
+	var c collector
 	err := m.md.Scan(m.ctx, meta.Partition(p), from, to, func(k []byte, it meta.Item) bool {
-		arena = append(arena, k...)
-		arena = append(arena, it.Value...)
-		lens = append(lens, len(k), len(it.Value))
-		return limit < 0 || len(lens)/2 < limit
+		c.add(k, it.Value)
+		return limit < 0 || len(c.lens)/2 < limit
 	})
 	if err != nil {
 		return nil, metaErr("list", err)
 	}
-	out := make([]entry, len(lens)/2)
+	return c.entries(), nil
+}
+
+// collector copies the records a scan passes into one buffer: the store
+// owns what it passes.
+type collector struct {
+	arena []byte
+	lens  []int
+}
+
+func (c *collector) add(k, v []byte) {
+	c.arena = append(c.arena, k...)
+	c.arena = append(c.arena, v...)
+	c.lens = append(c.lens, len(k), len(v))
+}
+
+func (c *collector) entries() []entry {
+	out := make([]entry, len(c.lens)/2)
 	off := 0
 	for i := range out {
-		kl, vl := lens[2*i], lens[2*i+1]
-		out[i] = entry{key: arena[off : off+kl : off+kl], val: arena[off+kl : off+kl+vl : off+kl+vl]}
+		kl, vl := c.lens[2*i], c.lens[2*i+1]
+		out[i] = entry{key: c.arena[off : off+kl : off+kl], val: c.arena[off+kl : off+kl+vl : off+kl+vl]}
 		off += kl + vl
 	}
-	return out, nil
+	return out
 }
 
 // peek returns the smallest remaining entry.
