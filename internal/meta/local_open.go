@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 )
 
 // replicaState is what open learns of one replica before reconciling.
@@ -25,13 +26,18 @@ func (l *Local) openReplica(r *replica, cache *pebble.Cache) error {
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		return err
 	}
-	db, err := pebble.Open(r.path, &pebble.Options{
+	opts := &pebble.Options{
 		Cache:              cache,
 		MemTableSize:       l.cfg.MemTableBytes,
 		Logger:             pebbleLogger{r: r},
 		EventListener:      r.eventListener(),
 		FormatMajorVersion: pebble.FormatNewest,
-	})
+	}
+	// Most point reads are of keys that may not exist (the head record of
+	// a key being created): a Bloom filter per table answers "not here"
+	// without reading a data block. Lower levels inherit L0's policy.
+	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	db, err := pebble.Open(r.path, opts)
 	if err != nil {
 		return err
 	}
