@@ -124,6 +124,18 @@ func (r *bucketRec) info(name string) BucketInfo {
 
 func (s *Service) ListBuckets(ctx context.Context) ([]BucketInfo, error) {
 	var out []BucketInfo
+	err := s.forEachBucket(ctx, func(name string, r bucketRec) {
+		out = append(out, r.info(name))
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// forEachBucket calls fn for every bucket record, in name order.
+func (s *Service) forEachBucket(ctx context.Context, fn func(name string, r bucketRec)) error {
 	var derr error
 	pre := []byte{tagBucket}
 	err := s.md.Scan(ctx, meta.System, pre, prefixEnd(pre), func(k []byte, it meta.Item) bool {
@@ -132,17 +144,13 @@ func (s *Service) ListBuckets(ctx context.Context) ([]BucketInfo, error) {
 			derr = fmt.Errorf("bucket %q: %w", k[1:], err)
 			return false
 		}
-		out = append(out, r.info(string(k[1:])))
+		fn(string(k[1:]), r)
 		return true
 	})
 	if err != nil {
-		return nil, metaErr("list buckets", err)
+		return metaErr("list buckets", err)
 	}
-	if derr != nil {
-		return nil, derr
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	return derr
 }
 
 func (s *Service) SetVersioning(ctx context.Context, bucket string, state Versioning) error {

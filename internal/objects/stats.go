@@ -94,21 +94,8 @@ func (s *Service) ForEachRef(ctx context.Context, fn func(blocks.Ref) error) err
 
 func (s *Service) liveBuckets(ctx context.Context) ([]bucketID, error) {
 	var ids []bucketID
-	var derr error
-	pre := []byte{tagBucket}
-	err := s.md.Scan(ctx, meta.System, pre, prefixEnd(pre), func(k []byte, it meta.Item) bool {
-		r, err := decodeBucket(it.Value)
-		if err != nil {
-			derr = fmt.Errorf("bucket %q: %w", k[1:], err)
-			return false
-		}
-		ids = append(ids, r.ID)
-		return true
-	})
-	if err != nil {
-		return nil, metaErr("list buckets", err)
-	}
-	return ids, derr
+	err := s.forEachBucket(ctx, func(_ string, r bucketRec) { ids = append(ids, r.ID) })
+	return ids, err
 }
 
 // scanAll calls fn for each tag record of bucket id in every partition.
