@@ -29,13 +29,17 @@
 //     after every existing version of the key.
 //  5. Multipart. Each UploadPart rewrites the upload record, so Complete
 //     and Abort, conditional on that record, see every part committed
-//     before them and no part can be added to a finished upload.
+//     before them and no part can be added to a finished upload. An
+//     upload created without a checksum algorithm keeps a CRC64NVME of
+//     every part, and its object gets their FULL_OBJECT combination.
 //  6. Buckets. A bucket's records carry its random incarnation ID, not its
 //     name; a write racing DeleteBucket may land under the dead ID, where
 //     no reader looks (ForEachRef still reports its data, so nothing it
 //     names is freed before garbage collection removes the records).
 //  7. Listing merges one bounded, batched scan per partition (see list.go):
-//     a page costs O(page + partitions) record reads.
+//     a page costs O(page + partitions) record reads. Object listings read
+//     head records only; a head copies its latest version's checksum so
+//     that entries name it.
 //
 // All methods are safe for concurrent use. Errors are the sentinels of
 // api.go, wrapped with context; errors of the metadata store (including

@@ -305,6 +305,7 @@ func (s *Service) ListObjects(ctx context.Context, bucket string, opts ListOptio
 			ETag:         quote(h.ETag),
 			LastModified: msTime(h.Modified),
 			VersionID:    versionIDString(h.Null, h.Latest, b.Versioning),
+			Checksums:    h.checksums(),
 		})
 		res.NextMarker = key
 		m.pop()

@@ -168,3 +168,65 @@ func TestCompleteTwice(t *testing.T) {
 		t.Fatalf("aborted: %v", err)
 	}
 }
+
+// An upload created without an algorithm gets a FULL_OBJECT CRC64NVME,
+// combined from the CRC64NVMEs its parts were given (copied parts too); a
+// whole-object value sent with the completion is ignored, as in S3.
+func TestCompleteDefaultChecksum(t *testing.T) {
+	e := newEnv(t)
+	e.bucket("mpb", Unversioned)
+	src := e.put("mpb", "src", big(23, 9))
+	id, parts, whole := e.uploadWith("k", "", "", 30, 17)
+	// Parts answer no checksum the client did not ask for.
+	for _, p := range parts {
+		if p.Checksums != (Checksums{}) {
+			t.Fatalf("part %d: %+v", p.Number, p.Checksums)
+		}
+	}
+	pi, err := e.s.UploadPartCopy(e.ctx, CopySource{Bucket: "mpb", Key: "src", VersionID: src.VersionID}, "mpb", "k", id, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pi.Checksums != (Checksums{}) {
+		t.Fatalf("copied part: %+v", pi.Checksums)
+	}
+	parts = append(parts, CompletePart{Number: 3, ETag: pi.ETag})
+	whole += big(23, 9)
+	oi, err := e.s.CompleteMultipartUpload(e.ctx, "mpb", "k", id, parts,
+		CompleteOptions{Checksums: Checksums{CRC64NVME: "vqf3hRLTlJw="}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Checksums{CRC64NVME: sumOf(checksum.CRC64NVME, whole), Type: "FULL_OBJECT"}
+	if oi.Checksums != want {
+		t.Fatalf("complete: %+v, want %+v", oi.Checksums, want)
+	}
+	got, _, err := e.get("mpb", "k", GetOptions{HeadOnly: true})
+	if err != nil || got.Checksums != want {
+		t.Fatalf("head: %+v, %v", got.Checksums, err)
+	}
+
+	// A part uploaded with an algorithm of the client's choice answers
+	// that one only, and still counts towards the object's CRC64NVME.
+	id, err = e.s.CreateMultipartUpload(e.ctx, "mpb", "j", PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cps []CompletePart
+	for i, body := range []string{big(40, 1), "abc"} {
+		opts := PartOptions{}
+		if i == 0 {
+			opts.ChecksumAlgorithm = "CRC32"
+		}
+		pi, err := e.s.UploadPart(e.ctx, "mpb", "j", id, i+1, strings.NewReader(body), int64(len(body)), opts)
+		if err != nil || (i == 0) != (pi.Checksums != (Checksums{})) {
+			t.Fatalf("part %d: %+v, %v", i+1, pi.Checksums, err)
+		}
+		cps = append(cps, CompletePart{Number: i + 1, ETag: pi.ETag, Checksums: pi.Checksums})
+	}
+	oi, err = e.s.CompleteMultipartUpload(e.ctx, "mpb", "j", id, cps, CompleteOptions{})
+	want = Checksums{CRC64NVME: sumOf(checksum.CRC64NVME, big(40, 1)+"abc"), Type: "FULL_OBJECT"}
+	if err != nil || oi.Checksums != want {
+		t.Fatalf("complete: %+v, %v", oi.Checksums, err)
+	}
+}

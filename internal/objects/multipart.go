@@ -237,14 +237,20 @@ func (s *Service) uploadPart(ctx context.Context, b bucketRec, bucket, key, uplo
 		}
 		alg = string(a)
 	}
-	in, err := s.ingest(ctx, body, ingestOpts{
+	iopts := ingestOpts{
 		size:       size,
 		max:        s.cfg.MaxPartSize,
 		contentMD5: opts.ContentMD5,
 		expected:   opts.Checksums,
 		alg:        alg,
 		trailer:    opts.Trailer,
-	})
+	}
+	if u.ChecksumAlg == "" {
+		// An upload created without an algorithm gets a FULL_OBJECT
+		// CRC64NVME at completion, as in S3, combined from its parts'.
+		iopts.also = checksum.CRC64NVME
+	}
+	in, err := s.ingest(ctx, body, iopts)
 	if err != nil {
 		return PartInfo{}, err
 	}
@@ -258,6 +264,12 @@ func (s *Service) uploadPart(ctx context.Context, b bucketRec, bucket, key, uplo
 	if a := checksum.Algorithm(alg); a != "" {
 		pr.ChecksumAlg = alg
 		pr.Checksum = *in.checksums.Field(a)
+	}
+	if iopts.also != "" && pr.ChecksumAlg != string(iopts.also) {
+		// Kept beside the part's own checksum, if the client chose one
+		// (SDKs send CRC32 by default), and never answered for the part:
+		// S3 answers a part only the checksum the client asked for.
+		pr.DefaultCRC = *in.checksums.Field(iopts.also)
 	}
 	pk := partKey(b.ID, key, uploadID, part)
 	uk := uploadKey(b.ID, key, uploadID)
@@ -365,10 +377,17 @@ func (s *Service) CompleteMultipartUpload(ctx context.Context, bucket, key, uplo
 		}
 		md5s := make([]byte, 0, len(parts)*md5.Size)
 		var sums []byte
+		defaultSum := alg == ""
 		listed := make(map[int]bool, len(parts))
 		for i, cp := range parts {
 			sp := byNum[cp.Number]
 			if sp == nil {
+				// The upload record and its parts are separate reads: a
+				// racing completion may have removed both in between.
+				// Then this is that upload's repeat, not a missing part.
+				if _, _, err := s.getUpload(ctx, p, b.ID, key, uploadID); err != nil {
+					return versionRec{}, meta.Txn{}, err
+				}
 				return versionRec{}, meta.Txn{}, fmt.Errorf("%w: part %d was not uploaded", ErrInvalidPart, cp.Number)
 			}
 			if !etagMatches(cp.ETag, sp.ETag) || cp.ETag == "*" || cp.ETag == "" {
@@ -385,8 +404,20 @@ func (s *Service) CompleteMultipartUpload(ctx context.Context, bucket, key, uplo
 				return versionRec{}, meta.Txn{}, fmt.Errorf("part %d etag: %w", cp.Number, errCorrupt)
 			}
 			md5s = append(md5s, raw...)
-			if u.ChecksumAlg != "" {
-				raw, err := base64.StdEncoding.DecodeString(sp.Checksum)
+			partSum := sp.Checksum
+			if u.ChecksumAlg == "" {
+				switch {
+				case sp.ChecksumAlg == string(checksum.CRC64NVME):
+				case sp.DefaultCRC != "":
+					partSum = sp.DefaultCRC
+				default:
+					// A part stored before parts got the default CRC:
+					// the object gets no checksum.
+					defaultSum = false
+				}
+			}
+			if u.ChecksumAlg != "" || defaultSum {
+				raw, err := base64.StdEncoding.DecodeString(partSum)
 				if err != nil {
 					return versionRec{}, meta.Txn{}, fmt.Errorf("part %d checksum: %w", cp.Number, errCorrupt)
 				}
@@ -394,6 +425,7 @@ func (s *Service) CompleteMultipartUpload(ctx context.Context, bucket, key, uplo
 			}
 			rec.Size += sp.Size
 			rec.Parts = append(rec.Parts, *sp)
+			rec.Parts[len(rec.Parts)-1].DefaultCRC = ""
 			listed[cp.Number] = true
 		}
 		if rec.Size > s.cfg.MaxObjectSize {
@@ -404,6 +436,13 @@ func (s *Service) CompleteMultipartUpload(ctx context.Context, bucket, key, uplo
 		rec.ETag = hex.EncodeToString(sum[:]) + suffix
 		if alg != "" {
 			if err := wholeChecksum(&rec, alg, u.ChecksumType, sums, opts.Checksums); err != nil {
+				return versionRec{}, meta.Txn{}, err
+			}
+		} else if defaultSum {
+			// The checksum is Redoubt's own, not one the client chose: a
+			// whole-object value sent with the completion is ignored, as
+			// S3 ignores it for such an upload.
+			if err := wholeChecksum(&rec, checksum.CRC64NVME, typeFullObject, sums, Checksums{}); err != nil {
 				return versionRec{}, meta.Txn{}, err
 			}
 		}

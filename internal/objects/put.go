@@ -24,8 +24,11 @@ type ingestOpts struct {
 	contentMD5 []byte
 	expected   Checksums
 	alg        string
-	trailer    func() Checksums
-	inline     bool // may be kept in metadata
+	// also is computed as well, unasked: the default checksum of parts
+	// of an upload created without an algorithm.
+	also    checksum.Algorithm
+	trailer func() Checksums
+	inline  bool // may be kept in metadata
 }
 
 // ingested is a body taken in: stored (ref) or held (inline), with its
@@ -132,6 +135,9 @@ func (s *Service) ingest(ctx context.Context, body io.Reader, o ingestOpts) (ing
 			return ingested{}, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 		}
 		want[a] = true
+	}
+	if o.also != "" {
+		want[o.also] = true
 	}
 	for _, a := range checksum.All {
 		if *o.expected.Field(a) != "" {

@@ -17,7 +17,8 @@ import (
 // then bytes, m = u count then s key, s value pairs in key order:
 //
 //	bucket:  ver, id[8], created i (unix ms), versioning u
-//	head:    ver, flags u, latest[12], null[12] if flagHasNull, size i, etag s, modified i
+//	head:    ver, flags u, latest[12], null[12] if flagHasNull, size i, etag s, modified i,
+//	         checksum-alg s, checksum s, checksum-type s if flagHasChecksum
 //	version: ver, flags u, size i, etag s, content-type s, headers m, user-meta m,
 //	         checksums 6×s, inline s, parts u then part×
 //	part:    number u, size i, etag s, modified i, checksum-alg s, checksum s, ref
@@ -25,7 +26,7 @@ import (
 //	upload:  ver, initiated i, content-type s, headers m, user-meta m, checksum-alg s,
 //	         checksum-type s (absent in records written before it existed:
 //	         COMPOSITE when checksum-alg is set)
-//	pending part: ver, part
+//	pending part: ver, part, default-crc s (present only when set)
 const recordVersion = 1
 
 var errCorrupt = errors.New("objects: corrupt metadata record")
@@ -35,6 +36,7 @@ const (
 	flagNull
 	flagMultipart
 	flagHasNull
+	flagHasChecksum
 )
 
 type enc struct{ b []byte }
@@ -206,6 +208,13 @@ type headRec struct {
 	Size         int64
 	ETag         string // unquoted
 	Modified     int64  // unix ms
+	// ChecksumAlg, Checksum and ChecksumType copy the latest version's
+	// stored checksum (one algorithm: the one it was written with), so
+	// that listings report it without reading versions. Heads written
+	// before they existed have none.
+	ChecksumAlg  string
+	Checksum     string // base64
+	ChecksumType string
 }
 
 func (r *headRec) encode() []byte {
@@ -221,6 +230,9 @@ func (r *headRec) encode() []byte {
 	if r.HasNull {
 		f |= flagHasNull
 	}
+	if r.ChecksumAlg != "" {
+		f |= flagHasChecksum
+	}
 	e.u(f)
 	e.ts(r.Latest)
 	if r.HasNull {
@@ -229,6 +241,11 @@ func (r *headRec) encode() []byte {
 	e.i(r.Size)
 	e.s(r.ETag)
 	e.i(r.Modified)
+	if r.ChecksumAlg != "" {
+		e.s(r.ChecksumAlg)
+		e.s(r.Checksum)
+		e.s(r.ChecksumType)
+	}
 	return e.b
 }
 
@@ -247,6 +264,14 @@ func decodeHead(b []byte) (headRec, error) {
 	r.Size = d.i()
 	r.ETag = d.s()
 	r.Modified = d.i()
+	if f&flagHasChecksum != 0 {
+		r.ChecksumAlg = d.s()
+		r.Checksum = d.s()
+		r.ChecksumType = d.s()
+		if r.ChecksumAlg == "" {
+			d.fail()
+		}
+	}
 	return r, d.done()
 }
 
@@ -260,6 +285,10 @@ type partRec struct {
 	ChecksumAlg string
 	Checksum    string // base64
 	Ref         blocks.Ref
+	// DefaultCRC is kept in pending parts only: the CRC64NVME (base64)
+	// of a part of an upload created without an algorithm whose own
+	// checksum is of another algorithm the client chose.
+	DefaultCRC string
 }
 
 func (e *enc) part(p *partRec) {
@@ -322,6 +351,9 @@ func encodePendingPart(p *partRec) []byte {
 	e := enc{b: make([]byte, 0, 96)}
 	e.b = append(e.b, recordVersion)
 	e.part(p)
+	if p.DefaultCRC != "" {
+		e.s(p.DefaultCRC)
+	}
 	return e.b
 }
 
@@ -329,6 +361,11 @@ func decodePendingPart(b []byte) (partRec, error) {
 	d := dec{b: b}
 	d.version()
 	p := d.part()
+	if len(d.b) > 0 {
+		if p.DefaultCRC = d.s(); p.DefaultCRC == "" {
+			d.fail()
+		}
+	}
 	return p, d.done()
 }
 

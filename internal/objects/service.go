@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"github.com/redoubt-io/redoubt/internal/blocks"
+	"github.com/redoubt-io/redoubt/internal/checksum"
 	"github.com/redoubt-io/redoubt/internal/hlc"
 	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/placement"
@@ -273,7 +274,7 @@ func (s *Service) getVersion(ctx context.Context, p meta.Partition, id bucketID,
 }
 
 func (v *versionRec) head() headRec {
-	return headRec{
+	h := headRec{
 		Latest:       v.TS,
 		DeleteMarker: v.DeleteMarker,
 		Null:         v.Null,
@@ -281,6 +282,23 @@ func (v *versionRec) head() headRec {
 		ETag:         v.ETag,
 		Modified:     v.TS.Wall,
 	}
+	for _, a := range checksum.All {
+		if c := *v.Checksums.Field(a); c != "" {
+			h.ChecksumAlg, h.Checksum, h.ChecksumType = string(a), c, v.Checksums.Type
+			break
+		}
+	}
+	return h
+}
+
+// checksums returns the checksum the head copies from its version.
+func (h *headRec) checksums() Checksums {
+	var c Checksums
+	if f := c.Field(checksum.Algorithm(h.ChecksumAlg)); f != nil {
+		*f = h.Checksum
+		c.Type = h.ChecksumType
+	}
+	return c
 }
 
 func (v *versionRec) refs() []blocks.Ref {

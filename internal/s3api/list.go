@@ -123,8 +123,15 @@ func toObjectXML(o objects.ObjectInfo, e encoder, own *ownerXML) objectXML {
 	return objectXML{
 		Key: e.enc(o.Key), LastModified: isoTime(o.LastModified), ETag: o.ETag, Size: o.Size,
 		StorageClass: "STANDARD", Owner: own,
-		ChecksumAlgorithm: checksumAlgorithms(o.Checksums), ChecksumType: o.Checksums.Type,
+		ChecksumAlgorithm: checksumAlgorithms(o.Checksums), ChecksumType: listChecksumType(o.Checksums),
 	}
+}
+
+// listChecksumType is the ChecksumType of a list entry: the stored type
+// of a multipart object, FULL_OBJECT for one stored by a single PUT (its
+// checksum covers the whole object), none without a checksum.
+func listChecksumType(c objects.Checksums) string {
+	return wholeObject(c).Type
 }
 
 func prefixes(ps []string, e encoder) []prefixXML {
@@ -256,6 +263,10 @@ type versionXML struct {
 	Size         *int64   `xml:"Size,omitempty"`
 	StorageClass string   `xml:"StorageClass,omitempty"`
 	Owner        ownerXML `xml:"Owner"`
+	// ChecksumAlgorithm and ChecksumType describe a version's stored
+	// checksum, as in ListObjectsV2 entries; delete markers have none.
+	ChecksumAlgorithm []string `xml:"ChecksumAlgorithm,omitempty"`
+	ChecksumType      string   `xml:"ChecksumType,omitempty"`
 }
 
 type listVersionsXML struct {
@@ -319,6 +330,7 @@ func (s *Server) listObjectVersions(w http.ResponseWriter, r *http.Request, rc *
 		} else {
 			x.XMLName.Local = "Version"
 			x.ETag, x.StorageClass = v.ETag, "STANDARD"
+			x.ChecksumAlgorithm, x.ChecksumType = checksumAlgorithms(v.Checksums), listChecksumType(v.Checksums)
 			size := v.Size
 			x.Size = &size
 		}

@@ -250,13 +250,22 @@ func (s *Server) deleteObject(w http.ResponseWriter, r *http.Request, rc *reqCtx
 }
 
 // copySource parses x-amz-copy-source: "[/]bucket/key[?versionId=v]",
-// URL-encoded.
+// URL-encoded. Without a literal "?", the decoded value is split at
+// "?versionId=", so a percent-encoded separator ("key%3FversionId%3Dv")
+// names a version too; a key that holds "?versionId=" is then a copy
+// source only with a literal versionId query after it.
 func copySource(v string) (objects.CopySource, error) {
 	var src objects.CopySource
-	path, query, _ := strings.Cut(v, "?")
+	path, query, literal := strings.Cut(v, "?")
 	p, err := url.PathUnescape(path)
 	if err != nil {
 		return src, invalidArg("Invalid copy source encoding.")
+	}
+	if !literal {
+		var vid string
+		if p, vid, literal = strings.Cut(p, "?versionId="); literal {
+			query = "versionId=" + url.QueryEscape(vid)
+		}
 	}
 	p = strings.TrimPrefix(p, "/")
 	b, k, ok := strings.Cut(p, "/")
