@@ -190,10 +190,7 @@ func (s *Server) listObjectsV2(w http.ResponseWriter, r *http.Request, rc *reqCt
 		own = &o
 	}
 	if maxKeys == 0 {
-		if _, err := s.api.HeadBucket(r.Context(), rc.bucket); err != nil {
-			return err
-		}
-		return s.writeXML(w, http.StatusOK, res)
+		return s.emptyPage(w, r, rc, res)
 	}
 	lr, err := s.api.ListObjects(r.Context(), rc.bucket, opts)
 	if err != nil {
@@ -228,10 +225,7 @@ func (s *Server) listObjectsV1(w http.ResponseWriter, r *http.Request, rc *reqCt
 		Marker: e.enc(opts.Marker), MaxKeys: maxKeys, EncodingType: e.typ(),
 	}
 	if maxKeys == 0 {
-		if _, err := s.api.HeadBucket(r.Context(), rc.bucket); err != nil {
-			return err
-		}
-		return s.writeXML(w, http.StatusOK, res)
+		return s.emptyPage(w, r, rc, res)
 	}
 	lr, err := s.api.ListObjects(r.Context(), rc.bucket, opts)
 	if err != nil {
@@ -308,10 +302,7 @@ func (s *Server) listObjectVersions(w http.ResponseWriter, r *http.Request, rc *
 		KeyMarker: e.enc(opts.KeyMarker), VersionIDMarker: opts.VersionIDMarker, MaxKeys: maxKeys, EncodingType: e.typ(),
 	}
 	if maxKeys == 0 {
-		if _, err := s.api.HeadBucket(r.Context(), rc.bucket); err != nil {
-			return err
-		}
-		return s.writeXML(w, http.StatusOK, res)
+		return s.emptyPage(w, r, rc, res)
 	}
 	lr, err := s.api.ListObjectVersions(r.Context(), rc.bucket, opts)
 	if err != nil {
@@ -343,4 +334,13 @@ func (s *Server) listObjectVersions(w http.ResponseWriter, r *http.Request, rc *
 		res.NextVersionIDMarker = lr.NextVersionIDMarker
 	}
 	return s.writeXML(w, http.StatusOK, res)
+}
+
+// emptyPage answers a listing that asked for no entries (a page size of 0):
+// the bucket must exist, and the answer is the page's header alone.
+func (s *Server) emptyPage(w http.ResponseWriter, r *http.Request, rc *reqCtx, page any) error {
+	if _, err := s.api.HeadBucket(r.Context(), rc.bucket); err != nil {
+		return err
+	}
+	return s.writeXML(w, http.StatusOK, page)
 }

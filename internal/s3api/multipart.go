@@ -334,10 +334,7 @@ func (s *Server) listMultipartUploads(w http.ResponseWriter, r *http.Request, rc
 		Prefix: e.enc(opts.Prefix), Delimiter: e.enc(opts.Delimiter), MaxUploads: maxUploads, EncodingType: e.typ(),
 	}
 	if maxUploads == 0 {
-		if _, err := s.api.HeadBucket(r.Context(), rc.bucket); err != nil {
-			return err
-		}
-		return s.writeXML(w, http.StatusOK, res)
+		return s.emptyPage(w, r, rc, res)
 	}
 	lu, err := s.api.ListMultipartUploads(r.Context(), rc.bucket, opts)
 	if err != nil {
