@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/redoubt-io/redoubt/internal/testlog"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,15 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-type testLogWriter struct{ t *testing.T }
-
-func (w testLogWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
 func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testLogWriter{t}, nil))
+	return slog.New(slog.NewTextHandler(testlog.Writer(t), nil))
 }
 
 func get(t *testing.T, srv *httptest.Server, method, path string) (*http.Response, string) {

@@ -21,6 +21,7 @@ var rank = map[string]int{
 	"internal/placement":   0,
 	"internal/erasure":     0,
 	"internal/vfs":         0,
+	"internal/testlog":     0,
 	"internal/store":       1,
 	"internal/meta":        1,
 	"internal/blocks":      2,

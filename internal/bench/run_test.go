@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"github.com/redoubt-io/redoubt/internal/testlog"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -12,13 +13,6 @@ import (
 	"time"
 )
 
-type testLogWriter struct{ t *testing.T }
-
-func (w testLogWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
 func testConfig(t *testing.T, endpoint string) Config {
 	cfg := DefaultConfig()
 	cfg.Endpoint = endpoint
@@ -27,7 +21,7 @@ func testConfig(t *testing.T, endpoint string) Config {
 	cfg.Concurrency = 4
 	cfg.ProgressInterval = 50 * time.Millisecond
 	cfg.RequestTimeout = 10 * time.Second
-	cfg.Logger = slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Logger = slog.New(slog.NewTextHandler(testlog.Writer(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	return cfg
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/redoubt-io/redoubt/internal/testlog"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -17,15 +18,8 @@ import (
 	"github.com/redoubt-io/redoubt/internal/store"
 )
 
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(bytes.TrimRight(p, "\n")))
-	return len(p), nil
-}
-
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, nil))
+	return slog.New(slog.NewTextHandler(testlog.Writer(t), nil))
 }
 
 func seeded(t testing.TB) *rand.Rand {

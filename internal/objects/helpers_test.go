@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/redoubt-io/redoubt/internal/testlog"
 	"io"
 	"log/slog"
 	"sort"
@@ -119,14 +120,6 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
 type env struct {
 	t    testing.TB
 	s    *Service
@@ -152,7 +145,7 @@ func newEnv(t testing.TB, edit ...func(*Config)) *env {
 	}
 	md := meta.NewMem()
 	data := newMemBlocks()
-	log := slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(testlog.Writer(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	s, err := New(cfg, md, data, log)
 	if err != nil {
 		t.Fatal(err)

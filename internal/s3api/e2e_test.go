@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/redoubt-io/redoubt/internal/testlog"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -30,13 +31,6 @@ const (
 	testSecret = "redoubt-test-secret-key"
 )
 
-type tlogWriter struct{ t testing.TB }
-
-func (w tlogWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
 // newSigV4Server serves api behind the real SigV4 verifier.
 func newSigV4Server(t testing.TB, api objects.API, mod func(*s3api.Config)) *httptest.Server {
 	t.Helper()
@@ -48,7 +42,7 @@ func newSigV4Server(t testing.TB, api objects.API, mod func(*s3api.Config)) *htt
 	if mod != nil {
 		mod(&cfg)
 	}
-	srv, err := s3api.New(cfg, api, s3api.SigV4(v), slog.New(slog.NewTextHandler(tlogWriter{t}, nil)))
+	srv, err := s3api.New(cfg, api, s3api.SigV4(v), slog.New(slog.NewTextHandler(testlog.Writer(t), nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

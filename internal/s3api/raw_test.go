@@ -3,6 +3,7 @@ package s3api_test
 import (
 	"bufio"
 	"fmt"
+	"github.com/redoubt-io/redoubt/internal/testlog"
 	"io"
 	"log/slog"
 	"net"
@@ -37,7 +38,7 @@ func newRawServer(t *testing.T, api *memAPI) *httptest.Server {
 	t.Helper()
 	cfg := s3api.DefaultConfig()
 	cfg.Domains = []string{"s3.example.test"}
-	srv, err := s3api.New(cfg, api, fakeAuth{}, slog.New(slog.NewTextHandler(tlogWriter{t}, nil)))
+	srv, err := s3api.New(cfg, api, fakeAuth{}, slog.New(slog.NewTextHandler(testlog.Writer(t), nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

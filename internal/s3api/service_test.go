@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/redoubt-io/redoubt/internal/testlog"
 	"io"
 	"log/slog"
 	"strconv"
@@ -56,7 +57,7 @@ func (m *memData) Delete(ctx context.Context, ref blocks.Ref) error {
 
 func newService(t *testing.T) objects.API {
 	svc, err := objects.New(objects.DefaultConfig(), meta.NewMem(), &memData{data: map[string][]byte{}},
-		slog.New(slog.NewTextHandler(tlogWriter{t}, nil)))
+		slog.New(slog.NewTextHandler(testlog.Writer(t), nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
