@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -236,6 +237,11 @@ func (s *Service) ingest(ctx context.Context, body io.Reader, o ingestOpts) (ing
 func (s *Service) writeErr(br *bodyReader, err error) error {
 	if br.err != nil {
 		return br.err
+	}
+	if errors.Is(err, blocks.ErrQuorum) {
+		// Too few drives to write: the store is unavailable for writes,
+		// which the API says the way the metadata does.
+		return fmt.Errorf("objects: write data: %w: %w", meta.ErrUnavailable, err)
 	}
 	return fmt.Errorf("objects: write data: %w", err)
 }

@@ -4,6 +4,9 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"github.com/redoubt-io/redoubt/internal/blocks"
+	"github.com/redoubt-io/redoubt/internal/meta"
 	"io"
 	"strings"
 	"testing"
@@ -315,5 +318,23 @@ func TestUnversionedOverwriteDeletesOldData(t *testing.T) {
 	}
 	if _, err := e.s.DeleteObject(e.ctx, "bkt", "k", DeleteOptions{IfMatch: oi.ETag}); err != nil {
 		t.Fatalf("if-match delete: %v", err)
+	}
+}
+
+// Too few drives to write is an outage, not a server bug: the error says
+// unavailable (503 at the front end), and nothing is committed.
+func TestPutBelowWriteQuorumIsUnavailable(t *testing.T) {
+	e := newEnv(t)
+	e.bucket("quorum", Unversioned)
+	e.data.mu.Lock()
+	e.data.mu.fails["write"] = fmt.Errorf("3 of 4 shards failed: %w", blocks.ErrQuorum)
+	e.data.mu.Unlock()
+	body := big(200<<10, 7) // above InlineMax, so it goes to the data store
+	_, err := e.s.PutObject(e.ctx, "quorum", "k", strings.NewReader(body), int64(len(body)), PutOptions{})
+	if !errors.Is(err, meta.ErrUnavailable) {
+		t.Fatalf("PUT below the write quorum: %v, want an error wrapping meta.ErrUnavailable", err)
+	}
+	if _, _, err := e.get("quorum", "k", GetOptions{}); !errors.Is(err, ErrNoSuchKey) {
+		t.Fatalf("GET after the refused PUT: %v, want ErrNoSuchKey", err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/redoubt-io/redoubt/internal/blocks"
 	"net/http"
 	"strconv"
 	"strings"
@@ -113,7 +112,7 @@ func toAPIError(err error) (e *Error, internal bool) {
 			return m.api, false
 		}
 	}
-	if errors.Is(err, meta.ErrUnavailable) || errors.Is(err, blocks.ErrQuorum) {
+	if errors.Is(err, meta.ErrUnavailable) {
 		return errUnavailable, false
 	}
 	if errors.Is(err, context.Canceled) {
