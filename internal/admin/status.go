@@ -26,8 +26,10 @@ type Status struct {
 	Policy           string          `json:"policy"`
 	Drives           []DriveStatus   `json:"drives"`
 	MetadataReplicas []ReplicaStatus `json:"metadata_replicas"`
-	Objects          int64           `json:"objects"`
-	Bytes            int64           `json:"bytes"`
+	// Objects and Bytes count current objects; the count may be a few
+	// seconds old, since it takes a scan of the metadata.
+	Objects int64 `json:"objects"`
+	Bytes   int64 `json:"bytes"`
 	// CorruptionsTotal counts corrupt blocks found since start, by reads
 	// and by scrub.
 	CorruptionsTotal int64        `json:"corruptions_total"`

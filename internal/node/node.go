@@ -125,6 +125,13 @@ type Node struct {
 	objects *objects.Service
 	repair  *repairer
 
+	// stats caches the object count shown on /status; see objectStats.
+	stats struct {
+		sync.Mutex
+		at             time.Time
+		objects, bytes int64
+	}
+
 	s3Srv, adminSrv *http.Server
 	s3Ln, adminLn   net.Listener
 }

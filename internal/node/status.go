@@ -52,11 +52,7 @@ func (n *Node) Status(ctx context.Context) admin.Status {
 		}
 		st.MetadataReplicas = append(st.MetadataReplicas, rs)
 	}
-	if objs, bytes, err := n.objects.Stats(ctx); err == nil {
-		st.Objects, st.Bytes = objs, bytes
-	} else {
-		n.log.Warn("counting objects for status", "err", err)
-	}
+	st.Objects, st.Bytes = n.objectStats(ctx)
 	p := n.repair.Progress()
 	st.Repair = admin.RepairStatus{Running: p.Running, DoneBytes: p.BytesDone, TotalBytes: p.BytesTotal}
 	if !p.Finished.IsZero() {
@@ -65,4 +61,25 @@ func (n *Node) Status(ctx context.Context) admin.Status {
 		st.Repair.LastRunError = p.LastError
 	}
 	return st
+}
+
+// statsMaxAge bounds how stale the object count on /status may be. Counting
+// scans every key's metadata, so a monitor polling /status every second
+// must not cost one full scan per poll.
+const statsMaxAge = 10 * time.Second
+
+// objectStats returns the object count and bytes, recounted when the last
+// count is older than statsMaxAge.
+func (n *Node) objectStats(ctx context.Context) (objects, bytes int64) {
+	n.stats.Lock()
+	defer n.stats.Unlock()
+	if n.stats.at.IsZero() || time.Since(n.stats.at) > statsMaxAge {
+		objs, b, err := n.objects.Stats(ctx)
+		if err != nil {
+			n.log.Warn("counting objects for status", "err", err)
+			return n.stats.objects, n.stats.bytes
+		}
+		n.stats.objects, n.stats.bytes, n.stats.at = objs, b, time.Now()
+	}
+	return n.stats.objects, n.stats.bytes
 }
