@@ -340,6 +340,11 @@ func (s *Server) copyObject(w http.ResponseWriter, r *http.Request, rc *reqCtx) 
 			return err
 		}
 	} else {
+		// The COPY directive ignores the request's metadata, but S3 still
+		// refuses a request carrying more than it would ever store.
+		if _, err := s.userMeta(r.Header); err != nil {
+			return err
+		}
 		cr, err := parseChecksumHeaders(r.Header)
 		if err != nil {
 			return err
@@ -370,10 +375,14 @@ type deleteResultXML struct {
 	Errors  []deleteErrorXML `xml:"Error"`
 }
 
+// deletedXML is one Deleted entry. DeleteMarker is sent whenever it is
+// known to mean something: true when a delete marker was made or removed,
+// false when a named version that was not a marker was removed; a plain
+// delete in an unversioned bucket sends neither, as S3 does.
 type deletedXML struct {
 	Key                   string `xml:"Key"`
 	VersionID             string `xml:"VersionId,omitempty"`
-	DeleteMarker          bool   `xml:"DeleteMarker,omitempty"`
+	DeleteMarker          *bool  `xml:"DeleteMarker,omitempty"`
 	DeleteMarkerVersionID string `xml:"DeleteMarkerVersionId,omitempty"`
 }
 
@@ -449,8 +458,10 @@ func (s *Server) deleteObjects(w http.ResponseWriter, r *http.Request, rc *reqCt
 				if !quiet {
 					d := deletedXML{Key: o.Key, VersionID: o.VersionID}
 					if dr.DeleteMarker {
-						d.DeleteMarker = true
+						d.DeleteMarker = &dr.DeleteMarker
 						d.DeleteMarkerVersionID = dr.VersionID
+					} else if o.VersionID != "" {
+						d.DeleteMarker = &dr.DeleteMarker
 					}
 					res.Deleted = append(res.Deleted, d)
 				}
