@@ -34,6 +34,9 @@ type Status struct {
 	// and by scrub.
 	CorruptionsTotal int64        `json:"corruptions_total"`
 	Repair           RepairStatus `json:"repair"`
+
+	// Cluster is set when the node is part of a cluster.
+	Cluster *ClusterStatus `json:"cluster,omitempty"`
 }
 
 // DriveState is a drive's health.
@@ -91,4 +94,66 @@ type RepairStatus struct {
 	LastRunRepairedShards int64 `json:"last_run_repaired_shards"`
 	// LastRunError is empty when the last pass succeeded.
 	LastRunError string `json:"last_run_error"`
+}
+
+// ClusterStatus is what a clustered node knows of the whole cluster.
+type ClusterStatus struct {
+	// NodeID is the node answering.
+	NodeID string `json:"node_id"`
+	// LayoutVersion is the newest layout this node has applied; 0 means
+	// the cluster has none yet (waiting for nodes to bootstrap).
+	LayoutVersion uint64 `json:"layout_version"`
+	// StagedChanges counts the layout edits waiting for an apply.
+	StagedChanges int           `json:"staged_changes"`
+	Partitions    int           `json:"partitions"`
+	Nodes         []NodeStatus  `json:"nodes"`
+	System        GroupStatus   `json:"system_group"`
+	Groups        GroupsSummary `json:"groups"`
+}
+
+// NodeState is a node's liveness as gossip sees it.
+type NodeState string
+
+const (
+	NodeAlive   NodeState = "alive"
+	NodeSuspect NodeState = "suspect"
+	NodeDead    NodeState = "dead"
+	NodeLeft    NodeState = "left"
+)
+
+// NodeStatus is one node of the cluster.
+type NodeStatus struct {
+	ID        string    `json:"id"`
+	Zone      string    `json:"zone"`
+	State     NodeState `json:"state"`
+	RPCAddr   string    `json:"rpc_addr"`
+	S3Addr    string    `json:"s3_addr"`
+	AdminAddr string    `json:"admin_addr"`
+	// InLayout says whether the current layout places data on the node.
+	InLayout bool `json:"in_layout"`
+	// Drives and Capacity are as the layout records them.
+	Drives   int    `json:"drives"`
+	Capacity uint64 `json:"capacity_bytes"`
+	// ShardSlots is the partitions' shard slots the layout gives its drives.
+	ShardSlots int `json:"shard_slots"`
+	// Leads and Hosts count the metadata Raft groups the node leads and
+	// is a voter of, as far as the answering node knows (its own groups
+	// exactly, the others from the layout).
+	Leads int `json:"leads"`
+	Hosts int `json:"hosts"`
+}
+
+// GroupStatus is one Raft group as the answering node sees it.
+type GroupStatus struct {
+	Leader  string   `json:"leader"`
+	Term    uint64   `json:"term"`
+	Applied uint64   `json:"applied"`
+	Voters  []string `json:"voters"`
+}
+
+// GroupsSummary counts the partition groups this node is a voter of.
+type GroupsSummary struct {
+	Hosted     int `json:"hosted"`
+	Leading    int `json:"leading"`
+	Leaderless int `json:"leaderless"`
 }

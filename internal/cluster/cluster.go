@@ -1,0 +1,304 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/redoubt-io/redoubt/internal/layout"
+	"github.com/redoubt-io/redoubt/internal/membership"
+	"github.com/redoubt-io/redoubt/internal/meta"
+	"github.com/redoubt-io/redoubt/internal/placement"
+	"github.com/redoubt-io/redoubt/internal/raftmeta"
+	"github.com/redoubt-io/redoubt/internal/shardrpc"
+	"github.com/redoubt-io/redoubt/internal/store"
+	"github.com/redoubt-io/redoubt/internal/transport"
+)
+
+// Config is one node's part in a cluster.
+type Config struct {
+	// RPCAddr, GossipAddr: where this node listens and is reached.
+	RPCAddr, GossipAddr string
+	// S3Addr and AdminAddr are advertised to the others, for status.
+	S3Addr, AdminAddr string
+	// Join lists RPC addresses of members; empty for the first node.
+	Join []string
+	Zone string
+	// Secret admits nodes: only holders take part in RPC and gossip.
+	Secret []byte
+	// BootstrapExpect: the first node commits the first layout once this
+	// many nodes have joined.
+	BootstrapExpect int
+	// Partitions and MetaReplicas shape the first layout.
+	Partitions, MetaReplicas int
+	// Policy, when set, is the redundancy of the first layout; otherwise
+	// it follows the cluster size (placement.ClusterPolicy).
+	Policy *placement.Policy
+	// Version is the software version, shown in status.
+	Version string
+	// LayoutPoll is how often a node checks for a new layout version.
+	LayoutPoll time.Duration
+	// RaftTick is the Raft tick; elections take 10 ticks.
+	RaftTick time.Duration
+	// Net, when set, is the node-to-node transport to use instead of
+	// listening on RPCAddr with mutual TLS: tests pass an in-memory one.
+	Net transport.Caller
+	// NoGossip leaves out gossip membership (tests on an in-memory
+	// network, where every node is taken to be alive).
+	NoGossip bool
+}
+
+// Cluster is this node's membership in the cluster: identity, node-to-node
+// transport, gossip, the Raft groups it hosts and the layout it follows.
+type Cluster struct {
+	cfg    Config
+	log    *slog.Logger
+	id     *transport.Identity
+	nodeID transport.NodeID
+	raftID uint64
+	net    transport.Caller
+	tnet   *transport.Net // when this package listens itself
+	host   *raftmeta.Host
+	store  *guardedStore
+	gossip *membership.Members
+	book   *addressBook
+	sender *raftSender
+	shards *shardrpc.Server
+	local  []*store.Drive
+	self   NodeInfo
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu struct {
+		sync.RWMutex
+		layout *layout.Layout
+		nodes  map[string]NodeInfo
+		remote map[string]*shardrpc.RemoteDrive
+		// created records the groups this node has set up, so a layout
+		// change creates a group empty (to be filled by its leader)
+		// rather than with a voter list of its own.
+		created map[meta.Partition]bool
+	}
+	closeOnce sync.Once
+	// restarted says the node had Raft state when it started.
+	restarted   bool
+	layoutReady chan struct{}
+	readyOnce   sync.Once
+	onLayout    []func(*layout.Layout)
+}
+
+// Start opens this node's cluster state (identity and Raft data under
+// dirs[0], identity mirrored in every dir), listens for peers, and joins
+// or bootstraps. It returns once the node is part of the System group;
+// the layout may come later (WaitLayout).
+func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.Logger) (_ *Cluster, err error) {
+	if len(drives) == 0 {
+		return nil, errors.New("cluster: no drives")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.LayoutPoll <= 0 {
+		cfg.LayoutPoll = 200 * time.Millisecond
+	}
+	c := &Cluster{cfg: cfg, log: logger, local: drives, book: newAddressBook(), layoutReady: make(chan struct{})}
+	c.mu.nodes = map[string]NodeInfo{}
+	c.mu.remote = map[string]*shardrpc.RemoteDrive{}
+	c.mu.created = map[meta.Partition]bool{}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+
+	sorted := slices.SortedFunc(slices.Values(drives), func(a, b *store.Drive) int { return a.Slot() - b.Slot() })
+	home := sorted[0].Path()
+	if cfg.Net == nil {
+		if c.id, err = loadIdentity(sorted); err != nil {
+			return nil, err
+		}
+	}
+
+	if cfg.Net != nil {
+		c.net = cfg.Net
+		c.id = nil
+	} else {
+		tcfg := transport.DefaultConfig()
+		tcfg.Identity, tcfg.Secret, tcfg.ListenAddr = c.id, cfg.Secret, cfg.RPCAddr
+		tcfg.Logger = logger.With("component", "transport")
+		c.tnet, err = transport.Listen(c.ctx, tcfg)
+		if err != nil {
+			return nil, fmt.Errorf("listening for nodes on %s: %w", cfg.RPCAddr, err)
+		}
+		c.net = c.tnet
+	}
+	c.nodeID = c.net.ID()
+	c.raftID = RaftID(c.nodeID)
+	c.book.set(c.nodeID, c.net.Addr())
+
+	c.sender = newRaftSender(c.ctx, c.net, c.book, logger)
+	rcfg := raftmeta.DefaultConfig()
+	rcfg.NodeID = c.raftID
+	rcfg.Dir = filepath.Join(home, "raft")
+	_, statErr := os.Stat(rcfg.Dir)
+	c.restarted = statErr == nil
+	rcfg.Send = c.sender
+	rcfg.Forward = forwarder{net: c.net, book: c.book}
+	rcfg.Logger = logger.With("component", "raft")
+	if cfg.RaftTick > 0 {
+		rcfg.TickInterval = cfg.RaftTick
+	}
+	c.host, err = raftmeta.New(rcfg)
+	if err != nil {
+		return nil, fmt.Errorf("opening raft state: %w", err)
+	}
+	c.sender.onErr = c.host.ReportUnreachable
+	c.store = &guardedStore{s: c.host}
+
+	c.shards = shardrpc.NewServer(drives, shardrpc.DefaultServerConfig(), logger.With("component", "shardrpc"))
+	c.net.Handle(svcRaft, c.handleRaft)
+	c.net.Handle(svcMeta, func(ctx context.Context, _ transport.NodeID, req []byte) ([]byte, error) {
+		return c.host.HandleForward(ctx, req)
+	})
+	c.net.Handle(svcJoin, c.handleJoin)
+	c.net.Handle(svcShard, func(ctx context.Context, from transport.NodeID, req []byte) ([]byte, error) {
+		return c.shards.Handle(ctx, string(from), req)
+	})
+
+	c.self = NodeInfo{Format: recordFormat, ID: string(c.nodeID), RaftID: c.raftID, Zone: cfg.Zone,
+		RPCAddr: c.net.Addr(), GossipAdr: cfg.GossipAddr, S3Addr: cfg.S3Addr, AdminAddr: cfg.AdminAddr, Version: cfg.Version}
+	for _, d := range drives {
+		capacity := d.Stats().TotalBytes
+		if capacity == 0 {
+			capacity = 1 << 30
+		}
+		c.self.Drives = append(c.self.Drives, DriveInfo{ID: d.ID(), Capacity: capacity})
+	}
+
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if err := c.host.Run(c.ctx); err != nil && !errors.Is(err, context.Canceled) {
+			c.log.Error("raft loop stopped", "err", err)
+		}
+	}()
+
+	if err := c.joinOrBootstrap(ctx); err != nil {
+		return nil, err
+	}
+
+	if !cfg.NoGossip {
+		if err := c.startGossip(ctx); err != nil {
+			return nil, err
+		}
+	}
+
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.watchLayout()
+	}()
+	return c, nil
+}
+
+func (c *Cluster) startGossip(ctx context.Context) error {
+	mcfg := membership.DefaultConfig()
+	mcfg.NodeID = string(c.nodeID)
+	mcfg.BindAddr = c.cfg.GossipAddr
+	mcfg.Secret = c.cfg.Secret
+	mcfg.Meta = membership.NodeMeta{Zone: c.cfg.Zone, RPCAddr: c.net.Addr(), S3Addr: c.cfg.S3Addr, AdminAddr: c.cfg.AdminAddr, Version: c.cfg.Version}
+	mcfg.Logger = c.log.With("component", "gossip")
+	var err error
+	c.gossip, err = membership.Start(c.ctx, mcfg)
+	if err != nil {
+		return fmt.Errorf("starting gossip on %s: %w", c.cfg.GossipAddr, err)
+	}
+	c.joinGossip(ctx)
+	return nil
+}
+
+// loadIdentity reads the node key from the first drive that has it and
+// copies it to the others, so the node keeps its identity when it loses a
+// drive; on first start it creates one.
+func loadIdentity(drives []*store.Drive) (*transport.Identity, error) {
+	var id *transport.Identity
+	var firstErr error
+	for _, d := range drives {
+		if _, err := os.Stat(filepath.Join(d.Path(), transport.IdentityFile)); err != nil {
+			continue
+		}
+		i, err := transport.LoadOrCreateIdentity(d.Path())
+		if err == nil {
+			id = i
+			break
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	if id == nil {
+		if firstErr != nil {
+			return nil, fmt.Errorf("node identity: %w", firstErr)
+		}
+		var err error
+		if id, err = transport.LoadOrCreateIdentity(drives[0].Path()); err != nil {
+			return nil, fmt.Errorf("node identity: %w", err)
+		}
+	}
+	for _, d := range drives {
+		if err := transport.SaveIdentity(d.Path(), id); err != nil {
+			return nil, fmt.Errorf("node identity on %s: %w", d.Path(), err)
+		}
+	}
+	return id, nil
+}
+
+func (c *Cluster) handleRaft(ctx context.Context, from transport.NodeID, req []byte) ([]byte, error) {
+	return nil, c.host.Step(ctx, RaftID(from), req)
+}
+
+// ID is this node's ID.
+func (c *Cluster) ID() string { return string(c.nodeID) }
+
+// Meta is the cluster's metadata: every partition a Raft group, reached
+// from any node.
+func (c *Cluster) Meta() meta.Store { return c.store }
+
+// Close leaves gossip, stops the Raft loop and closes the transport.
+func (c *Cluster) Close() error {
+	var err error
+	c.closeOnce.Do(func() { err = c.close() })
+	return err
+}
+
+func (c *Cluster) close() error {
+	if c.store != nil {
+		// Operations in flight finish while the Raft loop still runs.
+		c.store.shut()
+	}
+	if c.gossip != nil {
+		c.gossip.Leave(time.Second)
+		c.gossip.Close()
+	}
+	c.cancel()
+	if c.tnet != nil {
+		c.tnet.Close()
+	}
+	c.wg.Wait()
+	if c.sender != nil {
+		c.sender.wg.Wait()
+	}
+	if c.host != nil {
+		return c.host.Close()
+	}
+	return nil
+}

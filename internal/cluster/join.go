@@ -1,0 +1,219 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/redoubt-io/redoubt/internal/meta"
+	"github.com/redoubt-io/redoubt/internal/transport"
+)
+
+// joinResponse is what a member answers a joining node: the nodes it knows
+// and the voters of the System group, so the new node can reach them.
+type joinResponse struct {
+	Format       int        `json:"format"`
+	Nodes        []NodeInfo `json:"nodes"`
+	SystemVoters []uint64   `json:"system_voters"`
+}
+
+// joinOrBootstrap makes this node part of the System group: from its own
+// Raft state after a restart, by creating the cluster (no --join), or by
+// asking a member to admit it.
+func (c *Cluster) joinOrBootstrap(ctx context.Context) error {
+	// A placeholder voter list for a group this node joins empty: the
+	// real members come from the join answer (SetMembers) and the group's
+	// leader adds this node.
+	notSelf := []uint64{^c.raftID}
+	switch {
+	case c.restarted:
+		voters := notSelf
+		if len(c.cfg.Join) == 0 {
+			voters = []uint64{c.raftID}
+		}
+		if err := c.host.EnsureGroup(meta.System, voters); err != nil {
+			return fmt.Errorf("restarting the system group: %w", err)
+		}
+		c.log.Info("rejoined the cluster from local state", "node", c.ID())
+		if len(c.cfg.Join) > 0 {
+			// Tell the others where this node is now, in case its
+			// addresses changed; they know it already otherwise.
+			go c.askJoin(c.ctx)
+		}
+	case len(c.cfg.Join) == 0:
+		if err := c.host.EnsureGroup(meta.System, []uint64{c.raftID}); err != nil {
+			return fmt.Errorf("creating the system group: %w", err)
+		}
+		c.log.Info("created a new cluster", "node", c.ID())
+	default:
+		if err := c.host.EnsureGroup(meta.System, notSelf); err != nil {
+			return fmt.Errorf("preparing the system group: %w", err)
+		}
+		jctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		if err := c.askJoin(jctx); err != nil {
+			return err
+		}
+	}
+	c.mu.Lock()
+	c.mu.created[meta.System] = true
+	c.mu.Unlock()
+	if c.restarted {
+		// The own record again, for new addresses or drives; in the
+		// background, since a restarted node must serve what it can even
+		// while the System group has no majority.
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			if err := c.putSelf(c.ctx); err != nil && c.ctx.Err() == nil {
+				c.log.Warn("could not update this node's record", "err", err)
+			}
+		}()
+		return nil
+	}
+	return c.putSelf(ctx)
+}
+
+// askJoin asks the seeds, in turn and until one admits this node or ctx
+// ends, to add it to the cluster.
+func (c *Cluster) askJoin(ctx context.Context) error {
+	var last error
+	for attempt := 0; ; attempt++ {
+		for _, seed := range c.cfg.Join {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			resp, err := c.net.Call(cctx, transport.Peer{Addr: seed}, svcJoin, encodeNode(c.self))
+			cancel()
+			if err != nil {
+				if errors.Is(err, transport.ErrRefused) {
+					return fmt.Errorf("joining via %s: refused; is the cluster secret the same on both nodes? %w", seed, err)
+				}
+				last = fmt.Errorf("joining via %s: %w", seed, err)
+				continue
+			}
+			var jr joinResponse
+			if err := json.Unmarshal(resp, &jr); err != nil || jr.Format != recordFormat {
+				last = fmt.Errorf("joining via %s: bad answer", seed)
+				continue
+			}
+			c.learnNodes(jr.Nodes)
+			if len(jr.SystemVoters) > 0 {
+				c.host.SetMembers(meta.System, jr.SystemVoters)
+			}
+			c.log.Info("joined the cluster", "via", seed, "nodes", len(jr.Nodes))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("could not join the cluster: %w (last: %v)", ctx.Err(), last)
+		case <-time.After(time.Duration(min(attempt+1, 10)) * 200 * time.Millisecond):
+		}
+	}
+}
+
+// handleJoin admits a node: it records the node in the System partition
+// and answers with the nodes it knows. The System leader then makes the
+// node a voter if the group is short of five (see reconcileSystem), and a
+// node that is not in the layout is staged for addition.
+func (c *Cluster) handleJoin(ctx context.Context, from transport.NodeID, req []byte) ([]byte, error) {
+	info, err := decodeNode(req)
+	if err != nil {
+		return nil, err
+	}
+	if info.ID != string(from) {
+		return nil, fmt.Errorf("node %s asked to join as %s", from, info.ID)
+	}
+	if info.RaftID != RaftID(from) {
+		return nil, fmt.Errorf("node %s gave raft ID %x, want %x", from, info.RaftID, RaftID(from))
+	}
+	c.book.set(from, info.RPCAddr)
+	if err := c.putNode(ctx, info); err != nil {
+		return nil, fmt.Errorf("recording node %s: %w", info.ID, err)
+	}
+	if l := c.Layout(); l != nil && !inLayout(l, info.ID) {
+		if err := c.stageIfAbsent(ctx, StageEdit{Op: "add", Node: info.ID, Zone: info.Zone}); err != nil {
+			c.log.Warn("could not stage the new node", "node", info.ID, "err", err)
+		}
+	}
+	c.log.Info("node joined", "node", info.ID, "zone", info.Zone, "rpc", info.RPCAddr)
+	nodes, err := c.readNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	jr := joinResponse{Format: recordFormat, Nodes: nodes}
+	if g, ok := c.group(meta.System); ok {
+		jr.SystemVoters = g.Voters
+	}
+	return json.Marshal(jr)
+}
+
+// putSelf records this node, retrying while the System group elects a
+// leader.
+func (c *Cluster) putSelf(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		err := c.putNode(ctx, c.self)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, meta.ErrUnavailable) || ctx.Err() != nil {
+			return fmt.Errorf("recording this node in the cluster: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("recording this node in the cluster: %w", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Cluster) putNode(ctx context.Context, info NodeInfo) error {
+	_, err := c.store.Commit(ctx, meta.System, meta.Txn{Puts: []meta.KV{{Key: nodeKey(info.ID), Value: encodeNode(info)}}})
+	return err
+}
+
+// readNodes returns every node record, sorted by ID.
+func (c *Cluster) readNodes(ctx context.Context) ([]NodeInfo, error) {
+	var out []NodeInfo
+	start := []byte(nodeKeyPrefix)
+	end := []byte(nodeKeyPrefix[:len(nodeKeyPrefix)-1] + "0") // '/'+1
+	err := c.store.Scan(ctx, meta.System, start, end, func(_ []byte, it meta.Item) bool {
+		if n, err := decodeNode(it.Value); err == nil {
+			out = append(out, n)
+		}
+		return true
+	})
+	return out, err
+}
+
+// learnNodes updates the address book and the node table.
+func (c *Cluster) learnNodes(nodes []NodeInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range nodes {
+		c.book.set(transport.NodeID(n.ID), n.RPCAddr)
+		c.mu.nodes[n.ID] = n
+	}
+}
+
+// joinGossip joins the gossip of the nodes known so far.
+func (c *Cluster) joinGossip(ctx context.Context) {
+	c.mu.RLock()
+	var seeds []string
+	for _, n := range c.mu.nodes {
+		if n.ID != c.ID() && n.GossipAdr != "" {
+			seeds = append(seeds, n.GossipAdr)
+		}
+	}
+	c.mu.RUnlock()
+	slices.Sort(seeds)
+	if len(seeds) == 0 {
+		return
+	}
+	if _, err := c.gossip.Join(ctx, seeds); err != nil {
+		c.log.Warn("gossip join failed; will retry with the next layout poll", "err", err)
+	}
+}

@@ -1,0 +1,273 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/redoubt-io/redoubt/internal/meta"
+	"github.com/redoubt-io/redoubt/internal/placement"
+	"github.com/redoubt-io/redoubt/internal/store"
+	"github.com/redoubt-io/redoubt/internal/transport"
+)
+
+var (
+	linSeed     = flag.Uint64("lin.seed", 0, "seed of the linearizability test (0: from the clock)")
+	linDuration = flag.Duration("lin.duration", 4*time.Second, "how long the linearizability workload runs")
+)
+
+// kvInput and kvOutput are one operation of the linearizability history:
+// a PUT, GET, DELETE or create-if-absent (If-None-Match: *) on one key.
+type kvInput struct {
+	Op    string // put, get, del, create
+	Key   string
+	Value string
+}
+
+type kvOutput struct {
+	Value   string
+	Found   bool // get: the key had a value
+	OK      bool // create: it was absent and is now set
+	Unknown bool // the request failed in a way that leaves its effect unknown
+}
+
+// kvModel is a register per key. A state is the key's value, "" for
+// absent (values are never empty). An operation whose outcome is unknown
+// may or may not have happened.
+var kvModel = porcupine.NondeterministicModel{
+	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
+		byKey := map[string][]porcupine.Operation{}
+		var keys []string
+		for _, op := range history {
+			k := op.Input.(kvInput).Key
+			if _, ok := byKey[k]; !ok {
+				keys = append(keys, k)
+			}
+			byKey[k] = append(byKey[k], op)
+		}
+		var out [][]porcupine.Operation
+		for _, k := range keys {
+			out = append(out, byKey[k])
+		}
+		return out
+	},
+	Init: func() []any { return []any{""} },
+	Step: func(state, input, output any) []any {
+		s, in, out := state.(string), input.(kvInput), output.(kvOutput)
+		var next string
+		switch in.Op {
+		case "get":
+			if out.Found == (s != "") && out.Value == s {
+				return []any{s}
+			}
+			return nil
+		case "put":
+			next = in.Value
+		case "del":
+			next = ""
+		case "create":
+			if out.Unknown {
+				if s == "" {
+					return []any{s, in.Value}
+				}
+				return []any{s}
+			}
+			if out.OK != (s == "") {
+				return nil
+			}
+			if out.OK {
+				return []any{in.Value}
+			}
+			return []any{s}
+		}
+		if out.Unknown {
+			return []any{s, next}
+		}
+		return []any{next}
+	},
+	Equal: func(a, b any) bool { return a == b },
+	DescribeOperation: func(input, output any) string {
+		in, out := input.(kvInput), output.(kvOutput)
+		return fmt.Sprintf("%s(%s,%s) -> %+v", in.Op, in.Key, in.Value, out)
+	},
+}
+
+// TestLinearizableUnderFaults runs clients against all nodes of a
+// three-node cluster while nodes crash and restart and the network splits,
+// and checks the history with porcupine.
+func TestLinearizableUnderFaults(t *testing.T) {
+	seed := *linSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (rerun with -lin.seed=%d)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+
+	tn := newTestNet(t, 3, 3)
+	ctx := context.Background()
+	for p := range 16 {
+		eventually(t, 10*time.Second, "ready", func() error { return put(ctx, tn.nodes[0].Meta(), meta.Partition(p), "warm", "up") })
+	}
+
+	// Each node's cluster can be replaced by a restart; clients read the
+	// current one under this lock.
+	var mu sync.RWMutex
+	current := func(i int) *Cluster { mu.RLock(); defer mu.RUnlock(); return tn.nodes[i] }
+
+	keys := []string{"a", "b", "c", "d"}
+	start := time.Now()
+	var hmu sync.Mutex
+	var history []porcupine.Operation
+	var counter atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for cl := range 6 {
+		wg.Add(1)
+		crng := rand.New(rand.NewPCG(seed+uint64(cl), 7))
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				in := kvInput{Key: keys[crng.IntN(len(keys))], Value: fmt.Sprintf("v%d", counter.Add(1))}
+				switch r := crng.IntN(10); {
+				case r < 4:
+					in.Op = "get"
+				case r < 7:
+					in.Op = "put"
+				case r < 8:
+					in.Op = "del"
+				default:
+					in.Op = "create"
+				}
+				c := current(crng.IntN(3))
+				call := time.Since(start).Nanoseconds()
+				out, keep := kvDo(c.Meta(), in)
+				ret := time.Since(start).Nanoseconds()
+				if !keep {
+					continue
+				}
+				if out.Unknown {
+					ret = 1 << 62 // may take effect any time after its call
+				}
+				hmu.Lock()
+				history = append(history, porcupine.Operation{ClientId: cl, Input: in, Call: call, Output: out, Return: ret})
+				hmu.Unlock()
+			}
+		}()
+	}
+
+	// The fault schedule: every step, one of crash-and-restart, a
+	// partition cutting one node off, or healing.
+	deadline := time.Now().Add(*linDuration)
+	for time.Now().Before(deadline) {
+		switch rng.IntN(3) {
+		case 0:
+			i := rng.IntN(3)
+			tn.mem.Kill(tn.ids[i])
+			mu.Lock()
+			old := tn.nodes[i]
+			mu.Unlock()
+			old.Close()
+			tn.mem.Revive(tn.ids[i])
+			c := tn.restart(i, old)
+			mu.Lock()
+			tn.nodes[i] = c
+			mu.Unlock()
+		case 1:
+			i := rng.IntN(3)
+			var rest []transport.NodeID
+			for j, id := range tn.ids {
+				if j != i {
+					rest = append(rest, id)
+				}
+			}
+			tn.mem.Partition([]transport.NodeID{tn.ids[i]}, rest)
+		default:
+			tn.mem.Heal()
+		}
+		time.Sleep(time.Duration(100+rng.IntN(300)) * time.Millisecond) // the pace of faults, not a wait for an event
+	}
+	tn.mem.Heal()
+	close(stop)
+	wg.Wait()
+
+	res, info := porcupine.CheckOperationsVerbose(kvModel.ToModel(), history, 60*time.Second)
+	t.Logf("%d operations checked: %s", len(history), res)
+	if res != porcupine.Ok {
+		_ = info
+		t.Fatalf("history is not linearizable (seed %d)", seed)
+	}
+}
+
+// kvDo runs one operation against s; keep is false for a failed read,
+// which had no effect and need not be in the history.
+func kvDo(s meta.Store, in kvInput) (out kvOutput, keep bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	p := meta.Partition(placement.PartitionOf("lin", in.Key, 16))
+	key := []byte(in.Key)
+	var err error
+	switch in.Op {
+	case "get":
+		var it meta.Item
+		it, err = s.Get(ctx, p, key)
+		switch {
+		case err == nil:
+			return kvOutput{Value: string(it.Value), Found: true}, true
+		case errors.Is(err, meta.ErrNotFound):
+			return kvOutput{}, true
+		}
+		return kvOutput{}, false
+	case "put":
+		_, err = s.Commit(ctx, p, meta.Txn{Puts: []meta.KV{{Key: key, Value: []byte(in.Value)}}})
+	case "del":
+		_, err = s.Commit(ctx, p, meta.Txn{Deletes: [][]byte{key}})
+	case "create":
+		_, err = s.Commit(ctx, p, meta.Txn{Conds: []meta.Cond{{Key: key}}, Puts: []meta.KV{{Key: key, Value: []byte(in.Value)}}})
+		if errors.Is(err, meta.ErrConflict) {
+			return kvOutput{OK: false}, true
+		}
+		if err == nil {
+			return kvOutput{OK: true}, true
+		}
+	}
+	if err != nil {
+		return kvOutput{Unknown: true}, true
+	}
+	return kvOutput{}, true
+}
+
+// restart starts node i again on its drives, as after a crash.
+func (tn *testNet) restart(i int, old *Cluster) *Cluster {
+	t := tn.t
+	t.Helper()
+	var paths []string
+	for _, d := range old.LocalDrives() {
+		paths = append(paths, d.Path())
+	}
+	drives, err := store.Open(context.Background(), store.DefaultConfig(), paths, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := old.cfg
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := Start(ctx, cfg, drives, testLogger(t, fmt.Sprint(i)))
+	if err != nil {
+		t.Fatalf("restarting node %d: %v", i, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}

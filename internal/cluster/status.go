@@ -1,0 +1,114 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redoubt-io/redoubt/internal/admin"
+	"github.com/redoubt-io/redoubt/internal/membership"
+	"github.com/redoubt-io/redoubt/internal/meta"
+)
+
+// Status is what this node knows of the cluster, for /status.
+func (c *Cluster) Status(ctx context.Context) admin.ClusterStatus {
+	st := admin.ClusterStatus{NodeID: c.ID(), Partitions: c.cfg.Partitions}
+	l := c.Layout()
+	if l != nil {
+		st.LayoutVersion = l.Version
+		st.Partitions = l.Partitions
+	}
+	if edits, _, err := c.readStaged(ctx); err == nil {
+		st.StagedChanges = len(edits)
+	}
+	byRaft := map[uint64]string{}
+	for _, n := range c.knownNodes() {
+		byRaft[n.RaftID] = n.ID
+	}
+	name := func(id uint64) string {
+		if id == 0 {
+			return ""
+		}
+		if n, ok := byRaft[id]; ok {
+			return n
+		}
+		return fmt.Sprintf("raft:%x", id)
+	}
+	groups := c.groups()
+	if g, ok := groups[meta.System]; ok {
+		st.System = admin.GroupStatus{Leader: name(g.Leader), Term: g.Term, Applied: g.Applied}
+		for _, v := range g.Voters {
+			st.System.Voters = append(st.System.Voters, name(v))
+		}
+	}
+
+	// Per node: the groups it hosts by the layout, and leads as far as
+	// this node sees (its own groups exactly; others by their leaders).
+	hosts := map[string]int{}
+	leads := map[string]int{}
+	if l != nil {
+		for p := range l.Partitions {
+			for _, n := range l.MetaNodes(p) {
+				hosts[n]++
+			}
+			g, ok := groups[meta.Partition(p)]
+			if !ok {
+				continue
+			}
+			st.Groups.Hosted++
+			switch {
+			case g.Leader == 0:
+				st.Groups.Leaderless++
+			case g.Leader == c.raftID:
+				st.Groups.Leading++
+			}
+			if g.Leader != 0 {
+				leads[name(g.Leader)]++
+			}
+		}
+	}
+	alive := map[string]membership.State{}
+	if c.gossip != nil {
+		for _, m := range c.gossip.List() {
+			alive[m.ID] = m.State
+		}
+	}
+	slots := map[string]int{}
+	if l != nil {
+		for _, part := range l.Parts {
+			for _, d := range part {
+				if n, ok := l.NodeOf(d); ok {
+					slots[n.ID]++
+				}
+			}
+		}
+	}
+	for _, n := range c.knownNodes() {
+		ns := admin.NodeStatus{ID: n.ID, Zone: n.Zone, RPCAddr: n.RPCAddr, S3Addr: n.S3Addr, AdminAddr: n.AdminAddr,
+			Drives: len(n.Drives), Hosts: hosts[n.ID], Leads: leads[n.ID], ShardSlots: slots[n.ID]}
+		for _, d := range n.Drives {
+			ns.Capacity += d.Capacity
+		}
+		if l != nil {
+			if ln, ok := l.Node(n.ID); ok {
+				ns.InLayout = true
+				ns.Zone = ln.Zone
+			}
+		}
+		switch s, ok := alive[n.ID]; {
+		case n.ID == c.ID() || c.gossip == nil:
+			ns.State = admin.NodeAlive
+		case !ok:
+			ns.State = admin.NodeDead
+		case s == membership.Alive:
+			ns.State = admin.NodeAlive
+		case s == membership.Suspect:
+			ns.State = admin.NodeSuspect
+		case s == membership.Left:
+			ns.State = admin.NodeLeft
+		default:
+			ns.State = admin.NodeDead
+		}
+		st.Nodes = append(st.Nodes, ns)
+	}
+	return st
+}

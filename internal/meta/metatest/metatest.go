@@ -1,0 +1,381 @@
+package metatest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/redoubt-io/redoubt/internal/meta"
+)
+
+// Run checks the meta.Store contract on the stores newStore makes. newStore
+// returns a fresh, empty Store that lives until its test ends; it is called
+// once per subtest.
+func Run(t *testing.T, newStore func(t *testing.T) meta.Store) {
+	ctx := context.Background()
+	put := func(k, v string) meta.KV { return meta.KV{Key: []byte(k), Value: []byte(v)} }
+
+	t.Run("ConditionalCommit", func(t *testing.T) {
+		s := newStore(t)
+		k := []byte("k")
+		rev, err := s.Commit(ctx, 1, meta.Txn{Conds: []meta.Cond{{Key: k}}, Puts: []meta.KV{put("k", "a")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rev == 0 {
+			t.Fatal("revision 0")
+		}
+		if _, err := s.Commit(ctx, 1, meta.Txn{Conds: []meta.Cond{{Key: k}}, Puts: []meta.KV{put("k", "b")}}); !errors.Is(err, meta.ErrConflict) {
+			t.Fatalf("create over existing key: %v, want meta.ErrConflict", err)
+		}
+		if _, err := s.Commit(ctx, 1, meta.Txn{Conds: []meta.Cond{{Key: k, Rev: rev + 1}}, Puts: []meta.KV{put("k", "b")}}); !errors.Is(err, meta.ErrConflict) {
+			t.Fatalf("wrong revision: %v, want meta.ErrConflict", err)
+		}
+		it, err := s.Get(ctx, 1, k)
+		if err != nil || string(it.Value) != "a" || it.Rev != rev {
+			t.Fatalf("Get = %q@%d, %v; want a@%d", it.Value, it.Rev, err, rev)
+		}
+		if _, err := s.Get(ctx, 2, k); !errors.Is(err, meta.ErrNotFound) {
+			t.Fatalf("partitions are not separate: %v", err)
+		}
+		rev2, err := s.Commit(ctx, 1, meta.Txn{Conds: []meta.Cond{{Key: k, Rev: rev}}, Deletes: [][]byte{k}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rev2 <= rev {
+			t.Fatalf("revision went from %d to %d", rev, rev2)
+		}
+		if _, err := s.Get(ctx, 1, k); !errors.Is(err, meta.ErrNotFound) {
+			t.Fatalf("Get after delete: %v", err)
+		}
+		if n := count(t, s, 1, nil, nil); n != 0 {
+			t.Fatalf("%d keys after delete", n)
+		}
+	})
+
+	t.Run("AtomicTxn", func(t *testing.T) {
+		s := newStore(t)
+		r1, err := s.Commit(ctx, 3, meta.Txn{Puts: []meta.KV{put("a", "1"), put("b", "1")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// One failed condition among several: nothing applies.
+		_, err = s.Commit(ctx, 3, meta.Txn{
+			Conds:   []meta.Cond{{Key: []byte("a"), Rev: r1}, {Key: []byte("b"), Rev: r1 + 7}},
+			Puts:    []meta.KV{put("a", "2"), put("c", "2")},
+			Deletes: [][]byte{[]byte("b")},
+		})
+		if !errors.Is(err, meta.ErrConflict) {
+			t.Fatalf("got %v, want meta.ErrConflict", err)
+		}
+		want := map[string]string{"a": "1", "b": "1"}
+		checkContents(t, s, 3, want)
+		// All conditions hold: everything applies at one revision.
+		r2, err := s.Commit(ctx, 3, meta.Txn{
+			Conds:   []meta.Cond{{Key: []byte("a"), Rev: r1}, {Key: []byte("b"), Rev: r1}, {Key: []byte("c")}},
+			Puts:    []meta.KV{put("a", "2"), put("c", "2")},
+			Deletes: [][]byte{[]byte("b"), []byte("absent")},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkContents(t, s, 3, map[string]string{"a": "2", "c": "2"})
+		for _, k := range []string{"a", "c"} {
+			if it, _ := s.Get(ctx, 3, []byte(k)); it.Rev != r2 {
+				t.Fatalf("%s at rev %d, want %d", k, it.Rev, r2)
+			}
+		}
+		// A key both deleted and put ends up put; the last put wins.
+		if _, err := s.Commit(ctx, 3, meta.Txn{Deletes: [][]byte{[]byte("a")}, Puts: []meta.KV{put("a", "3"), put("a", "4")}}); err != nil {
+			t.Fatal(err)
+		}
+		if it, _ := s.Get(ctx, 3, []byte("a")); string(it.Value) != "4" {
+			t.Fatalf("a = %q, want 4", it.Value)
+		}
+	})
+
+	t.Run("EmptyValuesAndKeys", func(t *testing.T) {
+		s := newStore(t)
+		if _, err := s.Commit(ctx, 0, meta.Txn{Puts: []meta.KV{{Key: []byte{}, Value: nil}, {Key: []byte("x"), Value: []byte{}}}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"", "x"} {
+			it, err := s.Get(ctx, 0, []byte(k))
+			if err != nil || len(it.Value) != 0 {
+				t.Fatalf("Get(%q) = %q, %v", k, it.Value, err)
+			}
+		}
+		if n := count(t, s, 0, nil, nil); n != 2 {
+			t.Fatalf("scan found %d keys, want 2", n)
+		}
+	})
+
+	t.Run("ScanRangesAndPartitions", func(t *testing.T) {
+		s := newStore(t)
+		for _, p := range []meta.Partition{0, 1, 2, meta.System - 1, meta.System} {
+			var puts []meta.KV
+			for i := range 20 {
+				puts = append(puts, put(fmt.Sprintf("k%02d", i), fmt.Sprintf("%d/%d", p, i)))
+			}
+			if _, err := s.Commit(ctx, p, meta.Txn{Puts: puts}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, p := range []meta.Partition{0, 1, 2, meta.System - 1, meta.System} {
+			if n := count(t, s, p, nil, nil); n != 20 {
+				t.Fatalf("partition %d: %d keys, want 20", p, n)
+			}
+			if n := count(t, s, p, []byte("k05"), []byte("k10")); n != 5 {
+				t.Fatalf("partition %d [k05,k10): %d keys, want 5", p, n)
+			}
+			if n := count(t, s, p, []byte("k195"), nil); n != 0 {
+				t.Fatalf("partition %d [k195,): %d keys, want 0", p, n)
+			}
+			if n := count(t, s, p, []byte("k10"), []byte("k05")); n != 0 {
+				t.Fatalf("partition %d inverted range: %d keys", p, n)
+			}
+			var prev []byte
+			err := s.Scan(ctx, p, nil, nil, func(k []byte, it meta.Item) bool {
+				if prev != nil && bytes.Compare(prev, k) >= 0 {
+					t.Fatalf("keys out of order: %q then %q", prev, k)
+				}
+				if want := fmt.Sprintf("%d/", p); !bytes.HasPrefix(it.Value, []byte(want)) {
+					t.Fatalf("partition %d key %q holds %q", p, k, it.Value)
+				}
+				prev = bytes.Clone(k)
+				return true
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		// fn returning false stops the scan.
+		n := 0
+		if err := s.Scan(ctx, 1, nil, nil, func([]byte, meta.Item) bool { n++; return n < 3 }); err != nil || n != 3 {
+			t.Fatalf("stopped scan saw %d keys, %v", n, err)
+		}
+		// fn may call back into the store.
+		err := s.Scan(ctx, 2, nil, []byte("k03"), func(k []byte, it meta.Item) bool {
+			if _, err := s.Commit(ctx, 2, meta.Txn{Conds: []meta.Cond{{Key: k, Rev: it.Rev}}, Deletes: [][]byte{bytes.Clone(k)}}); err != nil {
+				t.Fatalf("commit from scan: %v", err)
+			}
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := count(t, s, 2, nil, nil); n != 17 {
+			t.Fatalf("%d keys left, want 17", n)
+		}
+	})
+
+	t.Run("ScanRangesMatchesScan", func(t *testing.T) {
+		s := newStore(t)
+		parts := []meta.Partition{0, 1, 2, 7, meta.System}
+		for _, p := range parts {
+			var puts []meta.KV
+			for i := range 10 {
+				puts = append(puts, put(fmt.Sprintf("k%02d", i), fmt.Sprintf("%d/%d", p, i)))
+			}
+			if _, err := s.Commit(ctx, p, meta.Txn{Puts: puts}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ranges := []meta.Range{
+			{P: 0}, {P: 1, Start: []byte("k03"), End: []byte("k06")}, {P: 2, Start: []byte("k08")},
+			{P: 3}, {P: 7, Start: []byte("k05"), End: []byte("k02")}, {P: meta.System, End: []byte("k01")},
+			{P: 1, Start: []byte("k09")},
+		}
+		type kv struct {
+			i    int
+			k, v string
+		}
+		var want, got []kv
+		for i, r := range ranges {
+			s.Scan(ctx, r.P, r.Start, r.End, func(k []byte, it meta.Item) bool {
+				want = append(want, kv{i, string(k), string(it.Value)})
+				return true
+			})
+		}
+		stopAt := map[int]int{0: 4} // range 0 ends early after 4 keys
+		seen := map[int]int{}
+		err := meta.ScanRanges(ctx, s, ranges, func(i int, k []byte, it meta.Item) bool {
+			got = append(got, kv{i, string(k), string(it.Value)})
+			seen[i]++
+			return stopAt[i] == 0 || seen[i] < stopAt[i]
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Range 0 stopped after 4 keys; drop the rest of it from want.
+		var trimmed []kv
+		n0 := 0
+		for _, w := range want {
+			if w.i == 0 {
+				if n0++; n0 > 4 {
+					continue
+				}
+			}
+			trimmed = append(trimmed, w)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(trimmed) {
+			t.Fatalf("meta.ScanRanges = %v\nwant %v", got, trimmed)
+		}
+	})
+
+	t.Run("GetReturnsCopy", func(t *testing.T) {
+		s := newStore(t)
+		v := []byte("value")
+		if _, err := s.Commit(ctx, 1, meta.Txn{Puts: []meta.KV{{Key: []byte("k"), Value: v}}}); err != nil {
+			t.Fatal(err)
+		}
+		v[0] = 'X' // the store must not alias the caller's buffer
+		it, _ := s.Get(ctx, 1, []byte("k"))
+		it.Value[1] = 'Y'
+		it2, _ := s.Get(ctx, 1, []byte("k"))
+		if string(it2.Value) != "value" {
+			t.Fatalf("stored value changed to %q", it2.Value)
+		}
+	})
+
+	t.Run("RevisionsIncrease", func(t *testing.T) {
+		s := newStore(t)
+		last := make(map[meta.Partition]uint64)
+		for i := range 50 {
+			p := meta.Partition(i % 3)
+			rev, err := s.Commit(ctx, p, meta.Txn{Puts: []meta.KV{put("k", "v")}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rev <= last[p] {
+				t.Fatalf("revision %d after %d in partition %d", rev, last[p], p)
+			}
+			last[p] = rev
+		}
+	})
+
+	t.Run("ConcurrentCreateOneWins", func(t *testing.T) {
+		s := newStore(t)
+		const n = 16
+		for round := range 5 {
+			key := []byte(fmt.Sprintf("race%d", round))
+			var wg sync.WaitGroup
+			wins := make(chan int, n)
+			errs := make(chan error, n)
+			for g := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, err := s.Commit(ctx, 4, meta.Txn{Conds: []meta.Cond{{Key: key}}, Puts: []meta.KV{{Key: key, Value: []byte{byte(g)}}}})
+					switch {
+					case err == nil:
+						wins <- g
+					case !errors.Is(err, meta.ErrConflict):
+						errs <- err
+					}
+				}()
+			}
+			wg.Wait()
+			close(wins)
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			var winners []int
+			for g := range wins {
+				winners = append(winners, g)
+			}
+			if len(winners) != 1 {
+				t.Fatalf("round %d: %d winners, want 1", round, len(winners))
+			}
+			it, err := s.Get(ctx, 4, key)
+			if err != nil || len(it.Value) != 1 || int(it.Value[0]) != winners[0] {
+				t.Fatalf("round %d: stored %v, %v; winner %d", round, it.Value, err, winners[0])
+			}
+		}
+	})
+
+	t.Run("ConcurrentIncrements", func(t *testing.T) {
+		// Read-modify-write with a revision condition, retried on conflict:
+		// no increment is lost.
+		s := newStore(t)
+		const goroutines, per = 8, 25
+		key := []byte("ctr")
+		var wg sync.WaitGroup
+		for range goroutines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < per; {
+					it, err := s.Get(ctx, 5, key)
+					var v byte
+					var rev uint64
+					if err == nil {
+						v, rev = it.Value[0], it.Rev
+					} else if !errors.Is(err, meta.ErrNotFound) {
+						t.Error(err)
+						return
+					}
+					_, err = s.Commit(ctx, 5, meta.Txn{Conds: []meta.Cond{{Key: key, Rev: rev}}, Puts: []meta.KV{{Key: key, Value: []byte{v + 1}}}})
+					if errors.Is(err, meta.ErrConflict) {
+						continue
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					i++
+				}
+			}()
+		}
+		wg.Wait()
+		it, err := s.Get(ctx, 5, key)
+		if err != nil || int(it.Value[0]) != goroutines*per {
+			t.Fatalf("counter = %v, %v; want %d", it.Value, err, goroutines*per)
+		}
+	})
+
+	t.Run("CanceledContext", func(t *testing.T) {
+		s := newStore(t)
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, err := s.Commit(cctx, 1, meta.Txn{Puts: []meta.KV{put("k", "v")}}); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Commit: %v", err)
+		}
+		if _, err := s.Get(cctx, 1, []byte("k")); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Get: %v", err)
+		}
+		if err := s.Scan(cctx, 1, nil, nil, func([]byte, meta.Item) bool { return true }); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Scan: %v", err)
+		}
+		if _, err := s.Get(ctx, 1, []byte("k")); !errors.Is(err, meta.ErrNotFound) {
+			t.Fatalf("canceled commit applied: %v", err)
+		}
+	})
+}
+
+func count(t *testing.T, s meta.Store, p meta.Partition, start, end []byte) int {
+	t.Helper()
+	n := 0
+	if err := s.Scan(context.Background(), p, start, end, func([]byte, meta.Item) bool { n++; return true }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func checkContents(t *testing.T, s meta.Store, p meta.Partition, want map[string]string) {
+	t.Helper()
+	got := make(map[string]string)
+	if err := s.Scan(context.Background(), p, nil, nil, func(k []byte, it meta.Item) bool {
+		got[string(k)] = string(it.Value)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("partition %d holds %v, want %v", p, got, want)
+	}
+}

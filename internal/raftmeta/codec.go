@@ -1,0 +1,462 @@
+package raftmeta
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/redoubt-io/redoubt/internal/meta"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// formatVersion is the first byte of every encoding this package writes:
+// proposals in the log, snapshots, message batches, forwarded requests and
+// their responses, and stored items.
+const formatVersion = 1
+
+// ErrCorrupt is returned (wrapped) by every decoder of this package for
+// bytes it cannot read.
+var ErrCorrupt = errors.New("raftmeta: malformed encoding")
+
+func corrupt(what string) error { return fmt.Errorf("%w: %s", ErrCorrupt, what) }
+
+// reader reads the primitives of the encodings; the first error sticks.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) fail(what string) {
+	if r.err == nil {
+		r.err = corrupt(what)
+	}
+	r.b = nil
+}
+
+func (r *reader) byte1(what string) byte {
+	if len(r.b) < 1 {
+		r.fail(what)
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+
+func (r *reader) u32(what string) uint32 {
+	if len(r.b) < 4 {
+		r.fail(what)
+		return 0
+	}
+	v := binary.BigEndian.Uint32(r.b)
+	r.b = r.b[4:]
+	return v
+}
+
+func (r *reader) u64(what string) uint64 {
+	if len(r.b) < 8 {
+		r.fail(what)
+		return 0
+	}
+	v := binary.BigEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+func (r *reader) uvarint(what string) uint64 {
+	v, n := binary.Uvarint(r.b)
+	// A varint padded with a final zero byte reads the same number: refuse
+	// it, so that each message has one encoding.
+	if n <= 0 || (n > 1 && r.b[n-1] == 0) {
+		r.fail(what)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+// bytes returns a length-prefixed byte string, copied so that the result
+// does not alias the input.
+func (r *reader) bytes(what string) []byte {
+	n := r.uvarint(what)
+	if r.err != nil {
+		return nil
+	}
+	if n > uint64(len(r.b)) {
+		r.fail(what)
+		return nil
+	}
+	v := make([]byte, n)
+	copy(v, r.b)
+	r.b = r.b[n:]
+	return v
+}
+
+// count reads a number of elements, each at least min bytes long, and
+// rejects counts the remaining input cannot hold, so that a hostile count
+// cannot make the decoder allocate.
+func (r *reader) count(what string, min int) int {
+	n := r.uvarint(what)
+	if r.err != nil {
+		return 0
+	}
+	if n > uint64(len(r.b)/min) {
+		r.fail(what)
+		return 0
+	}
+	return int(n)
+}
+
+func (r *reader) version() {
+	if v := r.byte1("version"); r.err == nil && v != formatVersion {
+		r.fail(fmt.Sprintf("unknown format version %d", v))
+	}
+}
+
+func (r *reader) end() error {
+	if r.err == nil && len(r.b) != 0 {
+		r.fail("trailing bytes")
+	}
+	return r.err
+}
+
+func appendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+// appendTxn encodes a Txn: its conditions, puts and deletes in order.
+func appendTxn(b []byte, txn *meta.Txn) []byte {
+	b = binary.AppendUvarint(b, uint64(len(txn.Conds)))
+	for _, c := range txn.Conds {
+		b = appendBytes(b, c.Key)
+		b = binary.AppendUvarint(b, c.Rev)
+	}
+	b = binary.AppendUvarint(b, uint64(len(txn.Puts)))
+	for _, kv := range txn.Puts {
+		b = appendBytes(b, kv.Key)
+		b = appendBytes(b, kv.Value)
+	}
+	b = binary.AppendUvarint(b, uint64(len(txn.Deletes)))
+	for _, k := range txn.Deletes {
+		b = appendBytes(b, k)
+	}
+	return b
+}
+
+func (r *reader) txn() meta.Txn {
+	var txn meta.Txn
+	if n := r.count("conds", 2); n > 0 {
+		txn.Conds = make([]meta.Cond, n)
+		for i := range txn.Conds {
+			txn.Conds[i] = meta.Cond{Key: r.bytes("cond key"), Rev: r.uvarint("cond rev")}
+		}
+	}
+	if n := r.count("puts", 2); n > 0 {
+		txn.Puts = make([]meta.KV, n)
+		for i := range txn.Puts {
+			txn.Puts[i] = meta.KV{Key: r.bytes("put key"), Value: r.bytes("put value")}
+		}
+	}
+	if n := r.count("deletes", 1); n > 0 {
+		txn.Deletes = make([][]byte, n)
+		for i := range txn.Deletes {
+			txn.Deletes[i] = r.bytes("delete key")
+		}
+	}
+	return txn
+}
+
+// proposal is the payload of a normal log entry: a Txn and the identity of
+// the proposal, by which the proposing node finds the caller waiting for
+// its result. Every replica applies the Txn; only the proposer answers.
+type proposal struct {
+	node, id uint64
+	txn      meta.Txn
+}
+
+const entryTxn = 1
+
+func encodeProposal(p *proposal) []byte {
+	b := make([]byte, 0, 32+txnSize(&p.txn))
+	b = append(b, formatVersion, entryTxn)
+	b = binary.BigEndian.AppendUint64(b, p.node)
+	b = binary.BigEndian.AppendUint64(b, p.id)
+	return appendTxn(b, &p.txn)
+}
+
+func txnSize(txn *meta.Txn) int {
+	n := 0
+	for _, c := range txn.Conds {
+		n += len(c.Key) + 20
+	}
+	for _, kv := range txn.Puts {
+		n += len(kv.Key) + len(kv.Value) + 20
+	}
+	for _, k := range txn.Deletes {
+		n += len(k) + 10
+	}
+	return n
+}
+
+func decodeProposal(b []byte) (proposal, error) {
+	r := reader{b: b}
+	r.version()
+	if k := r.byte1("entry kind"); r.err == nil && k != entryTxn {
+		r.fail(fmt.Sprintf("unknown entry kind %d", k))
+	}
+	p := proposal{node: r.u64("node"), id: r.u64("proposal id")}
+	p.txn = r.txn()
+	return p, r.end()
+}
+
+// encodeConfContext names the proposer of a configuration change.
+func encodeConfContext(node, id uint64) []byte {
+	b := make([]byte, 0, 17)
+	b = append(b, formatVersion)
+	b = binary.BigEndian.AppendUint64(b, node)
+	return binary.BigEndian.AppendUint64(b, id)
+}
+
+func decodeConfContext(b []byte) (node, id uint64, err error) {
+	r := reader{b: b}
+	r.version()
+	node, id = r.u64("node"), r.u64("proposal id")
+	return node, id, r.end()
+}
+
+// Stored items: the revision and the value of one key.
+func encodeItem(rev uint64, value []byte) []byte {
+	b := make([]byte, 0, 9+len(value))
+	b = append(b, formatVersion)
+	b = binary.BigEndian.AppendUint64(b, rev)
+	return append(b, value...)
+}
+
+// decodeItem returns the revision and value of a stored item; the value
+// aliases b.
+func decodeItem(b []byte) (uint64, []byte, error) {
+	if len(b) < 9 || b[0] != formatVersion {
+		return 0, nil, corrupt("stored item")
+	}
+	return binary.BigEndian.Uint64(b[1:9]), b[9:], nil
+}
+
+// A message batch carries the Raft messages of all groups for one peer,
+// each tagged with its partition.
+type groupMsg struct {
+	p   meta.Partition
+	msg *raftpb.Message
+}
+
+func encodeBatch(msgs []groupMsg) ([]byte, error) {
+	b := []byte{formatVersion}
+	b = binary.AppendUvarint(b, uint64(len(msgs)))
+	for _, m := range msgs {
+		b = binary.BigEndian.AppendUint32(b, uint32(m.p))
+		raw, err := proto.Marshal(m.msg)
+		if err != nil {
+			return nil, err
+		}
+		b = appendBytes(b, raw)
+	}
+	return b, nil
+}
+
+func decodeBatch(b []byte) ([]groupMsg, error) {
+	r := reader{b: b}
+	r.version()
+	n := r.count("messages", 5)
+	msgs := make([]groupMsg, 0, n)
+	for range n {
+		p := meta.Partition(r.u32("partition"))
+		raw := r.bytes("message")
+		if r.err != nil {
+			break
+		}
+		m := &raftpb.Message{}
+		if err := proto.Unmarshal(raw, m); err != nil {
+			return nil, fmt.Errorf("%w: message: %v", ErrCorrupt, err)
+		}
+		msgs = append(msgs, groupMsg{p, m})
+	}
+	if err := r.end(); err != nil {
+		return nil, err
+	}
+	return msgs, nil
+}
+
+// Snapshot data: every item of the group, in key order.
+type snapItem struct {
+	key, value []byte
+	rev        uint64
+}
+
+func decodeSnapshotData(b []byte, fn func(snapItem)) error {
+	r := reader{b: b}
+	r.version()
+	n := r.count("items", 3)
+	for range n {
+		it := snapItem{key: r.bytes("key"), rev: r.uvarint("rev"), value: r.bytes("value")}
+		if r.err != nil {
+			break
+		}
+		fn(it)
+	}
+	return r.end()
+}
+
+// Forwarded requests and their responses.
+type op byte
+
+const (
+	opCommit op = 1 + iota
+	opGet
+	opScan
+	opConf
+)
+
+type request struct {
+	op       op
+	hops     byte
+	p        meta.Partition
+	txn      meta.Txn              // opCommit
+	key      []byte                // opGet; start of opScan
+	end      []byte                // opScan; nil is the end of the partition
+	maxBytes uint32                // opScan: page size
+	change   raftpb.ConfChangeType // opConf
+	node     uint64                // opConf
+}
+
+func encodeRequest(q *request) []byte {
+	b := make([]byte, 0, 32+len(q.key)+len(q.end)+txnSize(&q.txn))
+	b = append(b, formatVersion, byte(q.op), q.hops)
+	b = binary.BigEndian.AppendUint32(b, uint32(q.p))
+	switch q.op {
+	case opCommit:
+		b = appendTxn(b, &q.txn)
+	case opGet:
+		b = appendBytes(b, q.key)
+	case opScan:
+		b = appendBytes(b, q.key)
+		if q.end == nil {
+			b = append(b, 0)
+		} else {
+			b = append(b, 1)
+			b = appendBytes(b, q.end)
+		}
+		b = binary.BigEndian.AppendUint32(b, q.maxBytes)
+	case opConf:
+		b = append(b, byte(q.change))
+		b = binary.BigEndian.AppendUint64(b, q.node)
+	}
+	return b
+}
+
+func decodeRequest(b []byte) (request, error) {
+	r := reader{b: b}
+	r.version()
+	q := request{op: op(r.byte1("op")), hops: r.byte1("hops"), p: meta.Partition(r.u32("partition"))}
+	if r.err != nil {
+		return q, r.err
+	}
+	switch q.op {
+	case opCommit:
+		q.txn = r.txn()
+	case opGet:
+		q.key = r.bytes("key")
+	case opScan:
+		q.key = r.bytes("start")
+		switch r.byte1("end flag") {
+		case 0:
+		case 1:
+			q.end = r.bytes("end")
+		default:
+			r.fail("end flag")
+		}
+		q.maxBytes = r.u32("page size")
+	case opConf:
+		q.change = raftpb.ConfChangeType(r.byte1("change"))
+		q.node = r.u64("node")
+		if _, ok := raftpb.ConfChangeType_name[int32(q.change)]; r.err == nil && !ok {
+			r.fail("change type")
+		}
+	default:
+		r.fail(fmt.Sprintf("unknown op %d", q.op))
+	}
+	return q, r.end()
+}
+
+// status is the outcome of a forwarded request.
+type status byte
+
+const (
+	stOK status = iota
+	stNotFound
+	stConflict
+	// stUnavailable: the request may have been applied; do not retry it.
+	stUnavailable
+	// stRetry: the request was not served (no leader there); it is safe to
+	// send it again, to the same node or another.
+	stRetry
+	stError
+)
+
+type response struct {
+	status status
+	msg    string // stError, stUnavailable
+	rev    uint64 // opCommit, opGet
+	value  []byte // opGet
+	items  []snapItem
+	more   bool // opScan: the page ended before the range did
+}
+
+func encodeResponse(s *response) []byte {
+	n := 16 + len(s.msg) + len(s.value)
+	for _, it := range s.items {
+		n += len(it.key) + len(it.value) + 16
+	}
+	b := make([]byte, 0, n)
+	b = append(b, formatVersion, byte(s.status))
+	b = appendBytes(b, []byte(s.msg))
+	b = binary.BigEndian.AppendUint64(b, s.rev)
+	b = appendBytes(b, s.value)
+	b = binary.AppendUvarint(b, uint64(len(s.items)))
+	for _, it := range s.items {
+		b = appendBytes(b, it.key)
+		b = binary.AppendUvarint(b, it.rev)
+		b = appendBytes(b, it.value)
+	}
+	more := byte(0)
+	if s.more {
+		more = 1
+	}
+	return append(b, more)
+}
+
+func decodeResponse(b []byte) (response, error) {
+	r := reader{b: b}
+	r.version()
+	s := response{status: status(r.byte1("status"))}
+	if r.err == nil && s.status > stError {
+		r.fail("status")
+	}
+	s.msg = string(r.bytes("message"))
+	s.rev = r.u64("rev")
+	s.value = r.bytes("value")
+	if n := r.count("items", 3); n > 0 {
+		s.items = make([]snapItem, n)
+		for i := range s.items {
+			s.items[i] = snapItem{key: r.bytes("key"), rev: r.uvarint("rev"), value: r.bytes("value")}
+		}
+	}
+	switch r.byte1("more") {
+	case 0:
+	case 1:
+		s.more = true
+	default:
+		r.fail("more flag")
+	}
+	return s, r.end()
+}

@@ -1,0 +1,112 @@
+package raftmeta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Sender carries message batches to other hosts. It is best effort and
+// must not block: a batch it cannot deliver is dropped, and Raft resends.
+// The host calls Send at most once per peer per ready cycle, with the
+// messages of all its groups for that peer; the receiving node hands the
+// batch to its Host's Step. The batch is the caller's to keep.
+type Sender interface {
+	Send(to uint64, batch []byte)
+}
+
+// Forwarder carries a request to another host and returns its answer: the
+// receiving node calls HandleForward with req and sends back what it
+// returns. An error wrapping ErrNotDelivered means the request certainly
+// did not reach the peer, so a Commit may be sent elsewhere; any other
+// error leaves a Commit's outcome unknown.
+type Forwarder interface {
+	Forward(ctx context.Context, to uint64, req []byte) ([]byte, error)
+}
+
+// ErrNotDelivered is wrapped by Forwarder errors for requests that never
+// reached the peer (no connection, peer known down).
+var ErrNotDelivered = errors.New("raftmeta: request not delivered")
+
+// Config configures a Host. Its fields are read by New only.
+type Config struct {
+	// NodeID is this node's Raft ID, the same in every group it is in.
+	// Never 0; never reused by another node.
+	NodeID uint64
+	// Dir holds the one Pebble database of all groups of this host.
+	Dir string
+	// Send and Forward connect the host to its peers.
+	Send    Sender
+	Forward Forwarder
+	Logger  *slog.Logger
+
+	// TickInterval is Raft's unit of time. Election timeout is
+	// ElectionTicks × TickInterval (randomised up to twice that), so a
+	// failed leader is replaced within about 2 × ElectionTicks ticks;
+	// shorter ticks fail over faster but cost more idle heartbeats
+	// (every group's leader sends one per HeartbeatTicks).
+	TickInterval   time.Duration
+	ElectionTicks  int
+	HeartbeatTicks int
+	// SnapshotEntries bounds each group's log: once that many applied
+	// entries are kept, the oldest three quarters are discarded, and a
+	// follower that lags further gets a snapshot of the group's data.
+	SnapshotEntries uint64
+	// ProposalTimeout bounds a Commit, Get or Scan: without a leader and a
+	// quorum in that time the call fails with meta.ErrUnavailable.
+	ProposalTimeout time.Duration
+	// MaxInflight is how many append messages a leader sends a follower
+	// before waiting for an acknowledgement.
+	MaxInflight int
+	// MaxMessage bounds the entries in one append message and the items
+	// in one page of a forwarded scan (bytes).
+	MaxMessage int
+	// MaxHops bounds how often a request is forwarded before it is
+	// answered "no leader here"; the origin then retries until
+	// ProposalTimeout.
+	MaxHops int
+}
+
+// DefaultConfig returns the settings for a LAN cluster.
+func DefaultConfig() Config {
+	return Config{
+		// 100 ms ticks and 10-tick elections: failover in 1-2 s, and
+		// 10 heartbeats/s per group leader, which batching per peer keeps
+		// to a few small messages per cycle even with hundreds of groups.
+		TickInterval:   100 * time.Millisecond,
+		ElectionTicks:  10,
+		HeartbeatTicks: 1,
+		// Metadata groups are small; 10,000 entries is a few MiB of log
+		// per group, and lets a node down for minutes catch up from the log.
+		SnapshotEntries: 10000,
+		ProposalTimeout: 5 * time.Second,
+		MaxInflight:     256,
+		MaxMessage:      1 << 20,
+		MaxHops:         3,
+	}
+}
+
+// Validate checks the rules that span fields.
+func (c *Config) Validate() error {
+	switch {
+	case c.NodeID == 0:
+		return errors.New("raftmeta: NodeID must not be 0")
+	case c.Dir == "":
+		return errors.New("raftmeta: Dir is required")
+	case c.Send == nil || c.Forward == nil:
+		return errors.New("raftmeta: Send and Forward are required")
+	case c.TickInterval <= 0:
+		return errors.New("raftmeta: TickInterval must be positive")
+	case c.HeartbeatTicks < 1 || c.ElectionTicks <= c.HeartbeatTicks:
+		return fmt.Errorf("raftmeta: ElectionTicks (%d) must exceed HeartbeatTicks (%d) ≥ 1", c.ElectionTicks, c.HeartbeatTicks)
+	case c.SnapshotEntries < 4:
+		return errors.New("raftmeta: SnapshotEntries must be at least 4")
+	case c.ProposalTimeout < time.Duration(c.ElectionTicks)*c.TickInterval:
+		return errors.New("raftmeta: ProposalTimeout must be at least one election timeout")
+	case c.MaxInflight < 1 || c.MaxMessage < 1024 || c.MaxHops < 1:
+		return errors.New("raftmeta: MaxInflight, MaxMessage (≥ 1 KiB) and MaxHops must be positive")
+	}
+	return nil
+}

@@ -1,0 +1,63 @@
+// Package raftmeta keeps Redoubt's metadata partitions in Raft groups
+// (go.etcd.io/raft/v3): each partition 0..P-1 and meta.System is one group
+// of up to five voters, and a Host runs every group of one node. A Host is
+// a meta.Store for every partition, whether or not it is a member.
+//
+// # Contract
+//
+//  1. Commit, Get and Scan keep meta.Store's contract, linearizably: a
+//     Commit is served by the group's leader (wherever the caller is) and
+//     returns after its entry is committed by a quorum, each member having
+//     synced it, and applied on the leader. Get and Scan confirm the
+//     leadership with a quorum (raft ReadIndex, ReadOnlySafe) and read the
+//     leader's copy once it has applied everything committed before they
+//     began. Revisions are log indexes: increasing, never reused.
+//  2. A request for a group this host does not lead goes to the leader it
+//     knows, else to the group's members in turn (EnsureGroup's or
+//     SetMembers' voters); it travels at most Config.MaxHops hops, and is
+//     retried while no leader is known, until Config.ProposalTimeout.
+//     Then, or when the leader cannot reach a quorum, the call fails with
+//     an error wrapping meta.ErrUnavailable. A Commit that fails so may
+//     still apply later; one is sent again only when the earlier attempt
+//     certainly did not reach a leader (the Forwarder said ErrNotDelivered,
+//     or the receiver had no leader).
+//  3. A Scan served by a non-leader arrives in pages of Config.MaxMessage
+//     bytes, each a consistent, linearizable view of its keys, read one
+//     after another (see Scan); served at the leader it is one view.
+//  4. Durability: a host acknowledges log entries (to its leader, or as
+//     leader to itself) only after one synced Pebble batch holding the
+//     entries and hard states of every group that had some. Applied
+//     entries are written with their group's applied index in one batch.
+//     New restarts every group found in its directory.
+//  5. A group's log keeps at most Config.SnapshotEntries applied entries;
+//     a follower that needs discarded entries gets a snapshot of the
+//     group's items, installed in one batch.
+//  6. AddVoter, AddLearner and RemoveVoter change a group's membership one
+//     node at a time (raft ConfChangeV2). A node learns its removal when it
+//     applies it, then stops the group and deletes its data.
+//
+// # Event loop
+//
+// Run drives every group from one goroutine. Each cycle it ticks the
+// groups if a tick is due, then, for the groups that were stepped, ticked
+// or given work since the last cycle: collects their Ready, writes it all
+// in one batch (synced when any group needs it), sends the messages, one
+// batch per peer (Sender), applies committed entries in one batch, hands
+// results to waiting callers, and calls Advance. Each group's RawNode is
+// guarded by its own mutex, taken briefly by Step, proposals and reads on
+// other goroutines. An idle group costs one Tick per TickInterval and, if
+// it leads, one heartbeat per follower per HeartbeatTicks; a cycle in
+// which nothing changed writes nothing.
+//
+// # Wire and disk
+//
+// Message batches (Sender, Step), forwarded requests and responses
+// (Forwarder, HandleForward), log entry payloads, snapshot data and stored
+// items all begin with a format version byte; decoders reject anything
+// else with ErrCorrupt. The Pebble key layout is in keys.go.
+//
+// # Concurrency
+//
+// All methods are safe for concurrent use. Run may be called once; Close
+// must follow its return.
+package raftmeta

@@ -1,0 +1,454 @@
+package raftmeta
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/redoubt-io/redoubt/internal/meta"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+var _ meta.Store = (*Host)(nil)
+
+// errNoLeader: the request was not served because no leader was found;
+// it may be sent again.
+var errNoLeader = fmt.Errorf("raftmeta: no leader: %w", meta.ErrUnavailable)
+
+func unavailable(what string, err error) error {
+	if errors.Is(err, meta.ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("raftmeta: %s: %w (%v)", what, meta.ErrUnavailable, err)
+}
+
+// Commit implements meta.Store: at the group's leader, wherever it is.
+func (h *Host) Commit(ctx context.Context, p meta.Partition, txn meta.Txn) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.ProposalTimeout)
+	defer cancel()
+	q := &request{op: opCommit, p: p, txn: txn}
+	resp := h.retry(ctx, q)
+	return resp.rev, resp.err()
+}
+
+// Get implements meta.Store with a linearizable read at the leader.
+func (h *Host) Get(ctx context.Context, p meta.Partition, key []byte) (meta.Item, error) {
+	if err := ctx.Err(); err != nil {
+		return meta.Item{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.ProposalTimeout)
+	defer cancel()
+	resp := h.retry(ctx, &request{op: opGet, p: p, key: key})
+	if err := resp.err(); err != nil {
+		return meta.Item{}, err
+	}
+	return meta.Item{Value: resp.value, Rev: resp.rev}, nil
+}
+
+// Scan implements meta.Store. At the leader, one linearizable read and one
+// Pebble iterator serve the whole range. Elsewhere the range comes from
+// the leader in pages of at most Config.MaxMessage bytes: each page is a
+// linearizable, consistent view of its keys, but pages are read at
+// successive moments, so a commit between two pages shows in the later
+// ones only. A range that fits one page is one view.
+func (h *Host) Scan(ctx context.Context, p meta.Partition, start, end []byte, fn func(key []byte, item meta.Item) bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for {
+		pctx, cancel := context.WithTimeout(ctx, h.cfg.ProposalTimeout)
+		q := &request{op: opScan, p: p, key: start, end: end, maxBytes: uint32(h.cfg.MaxMessage)}
+		var local *group
+		resp := h.retryWith(pctx, q, func(g *group) response {
+			if err := h.readIndex(pctx, g); err != nil {
+				return errResponse(err)
+			}
+			local = g
+			return response{}
+		})
+		cancel()
+		if err := resp.err(); err != nil {
+			return err
+		}
+		if local != nil {
+			return h.scanLocal(local.p, start, end, 0, fn)
+		}
+		for _, it := range resp.items {
+			if !fn(it.key, meta.Item{Value: it.value, Rev: it.rev}) {
+				return nil
+			}
+		}
+		if !resp.more || len(resp.items) == 0 {
+			return nil
+		}
+		start = append(resp.items[len(resp.items)-1].key, 0)
+	}
+}
+
+// scanLocal reads this host's copy of the range; with maxBytes > 0 it
+// stops after about that many bytes and reports whether it did.
+func (h *Host) scanLocal(p meta.Partition, start, end []byte, maxBytes int, fn func(key []byte, item meta.Item) bool) error {
+	if end != nil && bytes.Compare(start, end) >= 0 {
+		return nil
+	}
+	lower, upper := dataBounds(p, start, end)
+	it, err := h.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		rev, val, err := decodeItem(v)
+		if err != nil {
+			return err
+		}
+		if !fn(it.Key()[dataKeyHeader:], meta.Item{Value: val, Rev: rev}) {
+			return nil
+		}
+	}
+	return it.Error()
+}
+
+func (h *Host) getLocal(p meta.Partition, key []byte) response {
+	v, closer, err := h.db.Get(dataKey(p, key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return response{status: stNotFound}
+	}
+	if err != nil {
+		return errResponse(err)
+	}
+	defer closer.Close()
+	rev, val, err := decodeItem(v)
+	if err != nil {
+		return errResponse(err)
+	}
+	return response{rev: rev, value: bytes.Clone(val)}
+}
+
+// retry serves q here if this host leads its group, else forwards it, and
+// tries again while no leader is found, until ctx ends.
+func (h *Host) retry(ctx context.Context, q *request) response {
+	return h.retryWith(ctx, q, nil)
+}
+
+// retryWith is retry with local serving the request when this host leads
+// the group (nil: serveLocal).
+func (h *Host) retryWith(ctx context.Context, q *request, local func(*group) response) response {
+	if local == nil {
+		local = func(g *group) response { return h.serveLocal(ctx, g, q) }
+	}
+	for attempt := 0; ; attempt++ {
+		var resp response
+		g := h.group(q.p)
+		if g != nil && g.leader.Load() {
+			resp = local(g)
+		} else {
+			resp = h.forward(ctx, q, g, attempt)
+		}
+		if resp.status != stRetry {
+			return resp
+		}
+		// No leader yet (an election is under way, or this side has no
+		// quorum): look again shortly.
+		t := time.NewTimer(h.cfg.TickInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return response{status: stUnavailable, msg: "no leader within the timeout: " + resp.msg}
+		case <-h.done:
+			t.Stop()
+			return errResponse(ErrClosed)
+		case <-t.C:
+		}
+	}
+}
+
+// forward sends q to the leader g knows, or else to one of the group's
+// members in turn.
+func (h *Host) forward(ctx context.Context, q *request, g *group, attempt int) response {
+	var to uint64
+	if g != nil {
+		to = g.lead.Load()
+	}
+	if to == 0 || to == h.cfg.NodeID {
+		to = 0
+		var members []uint64
+		h.mu.Lock()
+		for _, id := range h.mu.members[q.p] {
+			if id != h.cfg.NodeID {
+				members = append(members, id)
+			}
+		}
+		h.mu.Unlock()
+		if g != nil {
+			for _, id := range *g.voters.Load() {
+				if id != h.cfg.NodeID && !containsID(members, id) {
+					members = append(members, id)
+				}
+			}
+		}
+		if len(members) == 0 {
+			if g == nil {
+				return errResponse(fmt.Errorf("%w %s", ErrNoGroup, partitionName(q.p)))
+			}
+			return response{status: stRetry, msg: "no leader known"}
+		}
+		to = members[attempt%len(members)]
+	}
+	fq := *q
+	fq.hops++
+	raw, err := h.cfg.Forward.Forward(ctx, to, encodeRequest(&fq))
+	if err != nil {
+		if errors.Is(err, ErrNotDelivered) || q.op != opCommit {
+			return response{status: stRetry, msg: err.Error()}
+		}
+		return response{status: stUnavailable, msg: fmt.Sprintf("forward to %d: %v", to, err)}
+	}
+	resp, err := decodeResponse(raw)
+	if err != nil {
+		if q.op != opCommit {
+			return response{status: stRetry, msg: err.Error()}
+		}
+		return response{status: stUnavailable, msg: err.Error()}
+	}
+	return resp
+}
+
+func containsID(ids []uint64, id uint64) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// HandleForward serves a request another host forwarded here, and returns
+// the response to send back. It answers at most Config.MaxHops hops from
+// the origin; the origin retries requests that found no leader.
+func (h *Host) HandleForward(ctx context.Context, req []byte) ([]byte, error) {
+	q, err := decodeRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.enter(); err != nil {
+		return nil, err
+	}
+	defer h.closeMu.RUnlock()
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.ProposalTimeout)
+	defer cancel()
+	var resp response
+	g := h.group(q.p)
+	switch {
+	case g != nil && g.leader.Load():
+		resp = h.serveLocal(ctx, g, &q)
+	case g != nil && int(q.hops) < h.cfg.MaxHops && g.lead.Load() != 0 && g.lead.Load() != h.cfg.NodeID:
+		resp = h.forward(ctx, &q, g, 0)
+	default:
+		resp = response{status: stRetry, msg: fmt.Sprintf("node %d knows no leader of %s", h.cfg.NodeID, partitionName(q.p))}
+	}
+	return encodeResponse(&resp), nil
+}
+
+// serveLocal serves q at g, whose leader this host is (or was a moment ago).
+func (h *Host) serveLocal(ctx context.Context, g *group, q *request) response {
+	switch q.op {
+	case opCommit:
+		id := h.newID()
+		data := encodeProposal(&proposal{node: h.cfg.NodeID, id: id, txn: q.txn})
+		res, err := h.propose(ctx, g, id, func() error { return g.rn.Propose(data) })
+		if err != nil {
+			return errResponse(err)
+		}
+		if res.err != nil {
+			return errResponse(res.err)
+		}
+		return response{rev: res.rev}
+	case opGet:
+		if err := h.readIndex(ctx, g); err != nil {
+			return errResponse(err)
+		}
+		return h.getLocal(g.p, q.key)
+	case opScan:
+		if err := h.readIndex(ctx, g); err != nil {
+			return errResponse(err)
+		}
+		var resp response
+		size := 0
+		err := h.scanLocal(g.p, q.key, q.end, int(q.maxBytes), func(k []byte, it meta.Item) bool {
+			if size > 0 && size+len(k)+len(it.Value)+16 > int(q.maxBytes) {
+				resp.more = true
+				return false
+			}
+			size += len(k) + len(it.Value) + 16
+			resp.items = append(resp.items, snapItem{key: bytes.Clone(k), rev: it.Rev, value: bytes.Clone(it.Value)})
+			return true
+		})
+		if err != nil {
+			return errResponse(err)
+		}
+		return resp
+	case opConf:
+		id := h.newID()
+		cc := &raftpb.ConfChangeV2{
+			Changes: []*raftpb.ConfChangeSingle{{Type: new(q.change), NodeId: new(q.node)}},
+			Context: encodeConfContext(h.cfg.NodeID, id),
+		}
+		res, err := h.propose(ctx, g, id, func() error { return g.rn.ProposeConfChange(cc) })
+		if err != nil {
+			return errResponse(err)
+		}
+		return response{rev: res.rev}
+	}
+	return errResponse(fmt.Errorf("raftmeta: unknown op %d", q.op))
+}
+
+// propose hands an entry to g's leader and waits for the result of its
+// application here.
+func (h *Host) propose(ctx context.Context, g *group, id uint64, prop func() error) (result, error) {
+	ch := make(chan result, 1)
+	h.waitMu.Lock()
+	h.props[id] = ch
+	h.waitMu.Unlock()
+	defer func() {
+		h.waitMu.Lock()
+		delete(h.props, id)
+		h.waitMu.Unlock()
+	}()
+	g.mu.Lock()
+	err := prop()
+	g.mu.Unlock()
+	if err != nil {
+		// Dropped: not in the log, so safe to send again.
+		return result{}, fmt.Errorf("%w: %v", errNoLeader, err)
+	}
+	h.markDirty(g)
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		return result{}, unavailable("commit not applied in time; it may apply later", ctx.Err())
+	case <-h.done:
+		return result{}, unavailable("commit", ErrClosed)
+	}
+}
+
+// readIndex waits until this host, as leader of g, may serve a
+// linearizable read: raft confirmed leadership with a quorum after the
+// read began, and everything committed by then is applied here.
+func (h *Host) readIndex(ctx context.Context, g *group) error {
+	election := time.Duration(2*h.cfg.ElectionTicks) * h.cfg.TickInterval
+	for {
+		id := h.newID()
+		ch := make(chan struct{})
+		h.waitMu.Lock()
+		h.reads[id] = ch
+		h.waitMu.Unlock()
+		g.mu.Lock()
+		g.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, id))
+		g.mu.Unlock()
+		h.markDirty(g)
+		t := time.NewTimer(election)
+		var err error
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			err = unavailable("read not confirmed in time", ctx.Err())
+		case <-h.done:
+			err = unavailable("read", ErrClosed)
+		case <-t.C:
+			// Raft drops read requests when leadership changes; ask
+			// again if still leader, else let the caller find the new one.
+			if !g.leader.Load() {
+				err = errNoLeader
+			}
+		}
+		t.Stop()
+		h.waitMu.Lock()
+		delete(h.reads, id)
+		h.waitMu.Unlock()
+		select {
+		case <-ch:
+			return nil
+		default:
+		}
+		if err != nil || ctx.Err() != nil {
+			if err == nil {
+				err = unavailable("read", ctx.Err())
+			}
+			return err
+		}
+	}
+}
+
+func errResponse(err error) response {
+	switch {
+	case errors.Is(err, meta.ErrNotFound):
+		return response{status: stNotFound}
+	case errors.Is(err, meta.ErrConflict):
+		return response{status: stConflict}
+	case errors.Is(err, errNoLeader):
+		return response{status: stRetry, msg: err.Error()}
+	case errors.Is(err, meta.ErrUnavailable):
+		return response{status: stUnavailable, msg: err.Error()}
+	}
+	return response{status: stError, msg: err.Error()}
+}
+
+// err is the error a response stands for.
+func (s *response) err() error {
+	switch s.status {
+	case stOK:
+		return nil
+	case stNotFound:
+		return meta.ErrNotFound
+	case stConflict:
+		return meta.ErrConflict
+	case stUnavailable, stRetry:
+		return fmt.Errorf("raftmeta: %s: %w", s.msg, meta.ErrUnavailable)
+	}
+	return fmt.Errorf("raftmeta: %s", s.msg)
+}
+
+// AddVoter makes node id a voter of group p; the node must run
+// EnsureGroup(p, ...) to receive its data. One change at a time: a change
+// proposed while another is in flight is refused by raft and this call
+// fails with meta.ErrUnavailable when ProposalTimeout passes.
+func (h *Host) AddVoter(ctx context.Context, p meta.Partition, id uint64) error {
+	return h.changeConf(ctx, p, raftpb.ConfChangeType_ConfChangeAddNode, id)
+}
+
+// AddLearner makes node id a non-voting member of group p.
+func (h *Host) AddLearner(ctx context.Context, p meta.Partition, id uint64) error {
+	return h.changeConf(ctx, p, raftpb.ConfChangeType_ConfChangeAddLearnerNode, id)
+}
+
+// RemoveVoter removes node id from group p; that node then stops the
+// group and deletes its data, once it learns of its removal.
+func (h *Host) RemoveVoter(ctx context.Context, p meta.Partition, id uint64) error {
+	return h.changeConf(ctx, p, raftpb.ConfChangeType_ConfChangeRemoveNode, id)
+}
+
+func (h *Host) changeConf(ctx context.Context, p meta.Partition, t raftpb.ConfChangeType, id uint64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if id == 0 {
+		return errors.New("raftmeta: node ID 0")
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.ProposalTimeout)
+	defer cancel()
+	resp := h.retry(ctx, &request{op: opConf, p: p, change: t, node: id})
+	return resp.err()
+}
