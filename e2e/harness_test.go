@@ -228,3 +228,74 @@ func (s *server) status(ctx context.Context) ([]byte, error) {
 	defer resp.Body.Close()
 	return io.ReadAll(resp.Body)
 }
+
+// runToExit runs `redoubt server` with the server's drives and flags to
+// its exit and returns what it printed and how it exited; it kills the
+// process after d.
+func (s *server) runToExit(d time.Duration) (string, error) {
+	args := []string{"server", "--s3-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}
+	for _, dir := range s.Dirs {
+		args = append(args, "--data", dir)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, append(args, s.opts.args...)...)
+	cmd.Env = append(os.Environ(), s.opts.env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// runUntil starts redoubt with args and returns once its output contains
+// marker (or it exits, or d passes). The process goes on; the test ends it
+// with interruptAndWait or it is killed at cleanup.
+func (s *server) runUntil(args []string, marker string, d time.Duration) (string, error) {
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), s.opts.env...)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	s.cmd = cmd
+	s.done = make(chan struct{})
+	s.t.Cleanup(func() { s.kill() })
+	found := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		seen := false
+		for sc.Scan() {
+			s.mu.Lock()
+			s.out.WriteString(sc.Text() + "\n")
+			s.mu.Unlock()
+			if !seen && strings.Contains(sc.Text(), marker) {
+				seen = true
+				close(found)
+			}
+		}
+	}()
+	go func() {
+		s.exitErr = cmd.Wait()
+		pw.Close()
+		close(s.done)
+	}()
+	select {
+	case <-found:
+		return s.output(), nil
+	case <-s.done:
+		return s.output(), fmt.Errorf("exited before %q: %v", marker, s.exitErr)
+	case <-time.After(d):
+		return s.output(), fmt.Errorf("no %q within %v", marker, d)
+	}
+}
+
+// interruptAndWait sends SIGINT, as Ctrl-C does, and waits for a clean exit.
+func (s *server) interruptAndWait(d time.Duration) error {
+	s.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-s.done:
+		return s.exitErr
+	case <-time.After(d):
+		return fmt.Errorf("still running %v after SIGINT", d)
+	}
+}

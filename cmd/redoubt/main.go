@@ -77,6 +77,9 @@ Environment:
 		newBenchCmd(),
 		newServerCmd(),
 		newRepairCmd(),
+		newDevCmd(),
+		newStatusCmd(),
+		newLayoutCmd(),
 	)
 	return root
 }

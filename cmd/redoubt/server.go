@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 	"os/signal"
 	"syscall"
 
@@ -16,6 +17,8 @@ func newServerCmd() *cobra.Command {
 	cfg := node.DefaultConfig()
 	var ec string
 	var replicas int
+	cl := node.DefaultClusterConfig()
+	var secretFile string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Serve S3 from this machine's drives",
@@ -30,7 +33,13 @@ directory (redoubt-credentials.json, mode 0600).
 Redundancy follows the drive count (1: single copy, 2: mirror, 3: EC 2+1,
 4: EC 2+2, 5: EC 3+2, 6 or more: EC k+2 or k+3 with overhead at most 1.5x)
 unless --ec or --replicas says otherwise. Every flag can also be set by the
-environment variable named in its help; a flag on the command line wins.`,
+environment variable named in its help; a flag on the command line wins.
+
+Cluster: give --rpc-addr to run as a cluster node (the first node needs no
+--join; the others give --join with any member's RPC address). Every node needs
+the cluster secret, from REDOUBT_CLUSTER_SECRET or --cluster-secret-file; a
+process without it is refused by the other nodes. The first node waits for
+--bootstrap-expect nodes before it lays the data out over them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ec != "" && replicas != 0 {
@@ -57,6 +66,9 @@ environment variable named in its help; a flag on the command line wins.`,
 			if ak != "" {
 				cfg.Credentials = &node.Credentials{AccessKey: ak, SecretKey: sk}
 			}
+			if err := clusterFlags(cmd, &cfg, cl, secretFile); err != nil {
+				return err
+			}
 			cfg.Version = version
 			logger := newLogger(cmd)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -82,5 +94,38 @@ environment variable named in its help; a flag on the command line wins.`,
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key for --tls-cert")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may run after SIGTERM")
 	f.BoolVar(&cfg.Pprof, "pprof", false, "serve runtime profiles under /debug/pprof/ on the admin address")
+	f.StringVar(&cl.RPCAddr, "rpc-addr", "", "node-to-node listen address; enables cluster mode")
+	f.StringVar(&cl.GossipAddr, "gossip-addr", "", "gossip (membership) listen address (default: the RPC port + 1)")
+	f.StringArrayVar(&cl.Join, "join", nil, "RPC address of a cluster member to join; repeatable")
+	f.StringVar(&cl.Zone, "zone", cl.Zone, "failure domain (site, room or rack) of this node")
+	f.StringVar(&secretFile, "cluster-secret-file", "", "file holding the cluster secret (or set REDOUBT_CLUSTER_SECRET)")
+	f.IntVar(&cl.BootstrapExpect, "bootstrap-expect", cl.BootstrapExpect, "nodes the first node waits for before the first layout")
+	f.IntVar(&cl.Partitions, "partitions", cl.Partitions, "partitions of the key space (fixed when the cluster is created)")
+	f.IntVar(&cl.MetaReplicas, "meta-replicas", cl.MetaReplicas, "metadata Raft replicas per partition; 0: enough to survive as many node losses as the data (2M+1, 3 to 5)")
 	return withEnv(cmd)
+}
+
+// clusterFlags turns the cluster flags into cfg.Cluster when --rpc-addr or
+// --join is given.
+func clusterFlags(cmd *cobra.Command, cfg *node.Config, cl node.ClusterConfig, secretFile string) error {
+	if cl.RPCAddr == "" {
+		if len(cl.Join) > 0 {
+			return fmt.Errorf("--join needs --rpc-addr: the address other nodes reach this one at")
+		}
+		return nil
+	}
+	secret := os.Getenv("REDOUBT_CLUSTER_SECRET")
+	if secretFile != "" {
+		b, err := os.ReadFile(secretFile)
+		if err != nil {
+			return fmt.Errorf("reading the cluster secret: %w", err)
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	if secret == "" {
+		return fmt.Errorf("cluster mode needs the cluster secret: set REDOUBT_CLUSTER_SECRET or --cluster-secret-file")
+	}
+	cl.Secret = []byte(secret)
+	cfg.Cluster = &cl
+	return cfg.Validate()
 }

@@ -109,6 +109,17 @@ type ClusterStatus struct {
 	Nodes         []NodeStatus  `json:"nodes"`
 	System        GroupStatus   `json:"system_group"`
 	Groups        GroupsSummary `json:"groups"`
+	// Commits times the metadata commits this node made since start, from
+	// the request to the commit being applied (upper bounds of ~19% wide
+	// buckets).
+	Commits LatencyStatus `json:"metadata_commits"`
+}
+
+// LatencyStatus is a count and percentiles of durations.
+type LatencyStatus struct {
+	Count uint64  `json:"count"`
+	P50Ms float64 `json:"p50_ms"`
+	P99Ms float64 `json:"p99_ms"`
 }
 
 // NodeState is a node's liveness as gossip sees it.

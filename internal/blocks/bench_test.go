@@ -31,7 +31,7 @@ func BenchmarkWrite64MiB(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ResetTimer()
 	for b.Loop() {
-		ref, err := e.set.Write(ctx, bytes.NewReader(data))
+		ref, err := e.set.Write(ctx, 0, bytes.NewReader(data))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -51,7 +51,7 @@ func benchOpen(b *testing.B, size int, degraded bool) {
 	e := benchEnv(b)
 	data := benchData(size)
 	ctx := context.Background()
-	ref, err := e.set.Write(ctx, bytes.NewReader(data))
+	ref, err := e.set.Write(ctx, 0, bytes.NewReader(data))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func BenchmarkWrite4KiB(b *testing.B) {
 	ctx := context.Background()
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		if _, err := e.set.Write(ctx, bytes.NewReader(data)); err != nil {
+		if _, err := e.set.Write(ctx, 0, bytes.NewReader(data)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -91,7 +91,7 @@ func BenchmarkOpenRange4KiBOf64MiB(b *testing.B) {
 	e := benchEnv(b)
 	data := benchData(64 << 20)
 	ctx := context.Background()
-	ref, err := e.set.Write(ctx, bytes.NewReader(data))
+	ref, err := e.set.Write(ctx, 0, bytes.NewReader(data))
 	if err != nil {
 		b.Fatal(err)
 	}

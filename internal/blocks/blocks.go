@@ -25,10 +25,12 @@ type Ref struct {
 // drives and reads it back, verified. All methods are safe for concurrent
 // use; ctx cancels the I/O.
 type Store interface {
-	// Write reads r to EOF, stores it, and returns once the shards are
-	// durable on at least the write quorum (K+1 of K+M, or a majority of
-	// mirrors). On error nothing referenced remains; orphans may.
-	Write(ctx context.Context, r io.Reader) (Ref, error)
+	// Write reads r to EOF, stores it on drives chosen for partition p
+	// (the metadata partition of the object's key), and returns once the
+	// shards are durable on at least the write quorum (K+1 of K+M, or a
+	// majority of mirrors). On error nothing referenced remains; orphans
+	// may.
+	Write(ctx context.Context, p uint32, r io.Reader) (Ref, error)
 	// Open returns a reader of length bytes at offset off of the data,
 	// verifying every block and reconstructing around missing or corrupt
 	// shards.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/redoubt-io/redoubt/internal/shardrpc"
 	"github.com/redoubt-io/redoubt/internal/store"
 )
 
@@ -17,23 +18,26 @@ const (
 	untried shardState = iota
 	good
 	bad
+	// offline: the drive is believed down (or unknown), so the shard is
+	// tried only when the others are not enough.
+	offline
 )
 
 // shardSource opens the shards of one ref on demand and remembers which are
 // bad. Used by one goroutine at a time (the fetching goroutine), though
-// the store.Readers it holds are read concurrently.
+// the readers it holds are read concurrently.
 type shardSource struct {
 	s       *Set
 	ref     Ref
 	g       geometry
 	state   []shardState
-	readers []*store.Reader
+	readers []shardrpc.ShardReader
 	noted   bool // the ref was noted for repair (or is being repaired)
 }
 
 func newShardSource(s *Set, ref Ref, g geometry) *shardSource {
 	n := ref.K + ref.M
-	return &shardSource{s: s, ref: ref, g: g, state: make([]shardState, n), readers: make([]*store.Reader, n)}
+	return &shardSource{s: s, ref: ref, g: g, state: make([]shardState, n), readers: make([]shardrpc.ShardReader, n)}
 }
 
 func (src *shardSource) close() {
@@ -44,17 +48,28 @@ func (src *shardSource) close() {
 	}
 }
 
-// open returns the reader of shard i, or nil when the shard is bad.
-func (src *shardSource) open(ctx context.Context, i int) *store.Reader {
+// open returns the reader of shard i, or nil when the shard is bad. A
+// shard on a drive believed offline is tried only with force (the last
+// resort): an unreachable node can cost a timeout per call.
+func (src *shardSource) open(ctx context.Context, i int, force bool) shardrpc.ShardReader {
 	switch src.state[i] {
 	case good:
 		return src.readers[i]
 	case bad:
 		return nil
+	case offline:
+		if !force {
+			return nil
+		}
 	}
-	d := src.s.byID[src.ref.Drives[i]]
-	if d == nil {
-		src.markBad(i, nil, fmt.Errorf("drive %s unknown to this node", src.ref.Drives[i]))
+	d, ok := src.s.drive(src.ref.Drives[i])
+	if !ok {
+		src.markBad(i, fmt.Errorf("drive %s unknown to this node: %w", src.ref.Drives[i], store.ErrDriveFailed))
+		return nil
+	}
+	if src.state[i] == untried && !force && !d.Online() {
+		src.state[i] = offline
+		src.noteRepair()
 		return nil
 	}
 	r, err := d.OpenShard(ctx, store.Name{ID: src.ref.ID, Shard: i})
@@ -66,16 +81,24 @@ func (src *shardSource) open(ctx context.Context, i int) *store.Reader {
 		if ctx.Err() != nil {
 			return nil
 		}
-		src.markBad(i, d, err)
+		src.markBad(i, err)
 		return nil
 	}
 	src.state[i], src.readers[i] = good, r
 	return r
 }
 
+// noteRepair notes the ref for repair once per reader.
+func (src *shardSource) noteRepair() {
+	if !src.noted {
+		src.noted = true
+		src.s.noteRepair(src.ref)
+	}
+}
+
 // markBad records a shard as unusable, logs corruption, and notes the ref
 // for repair once per reader.
-func (src *shardSource) markBad(i int, d *store.Drive, err error) {
+func (src *shardSource) markBad(i int, err error) {
 	src.state[i] = bad
 	if r := src.readers[i]; r != nil {
 		r.Close()
@@ -91,10 +114,7 @@ func (src *shardSource) markBad(i int, d *store.Drive, err error) {
 	default:
 		src.s.log.Warn("shard unreadable; reconstructing from the others", "ref", src.ref.ID, "shard", i, "drive", driveID, "err", err)
 	}
-	if !src.noted {
-		src.noted = true
-		src.s.noteRepair(src.ref)
-	}
+	src.noteRepair()
 }
 
 // fetch reads chunk c into buf (capacity StripeSize of a full chunk) and
@@ -130,8 +150,17 @@ func (src *shardSource) fetch(ctx context.Context, c int64, buf []byte, shards [
 		// Choose the next shards to try, data shards first.
 		var try []int
 		for ; next < n && len(try) < k-have; next++ {
-			if src.open(ctx, next) != nil {
+			if src.open(ctx, next, false) != nil {
 				try = append(try, next)
+			}
+		}
+		if len(try) == 0 {
+			// Too few shards on drives known up: try those believed down,
+			// which may be back.
+			for i := 0; i < n && len(try) < k-have; i++ {
+				if src.state[i] == offline && src.open(ctx, i, true) != nil {
+					try = append(try, i)
+				}
 			}
 		}
 		if len(try) == 0 {
@@ -156,7 +185,7 @@ func (src *shardSource) fetch(ctx context.Context, c int64, buf []byte, shards [
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
-				src.markBad(i, src.readers[i].Drive(), errs[j])
+				src.markBad(i, errs[j])
 				continue
 			}
 			shards[i] = slot(i)
@@ -198,7 +227,7 @@ func (src *shardSource) fetchPart(ctx context.Context, c int64, buf []byte, lo, 
 	off := c * g.shardFull
 	if src.ref.Mirror || src.ref.K+src.ref.M == 1 {
 		for i := range src.ref.K + src.ref.M {
-			r := src.open(ctx, i)
+			r := src.open(ctx, i, false)
 			if r == nil {
 				continue
 			}
@@ -206,7 +235,7 @@ func (src *shardSource) fetchPart(ctx context.Context, c int64, buf []byte, lo, 
 				if ctx.Err() != nil {
 					return false
 				}
-				src.markBad(i, r.Drive(), err)
+				src.markBad(i, err)
 				continue
 			}
 			return true
@@ -215,7 +244,7 @@ func (src *shardSource) fetchPart(ctx context.Context, c int64, buf []byte, lo, 
 	}
 	first, last := lo/ss, (hi-1)/ss
 	for i := first; i <= last; i++ {
-		if src.open(ctx, i) == nil {
+		if src.open(ctx, i, false) == nil {
 			return false
 		}
 	}
@@ -238,7 +267,7 @@ func (src *shardSource) fetchPart(ctx context.Context, c int64, buf []byte, lo, 
 		if err != nil && !errors.Is(err, io.EOF) {
 			ok = false
 			if ctx.Err() == nil {
-				src.markBad(first+j, src.readers[first+j].Drive(), err)
+				src.markBad(first+j, err)
 			}
 		}
 	}

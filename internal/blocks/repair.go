@@ -4,16 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 
+	"github.com/redoubt-io/redoubt/internal/shardrpc"
 	"github.com/redoubt-io/redoubt/internal/store"
 )
 
 // Repair checks every shard of ref — present, the right length, every block
 // verified — and rebuilds the missing or corrupt ones from K good shards
 // onto the drives ref names. It returns how many shards it rebuilt. Shards
-// whose drive is failed cannot be rebuilt; Repair then returns what it
-// rebuilt with an error wrapping store.ErrDriveFailed. Fewer than K good
-// shards is ErrUnreadable.
+// whose drive is failed, unknown or unreachable cannot be rebuilt; Repair
+// then returns what it rebuilt with an error wrapping store.ErrDriveFailed.
+// Fewer than K good shards is ErrUnreadable. Every shard is tried, even on
+// drives believed offline: repair is where they are found back.
 func (s *Set) Repair(ctx context.Context, ref Ref) (rebuilt int, err error) {
 	g, err := s.geometry(ref)
 	if err != nil {
@@ -26,29 +29,29 @@ func (s *Set) Repair(ctx context.Context, ref Ref) (rebuilt int, err error) {
 	var targets []int
 	var unreachable []error
 	for i := range n {
-		d := s.byID[ref.Drives[i]]
-		if d == nil {
+		d, ok := s.drive(ref.Drives[i])
+		if !ok {
 			unreachable = append(unreachable, fmt.Errorf("shard %d: drive %s unknown: %w", i, ref.Drives[i], store.ErrDriveFailed))
 			src.state[i] = bad
 			continue
 		}
-		r := src.open(ctx, i)
+		r := src.open(ctx, i, true)
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
 		if r != nil {
-			if _, verr := r.Verify(ctx); verr != nil {
+			if verr := s.verify(ctx, r); verr != nil {
 				if ctx.Err() != nil {
 					return 0, ctx.Err()
 				}
-				src.markBad(i, d, verr)
+				src.markBad(i, verr)
 			}
 		}
 		if src.state[i] == good {
 			continue
 		}
-		if d.State() != store.Online {
-			unreachable = append(unreachable, fmt.Errorf("shard %d: drive %s: %w", i, d.Path(), store.ErrDriveFailed))
+		if !d.Online() {
+			unreachable = append(unreachable, fmt.Errorf("shard %d: drive %s: %w", i, driveName(d), store.ErrDriveFailed))
 			continue
 		}
 		targets = append(targets, i)
@@ -74,10 +77,47 @@ func (s *Set) Repair(ctx context.Context, ref Ref) (rebuilt int, err error) {
 	return len(targets), nil
 }
 
+// verify checks every block of a shard. A local shard checks itself; a
+// remote one is read through, as the serving node verifies every block it
+// sends.
+func (s *Set) verify(ctx context.Context, r shardrpc.ShardReader) error {
+	if v, ok := r.(interface {
+		Verify(context.Context) (int, error)
+	}); ok {
+		_, err := v.Verify(ctx)
+		return err
+	}
+	size := r.Size()
+	bufp := s.getBuf(int(min(size, int64(s.cfg.ChunkSize))))
+	defer s.putBuf(bufp)
+	buf := *bufp
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := int(min(int64(len(buf)), size-off))
+		if _, err := r.ReadAt(buf[:n], off); err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+	}
+	return nil
+}
+
+// driveName is how logs and errors name a drive: its path when local.
+func driveName(d shardrpc.Drive) string {
+	if l, ok := d.(shardrpc.LocalDrive); ok {
+		return l.D.Path()
+	}
+	if s, ok := d.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return d.ID()
+}
+
 // rebuild streams the chunks of ref from the good shards of src and writes
 // the shards in targets.
 func (s *Set) rebuild(ctx context.Context, ref Ref, g geometry, src *shardSource, targets []int) error {
-	writers := make([]*store.Writer, len(targets))
+	writers := make([]shardrpc.ShardWriter, len(targets))
 	abort := func() {
 		for _, w := range writers {
 			if w != nil {
@@ -86,7 +126,12 @@ func (s *Set) rebuild(ctx context.Context, ref Ref, g geometry, src *shardSource
 		}
 	}
 	for j, i := range targets {
-		w, err := s.byID[ref.Drives[i]].Create(ctx, store.Name{ID: ref.ID, Shard: i})
+		d, ok := s.drive(ref.Drives[i])
+		if !ok {
+			abort()
+			return fmt.Errorf("blocks: repair %s shard %d: drive %s unknown: %w", ref.ID, i, ref.Drives[i], store.ErrDriveFailed)
+		}
+		w, err := d.Create(ctx, store.Name{ID: ref.ID, Shard: i})
 		if err != nil {
 			abort()
 			return fmt.Errorf("blocks: repair %s shard %d: %w", ref.ID, i, err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redoubt-io/redoubt/internal/erasure"
 	"github.com/redoubt-io/redoubt/internal/placement"
+	"github.com/redoubt-io/redoubt/internal/shardrpc"
 	"github.com/redoubt-io/redoubt/internal/store"
 )
 
@@ -29,9 +30,22 @@ var (
 
 // Config tunes a Set. Start from DefaultConfig.
 type Config struct {
-	// Policy is the redundancy of data written from now on; data already
-	// written keeps the policy recorded in its Ref.
+	// Policy is the redundancy of data written from now on (SetPolicy
+	// changes it later); data already written keeps the policy recorded in
+	// its Ref.
 	Policy placement.Policy
+	// Resolve finds a drive by ID, on this node or another, for the shards
+	// a Ref names and the candidates Place returns. The local drives given
+	// to New are found without it. Nil: only the local drives exist, and a
+	// shard on any other drive counts as missing.
+	Resolve func(id string) (shardrpc.Drive, bool)
+	// Place returns the candidate drives, by ID and in order of
+	// preference, for the shards of a new Ref id in partition p. A Write
+	// takes the first K+M distinct ones that are online, so Place should
+	// list spare drives after the preferred ones for writes to go on while
+	// drives or nodes are down. Nil: a rotation over the local drives that
+	// starts at a hash of the Ref ID, whatever the partition.
+	Place func(p uint32, id string) []string
 	// ChunkSize is the bytes of each data shard per chunk, so a chunk
 	// (stripe) holds K*ChunkSize object bytes. Larger chunks mean larger
 	// sequential I/O and fewer calls; smaller ones mean less memory per
@@ -80,12 +94,14 @@ func (c Config) Validate() error {
 // DriveStatus is what the admin status page shows of one drive.
 type DriveStatus = store.Stats
 
-// Set stores data over one node's drives. See the package doc.
+// Set stores data over drives of this node and, through Config.Resolve
+// and Config.Place, of others. See the package doc.
 type Set struct {
 	cfg    Config
-	drives []*store.Drive
-	byID   map[string]*store.Drive
+	drives []*store.Drive // this node's, for health and status
+	local  map[string]shardrpc.Drive
 	log    *slog.Logger
+	policy atomic.Pointer[placement.Policy]
 
 	coders sync.Map // placement.Policy -> erasure.Coder
 	bufs   sync.Pool
@@ -101,33 +117,79 @@ type Set struct {
 
 var _ Store = (*Set)(nil)
 
-// New returns a Set over drives, which must all belong to one store set.
+// New returns a Set over drives, this node's drives, which must all belong
+// to one store set. Without Config.Place they must be enough for the
+// policy; with it the policy is checked against the candidates of each
+// Write instead, as the drives are the cluster's.
 func New(cfg Config, drives []*store.Drive, logger *slog.Logger) (*Set, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if n := cfg.Policy.Shards(); n > len(drives) {
+	if n := cfg.Policy.Shards(); cfg.Place == nil && n > len(drives) {
 		return nil, fmt.Errorf("blocks: policy %v needs %d drives, have %d", cfg.Policy, n, len(drives))
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Set{cfg: cfg, drives: drives, byID: map[string]*store.Drive{}, log: logger}
+	s := &Set{cfg: cfg, drives: drives, local: map[string]shardrpc.Drive{}, log: logger}
 	for _, d := range drives {
-		if _, dup := s.byID[d.ID()]; dup {
+		if _, dup := s.local[d.ID()]; dup {
 			return nil, fmt.Errorf("blocks: drive %s given twice", d.ID())
 		}
-		s.byID[d.ID()] = d
+		s.local[d.ID()] = shardrpc.LocalDrive{D: d}
 	}
 	s.mu.repair = map[string]Ref{}
 	if _, err := s.coder(cfg.Policy.K, cfg.Policy.M, cfg.Policy.Mirror); err != nil {
 		return nil, err
 	}
+	pol := cfg.Policy
+	s.policy.Store(&pol)
 	return s, nil
 }
 
-// Drives returns the drives of the set, in configuration order.
+// Drives returns this node's drives, in configuration order.
 func (s *Set) Drives() []*store.Drive { return s.drives }
+
+// Policy returns the redundancy of writes started now.
+func (s *Set) Policy() placement.Policy { return *s.policy.Load() }
+
+// SetPolicy makes p the redundancy of writes started from now on; writes
+// under way and data written keep theirs. A policy that cannot be used —
+// invalid, or needing more drives than this node has when there is no
+// Config.Place — is logged and ignored, keeping the current one.
+func (s *Set) SetPolicy(p placement.Policy) {
+	if err := p.Validate(); err != nil {
+		s.log.Error("ignoring an invalid redundancy policy", "policy", p, "err", err)
+		return
+	}
+	if s.cfg.Place == nil && p.Shards() > len(s.drives) {
+		s.log.Error("ignoring a redundancy policy this node's drives cannot hold",
+			"policy", p, "shards", p.Shards(), "drives", len(s.drives))
+		return
+	}
+	if _, err := s.coder(p.K, p.M, p.Mirror); err != nil {
+		s.log.Error("ignoring a redundancy policy", "policy", p, "err", err)
+		return
+	}
+	if old := s.policy.Swap(&p); *old != p {
+		s.log.Info("redundancy policy changed", "from", *old, "to", p)
+	}
+}
+
+// drive finds a drive by ID: this node's first, then through Resolve.
+func (s *Set) drive(id string) (shardrpc.Drive, bool) {
+	if d, ok := s.local[id]; ok {
+		return d, true
+	}
+	if s.cfg.Resolve == nil {
+		return nil, false
+	}
+	d, ok := s.cfg.Resolve(id)
+	if !ok || d == nil {
+		return nil, false
+	}
+	return d, true
+}
 
 func (s *Set) coder(k, m int, mirror bool) (erasure.Coder, error) {
 	key := placement.Policy{K: k, M: m, Mirror: mirror}
@@ -159,31 +221,61 @@ func (s *Set) getBuf(n int) *[]byte {
 
 func (s *Set) putBuf(b *[]byte) { s.bufs.Put(b) }
 
-// pick chooses the drive of each shard of a new ref: a rotation starting
-// at a hash of the ID spreads load, and drives known failed are passed over
-// while enough healthy ones remain.
-func (s *Set) pick(id string, shards int) []*store.Drive {
-	n := len(s.drives)
-	start := int(xxh3.HashString(id) % uint64(n))
-	out := make([]*store.Drive, 0, shards)
-	var failed []*store.Drive
-	for j := range n {
-		d := s.drives[(start+j)%n]
-		if d.State() != store.Online {
-			failed = append(failed, d)
+// pick chooses the drive of each shard of a new ref in partition p: the
+// first online drives of the candidates (Config.Place, or a rotation over
+// the local drives starting at a hash of the ID to spread load); the
+// online candidates after them are the spares, in order. While at least
+// quorum candidates are online but fewer than shards, the rest of the
+// shards go to offline candidates: the Ref names them, the write counts
+// them as failed, and repair fills them once they are back. Fewer than
+// quorum online candidates, or fewer than shards in all, is ErrQuorum.
+func (s *Set) pick(p uint32, id string, shards, quorum int) (targets, spares []shardrpc.Drive, err error) {
+	var cands []shardrpc.Drive
+	if s.cfg.Place == nil {
+		n := len(s.drives)
+		start := int(xxh3.HashString(id) % uint64(n))
+		cands = make([]shardrpc.Drive, n)
+		for j := range n {
+			cands[j] = s.local[s.drives[(start+j)%n].ID()]
+		}
+	} else {
+		ids := s.cfg.Place(p, id)
+		seen := make(map[string]bool, len(ids))
+		for _, did := range ids {
+			if seen[did] {
+				continue
+			}
+			seen[did] = true
+			if d, ok := s.drive(did); ok {
+				cands = append(cands, d)
+			}
+		}
+	}
+	out := make([]shardrpc.Drive, 0, shards)
+	var offline []shardrpc.Drive
+	for j, d := range cands {
+		if !d.Online() {
+			offline = append(offline, d)
 			continue
 		}
-		if len(out) < shards {
-			out = append(out, d)
+		if out = append(out, d); len(out) == shards {
+			for _, d := range cands[j+1:] {
+				if d.Online() {
+					spares = append(spares, d)
+				}
+			}
+			return out, spares, nil
 		}
 	}
-	for _, d := range failed {
-		if len(out) == shards {
-			break
-		}
-		out = append(out, d)
+	if len(out) < quorum {
+		return nil, nil, fmt.Errorf("%w: %d of %d candidate drives online for partition %d, need %d",
+			ErrQuorum, len(out), len(cands), p, quorum)
 	}
-	return out
+	if len(out)+len(offline) < shards {
+		return nil, nil, fmt.Errorf("%w: %d candidate drives for partition %d, need %d",
+			ErrQuorum, len(cands), p, shards)
+	}
+	return append(out, offline[:shards-len(out)]...), nil, nil
 }
 
 // geometry of a Ref's chunks.
@@ -291,16 +383,21 @@ func (s *Set) Delete(ctx context.Context, ref Ref) error {
 	if err := ref.validate(); err != nil {
 		return err
 	}
-	var errs []error
+	errs := make([]error, len(ref.Drives))
+	var wg sync.WaitGroup
 	for i, id := range ref.Drives {
-		d := s.byID[id]
-		if d == nil {
+		d, ok := s.drive(id)
+		if !ok {
 			continue
 		}
-		err := d.Remove(ctx, store.Name{ID: ref.ID, Shard: i})
-		if err != nil && !errors.Is(err, store.ErrDriveFailed) {
-			errs = append(errs, err)
-		}
+		// In parallel: remote drives cost a round trip each.
+		wg.Go(func() {
+			err := d.Remove(ctx, store.Name{ID: ref.ID, Shard: i})
+			if err != nil && !errors.Is(err, store.ErrDriveFailed) {
+				errs[i] = err
+			}
+		})
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }

@@ -78,7 +78,7 @@ func (e *env) reopen() {
 
 func (e *env) write(data []byte) Ref {
 	e.t.Helper()
-	ref, err := e.set.Write(context.Background(), bytes.NewReader(data))
+	ref, err := e.set.Write(context.Background(), 0, bytes.NewReader(data))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -357,7 +357,7 @@ func TestWriteBelowQuorumFails(t *testing.T) {
 		for i := range tc.down {
 			os.RemoveAll(e.paths[i])
 		}
-		_, err := e.set.Write(context.Background(), bytes.NewReader(randBytes(rng, 3*testChunk)))
+		_, err := e.set.Write(context.Background(), 0, bytes.NewReader(randBytes(rng, 3*testChunk)))
 		if !errors.Is(err, ErrQuorum) {
 			t.Fatalf("%v with %d drives down: got %v, want ErrQuorum", tc.pol, tc.down, err)
 		}
@@ -394,7 +394,7 @@ func (f *failingReader) Read(p []byte) (int, error) {
 func TestWriteReaderErrorLeavesNothing(t *testing.T) {
 	rng := seeded(t)
 	e := newEnv(t, 4, placement.Policy{K: 2, M: 2})
-	_, err := e.set.Write(context.Background(), &failingReader{r: bytes.NewReader(randBytes(rng, 10*testChunk)), after: 5 * testChunk})
+	_, err := e.set.Write(context.Background(), 0, &failingReader{r: bytes.NewReader(randBytes(rng, 10*testChunk)), after: 5 * testChunk})
 	if err == nil {
 		t.Fatal("write succeeded over a failing body")
 	}
@@ -403,7 +403,7 @@ func TestWriteReaderErrorLeavesNothing(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := e.set.Write(ctx, bytes.NewReader(randBytes(rng, 10))); !errors.Is(err, context.Canceled) {
+	if _, err := e.set.Write(ctx, 0, bytes.NewReader(randBytes(rng, 10))); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled write: %v", err)
 	}
 }
@@ -553,7 +553,7 @@ func TestLargeStreamBoundedMemory(t *testing.T) {
 	const size = 1 << 30
 	pat := randBytes(rng, 1<<20+13) // odd length: chunks differ
 	start := time.Now()
-	ref, err := e.set.Write(context.Background(), &gen{n: size, pat: pat})
+	ref, err := e.set.Write(context.Background(), 0, &gen{n: size, pat: pat})
 	if err != nil {
 		t.Fatal(err)
 	}

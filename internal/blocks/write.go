@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/redoubt-io/redoubt/internal/shardrpc"
 	"github.com/redoubt-io/redoubt/internal/store"
 )
 
@@ -28,16 +29,17 @@ func (s *Set) release(st *stripe) {
 // shardSink writes one shard file from a stream of stripes.
 type shardSink struct {
 	idx   int
-	drive *store.Drive
-	w     *store.Writer
+	drive shardrpc.Drive
+	w     shardrpc.ShardWriter
 	in    chan *stripe
 	err   error // set by the sink goroutine; read after done
 	done  chan struct{}
 }
 
-// Write implements Store. See Config for its memory bound.
-func (s *Set) Write(ctx context.Context, r io.Reader) (Ref, error) {
-	pol := s.cfg.Policy
+// Write implements Store. See Config for its memory bound and Config.Place
+// for where the shards go.
+func (s *Set) Write(ctx context.Context, p uint32, r io.Reader) (Ref, error) {
+	pol := s.Policy()
 	coder, err := s.coder(pol.K, pol.M, pol.Mirror)
 	if err != nil {
 		return Ref{}, err
@@ -51,8 +53,10 @@ func (s *Set) Write(ctx context.Context, r io.Reader) (Ref, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
-	targets := s.pick(id, n)
-	sinks := make([]*shardSink, n)
+	targets, spares, err := s.pick(p, id, n, quorum)
+	if err != nil {
+		return Ref{}, fmt.Errorf("blocks: write: %w", err)
+	}
 	var failed atomic.Int32
 	var firstErr sync.Once
 	var cause error
@@ -62,18 +66,9 @@ func (s *Set) Write(ctx context.Context, r io.Reader) (Ref, error) {
 			cancel(fmt.Errorf("%w: %d of %d shards failed, last: %w", ErrQuorum, failed.Load(), n, err))
 		}
 	}
-	for i, d := range targets {
-		ref.Drives[i] = d.ID()
-		sk := &shardSink{idx: i, drive: d, in: make(chan *stripe, s.cfg.WriteAhead), done: make(chan struct{})}
-		sinks[i] = sk
-		w, err := d.Create(ctx, store.Name{ID: id, Shard: i})
-		if err != nil {
-			sk.err = err
-			fail(err)
-			close(sk.done)
-			continue
-		}
-		sk.w = w
+	sinks := s.openSinks(ctx, id, targets, spares, fail)
+	for i, sk := range sinks {
+		ref.Drives[i] = sk.drive.ID()
 	}
 	if err := context.Cause(ctx); err != nil {
 		for _, sk := range sinks {
@@ -128,6 +123,59 @@ func (s *Set) Write(ctx context.Context, r io.Reader) (Ref, error) {
 	}
 	ref.Size = size
 	return ref, nil
+}
+
+// openSinks creates the shard files of a new ref, in parallel as each is a
+// round trip on a remote drive. A drive that is offline or fails its Create
+// is replaced by the next spare: no byte has been sent yet, so going
+// elsewhere loses nothing, and a node that died since the last health
+// check costs one failed call, not a shard. A shard left without a drive
+// is reported to fail; its sink is done and has no writer.
+func (s *Set) openSinks(ctx context.Context, id string, targets, spares []shardrpc.Drive, fail func(error)) []*shardSink {
+	var mu sync.Mutex
+	nextSpare := func() shardrpc.Drive {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(spares) == 0 {
+			return nil
+		}
+		d := spares[0]
+		spares = spares[1:]
+		return d
+	}
+	sinks := make([]*shardSink, len(targets))
+	var wg sync.WaitGroup
+	for i, d := range targets {
+		sk := &shardSink{idx: i, drive: d, in: make(chan *stripe, s.cfg.WriteAhead), done: make(chan struct{})}
+		sinks[i] = sk
+		wg.Go(func() {
+			var errs []error
+			for {
+				var err error
+				if !sk.drive.Online() {
+					// Trying it could stall the write on an unreachable node.
+					err = fmt.Errorf("drive %s offline: %w", sk.drive.ID(), store.ErrDriveFailed)
+				} else if sk.w, err = sk.drive.Create(ctx, store.Name{ID: id, Shard: i}); err == nil {
+					return
+				}
+				sk.w = nil
+				errs = append(errs, err)
+				if ctx.Err() != nil {
+					break
+				}
+				next := nextSpare()
+				if next == nil {
+					break
+				}
+				sk.drive = next
+			}
+			sk.err = errors.Join(errs...)
+			fail(sk.err)
+			close(sk.done)
+		})
+	}
+	wg.Wait()
+	return sinks
 }
 
 // feed reads stripes from r, codes them and hands them to the sinks, until

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redoubt-io/redoubt/internal/layout"
@@ -87,7 +88,9 @@ type Cluster struct {
 		// rather than with a voter list of its own.
 		created map[meta.Partition]bool
 	}
-	closeOnce sync.Once
+	peersFile  string
+	closeOnce  sync.Once
+	refreshing atomic.Bool
 	// restarted says the node had Raft state when it started.
 	restarted   bool
 	layoutReady chan struct{}
@@ -151,6 +154,7 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 	rcfg.Dir = filepath.Join(home, "raft")
 	_, statErr := os.Stat(rcfg.Dir)
 	c.restarted = statErr == nil
+	c.peersFile = filepath.Join(home, "redoubt-peers.json")
 	rcfg.Send = c.sender
 	rcfg.Forward = forwarder{net: c.net, book: c.book}
 	rcfg.Logger = logger.With("component", "raft")
@@ -174,6 +178,7 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 		return c.shards.Handle(ctx, string(from), req)
 	})
 
+	c.learnNodes(loadPeers(c.peersFile))
 	c.self = NodeInfo{Format: recordFormat, ID: string(c.nodeID), RaftID: c.raftID, Zone: cfg.Zone,
 		RPCAddr: c.net.Addr(), GossipAdr: cfg.GossipAddr, S3Addr: cfg.S3Addr, AdminAddr: cfg.AdminAddr, Version: cfg.Version}
 	for _, d := range drives {

@@ -250,3 +250,15 @@ func TestAddNodeByLayoutChange(t *testing.T) {
 		}
 	}
 }
+
+func TestLatencyQuantiles(t *testing.T) {
+	var l latencies
+	for i := 1; i <= 100; i++ {
+		l.observe(time.Duration(i) * time.Millisecond)
+	}
+	p50, n := l.quantile(0.5)
+	p99, _ := l.quantile(0.99)
+	if n != 100 || p50 < 50*time.Millisecond || p50 > 60*time.Millisecond || p99 < 99*time.Millisecond || p99 > 120*time.Millisecond {
+		t.Errorf("p50 %v p99 %v of %d", p50, p99, n)
+	}
+}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/zeebo/xxh3"
@@ -97,20 +98,27 @@ func (c *Cluster) Place(p uint32, id string) []string {
 	return append(append(out, fresh...), rest...)
 }
 
-// RefreshDrives asks each remote node for its drives' states, so that
-// writes skip the drives of nodes that are down before they try them.
-func (c *Cluster) RefreshDrives(ctx context.Context) {
+// refreshDrives asks the nodes of remote drives marked offline for their
+// state, in parallel, so that drives of a node that came back are used
+// again without waiting for a read to try them.
+func (c *Cluster) refreshDrives(ctx context.Context) {
 	c.mu.RLock()
-	remotes := make([]*shardrpc.RemoteDrive, 0, len(c.mu.remote))
+	var offline []*shardrpc.RemoteDrive
 	for _, r := range c.mu.remote {
-		remotes = append(remotes, r)
+		if !r.Online() {
+			offline = append(offline, r)
+		}
 	}
 	c.mu.RUnlock()
-	for _, r := range remotes {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_ = r.Refresh(cctx)
-		cancel()
+	var wg sync.WaitGroup
+	for _, r := range offline {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			_ = r.Refresh(cctx)
+		})
 	}
+	wg.Wait()
 }
 
 // LocalDrives are this node's own drives.

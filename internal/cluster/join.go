@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/redoubt-io/redoubt/internal/meta"
@@ -142,6 +145,12 @@ func (c *Cluster) handleJoin(ctx context.Context, from transport.NodeID, req []b
 	if err != nil {
 		return nil, err
 	}
+	// This node's own record may not be committed yet (a node joining the
+	// moment the cluster is made), and the new node must be able to reach
+	// it whatever the records say.
+	if !slices.ContainsFunc(nodes, func(n NodeInfo) bool { return n.ID == c.self.ID }) {
+		nodes = append(nodes, c.self)
+	}
 	jr := joinResponse{Format: recordFormat, Nodes: nodes}
 	if g, ok := c.group(meta.System); ok {
 		jr.SystemVoters = g.Voters
@@ -189,14 +198,82 @@ func (c *Cluster) readNodes(ctx context.Context) ([]NodeInfo, error) {
 	return out, err
 }
 
-// learnNodes updates the address book and the node table.
+// learnNodes updates the address book and the node table, and keeps the
+// table on disk when it changed: a restarted node must reach its peers
+// before it can read their records from the System group.
 func (c *Cluster) learnNodes(nodes []NodeInfo) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	changed := false
 	for _, n := range nodes {
 		c.book.set(transport.NodeID(n.ID), n.RPCAddr)
+		if old, ok := c.mu.nodes[n.ID]; !ok || !reflect.DeepEqual(old, n) {
+			changed = true
+		}
 		c.mu.nodes[n.ID] = n
 	}
+	var all []NodeInfo
+	if changed {
+		for _, n := range c.mu.nodes {
+			all = append(all, n)
+		}
+	}
+	c.mu.Unlock()
+	if changed && c.peersFile != "" {
+		if err := savePeers(c.peersFile, all); err != nil {
+			c.log.Warn("could not save the known nodes", "err", err)
+		}
+	}
+}
+
+// learnFromGossip takes the RPC addresses that gossip members announce.
+func (c *Cluster) learnFromGossip() {
+	if c.gossip == nil {
+		return
+	}
+	for _, m := range c.gossip.List() {
+		if m.Meta.RPCAddr != "" {
+			c.book.set(transport.NodeID(m.ID), m.Meta.RPCAddr)
+		}
+	}
+}
+
+// peersFormat versions the known-nodes file.
+type peersFile struct {
+	Format int        `json:"format"`
+	Nodes  []NodeInfo `json:"nodes"`
+}
+
+func savePeers(path string, nodes []NodeInfo) error {
+	slices.SortFunc(nodes, func(a, b NodeInfo) int { return strings.Compare(a.ID, b.ID) })
+	b, err := json.Marshal(peersFile{Format: recordFormat, Nodes: nodes})
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// loadPeers reads what savePeers wrote; a missing or damaged file is an
+// empty list (the node then relies on --join and gossip).
+func loadPeers(path string) []NodeInfo {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var pf peersFile
+	if json.Unmarshal(b, &pf) != nil || pf.Format != recordFormat {
+		return nil
+	}
+	out := pf.Nodes[:0]
+	for _, n := range pf.Nodes {
+		if n.validate() == nil {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // joinGossip joins the gossip of the nodes known so far.

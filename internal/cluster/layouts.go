@@ -131,11 +131,20 @@ func (c *Cluster) watchLayout() {
 		polls++
 		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
 		if polls%5 == 1 {
+			c.learnFromGossip()
 			if nodes, err := c.readNodes(ctx); err == nil {
 				c.learnNodes(nodes)
 			}
 			if c.gossip != nil && len(c.gossip.List()) < len(c.knownNodes()) {
 				c.joinGossip(ctx)
+			}
+			if c.refreshing.CompareAndSwap(false, true) {
+				c.wg.Add(1)
+				go func() {
+					defer c.wg.Done()
+					defer c.refreshing.Store(false)
+					c.refreshDrives(c.ctx)
+				}()
 			}
 		}
 		if err := c.pollLayout(ctx); err != nil && !errors.Is(err, meta.ErrUnavailable) && c.ctx.Err() == nil {

@@ -12,6 +12,9 @@ import (
 // Status is what this node knows of the cluster, for /status.
 func (c *Cluster) Status(ctx context.Context) admin.ClusterStatus {
 	st := admin.ClusterStatus{NodeID: c.ID(), Partitions: c.cfg.Partitions}
+	p50, n := c.store.commits.quantile(0.5)
+	p99, _ := c.store.commits.quantile(0.99)
+	st.Commits = admin.LatencyStatus{Count: n, P50Ms: float64(p50.Microseconds()) / 1000, P99Ms: float64(p99.Microseconds()) / 1000}
 	l := c.Layout()
 	if l != nil {
 		st.LayoutVersion = l.Version

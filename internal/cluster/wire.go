@@ -120,6 +120,7 @@ func (s *raftSender) run(to uint64, q chan []byte) {
 		}
 		p, ok := s.book.get(to)
 		if !ok {
+			s.log.Debug("raft message to a node of unknown address", "to", fmt.Sprintf("%x", to))
 			s.onErr(to)
 			continue
 		}
@@ -127,6 +128,7 @@ func (s *raftSender) run(to uint64, q chan []byte) {
 		_, err := s.net.Call(ctx, p, svcRaft, batch)
 		cancel()
 		if err != nil {
+			s.log.Debug("raft message not delivered", "to", p.ID, "err", err)
 			s.onErr(to)
 		}
 	}

@@ -66,9 +66,7 @@ func loadOrCreateCredentials(dirs []string) (Credentials, bool, error) {
 	}
 	created := false
 	if found == nil {
-		// rand.Text is 26 characters of base32 (130 bits): upper case and
-		// digits, which every client accepts in keys.
-		c := Credentials{AccessKey: "RD" + rand.Text()[:18], SecretKey: (rand.Text() + rand.Text())[:40]}
+		c := newCredentials()
 		found = &c
 		created = true
 		missing = dirs
@@ -79,6 +77,13 @@ func loadOrCreateCredentials(dirs []string) (Credentials, bool, error) {
 		}
 	}
 	return *found, created, nil
+}
+
+// newCredentials makes random root credentials. rand.Text is 26
+// characters of base32 (130 bits): upper case and digits, which every
+// client accepts in keys.
+func newCredentials() Credentials {
+	return Credentials{AccessKey: "RD" + rand.Text()[:18], SecretKey: (rand.Text() + rand.Text())[:40]}
 }
 
 func writeCredentials(dir string, c Credentials) error {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/redoubt-io/redoubt/internal/admin"
 	"github.com/redoubt-io/redoubt/internal/blocks"
+	"github.com/redoubt-io/redoubt/internal/cluster"
 	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/objects"
 	"github.com/redoubt-io/redoubt/internal/placement"
@@ -54,6 +55,8 @@ type Config struct {
 	// address. Off by default: profiles expose internals and a CPU profile
 	// costs a little while it runs.
 	Pprof bool
+	// Cluster, when set, makes the node a cluster member; see ClusterConfig.
+	Cluster *ClusterConfig
 }
 
 // DefaultConfig is a one-drive node on the standard loopback ports.
@@ -95,12 +98,17 @@ func (c Config) Validate() error {
 		if err := c.Policy.Validate(); err != nil {
 			return err
 		}
-		if c.Policy.Shards() > len(c.DataDirs) {
+		if c.Cluster == nil && c.Policy.Shards() > len(c.DataDirs) {
 			return fmt.Errorf("policy %s needs %d drives, %d given", c.Policy, c.Policy.Shards(), len(c.DataDirs))
 		}
 	}
 	if c.Credentials != nil {
 		if err := c.Credentials.Validate(); err != nil {
+			return err
+		}
+	}
+	if c.Cluster != nil {
+		if err := c.Cluster.Validate(); err != nil {
 			return err
 		}
 	}
@@ -115,7 +123,9 @@ type Node struct {
 	started time.Time
 
 	Credentials Credentials
-	Policy      placement.Policy
+	policyMu    sync.Mutex
+	policy      placement.Policy
+	cluster     *cluster.Cluster
 	// S3URL and AdminURL are the bound endpoints.
 	S3URL, AdminURL string
 
@@ -162,41 +172,57 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		return nil, fmt.Errorf("opening drives: %w", err)
 	}
 
-	n.Policy = placement.DefaultPolicy(len(n.drives))
-	if cfg.Policy != nil {
-		n.Policy = *cfg.Policy
+	// Bind first: a cluster node advertises the addresses it serves on.
+	if err := n.listen(); err != nil {
+		return nil, err
 	}
-	bcfg := blocks.DefaultConfig(n.Policy)
+
+	policy := placement.DefaultPolicy(len(n.drives))
+	if cfg.Policy != nil {
+		policy = *cfg.Policy
+	}
+	ocfg := objects.DefaultConfig()
+	ocfg.InlineMax = cfg.InlineMax
+	var md meta.Store
+	bcfg := blocks.DefaultConfig(policy)
+	if cfg.Cluster != nil {
+		if err := n.startCluster(ctx); err != nil {
+			return nil, err
+		}
+		md = n.cluster.Meta()
+		if l := n.cluster.Layout(); l != nil {
+			policy = l.Policy
+		}
+		bcfg = blocks.DefaultConfig(policy)
+		bcfg.Resolve, bcfg.Place = n.cluster.Drive, n.cluster.Place
+		ocfg.Partitions = cfg.Cluster.Partitions
+	}
+	n.setPolicy(policy)
 	n.data, err = blocks.New(bcfg, n.drives, logger.With("component", "blocks"))
 	if err != nil {
 		return nil, fmt.Errorf("data path: %w", err)
 	}
-
-	// The metadata replicas live on the drives of the first three slots of
-	// the set, whatever order the directories are given in.
-	metaDirs := make([]string, 0, 3)
-	for _, d := range slices.SortedFunc(slices.Values(n.drives), func(a, b *store.Drive) int { return a.Slot() - b.Slot() }) {
-		if len(metaDirs) < 3 {
-			metaDirs = append(metaDirs, filepath.Join(d.Path(), "meta"))
+	if cfg.Cluster == nil {
+		if n.md, err = openLocalMeta(n.drives, logger); err != nil {
+			return nil, err
 		}
-	}
-	mcfg := meta.DefaultLocalConfig(metaDirs...)
-	mcfg.Logger = logger.With("component", "meta")
-	n.md, err = meta.OpenLocal(mcfg)
-	if err != nil {
-		return nil, fmt.Errorf("opening metadata: %w", err)
+		md = n.md
 	}
 
-	ocfg := objects.DefaultConfig()
-	ocfg.InlineMax = cfg.InlineMax
-	n.objects, err = objects.New(ocfg, n.md, n.data, logger.With("component", "objects"))
+	n.objects, err = objects.New(ocfg, md, n.data, logger.With("component", "objects"))
 	if err != nil {
 		return nil, fmt.Errorf("object layer: %w", err)
 	}
 
-	if cfg.Credentials != nil {
+	switch {
+	case cfg.Cluster != nil:
+		if n.Credentials, err = n.clusterCredentials(ctx); err != nil {
+			return nil, err
+		}
+		n.cluster.OnLayout(n.followLayout)
+	case cfg.Credentials != nil:
 		n.Credentials = *cfg.Credentials
-	} else {
+	default:
 		var created bool
 		n.Credentials, created, err = loadOrCreateCredentials(cfg.DataDirs)
 		if err != nil {
@@ -220,20 +246,6 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	}
 	n.repair = &repairer{objects: n.objects, data: n.data, log: logger.With("component", "repair")}
 
-	n.s3Ln, err = net.Listen("tcp", cfg.S3Addr)
-	if err != nil {
-		return nil, fmt.Errorf("S3 listener: %w", err)
-	}
-	scheme := "http"
-	if cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("loading TLS certificate: %w", err)
-		}
-		n.s3Ln = tls.NewListener(n.s3Ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-		scheme = "https"
-	}
-	n.S3URL = scheme + "://" + n.s3Ln.Addr().String()
 	n.s3Srv = &http.Server{
 		Handler:           front,
 		MaxHeaderBytes:    scfg.MaxHeaderBytes + 4096,
@@ -242,17 +254,15 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
 
-	n.adminLn, err = net.Listen("tcp", cfg.AdminAddr)
-	if err != nil {
-		return nil, fmt.Errorf("admin listener: %w", err)
-	}
-	n.AdminURL = "http://" + n.adminLn.Addr().String()
 	reg := prometheus.NewRegistry()
 	acfg := admin.DefaultConfig()
 	acfg.Registry = reg
 	mux := http.NewServeMux()
 	mux.Handle("/", admin.New(acfg, n, logger.With("component", "admin")))
 	mux.HandleFunc("/repair", n.serveRepair)
+	if n.cluster != nil {
+		n.registerCluster(mux)
+	}
 	if cfg.Pprof {
 		registerPprof(mux)
 	}
@@ -263,6 +273,64 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	return n, nil
 }
 
+// listen binds the S3 and admin listeners.
+func (n *Node) listen() error {
+	var err error
+	n.s3Ln, err = net.Listen("tcp", n.cfg.S3Addr)
+	if err != nil {
+		return fmt.Errorf("S3 listener: %w", err)
+	}
+	scheme := "http"
+	if n.cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(n.cfg.TLSCert, n.cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("loading TLS certificate: %w", err)
+		}
+		n.s3Ln = tls.NewListener(n.s3Ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		scheme = "https"
+	}
+	n.S3URL = scheme + "://" + n.s3Ln.Addr().String()
+	n.adminLn, err = net.Listen("tcp", n.cfg.AdminAddr)
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	n.AdminURL = "http://" + n.adminLn.Addr().String()
+	return nil
+}
+
+// openLocalMeta opens a standalone node's metadata. The replicas live on
+// the drives of the first three slots of the set, whatever order the
+// directories are given in.
+func openLocalMeta(drives []*store.Drive, logger *slog.Logger) (*meta.Local, error) {
+	metaDirs := make([]string, 0, 3)
+	for _, d := range slices.SortedFunc(slices.Values(drives), func(a, b *store.Drive) int { return a.Slot() - b.Slot() }) {
+		if len(metaDirs) < 3 {
+			metaDirs = append(metaDirs, filepath.Join(d.Path(), "meta"))
+		}
+	}
+	mcfg := meta.DefaultLocalConfig(metaDirs...)
+	mcfg.Logger = logger.With("component", "meta")
+	md, err := meta.OpenLocal(mcfg)
+	if err != nil {
+		return nil, fmt.Errorf("opening metadata: %w", err)
+	}
+	return md, nil
+}
+
+// Policy is the redundancy new objects get: the node's own, or in a
+// cluster the layout's.
+func (n *Node) Policy() placement.Policy {
+	n.policyMu.Lock()
+	defer n.policyMu.Unlock()
+	return n.policy
+}
+
+func (n *Node) setPolicy(p placement.Policy) {
+	n.policyMu.Lock()
+	n.policy = p
+	n.policyMu.Unlock()
+}
+
 // PrintBanner tells a new user where the endpoint is and how to sign in.
 func (n *Node) PrintBanner(w io.Writer) {
 	fmt.Fprintf(w, "Redoubt %s is serving S3\n", n.cfg.Version)
@@ -271,10 +339,19 @@ func (n *Node) PrintBanner(w io.Writer) {
 	fmt.Fprintf(w, "  Region:       %s\n", n.cfg.Region)
 	fmt.Fprintf(w, "  Access key:   %s\n", n.Credentials.AccessKey)
 	fmt.Fprintf(w, "  Secret key:   %s\n", n.Credentials.SecretKey)
-	if t := n.Policy.Tolerates(); t > 0 {
-		fmt.Fprintf(w, "  Redundancy:   %s over %d drives, survives the loss of any %d\n", n.Policy, len(n.drives), t)
-	} else {
-		fmt.Fprintf(w, "  Redundancy:   %s on %d drive; give --data once per drive to survive losing one\n", n.Policy, len(n.drives))
+	p := n.Policy()
+	switch t := p.Tolerates(); {
+	case n.cluster != nil:
+		fmt.Fprintf(w, "  Cluster:      node %s in zone %s, RPC %s\n", n.cluster.ID(), n.cfg.Cluster.Zone, n.cfg.Cluster.RPCAddr)
+		if l := n.cluster.Layout(); l != nil {
+			fmt.Fprintf(w, "  Redundancy:   %s over %d nodes (layout v%d), survives the loss of any %d\n", p, len(l.Nodes), l.Version, t)
+		} else {
+			fmt.Fprintf(w, "  Redundancy:   set by the first layout, once %d node(s) have joined\n", n.cfg.Cluster.BootstrapExpect)
+		}
+	case t > 0:
+		fmt.Fprintf(w, "  Redundancy:   %s over %d drives, survives the loss of any %d\n", p, len(n.drives), t)
+	default:
+		fmt.Fprintf(w, "  Redundancy:   %s on %d drive; give --data once per drive to survive losing one\n", p, len(n.drives))
 	}
 }
 
@@ -332,6 +409,12 @@ func (n *Node) close() {
 	}
 	if n.adminLn != nil {
 		n.adminLn.Close()
+	}
+	if n.cluster != nil {
+		if err := n.cluster.Close(); err != nil {
+			n.log.Warn("closing cluster state", "err", err)
+		}
+		n.cluster = nil
 	}
 	if n.md != nil {
 		if err := n.md.Close(); err != nil {

@@ -19,7 +19,7 @@ func (n *Node) Status(ctx context.Context) admin.Status {
 		UptimeSeconds: time.Since(n.started).Seconds(),
 		Region:        n.cfg.Region,
 		S3Endpoint:    n.S3URL,
-		Policy:        n.Policy.String(),
+		Policy:        n.Policy().String(),
 	}
 	for _, d := range n.data.Status() {
 		ds := admin.DriveStatus{
@@ -42,7 +42,11 @@ func (n *Node) Status(ctx context.Context) admin.Status {
 		st.CorruptionsTotal += ds.CorruptBlocks
 		st.Drives = append(st.Drives, ds)
 	}
-	for _, r := range n.md.Status() {
+	if n.cluster != nil {
+		cs := n.cluster.Status(ctx)
+		st.Cluster = &cs
+	}
+	for _, r := range n.localMetaStatus() {
 		rs := admin.ReplicaStatus{Path: r.Dir, State: admin.ReplicaOK}
 		if r.State != meta.ReplicaHealthy {
 			rs.State = admin.ReplicaFailed
@@ -82,4 +86,13 @@ func (n *Node) objectStats(ctx context.Context) (objects, bytes int64) {
 		n.stats.objects, n.stats.bytes, n.stats.at = objs, b, time.Now()
 	}
 	return n.stats.objects, n.stats.bytes
+}
+
+// localMetaStatus is the standalone node's metadata replicas; a cluster
+// node keeps its metadata in Raft groups instead.
+func (n *Node) localMetaStatus() []meta.ReplicaStatus {
+	if n.md == nil {
+		return nil
+	}
+	return n.md.Status()
 }

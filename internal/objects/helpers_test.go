@@ -23,6 +23,7 @@ type memBlocks struct {
 	mu struct {
 		sync.Mutex
 		objs  map[string][]byte
+		parts map[string]uint32 // ref ID -> partition written to
 		next  int
 		fails map[string]error // op -> error injected once
 	}
@@ -35,6 +36,7 @@ var errInjected = errors.New("injected data store failure")
 func newMemBlocks() *memBlocks {
 	m := &memBlocks{}
 	m.mu.objs = map[string][]byte{}
+	m.mu.parts = map[string]uint32{}
 	m.mu.fails = map[string]error{}
 	return m
 }
@@ -53,7 +55,7 @@ func (m *memBlocks) takeFail(op string) error {
 	return err
 }
 
-func (m *memBlocks) Write(ctx context.Context, r io.Reader) (blocks.Ref, error) {
+func (m *memBlocks) Write(ctx context.Context, p uint32, r io.Reader) (blocks.Ref, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return blocks.Ref{}, fmt.Errorf("memblocks: read body: %w", err)
@@ -66,6 +68,7 @@ func (m *memBlocks) Write(ctx context.Context, r io.Reader) (blocks.Ref, error) 
 	m.mu.next++
 	id := fmt.Sprintf("ref%06d", m.mu.next)
 	m.mu.objs[id] = data
+	m.mu.parts[id] = p
 	return blocks.Ref{ID: id, Size: int64(len(data)), K: 1, M: 2, Mirror: true, ChunkSize: 1 << 20, Drives: []string{"d1", "d2", "d3"}}, nil
 }
 

@@ -244,6 +244,7 @@ func (s *Service) uploadPart(ctx context.Context, b bucketRec, bucket, key, uplo
 		expected:   opts.Checksums,
 		alg:        alg,
 		trailer:    opts.Trailer,
+		partition:  p,
 	}
 	if u.ChecksumAlg == "" {
 		// An upload created without an algorithm gets a FULL_OBJECT

@@ -30,6 +30,9 @@ type ingestOpts struct {
 	also    checksum.Algorithm
 	trailer func() Checksums
 	inline  bool // may be kept in metadata
+	// partition is the key's metadata partition; the data path places
+	// the shards by it.
+	partition meta.Partition
 }
 
 // ingested is a body taken in: stored (ref) or held (inline), with its
@@ -163,7 +166,7 @@ func (s *Service) ingest(ctx context.Context, body io.Reader, o ingestOpts) (ing
 		}
 		if len(buf) > s.cfg.InlineMax {
 			// More than InlineMax: store it, starting with what was read.
-			ref, err := s.data.Write(ctx, io.MultiReader(bytes.NewReader(buf), br))
+			ref, err := s.data.Write(ctx, uint32(o.partition), io.MultiReader(bytes.NewReader(buf), br))
 			if err != nil {
 				return ingested{}, s.writeErr(br, err)
 			}
@@ -172,7 +175,7 @@ func (s *Service) ingest(ctx context.Context, body io.Reader, o ingestOpts) (ing
 			in.inline = buf
 		}
 	} else {
-		ref, err := s.data.Write(ctx, br)
+		ref, err := s.data.Write(ctx, uint32(o.partition), br)
 		if err != nil {
 			return ingested{}, s.writeErr(br, err)
 		}
@@ -334,6 +337,7 @@ func (s *Service) put(ctx context.Context, b bucketRec, bucket, key string, body
 		alg:        opts.ChecksumAlgorithm,
 		trailer:    opts.Trailer,
 		inline:     true,
+		partition:  s.partition(bucket, key),
 	})
 	if err != nil {
 		return ObjectInfo{}, err

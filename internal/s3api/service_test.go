@@ -25,7 +25,7 @@ type memData struct {
 
 var _ blocks.Store = (*memData)(nil)
 
-func (m *memData) Write(ctx context.Context, r io.Reader) (blocks.Ref, error) {
+func (m *memData) Write(ctx context.Context, _ uint32, r io.Reader) (blocks.Ref, error) {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return blocks.Ref{}, fmt.Errorf("memdata: %w", err)

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/redoubt-io/redoubt/internal/admin"
+)
+
+func newStatusCmd() *cobra.Command {
+	addr := "127.0.0.1:3903"
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show a server's drives, and for a cluster its nodes, zones, layout and Raft leaders",
+		Long: `Ask any node (its admin address) for the state of the node and of the cluster:
+nodes with their zones and liveness, the layout version, the metadata Raft
+groups each node hosts and leads, data per drive and the redundancy policy.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var st admin.Status
+			if err := adminCall(cmd.Context(), addr, http.MethodGet, "/status", nil, &st); err != nil {
+				return err
+			}
+			if asJSON {
+				e := json.NewEncoder(cmd.OutOrStdout())
+				e.SetIndent("", "  ")
+				return e.Encode(st)
+			}
+			printStatus(cmd.OutOrStdout(), st)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&addr, "admin-addr", addr, "any node's admin address")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the raw JSON status")
+	return withEnv(cmd)
+}
+
+func printStatus(w io.Writer, st admin.Status) {
+	fmt.Fprintf(w, "Redoubt %s, up %.0fs, S3 %s, region %s\n", st.Version, st.UptimeSeconds, st.S3Endpoint, st.Region)
+	fmt.Fprintf(w, "Redundancy: %s; %d objects, %s; corrupt blocks found: %d\n", st.Policy, st.Objects, humanBytes(st.Bytes), st.CorruptionsTotal)
+	if c := st.Cluster; c != nil {
+		fmt.Fprintf(w, "\nCluster: layout v%d, %d partitions, %d staged change(s); answering node %s\n",
+			c.LayoutVersion, c.Partitions, c.StagedChanges, short(c.NodeID))
+		fmt.Fprintf(w, "System group: leader %s, term %d, voters %d\n", short(c.System.Leader), c.System.Term, len(c.System.Voters))
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tZONE\tSTATE\tIN LAYOUT\tDRIVES\tCAPACITY\tSLOTS\tGROUPS\tLEADS\tS3")
+		for _, n := range c.Nodes {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%d\t%s\t%d\t%d\t%d\t%s\n", short(n.ID), n.Zone, n.State, n.InLayout,
+				n.Drives, humanBytes(int64(n.Capacity)), n.ShardSlots, n.Hosts, n.Leads, n.S3Addr)
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "This node: %d partition groups, leads %d, %d without a leader\n", c.Groups.Hosted, c.Groups.Leading, c.Groups.Leaderless)
+	}
+	fmt.Fprintln(w, "\nDrives of this node:")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tUSED\tTOTAL\tCORRUPT BLOCKS\tPATH")
+	for _, d := range st.Drives {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", short(d.ID), d.State, humanBytes(d.UsedBytes), humanBytes(d.TotalBytes), d.CorruptBlocks, d.Path)
+	}
+	tw.Flush()
+}
+
+// short abbreviates an ID for tables.
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	if id == "" {
+		return "-"
+	}
+	return id
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for v := n / unit; v >= unit; v /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
