@@ -23,7 +23,7 @@ var credsKey = []byte("cluster/root-credentials")
 func (n *Node) startCluster(ctx context.Context) error {
 	cc := n.cfg.Cluster
 	gossip, err := cc.gossipAddr()
-	if err != nil {
+	if err != nil && cc.Net == nil {
 		return err
 	}
 	ccfg := cluster.Config{
@@ -31,6 +31,7 @@ func (n *Node) startCluster(ctx context.Context) error {
 		S3Addr: n.s3Ln.Addr().String(), AdminAddr: n.adminLn.Addr().String(),
 		BootstrapExpect: cc.BootstrapExpect, Partitions: cc.Partitions, MetaReplicas: cc.MetaReplicas,
 		Policy: n.cfg.Policy, Version: n.cfg.Version,
+		Net: cc.Net, NoGossip: cc.NoGossip, RaftTick: cc.RaftTick, LayoutPoll: cc.LayoutPoll,
 	}
 	n.cluster, err = cluster.Start(ctx, ccfg, n.drives, n.log.With("component", "cluster"))
 	if err != nil {

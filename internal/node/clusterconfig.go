@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"time"
+
+	"github.com/redoubt-io/redoubt/internal/transport"
 )
 
 // ClusterConfig makes a node a member of a cluster. Nil in Config means a
@@ -36,6 +39,14 @@ type ClusterConfig struct {
 	// losing two nodes could take a group's majority and make objects
 	// unreadable that the data shards would still rebuild.
 	MetaReplicas int
+
+	// Net, NoGossip, RaftTick and LayoutPoll are for in-process tests: an
+	// in-memory network instead of mutual TLS on RPCAddr, no gossip, and
+	// faster Raft ticks and layout polls. Zero values keep the defaults.
+	Net        transport.Caller
+	NoGossip   bool
+	RaftTick   time.Duration
+	LayoutPoll time.Duration
 }
 
 // DefaultClusterConfig is a node in zone "default" that starts a cluster of
@@ -46,7 +57,16 @@ func DefaultClusterConfig() ClusterConfig {
 
 // Validate checks the cluster settings.
 func (c ClusterConfig) Validate() error {
+	if c.Net != nil {
+		c.RPCAddr = c.Net.Addr()
+		if c.GossipAddr == "" {
+			c.GossipAddr = "127.0.0.1:0"
+		}
+	}
 	host, port, err := net.SplitHostPort(c.RPCAddr)
+	if c.Net != nil {
+		host, port, err = "mem", "1", nil
+	}
 	switch {
 	case err != nil:
 		return fmt.Errorf("--rpc-addr %q: %w", c.RPCAddr, err)
