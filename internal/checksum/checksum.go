@@ -14,6 +14,8 @@ import (
 	"hash/crc32"
 	"hash/crc64"
 	"strings"
+
+	"github.com/minio/crc64nvme"
 )
 
 // Algorithm is an S3 checksum algorithm name in its canonical upper case.
@@ -33,7 +35,11 @@ var All = []Algorithm{CRC32, CRC32C, CRC64NVME, SHA1, SHA256}
 var (
 	castagnoli = crc32.MakeTable(crc32.Castagnoli)
 	// nvme is CRC-64/NVME: polynomial 0xAD93D23594C93659, reflected, with
-	// the same init and final xor as Go's crc64 package expects.
+	// the same init and final xor as Go's crc64 package expects. Combine
+	// uses it; New hashes with crc64nvme, which computes the same CRC with
+	// carry-less multiplication (PCLMULQDQ, AVX-512, ARM PMULL): 64 MiB
+	// PUTs, which the server checksums with CRC64NVME by default, spent a
+	// fifth of their CPU in the table-driven hash/crc64.
 	nvme = crc64.MakeTable(0x9a6c9329ac4bc9b5)
 )
 
@@ -57,7 +63,7 @@ func New(a Algorithm) hash.Hash {
 	case CRC32C:
 		return crc32.New(castagnoli)
 	case CRC64NVME:
-		return crc64.New(nvme)
+		return crc64nvme.New()
 	case SHA1:
 		return sha1.New()
 	case SHA256:

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/redoubt-io/redoubt/internal/admin"
@@ -80,7 +81,11 @@ func (n *Node) objectStats(ctx context.Context) (objects, bytes int64) {
 	if n.stats.at.IsZero() || time.Since(n.stats.at) > statsMaxAge {
 		objs, b, err := n.objects.Stats(ctx)
 		if err != nil {
-			n.log.Warn("counting objects for status", "err", err)
+			level := slog.LevelWarn
+			if ctx.Err() != nil {
+				level = slog.LevelDebug // the caller gave up; nothing is wrong
+			}
+			n.log.Log(ctx, level, "counting objects for status", "err", err)
 			return n.stats.objects, n.stats.bytes
 		}
 		n.stats.objects, n.stats.bytes, n.stats.at = objs, b, time.Now()

@@ -15,7 +15,10 @@
 //     is emptied at start.
 //  3. Durability. A Writer streams into .tmp/, and Commit fsyncs the file,
 //     renames it into place and fsyncs every directory it created or
-//     changed. Only after Commit returns is a shard durable.
+//     changed. Only after Commit returns is a shard durable. Commit then
+//     evicts the file's pages from the page cache (unless
+//     Config.KeepWrittenCache), so written data does not crowd out what is
+//     read and each write reuses memory just freed.
 //  4. Integrity. A shard file is a 32-byte header (magic, format version,
 //     checksum algorithm, block size, data length, header checksum), then
 //     the data in blocks of BlockSize bytes, each followed by the CRC-32C of

@@ -52,6 +52,17 @@ type Config struct {
 	// Large sequential writes are what disks like; 1 MiB is one data shard
 	// of the default chunk.
 	WriteBuffer int
+	// KeepWrittenCache keeps a committed shard's pages in the page cache.
+	// False (the default) evicts them right after the fsync: a shard just
+	// written is seldom read soon (hot objects are read back into the cache
+	// on first GET), and pages that stay cached push out the metadata
+	// store's and fill memory with one-shot data, so every later write must
+	// first reclaim memory. Evicted clean pages go straight back to the free
+	// lists for the next write; in a VM that returns free memory to its
+	// host (free page reporting), writing into never-reused pages costs a
+	// host fault per page, which measured 2 to 3 times slower end to end
+	// (BENCHMARKS.md).
+	KeepWrittenCache bool
 	// FS is the file system the drives are on: the OS, or a fault-injecting
 	// twin in tests.
 	FS vfs.FS

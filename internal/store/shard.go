@@ -283,6 +283,9 @@ func (w *Writer) Commit(ctx context.Context) error {
 			w.d.fail(fmt.Errorf("fsync failed: %w", err))
 			return err
 		}
+		if !w.d.cfg.KeepWrittenCache {
+			dropCache(w.f)
+		}
 		return nil
 	}()
 	if cerr := w.f.Close(); err == nil {

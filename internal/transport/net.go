@@ -193,7 +193,7 @@ func (n *Net) acceptLoop() {
 	for {
 		raw, err := n.ln.Accept()
 		if err != nil {
-			if n.ctx.Err() != nil {
+			if n.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			// Out of file descriptors and the like: wait and go on, as
