@@ -74,7 +74,12 @@ func (c *lightClient) do(ctx context.Context, method, key string, body io.ReadSe
 		hash = hex.EncodeToString(h.Sum(nil))
 	}
 	var rd io.Reader
-	if body != nil {
+	switch {
+	case body != nil && size == 0:
+		// An empty non-nil body would go out chunked, without the
+		// Content-Length S3 requires; NoBody sends "Content-Length: 0".
+		rd = http.NoBody
+	case body != nil:
 		rd = body
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+escapeKey(key), rd)
