@@ -110,3 +110,15 @@ func (l *latencies) quantile(q float64) (time.Duration, uint64) {
 	}
 	return 0, l.n
 }
+
+var _ meta.RangeScanner = (*guardedStore)(nil)
+
+// ScanRanges passes the host's one-request-per-node range reads through,
+// which listing depends on.
+func (g *guardedStore) ScanRanges(ctx context.Context, ranges []meta.Range, fn func(i int, key []byte, item meta.Item) bool) error {
+	if err := g.enter(); err != nil {
+		return err
+	}
+	defer g.mu.RUnlock()
+	return meta.ScanRanges(ctx, g.s, ranges, fn)
+}

@@ -150,11 +150,14 @@ func (c *Cluster) watchLayout() {
 		if err := c.pollLayout(ctx); err != nil && !errors.Is(err, meta.ErrUnavailable) && c.ctx.Err() == nil {
 			c.log.Debug("layout poll", "err", err)
 		}
-		if c.isLeader(meta.System) {
+		groups := c.groups()
+		if g, ok := groups[meta.System]; ok && g.Leader == c.raftID {
 			c.bootstrapLayout(ctx)
-			c.reconcileSystem(ctx)
+			c.reconcileSystem(ctx, g)
 		}
-		c.reconcileGroups(ctx)
+		if polls%5 == 0 {
+			c.reconcileGroups(ctx, groups)
+		}
 		cancel()
 	}
 }
@@ -298,7 +301,7 @@ func (c *Cluster) bootstrapLayout(ctx context.Context) {
 // layout's choice once there is a layout, else the first nodes to join.
 // One change per poll, additions before removals, so a majority is never
 // put at risk by a batch of changes.
-func (c *Cluster) reconcileSystem(ctx context.Context) {
+func (c *Cluster) reconcileSystem(ctx context.Context, g raftmeta.Status) {
 	var want []uint64
 	if l := c.Layout(); l != nil {
 		want = c.raftIDs(l.SystemNodes())
@@ -313,29 +316,29 @@ func (c *Cluster) reconcileSystem(ctx context.Context) {
 		// The leader stays until last; another voter takes over after.
 		want = append(want, c.raftID)
 	}
-	c.reconcileVoters(ctx, meta.System, want)
+	c.reconcileVoters(ctx, g, want)
 }
 
 // reconcileGroups brings the voters of each group this node leads in line
 // with the layout.
-func (c *Cluster) reconcileGroups(ctx context.Context) {
+func (c *Cluster) reconcileGroups(ctx context.Context, groups map[meta.Partition]raftmeta.Status) {
 	l := c.Layout()
 	if l == nil {
 		return
 	}
-	groups := c.groups()
 	for p := range l.Partitions {
 		part := meta.Partition(p)
-		if g, ok := groups[part]; !ok || g.Leader != c.raftID {
+		g, ok := groups[part]
+		if !ok || g.Leader != c.raftID {
 			continue
 		}
-		c.reconcileVoters(ctx, part, c.raftIDs(l.MetaNodes(p)))
+		c.reconcileVoters(ctx, g, c.raftIDs(l.MetaNodes(p)))
 	}
 }
 
-func (c *Cluster) reconcileVoters(ctx context.Context, p meta.Partition, want []uint64) {
-	g, ok := c.group(p)
-	if !ok || len(want) == 0 {
+func (c *Cluster) reconcileVoters(ctx context.Context, g raftmeta.Status, want []uint64) {
+	p := g.Partition
+	if len(want) == 0 {
 		return
 	}
 	for _, id := range want {

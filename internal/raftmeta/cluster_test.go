@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,17 +24,41 @@ type memNet struct {
 		sync.Mutex
 		hosts map[uint64]*Host
 		cut   map[[2]uint64]bool
-		links map[[2]uint64]chan []byte
+		links map[[2]uint64]chan queued
 	}
 	wg sync.WaitGroup
+	// delay, when set, is the one-way latency of every link and of each
+	// way of a forwarded request (nanoseconds), as a real network adds.
+	delay atomic.Int64
 }
 
-func newMemNet(t *testing.T) *memNet {
+type queued struct {
+	at    time.Time
+	batch []byte
+}
+
+// lag waits until the delay after since has passed.
+func (n *memNet) lag(ctx context.Context, since time.Time) error {
+	d := time.Duration(n.delay.Load()) - time.Since(since)
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func newMemNet(t testing.TB) *memNet {
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &memNet{ctx: ctx}
 	n.mu.hosts = make(map[uint64]*Host)
 	n.mu.cut = make(map[[2]uint64]bool)
-	n.mu.links = make(map[[2]uint64]chan []byte)
+	n.mu.links = make(map[[2]uint64]chan queued)
 	t.Cleanup(func() { cancel(); n.wg.Wait() })
 	return n
 }
@@ -83,27 +108,30 @@ func (n *memNet) send(from, to uint64, batch []byte) {
 	n.mu.Lock()
 	ch, ok := n.mu.links[key]
 	if !ok {
-		ch = make(chan []byte, 1024)
+		ch = make(chan queued, 1024)
 		n.mu.links[key] = ch
 		n.wg.Add(1)
 		go n.deliver(from, to, ch)
 	}
 	n.mu.Unlock()
 	select {
-	case ch <- batch:
+	case ch <- queued{time.Now(), batch}:
 	default: // link full: dropped, as a real network may
 	}
 }
 
-func (n *memNet) deliver(from, to uint64, ch chan []byte) {
+func (n *memNet) deliver(from, to uint64, ch chan queued) {
 	defer n.wg.Done()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
-		case b := <-ch:
+		case q := <-ch:
+			if n.lag(n.ctx, q.at) != nil {
+				return
+			}
 			if h, ok := n.connected(from, to); ok {
-				_ = h.Step(n.ctx, from, b)
+				_ = h.Step(n.ctx, from, q.batch)
 			}
 		}
 	}
@@ -126,7 +154,13 @@ func (f memForwarder) Forward(ctx context.Context, to uint64, req []byte) ([]byt
 	if !ok {
 		return nil, fmt.Errorf("node %d unreachable from %d: %w", to, f.from, ErrNotDelivered)
 	}
+	if err := f.n.lag(ctx, time.Now()); err != nil {
+		return nil, err
+	}
 	resp, err := h.HandleForward(ctx, req)
+	if err := f.n.lag(ctx, time.Now()); err != nil {
+		return nil, err
+	}
 	if _, ok := f.n.connected(to, f.from); !ok {
 		return nil, fmt.Errorf("reply from %d lost", to) // cut while serving
 	}
@@ -140,7 +174,7 @@ var (
 
 // cluster is a set of hosts on one memNet, each with its own directory.
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	net   *memNet
 	tweak func(*Config)
 	ids   []uint64
@@ -163,7 +197,7 @@ func fastConfig(c *Config) {
 	c.ProposalTimeout = 3 * time.Second
 }
 
-func newCluster(t *testing.T, n int, parts []meta.Partition, tweak func(*Config)) *cluster {
+func newCluster(t testing.TB, n int, parts []meta.Partition, tweak func(*Config)) *cluster {
 	c := &cluster{t: t, net: newMemNet(t), tweak: tweak, dirs: map[uint64]string{}, nodes: map[uint64]*testNode{}, groups: map[meta.Partition][]uint64{}}
 	for i := range n {
 		id := uint64(i + 1)
@@ -280,7 +314,7 @@ func (c *cluster) leader(p meta.Partition, among ...uint64) uint64 {
 func poll() { <-time.After(5 * time.Millisecond) }
 
 // eventually polls cond until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() error) {
+func eventually(t testing.TB, d time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	var err error

@@ -315,6 +315,9 @@ const (
 	opGet
 	opScan
 	opConf
+	// opRanges reads many ranges, of the groups the receiver leads, in
+	// one request (ScanRanges); it is never forwarded further.
+	opRanges
 )
 
 type request struct {
@@ -327,6 +330,33 @@ type request struct {
 	maxBytes uint32                // opScan: page size
 	change   raftpb.ConfChangeType // opConf
 	node     uint64                // opConf
+	ranges   []scanRange           // opRanges
+}
+
+// scanRange is one range of an opRanges request. limit > 0 caps the keys
+// the receiver reads for it: the caller will take no more.
+type scanRange struct {
+	p          meta.Partition
+	start, end []byte // a nil end is the end of the partition
+	limit      uint64
+}
+
+func appendEnd(b, end []byte) []byte {
+	if end == nil {
+		return append(b, 0)
+	}
+	return appendBytes(append(b, 1), end)
+}
+
+func (r *reader) optEnd() []byte {
+	switch r.byte1("end flag") {
+	case 0:
+		return nil
+	case 1:
+		return r.bytes("end")
+	}
+	r.fail("end flag")
+	return nil
 }
 
 func encodeRequest(q *request) []byte {
@@ -340,16 +370,20 @@ func encodeRequest(q *request) []byte {
 		b = appendBytes(b, q.key)
 	case opScan:
 		b = appendBytes(b, q.key)
-		if q.end == nil {
-			b = append(b, 0)
-		} else {
-			b = append(b, 1)
-			b = appendBytes(b, q.end)
-		}
+		b = appendEnd(b, q.end)
 		b = binary.BigEndian.AppendUint32(b, q.maxBytes)
 	case opConf:
 		b = append(b, byte(q.change))
 		b = binary.BigEndian.AppendUint64(b, q.node)
+	case opRanges:
+		b = binary.BigEndian.AppendUint32(b, q.maxBytes)
+		b = binary.AppendUvarint(b, uint64(len(q.ranges)))
+		for _, rg := range q.ranges {
+			b = binary.BigEndian.AppendUint32(b, uint32(rg.p))
+			b = appendBytes(b, rg.start)
+			b = appendEnd(b, rg.end)
+			b = binary.AppendUvarint(b, rg.limit)
+		}
 	}
 	return b
 }
@@ -368,19 +402,21 @@ func decodeRequest(b []byte) (request, error) {
 		q.key = r.bytes("key")
 	case opScan:
 		q.key = r.bytes("start")
-		switch r.byte1("end flag") {
-		case 0:
-		case 1:
-			q.end = r.bytes("end")
-		default:
-			r.fail("end flag")
-		}
+		q.end = r.optEnd()
 		q.maxBytes = r.u32("page size")
 	case opConf:
 		q.change = raftpb.ConfChangeType(r.byte1("change"))
 		q.node = r.u64("node")
 		if _, ok := raftpb.ConfChangeType_name[int32(q.change)]; r.err == nil && !ok {
 			r.fail("change type")
+		}
+	case opRanges:
+		q.maxBytes = r.u32("page size")
+		if n := r.count("ranges", 7); n > 0 {
+			q.ranges = make([]scanRange, n)
+			for i := range q.ranges {
+				q.ranges[i] = scanRange{p: meta.Partition(r.u32("partition")), start: r.bytes("start"), end: r.optEnd(), limit: r.uvarint("limit")}
+			}
 		}
 	default:
 		r.fail(fmt.Sprintf("unknown op %d", q.op))
@@ -457,6 +493,92 @@ func decodeResponse(b []byte) (response, error) {
 		s.more = true
 	default:
 		r.fail("more flag")
+	}
+	return s, r.end()
+}
+
+// rangeState is how far the receiver of an opRanges request read one range.
+type rangeState byte
+
+const (
+	// rangeDone: every key of the range (up to its limit) is in the
+	// response.
+	rangeDone rangeState = iota
+	// rangeMore: the response filled up; the range continues after its
+	// last key in the response (from its start if it has none).
+	rangeMore
+	// rangeNotLed: the receiver does not lead the range's group (any
+	// more); the caller asks the group's leader instead.
+	rangeNotLed
+	// rangeUnavailable: the group's leader could not confirm a read with
+	// a quorum in time; the response's msg says why.
+	rangeUnavailable
+)
+
+// rangesResponse answers an opRanges request: a state and the items of
+// each of its ranges, in request order. A status other than stOK (msg
+// says why) fails the whole request.
+type rangesResponse struct {
+	status status
+	msg    string
+	ranges []rangeResult
+}
+
+type rangeResult struct {
+	state  rangeState
+	leader uint64 // rangeNotLed: the leader the receiver knows, or 0
+	items  []snapItem
+}
+
+func encodeRangesResponse(s *rangesResponse) []byte {
+	n := 16 + len(s.msg)
+	for _, rr := range s.ranges {
+		n += 4
+		for _, it := range rr.items {
+			n += len(it.key) + len(it.value) + 16
+		}
+	}
+	b := make([]byte, 0, n)
+	b = append(b, formatVersion, byte(s.status))
+	b = appendBytes(b, []byte(s.msg))
+	b = binary.AppendUvarint(b, uint64(len(s.ranges)))
+	for _, rr := range s.ranges {
+		b = append(b, byte(rr.state))
+		b = binary.AppendUvarint(b, rr.leader)
+		b = binary.AppendUvarint(b, uint64(len(rr.items)))
+		for _, it := range rr.items {
+			b = appendBytes(b, it.key)
+			b = binary.AppendUvarint(b, it.rev)
+			b = appendBytes(b, it.value)
+		}
+	}
+	return b
+}
+
+func decodeRangesResponse(b []byte) (rangesResponse, error) {
+	r := reader{b: b}
+	r.version()
+	s := rangesResponse{status: status(r.byte1("status"))}
+	if r.err == nil && s.status > stError {
+		r.fail("status")
+	}
+	s.msg = string(r.bytes("message"))
+	if n := r.count("ranges", 3); n > 0 {
+		s.ranges = make([]rangeResult, n)
+		for i := range s.ranges {
+			rr := &s.ranges[i]
+			rr.state = rangeState(r.byte1("range state"))
+			if r.err == nil && rr.state > rangeUnavailable {
+				r.fail("range state")
+			}
+			rr.leader = r.uvarint("leader")
+			if m := r.count("items", 3); m > 0 {
+				rr.items = make([]snapItem, m)
+				for j := range rr.items {
+					rr.items[j] = snapItem{key: r.bytes("key"), rev: r.uvarint("rev"), value: r.bytes("value")}
+				}
+			}
+		}
 	}
 	return s, r.end()
 }

@@ -30,6 +30,8 @@ func TestCodecRoundTrip(t *testing.T) {
 		{op: opScan, p: 5, key: []byte("a"), end: nil, maxBytes: 100},
 		{op: opScan, p: 5, key: []byte("a"), end: []byte{}, maxBytes: 100},
 		{op: opConf, p: 5, change: raftpb.ConfChangeType_ConfChangeAddLearnerNode, node: 9},
+		sampleRanges(),
+		{op: opRanges, maxBytes: 7},
 	} {
 		got, err := decodeRequest(encodeRequest(&q))
 		if err != nil || !bytes.Equal(encodeRequest(&got), encodeRequest(&q)) || (got.end == nil) != (q.end == nil) || fmt.Sprint(got.txn) != fmt.Sprint(q.txn) {
@@ -40,6 +42,16 @@ func TestCodecRoundTrip(t *testing.T) {
 	gotS, err := decodeResponse(encodeResponse(&s))
 	if err != nil || fmt.Sprint(gotS) != fmt.Sprint(s) {
 		t.Fatalf("response: %v, %v", gotS, err)
+	}
+	rr := sampleRangesResponse()
+	gotR, err := decodeRangesResponse(encodeRangesResponse(&rr))
+	if err != nil || fmt.Sprint(gotR) != fmt.Sprint(rr) {
+		t.Fatalf("ranges response: %v, %v", gotR, err)
+	}
+	q := sampleRanges()
+	gotQ, _ := decodeRequest(encodeRequest(&q))
+	if fmt.Sprint(gotQ.ranges) != fmt.Sprint(q.ranges) || gotQ.ranges[0].end != nil || gotQ.ranges[1].end == nil {
+		t.Fatalf("ranges request: %+v", gotQ.ranges)
 	}
 	msgs := []groupMsg{{p: 3, msg: &raftpb.Message{Type: new(raftpb.MsgApp), To: new(uint64(2)), From: new(uint64(1)), Entries: []*raftpb.Entry{{Index: new(uint64(5)), Data: []byte("x")}}}}}
 	raw, err := encodeBatch(msgs)
@@ -77,6 +89,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		{op: opCommit, hops: 1, p: meta.System, txn: sampleTxn()},
 		{op: opScan, p: 5, key: []byte("a"), end: []byte("z"), maxBytes: 100},
 		{op: opConf, p: 5, change: raftpb.ConfChangeType_ConfChangeAddNode, node: 9},
+		sampleRanges(),
 	} {
 		f.Add(encodeRequest(&q))
 	}
@@ -130,5 +143,37 @@ func FuzzDecodeStoredState(f *testing.F) {
 		_, _, _ = decodeBase(b)
 		_, _, _ = decodeItem(b)
 		_, _, _ = decodeConfContext(b)
+	})
+}
+
+func sampleRanges() request {
+	return request{op: opRanges, hops: 1, maxBytes: 1 << 20, ranges: []scanRange{
+		{p: 3, start: []byte("a")},
+		{p: meta.System, start: nil, end: []byte{}, limit: 5},
+		{p: 7, start: []byte("b"), end: []byte("c"), limit: 300},
+	}}
+}
+
+func sampleRangesResponse() rangesResponse {
+	return rangesResponse{status: stOK, msg: "m", ranges: []rangeResult{
+		{state: rangeDone, items: []snapItem{{key: []byte("k"), value: []byte("v"), rev: 3}, {key: []byte{}, rev: 1 << 40}}},
+		{state: rangeMore},
+		{state: rangeNotLed, leader: 1 << 63},
+		{state: rangeUnavailable},
+	}}
+}
+
+func FuzzDecodeRangesResponse(f *testing.F) {
+	s := sampleRangesResponse()
+	f.Add(encodeRangesResponse(&s))
+	f.Add(encodeRangesResponse(&rangesResponse{status: stError, msg: "x"}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := decodeRangesResponse(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(encodeRangesResponse(&s), b) {
+			t.Fatalf("decoded %x does not re-encode to itself", b)
+		}
 	})
 }

@@ -61,7 +61,7 @@ type Config struct {
 	// before waiting for an acknowledgement.
 	MaxInflight int
 	// MaxMessage bounds the entries in one append message and the items
-	// in one page of a forwarded scan (bytes).
+	// in one page of a forwarded scan or one answer to ScanRanges (bytes).
 	MaxMessage int
 	// MaxHops bounds how often a request is forwarded before it is
 	// answered "no leader here"; the origin then retries until

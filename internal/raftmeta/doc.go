@@ -24,15 +24,26 @@
 //  3. A Scan served by a non-leader arrives in pages of Config.MaxMessage
 //     bytes, each a consistent, linearizable view of its keys, read one
 //     after another (see Scan); served at the leader it is one view.
-//  4. Durability: a host acknowledges log entries (to its leader, or as
+//  4. ScanRanges (meta.RangeScanner) reads many ranges at the cost of
+//     one round per node, not one per range: the groups led here confirm
+//     their reads together and are read through one Pebble iterator;
+//     each other node gets one request with all the ranges it leads (as
+//     far as this host knows; a node that does not lead a range names
+//     the leader it knows, and a second round goes there), served the
+//     same way, all in parallel. Each range is linearizable on its own:
+//     it reflects every commit acknowledged before the call began.
+//     Ranges are not one snapshot together, and a range longer than a
+//     response (Config.MaxMessage) is continued like a paged Scan. A
+//     range whose node fails or lost the lead is read with Scan.
+//  5. Durability: a host acknowledges log entries (to its leader, or as
 //     leader to itself) only after one synced Pebble batch holding the
 //     entries and hard states of every group that had some. Applied
 //     entries are written with their group's applied index in one batch.
 //     New restarts every group found in its directory.
-//  5. A group's log keeps at most Config.SnapshotEntries applied entries;
+//  6. A group's log keeps at most Config.SnapshotEntries applied entries;
 //     a follower that needs discarded entries gets a snapshot of the
 //     group's items, installed in one batch.
-//  6. AddVoter, AddLearner and RemoveVoter change a group's membership one
+//  7. AddVoter, AddLearner and RemoveVoter change a group's membership one
 //     node at a time (raft ConfChangeV2). A node learns its removal when it
 //     applies it, then stops the group and deletes its data.
 //

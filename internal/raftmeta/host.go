@@ -40,6 +40,12 @@ type Host struct {
 		members map[meta.Partition][]uint64
 	}
 
+	// hints remembers, for ScanRanges, the leaders of groups this host
+	// has no replica of (or no leader for), as other hosts reported them.
+	// A stale hint costs one more round.
+	hintMu sync.Mutex
+	hints  map[meta.Partition]uint64
+
 	dirtyMu sync.Mutex
 	dirty   map[*group]struct{}
 	wake    chan struct{}
@@ -97,6 +103,7 @@ func New(cfg Config) (*Host, error) {
 		props: make(map[uint64]chan result),
 		reads: make(map[uint64]chan struct{}),
 		done:  make(chan struct{}),
+		hints: make(map[meta.Partition]uint64),
 	}
 	h.mu.groups = make(map[meta.Partition]*group)
 	h.mu.members = make(map[meta.Partition][]uint64)

@@ -177,34 +177,9 @@ func (h *Host) retryWith(ctx context.Context, q *request, local func(*group) res
 // forward sends q to the leader g knows, or else to one of the group's
 // members in turn.
 func (h *Host) forward(ctx context.Context, q *request, g *group, attempt int) response {
-	var to uint64
-	if g != nil {
-		to = g.lead.Load()
-	}
-	if to == 0 || to == h.cfg.NodeID {
-		to = 0
-		var members []uint64
-		h.mu.Lock()
-		for _, id := range h.mu.members[q.p] {
-			if id != h.cfg.NodeID {
-				members = append(members, id)
-			}
-		}
-		h.mu.Unlock()
-		if g != nil {
-			for _, id := range *g.voters.Load() {
-				if id != h.cfg.NodeID && !containsID(members, id) {
-					members = append(members, id)
-				}
-			}
-		}
-		if len(members) == 0 {
-			if g == nil {
-				return errResponse(fmt.Errorf("%w %s", ErrNoGroup, partitionName(q.p)))
-			}
-			return response{status: stRetry, msg: "no leader known"}
-		}
-		to = members[attempt%len(members)]
+	to, none := h.forwardTarget(q.p, g, attempt)
+	if to == 0 {
+		return none
 	}
 	fq := *q
 	fq.hops++
@@ -223,6 +198,41 @@ func (h *Host) forward(ctx context.Context, q *request, g *group, attempt int) r
 		return response{status: stUnavailable, msg: err.Error()}
 	}
 	return resp
+}
+
+// forwardTarget picks the node to ask about group p: the leader g knows,
+// else a member, by attempt. With no one to ask it returns 0 and the
+// response to give.
+func (h *Host) forwardTarget(p meta.Partition, g *group, attempt int) (uint64, response) {
+	var to uint64
+	if g != nil {
+		to = g.lead.Load()
+	}
+	if to != 0 && to != h.cfg.NodeID {
+		return to, response{}
+	}
+	var members []uint64
+	h.mu.Lock()
+	for _, id := range h.mu.members[p] {
+		if id != h.cfg.NodeID {
+			members = append(members, id)
+		}
+	}
+	h.mu.Unlock()
+	if g != nil {
+		for _, id := range *g.voters.Load() {
+			if id != h.cfg.NodeID && !containsID(members, id) {
+				members = append(members, id)
+			}
+		}
+	}
+	if len(members) == 0 {
+		if g == nil {
+			return 0, errResponse(fmt.Errorf("%w %s", ErrNoGroup, partitionName(p)))
+		}
+		return 0, response{status: stRetry, msg: "no leader known"}
+	}
+	return members[attempt%len(members)], response{}
 }
 
 func containsID(ids []uint64, id uint64) bool {
@@ -248,6 +258,10 @@ func (h *Host) HandleForward(ctx context.Context, req []byte) ([]byte, error) {
 	defer h.closeMu.RUnlock()
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.ProposalTimeout)
 	defer cancel()
+	if q.op == opRanges {
+		rr := h.serveRanges(ctx, &q)
+		return encodeRangesResponse(&rr), nil
+	}
 	var resp response
 	g := h.group(q.p)
 	switch {
@@ -348,48 +362,83 @@ func (h *Host) propose(ctx context.Context, g *group, id uint64, prop func() err
 // linearizable read: raft confirmed leadership with a quorum after the
 // read began, and everything committed by then is applied here.
 func (h *Host) readIndex(ctx context.Context, g *group) error {
+	return h.readIndexAll(ctx, []*group{g})[0]
+}
+
+// readIndexAll is readIndex for many groups at once: every read is asked
+// of raft before any is waited for, so their quorum rounds overlap (and
+// share the per-peer message batches of one cycle). It returns one error
+// per group; errNoLeader means that this host no longer leads it.
+func (h *Host) readIndexAll(ctx context.Context, gs []*group) []error {
+	errs := make([]error, len(gs))
 	election := time.Duration(2*h.cfg.ElectionTicks) * h.cfg.TickInterval
-	for {
-		id := h.newID()
-		ch := make(chan struct{})
+	pending := make([]int, len(gs))
+	for j := range pending {
+		pending[j] = j
+	}
+	chs := make([]chan struct{}, len(gs))
+	ids := make([]uint64, len(gs))
+	for len(pending) > 0 {
 		h.waitMu.Lock()
-		h.reads[id] = ch
+		for _, j := range pending {
+			ids[j], chs[j] = h.newID(), make(chan struct{})
+			h.reads[ids[j]] = chs[j]
+		}
 		h.waitMu.Unlock()
-		g.mu.Lock()
-		g.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, id))
-		g.mu.Unlock()
-		h.markDirty(g)
+		for _, j := range pending {
+			g := gs[j]
+			g.mu.Lock()
+			g.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, ids[j]))
+			g.mu.Unlock()
+			h.markDirty(g)
+		}
 		t := time.NewTimer(election)
-		var err error
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			err = unavailable("read not confirmed in time", ctx.Err())
-		case <-h.done:
-			err = unavailable("read", ErrClosed)
-		case <-t.C:
-			// Raft drops read requests when leadership changes; ask
-			// again if still leader, else let the caller find the new one.
-			if !g.leader.Load() {
-				err = errNoLeader
+		var fatal error
+		timedOut := false
+		for _, j := range pending {
+			if timedOut || fatal != nil {
+				break
+			}
+			select {
+			case <-chs[j]:
+			case <-ctx.Done():
+				fatal = unavailable("read not confirmed in time", ctx.Err())
+			case <-h.done:
+				fatal = unavailable("read", ErrClosed)
+			case <-t.C:
+				// Raft drops read requests when leadership changes; ask
+				// again where still leader, else let the caller find the
+				// new one.
+				timedOut = true
 			}
 		}
 		t.Stop()
 		h.waitMu.Lock()
-		delete(h.reads, id)
+		for _, j := range pending {
+			delete(h.reads, ids[j])
+		}
 		h.waitMu.Unlock()
-		select {
-		case <-ch:
-			return nil
-		default:
-		}
-		if err != nil || ctx.Err() != nil {
-			if err == nil {
-				err = unavailable("read", ctx.Err())
+		again := pending[:0]
+		for _, j := range pending {
+			select {
+			case <-chs[j]:
+				continue // confirmed, even if late
+			default:
 			}
-			return err
+			switch {
+			case fatal != nil:
+				errs[j] = fatal
+			case ctx.Err() != nil:
+				errs[j] = unavailable("read", ctx.Err())
+			case !gs[j].leader.Load():
+				errs[j] = errNoLeader
+			default:
+				again = append(again, j)
+			}
 		}
+		pending = again
 	}
+	return errs
 }
 
 func errResponse(err error) response {
