@@ -60,6 +60,104 @@ type bodyReader struct {
 	sums  []hash.Hash
 	err   error
 	atEOF bool
+	// pipelined hashes the body on a goroutine of its own (see
+	// hashPipe); set for bodies large enough to be worth it.
+	pipelined bool
+	pipe      *hashPipe
+}
+
+// hash feeds p to every digest, directly or through the pipe.
+func (b *bodyReader) hash(p []byte) {
+	if b.pipelined {
+		if b.pipe == nil {
+			b.pipe = newHashPipe(append([]hash.Hash{b.md5}, b.sums...))
+		}
+		b.pipe.write(p)
+		return
+	}
+	b.md5.Write(p)
+	for _, h := range b.sums {
+		h.Write(p)
+	}
+}
+
+// finish waits until every byte read so far is hashed. Call it before
+// reading the digests, and on every return path (it is idempotent).
+func (b *bodyReader) finish() {
+	if b.pipe != nil {
+		b.pipe.finish()
+	}
+}
+
+// Pipelined hashing: MD5 runs at well under 1 GB/s per core and cannot be
+// split within one stream, so hashing a large body on the goroutine that
+// also reads, codes and hands out its stripes made it the bound of a single
+// PUT. The pipe copies what was read (memmove is ten times faster than MD5)
+// into buffers that a goroutine of the body's own hashes, so the digests of
+// one stripe are computed while the next is read and coded. Memory per body:
+// at most hashPipeBufs buffers of hashPipeBuf bytes.
+const (
+	pipelineMin  = 1 << 20
+	hashPipeBuf  = 1 << 20
+	hashPipeBufs = 4
+)
+
+type hashPipe struct {
+	hs       []hash.Hash
+	stage    []byte
+	made     int
+	full     chan []byte // to the hashing goroutine, closed by finish
+	free     chan []byte // back from it
+	done     chan struct{}
+	finished bool
+}
+
+func newHashPipe(hs []hash.Hash) *hashPipe {
+	p := &hashPipe{hs: hs, full: make(chan []byte, hashPipeBufs),
+		free: make(chan []byte, hashPipeBufs), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		for buf := range p.full {
+			for _, h := range p.hs {
+				h.Write(buf)
+			}
+			p.free <- buf[:0]
+		}
+	}()
+	return p
+}
+
+func (p *hashPipe) write(b []byte) {
+	for len(b) > 0 {
+		if p.stage == nil {
+			if p.made < hashPipeBufs {
+				p.made++
+				p.stage = make([]byte, 0, hashPipeBuf)
+			} else {
+				p.stage = <-p.free
+			}
+		}
+		c := copy(p.stage[len(p.stage):cap(p.stage)], b)
+		p.stage = p.stage[:len(p.stage)+c]
+		b = b[c:]
+		if len(p.stage) == cap(p.stage) {
+			p.full <- p.stage
+			p.stage = nil
+		}
+	}
+}
+
+func (p *hashPipe) finish() {
+	if p.finished {
+		return
+	}
+	p.finished = true
+	if len(p.stage) > 0 {
+		p.full <- p.stage
+		p.stage = nil
+	}
+	close(p.full)
+	<-p.done
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
@@ -68,10 +166,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	}
 	n, err := b.r.Read(p)
 	if n > 0 {
-		b.md5.Write(p[:n])
-		for _, h := range b.sums {
-			h.Write(p[:n])
-		}
+		b.hash(p[:n])
 		b.n += int64(n)
 		if b.n > b.max {
 			b.err = fmt.Errorf("%w: more than %d bytes", ErrEntityTooLarge, b.max)
@@ -123,7 +218,9 @@ func (s *Service) ingest(ctx context.Context, body io.Reader, o ingestOpts) (ing
 	if o.contentMD5 != nil && len(o.contentMD5) != md5.Size {
 		return ingested{}, fmt.Errorf("%w: content-md5 of %d bytes", ErrBadDigest, len(o.contentMD5))
 	}
-	br := &bodyReader{size: o.size, max: o.max, md5: md5.New()}
+	br := &bodyReader{size: o.size, max: o.max, md5: md5.New(),
+		pipelined: o.size < 0 || o.size >= pipelineMin}
+	defer br.finish()
 	if body == nil {
 		body = bytes.NewReader(nil)
 	}
@@ -198,6 +295,7 @@ func (s *Service) ingest(ctx context.Context, body io.Reader, o ingestOpts) (ing
 	if stored && in.ref.Size != in.size {
 		return fail(fmt.Errorf("objects: data store stored %d of %d bytes", in.ref.Size, in.size))
 	}
+	br.finish()
 	in.md5 = br.md5.Sum(nil)
 	if o.contentMD5 != nil && !bytes.Equal(o.contentMD5, in.md5) {
 		return fail(fmt.Errorf("%w: computed %x", ErrBadDigest, in.md5))
