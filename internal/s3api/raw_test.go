@@ -151,6 +151,14 @@ func TestRequestErrors(t *testing.T) {
 	wantCode(t, resp, body, 400, "BadDigest")
 	resp, body = do(t, "PUT", ts.URL+"/bkt/x", strings.NewReader("abc"), "X-Amz-Checksum-Crc32", "AAAAAA==")
 	wantCode(t, resp, body, 400, "BadDigest")
+	// Sent but empty is invalid, as S3 has it, not absent; so are two.
+	resp, body = do(t, "PUT", ts.URL+"/bkt/x", strings.NewReader("abc"), "X-Amz-Checksum-Crc32", "")
+	wantCode(t, resp, body, 400, "InvalidRequest")
+	resp, body = do(t, "PUT", ts.URL+"/bkt/x", strings.NewReader("abc"), "X-Amz-Checksum-Crc32", "", "X-Amz-Checksum-Sha1", "")
+	wantCode(t, resp, body, 400, "InvalidRequest")
+	if !strings.Contains(body, "Multiple checksum") {
+		t.Errorf("two empty checksum headers: %s", body)
+	}
 	resp, body = do(t, "PUT", ts.URL+"/bkt/x", strings.NewReader("abc"), "X-Amz-Checksum-Crc32", "short")
 	wantCode(t, resp, body, 400, "InvalidRequest")
 	resp, body = do(t, "GET", ts.URL+"/bkt/obj", nil, "Range", "bytes=-0")

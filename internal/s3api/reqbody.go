@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -177,19 +178,23 @@ func parseChecksumHeaders(h http.Header) (checksumRequest, error) {
 		}
 	}
 	var seen checksum.Algorithm
+	// A header sent empty is a bad value, not an absent one, as S3 answers
+	// it; two headers are refused whatever their values.
 	for _, a := range checksum.All {
-		v := h.Get(a.Header())
-		if v == "" {
+		if _, present := h[textproto.CanonicalMIMEHeaderKey(a.Header())]; !present {
 			continue
-		}
-		raw, err := base64.StdEncoding.DecodeString(v)
-		if err != nil || len(raw) != a.Size() {
-			return c, invalidReq("Value for %s header is invalid.", a.Header())
 		}
 		if seen != "" {
 			return c, invalidReq("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
 		}
 		seen = a
+	}
+	if a := seen; a != "" {
+		v := h.Get(a.Header())
+		raw, err := base64.StdEncoding.DecodeString(v)
+		if v == "" || err != nil || len(raw) != a.Size() {
+			return c, invalidReq("Value for %s header is invalid.", a.Header())
+		}
 		*c.values.Field(a) = v
 	}
 	if t := strings.TrimSpace(h.Get("X-Amz-Trailer")); t != "" {
