@@ -338,6 +338,25 @@ func (s *Set) Open(ctx context.Context, ref Ref, off, length int64) (io.ReadClos
 			}
 		}
 	}()
+	// Wait for the first chunk, so that data that cannot be read fails
+	// Open, before a front end has sent a status line and headers, rather
+	// than the first Read in the middle of a 200 response.
+	select {
+	case c, ok := <-rd.ch:
+		switch {
+		case !ok:
+			rd.Close()
+			return nil, fmt.Errorf("blocks: read: %w", context.Cause(ctx))
+		case c.err != nil:
+			s.putBuf(c.buf)
+			rd.Close()
+			return nil, fmt.Errorf("blocks: read: %w", c.err)
+		}
+		rd.cur = c
+	case <-ctx.Done():
+		rd.Close()
+		return nil, fmt.Errorf("blocks: read: %w", context.Cause(ctx))
+	}
 	return rd, nil
 }
 

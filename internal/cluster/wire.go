@@ -146,13 +146,11 @@ func (f forwarder) Forward(ctx context.Context, to uint64, req []byte) ([]byte, 
 		return nil, fmt.Errorf("no address known for raft node %x: %w", to, raftmeta.ErrNotDelivered)
 	}
 	resp, err := f.net.Call(ctx, p, svcMeta, req)
-	var re *transport.RemoteError
-	if err != nil && !errors.As(err, &re) && errors.Is(err, transport.ErrUnreachable) && ctx.Err() == nil {
-		// Refused or never connected: the request did not leave. A
-		// connection that broke mid-call may have delivered it.
-		if !errors.Is(err, transport.ErrClosed) {
-			err = fmt.Errorf("%w: %w", raftmeta.ErrNotDelivered, err)
-		}
+	if errors.Is(err, transport.ErrNotSent) {
+		// Only a request that certainly did not leave may be sent to
+		// another member: a commit whose answer was lost may have been
+		// applied, and sending it again would apply it twice.
+		err = fmt.Errorf("%w: %w", raftmeta.ErrNotDelivered, err)
 	}
 	return resp, err
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redoubt-io/redoubt/internal/blocks"
+	"github.com/redoubt-io/redoubt/internal/meta"
 )
 
 // etagMatches reports whether etag (unquoted) is named by an If-Match or
@@ -235,6 +236,11 @@ func (r *partsReader) next() error {
 	sg := r.segs[0]
 	r.segs = r.segs[1:]
 	rc, err := r.data.Open(r.ctx, sg.ref, sg.off, sg.n)
+	if errors.Is(err, blocks.ErrUnreadable) {
+		// Too few shards reachable: drives or nodes are down (or the data
+		// is lost); either way the client should retry later, not give up.
+		return fmt.Errorf("objects: open data: %w: %w", meta.ErrUnavailable, err)
+	}
 	if err != nil {
 		return fmt.Errorf("objects: open data: %w", err)
 	}

@@ -23,6 +23,13 @@ var (
 	// ErrMessageTooLarge: Call: the request exceeds Config.MaxMessage (a
 	// response that does, comes back as a *RemoteError wrapping it).
 	ErrMessageTooLarge = errors.New("transport: message too large")
+	// ErrNotSent: Call: wrapped (beside ErrUnreachable, ErrRefused or
+	// ErrPinning) when the request certainly never reached the peer: no
+	// connection could be made or admitted, or it was found closed before
+	// the request went out. Without it a failed Call may or may not have
+	// run the handler, so only a Call failing with ErrNotSent is safe to
+	// send again elsewhere when the request is not idempotent.
+	ErrNotSent = errors.New("transport: request not sent")
 	// ErrClosed: Call, Hello, Listen-side methods after Close.
 	ErrClosed = errors.New("transport: closed")
 	// ErrIdentity: LoadOrCreateIdentity: the identity file exists but is

@@ -178,18 +178,18 @@ func (m *MemNetwork) resolveLocked(to Peer) (*MemEndpoint, error) {
 // the handler runs, the answer is lost and Call fails with ErrUnreachable.
 func (e *MemEndpoint) Call(ctx context.Context, to Peer, service string, req []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, ctxErr(ctx, to)
+		return nil, notSent(ctxErr(ctx, to))
 	}
 	m := e.net
 	m.mu.Lock()
 	dst, err := m.resolveLocked(to)
 	if err != nil {
 		m.mu.Unlock()
-		return nil, err
+		return nil, notSent(err)
 	}
 	if !m.reachableLocked(e, dst) {
 		m.mu.Unlock()
-		return nil, fmt.Errorf("%w: %s -> %s is cut", ErrUnreachable, e.id, dst.id)
+		return nil, fmt.Errorf("%w: %w: %s -> %s is cut", ErrNotSent, ErrUnreachable, e.id, dst.id)
 	}
 	srcLife, dstLife := e.life, dst.life
 	m.mu.Unlock()

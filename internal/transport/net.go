@@ -434,11 +434,14 @@ func (n *Net) Call(ctx context.Context, to Peer, service string, req []byte) ([]
 	for attempt := 0; ; attempt++ {
 		c, err := n.connTo(ctx, to)
 		if err != nil {
-			return nil, err
+			return nil, notSent(err)
 		}
 		resp, sent, err := c.call(ctx, to, service, req)
 		if err != nil && !sent && attempt == 0 && ctx.Err() == nil {
 			continue
+		}
+		if err != nil && !sent {
+			err = notSent(err)
 		}
 		return resp, err
 	}
@@ -452,6 +455,14 @@ func (n *Net) Hello(ctx context.Context, addr string) (NodeID, error) {
 		return "", err
 	}
 	return c.peer, nil
+}
+
+// notSent marks err as a failure before the request left this node.
+func notSent(err error) error {
+	if errors.Is(err, ErrNotSent) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrNotSent, err)
 }
 
 // ctxErr reports why ctx ended: a deadline is a timeout failure
