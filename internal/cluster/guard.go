@@ -122,3 +122,14 @@ func (g *guardedStore) ScanRanges(ctx context.Context, ranges []meta.Range, fn f
 	defer g.mu.RUnlock()
 	return meta.ScanRanges(ctx, g.s, ranges, fn)
 }
+
+var _ meta.StaleGetter = (*guardedStore)(nil)
+
+// GetStale passes the host's replica reads through (see meta.StaleGetter).
+func (g *guardedStore) GetStale(ctx context.Context, p meta.Partition, key []byte) (meta.Item, error) {
+	if err := g.enter(); err != nil {
+		return meta.Item{}, err
+	}
+	defer g.mu.RUnlock()
+	return meta.GetStale(ctx, g.s, p, key)
+}

@@ -99,3 +99,24 @@ func ScanRanges(ctx context.Context, s Store, ranges []Range, fn func(i int, key
 	}
 	return nil
 }
+
+// StaleGetter is implemented by stores that can read a key more cheaply
+// when the value may be a little old: a replica's own copy, without the
+// round that makes a read linearizable. Callers use GetStale (the
+// function), which falls back to Get.
+//
+// A stale read is only for optimistic use: reading a revision to make a
+// conditional commit on. If the value was old, the commit's condition
+// fails and the caller reads again, linearizably.
+type StaleGetter interface {
+	GetStale(ctx context.Context, p Partition, key []byte) (Item, error)
+}
+
+// GetStale reads key, possibly a little behind the latest commit where the
+// store offers it (see StaleGetter); otherwise it is Get.
+func GetStale(ctx context.Context, s Store, p Partition, key []byte) (Item, error) {
+	if sg, ok := s.(StaleGetter); ok {
+		return sg.GetStale(ctx, p, key)
+	}
+	return s.Get(ctx, p, key)
+}

@@ -196,6 +196,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		bcfg = blocks.DefaultConfig(policy)
 		bcfg.Resolve, bcfg.Place = n.cluster.Drive, n.cluster.Place
 		ocfg.Partitions = cfg.Cluster.Partitions
+		ocfg.SharedMetadata = true
 	}
 	n.setPolicy(policy)
 	n.data, err = blocks.New(bcfg, n.drives, logger.With("component", "blocks"))

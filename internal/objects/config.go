@@ -26,6 +26,14 @@ type Config struct {
 	MinPartSize int64
 	// MaxParts bounds part numbers (S3: 10000).
 	MaxParts int
+	// BucketCacheTTL is how long a bucket record read for an object
+	// request is used again (see bucketCache). 0 reads it every time.
+	// Longer saves more reads; in a cluster, every bucket change waits
+	// this long before it answers.
+	BucketCacheTTL time.Duration
+	// SharedMetadata says other nodes serve the same metadata (a
+	// cluster), so a bucket change must wait out their cached copies.
+	SharedMetadata bool
 }
 
 // DefaultConfig returns the S3 limits, 256 partitions (enough for a few
@@ -40,6 +48,9 @@ func DefaultConfig() Config {
 		MaxPartSize:   5 << 30,
 		MinPartSize:   5 << 20,
 		MaxParts:      maxPartNumber,
+		// A tenth of a second: nearly every request of a busy bucket hits
+		// the cache, and a bucket change in a cluster answers 100 ms later.
+		BucketCacheTTL: 100 * time.Millisecond,
 	}
 }
 

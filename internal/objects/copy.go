@@ -8,7 +8,7 @@ import (
 )
 
 func (s *Service) CopyObject(ctx context.Context, src CopySource, dstBucket, dstKey string, opts PutOptions) (ObjectInfo, error) {
-	sb, _, err := s.getBucket(ctx, src.Bucket)
+	sb, _, err := s.getBucketCached(ctx, src.Bucket)
 	if err != nil {
 		return ObjectInfo{}, err
 	}
@@ -17,7 +17,7 @@ func (s *Service) CopyObject(ctx context.Context, src CopySource, dstBucket, dst
 	}
 	db := sb
 	if dstBucket != src.Bucket {
-		if db, _, err = s.getBucket(ctx, dstBucket); err != nil {
+		if db, _, err = s.getBucketCached(ctx, dstBucket); err != nil {
 			return ObjectInfo{}, err
 		}
 	}
@@ -58,7 +58,7 @@ func (s *Service) CopyObject(ctx context.Context, src CopySource, dstBucket, dst
 
 func (s *Service) UploadPartCopy(ctx context.Context, src CopySource, bucket, key, uploadID string, part int) (PartInfo, error) {
 	// The upload's bucket is checked first, as S3 does.
-	db, _, err := s.getBucket(ctx, bucket)
+	db, _, err := s.getBucketCached(ctx, bucket)
 	if err != nil {
 		return PartInfo{}, err
 	}
@@ -67,7 +67,7 @@ func (s *Service) UploadPartCopy(ctx context.Context, src CopySource, bucket, ke
 	}
 	sb := db
 	if bucket != src.Bucket {
-		if sb, _, err = s.getBucket(ctx, src.Bucket); err != nil {
+		if sb, _, err = s.getBucketCached(ctx, src.Bucket); err != nil {
 			return PartInfo{}, err
 		}
 	}

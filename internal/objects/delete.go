@@ -10,7 +10,7 @@ import (
 )
 
 func (s *Service) DeleteObject(ctx context.Context, bucket, key string, opts DeleteOptions) (DeleteResult, error) {
-	b, _, err := s.getBucket(ctx, bucket)
+	b, _, err := s.getBucketCached(ctx, bucket)
 	if err != nil {
 		return DeleteResult{}, err
 	}

@@ -158,7 +158,7 @@ func (s *Service) readVersion(ctx context.Context, b bucketRec, bucket, key, vid
 }
 
 func (s *Service) GetObject(ctx context.Context, bucket, key string, opts GetOptions) (ObjectInfo, io.ReadCloser, error) {
-	b, _, err := s.getBucket(ctx, bucket)
+	b, _, err := s.getBucketCached(ctx, bucket)
 	if err != nil {
 		return ObjectInfo{}, nil, err
 	}

@@ -257,7 +257,7 @@ func listStart(tag byte, id bucketID, prefix, delim, marker string, afterMarker 
 }
 
 func (s *Service) ListObjects(ctx context.Context, bucket string, opts ListOptions) (ListResult, error) {
-	b, _, err := s.getBucket(ctx, bucket)
+	b, _, err := s.getBucketCached(ctx, bucket)
 	if err != nil {
 		return ListResult{}, err
 	}
@@ -317,7 +317,7 @@ func (s *Service) ListObjects(ctx context.Context, bucket string, opts ListOptio
 }
 
 func (s *Service) ListObjectVersions(ctx context.Context, bucket string, opts ListVersionsOptions) (ListVersionsResult, error) {
-	b, _, err := s.getBucket(ctx, bucket)
+	b, _, err := s.getBucketCached(ctx, bucket)
 	if err != nil {
 		return ListVersionsResult{}, err
 	}
@@ -399,7 +399,7 @@ func (s *Service) ListObjectVersions(ctx context.Context, bucket string, opts Li
 }
 
 func (s *Service) ListMultipartUploads(ctx context.Context, bucket string, opts ListUploadsOptions) (ListUploadsResult, error) {
-	b, _, err := s.getBucket(ctx, bucket)
+	b, _, err := s.getBucketCached(ctx, bucket)
 	if err != nil {
 		return ListUploadsResult{}, err
 	}

@@ -55,7 +55,7 @@ func (s *Service) checkPartArgs(uploadID string, part int) error {
 }
 
 func (s *Service) CreateMultipartUpload(ctx context.Context, bucket, key string, opts PutOptions) (string, error) {
-	b, _, err := s.getBucket(ctx, bucket)
+	b, _, err := s.getBucketCached(ctx, bucket)
 	if err != nil {
 		return "", err
 	}
@@ -207,7 +207,7 @@ func (s *Service) scanParts(ctx context.Context, p meta.Partition, id bucketID, 
 }
 
 func (s *Service) UploadPart(ctx context.Context, bucket, key, uploadID string, part int, body io.Reader, size int64, opts PartOptions) (PartInfo, error) {
-	b, _, err := s.getBucket(ctx, bucket)
+	b, _, err := s.getBucketCached(ctx, bucket)
 	if err != nil {
 		return PartInfo{}, err
 	}
@@ -326,7 +326,7 @@ func (p *partRec) info() PartInfo {
 }
 
 func (s *Service) CompleteMultipartUpload(ctx context.Context, bucket, key, uploadID string, parts []CompletePart, opts CompleteOptions) (ObjectInfo, error) {
-	b, _, err := s.getBucket(ctx, bucket)
+	b, _, err := s.getBucketCached(ctx, bucket)
 	if err != nil {
 		return ObjectInfo{}, err
 	}
@@ -567,7 +567,7 @@ func wholeChecksum(rec *versionRec, alg checksum.Algorithm, typ string, sums []b
 }
 
 func (s *Service) AbortMultipartUpload(ctx context.Context, bucket, key, uploadID string) error {
-	b, _, err := s.getBucket(ctx, bucket)
+	b, _, err := s.getBucketCached(ctx, bucket)
 	if err != nil {
 		return err
 	}
@@ -612,7 +612,7 @@ func (s *Service) abortUpload(ctx context.Context, b bucketRec, p meta.Partition
 }
 
 func (s *Service) ListParts(ctx context.Context, bucket, key, uploadID string, opts ListPartsOptions) (ListPartsResult, error) {
-	b, _, err := s.getBucket(ctx, bucket)
+	b, _, err := s.getBucketCached(ctx, bucket)
 	if err != nil {
 		return ListPartsResult{}, err
 	}

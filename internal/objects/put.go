@@ -358,27 +358,38 @@ type versionBuild func(ctx context.Context) (versionRec, meta.Txn, error)
 // version it replaced (the null version), which the caller deletes.
 func (s *Service) commitVersion(ctx context.Context, b bucketRec, bucket, key string, ifMatch, ifNoneMatch string, build versionBuild) (versionRec, []blocks.Ref, error) {
 	p := s.partition(bucket, key)
+	// The first round reads the head from a replica, which may be a little
+	// behind: the commit is conditional on the head's revision, so an old
+	// head only costs a conflict. Every later round, and any answer that
+	// rests on what the head says (a failed precondition), reads it
+	// linearizably.
+	stale := true
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		rec, extra, err := build(ctx)
 		if err != nil {
 			return versionRec{}, nil, err
 		}
-		h, rev, err := s.getHead(ctx, p, b.ID, key)
+		h, rev, err := s.readHead(ctx, p, b.ID, key, stale)
 		if err != nil {
 			return versionRec{}, nil, err
 		}
 		exists := rev != 0
 		current := exists && !h.DeleteMarker
-		if ifNoneMatch != "" && current && etagMatches(ifNoneMatch, h.ETag) {
-			return versionRec{}, nil, fmt.Errorf("%w: %q exists", ErrPreconditionFailed, key)
+		var failed error
+		switch {
+		case ifNoneMatch != "" && current && etagMatches(ifNoneMatch, h.ETag):
+			failed = fmt.Errorf("%w: %q exists", ErrPreconditionFailed, key)
+		case ifMatch != "" && !current:
+			failed = fmt.Errorf("%w: %q (if-match)", ErrNoSuchKey, key)
+		case ifMatch != "" && !etagMatches(ifMatch, h.ETag):
+			failed = fmt.Errorf("%w: etag of %q is not %s", ErrPreconditionFailed, key, ifMatch)
 		}
-		if ifMatch != "" {
-			if !current {
-				return versionRec{}, nil, fmt.Errorf("%w: %q (if-match)", ErrNoSuchKey, key)
+		if failed != nil {
+			if stale {
+				stale = false
+				continue
 			}
-			if !etagMatches(ifMatch, h.ETag) {
-				return versionRec{}, nil, fmt.Errorf("%w: etag of %q is not %s", ErrPreconditionFailed, key, ifMatch)
-			}
+			return versionRec{}, nil, failed
 		}
 		rec.TS = s.nextTS(h, exists)
 		rec.Null = b.Versioning != Enabled
@@ -406,6 +417,7 @@ func (s *Service) commitVersion(ctx context.Context, b bucketRec, bucket, key st
 		txn.Puts = append(txn.Puts, meta.KV{Key: headKey(b.ID, key), Value: nh.encode()})
 		if _, err := s.md.Commit(ctx, p, txn); err != nil {
 			if isConflict(err) {
+				stale = false
 				continue
 			}
 			return versionRec{}, nil, metaErr("commit version", err)
@@ -416,7 +428,7 @@ func (s *Service) commitVersion(ctx context.Context, b bucketRec, bucket, key st
 }
 
 func (s *Service) PutObject(ctx context.Context, bucket, key string, body io.Reader, size int64, opts PutOptions) (ObjectInfo, error) {
-	b, _, err := s.getBucket(ctx, bucket)
+	b, _, err := s.getBucketCached(ctx, bucket)
 	if err != nil {
 		return ObjectInfo{}, err
 	}

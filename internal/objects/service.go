@@ -22,6 +22,8 @@ type Service struct {
 	data  blocks.Store
 	log   *slog.Logger
 	clock *hlc.Clock
+	// buckets caches bucket records for object operations.
+	buckets bucketCache
 }
 
 var _ API = (*Service)(nil)
@@ -45,7 +47,8 @@ func New(cfg Config, md meta.Store, data blocks.Store, logger *slog.Logger) (*Se
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{cfg: cfg, md: md, data: data, log: logger, clock: hlc.New(cfg.Now)}, nil
+	return &Service{cfg: cfg, md: md, data: data, log: logger, clock: hlc.New(cfg.Now),
+		buckets: bucketCache{ttl: cfg.BucketCacheTTL}}, nil
 }
 
 func (s *Service) partition(bucket, key string) meta.Partition {
@@ -77,7 +80,7 @@ func (s *Service) getBucket(ctx context.Context, name string) (bucketRec, uint64
 	}
 	it, err := s.md.Get(ctx, meta.System, bucketKey(name))
 	if errors.Is(err, meta.ErrNotFound) {
-		return bucketRec{}, 0, fmt.Errorf("%w: %q", ErrNoSuchBucket, name)
+		return bucketRec{}, 0, noSuchBucket(name)
 	}
 	if err != nil {
 		return bucketRec{}, 0, metaErr("read bucket", err)
@@ -88,6 +91,8 @@ func (s *Service) getBucket(ctx context.Context, name string) (bucketRec, uint64
 	}
 	return r, it.Rev, nil
 }
+
+func noSuchBucket(name string) error { return fmt.Errorf("%w: %q", ErrNoSuchBucket, name) }
 
 func (s *Service) CreateBucket(ctx context.Context, name string) error {
 	if err := ValidBucketName(name); err != nil {
@@ -105,6 +110,9 @@ func (s *Service) CreateBucket(ctx context.Context, name string) error {
 	if errors.Is(err, meta.ErrConflict) {
 		return fmt.Errorf("%w: %q", ErrBucketExists, name)
 	}
+	if werr := s.bucketChanged(ctx, name); err == nil {
+		err = werr
+	}
 	if err != nil {
 		return metaErr("create bucket", err)
 	}
@@ -112,7 +120,7 @@ func (s *Service) CreateBucket(ctx context.Context, name string) error {
 }
 
 func (s *Service) HeadBucket(ctx context.Context, name string) (BucketInfo, error) {
-	r, _, err := s.getBucket(ctx, name)
+	r, _, err := s.getBucketCached(ctx, name)
 	if err != nil {
 		return BucketInfo{}, err
 	}
@@ -175,6 +183,9 @@ func (s *Service) SetVersioning(ctx context.Context, bucket string, state Versio
 		if errors.Is(err, meta.ErrConflict) {
 			continue
 		}
+		if werr := s.bucketChanged(ctx, bucket); err == nil {
+			err = werr
+		}
 		if err != nil {
 			return metaErr("set versioning", err)
 		}
@@ -235,6 +246,9 @@ func (s *Service) DeleteBucket(ctx context.Context, name string) error {
 	if errors.Is(err, meta.ErrConflict) {
 		return fmt.Errorf("%w: bucket %q changed during delete", ErrConditionalConflict, name)
 	}
+	if werr := s.bucketChanged(ctx, name); err == nil {
+		err = werr
+	}
 	if err != nil {
 		return metaErr("delete bucket", err)
 	}
@@ -243,7 +257,18 @@ func (s *Service) DeleteBucket(ctx context.Context, name string) error {
 
 // getHead reads a key's head; rev 0 and a zero head mean no versions.
 func (s *Service) getHead(ctx context.Context, p meta.Partition, id bucketID, key string) (headRec, uint64, error) {
-	it, err := s.md.Get(ctx, p, headKey(id, key))
+	return s.readHead(ctx, p, id, key, false)
+}
+
+// readHead is getHead, from a possibly stale replica when stale is set
+// (see meta.StaleGetter): only for a read whose revision a conditional
+// commit then checks.
+func (s *Service) readHead(ctx context.Context, p meta.Partition, id bucketID, key string, stale bool) (headRec, uint64, error) {
+	get := s.md.Get
+	if stale {
+		get = func(ctx context.Context, p meta.Partition, k []byte) (meta.Item, error) { return meta.GetStale(ctx, s.md, p, k) }
+	}
+	it, err := get(ctx, p, headKey(id, key))
 	if errors.Is(err, meta.ErrNotFound) {
 		return headRec{}, 0, nil
 	}
@@ -259,7 +284,15 @@ func (s *Service) getHead(ctx context.Context, p meta.Partition, id bucketID, ke
 
 // getVersion reads one version; ok is false when it does not exist.
 func (s *Service) getVersion(ctx context.Context, p meta.Partition, id bucketID, key string, ts hlc.Timestamp) (versionRec, bool, error) {
-	it, err := s.md.Get(ctx, p, versionKey(id, key, ts))
+	// A version record never changes once written (a change is a new
+	// version), so a replica's copy is as good as the leader's; only a
+	// replica that has not caught up yet lacks it, and then the leader is
+	// asked.
+	k := versionKey(id, key, ts)
+	it, err := meta.GetStale(ctx, s.md, p, k)
+	if errors.Is(err, meta.ErrNotFound) {
+		it, err = s.md.Get(ctx, p, k)
+	}
 	if errors.Is(err, meta.ErrNotFound) {
 		return versionRec{}, false, nil
 	}

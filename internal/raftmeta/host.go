@@ -87,9 +87,13 @@ func New(cfg Config) (*Host, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
 	}
+	cache := pebble.NewCache(cfg.CacheBytes)
+	defer cache.Unref() // the DB holds its own reference
 	db, err := pebble.Open(cfg.Dir, &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{log},
+		Cache:              cache,
+		MemTableSize:       cfg.MemTableBytes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raftmeta: open %s: %w", cfg.Dir, err)

@@ -228,7 +228,10 @@ func (h *Host) forwardTarget(p meta.Partition, g *group, attempt int) (uint64, r
 	}
 	if len(members) == 0 {
 		if g == nil {
-			return 0, errResponse(fmt.Errorf("%w %s", ErrNoGroup, partitionName(p)))
+			// Not yet told about the group (a layout it has not applied
+			// yet): like a group without a leader, worth a retry, and
+			// unavailable (503) if it lasts.
+			return 0, response{status: stRetry, msg: fmt.Sprintf("%v %s", ErrNoGroup, partitionName(p))}
 		}
 		return 0, response{status: stRetry, msg: "no leader known"}
 	}
@@ -500,4 +503,28 @@ func (h *Host) changeConf(ctx context.Context, p meta.Partition, t raftpb.ConfCh
 	defer cancel()
 	resp := h.retry(ctx, &request{op: opConf, p: p, change: t, node: id})
 	return resp.err()
+}
+
+var _ meta.StaleGetter = (*Host)(nil)
+
+// GetStale implements meta.StaleGetter: from this host's own replica of
+// the group when it has one, whatever its role and without a ReadIndex
+// round, so the value may lag the latest commit; otherwise a linearizable
+// Get at the leader.
+func (h *Host) GetStale(ctx context.Context, p meta.Partition, key []byte) (meta.Item, error) {
+	if err := ctx.Err(); err != nil {
+		return meta.Item{}, err
+	}
+	if g := h.group(p); g != nil {
+		if err := h.enter(); err != nil {
+			return meta.Item{}, err
+		}
+		resp := h.getLocal(p, key)
+		h.closeMu.RUnlock()
+		if err := resp.err(); err != nil {
+			return meta.Item{}, err
+		}
+		return meta.Item{Value: resp.value, Rev: resp.rev}, nil
+	}
+	return h.Get(ctx, p, key)
 }

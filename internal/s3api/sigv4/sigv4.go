@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -76,7 +77,20 @@ type Verifier struct {
 	creds   Credentials
 	now     func() time.Time
 	maxSkew time.Duration
+
+	// keys caches derived signing keys: deriving one is four HMACs, a
+	// few percent of a small request's CPU, and a key serves every
+	// request of one secret for a day.
+	keys struct {
+		sync.Mutex
+		m map[keyScope][]byte
+	}
 }
+
+type keyScope struct{ secret, date string }
+
+// maxCachedKeys bounds the key cache; it is emptied when full.
+const maxCachedKeys = 1024
 
 // New returns a Verifier for cfg.
 func New(cfg Config) (*Verifier, error) {
@@ -447,7 +461,23 @@ func (v *Verifier) scopeAndKey(c credential, malformed func(string, ...any) *Err
 		e.AccessKeyID = truncate(c.accessKey)
 		return nil, e
 	}
-	return signingKey(secret, c.date, c.region), nil
+	return v.cachedKey(secret, c.date), nil
+}
+
+// cachedKey is signingKey for the verifier's region, from the cache.
+func (v *Verifier) cachedKey(secret, date string) []byte {
+	ks := keyScope{secret, date}
+	v.keys.Lock()
+	defer v.keys.Unlock()
+	if k, ok := v.keys.m[ks]; ok {
+		return k
+	}
+	if v.keys.m == nil || len(v.keys.m) >= maxCachedKeys {
+		v.keys.m = map[keyScope][]byte{}
+	}
+	k := signingKey(secret, date, v.region)
+	v.keys.m[ks] = k
+	return k
 }
 
 func (v *Verifier) verifyHeader(r *http.Request, h string, query []kv) (*Request, *Error) {
