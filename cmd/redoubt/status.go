@@ -55,8 +55,27 @@ func printStatus(w io.Writer, st admin.Status) {
 				n.Drives, humanBytes(int64(n.Capacity)), n.ShardSlots, n.Hosts, n.Leads, n.S3Addr)
 		}
 		tw.Flush()
-		fmt.Fprintf(w, "This node: %d partition groups, leads %d, %d without a leader\n", c.Groups.Hosted, c.Groups.Leading, c.Groups.Leaderless)
+		fmt.Fprintf(w, "This node: %d partition groups, leads %d, %d without a leader; metadata commits p50 %.1f ms, p99 %.1f ms\n",
+			c.Groups.Hosted, c.Groups.Leading, c.Groups.Leaderless, c.Commits.P50Ms, c.Commits.P99Ms)
+		fmt.Fprintln(w, "\nDrives of every node:")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tDRIVE\tSTATE\tUSED\tTOTAL\tCORRUPT BLOCKS")
+		for _, n := range c.Nodes {
+			if len(n.DriveUsage) == 0 {
+				fmt.Fprintf(tw, "%s\t-\tno answer\t\t\t\n", short(n.ID))
+			}
+			for _, d := range n.DriveUsage {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", short(n.ID), short(d.ID), d.State, humanBytes(d.UsedBytes), humanBytes(d.TotalBytes), d.CorruptBlocks)
+			}
+		}
+		tw.Flush()
+	} else {
+		printLocalDrives(w, st)
 	}
+}
+
+// printLocalDrives is the drive table of a standalone node.
+func printLocalDrives(w io.Writer, st admin.Status) {
 	fmt.Fprintln(w, "\nDrives of this node:")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tUSED\tTOTAL\tCORRUPT BLOCKS\tPATH")

@@ -152,6 +152,9 @@ type NodeStatus struct {
 	// exactly, the others from the layout).
 	Leads int `json:"leads"`
 	Hosts int `json:"hosts"`
+	// DriveUsage is each drive's state and usage as the node reported it
+	// just now; empty when the node did not answer.
+	DriveUsage []DriveStatus `json:"drive_usage,omitempty"`
 }
 
 // GroupStatus is one Raft group as the answering node sees it.

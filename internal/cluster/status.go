@@ -3,10 +3,14 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/redoubt-io/redoubt/internal/admin"
 	"github.com/redoubt-io/redoubt/internal/membership"
 	"github.com/redoubt-io/redoubt/internal/meta"
+	"github.com/redoubt-io/redoubt/internal/shardrpc"
+	"github.com/redoubt-io/redoubt/internal/store"
 )
 
 // Status is what this node knows of the cluster, for /status.
@@ -85,8 +89,9 @@ func (c *Cluster) Status(ctx context.Context) admin.ClusterStatus {
 			}
 		}
 	}
+	usage := c.driveUsage(ctx)
 	for _, n := range c.knownNodes() {
-		ns := admin.NodeStatus{ID: n.ID, Zone: n.Zone, RPCAddr: n.RPCAddr, S3Addr: n.S3Addr, AdminAddr: n.AdminAddr,
+		ns := admin.NodeStatus{DriveUsage: usage[n.ID], ID: n.ID, Zone: n.Zone, RPCAddr: n.RPCAddr, S3Addr: n.S3Addr, AdminAddr: n.AdminAddr,
 			Drives: len(n.Drives), Hosts: hosts[n.ID], Leads: leads[n.ID], ShardSlots: slots[n.ID]}
 		for _, d := range n.Drives {
 			ns.Capacity += d.Capacity
@@ -114,4 +119,48 @@ func (c *Cluster) Status(ctx context.Context) admin.ClusterStatus {
 		st.Nodes = append(st.Nodes, ns)
 	}
 	return st
+}
+
+// driveUsage asks every known node, in parallel and briefly, for the state
+// and usage of its drives (its own drives directly).
+func (c *Cluster) driveUsage(ctx context.Context) map[string][]admin.DriveStatus {
+	nodes := c.knownNodes()
+	out := make(map[string][]admin.DriveStatus, len(nodes))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Go(func() {
+			var stats []store.Stats
+			if n.ID == c.ID() {
+				for _, d := range c.local {
+					stats = append(stats, d.Stats())
+				}
+			} else {
+				cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+				defer cancel()
+				var err error
+				if stats, err = shardrpc.DriveStates(cctx, shardCaller{net: c.net, book: c.book}, n.ID); err != nil {
+					return
+				}
+			}
+			ds := make([]admin.DriveStatus, 0, len(stats))
+			for _, s := range stats {
+				st := admin.DriveOK
+				switch {
+				case s.State != store.Online:
+					st = admin.DriveFailed
+				case s.NeedsRepair:
+					st = admin.DriveNeedsRepair
+				}
+				ds = append(ds, admin.DriveStatus{ID: s.ID, Path: s.Path, State: st, UsedBytes: int64(s.UsedBytes),
+					TotalBytes: int64(s.TotalBytes), FreeBytes: int64(s.FreeBytes), ShardsRead: int64(s.ShardsRead),
+					CorruptBlocks: int64(s.CorruptBlocks), IOErrors: int64(s.IOErrors)})
+			}
+			mu.Lock()
+			out[n.ID] = ds
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
 }
