@@ -266,7 +266,9 @@ func (s *Service) getHead(ctx context.Context, p meta.Partition, id bucketID, ke
 func (s *Service) readHead(ctx context.Context, p meta.Partition, id bucketID, key string, stale bool) (headRec, uint64, error) {
 	get := s.md.Get
 	if stale {
-		get = func(ctx context.Context, p meta.Partition, k []byte) (meta.Item, error) { return meta.GetStale(ctx, s.md, p, k) }
+		get = func(ctx context.Context, p meta.Partition, k []byte) (meta.Item, error) {
+			return meta.GetStale(ctx, s.md, p, k)
+		}
 	}
 	it, err := get(ctx, p, headKey(id, key))
 	if errors.Is(err, meta.ErrNotFound) {
