@@ -73,8 +73,13 @@ the capacity of its drives. NODE is a node ID or its unique prefix.`,
 			}
 			w := cmd.OutOrStdout()
 			printLayout(w, p.To)
-			fmt.Fprintf(w, "\nv%d -> v%d: %d of %d shard slots move (%.1f%%), in %d partitions; about %s of data\n",
-				p.From.Version, p.To.Version, p.MovedSlots, p.TotalSlots, 100*p.Fraction, p.PartitionsChanged, humanBytes(p.BytesToMove))
+			fmt.Fprintf(w, "\nv%d -> v%d: %d of %d shard slots move (%.1f%%), in %d partitions",
+				p.From.Version, p.To.Version, p.MovedSlots, p.TotalSlots, 100*p.Fraction, p.PartitionsChanged)
+			if p.BytesToMove > 0 {
+				fmt.Fprintf(w, "; about %s of data", humanBytes(p.BytesToMove))
+			}
+			fmt.Fprintln(w)
+			fmt.Fprintln(w, "New objects follow the new layout at once; objects already stored stay readable where they are.")
 			return nil
 		},
 	}
