@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -102,7 +103,7 @@ func (c *cluster) waitReady(nodes []*server, want int) {
 			case st.Cluster == nil || st.Cluster.LayoutVersion == 0:
 				last = fmt.Sprintf("node %d has no layout", i)
 				return false
-			case st.Cluster.Groups.Leaderless > 0 || st.Cluster.System.Leader == "":
+			case st.Cluster.Groups.Leaderless > 0 || st.Cluster.System.Member && st.Cluster.System.Leader == "":
 				last = fmt.Sprintf("node %d: %d groups without a leader", i, st.Cluster.Groups.Leaderless)
 				return false
 			}
@@ -286,5 +287,53 @@ func TestDevCluster(t *testing.T) {
 			conn.Close()
 			t.Errorf("node %d still listens after dev stopped", i+1)
 		}
+	}
+}
+
+// TestClusterLayoutVerbs grows a cluster the way an operator does: a new
+// node joins, is staged, previewed and applied with the layout verbs.
+func TestClusterLayoutVerbs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts server processes")
+	}
+	c := startCluster(t, 3, 3)
+	addrs := freeAddrs(t, 2)
+	fourth := startServer(t, serverOptions{drives: 2, args: []string{"--rpc-addr", addrs[0], "--gossip-addr", addrs[1],
+		"--zone", "zone-a", "--cluster-secret-file", c.secret, "--join", c.rpc[1]}})
+	admin := strings.TrimPrefix(c.nodes[2].Admin, "http://")
+	verb := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(binary, append(args, "--admin-addr", admin)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("redoubt %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	var show string
+	if !pollUntil(20*time.Second, func() bool {
+		show = verb("layout", "show")
+		return strings.Contains(show, "Staged:") && strings.Contains(show, "add ")
+	}) {
+		t.Fatalf("the joined node is not staged:\n%s", show)
+	}
+	if out := verb("layout", "preview"); !strings.Contains(out, "v1 -> v2") || !strings.Contains(out, "shard slots move") {
+		t.Errorf("preview:\n%s", out)
+	}
+	if out := verb("layout", "apply"); !strings.Contains(out, "layout v2 applied") {
+		t.Fatalf("apply:\n%s", out)
+	}
+	c.waitReady(append(c.nodes, fourth), 4)
+	if out := verb("status"); !strings.Contains(out, "layout v2") || strings.Count(out, "alive") < 4 {
+		t.Errorf("status after the change:\n%s", out)
+	}
+	// The new node serves S3 like the others.
+	cl := sdkClient(fourth)
+	bucket := newBucket(t, cl, "grown")
+	if _, err := cl.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("k"), Body: bytes.NewReader(payload(9, 300<<10))}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := getBytes(context.Background(), sdkClient(c.nodes[0]), bucket, "k")
+	if err != nil || !bytes.Equal(got, payload(9, 300<<10)) {
+		t.Fatalf("read back through another node: %v", err)
 	}
 }

@@ -297,7 +297,7 @@ func waitDevReady(ctx context.Context, nodes []*devNode) (admin.Status, error) {
 func allLed(ctx context.Context, nodes []*devNode) bool {
 	for _, n := range nodes {
 		st, err := devStatus(ctx, n)
-		if err != nil || st.Cluster == nil || st.Cluster.Groups.Leaderless > 0 || st.Cluster.System.Leader == "" {
+		if err != nil || st.Cluster == nil || st.Cluster.Groups.Leaderless > 0 || st.Cluster.System.Member && st.Cluster.System.Leader == "" {
 			return false
 		}
 	}

@@ -47,7 +47,11 @@ func printStatus(w io.Writer, st admin.Status) {
 	if c := st.Cluster; c != nil {
 		fmt.Fprintf(w, "\nCluster: layout v%d, %d partitions, %d staged change(s); answering node %s\n",
 			c.LayoutVersion, c.Partitions, c.StagedChanges, short(c.NodeID))
-		fmt.Fprintf(w, "System group: leader %s, term %d, voters %d\n", short(c.System.Leader), c.System.Term, len(c.System.Voters))
+		if c.System.Member {
+			fmt.Fprintf(w, "System group: leader %s, term %d, voters %d\n", short(c.System.Leader), c.System.Term, len(c.System.Voters))
+		} else {
+			fmt.Fprintln(w, "System group: this node is not one of its voters")
+		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NODE\tZONE\tSTATE\tIN LAYOUT\tDRIVES\tCAPACITY\tSLOTS\tGROUPS\tLEADS\tS3")
 		for _, n := range c.Nodes {

@@ -34,9 +34,18 @@ type Status struct {
 	// and by scrub.
 	CorruptionsTotal int64        `json:"corruptions_total"`
 	Repair           RepairStatus `json:"repair"`
+	Scrub            ScrubStatus  `json:"scrub"`
+	// GC counts orphan shards removed from this node's drives.
+	GC GCStatus `json:"gc"`
+	// ExpiredUploads counts the stale multipart uploads this node aborted
+	// since start.
+	ExpiredUploads int64 `json:"expired_multipart_uploads"`
 
 	// Cluster is set when the node is part of a cluster.
 	Cluster *ClusterStatus `json:"cluster,omitempty"`
+
+	// Services are the node's supervised front ends and background loops.
+	Services []ServiceStatus `json:"services"`
 }
 
 // DriveState is a drive's health.
@@ -94,6 +103,39 @@ type RepairStatus struct {
 	LastRunRepairedShards int64 `json:"last_run_repaired_shards"`
 	// LastRunError is empty when the last pass succeeded.
 	LastRunError string `json:"last_run_error"`
+}
+
+// ScrubStatus describes the scrubber, which re-reads every shard on this
+// node's drives once per interval and rebuilds the corrupt or missing ones.
+// Counts without "Pass" are since the node started.
+type ScrubStatus struct {
+	Enabled         bool    `json:"enabled"`
+	IntervalSeconds float64 `json:"interval_seconds"`
+	// Running is true while a pass reads; between passes it waits out the
+	// rest of the interval.
+	Running bool `json:"running"`
+	// PassStarted and the Pass counts are the current or last pass's.
+	PassStarted       time.Time `json:"pass_started,omitzero"`
+	PassShardsTotal   int64     `json:"pass_shards_total"`
+	PassShardsChecked int64     `json:"pass_shards_checked"`
+	// PassBytesTotal is estimated from the objects' sizes before the pass
+	// reads; PassBytesChecked counts the bytes read.
+	PassBytesTotal   int64 `json:"pass_bytes_total"`
+	PassBytesChecked int64 `json:"pass_bytes_checked"`
+	ShardsChecked    int64 `json:"shards_checked"`
+	BytesChecked     int64 `json:"bytes_checked"`
+	CorruptShards    int64 `json:"corrupt_shards"`
+	MissingShards    int64 `json:"missing_shards"`
+	// RepairedShards counts shards rebuilt after a scrub found a bad one
+	// (with the other bad shards of the same object part, on any node).
+	RepairedShards int64 `json:"repaired_shards"`
+	RepairFailures int64 `json:"repair_failures"`
+	// Passes counts full passes finished; LastPassStarted and
+	// LastPassFinished are the last one's, zero until one finished.
+	Passes           int64     `json:"passes"`
+	LastPassStarted  time.Time `json:"last_pass_started,omitzero"`
+	LastPassFinished time.Time `json:"last_pass_finished,omitzero"`
+	LastError        string    `json:"last_error,omitempty"`
 }
 
 // ClusterStatus is what a clustered node knows of the whole cluster.
@@ -159,6 +201,9 @@ type NodeStatus struct {
 
 // GroupStatus is one Raft group as the answering node sees it.
 type GroupStatus struct {
+	// Member says the answering node is a voter of the group; the other
+	// fields are empty when it is not.
+	Member  bool     `json:"member"`
 	Leader  string   `json:"leader"`
 	Term    uint64   `json:"term"`
 	Applied uint64   `json:"applied"`

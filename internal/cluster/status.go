@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -42,7 +43,7 @@ func (c *Cluster) Status(ctx context.Context) admin.ClusterStatus {
 	}
 	groups := c.groups()
 	if g, ok := groups[meta.System]; ok {
-		st.System = admin.GroupStatus{Leader: name(g.Leader), Term: g.Term, Applied: g.Applied}
+		st.System = admin.GroupStatus{Member: slices.Contains(g.Voters, c.raftID), Leader: name(g.Leader), Term: g.Term, Applied: g.Applied}
 		for _, v := range g.Voters {
 			st.System.Voters = append(st.System.Voters, name(v))
 		}

@@ -289,7 +289,7 @@ func (tc *testCluster) waitReady(d time.Duration) time.Duration {
 			case inLayout != tc.opts.nodes:
 				last = fmt.Sprintf("node %d: layout has %d nodes, want %d", i, inLayout, tc.opts.nodes)
 				return false
-			case st.System.Leader == "":
+			case st.System.Member && st.System.Leader == "":
 				last = fmt.Sprintf("node %d knows no System leader", i)
 				return false
 			case st.Groups.Leaderless > 0:
