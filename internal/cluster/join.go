@@ -101,7 +101,7 @@ func (c *Cluster) askJoin(ctx context.Context) error {
 				last = fmt.Errorf("joining via %s: bad answer", seed)
 				continue
 			}
-			c.learnNodes(jr.Nodes)
+			c.learnNodes(slices.DeleteFunc(jr.Nodes, func(n NodeInfo) bool { return n.validate() != nil }))
 			if len(jr.SystemVoters) > 0 {
 				c.host.SetMembers(meta.System, jr.SystemVoters)
 			}
