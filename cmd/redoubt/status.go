@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -76,6 +78,7 @@ func printStatus(w io.Writer, st admin.Status) {
 	} else {
 		printLocalDrives(w, st)
 	}
+	printScrub(w, st)
 }
 
 // printLocalDrives is the drive table of a standalone node.
@@ -87,6 +90,15 @@ func printLocalDrives(w io.Writer, st admin.Status) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", short(d.ID), d.State, humanBytes(d.UsedBytes), humanBytes(d.TotalBytes), d.CorruptBlocks, d.Path)
 	}
 	tw.Flush()
+	if len(st.Services) > 0 {
+		fmt.Fprintln(w, "\nServices of this node:")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SERVICE\tSTATE\tSINCE\tRESTARTS\tLAST ERROR")
+		for _, s := range st.Services {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", s.Name, s.State, s.Since.Local().Format(time.DateTime), s.Restarts, oneLine(s.LastError))
+		}
+		tw.Flush()
+	}
 }
 
 // short abbreviates an ID for tables.
@@ -111,4 +123,16 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// oneLine keeps a table row on one line: a panic value may span several.
+func oneLine(s string) string {
+	if s == "" {
+		return "-"
+	}
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 80 {
+		s = s[:77] + "..."
+	}
+	return s
 }

@@ -38,3 +38,11 @@ type Store interface {
 	// Delete removes the shards of ref from every drive it can reach.
 	Delete(ctx context.Context, ref Ref) error
 }
+
+// IDWriter is implemented by stores that let the caller choose the Ref ID
+// of a write, so that it can record the ID (a write intent, see package
+// objects) before the first shard file exists. id must be a fresh, unique
+// lower-case hex string of 8 to 64 characters; otherwise WriteID is Write.
+type IDWriter interface {
+	WriteID(ctx context.Context, p uint32, id string, r io.Reader) (Ref, error)
+}

@@ -116,6 +116,7 @@ type Set struct {
 }
 
 var _ Store = (*Set)(nil)
+var _ IDWriter = (*Set)(nil)
 
 // New returns a Set over drives, this node's drives, which must all belong
 // to one store set. Without Config.Place they must be enough for the

@@ -39,12 +39,19 @@ type shardSink struct {
 // Write implements Store. See Config for its memory bound and Config.Place
 // for where the shards go.
 func (s *Set) Write(ctx context.Context, p uint32, r io.Reader) (Ref, error) {
+	return s.WriteID(ctx, p, store.NewID(), r)
+}
+
+// WriteID implements IDWriter: Write, under an ID the caller chose.
+func (s *Set) WriteID(ctx context.Context, p uint32, id string, r io.Reader) (Ref, error) {
+	if err := (store.Name{ID: id}).Validate(); err != nil {
+		return Ref{}, fmt.Errorf("blocks: write: %w", err)
+	}
 	pol := s.Policy()
 	coder, err := s.coder(pol.K, pol.M, pol.Mirror)
 	if err != nil {
 		return Ref{}, err
 	}
-	id := store.NewID()
 	n := pol.Shards()
 	quorum := pol.WriteQuorum()
 	stripeLen := s.cfg.ChunkSize * pol.K

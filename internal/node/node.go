@@ -57,6 +57,17 @@ type Config struct {
 	Pprof bool
 	// Cluster, when set, makes the node a cluster member; see ClusterConfig.
 	Cluster *ClusterConfig
+	// Supervision sets how failed services are restarted and when they
+	// are given up on; see SupervisionConfig.
+	Supervision SupervisionConfig
+	// Scrub paces the re-reading of every shard; see ScrubConfig.
+	Scrub ScrubConfig
+	// GC paces garbage collection of orphan shards; see GCConfig.
+	GC GCConfig
+	// MultipartExpiry is the age past which an incomplete multipart upload
+	// is aborted and its parts' data freed; 0 keeps uploads forever.
+	// 7 days: longer than any upload a client still means to finish.
+	MultipartExpiry time.Duration
 }
 
 // DefaultConfig is a one-drive node on the standard loopback ports.
@@ -69,6 +80,10 @@ func DefaultConfig() Config {
 		InlineMax:       objects.DefaultConfig().InlineMax,
 		ShutdownTimeout: 30 * time.Second,
 		Version:         "dev",
+		Supervision:     DefaultSupervisionConfig(),
+		GC:              DefaultGCConfig(),
+		Scrub:           DefaultScrubConfig(),
+		MultipartExpiry: 7 * 24 * time.Hour,
 	}
 }
 
@@ -112,6 +127,18 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
+	if err := c.GC.Validate(); err != nil {
+		return err
+	}
+	if err := c.Supervision.Validate(); err != nil {
+		return err
+	}
+	if err := c.Scrub.Validate(); err != nil {
+		return err
+	}
+	if c.MultipartExpiry < 0 {
+		return fmt.Errorf("multipart expiry %v is negative", c.MultipartExpiry)
+	}
 	return nil
 }
 
@@ -134,6 +161,10 @@ type Node struct {
 	md      *meta.Local
 	objects *objects.Service
 	repair  *repairer
+	upkeep  upkeep
+	gc      *collector
+	// services runs the front ends and background loops; see supervise.
+	services supervisor
 
 	// stats caches the object count shown on /status; see objectStats.
 	stats struct {
@@ -210,6 +241,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		md = n.md
 	}
 
+	ocfg.Incarnation.Node = n.writerID()
 	n.objects, err = objects.New(ocfg, md, n.data, logger.With("component", "objects"))
 	if err != nil {
 		return nil, fmt.Errorf("object layer: %w", err)
@@ -247,8 +279,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	}
 	n.repair = &repairer{objects: n.objects, data: n.data, log: logger.With("component", "repair")}
 
+	n.upkeep.scrub = newScrubber(cfg.Scrub, n.objects, n.data, logger.With("component", "scrub"))
 	n.s3Srv = &http.Server{
-		Handler:           front,
+		Handler:           n.upkeep.scrub.track(front),
 		MaxHeaderBytes:    scfg.MaxHeaderBytes + 4096,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -271,6 +304,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
+	n.supervise("scrub", n.upkeep.scrub.Run)
+	n.supervise("multipart-expiry", n.expireUploads)
+	n.gc = newCollector(cfg.GC, n.objects, n.drives, logger.With("component", "gc"))
+	n.supervise("gc", n.gc.Run)
 	return n, nil
 }
 
@@ -356,33 +393,14 @@ func (n *Node) PrintBanner(w io.Writer) {
 	}
 }
 
-// Serve runs the front ends and background work until ctx ends, then
-// stops accepting, lets in-flight requests finish within the shutdown
-// timeout, and closes the metadata.
+// Serve runs the front ends and background work, each under a supervisor
+// (see SupervisionConfig), until ctx ends or the S3 front end fails for
+// good; then it stops accepting, lets in-flight requests finish within the
+// shutdown timeout, stops the services, and closes the metadata.
 func (n *Node) Serve(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 3)
-	wg.Add(3)
-	go func() {
-		defer wg.Done()
-		if err := n.s3Srv.Serve(n.s3Ln); !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("S3 server: %w", err)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		if err := n.adminSrv.Serve(n.adminLn); !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("admin server: %w", err)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		if err := n.data.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			errc <- fmt.Errorf("drive health: %w", err)
-		}
-	}()
+	n.superviseServices()
+	// The services outlive ctx until the front ends are drained below.
+	errc := n.services.start(context.WithoutCancel(ctx), n.cfg.Supervision, n.log.With("component", "supervisor"))
 
 	var err error
 	select {
@@ -397,8 +415,7 @@ func (n *Node) Serve(ctx context.Context) error {
 		n.s3Srv.Close()
 	}
 	n.adminSrv.Shutdown(sctx)
-	cancel()
-	wg.Wait()
+	n.services.shutdown()
 	n.close()
 	return err
 }

@@ -58,6 +58,10 @@ func (n *Node) Status(ctx context.Context) admin.Status {
 		st.MetadataReplicas = append(st.MetadataReplicas, rs)
 	}
 	st.Objects, st.Bytes = n.objectStats(ctx)
+	st.Services = n.services.status()
+	st.Scrub = n.upkeep.scrub.Status()
+	st.GC = n.gc.Status()
+	st.ExpiredUploads = n.upkeep.expired.Load()
 	p := n.repair.Progress()
 	st.Repair = admin.RepairStatus{Running: p.Running, DoneBytes: p.BytesDone, TotalBytes: p.BytesTotal}
 	if !p.Finished.IsZero() {

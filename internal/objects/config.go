@@ -34,6 +34,10 @@ type Config struct {
 	// SharedMetadata says other nodes serve the same metadata (a
 	// cluster), so a bucket change must wait out their cached copies.
 	SharedMetadata bool
+	// Incarnation names this writer in its write intents (see gc.go).
+	// Node should be the node's ID; a zero Nonce gets a random one in New,
+	// so every Service is a new incarnation.
+	Incarnation Incarnation
 }
 
 // DefaultConfig returns the S3 limits, 256 partitions (enough for a few

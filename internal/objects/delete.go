@@ -82,6 +82,7 @@ func (s *Service) deleteVersion(ctx context.Context, b bucketRec, bucket, key, v
 			Conds:   []meta.Cond{{Key: hk, Rev: rev}},
 			Deletes: [][]byte{versionKey(b.ID, key, ts)},
 		}
+		unref(&txn, v.refs()...)
 		nh := h
 		headGone := false
 		if v.Null || (h.HasNull && h.NullTS == ts) {

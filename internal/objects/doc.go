@@ -41,6 +41,26 @@
 //     head records only; a head copies its latest version's checksum so
 //     that entries name it.
 //
+// Garbage collection (intent.go, gc.go) is safe by construction, not by
+// waiting. Every data write of a Service gets a ref ID carrying its key's
+// partition and one ref record 'r' ID there. (a) The record is committed as
+// an intent (writer incarnation, time) before the first shard file
+// exists. (b) The commit naming the Ref turns it live, conditional on the
+// intent's revision; the commit deleting or replacing that name deletes it
+// in the same Txn. (c) Nothing else ever writes it. A pass lists a drive's
+// shard files first, then reads each ID's record linearizably: live means
+// named, kept; an intent of a live incarnation is a write in flight, kept;
+// an intent of a dead incarnation is deleted (conditionally), then its
+// shards; no record removes the shards. That last case is final: a listed
+// shard implies its intent was committed before the listing (a), so the
+// record is absent at the read only after it was deleted, and by (b, c) a
+// record never comes back and no commit can name the Ref without it. A
+// wrong "dead" verdict costs the writer its write (errIntentLost), never
+// committed data; an abandoned write drops its intent before its shards,
+// so a commit whose answer was lost keeps its data. IDs of another shape
+// (written before ref records, or by a store without blocks.IDWriter) are
+// never collected.
+//
 // All methods are safe for concurrent use. Errors are the sentinels of
 // api.go, wrapped with context; errors of the metadata store (including
 // meta.ErrUnavailable) are passed through wrapped.

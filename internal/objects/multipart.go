@@ -275,9 +275,16 @@ func (s *Service) uploadPart(ctx context.Context, b bucketRec, bucket, key, uplo
 	pk := partKey(b.ID, key, uploadID, part)
 	uk := uploadKey(b.ID, key, uploadID)
 	for attempt := 0; attempt < maxAttempts; attempt++ {
+		if attempt > 0 {
+			// A lost intent fails every round: stop at once.
+			if err := s.checkIntent(ctx, p, in.ref, in.intent); err != nil {
+				s.abandon(ctx, p, in.ref, in.intent)
+				return PartInfo{}, err
+			}
+		}
 		_, uit, err := s.getUpload(ctx, p, b.ID, key, uploadID)
 		if err != nil {
-			s.deleteData(ctx, in.ref)
+			s.abandon(ctx, p, in.ref, in.intent)
 			return PartInfo{}, err
 		}
 		var old partRec
@@ -286,26 +293,31 @@ func (s *Service) uploadPart(ctx context.Context, b bucketRec, bucket, key, uplo
 		switch {
 		case errors.Is(err, meta.ErrNotFound):
 		case err != nil:
-			s.deleteData(ctx, in.ref)
+			s.abandon(ctx, p, in.ref, in.intent)
 			return PartInfo{}, metaErr("read part", err)
 		default:
 			if old, err = decodePendingPart(it.Value); err != nil {
-				s.deleteData(ctx, in.ref)
+				s.abandon(ctx, p, in.ref, in.intent)
 				return PartInfo{}, fmt.Errorf("part %d of %q: %w", part, uploadID, err)
 			}
 			oldRev = it.Rev
 		}
 		// Rewriting the upload record moves its revision, so a Complete
 		// or Abort that read the parts before this one fails its Cond.
-		_, err = s.md.Commit(ctx, p, meta.Txn{
+		txn := meta.Txn{
 			Conds: []meta.Cond{{Key: uk, Rev: uit.Rev}, {Key: pk, Rev: oldRev}},
 			Puts:  []meta.KV{{Key: uk, Value: uit.Value}, {Key: pk, Value: encodePendingPart(&pr)}},
-		})
+		}
+		claim(&txn, in.ref, in.intent)
+		if oldRev != 0 {
+			unref(&txn, old.Ref)
+		}
+		_, err = s.md.Commit(ctx, p, txn)
 		if isConflict(err) {
 			continue
 		}
 		if err != nil {
-			s.deleteData(ctx, in.ref)
+			s.abandon(ctx, p, in.ref, in.intent)
 			return PartInfo{}, metaErr("commit part", err)
 		}
 		if oldRev != 0 {
@@ -313,7 +325,7 @@ func (s *Service) uploadPart(ctx context.Context, b bucketRec, bucket, key, uplo
 		}
 		return pr.info(), nil
 	}
-	s.deleteData(ctx, in.ref)
+	s.abandon(ctx, p, in.ref, in.intent)
 	return PartInfo{}, fmt.Errorf("%w: part %d of %q", ErrConditionalConflict, part, uploadID)
 }
 
@@ -458,6 +470,7 @@ func (s *Service) CompleteMultipartUpload(ctx context.Context, bucket, key, uplo
 				unlisted = append(unlisted, stored[i].Ref)
 			}
 		}
+		unref(&txn, unlisted...)
 		return rec, txn, nil
 	}
 	rec, replaced, err := s.commitVersion(ctx, b, bucket, key, opts.IfMatch, opts.IfNoneMatch, build)
@@ -598,6 +611,7 @@ func (s *Service) abortUpload(ctx context.Context, b bucketRec, p meta.Partition
 			txn.Deletes = append(txn.Deletes, partKey(b.ID, key, uploadID, stored[i].Number))
 			refs = append(refs, stored[i].Ref)
 		}
+		unref(&txn, refs...)
 		_, err = s.md.Commit(ctx, p, txn)
 		if isConflict(err) {
 			continue

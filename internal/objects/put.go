@@ -43,6 +43,9 @@ type ingested struct {
 	checksums Checksums
 	inline    []byte
 	ref       blocks.Ref // ID "" when inline
+	// intent is the revision of ref's write intent (0: none); the commit
+	// naming ref claims it (see intent.go).
+	intent uint64
 }
 
 func (in *ingested) etag() string { return hex.EncodeToString(in.md5) }
@@ -263,24 +266,24 @@ func (s *Service) ingest(ctx context.Context, body io.Reader, o ingestOpts) (ing
 		}
 		if len(buf) > s.cfg.InlineMax {
 			// More than InlineMax: store it, starting with what was read.
-			ref, err := s.data.Write(ctx, uint32(o.partition), io.MultiReader(bytes.NewReader(buf), br))
+			ref, rev, err := s.writeData(ctx, o.partition, io.MultiReader(bytes.NewReader(buf), br))
 			if err != nil {
 				return ingested{}, s.writeErr(br, err)
 			}
-			in.ref, stored = ref, true
+			in.ref, in.intent, stored = ref, rev, true
 		} else {
 			in.inline = buf
 		}
 	} else {
-		ref, err := s.data.Write(ctx, uint32(o.partition), br)
+		ref, rev, err := s.writeData(ctx, o.partition, br)
 		if err != nil {
 			return ingested{}, s.writeErr(br, err)
 		}
-		in.ref, stored = ref, true
+		in.ref, in.intent, stored = ref, rev, true
 	}
 	fail := func(err error) (ingested, error) {
 		if stored {
-			s.deleteData(ctx, in.ref)
+			s.abandon(ctx, o.partition, in.ref, in.intent)
 		}
 		return ingested{}, err
 	}
@@ -409,6 +412,7 @@ func (s *Service) commitVersion(ctx context.Context, b bucketRec, bucket, key st
 				}
 				if ok {
 					replaced = old.refs()
+					unref(&txn, replaced...)
 				}
 				txn.Deletes = append(txn.Deletes, versionKey(b.ID, key, h.NullTS))
 			}
@@ -464,10 +468,22 @@ func (s *Service) put(ctx context.Context, b bucketRec, bucket, key string, body
 	if in.ref.ID != "" {
 		rec.Parts = []partRec{{Number: 1, Size: in.size, ETag: rec.ETag, Ref: in.ref}}
 	}
+	p := s.partition(bucket, key)
+	rounds := 0
 	committed, replaced, err := s.commitVersion(ctx, b, bucket, key, opts.IfMatch, opts.IfNoneMatch,
-		func(context.Context) (versionRec, meta.Txn, error) { return rec, meta.Txn{}, nil })
+		func(ctx context.Context) (versionRec, meta.Txn, error) {
+			var txn meta.Txn
+			if rounds++; rounds > 1 {
+				// A lost intent fails every round: stop at once.
+				if err := s.checkIntent(ctx, p, in.ref, in.intent); err != nil {
+					return versionRec{}, txn, err
+				}
+			}
+			claim(&txn, in.ref, in.intent)
+			return rec, txn, nil
+		})
 	if err != nil {
-		s.deleteData(ctx, in.ref)
+		s.abandon(ctx, p, in.ref, in.intent)
 		return ObjectInfo{}, err
 	}
 	s.deleteData(ctx, replaced...)

@@ -47,6 +47,9 @@ func New(cfg Config, md meta.Store, data blocks.Store, logger *slog.Logger) (*Se
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Incarnation.Nonce == 0 {
+		cfg.Incarnation.Nonce = newNonce()
+	}
 	return &Service{cfg: cfg, md: md, data: data, log: logger, clock: hlc.New(cfg.Now),
 		buckets: bucketCache{ttl: cfg.BucketCacheTTL}}, nil
 }

@@ -1,0 +1,212 @@
+package objects
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/redoubt-io/redoubt/internal/meta"
+	"github.com/redoubt-io/redoubt/internal/store"
+)
+
+// GCDrive is one local drive as garbage collection sees it (*store.Drive).
+type GCDrive interface {
+	ID() string
+	Walk(ctx context.Context, fn func(store.ShardInfo) error) error
+	Remove(ctx context.Context, name store.Name) error
+}
+
+var _ GCDrive = (*store.Drive)(nil)
+
+// GCOptions tunes one garbage collection pass.
+type GCOptions struct {
+	// MinAge skips shard files modified less than MinAge ago. It only
+	// saves metadata reads for writes in flight; safety never rests on it
+	// (a young orphan is kept, an old in-flight shard is kept by its
+	// intent).
+	MinAge time.Duration
+	// Dead reports whether the writer incarnation of an intent is gone for
+	// good. nil means: an incarnation of this node (Config.Incarnation's
+	// Node) with another nonce. Answering false when unsure only delays
+	// collection; answering true for a live writer makes its write fail
+	// (errIntentLost), never lose committed data.
+	Dead func(Incarnation) bool
+}
+
+// GCStats counts what one pass did.
+type GCStats struct {
+	Scanned      int64 // shard files seen
+	Young        int64 // skipped by MinAge
+	Untracked    int64 // IDs without ref records (older format), kept
+	InFlight     int64 // shards of live writers' intents, kept
+	Removed      int64 // orphan shard files removed
+	BytesFreed   int64
+	IntentsSwept int64 // intents of dead writers deleted
+	Errors       int64 // removals or reads that failed; retried next pass
+}
+
+// CollectGarbage removes, from drives, every shard file of a ref ID that
+// no committed record names and no live writer may still commit; see
+// doc.go "Garbage collection" for why this is safe. Then it deletes every
+// intent of a dead writer. It returns the first metadata error, after
+// doing what it could.
+func (s *Service) CollectGarbage(ctx context.Context, drives []GCDrive, opts GCOptions) (GCStats, error) {
+	var st GCStats
+	dead := opts.Dead
+	if dead == nil {
+		self := s.cfg.Incarnation
+		dead = func(inc Incarnation) bool { return inc.Node == self.Node && inc.Nonce != self.Nonce }
+	}
+	type shard struct {
+		drive GCDrive
+		info  store.ShardInfo
+	}
+	// 1. List first. Every shard listed here was created after its intent
+	// was committed, so the reads of step 2, made after, see the intent,
+	// its live successor, or the end of both.
+	cutoff := s.cfg.Now().Add(-opts.MinAge)
+	byID := map[string][]shard{}
+	for _, d := range drives {
+		err := d.Walk(ctx, func(si store.ShardInfo) error {
+			st.Scanned++
+			if _, ok := RefPartition(si.Name.ID); !ok {
+				st.Untracked++
+				return nil
+			}
+			if opts.MinAge > 0 && si.Modified.After(cutoff) {
+				st.Young++
+				return nil
+			}
+			byID[si.Name.ID] = append(byID[si.Name.ID], shard{d, si})
+			return nil
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return st, err
+			}
+			// A failed drive is skipped; its shards wait for a pass that
+			// can read it.
+			st.Errors++
+			s.log.Warn("gc: list drive", "drive", d.ID(), "err", err)
+		}
+	}
+	ids := make([]string, 0, len(byID))
+	for id := range byID {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+
+	// 2. Decide each ID by its ref record, read linearizably.
+	var firstErr error
+	for _, id := range ids {
+		p, _ := RefPartition(id)
+		if int(p) >= s.cfg.Partitions {
+			st.Untracked += int64(len(byID[id]))
+			continue
+		}
+		it, err := s.md.Get(ctx, p, refKey(id))
+		var rec refRec
+		switch {
+		case errors.Is(err, meta.ErrNotFound):
+		case err != nil:
+			st.Errors++
+			if firstErr == nil {
+				firstErr = metaErr("gc: read ref record", err)
+			}
+			continue
+		default:
+			if rec, err = decodeRefRec(it.Value); err != nil {
+				st.Errors++
+				s.log.Warn("gc: bad ref record; shards kept", "ref", id, "err", err)
+				continue
+			}
+		}
+		if err == nil {
+			if rec.State == refLive {
+				continue
+			}
+			if !dead(rec.Inc) {
+				st.InFlight += int64(len(byID[id]))
+				continue
+			}
+			// The intent goes first: once it is gone the dead writer's
+			// commit, conditional on it, can never apply.
+			if !s.sweepIntent(ctx, p, id, it.Rev, &st) {
+				continue
+			}
+		}
+		for _, sh := range byID[id] {
+			if err := sh.drive.Remove(ctx, sh.info.Name); err != nil {
+				st.Errors++
+				s.log.Warn("gc: remove orphan shard", "drive", sh.drive.ID(), "shard", sh.info.Name.String(), "err", err)
+				continue
+			}
+			st.Removed++
+			st.BytesFreed += sh.info.Size
+		}
+	}
+
+	// 3. Sweep intents of dead writers that left no shard on these
+	// drives (a crash before the first shard, or shards elsewhere: they
+	// become plain orphans for their drives' next pass).
+	for p := 0; p < s.cfg.Partitions; p++ {
+		type found struct {
+			id  string
+			rev uint64
+		}
+		var gone []found
+		pre := []byte{tagRef}
+		err := s.md.Scan(ctx, meta.Partition(p), pre, prefixEnd(pre), func(k []byte, it meta.Item) bool {
+			rec, err := decodeRefRec(it.Value)
+			if err == nil && rec.State == refIntent && dead(rec.Inc) {
+				gone = append(gone, found{string(k[1:]), it.Rev})
+			}
+			return true
+		})
+		if err != nil {
+			st.Errors++
+			if firstErr == nil {
+				firstErr = metaErr("gc: scan intents", err)
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		for _, g := range gone {
+			s.sweepIntent(ctx, meta.Partition(p), g.id, g.rev, &st)
+		}
+	}
+	return st, firstErr
+}
+
+// sweepIntent deletes the intent of a dead writer if it is still at rev.
+// A conflict means the record changed (it cannot become live: only its
+// writer could do that, and that writer is dead), so it is re-read next
+// pass; true when the intent is gone.
+func (s *Service) sweepIntent(ctx context.Context, p meta.Partition, id string, rev uint64, st *GCStats) bool {
+	k := refKey(id)
+	_, err := s.md.Commit(ctx, p, meta.Txn{
+		Conds:   []meta.Cond{{Key: k, Rev: rev}},
+		Deletes: [][]byte{k},
+	})
+	if err != nil {
+		if !isConflict(err) {
+			st.Errors++
+			s.log.Warn("gc: delete dead intent", "ref", id, "err", err)
+		}
+		return false
+	}
+	st.IntentsSwept++
+	return true
+}
+
+// Incarnation returns the writer incarnation of this Service's intents.
+func (s *Service) Incarnation() Incarnation { return s.cfg.Incarnation }
+
+func (st GCStats) String() string {
+	return fmt.Sprintf("scanned %d, removed %d (%d bytes), in flight %d, intents swept %d, errors %d",
+		st.Scanned, st.Removed, st.BytesFreed, st.InFlight, st.IntentsSwept, st.Errors)
+}

@@ -1,0 +1,549 @@
+package objects
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redoubt-io/redoubt/internal/blocks"
+	"github.com/redoubt-io/redoubt/internal/meta"
+	"github.com/redoubt-io/redoubt/internal/placement"
+	"github.com/redoubt-io/redoubt/internal/store"
+	"github.com/redoubt-io/redoubt/internal/testlog"
+)
+
+var errCrashed = errors.New("process crashed")
+
+// crash is the shared "this process is dead" switch of crashMeta and
+// crashData: once set, every effect of the old process fails, so none of
+// its cleanup runs.
+type crash struct{ dead atomic.Bool }
+
+// crashMeta is a meta.Store of a process that may die around a commit.
+type crashMeta struct {
+	meta.Store
+	c *crash
+	// before and after, when they return true for a Txn, kill the
+	// process before it is applied, or after it is applied but before
+	// its answer arrives.
+	before, after func(meta.Txn) bool
+}
+
+func (m *crashMeta) Get(ctx context.Context, p meta.Partition, k []byte) (meta.Item, error) {
+	if m.c.dead.Load() {
+		return meta.Item{}, errCrashed
+	}
+	return m.Store.Get(ctx, p, k)
+}
+
+func (m *crashMeta) Scan(ctx context.Context, p meta.Partition, s, e []byte, fn func([]byte, meta.Item) bool) error {
+	if m.c.dead.Load() {
+		return errCrashed
+	}
+	return m.Store.Scan(ctx, p, s, e, fn)
+}
+
+func (m *crashMeta) Commit(ctx context.Context, p meta.Partition, txn meta.Txn) (uint64, error) {
+	if m.c.dead.Load() || m.before != nil && m.before(txn) && m.c.dead.CompareAndSwap(false, true) {
+		return 0, errCrashed
+	}
+	rev, err := m.Store.Commit(ctx, p, txn)
+	if err == nil && m.after != nil && m.after(txn) {
+		m.c.dead.Store(true)
+		return 0, errCrashed
+	}
+	return rev, err
+}
+
+// crashData is a blocks.Store of a process that may die during a write.
+type crashData struct {
+	set    *blocks.Set
+	drives map[string]*store.Drive
+	c      *crash
+	// at: "" no crash, "intent" before any shard, "some" with one shard
+	// durable, "all" with every shard durable.
+	at string
+	// failDeletes makes best-effort deletes fail, as a dead drive would.
+	failDeletes atomic.Bool
+	// pause, when set, holds a write after its shards are durable until
+	// it is closed; paused is closed when the first write gets there.
+	pause, paused chan struct{}
+	once          sync.Once
+}
+
+var _ blocks.IDWriter = (*crashData)(nil)
+
+func (d *crashData) Write(ctx context.Context, p uint32, r io.Reader) (blocks.Ref, error) {
+	return d.set.Write(ctx, p, r)
+}
+
+func (d *crashData) WriteID(ctx context.Context, p uint32, id string, r io.Reader) (blocks.Ref, error) {
+	if d.c.dead.Load() {
+		return blocks.Ref{}, errCrashed
+	}
+	if d.at == "intent" {
+		d.c.dead.Store(true)
+		return blocks.Ref{}, errCrashed
+	}
+	ref, err := d.set.WriteID(ctx, p, id, r)
+	if err != nil {
+		return ref, err
+	}
+	if d.pause != nil {
+		d.once.Do(func() { close(d.paused) })
+		<-d.pause
+	}
+	switch d.at {
+	case "some":
+		// Only shard 0 reached its drive before the crash.
+		for i, did := range ref.Drives[1:] {
+			if err := d.drives[did].Remove(ctx, store.Name{ID: ref.ID, Shard: i + 1}); err != nil {
+				return blocks.Ref{}, err
+			}
+		}
+		d.c.dead.Store(true)
+		return blocks.Ref{}, errCrashed
+	case "all":
+		d.c.dead.Store(true)
+		return blocks.Ref{}, errCrashed
+	}
+	return ref, nil
+}
+
+func (d *crashData) Open(ctx context.Context, ref blocks.Ref, off, n int64) (io.ReadCloser, error) {
+	return d.set.Open(ctx, ref, off, n)
+}
+
+func (d *crashData) Delete(ctx context.Context, ref blocks.Ref) error {
+	if d.c.dead.Load() || d.failDeletes.Load() {
+		return errCrashed
+	}
+	return d.set.Delete(ctx, ref)
+}
+
+// gcEnv is one standalone node's real drives and metadata.
+type gcEnv struct {
+	t      *testing.T
+	md     meta.Store
+	drives []*store.Drive
+	set    *blocks.Set
+	log    *slog.Logger
+}
+
+func newGCEnv(t *testing.T) *gcEnv {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(testlog.Writer(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	dir := t.TempDir()
+	var paths []string
+	for i := range 4 {
+		p := filepath.Join(dir, fmt.Sprintf("d%d", i))
+		if err := os.MkdirAll(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	drives, err := store.Open(context.Background(), store.DefaultConfig(), paths, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bcfg := blocks.DefaultConfig(placement.DefaultPolicy(len(drives)))
+	bcfg.ChunkSize = 64 << 10
+	set, err := blocks.New(bcfg, drives, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &gcEnv{t: t, md: meta.NewMem(), drives: drives, set: set, log: log}
+}
+
+// service starts a "process": a Service of a new incarnation of node n1
+// over the env's stores, possibly wrapped.
+func (e *gcEnv) service(md meta.Store, data blocks.Store) *Service {
+	e.t.Helper()
+	cfg := DefaultConfig()
+	cfg.Partitions = 8
+	cfg.InlineMax = 1 << 10
+	cfg.MinPartSize = 1
+	cfg.Incarnation = Incarnation{Node: "n1"}
+	if md == nil {
+		md = e.md
+	}
+	if data == nil {
+		data = e.set
+	}
+	s, err := New(cfg, md, data, e.log)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+func (e *gcEnv) crashing() (*crash, *crashMeta, *crashData) {
+	c := &crash{}
+	byID := map[string]*store.Drive{}
+	for _, d := range e.drives {
+		byID[d.ID()] = d
+	}
+	return c, &crashMeta{Store: e.md, c: c}, &crashData{set: e.set, drives: byID, c: c}
+}
+
+func (e *gcEnv) gcDrives() []GCDrive {
+	var out []GCDrive
+	for _, d := range e.drives {
+		out = append(out, d)
+	}
+	return out
+}
+
+func (e *gcEnv) gc(s *Service) GCStats {
+	e.t.Helper()
+	st, err := s.CollectGarbage(context.Background(), e.gcDrives(), GCOptions{})
+	if err != nil {
+		e.t.Fatalf("gc: %v", err)
+	}
+	e.t.Logf("gc: %s", st)
+	return st
+}
+
+// check asserts the two promises: every shard file on a drive belongs to
+// a Ref that committed metadata names (no orphan), every shard such a
+// Ref names is on its drive (nothing referenced was removed), every
+// object of want reads back exact, and no intent is left.
+func (e *gcEnv) check(s *Service, bucket string, want map[string][]byte) {
+	e.t.Helper()
+	ctx := context.Background()
+	files := map[store.Name]string{}
+	for _, d := range e.drives {
+		err := d.Walk(ctx, func(si store.ShardInfo) error {
+			files[si.Name] = d.ID()
+			return nil
+		})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	referenced := map[string]bool{}
+	err := s.ForEachRef(ctx, func(r blocks.Ref) error {
+		referenced[r.ID] = true
+		for i, did := range r.Drives {
+			n := store.Name{ID: r.ID, Shard: i}
+			if got, ok := files[n]; !ok || got != did {
+				e.t.Errorf("referenced shard %s missing from drive %s", n, did)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for n := range files {
+		if !referenced[n.ID] {
+			e.t.Errorf("orphan shard %s survived garbage collection", n)
+		}
+	}
+	for p := 0; p < s.cfg.Partitions; p++ {
+		err := e.md.Scan(ctx, meta.Partition(p), []byte{tagRef}, []byte{tagRef + 1}, func(k []byte, it meta.Item) bool {
+			rec, err := decodeRefRec(it.Value)
+			if err != nil || rec.State != refLive || !referenced[string(k[1:])] {
+				e.t.Errorf("ref record %s left: %+v %v", k[1:], rec, err)
+			}
+			return true
+		})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	for key, data := range want {
+		_, rc, err := s.GetObject(ctx, bucket, key, GetOptions{})
+		if err != nil {
+			e.t.Errorf("get %s: %v", key, err)
+			continue
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, data) {
+			e.t.Errorf("get %s: %d bytes, err %v; want %d bytes", key, len(got), err, len(data))
+		}
+	}
+}
+
+func body(rng *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+func isVersionCommit(txn meta.Txn) bool {
+	for _, kv := range txn.Puts {
+		if kv.Key[0] == tagVersion {
+			return true
+		}
+	}
+	return false
+}
+
+// TestGCCrashedPut crashes a writer at each step of a PUT, restarts, runs
+// one pass, and checks that no orphan survives and nothing referenced
+// went.
+func TestGCCrashedPut(t *testing.T) {
+	for _, step := range []string{"intent", "some", "all", "before-commit", "after-commit"} {
+		t.Run(step, func(t *testing.T) {
+			ctx := context.Background()
+			e := newGCEnv(t)
+			rng := rand.New(rand.NewPCG(1, 2))
+			c, md, data := e.crashing()
+			s1 := e.service(md, data)
+			if err := s1.CreateBucket(ctx, "bkt"); err != nil {
+				t.Fatal(err)
+			}
+			want := map[string][]byte{"keep": body(rng, 300<<10), "small": body(rng, 100)}
+			for k, v := range want {
+				if _, err := s1.PutObject(ctx, "bkt", k, bytes.NewReader(v), int64(len(v)), PutOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Orphans of a deleted version and an aborted upload whose
+			// best-effort data deletes failed.
+			gone := body(rng, 200<<10)
+			if _, err := s1.PutObject(ctx, "bkt", "gone", bytes.NewReader(gone), int64(len(gone)), PutOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			uid, err := s1.CreateMultipartUpload(ctx, "bkt", "mp", PutOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s1.UploadPart(ctx, "bkt", "mp", uid, 1, bytes.NewReader(gone), int64(len(gone)), PartOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			data.failDeletes.Store(true)
+			if _, err := s1.DeleteObject(ctx, "bkt", "gone", DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s1.AbortMultipartUpload(ctx, "bkt", "mp", uid); err != nil {
+				t.Fatal(err)
+			}
+			data.failDeletes.Store(false)
+
+			victim := body(rng, 500<<10)
+			switch step {
+			case "before-commit":
+				md.before = isVersionCommit
+			case "after-commit":
+				md.after = isVersionCommit
+				want["victim"] = victim
+			default:
+				data.at = step
+			}
+			_, err = s1.PutObject(ctx, "bkt", "victim", bytes.NewReader(victim), int64(len(victim)), PutOptions{})
+			if !errors.Is(err, errCrashed) {
+				t.Fatalf("put: %v, want the crash", err)
+			}
+			if !c.dead.Load() {
+				t.Fatal("no crash")
+			}
+
+			s2 := e.service(nil, nil)
+			st := e.gc(s2)
+			if st.Removed == 0 {
+				t.Error("nothing removed")
+			}
+			e.check(s2, "bkt", want)
+			// A second pass finds nothing more.
+			if st := e.gc(s2); st.Removed != 0 || st.IntentsSwept != 0 {
+				t.Errorf("second pass: %s", st)
+			}
+		})
+	}
+}
+
+// TestGCKeepsWriteInFlight runs a pass while a PUT holds durable shards
+// not yet committed: its intent is alive, so they stay and the PUT
+// succeeds. A pass that wrongly judges the writer dead makes the PUT fail
+// without committing, never lose committed data.
+func TestGCKeepsWriteInFlight(t *testing.T) {
+	for _, wrong := range []bool{false, true} {
+		t.Run(fmt.Sprint("wrongly-dead=", wrong), func(t *testing.T) {
+			ctx := context.Background()
+			e := newGCEnv(t)
+			_, md, data := e.crashing()
+			data.pause, data.paused = make(chan struct{}), make(chan struct{})
+			s := e.service(md, data)
+			if err := s.CreateBucket(ctx, "bkt"); err != nil {
+				t.Fatal(err)
+			}
+			v := body(rand.New(rand.NewPCG(3, 4)), 400<<10)
+			errc := make(chan error, 1)
+			go func() {
+				_, err := s.PutObject(ctx, "bkt", "k", bytes.NewReader(v), int64(len(v)), PutOptions{})
+				errc <- err
+			}()
+			<-data.paused
+			opts := GCOptions{}
+			if wrong {
+				opts.Dead = func(Incarnation) bool { return true }
+			}
+			st, err := s.CollectGarbage(ctx, e.gcDrives(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("gc: %s", st)
+			close(data.pause)
+			err = <-errc
+			want := map[string][]byte{"k": v}
+			if wrong {
+				if !errors.Is(err, errIntentLost) {
+					t.Fatalf("put after its intent was swept: %v", err)
+				}
+				want = nil
+				e.gc(s)
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.InFlight == 0 || st.Removed != 0 {
+					t.Errorf("in-flight shards not kept: %s", st)
+				}
+			}
+			e.check(s, "bkt", want)
+		})
+	}
+}
+
+// TestGCRandomized runs random PUTs, overwrites, deletes and multipart
+// uploads with failing best-effort deletes, crashes and restarts, and GC
+// passes in between; after a final pass nothing is orphaned and every
+// object reads back.
+func TestGCRandomized(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	ctx := context.Background()
+	e := newGCEnv(t)
+	_, md, data := e.crashing()
+	s := e.service(md, data)
+	if err := s.CreateBucket(ctx, "bkt"); err != nil {
+		t.Fatal(err)
+	}
+	if rng.IntN(2) == 0 {
+		if err := s.SetVersioning(ctx, "bkt", Enabled); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _, err := s.getBucket(ctx, "bkt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	versioned := b.Versioning == Enabled
+	want := map[string][]byte{}
+	keys := []string{"a", "b", "c", "d", "e"}
+	for i := 0; i < 60; i++ {
+		data.failDeletes.Store(rng.IntN(3) == 0)
+		k := keys[rng.IntN(len(keys))]
+		v := body(rng, []int{10, 2 << 10, 70 << 10, 300 << 10}[rng.IntN(4)])
+		switch op := rng.IntN(10); {
+		case op < 5:
+			if _, err := s.PutObject(ctx, "bkt", k, bytes.NewReader(v), int64(len(v)), PutOptions{}); err != nil {
+				t.Fatalf("seed %d: put: %v", seed, err)
+			}
+			want[k] = v
+		case op < 6:
+			if _, err := s.DeleteObject(ctx, "bkt", k, DeleteOptions{}); err != nil {
+				t.Fatalf("seed %d: delete: %v", seed, err)
+			}
+			delete(want, k)
+		case op < 8:
+			uid, err := s.CreateMultipartUpload(ctx, "bkt", k, PutOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var parts []CompletePart
+			for n := 1; n <= 1+rng.IntN(3); n++ {
+				pi, err := s.UploadPart(ctx, "bkt", k, uid, n, bytes.NewReader(v), int64(len(v)), PartOptions{})
+				if err != nil {
+					t.Fatalf("seed %d: part: %v", seed, err)
+				}
+				if rng.IntN(3) > 0 {
+					parts = append(parts, CompletePart{Number: n, ETag: pi.ETag})
+				}
+			}
+			if len(parts) == 0 || rng.IntN(4) == 0 {
+				if err := s.AbortMultipartUpload(ctx, "bkt", k, uid); err != nil {
+					t.Fatalf("seed %d: abort: %v", seed, err)
+				}
+				break
+			}
+			if _, err := s.CompleteMultipartUpload(ctx, "bkt", k, uid, parts, CompleteOptions{}); err != nil {
+				t.Fatalf("seed %d: complete: %v", seed, err)
+			}
+			want[k] = bytes.Repeat(v, len(parts))
+		case op < 9:
+			// Crash in the middle of a PUT, then restart.
+			data.at = []string{"intent", "some", "all"}[rng.IntN(3)]
+			_, err := s.PutObject(ctx, "bkt", k, bytes.NewReader(v), int64(len(v)), PutOptions{})
+			switch {
+			case err == nil && len(v) > 1<<10:
+				t.Fatalf("seed %d: put survived a crash", seed)
+			case err == nil:
+				want[k] = v // inline: no data write to crash in
+			}
+			_, md, data = e.crashing()
+			s = e.service(md, data)
+		default:
+			if _, err := s.CollectGarbage(ctx, e.gcDrives(), GCOptions{}); err != nil {
+				t.Fatalf("seed %d: gc: %v", seed, err)
+			}
+		}
+	}
+	if versioned {
+		// Older versions keep their data; only current ones are compared.
+		t.Log("versioned bucket")
+	}
+	data.failDeletes.Store(false)
+	e.gc(s)
+	e.check(s, "bkt", want)
+	if t.Failed() {
+		t.Logf("failed with seed %d", seed)
+	}
+}
+
+func FuzzDecodeRefRec(f *testing.F) {
+	f.Add((&refRec{State: refLive}).encode())
+	f.Add((&refRec{State: refIntent, Inc: Incarnation{Node: "n1", Nonce: 7}, Time: 99}).encode())
+	f.Add([]byte{1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodeRefRec(b)
+		if err != nil {
+			return
+		}
+		if got := r.encode(); !bytes.Equal(got, b) {
+			t.Fatalf("round trip %x -> %+v -> %x", b, r, got)
+		}
+	})
+}
+
+func TestRefID(t *testing.T) {
+	for _, p := range []meta.Partition{0, 1, 255, 1 << 20} {
+		id := newRefID(p)
+		if err := (store.Name{ID: id}).Validate(); err != nil {
+			t.Fatal(err)
+		}
+		got, ok := RefPartition(id)
+		if !ok || got != p {
+			t.Errorf("RefPartition(%s) = %d, %v; want %d", id, got, ok, p)
+		}
+	}
+	if _, ok := RefPartition(store.NewID()); ok {
+		t.Error("an ID without a partition was taken for a ref ID")
+	}
+}

@@ -1,0 +1,221 @@
+package objects
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/redoubt-io/redoubt/internal/blocks"
+	"github.com/redoubt-io/redoubt/internal/meta"
+)
+
+// Incarnation names one run of one writer process: the node's ID and a
+// random nonce drawn at start. A restarted process has a new nonce, so an
+// intent of an older incarnation belongs to a writer that is dead.
+type Incarnation struct {
+	Node  string
+	Nonce uint64
+}
+
+// newNonce returns a random nonzero nonce.
+func newNonce() uint64 {
+	var b [8]byte
+	for {
+		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+		if n := binary.BigEndian.Uint64(b[:]); n != 0 {
+			return n
+		}
+	}
+}
+
+// Ref records. Every data Ref this package writes is named by a ref ID
+// that carries its key's partition, and is tracked by one record
+// 'r' refID in that partition:
+//
+//	intent  written (Cond: absent) before the first shard file exists;
+//	        holds the writer's incarnation and the time.
+//	live    written in the same Txn that commits the record naming the
+//	        Ref (a version or a multipart part), conditional on the
+//	        intent's revision; deleted in the same Txn that deletes or
+//	        replaces that record.
+//
+// A ref ID is 32 random hex digits then the partition as 8 hex digits.
+// IDs of any other shape (written before ref records existed, or by a data
+// store without blocks.IDWriter) have no record and are never collected.
+const (
+	tagRef       = 'r'
+	refRandHex   = 32
+	refIDLen     = refRandHex + 8
+	refRecFormat = 1
+
+	refIntent byte = 1
+	refLive   byte = 2
+)
+
+// newRefID returns a fresh ref ID for data of partition p.
+func newRefID(p meta.Partition) string {
+	var b [refRandHex/2 + 4]byte
+	_, _ = rand.Read(b[:refRandHex/2])
+	binary.BigEndian.PutUint32(b[refRandHex/2:], uint32(p))
+	return hex.EncodeToString(b[:])
+}
+
+// RefPartition returns the partition whose ref record tracks data ID id,
+// and false for an ID this package did not issue with a record.
+func RefPartition(id string) (meta.Partition, bool) {
+	if len(id) != refIDLen {
+		return 0, false
+	}
+	var b [refIDLen / 2]byte
+	if _, err := hex.Decode(b[:], []byte(id)); err != nil || hex.EncodeToString(b[:]) != id {
+		return 0, false
+	}
+	return meta.Partition(binary.BigEndian.Uint32(b[refRandHex/2:])), true
+}
+
+func refKey(id string) []byte { return append([]byte{tagRef}, id...) }
+
+// refRec is the value of a ref record.
+type refRec struct {
+	State byte
+	Inc   Incarnation // intent only
+	Time  int64       // unix ms the intent was written; intent only
+}
+
+func (r *refRec) encode() []byte {
+	if r.State == refLive {
+		return []byte{refRecFormat, refLive}
+	}
+	b := []byte{refRecFormat, refIntent}
+	b = binary.BigEndian.AppendUint64(b, r.Inc.Nonce)
+	b = binary.BigEndian.AppendUint64(b, uint64(r.Time))
+	return append(b, r.Inc.Node...)
+}
+
+func decodeRefRec(b []byte) (refRec, error) {
+	if len(b) < 2 || b[0] != refRecFormat {
+		return refRec{}, fmt.Errorf("ref record: %w", errCorrupt)
+	}
+	switch b[1] {
+	case refLive:
+		if len(b) != 2 {
+			return refRec{}, fmt.Errorf("ref record: trailing bytes: %w", errCorrupt)
+		}
+		return refRec{State: refLive}, nil
+	case refIntent:
+		if len(b) < 18 {
+			return refRec{}, fmt.Errorf("ref record: short intent: %w", errCorrupt)
+		}
+		return refRec{State: refIntent, Inc: Incarnation{
+			Nonce: binary.BigEndian.Uint64(b[2:]),
+			Node:  string(b[18:]),
+		}, Time: int64(binary.BigEndian.Uint64(b[10:]))}, nil
+	}
+	return refRec{}, fmt.Errorf("ref record: state %d: %w", b[1], errCorrupt)
+}
+
+var liveRefValue = (&refRec{State: refLive}).encode()
+
+// errIntentLost is returned when a write's intent vanished before its
+// commit: garbage collection judged its writer dead. Nothing is committed.
+var errIntentLost = errors.New("objects: write intent lost")
+
+// writeData stores r for partition p. With a data store that takes the
+// ID, it first commits an intent naming this incarnation, so that no
+// shard file exists without a record until the write is abandoned. rev is
+// the intent's revision (0 without one).
+func (s *Service) writeData(ctx context.Context, p meta.Partition, r io.Reader) (ref blocks.Ref, rev uint64, err error) {
+	w, ok := s.data.(blocks.IDWriter)
+	if !ok {
+		ref, err = s.data.Write(ctx, uint32(p), r)
+		return ref, 0, err
+	}
+	id := newRefID(p)
+	in := refRec{State: refIntent, Inc: s.cfg.Incarnation, Time: s.cfg.Now().UnixMilli()}
+	k := refKey(id)
+	rev, err = s.md.Commit(ctx, p, meta.Txn{
+		Conds: []meta.Cond{{Key: k, Rev: 0}},
+		Puts:  []meta.KV{{Key: k, Value: in.encode()}},
+	})
+	if err != nil {
+		return blocks.Ref{}, 0, metaErr("commit write intent", err)
+	}
+	ref, err = w.WriteID(ctx, uint32(p), id, r)
+	if err != nil {
+		// The store removed what it could reach; the rest is an orphan
+		// without a record once the intent is gone.
+		s.dropIntent(ctx, p, id, rev)
+		return blocks.Ref{}, 0, err
+	}
+	return ref, rev, nil
+}
+
+// dropIntent deletes an intent that is still at rev; false when it is not
+// (the write committed, or garbage collection took the intent), or when
+// the deletion could not be made.
+func (s *Service) dropIntent(ctx context.Context, p meta.Partition, id string, rev uint64) bool {
+	k := refKey(id)
+	_, err := s.md.Commit(context.WithoutCancel(ctx), p, meta.Txn{
+		Conds:   []meta.Cond{{Key: k, Rev: rev}},
+		Deletes: [][]byte{k},
+	})
+	if err != nil && !isConflict(err) {
+		s.log.Warn("drop write intent", "ref", id, "err", err)
+	}
+	return err == nil
+}
+
+// abandon gives up data written by writeData and never committed: the
+// intent goes first, so that a commit whose answer was lost (the intent
+// became live) keeps its data; then the shards. A failure leaves an
+// orphan for garbage collection.
+func (s *Service) abandon(ctx context.Context, p meta.Partition, ref blocks.Ref, rev uint64) {
+	if ref.ID == "" {
+		return
+	}
+	if rev != 0 && !s.dropIntent(ctx, p, ref.ID, rev) {
+		return
+	}
+	s.deleteData(ctx, ref)
+}
+
+// claim adds to txn what turns the intent of ref into a live record:
+// the commit fails unless the intent is still the writer's.
+func claim(txn *meta.Txn, ref blocks.Ref, rev uint64) {
+	if rev == 0 || ref.ID == "" {
+		return
+	}
+	k := refKey(ref.ID)
+	txn.Conds = append(txn.Conds, meta.Cond{Key: k, Rev: rev})
+	txn.Puts = append(txn.Puts, meta.KV{Key: k, Value: liveRefValue})
+}
+
+// checkIntent reports errIntentLost when the intent of ref is no longer
+// at rev; a commit conditional on it would keep failing.
+func (s *Service) checkIntent(ctx context.Context, p meta.Partition, ref blocks.Ref, rev uint64) error {
+	if rev == 0 || ref.ID == "" {
+		return nil
+	}
+	it, err := s.md.Get(ctx, p, refKey(ref.ID))
+	if errors.Is(err, meta.ErrNotFound) || err == nil && it.Rev != rev {
+		return fmt.Errorf("%w: %s", errIntentLost, ref.ID)
+	}
+	if err != nil {
+		return metaErr("read write intent", err)
+	}
+	return nil
+}
+
+// unref adds to txn the deletion of the ref records of refs, whose
+// record the same Txn deletes or replaces.
+func unref(txn *meta.Txn, refs ...blocks.Ref) {
+	for _, r := range refs {
+		if _, ok := RefPartition(r.ID); ok {
+			txn.Deletes = append(txn.Deletes, refKey(r.ID))
+		}
+	}
+}
