@@ -22,6 +22,7 @@ var rank = map[string]int{
 	"internal/erasure":       0,
 	"internal/vfs":           0,
 	"internal/testlog":       0,
+	"internal/lincheck":      0,
 	"internal/layout":        1,
 	"internal/store":         1,
 	"internal/meta":          1,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
+	"github.com/redoubt-io/redoubt/internal/lincheck"
 	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/placement"
 	"github.com/redoubt-io/redoubt/internal/store"
@@ -23,82 +24,6 @@ var (
 	linSeed     = flag.Uint64("lin.seed", 0, "seed of the linearizability test (0: from the clock)")
 	linDuration = flag.Duration("lin.duration", 4*time.Second, "how long the linearizability workload runs")
 )
-
-// kvInput and kvOutput are one operation of the linearizability history:
-// a PUT, GET, DELETE or create-if-absent (If-None-Match: *) on one key.
-type kvInput struct {
-	Op    string // put, get, del, create
-	Key   string
-	Value string
-}
-
-type kvOutput struct {
-	Value   string
-	Found   bool // get: the key had a value
-	OK      bool // create: it was absent and is now set
-	Unknown bool // the request failed in a way that leaves its effect unknown
-}
-
-// kvModel is a register per key. A state is the key's value, "" for
-// absent (values are never empty). An operation whose outcome is unknown
-// may or may not have happened.
-var kvModel = porcupine.NondeterministicModel{
-	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		var keys []string
-		for _, op := range history {
-			k := op.Input.(kvInput).Key
-			if _, ok := byKey[k]; !ok {
-				keys = append(keys, k)
-			}
-			byKey[k] = append(byKey[k], op)
-		}
-		var out [][]porcupine.Operation
-		for _, k := range keys {
-			out = append(out, byKey[k])
-		}
-		return out
-	},
-	Init: func() []any { return []any{""} },
-	Step: func(state, input, output any) []any {
-		s, in, out := state.(string), input.(kvInput), output.(kvOutput)
-		var next string
-		switch in.Op {
-		case "get":
-			if out.Found == (s != "") && out.Value == s {
-				return []any{s}
-			}
-			return nil
-		case "put":
-			next = in.Value
-		case "del":
-			next = ""
-		case "create":
-			if out.Unknown {
-				if s == "" {
-					return []any{s, in.Value}
-				}
-				return []any{s}
-			}
-			if out.OK != (s == "") {
-				return nil
-			}
-			if out.OK {
-				return []any{in.Value}
-			}
-			return []any{s}
-		}
-		if out.Unknown {
-			return []any{s, next}
-		}
-		return []any{next}
-	},
-	Equal: func(a, b any) bool { return a == b },
-	DescribeOperation: func(input, output any) string {
-		in, out := input.(kvInput), output.(kvOutput)
-		return fmt.Sprintf("%s(%s,%s) -> %+v", in.Op, in.Key, in.Value, out)
-	},
-}
 
 // TestLinearizableUnderFaults runs clients against all nodes of a
 // three-node cluster while nodes crash and restart and the network splits,
@@ -140,7 +65,7 @@ func TestLinearizableUnderFaults(t *testing.T) {
 					return
 				default:
 				}
-				in := kvInput{Key: keys[crng.IntN(len(keys))], Value: fmt.Sprintf("v%d", counter.Add(1))}
+				in := lincheck.Input{Key: keys[crng.IntN(len(keys))], Value: fmt.Sprintf("v%d", counter.Add(1))}
 				switch r := crng.IntN(10); {
 				case r < 4:
 					in.Op = "get"
@@ -159,7 +84,7 @@ func TestLinearizableUnderFaults(t *testing.T) {
 					continue
 				}
 				if out.Unknown {
-					ret = 1 << 62 // may take effect any time after its call
+					ret = lincheck.Pending // may take effect any time after its call
 				}
 				hmu.Lock()
 				history = append(history, porcupine.Operation{ClientId: cl, Input: in, Call: call, Output: out, Return: ret})
@@ -203,17 +128,12 @@ func TestLinearizableUnderFaults(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
-	res, info := porcupine.CheckOperationsVerbose(kvModel.ToModel(), history, 60*time.Second)
-	t.Logf("%d operations checked: %s", len(history), res)
-	if res != porcupine.Ok {
-		_ = info
-		t.Fatalf("history is not linearizable (seed %d)", seed)
-	}
+	lincheck.Check(t, history, seed)
 }
 
 // kvDo runs one operation against s; keep is false for a failed read,
 // which had no effect and need not be in the history.
-func kvDo(s meta.Store, in kvInput) (out kvOutput, keep bool) {
+func kvDo(s meta.Store, in lincheck.Input) (out lincheck.Output, keep bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	p := meta.Partition(placement.PartitionOf("lin", in.Key, 16))
@@ -225,11 +145,11 @@ func kvDo(s meta.Store, in kvInput) (out kvOutput, keep bool) {
 		it, err = s.Get(ctx, p, key)
 		switch {
 		case err == nil:
-			return kvOutput{Value: string(it.Value), Found: true}, true
+			return lincheck.Output{Value: string(it.Value), Found: true}, true
 		case errors.Is(err, meta.ErrNotFound):
-			return kvOutput{}, true
+			return lincheck.Output{}, true
 		}
-		return kvOutput{}, false
+		return lincheck.Output{}, false
 	case "put":
 		_, err = s.Commit(ctx, p, meta.Txn{Puts: []meta.KV{{Key: key, Value: []byte(in.Value)}}})
 	case "del":
@@ -237,16 +157,16 @@ func kvDo(s meta.Store, in kvInput) (out kvOutput, keep bool) {
 	case "create":
 		_, err = s.Commit(ctx, p, meta.Txn{Conds: []meta.Cond{{Key: key}}, Puts: []meta.KV{{Key: key, Value: []byte(in.Value)}}})
 		if errors.Is(err, meta.ErrConflict) {
-			return kvOutput{OK: false}, true
+			return lincheck.Output{OK: false}, true
 		}
 		if err == nil {
-			return kvOutput{OK: true}, true
+			return lincheck.Output{OK: true}, true
 		}
 	}
 	if err != nil {
-		return kvOutput{Unknown: true}, true
+		return lincheck.Output{Unknown: true}, true
 	}
-	return kvOutput{}, true
+	return lincheck.Output{}, true
 }
 
 // restart starts node i again on its drives, as after a crash.

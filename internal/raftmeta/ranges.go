@@ -382,18 +382,5 @@ func readRange(it *pebble.Iterator, p meta.Partition, start, end []byte, fn func
 		return nil
 	}
 	it.SetBounds(dataBounds(p, start, end))
-	for ok := it.First(); ok; ok = it.Next() {
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return err
-		}
-		rev, val, err := decodeItem(v)
-		if err != nil {
-			return err
-		}
-		if !fn(it.Key()[dataKeyHeader:], meta.Item{Value: val, Rev: rev}) {
-			return nil
-		}
-	}
-	return it.Error()
+	return forEachItem(it, fn)
 }

@@ -104,6 +104,12 @@ func (h *Host) scanLocal(p meta.Partition, start, end []byte, maxBytes int, fn f
 		return err
 	}
 	defer it.Close()
+	return forEachItem(it, fn)
+}
+
+// forEachItem hands fn the items within the iterator's bounds in order, until fn
+// returns false.
+func forEachItem(it *pebble.Iterator, fn func(key []byte, item meta.Item) bool) error {
 	for ok := it.First(); ok; ok = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
