@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/redoubt-io/redoubt/internal/admin"
 	"github.com/redoubt-io/redoubt/internal/node"
 )
 
@@ -64,7 +65,91 @@ onto a replaced, empty drive. Shows progress until the pass ends, unless
 	}
 	cmd.Flags().StringVar(&addr, "admin-addr", addr, "the server's admin address")
 	cmd.Flags().BoolVar(&noWait, "no-wait", false, "start the pass and return at once")
+	cmd.AddCommand(newRepairStatusCmd())
 	return withEnv(cmd)
+}
+
+func newRepairStatusCmd() *cobra.Command {
+	addr := "127.0.0.1:3903"
+	var watch bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show what is degraded and what is being rebuilt",
+		Long: `Show the node's degraded state (failed drives, drives waiting for a refill,
+shards that reads or the scrubber found bad and their repair) and the progress
+of a running repair pass: bytes done and left and an estimated time. --watch
+redraws it as a progress bar every second until Ctrl-C.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			out := cmd.OutOrStdout()
+			for {
+				var st admin.Status
+				if err := adminCall(ctx, addr, http.MethodGet, "/status", nil, &st); err != nil {
+					return err
+				}
+				var p node.RepairProgress
+				if err := adminCall(ctx, addr, http.MethodGet, "/repair", nil, &p); err != nil {
+					return err
+				}
+				if !watch {
+					printRepairStatus(out, st, p)
+					return nil
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "\r%s| %s\033[K", repairLine(p), degradedLine(st))
+				select {
+				case <-ctx.Done():
+					fmt.Fprintln(cmd.ErrOrStderr())
+					return nil
+				case <-time.After(time.Second):
+				}
+			}
+		},
+	}
+	cmd.Flags().StringVar(&addr, "admin-addr", addr, "the server's admin address")
+	cmd.Flags().BoolVar(&watch, "watch", false, "redraw as a progress bar every second")
+	return withEnv(cmd)
+}
+
+// degradedLine sums up what is degraded on the node.
+func degradedLine(st admin.Status) string {
+	failed, refill := 0, 0
+	for _, d := range st.Drives {
+		switch d.State {
+		case admin.DriveFailed:
+			failed++
+		case admin.DriveNeedsRepair:
+			refill++
+		}
+	}
+	return fmt.Sprintf("%d failed drive(s), %d to refill, %d read repair(s) pending, %d corrupt shard(s) found by scrub",
+		failed, refill, st.Repair.ReadRepairsPending, st.Scrub.CorruptShards)
+}
+
+func printRepairStatus(w io.Writer, st admin.Status, p node.RepairProgress) {
+	fmt.Fprintf(w, "Degraded: %s\n", degradedLine(st))
+	for _, d := range st.Drives {
+		if d.State != admin.DriveOK {
+			fmt.Fprintf(w, "  drive %s (%s): %s\n", short(d.ID), d.Path, d.State)
+		}
+	}
+	fmt.Fprintf(w, "Read repairs: %d done (%d shards rebuilt), %d pending, %d left to the scrubber\n",
+		st.Repair.ReadRepairs, st.Repair.ReadRepairShards, st.Repair.ReadRepairsPending, st.Repair.ReadRepairsAbandoned)
+	switch {
+	case p.Running:
+		left := max(p.BytesTotal-p.BytesDone, 0)
+		eta := "unknown"
+		if p.ETASeconds > 0 {
+			eta = (time.Duration(p.ETASeconds) * time.Second).String()
+		}
+		fmt.Fprintf(w, "Repair pass running: %s\n  %s done, %s left, about %s to go\n", repairLine(p),
+			humanBytes(p.BytesDone), humanBytes(left), eta)
+	case !p.Finished.IsZero():
+		fmt.Fprintf(w, "Last repair pass: %s, %d refs checked, %d shards rebuilt, %d failed\n",
+			p.Finished.Format(time.RFC3339), p.RefsDone, p.Rebuilt, p.Failed)
+	default:
+		fmt.Fprintln(w, "No repair pass has run since the server started (redoubt repair starts one).")
+	}
 }
 
 func repairLine(p node.RepairProgress) string {

@@ -103,6 +103,14 @@ type RepairStatus struct {
 	LastRunRepairedShards int64 `json:"last_run_repaired_shards"`
 	// LastRunError is empty when the last pass succeeded.
 	LastRunError string `json:"last_run_error"`
+	// ReadRepairs counts objects parts whose bad shards, found by a read,
+	// were repaired at once; ReadRepairShards the shards rebuilt;
+	// ReadRepairsPending those waiting to be tried again (a drive or node
+	// down); ReadRepairsAbandoned those left to the next scrub.
+	ReadRepairs          int64 `json:"read_repairs"`
+	ReadRepairShards     int64 `json:"read_repair_shards"`
+	ReadRepairsPending   int64 `json:"read_repairs_pending"`
+	ReadRepairsAbandoned int64 `json:"read_repairs_abandoned"`
 }
 
 // ScrubStatus describes the scrubber, which re-reads every shard on this

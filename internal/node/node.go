@@ -162,7 +162,9 @@ type Node struct {
 	objects *objects.Service
 	repair  *repairer
 	upkeep  upkeep
-	gc      *collector
+	// readRepair rebuilds what reads find damaged, at once.
+	readRepair *readRepair
+	gc         *collector
 	// services runs the front ends and background loops; see supervise.
 	services supervisor
 
@@ -230,6 +232,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		ocfg.SharedMetadata = true
 	}
 	n.setPolicy(policy)
+	n.readRepair = newReadRepair(nil, logger.With("component", "read-repair"))
+	bcfg.OnNeedsRepair = n.readRepair.note
 	n.data, err = blocks.New(bcfg, n.drives, logger.With("component", "blocks"))
 	if err != nil {
 		return nil, fmt.Errorf("data path: %w", err)
@@ -304,6 +308,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
+	n.readRepair.data = n.data
+	n.supervise("read-repair", n.readRepair.Run)
 	n.supervise("scrub", n.upkeep.scrub.Run)
 	n.supervise("multipart-expiry", n.expireUploads)
 	n.gc = newCollector(cfg.GC, n.objects, n.drives, logger.With("component", "gc"))

@@ -63,7 +63,9 @@ func (n *Node) Status(ctx context.Context) admin.Status {
 	st.GC = n.gc.Status()
 	st.ExpiredUploads = n.upkeep.expired.Load()
 	p := n.repair.Progress()
-	st.Repair = admin.RepairStatus{Running: p.Running, DoneBytes: p.BytesDone, TotalBytes: p.BytesTotal}
+	st.Repair = admin.RepairStatus{Running: p.Running, DoneBytes: p.BytesDone, TotalBytes: p.BytesTotal,
+		ReadRepairs: n.readRepair.repaired.Load(), ReadRepairShards: n.readRepair.rebuilt.Load(),
+		ReadRepairsPending: int64(n.readRepair.pending()), ReadRepairsAbandoned: n.readRepair.failed.Load()}
 	if !p.Finished.IsZero() {
 		st.Repair.LastRunStarted, st.Repair.LastRunFinished = p.Started, p.Finished
 		st.Repair.LastRunRepairedShards = p.Rebuilt
