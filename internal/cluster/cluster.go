@@ -53,6 +53,13 @@ type Config struct {
 	// NoGossip leaves out gossip membership (tests on an in-memory
 	// network, where every node is taken to be alive).
 	NoGossip bool
+	// RepairAfter is how long a node of the layout may be dead (by gossip)
+	// before the System leader commits a layout without it, so that every
+	// partition's Raft group gets its voters back and new data goes to live
+	// nodes; a node so removed that comes back is added again the same way.
+	// 0 leaves layout changes to operators. Shorter reacts sooner; too short
+	// turns a reboot into two layout changes.
+	RepairAfter time.Duration
 }
 
 // Cluster is this node's membership in the cluster: identity, node-to-node
@@ -89,6 +96,7 @@ type Cluster struct {
 		created map[meta.Partition]bool
 	}
 	peersFile  string
+	deaths     deathWatch
 	closeOnce  sync.Once
 	refreshing atomic.Bool
 	// restarted says the node had Raft state when it started.
@@ -197,14 +205,20 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 		}
 	}()
 
+	// Gossip binds first, so that the node's record carries the address it
+	// really listens on (a port 0 in tests), and joins once the node knows
+	// its peers.
+	if !cfg.NoGossip {
+		if err := c.startGossip(); err != nil {
+			return nil, err
+		}
+		c.self.GossipAdr = c.gossip.LocalAddr()
+	}
 	if err := c.joinOrBootstrap(ctx); err != nil {
 		return nil, err
 	}
-
-	if !cfg.NoGossip {
-		if err := c.startGossip(ctx); err != nil {
-			return nil, err
-		}
+	if c.gossip != nil {
+		c.joinGossip(ctx)
 	}
 
 	c.wg.Add(1)
@@ -215,7 +229,7 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 	return c, nil
 }
 
-func (c *Cluster) startGossip(ctx context.Context) error {
+func (c *Cluster) startGossip() error {
 	mcfg := membership.DefaultConfig()
 	mcfg.NodeID = string(c.nodeID)
 	mcfg.BindAddr = c.cfg.GossipAddr
@@ -227,7 +241,6 @@ func (c *Cluster) startGossip(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("starting gossip on %s: %w", c.cfg.GossipAddr, err)
 	}
-	c.joinGossip(ctx)
 	return nil
 }
 

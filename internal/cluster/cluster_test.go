@@ -58,6 +58,11 @@ func newTestNet(t *testing.T, n, zones int) *testNet {
 
 // add starts one more node that joins via node 0.
 func (tn *testNet) add(zone string, expect int) *Cluster {
+	return tn.addWith(zone, expect, func(*Config) {})
+}
+
+// addWith is add with edit applied to the node's config.
+func (tn *testNet) addWith(zone string, expect int, edit func(*Config)) *Cluster {
 	t := tn.t
 	t.Helper()
 	idn, err := transport.NewIdentity(rand.Reader)
@@ -76,6 +81,7 @@ func (tn *testNet) add(zone string, expect int) *Cluster {
 	if len(tn.nodes) > 0 {
 		cfg.Join = []string{tn.nodes[0].net.Addr()}
 	}
+	edit(&cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := Start(ctx, cfg, drives, testLogger(t, fmt.Sprint(len(tn.nodes))))

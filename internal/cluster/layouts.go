@@ -154,6 +154,9 @@ func (c *Cluster) watchLayout() {
 		if g, ok := groups[meta.System]; ok && g.Leader == c.raftID {
 			c.bootstrapLayout(ctx)
 			c.reconcileSystem(ctx, g)
+			if polls%5 == 2 {
+				c.autoLayout(ctx)
+			}
 		}
 		if polls%5 == 0 {
 			c.reconcileGroups(ctx, groups)

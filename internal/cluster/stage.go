@@ -131,13 +131,19 @@ func (c *Cluster) next(ctx context.Context) (prev, next *layout.Layout, layoutRe
 		err = fmt.Errorf("%w: nothing is staged", ErrStage)
 		return
 	}
+	next, err = c.computeNext(ctx, prev, edits)
+	return
+}
+
+// computeNext is the layout prev becomes with edits applied.
+func (c *Cluster) computeNext(ctx context.Context, prev *layout.Layout, edits []StageEdit) (*layout.Layout, error) {
 	var st layout.Stage
 	for _, e := range edits {
 		switch e.Op {
 		case "add":
-			var n NodeInfo
-			if n, err = c.resolveNode(ctx, e.Node); err != nil {
-				return
+			n, err := c.resolveNode(ctx, e.Node)
+			if err != nil {
+				return nil, err
 			}
 			ln := toLayoutNode(n)
 			if e.Zone != "" {
@@ -161,14 +167,13 @@ func (c *Cluster) next(ctx context.Context) (prev, next *layout.Layout, layoutRe
 	}
 	nodes, err := st.Apply(prev.Nodes)
 	if err != nil {
-		err = fmt.Errorf("%w: %w", ErrStage, err)
-		return
+		return nil, fmt.Errorf("%w: %w", ErrStage, err)
 	}
-	next, err = layout.Compute(prev, nodes, c.layoutConfig(nodes, prev))
+	next, err := layout.Compute(prev, nodes, c.layoutConfig(nodes, prev))
 	if err != nil {
-		err = fmt.Errorf("%w: %w", ErrStage, err)
+		return nil, fmt.Errorf("%w: %w", ErrStage, err)
 	}
-	return
+	return next, nil
 }
 
 // Preview shows what applying the staged edits would do.

@@ -40,6 +40,11 @@ type ClusterConfig struct {
 	// unreadable that the data shards would still rebuild.
 	MetaReplicas int
 
+	// RepairAfter is how long a node may be dead before the cluster
+	// commits a layout without it (and with it again when it is back); 0
+	// leaves layout changes to operators. See cluster.Config.
+	RepairAfter time.Duration
+
 	// Net, NoGossip, RaftTick and LayoutPoll are for in-process tests: an
 	// in-memory network instead of mutual TLS on RPCAddr, no gossip, and
 	// faster Raft ticks and layout polls. Zero values keep the defaults.
@@ -52,7 +57,10 @@ type ClusterConfig struct {
 // DefaultClusterConfig is a node in zone "default" that starts a cluster of
 // itself.
 func DefaultClusterConfig() ClusterConfig {
-	return ClusterConfig{Zone: "default", BootstrapExpect: 1, Partitions: 256}
+	// Ten minutes, as Ceph marks a down drive out: long enough for a
+	// reboot or a short network outage, short enough that groups do not
+	// run one voter short for long.
+	return ClusterConfig{Zone: "default", BootstrapExpect: 1, Partitions: 256, RepairAfter: 10 * time.Minute}
 }
 
 // Validate checks the cluster settings.
