@@ -78,6 +78,7 @@ func printStatus(w io.Writer, st admin.Status) {
 	} else {
 		printLocalDrives(w, st)
 	}
+	printServices(w, st)
 	printScrub(w, st)
 }
 
@@ -90,9 +91,13 @@ func printLocalDrives(w io.Writer, st admin.Status) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", short(d.ID), d.State, humanBytes(d.UsedBytes), humanBytes(d.TotalBytes), d.CorruptBlocks, d.Path)
 	}
 	tw.Flush()
+}
+
+// printServices is the table of the node's supervised services.
+func printServices(w io.Writer, st admin.Status) {
 	if len(st.Services) > 0 {
 		fmt.Fprintln(w, "\nServices of this node:")
-		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SERVICE\tSTATE\tSINCE\tRESTARTS\tLAST ERROR")
 		for _, s := range st.Services {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", s.Name, s.State, s.Since.Local().Format(time.DateTime), s.Restarts, oneLine(s.LastError))

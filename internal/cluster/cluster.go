@@ -53,6 +53,12 @@ type Config struct {
 	// NoGossip leaves out gossip membership (tests on an in-memory
 	// network, where every node is taken to be alive).
 	NoGossip bool
+	// Supervise, when set, runs the node's long-lived cluster loops (the
+	// layout watcher, which also does the System leader's housekeeping)
+	// under the caller's supervisor, which restarts them if they panic;
+	// otherwise they are plain goroutines. The Raft loop and gossip stay
+	// inside: a Raft loop that panicked mid-cycle must not resume.
+	Supervise func(name string, run func(ctx context.Context) error)
 	// RepairAfter is how long a node of the layout may be dead (by gossip)
 	// before the System leader commits a layout without it, so that every
 	// partition's Raft group gets its voters back and new data goes to live
@@ -221,11 +227,15 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 		c.joinGossip(ctx)
 	}
 
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		c.watchLayout()
-	}()
+	if cfg.Supervise != nil {
+		cfg.Supervise("layout-watcher", c.watchLayout)
+	} else {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.watchLayout(c.ctx)
+		}()
+	}
 	return c, nil
 }
 

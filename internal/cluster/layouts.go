@@ -118,14 +118,16 @@ func inLayout(l *layout.Layout, id string) bool {
 // watchLayout follows the layout and, on the System leader, does the
 // cluster's housekeeping: the first layout, the System group's voters.
 // Every node also brings the groups it leads in line with the layout.
-func (c *Cluster) watchLayout() {
+func (c *Cluster) watchLayout(stop context.Context) error {
 	t := time.NewTicker(c.cfg.LayoutPoll)
 	defer t.Stop()
 	polls := 0
 	for {
 		select {
 		case <-c.ctx.Done():
-			return
+			return nil
+		case <-stop.Done():
+			return stop.Err()
 		case <-t.C:
 		}
 		polls++
