@@ -65,17 +65,7 @@ func TestLinearizableUnderFaults(t *testing.T) {
 					return
 				default:
 				}
-				in := lincheck.Input{Key: keys[crng.IntN(len(keys))], Value: fmt.Sprintf("v%d", counter.Add(1))}
-				switch r := crng.IntN(10); {
-				case r < 4:
-					in.Op = "get"
-				case r < 7:
-					in.Op = "put"
-				case r < 8:
-					in.Op = "del"
-				default:
-					in.Op = "create"
-				}
+				in := lincheck.RandomInput(crng, keys, fmt.Sprintf("v%d", counter.Add(1)))
 				c := current(crng.IntN(3))
 				call := time.Since(start).Nanoseconds()
 				out, keep := kvDo(c.Meta(), in)

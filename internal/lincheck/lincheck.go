@@ -9,6 +9,7 @@ package lincheck
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -143,4 +144,21 @@ func Check(t testing.TB, history []porcupine.Operation, seed uint64) {
 	case porcupine.Unknown:
 		t.Fatalf("the checker timed out (seed %d); rerun with a shorter workload", seed)
 	}
+}
+
+// RandomInput draws one request of the tests' mix: 40% GET, 30% PUT, 10%
+// DELETE, 20% create-if-absent, on one of keys, writing value.
+func RandomInput(rng *rand.Rand, keys []string, value string) Input {
+	in := Input{Key: keys[rng.IntN(len(keys))], Value: value}
+	switch r := rng.IntN(10); {
+	case r < 4:
+		in.Op = Get
+	case r < 7:
+		in.Op = Put
+	case r < 8:
+		in.Op = Delete
+	default:
+		in.Op = Create
+	}
+	return in
 }
