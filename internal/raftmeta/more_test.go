@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redoubt-io/redoubt/internal/meta"
+	"github.com/redoubt-io/redoubt/internal/meta/metatest"
 )
 
 func TestConcurrentCreateThroughAllNodes(t *testing.T) {
@@ -18,33 +19,7 @@ func TestConcurrentCreateThroughAllNodes(t *testing.T) {
 	c.leader(4)
 	for round := range 5 {
 		key := []byte(fmt.Sprint("race", round))
-		var wg sync.WaitGroup
-		wins := make(chan int, 8)
-		errs := make(chan error, 8)
-		for g := range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				h := c.host(c.ids[g%3])
-				_, err := h.Commit(context.Background(), 4, meta.Txn{Conds: []meta.Cond{{Key: key}}, Puts: []meta.KV{{Key: key, Value: []byte{byte(g)}}}})
-				switch {
-				case err == nil:
-					wins <- g
-				case !errors.Is(err, meta.ErrConflict):
-					errs <- err
-				}
-			}()
-		}
-		wg.Wait()
-		close(wins)
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
-		var winners []int
-		for g := range wins {
-			winners = append(winners, g)
-		}
+		winners := metatest.CreateRace(t, context.Background(), 4, key, 8, func(g int) meta.Store { return c.host(c.ids[g%3]) })
 		if len(winners) != 1 {
 			t.Fatalf("round %d: winners %v, want exactly one", round, winners)
 		}

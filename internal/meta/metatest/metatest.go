@@ -262,32 +262,7 @@ func Run(t *testing.T, newStore func(t *testing.T) meta.Store) {
 		const n = 16
 		for round := range 5 {
 			key := []byte(fmt.Sprintf("race%d", round))
-			var wg sync.WaitGroup
-			wins := make(chan int, n)
-			errs := make(chan error, n)
-			for g := range n {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					_, err := s.Commit(ctx, 4, meta.Txn{Conds: []meta.Cond{{Key: key}}, Puts: []meta.KV{{Key: key, Value: []byte{byte(g)}}}})
-					switch {
-					case err == nil:
-						wins <- g
-					case !errors.Is(err, meta.ErrConflict):
-						errs <- err
-					}
-				}()
-			}
-			wg.Wait()
-			close(wins)
-			close(errs)
-			for err := range errs {
-				t.Fatal(err)
-			}
-			var winners []int
-			for g := range wins {
-				winners = append(winners, g)
-			}
+			winners := CreateRace(t, ctx, 4, key, n, func(int) meta.Store { return s })
 			if len(winners) != 1 {
 				t.Fatalf("round %d: %d winners, want 1", round, len(winners))
 			}
@@ -378,4 +353,37 @@ func checkContents(t *testing.T, s meta.Store, p meta.Partition, want map[string
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("partition %d holds %v, want %v", p, got, want)
 	}
+}
+
+// CreateRace has n goroutines create key in partition p at once, the g-th
+// through storeOf(g) with the value byte(g), and returns the goroutines
+// whose create succeeded; any error other than ErrConflict fails t. The
+// contract says exactly one must win.
+func CreateRace(t testing.TB, ctx context.Context, p meta.Partition, key []byte, n int, storeOf func(g int) meta.Store) []int {
+	t.Helper()
+	var wg sync.WaitGroup
+	wins := make(chan int, n)
+	errs := make(chan error, n)
+	for g := range n {
+		wg.Go(func() {
+			_, err := storeOf(g).Commit(ctx, p, meta.Txn{Conds: []meta.Cond{{Key: key}}, Puts: []meta.KV{{Key: key, Value: []byte{byte(g)}}}})
+			switch {
+			case err == nil:
+				wins <- g
+			case !errors.Is(err, meta.ErrConflict):
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(wins)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	var winners []int
+	for g := range wins {
+		winners = append(winners, g)
+	}
+	return winners
 }
