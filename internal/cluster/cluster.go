@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redoubt-io/redoubt/internal/admin"
 	"github.com/redoubt-io/redoubt/internal/layout"
 	"github.com/redoubt-io/redoubt/internal/membership"
 	"github.com/redoubt-io/redoubt/internal/meta"
@@ -101,8 +102,14 @@ type Cluster struct {
 		// rather than with a voter list of its own.
 		created map[meta.Partition]bool
 	}
-	peersFile  string
-	deaths     deathWatch
+	peersFile string
+	deaths    deathWatch
+	// usage caches every node's drive states for status (driveUsage).
+	usage struct {
+		sync.Mutex
+		m  map[string][]admin.DriveStatus
+		at time.Time
+	}
 	closeOnce  sync.Once
 	refreshing atomic.Bool
 	// restarted says the node had Raft state when it started.

@@ -268,3 +268,8 @@ func TestLatencyQuantiles(t *testing.T) {
 		t.Errorf("p50 %v p99 %v of %d", p50, p99, n)
 	}
 }
+
+func (c *Cluster) isLeader(p meta.Partition) bool {
+	g, ok := c.group(p)
+	return ok && g.Leader == c.raftID
+}

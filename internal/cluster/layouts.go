@@ -380,8 +380,3 @@ func (c *Cluster) group(p meta.Partition) (raftmeta.Status, bool) {
 	g, ok := c.groups()[p]
 	return g, ok
 }
-
-func (c *Cluster) isLeader(p meta.Partition) bool {
-	g, ok := c.group(p)
-	return ok && g.Leader == c.raftID
-}

@@ -124,7 +124,23 @@ func (c *Cluster) Status(ctx context.Context) admin.ClusterStatus {
 
 // driveUsage asks every known node, in parallel and briefly, for the state
 // and usage of its drives (its own drives directly).
+//
+// The answer is kept for driveUsageTTL: status pages are polled (redoubt
+// dev polls every node every second), and each poll asking every other
+// node would cost N² calls a second for figures that change slowly.
 func (c *Cluster) driveUsage(ctx context.Context) map[string][]admin.DriveStatus {
+	c.usage.Lock()
+	defer c.usage.Unlock()
+	if c.usage.m != nil && time.Since(c.usage.at) < driveUsageTTL {
+		return c.usage.m
+	}
+	c.usage.m, c.usage.at = c.askDriveUsage(ctx), time.Now()
+	return c.usage.m
+}
+
+const driveUsageTTL = 5 * time.Second
+
+func (c *Cluster) askDriveUsage(ctx context.Context) map[string][]admin.DriveStatus {
 	nodes := c.knownNodes()
 	out := make(map[string][]admin.DriveStatus, len(nodes))
 	var mu sync.Mutex
