@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/redoubt-io/redoubt/internal/bench"
 	"github.com/redoubt-io/redoubt/internal/node"
 	"github.com/redoubt-io/redoubt/internal/placement"
 )
@@ -19,6 +20,7 @@ func newServerCmd() *cobra.Command {
 	var replicas int
 	cl := node.DefaultClusterConfig()
 	var secretFile string
+	repairRate := bench.FormatSize(node.DefaultRepairRate)
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Serve S3 from this machine's drives",
@@ -44,6 +46,15 @@ process without it is refused by the other nodes. The first node waits for
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ec != "" && replicas != 0 {
 				return fmt.Errorf("--ec and --replicas are alternatives; give one")
+			}
+			if repairRate == "0" || repairRate == "" {
+				cfg.RepairRate = 0
+			} else {
+				r, err := bench.ParseSize(repairRate)
+				if err != nil || r < 0 {
+					return fmt.Errorf("--repair-rate %q: want bytes per second such as 64MiB, or 0 for no limit", repairRate)
+				}
+				cfg.RepairRate = r
 			}
 			if ec != "" {
 				p, err := placement.ParseEC(ec)
@@ -97,6 +108,7 @@ process without it is refused by the other nodes. The first node waits for
 	f.DurationVar(&cfg.Scrub.Interval, "scrub-interval", cfg.Scrub.Interval, "longest time a scrub pass (re-reading and verifying every shard on this node's drives) may take; 0 disables scrubbing")
 	f.DurationVar(&cfg.GC.Interval, "gc-interval", cfg.GC.Interval, "time between garbage collection passes, which remove orphan shards (left by crashed writes and failed deletes) from this node's drives; 0 disables")
 	f.DurationVar(&cfg.MultipartExpiry, "multipart-expiry", cfg.MultipartExpiry, "abort incomplete multipart uploads older than this; 0 keeps them forever")
+	f.StringVar(&repairRate, "repair-rate", repairRate, "bytes per second that repair and rebalancing may write (e.g. 64MiB), so that requests keep their latency; 0: no limit")
 	f.StringVar(&cl.RPCAddr, "rpc-addr", "", "node-to-node listen address; enables cluster mode")
 	f.StringVar(&cl.GossipAddr, "gossip-addr", "", "gossip (membership) listen address (default: the RPC port + 1)")
 	f.StringArrayVar(&cl.Join, "join", nil, "RPC address of a cluster member to join; repeatable")

@@ -46,3 +46,16 @@ type Store interface {
 type IDWriter interface {
 	WriteID(ctx context.Context, p uint32, id string, r io.Reader) (Ref, error)
 }
+
+// Mover is implemented by stores that can move a Ref's shards to other
+// drives (package objects relocates data with it).
+type Mover interface {
+	// Move writes shard i of ref to drive to[i] wherever that differs
+	// from ref.Drives[i] and returns ref naming the new drives; the old
+	// copies stay.
+	Move(ctx context.Context, ref Ref, to []string) (Ref, error)
+	// DropMoved removes the copies a Move of ref to 'to' wrote (shard i
+	// on to[i] where that differs from ref.Drives[i]), for a move that
+	// was not committed.
+	DropMoved(ctx context.Context, ref Ref, to []string) error
+}

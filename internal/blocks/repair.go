@@ -66,7 +66,11 @@ func (s *Set) Repair(ctx context.Context, ref Ref) (rebuilt int, err error) {
 		return 0, fmt.Errorf("blocks: repair %s: %w: %d of %d shards good, need %d", ref.ID, ErrUnreadable, nGood, n, ref.K)
 	}
 	if len(targets) > 0 {
-		if err := s.rebuild(ctx, ref, g, src, targets); err != nil {
+		dest := make([]string, len(targets))
+		for j, i := range targets {
+			dest[j] = ref.Drives[i]
+		}
+		if err := s.rebuild(ctx, ref, g, src, targets, dest); err != nil {
 			return 0, err
 		}
 		s.log.Info("repaired shards", "ref", ref.ID, "shards", targets)
@@ -115,8 +119,8 @@ func driveName(d shardrpc.Drive) string {
 }
 
 // rebuild streams the chunks of ref from the good shards of src and writes
-// the shards in targets.
-func (s *Set) rebuild(ctx context.Context, ref Ref, g geometry, src *shardSource, targets []int) error {
+// shard targets[j] to drive dest[j].
+func (s *Set) rebuild(ctx context.Context, ref Ref, g geometry, src *shardSource, targets []int, dest []string) error {
 	writers := make([]shardrpc.ShardWriter, len(targets))
 	abort := func() {
 		for _, w := range writers {
@@ -126,10 +130,10 @@ func (s *Set) rebuild(ctx context.Context, ref Ref, g geometry, src *shardSource
 		}
 	}
 	for j, i := range targets {
-		d, ok := s.drive(ref.Drives[i])
+		d, ok := s.drive(dest[j])
 		if !ok {
 			abort()
-			return fmt.Errorf("blocks: repair %s shard %d: drive %s unknown: %w", ref.ID, i, ref.Drives[i], store.ErrDriveFailed)
+			return fmt.Errorf("blocks: repair %s shard %d: drive %s unknown: %w", ref.ID, i, dest[j], store.ErrDriveFailed)
 		}
 		w, err := d.Create(ctx, store.Name{ID: ref.ID, Shard: i})
 		if err != nil {
@@ -138,9 +142,12 @@ func (s *Set) rebuild(ctx context.Context, ref Ref, g geometry, src *shardSource
 		}
 		writers[j] = w
 	}
-	// Shards being rebuilt must not be read as sources.
-	for _, i := range targets {
-		src.state[i] = bad
+	// Shards being rebuilt in place must not be read as sources; the old
+	// copy of a shard written elsewhere is as good a source as any.
+	for j, i := range targets {
+		if dest[j] == ref.Drives[i] {
+			src.state[i] = bad
+		}
 	}
 	bufp := s.getBuf(g.coder.StripeSize(int(min(g.stripe, ref.Size))))
 	defer s.putBuf(bufp)

@@ -151,17 +151,11 @@ func TestClusterSurvivesTwoNodesAndAZone(t *testing.T) {
 }
 
 // TestClusterDegradedWritesSurviveAZone writes objects while two nodes of
-// five are down (their shards can only go to three nodes), brings the
-// nodes back, then loses a zone: the objects must still read, as the
-// cluster survives a zone by design. Today nothing spreads a degraded
-// write's shards again once the nodes are back, so the zone holding two
-// of the three nodes takes three or four of the five shards with it.
+// five are down (their shards can only go to three nodes, two zones),
+// brings the nodes back, lets relocation spread the shards over the
+// layout's drives again, then loses a zone: the objects must still read,
+// as the cluster survives a zone by design.
 func TestClusterDegradedWritesSurviveAZone(t *testing.T) {
-	// Objects written while two nodes are down have their five shards on
-	// the three survivors, two zones; only a pass that restores the spread
-	// once the nodes are back (continuous repair and rebalance) makes them
-	// survive the loss of one of those zones.
-	t.Skip("needs repair to restore the zone spread of shards written while nodes were down")
 	tc := startCluster(t, clusterOptions{nodes: 5, zones: 3, raftTick: 20 * time.Millisecond})
 	all := []int{0, 1, 2, 3, 4}
 	tc.createBucket(0, bucketName)
@@ -174,6 +168,7 @@ func TestClusterDegradedWritesSurviveAZone(t *testing.T) {
 	tc.restart(4)
 	tc.waitReady(30 * time.Second)
 	tc.readAll("all nodes back", objs, all)
+	t.Logf("shards spread again in %v", tc.settle(tc.node(0).cluster.Layout().Version, time.Minute).Round(time.Millisecond))
 	tc.crash(0)
 	tc.crash(3)
 	var lost []string

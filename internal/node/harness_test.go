@@ -23,6 +23,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/redoubt-io/redoubt/internal/admin"
+	"github.com/redoubt-io/redoubt/internal/placement"
 	"github.com/redoubt-io/redoubt/internal/testlog"
 	"github.com/redoubt-io/redoubt/internal/transport"
 )
@@ -46,6 +47,9 @@ type clusterOptions struct {
 	raftTick time.Duration
 	// wrap, when set, stands between each node and the network.
 	wrap func(*transport.MemEndpoint) transport.Caller
+	// policy, when set, is the redundancy instead of the one the
+	// cluster's size gives.
+	policy *placement.Policy
 }
 
 // testCluster is a set of nodes on one MemNetwork. Node i is in zone
@@ -102,6 +106,8 @@ func startCluster(t *testing.T, opts clusterOptions) *testCluster {
 		cfg.Region = clusterRegion
 		cfg.ShutdownTimeout = time.Second
 		cfg.Credentials = &Credentials{AccessKey: clusterAccessKey, SecretKey: clusterSecretKey}
+		cfg.Policy = opts.policy
+		cfg.RepairRate = 0
 		cc := DefaultClusterConfig()
 		cc.Zone, cc.Secret, cc.BootstrapExpect, cc.Partitions = zone, secret, opts.nodes, opts.partitions
 		cc.Net, cc.NoGossip, cc.RaftTick, cc.LayoutPoll = ep, true, opts.raftTick, 50*time.Millisecond

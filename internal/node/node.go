@@ -68,6 +68,10 @@ type Config struct {
 	// is aborted and its parts' data freed; 0 keeps uploads forever.
 	// 7 days: longer than any upload a client still means to finish.
 	MultipartExpiry time.Duration
+	// RepairRate bounds, in bytes per second, the shards that repair and
+	// relocation write, so that foreground requests keep their latency
+	// while data is rebuilt or moved; 0 or less: no limit.
+	RepairRate int64
 }
 
 // DefaultConfig is a one-drive node on the standard loopback ports.
@@ -84,6 +88,7 @@ func DefaultConfig() Config {
 		GC:              DefaultGCConfig(),
 		Scrub:           DefaultScrubConfig(),
 		MultipartExpiry: 7 * 24 * time.Hour,
+		RepairRate:      DefaultRepairRate,
 	}
 }
 
@@ -281,7 +286,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err != nil {
 		return nil, err
 	}
-	n.repair = &repairer{objects: n.objects, data: n.data, log: logger.With("component", "repair")}
+	n.repair = &repairer{objects: n.objects, data: n.data, limit: newRepairLimiter(cfg.RepairRate), log: logger.With("component", "repair")}
+	if n.cluster != nil {
+		n.repair.reloc = newRelocator(n.objects, n.cluster, cfg.RepairRate, logger.With("component", "relocate"))
+	}
 
 	n.upkeep.scrub = newScrubber(cfg.Scrub, n.objects, n.data, logger.With("component", "scrub"))
 	n.s3Srv = &http.Server{
@@ -314,6 +322,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	n.supervise("multipart-expiry", n.expireUploads)
 	n.gc = newCollector(cfg.GC, n.objects, n.drives, logger.With("component", "gc"))
 	n.supervise("gc", n.gc.Run)
+	if r := n.repair.reloc; r != nil {
+		n.supervise("relocate", r.Run)
+		n.cluster.OnLayout(r.followLayout)
+	}
 	return n, nil
 }
 

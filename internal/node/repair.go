@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/redoubt-io/redoubt/internal/blocks"
 	"github.com/redoubt-io/redoubt/internal/objects"
 )
@@ -27,7 +29,23 @@ type RepairProgress struct {
 	LastError  string    `json:"last_error,omitempty"`
 	ETASeconds float64   `json:"eta_seconds,omitempty"`
 	Passes     int64     `json:"passes"`
+
+	// A cluster node also moves data to where the layout wants it (see
+	// relocator); these are its current or last relocation pass, and
+	// Running is true while either kind of pass runs. LayoutVersion is the
+	// layout the last pass that left nothing behind brought this node's
+	// partitions in line with.
+	LayoutVersion uint64              `json:"layout_version"`
+	RefsToMove    int64               `json:"refs_to_move"`
+	RefsMoved     int64               `json:"refs_moved"`
+	BytesToMove   int64               `json:"bytes_to_move"`
+	BytesMoved    int64               `json:"bytes_moved"`
+	Relocation    *RelocationProgress `json:"relocation,omitempty"`
 }
+
+// DefaultRepairRate is 64 MiB/s: on a node where foreground traffic
+// competes with it, rebuilds take a share of one disk's bandwidth.
+const DefaultRepairRate = 64 << 20
 
 // repairer runs full repair passes: every data ref that committed metadata
 // names is checked shard by shard and what is missing or corrupt is
@@ -35,6 +53,8 @@ type RepairProgress struct {
 type repairer struct {
 	objects *objects.Service
 	data    *blocks.Set
+	limit   *rate.Limiter // nil: no limit
+	reloc   *relocator    // nil on a single node
 	log     *slog.Logger
 
 	mu struct {
@@ -68,6 +88,22 @@ func (r *repairer) Progress() RepairProgress {
 		el := time.Since(p.Started).Seconds()
 		p.ETASeconds = el * float64(p.BytesTotal-p.BytesDone) / float64(p.BytesDone)
 	}
+	if r.reloc != nil {
+		rp := r.reloc.Progress()
+		p.Relocation = &rp
+		p.LayoutVersion = rp.Settled
+		p.RefsToMove, p.RefsMoved, p.BytesToMove, p.BytesMoved = rp.RefsToMove, rp.RefsMoved, rp.BytesToMove, rp.BytesMoved
+		if rp.Running {
+			if !p.Running && rp.BytesMoved > 0 {
+				el := time.Since(rp.Started).Seconds()
+				p.ETASeconds = el * float64(rp.BytesToMove-rp.BytesMoved) / float64(rp.BytesMoved)
+			}
+			p.Running = true
+		}
+		if p.LastError == "" && rp.LastError != "" {
+			p.LastError = rp.LastError
+		}
+	}
 	return p
 }
 
@@ -79,6 +115,11 @@ func (r *repairer) update(f func(p *RepairProgress)) {
 
 func (r *repairer) pass(ctx context.Context, done chan struct{}) {
 	defer close(done)
+	if r.reloc != nil {
+		// Data on drives the layout left cannot be repaired in place:
+		// it moves first.
+		r.reloc.pass(ctx)
+	}
 	// Count first so progress has a denominator; metadata scans are cheap
 	// next to reading every shard.
 	var refs, bytes int64
@@ -92,6 +133,13 @@ func (r *repairer) pass(ctx context.Context, done chan struct{}) {
 	if err == nil {
 		err = r.objects.ForEachRef(ctx, func(ref blocks.Ref) error {
 			n, rerr := r.data.Repair(ctx, ref)
+			if n > 0 {
+				// Paced after the fact: a rebuild's size is known once
+				// it is done.
+				if err := waitBytes(ctx, r.limit, int64(n)*(ref.Size/int64(max(ref.K, 1))+1)); err != nil {
+					return err
+				}
+			}
 			r.update(func(p *RepairProgress) {
 				p.RefsDone++
 				p.BytesDone += ref.Size

@@ -33,6 +33,17 @@ type GCOptions struct {
 	// collection; answering true for a live writer makes its write fail
 	// (errIntentLost), never lose committed data.
 	Dead func(Incarnation) bool
+	// LeftoverGrace keeps the copies a relocation moved away from for
+	// this long after the move: a reader that read the Ref before the
+	// move may still be reading them. Their removal is safe for committed
+	// data at any age; the grace is for readers of a superseded Ref.
+	LeftoverGrace time.Duration
+}
+
+// gcShard is one shard file a pass listed.
+type gcShard struct {
+	drive GCDrive
+	info  store.ShardInfo
 }
 
 // GCStats counts what one pass did.
@@ -44,6 +55,9 @@ type GCStats struct {
 	Removed      int64 // orphan shard files removed
 	BytesFreed   int64
 	IntentsSwept int64 // intents of dead writers deleted
+	Settled      int64 // records of dead movers or collectors put back to placed
+	Superseded   int64 // copies a move left, kept for LeftoverGrace
+	Leftovers    int64 // copies a move left, removed (also in Removed)
 	Errors       int64 // removals or reads that failed; retried next pass
 }
 
@@ -59,15 +73,11 @@ func (s *Service) CollectGarbage(ctx context.Context, drives []GCDrive, opts GCO
 		self := s.cfg.Incarnation
 		dead = func(inc Incarnation) bool { return inc.Node == self.Node && inc.Nonce != self.Nonce }
 	}
-	type shard struct {
-		drive GCDrive
-		info  store.ShardInfo
-	}
 	// 1. List first. Every shard listed here was created after its intent
 	// was committed, so the reads of step 2, made after, see the intent,
 	// its live successor, or the end of both.
 	cutoff := s.cfg.Now().Add(-opts.MinAge)
-	byID := map[string][]shard{}
+	byID := map[string][]gcShard{}
 	for _, d := range drives {
 		err := d.Walk(ctx, func(si store.ShardInfo) error {
 			st.Scanned++
@@ -79,7 +89,7 @@ func (s *Service) CollectGarbage(ctx context.Context, drives []GCDrive, opts GCO
 				st.Young++
 				return nil
 			}
-			byID[si.Name.ID] = append(byID[si.Name.ID], shard{d, si})
+			byID[si.Name.ID] = append(byID[si.Name.ID], gcShard{d, si})
 			return nil
 		})
 		if err != nil {
@@ -124,7 +134,18 @@ func (s *Service) CollectGarbage(ctx context.Context, drives []GCDrive, opts GCO
 			}
 		}
 		if err == nil {
-			if rec.State == refLive {
+			if rec.State == refMoving && dead(rec.Inc) || rec.State == refReaping && dead(rec.Inc) {
+				// The mover or collector is gone: the record goes back
+				// to where the shards are, conditionally, before any of
+				// its unnamed copies is judged.
+				rev, ok := s.settleRef(ctx, p, id, it.Rev, &rec, &st)
+				if !ok {
+					continue
+				}
+				it.Rev = rev
+			}
+			if rec.live() {
+				s.collectLeftovers(ctx, p, id, it.Rev, rec, byID[id], dead, opts.LeftoverGrace, &st)
 				continue
 			}
 			if !dead(rec.Inc) {
@@ -150,18 +171,21 @@ func (s *Service) CollectGarbage(ctx context.Context, drives []GCDrive, opts GCO
 
 	// 3. Sweep intents of dead writers that left no shard on these
 	// drives (a crash before the first shard, or shards elsewhere: they
-	// become plain orphans for their drives' next pass).
+	// become plain orphans for their drives' next pass), and settle the
+	// records of dead movers and collectors likewise (the copies they
+	// leave are collected by the passes of their drives).
 	for p := 0; p < s.cfg.Partitions; p++ {
 		type found struct {
 			id  string
 			rev uint64
+			rec refRec
 		}
 		var gone []found
 		pre := []byte{tagRef}
 		err := s.md.Scan(ctx, meta.Partition(p), pre, prefixEnd(pre), func(k []byte, it meta.Item) bool {
 			rec, err := decodeRefRec(it.Value)
-			if err == nil && rec.State == refIntent && dead(rec.Inc) {
-				gone = append(gone, found{string(k[1:]), it.Rev})
+			if err == nil && (rec.State == refIntent || rec.State == refMoving || rec.State == refReaping) && dead(rec.Inc) {
+				gone = append(gone, found{string(k[1:]), it.Rev, rec})
 			}
 			return true
 		})
@@ -176,7 +200,11 @@ func (s *Service) CollectGarbage(ctx context.Context, drives []GCDrive, opts GCO
 			continue
 		}
 		for _, g := range gone {
-			s.sweepIntent(ctx, meta.Partition(p), g.id, g.rev, &st)
+			if g.rec.State == refIntent {
+				s.sweepIntent(ctx, meta.Partition(p), g.id, g.rev, &st)
+			} else {
+				s.settleRef(ctx, meta.Partition(p), g.id, g.rev, &g.rec, &st)
+			}
 		}
 	}
 	return st, firstErr
@@ -203,10 +231,90 @@ func (s *Service) sweepIntent(ctx context.Context, p meta.Partition, id string, 
 	return true
 }
 
+// settleRef turns the record of a move or reaping whose owner is dead
+// back into a plain placed record, if it is still at rev. It returns the
+// new revision.
+func (s *Service) settleRef(ctx context.Context, p meta.Partition, id string, rev uint64, rec *refRec, st *GCStats) (uint64, bool) {
+	settled := refRec{State: refPlaced, Drives: rec.Drives, Moved: rec.Moved}
+	k := refKey(id)
+	nrev, err := s.md.Commit(ctx, p, meta.Txn{
+		Conds: []meta.Cond{{Key: k, Rev: rev}},
+		Puts:  []meta.KV{{Key: k, Value: settled.encode()}},
+	})
+	if err != nil {
+		if !isConflict(err) {
+			st.Errors++
+			s.log.Warn("gc: settle the record of a dead mover", "ref", id, "err", err)
+		}
+		return 0, false
+	}
+	st.Settled++
+	*rec = settled
+	return nrev, true
+}
+
+// collectLeftovers removes the shards of a live ref that its record does
+// not name: copies a committed move left behind (or a dead mover's
+// unfinished ones). Only a placed record is acted on, and only under a
+// reaping mark committed on its revision, so that no move can be writing
+// any of those copies while they are removed: a move begins with a
+// commit conditional on the revision it read, and one of the two
+// commits fails. A record with a live move or reaping in flight waits for
+// the next pass.
+func (s *Service) collectLeftovers(ctx context.Context, p meta.Partition, id string, rev uint64, rec refRec, shards []gcShard, dead func(Incarnation) bool, grace time.Duration, st *GCStats) {
+	var gone []gcShard
+	for _, sh := range shards {
+		if !rec.keeps(sh.drive.ID(), sh.info.Name.Shard, dead) {
+			gone = append(gone, sh)
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	if rec.State != refPlaced || s.cfg.Now().Before(time.UnixMilli(rec.Moved).Add(grace)) {
+		st.Superseded += int64(len(gone))
+		return
+	}
+	k := refKey(id)
+	mark := rec
+	mark.State, mark.Inc, mark.Time = refReaping, s.cfg.Incarnation, s.cfg.Now().UnixMilli()
+	mrev, err := s.md.Commit(ctx, p, meta.Txn{
+		Conds: []meta.Cond{{Key: k, Rev: rev}},
+		Puts:  []meta.KV{{Key: k, Value: mark.encode()}},
+	})
+	if err != nil {
+		if !isConflict(err) {
+			st.Errors++
+			s.log.Warn("gc: mark a ref for reaping", "ref", id, "err", err)
+		}
+		return
+	}
+	for _, sh := range gone {
+		if err := sh.drive.Remove(ctx, sh.info.Name); err != nil {
+			st.Errors++
+			s.log.Warn("gc: remove a moved shard's old copy", "drive", sh.drive.ID(), "shard", sh.info.Name.String(), "err", err)
+			continue
+		}
+		st.Removed++
+		st.Leftovers++
+		st.BytesFreed += sh.info.Size
+	}
+	_, err = s.md.Commit(context.WithoutCancel(ctx), p, meta.Txn{
+		Conds: []meta.Cond{{Key: k, Rev: mrev}},
+		Puts:  []meta.KV{{Key: k, Value: rec.encode()}},
+	})
+	if err != nil && !isConflict(err) {
+		// The mark stays until this incarnation is known dead; moves of
+		// this ref wait until then.
+		st.Errors++
+		s.log.Warn("gc: clear a reaping mark", "ref", id, "err", err)
+	}
+}
+
 // Incarnation returns the writer incarnation of this Service's intents.
 func (s *Service) Incarnation() Incarnation { return s.cfg.Incarnation }
 
 func (st GCStats) String() string {
-	return fmt.Sprintf("scanned %d, removed %d (%d bytes), in flight %d, intents swept %d, errors %d",
-		st.Scanned, st.Removed, st.BytesFreed, st.InFlight, st.IntentsSwept, st.Errors)
+	return fmt.Sprintf("scanned %d, removed %d (%d bytes; %d left by moves), in flight %d, intents swept %d, moves settled %d, moved copies kept %d, errors %d",
+		st.Scanned, st.Removed, st.BytesFreed, st.Leftovers, st.InFlight, st.IntentsSwept, st.Settled, st.Superseded, st.Errors)
 }

@@ -43,6 +43,21 @@ func newNonce() uint64 {
 //	        intent's revision; deleted in the same Txn that deletes or
 //	        replaces that record.
 //
+// A Ref that a relocation moved (relocate.go) keeps its ID; its live record
+// then also says where its shards are, so that copies left on other drives
+// are known for garbage:
+//
+//	placed  live, with the drives the committed record names and the time
+//	        of the move that put them there.
+//	moving  live, with a move in flight: the drives it leaves and those it
+//	        writes to, the mover's incarnation and the time it began.
+//	        Written (Cond: the record's revision) before the first new
+//	        shard file exists; the move's commit turns it placed.
+//	reaping live, placed, while garbage collection removes the copies the
+//	        drives no longer name: a move waits for it to end (or for its
+//	        collector to be dead), so a copy being removed is never one a
+//	        move is writing.
+//
 // A ref ID is 32 random hex digits then the partition as 8 hex digits.
 // IDs of any other shape (written before ref records existed, or by a data
 // store without blocks.IDWriter) have no record and are never collected.
@@ -52,8 +67,11 @@ const (
 	refIDLen     = refRandHex + 8
 	refRecFormat = 1
 
-	refIntent byte = 1
-	refLive   byte = 2
+	refIntent  byte = 1
+	refLive    byte = 2
+	refPlaced  byte = 3
+	refMoving  byte = 4
+	refReaping byte = 5
 )
 
 // newRefID returns a fresh ref ID for data of partition p.
@@ -82,18 +100,72 @@ func refKey(id string) []byte { return append([]byte{tagRef}, id...) }
 // refRec is the value of a ref record.
 type refRec struct {
 	State byte
-	Inc   Incarnation // intent only
-	Time  int64       // unix ms the intent was written; intent only
+	Inc   Incarnation // intent, moving (the mover), reaping (the collector)
+	Time  int64       // unix ms: the intent was written, the move or the reaping began
+	// Drives are where the shards are (placed, moving, reaping): shard i
+	// on drive Drives[i]. A live record does not know.
+	Drives []string
+	// Targets are where a move in flight writes shard i, when it differs
+	// from Drives[i] (moving only).
+	Targets []string
+	// Moved is the unix ms of the last move committed (placed, moving,
+	// reaping): readers that read the record before then may still read
+	// the copies it left.
+	Moved int64
 }
 
-func (r *refRec) encode() []byte {
-	if r.State == refLive {
-		return []byte{refRecFormat, refLive}
+// live reports whether r belongs to committed data.
+func (r *refRec) live() bool { return r.State >= refLive }
+
+// keeps reports whether shard i on drive d is one r still needs, moves in
+// flight included when their mover is not dead.
+func (r *refRec) keeps(d string, i int, dead func(Incarnation) bool) bool {
+	switch r.State {
+	case refLive:
+		return true
+	case refPlaced, refReaping:
+		return i < len(r.Drives) && r.Drives[i] == d
+	case refMoving:
+		if i < len(r.Drives) && r.Drives[i] == d {
+			return true
+		}
+		return i < len(r.Targets) && r.Targets[i] == d && !dead(r.Inc)
 	}
-	b := []byte{refRecFormat, refIntent}
-	b = binary.BigEndian.AppendUint64(b, r.Inc.Nonce)
+	return false
+}
+
+// maxRefDrives bounds the drive lists of a ref record (K+M <= 256).
+const maxRefDrives = 256
+
+func (r *refRec) encode() []byte {
+	switch r.State {
+	case refLive:
+		return []byte{refRecFormat, refLive}
+	case refIntent:
+		b := []byte{refRecFormat, refIntent}
+		b = binary.BigEndian.AppendUint64(b, r.Inc.Nonce)
+		b = binary.BigEndian.AppendUint64(b, uint64(r.Time))
+		return append(b, r.Inc.Node...)
+	}
+	b := []byte{refRecFormat, r.State}
+	b = binary.BigEndian.AppendUint64(b, uint64(r.Moved))
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Time))
-	return append(b, r.Inc.Node...)
+	b = binary.BigEndian.AppendUint64(b, r.Inc.Nonce)
+	b = appendShort(b, r.Inc.Node)
+	for _, l := range [][]string{r.Drives, r.Targets} {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(l)))
+		for _, d := range l {
+			b = appendShort(b, d)
+		}
+	}
+	return b
+}
+
+// appendShort appends s with a 2-byte length (drive IDs and node IDs are
+// far shorter than 64 KiB).
+func appendShort(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+	return append(b, s...)
 }
 
 func decodeRefRec(b []byte) (refRec, error) {
@@ -114,8 +186,68 @@ func decodeRefRec(b []byte) (refRec, error) {
 			Nonce: binary.BigEndian.Uint64(b[2:]),
 			Node:  string(b[18:]),
 		}, Time: int64(binary.BigEndian.Uint64(b[10:]))}, nil
+	case refPlaced, refMoving, refReaping:
+		d := fixedDec{b: b[2:]}
+		r := refRec{State: b[1]}
+		r.Moved = int64(d.u64())
+		r.Time = int64(d.u64())
+		r.Inc.Nonce = d.u64()
+		r.Inc.Node = d.short()
+		r.Drives = d.list()
+		r.Targets = d.list()
+		if d.bad || len(d.b) != 0 {
+			return refRec{}, fmt.Errorf("ref record: malformed placement: %w", errCorrupt)
+		}
+		return r, nil
 	}
 	return refRec{}, fmt.Errorf("ref record: state %d: %w", b[1], errCorrupt)
+}
+
+// fixedDec reads the fixed-width fields of a placed ref record.
+type fixedDec struct {
+	b   []byte
+	bad bool
+}
+
+func (d *fixedDec) take(n int) []byte {
+	if d.bad || len(d.b) < n {
+		d.bad = true
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *fixedDec) u64() uint64 {
+	if v := d.take(8); v != nil {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+func (d *fixedDec) u16() int {
+	if v := d.take(2); v != nil {
+		return int(binary.BigEndian.Uint16(v))
+	}
+	return 0
+}
+
+func (d *fixedDec) short() string { return string(d.take(d.u16())) }
+
+func (d *fixedDec) list() []string {
+	n := d.u16()
+	if n > maxRefDrives {
+		d.bad = true
+	}
+	if n == 0 || d.bad {
+		return nil
+	}
+	out := make([]string, 0, min(n, len(d.b)/2))
+	for range n {
+		out = append(out, d.short())
+	}
+	return out
 }
 
 var liveRefValue = (&refRec{State: refLive}).encode()

@@ -1,0 +1,157 @@
+package cluster
+
+import (
+	"slices"
+
+	"github.com/redoubt-io/redoubt/internal/layout"
+	"github.com/redoubt-io/redoubt/internal/meta"
+)
+
+// Leads reports whether this node leads partition p's Raft group now.
+func (c *Cluster) Leads(p meta.Partition) bool {
+	g, ok := c.group(p)
+	return ok && g.Leader != 0 && g.Leader == c.raftID
+}
+
+// LeaderKnown reports whether this node knows a leader of partition p's
+// group, itself or another.
+func (c *Cluster) LeaderKnown(p meta.Partition) bool {
+	if g, ok := c.group(p); ok {
+		return g.Leader != 0
+	}
+	return false
+}
+
+// Relocation says where the shards of a stored object part of partition
+// p, with ID id and shard i on drives[i], belong under layout l, moving as
+// few as it can, and false when they should stay where they are:
+//
+//   - a shard on a drive that is no longer in the layout moves (repair
+//     around a removed drive or node); so does one sharing a node with
+//     another shard of the part, when a drive on a node of its own is free;
+//   - a shard on a drive the layout does not give partition p moves to
+//     one it does that the part does not use yet (rebalance), and stays
+//     when there is none;
+//   - shards on drives the layout keeps stay, even when the drive is down
+//     for now: it is back, or its node is routed around by a layout change
+//     after the repair grace period, and then it moves.
+//
+// Targets are drives that are online now, on distinct nodes where the
+// layout has enough of them, in Place's order (the partition's drives,
+// then the others, nodes not used yet first). A shard that has no target
+// stays until a later pass.
+func (c *Cluster) Relocation(l *layout.Layout, p uint32, id string, drives []string) ([]string, bool) {
+	if l == nil || len(drives) == 0 {
+		return nil, false
+	}
+	home := l.Drives(int(p))
+	nodeOf := func(d string) (string, bool) {
+		nd, ok := l.NodeOf(d)
+		return nd.ID, ok
+	}
+	online := func(d string) bool {
+		dr, ok := c.Drive(d)
+		return ok && dr.Online()
+	}
+	out := slices.Clone(drives)
+	// Nodes holding a shard that stays, with how many.
+	nodes := map[string]int{}
+	used := map[string]bool{}
+	var gone, away []int // shards off the layout; shards off the partition's drives
+	for i, d := range drives {
+		nd, in := nodeOf(d)
+		switch {
+		case !in:
+			gone = append(gone, i)
+			continue
+		case !slices.Contains(home, d):
+			away = append(away, i)
+		}
+		nodes[nd]++
+		used[d] = true
+	}
+	// A node holding two shards gives one up, when it can.
+	for i, d := range drives {
+		if nd, in := nodeOf(d); in && nodes[nd] > 1 && !slices.Contains(away, i) {
+			away = append(away, i)
+		}
+	}
+	candidates := c.placeIn(l, p, id)
+	pick := func(i int, homeOnly, freshNode bool) bool {
+		for _, d := range candidates {
+			if used[d] || homeOnly && !slices.Contains(home, d) || !online(d) {
+				continue
+			}
+			nd, _ := nodeOf(d)
+			if freshNode && nodes[nd] > 0 {
+				continue
+			}
+			if old, in := nodeOf(out[i]); in && used[out[i]] {
+				nodes[old]--
+				delete(used, out[i])
+			}
+			out[i] = d
+			used[d] = true
+			nodes[nd]++
+			return true
+		}
+		return false
+	}
+	for _, i := range gone {
+		_ = pick(i, false, true) || pick(i, false, false)
+	}
+	for _, i := range away {
+		nd, _ := nodeOf(drives[i])
+		// Stay on a node of its own unless the partition has a drive for
+		// it; leave a shared node for any node of its own.
+		if nodes[nd] > 1 {
+			_ = pick(i, true, true) || pick(i, false, true)
+		} else {
+			pick(i, true, true)
+		}
+	}
+	if slices.Equal(out, drives) {
+		return nil, false
+	}
+	return out, true
+}
+
+// placeIn is Place for layout l.
+func (c *Cluster) placeIn(l *layout.Layout, p uint32, id string) []string {
+	if cur := c.Layout(); cur == l {
+		return c.Place(p, id)
+	}
+	// Place reads the current layout; a plan for another one keeps its
+	// own partition drives first and every other drive after.
+	out := slices.Clone(l.Drives(int(p)))
+	for _, nd := range l.Nodes {
+		for _, d := range nd.Drives {
+			if !slices.Contains(out, d.ID) {
+				out = append(out, d.ID)
+			}
+		}
+	}
+	return out
+}
+
+// GroupsInLine counts, of the groups this node leads, those whose voters
+// are exactly the layout's choice, and all it leads. A layout change is
+// complete for metadata when, over all nodes, the two agree and every
+// partition has a leader.
+func (c *Cluster) GroupsInLine() (inLine, led int) {
+	l := c.Layout()
+	if l == nil {
+		return 0, 0
+	}
+	for p, g := range c.groups() {
+		if p == meta.System || g.Leader != c.raftID {
+			continue
+		}
+		led++
+		want := c.raftIDs(l.MetaNodes(int(p)))
+		if len(want) == len(g.Voters) && len(g.Learners) == 0 && !slices.ContainsFunc(want, func(id uint64) bool { return !slices.Contains(g.Voters, id) }) {
+			inLine++
+		}
+	}
+	return inLine, led
+}

@@ -1,0 +1,158 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/redoubt-io/redoubt/internal/admin"
+	"github.com/redoubt-io/redoubt/internal/blocks"
+	"github.com/redoubt-io/redoubt/internal/placement"
+)
+
+// removeNode takes node gone out of the layout through node via, as the
+// cluster does by itself after the repair grace period (and an operator
+// with `layout stage --remove` and `layout apply`), and returns the new
+// layout version.
+func (tc *testCluster) removeNode(via, gone int) uint64 {
+	tc.t.Helper()
+	c := tc.node(via).cluster
+	var version uint64
+	err := retryUnavailable(30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := c.Stage(ctx, admin.LayoutEdit{Op: "remove", Node: string(tc.nodes[gone].id)}); err != nil {
+			return err
+		}
+		v, err := c.Apply(ctx, 0)
+		version = v.Version
+		return err
+	})
+	if err != nil {
+		tc.t.Fatalf("removing node %d from the layout: %v", gone, err)
+	}
+	return version
+}
+
+// settle waits until every running node follows layout version (or a
+// newer one), every partition's Raft group has exactly the voters that
+// layout gives it, and no node has data left to move; it returns how
+// long that took.
+func (tc *testCluster) settle(version uint64, d time.Duration) time.Duration {
+	tc.t.Helper()
+	start := time.Now()
+	var last string
+	ok := pollUntil(d, func() bool {
+		inLine, led := 0, 0
+		for _, i := range tc.up() {
+			n := tc.node(i)
+			if n == nil {
+				continue
+			}
+			if l := n.cluster.Layout(); l == nil || l.Version < version {
+				last = fmt.Sprintf("node %d does not follow layout %d yet", i, version)
+				return false
+			}
+			a, b := n.cluster.GroupsInLine()
+			inLine, led = inLine+a, led+b
+		}
+		if led != tc.opts.partitions || inLine != led {
+			last = fmt.Sprintf("%d of %d partition groups led by running nodes, %d of them with the layout's voters", led, tc.opts.partitions, inLine)
+			return false
+		}
+		for _, i := range tc.up() {
+			n := tc.node(i)
+			if n == nil {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			left := n.repair.reloc.pass(ctx)
+			cancel()
+			if left {
+				p := n.repair.reloc.Progress()
+				last = fmt.Sprintf("node %d has data left to move: %d of %d refs moved, %d failed, last error %q", i, p.RefsMoved, p.RefsToMove, p.Failed, p.LastError)
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		tc.t.Fatalf("not settled within %v: %s", d, last)
+	}
+	return time.Since(start)
+}
+
+// refsOn lists the Refs whose shards committed metadata places on any of
+// drives.
+func (tc *testCluster) refsOn(via int, drives []string) []string {
+	tc.t.Helper()
+	var out []string
+	err := tc.node(via).objects.ForEachRef(context.Background(), func(r blocks.Ref) error {
+		for i, d := range r.Drives {
+			if slices.Contains(drives, d) {
+				out = append(out, fmt.Sprintf("%s shard %d on %s", r.ID, i, d))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		tc.t.Fatalf("listing refs: %v", err)
+	}
+	return out
+}
+
+// TestClusterRepairsALostNode is the acceptance case of self-healing: six
+// nodes in three zones, EC 3+2, data written; one node dies for good and
+// is taken out of the layout; once the cluster has rebuilt what it held
+// onto the others, two more nodes die, and every object still reads back
+// byte-exact. Without the rebuild, objects with a shard on the first node
+// would be down to two of five shards.
+func TestClusterRepairsALostNode(t *testing.T) {
+	rng, _ := testSeed(t, *clusterSeed, "cluster.seed")
+	ec, err := placement.ParseEC("3+2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := startCluster(t, clusterOptions{nodes: 6, zones: 3, raftTick: 20 * time.Millisecond, policy: &ec})
+	all := []int{0, 1, 2, 3, 4, 5}
+	tc.createBucket(0, bucketName)
+	objs := tc.putObjects("before", 24, all)
+
+	perm := rng.Perm(len(all))
+	lost := perm[0]
+	alive := without(all, lost)
+	l := tc.node(alive[0]).cluster.Layout()
+	ln, ok := l.Node(string(tc.nodes[lost].id))
+	if !ok {
+		t.Fatalf("node %d is not in the layout", lost)
+	}
+	var lostDrives []string
+	for _, d := range ln.Drives {
+		lostDrives = append(lostDrives, d.ID)
+	}
+	before := len(tc.refsOn(alive[0], lostDrives))
+	if before == 0 {
+		t.Fatalf("no data on node %d to rebuild: the test proves nothing", lost)
+	}
+	t.Logf("node %d dies for good; %d shards of stored data are on it", lost, before)
+	tc.crash(lost)
+	start := time.Now()
+	version := tc.removeNode(alive[0], lost)
+	took := tc.settle(version, 2*time.Minute)
+	if left := tc.refsOn(alive[0], lostDrives); len(left) > 0 {
+		t.Fatalf("after the repair, %d shards are still placed on the lost node: %v", len(left), left[:min(len(left), 5)])
+	}
+	t.Logf("layout %d without node %d; its %d shards rebuilt elsewhere in %v (settled in %v)", version, lost, before,
+		time.Since(start).Round(time.Millisecond), took.Round(time.Millisecond))
+	tc.readAll("one node lost and repaired", objs, alive[:1])
+
+	more := []int{perm[1], perm[2]}
+	t.Logf("then nodes %v die", more)
+	for _, i := range more {
+		tc.crash(i)
+	}
+	survivors := without(alive, more...)
+	tc.readAll(fmt.Sprintf("node %d lost and repaired, then nodes %v down", lost, more), objs, survivors)
+}
