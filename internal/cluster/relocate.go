@@ -13,13 +13,11 @@ func (c *Cluster) Leads(p meta.Partition) bool {
 	return ok && g.Leader != 0 && g.Leader == c.raftID
 }
 
-// LeaderKnown reports whether this node knows a leader of partition p's
-// group, itself or another.
-func (c *Cluster) LeaderKnown(p meta.Partition) bool {
-	if g, ok := c.group(p); ok {
-		return g.Leader != 0
-	}
-	return false
+// Leaderless reports whether this node is a member of partition p's
+// group and knows no leader of it now.
+func (c *Cluster) Leaderless(p meta.Partition) bool {
+	g, ok := c.group(p)
+	return ok && g.Leader == 0
 }
 
 // Relocation says where the shards of a stored object part of partition

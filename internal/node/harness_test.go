@@ -56,11 +56,14 @@ type clusterOptions struct {
 // "zone-<'a'+i%zones>". Its methods are called from the test goroutine,
 // except client, which any goroutine may call.
 type testCluster struct {
-	t     *testing.T
-	mem   *transport.MemNetwork
-	opts  clusterOptions
-	http  *http.Client
-	nodes []*testNode
+	t      *testing.T
+	mem    *transport.MemNetwork
+	opts   clusterOptions
+	secret []byte
+	// joinAddr is node 0's address, where new nodes join.
+	joinAddr string
+	http     *http.Client
+	nodes    []*testNode
 }
 
 // testNode is one node of a testCluster, up or crashed.
@@ -88,43 +91,11 @@ func startCluster(t *testing.T, opts clusterOptions) *testCluster {
 	}
 	tc := &testCluster{t: t, mem: transport.NewMemNetwork(), opts: opts,
 		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
-	secret := make([]byte, 32)
-	rand.Read(secret)
+	tc.secret = make([]byte, 32)
+	rand.Read(tc.secret)
 	start := time.Now()
-	var first string
 	for i := range opts.nodes {
-		idn, err := transport.NewIdentity(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ep := tc.mem.Node(idn.ID())
-		zone := fmt.Sprintf("zone-%c", 'a'+i%opts.zones)
-		base := filepath.Join(t.TempDir(), fmt.Sprintf("node%d", i))
-		cfg := DefaultConfig()
-		cfg.DataDirs = []string{filepath.Join(base, "d1"), filepath.Join(base, "d2")}
-		cfg.S3Addr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
-		cfg.Region = clusterRegion
-		cfg.ShutdownTimeout = time.Second
-		cfg.Credentials = &Credentials{AccessKey: clusterAccessKey, SecretKey: clusterSecretKey}
-		cfg.Policy = opts.policy
-		cfg.RepairRate = 0
-		cc := DefaultClusterConfig()
-		cc.Zone, cc.Secret, cc.BootstrapExpect, cc.Partitions = zone, secret, opts.nodes, opts.partitions
-		cc.Net, cc.NoGossip, cc.RaftTick, cc.LayoutPoll = ep, true, opts.raftTick, 50*time.Millisecond
-		if opts.wrap != nil {
-			cc.Net = opts.wrap(ep)
-		}
-		if i == 0 {
-			first = ep.Addr()
-		} else {
-			cc.Join = []string{first}
-		}
-		cfg.Cluster = &cc
-		logger := slog.New(slog.NewTextHandler(testlog.Writer(t), &slog.HandlerOptions{Level: slog.LevelWarn})).
-			With("node", i)
-		tn := &testNode{index: i, id: idn.ID(), zone: zone, cfg: cfg, log: logger}
-		tc.nodes = append(tc.nodes, tn)
-		tc.launch(tn)
+		tc.launch(tc.newNode(fmt.Sprintf("zone-%c", 'a'+i%opts.zones)))
 	}
 	t.Cleanup(func() {
 		for _, tn := range tc.nodes {
@@ -135,6 +106,70 @@ func startCluster(t *testing.T, opts clusterOptions) *testCluster {
 	tc.waitReady(60 * time.Second)
 	t.Logf("cluster of %d nodes in %d zones ready in %v", opts.nodes, opts.zones, time.Since(start).Round(time.Millisecond))
 	return tc
+}
+
+// newNode makes the next node of the cluster, in zone, on new drives
+// and a new identity; it joins through node 0 unless it is node 0. It is
+// not started.
+func (tc *testCluster) newNode(zone string) *testNode {
+	t := tc.t
+	t.Helper()
+	i := len(tc.nodes)
+	idn, err := transport.NewIdentity(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := tc.mem.Node(idn.ID())
+	base := filepath.Join(t.TempDir(), fmt.Sprintf("node%d", i))
+	cfg := DefaultConfig()
+	cfg.DataDirs = []string{filepath.Join(base, "d1"), filepath.Join(base, "d2")}
+	cfg.S3Addr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Region = clusterRegion
+	cfg.ShutdownTimeout = time.Second
+	cfg.Credentials = &Credentials{AccessKey: clusterAccessKey, SecretKey: clusterSecretKey}
+	cfg.Policy = tc.opts.policy
+	cfg.RepairRate = 0
+	cc := DefaultClusterConfig()
+	cc.Zone, cc.Secret, cc.BootstrapExpect, cc.Partitions = zone, tc.secret, tc.opts.nodes, tc.opts.partitions
+	cc.Net, cc.NoGossip, cc.RaftTick, cc.LayoutPoll = ep, true, tc.opts.raftTick, 50*time.Millisecond
+	if tc.opts.wrap != nil {
+		cc.Net = tc.opts.wrap(ep)
+	}
+	if i == 0 {
+		tc.joinAddr = ep.Addr()
+	} else {
+		cc.Join = []string{tc.joinAddr}
+	}
+	cfg.Cluster = &cc
+	logger := slog.New(slog.NewTextHandler(testlog.Writer(t), &slog.HandlerOptions{Level: slog.LevelWarn})).
+		With("node", i)
+	tn := &testNode{index: i, id: idn.ID(), zone: zone, cfg: cfg, log: logger}
+	tc.nodes = append(tc.nodes, tn)
+	return tn
+}
+
+// addNode starts a new node in zone that joins the running cluster,
+// applies the layout that adds it (through node via), and returns its
+// index and the new layout version. The cluster's expected node count
+// (waitReady) grows by one.
+func (tc *testCluster) addNode(via int, zone string) (int, uint64) {
+	tc.t.Helper()
+	tn := tc.newNode(zone)
+	tc.launch(tn)
+	c := tc.node(via).cluster
+	var version uint64
+	err := retryUnavailable(30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		v, err := c.Apply(ctx, 0)
+		version = v.Version
+		return err
+	})
+	if err != nil {
+		tc.t.Fatalf("adding node %d to the layout: %v", tn.index, err)
+	}
+	tc.opts.nodes++
+	return tn.index, version
 }
 
 // launch starts tn from its config and serves it until stop.

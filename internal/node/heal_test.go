@@ -156,3 +156,31 @@ func TestClusterRepairsALostNode(t *testing.T) {
 	survivors := without(alive, more...)
 	tc.readAll(fmt.Sprintf("node %d lost and repaired, then nodes %v down", lost, more), objs, survivors)
 }
+
+// TestClusterGrowsWhileServing adds a node to a running cluster: it
+// joins, the layout that adds it is applied, the Raft groups take it in
+// and the data of the partition slots it takes moves onto it; everything
+// written before reads back.
+func TestClusterGrowsWhileServing(t *testing.T) {
+	// A fixed policy: with the one the cluster's size gives, a fifth node
+	// would widen every partition to five drives, and nothing would move.
+	ec, err := placement.ParseEC("2+1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := startCluster(t, clusterOptions{nodes: 4, zones: 2, raftTick: 20 * time.Millisecond, policy: &ec})
+	tc.createBucket(0, bucketName)
+	objs := tc.putObjects("before", 24, []int{0, 1, 2, 3})
+	added, version := tc.addNode(1, "zone-c")
+	t.Logf("node %d added: layout %d, settled in %v", added, version, tc.settle(version, time.Minute).Round(time.Millisecond))
+	l := tc.node(added).cluster.Layout()
+	ln, _ := l.Node(string(tc.nodes[added].id))
+	var drives []string
+	for _, d := range ln.Drives {
+		drives = append(drives, d.ID)
+	}
+	if got := tc.refsOn(0, drives); len(got) == 0 {
+		t.Errorf("no data moved onto the new node")
+	}
+	tc.readAll("after the new node took its share", objs, []int{added, 0})
+}

@@ -156,9 +156,9 @@ func (r *relocator) pass(ctx context.Context) bool {
 		switch part := meta.Partition(p); {
 		case r.cluster.Leads(part):
 			mine = append(mine, part)
-		case !r.cluster.LeaderKnown(part):
+		case r.cluster.Leaderless(part):
 			// No one may be moving it: whoever leads it next does, and
-			// this node checks again soon.
+			// this member checks again soon.
 			left++
 		}
 	}
