@@ -59,6 +59,9 @@ type RelocationProgress struct {
 	Left      int64  `json:"left"`
 	LastError string `json:"last_error,omitempty"`
 	Passes    int64  `json:"passes"`
+	// TotalRefsMoved and TotalBytesMoved count every pass since start.
+	TotalRefsMoved  int64 `json:"total_refs_moved"`
+	TotalBytesMoved int64 `json:"total_bytes_moved"`
 }
 
 // relocateRetry is how soon a pass follows one that left something, and
@@ -163,7 +166,8 @@ func (r *relocator) pass(ctx context.Context) bool {
 		}
 	}
 	r.update(func(p *RelocationProgress) {
-		*p = RelocationProgress{Running: true, Layout: l.Version, Settled: p.Settled, Started: time.Now(), Passes: p.Passes + 1}
+		*p = RelocationProgress{Running: true, Layout: l.Version, Settled: p.Settled, Started: time.Now(), Passes: p.Passes + 1,
+			TotalRefsMoved: p.TotalRefsMoved, TotalBytesMoved: p.TotalBytesMoved}
 	})
 	plan := func(p meta.Partition, ref blocks.Ref) ([]string, bool) {
 		return r.cluster.Relocation(l, uint32(p), ref.ID, ref.Drives)
@@ -197,6 +201,8 @@ func (r *relocator) pass(ctx context.Context) bool {
 							}
 							pr.RefsMoved++
 							pr.BytesMoved += n
+							pr.TotalRefsMoved++
+							pr.TotalBytesMoved += n
 						})
 					},
 				})
