@@ -135,7 +135,24 @@ func printRepairStatus(w io.Writer, st admin.Status, p node.RepairProgress) {
 	}
 	fmt.Fprintf(w, "Read repairs: %d done (%d shards rebuilt), %d pending, %d left to the scrubber\n",
 		st.Repair.ReadRepairs, st.Repair.ReadRepairShards, st.Repair.ReadRepairsPending, st.Repair.ReadRepairsAbandoned)
+	if r := st.Repair.Relocation; r != nil {
+		switch {
+		case r.Running:
+			eta := ""
+			if r.ETASeconds > 0 {
+				eta = fmt.Sprintf(", about %s to go", (time.Duration(r.ETASeconds) * time.Second).String())
+			}
+			fmt.Fprintf(w, "Moving data to layout v%d: %d of %d refs, %s of %s%s\n", r.Layout, r.RefsMoved, r.RefsToMove,
+				humanBytes(r.BytesMoved), humanBytes(r.BytesToMove), eta)
+		case r.SettledLayout == r.Layout && r.Layout != 0:
+			fmt.Fprintf(w, "Data in line with layout v%d (%s moved since start)\n", r.Layout, humanBytes(r.TotalBytesMoved))
+		default:
+			fmt.Fprintf(w, "Data not yet in line with layout v%d: %d refs failed to move (%s); retrying\n", r.Layout, r.Failed, r.LastError)
+		}
+	}
 	switch {
+	case p.Running && p.Relocation != nil && p.Relocation.Running && p.BytesTotal == 0:
+		// Only moving: shown above.
 	case p.Running:
 		left := max(p.BytesTotal-p.BytesDone, 0)
 		eta := "unknown"
@@ -153,6 +170,17 @@ func printRepairStatus(w io.Writer, st admin.Status, p node.RepairProgress) {
 }
 
 func repairLine(p node.RepairProgress) string {
+	if r := p.Relocation; r != nil && r.Running && p.BytesTotal == 0 {
+		pct := 100.0
+		if r.BytesToMove > 0 {
+			pct = 100 * float64(r.BytesMoved) / float64(r.BytesToMove)
+		}
+		const width = 30
+		fill := min(int(pct/100*width), width)
+		return fmt.Sprintf("[%s%s] %5.1f%% moving to layout v%d: %d/%d refs, %s/%s ",
+			strings.Repeat("#", fill), strings.Repeat(".", width-fill), pct, r.Layout, r.RefsMoved, r.RefsToMove,
+			humanBytes(r.BytesMoved), humanBytes(r.BytesToMove))
+	}
 	pct := 100.0
 	if p.BytesTotal > 0 {
 		pct = 100 * float64(p.BytesDone) / float64(p.BytesTotal)

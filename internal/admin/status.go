@@ -111,6 +111,30 @@ type RepairStatus struct {
 	ReadRepairShards     int64 `json:"read_repair_shards"`
 	ReadRepairsPending   int64 `json:"read_repairs_pending"`
 	ReadRepairsAbandoned int64 `json:"read_repairs_abandoned"`
+	// Relocation is a cluster node's moving of data to where the layout
+	// wants it (rebuilds around drives that left it, rebalancing onto new
+	// ones); nil on a single node.
+	Relocation *RelocationStatus `json:"relocation,omitempty"`
+}
+
+// RelocationStatus is the current or last relocation pass of a node, over
+// the partitions it leads.
+type RelocationStatus struct {
+	Running bool `json:"running"`
+	// Layout is the version the current or last pass worked toward;
+	// SettledLayout the last one whose data this node has fully moved.
+	Layout        uint64 `json:"layout"`
+	SettledLayout uint64 `json:"settled_layout"`
+	RefsToMove    int64  `json:"refs_to_move"`
+	RefsMoved     int64  `json:"refs_moved"`
+	BytesToMove   int64  `json:"bytes_to_move"`
+	BytesMoved    int64  `json:"bytes_moved"`
+	Failed        int64  `json:"refs_failed"`
+	// ETASeconds estimates the time left of a running pass, from its
+	// rate so far; 0 when unknown.
+	ETASeconds      float64 `json:"eta_seconds,omitempty"`
+	TotalBytesMoved int64   `json:"total_bytes_moved"`
+	LastError       string  `json:"last_error,omitempty"`
 }
 
 // ScrubStatus describes the scrubber, which re-reads every shard on this

@@ -66,6 +66,16 @@ func (n *Node) Status(ctx context.Context) admin.Status {
 	st.Repair = admin.RepairStatus{Running: p.Running, DoneBytes: p.BytesDone, TotalBytes: p.BytesTotal,
 		ReadRepairs: n.readRepair.repaired.Load(), ReadRepairShards: n.readRepair.rebuilt.Load(),
 		ReadRepairsPending: int64(n.readRepair.pending()), ReadRepairsAbandoned: n.readRepair.failed.Load()}
+	if rp := p.Relocation; rp != nil {
+		rs := &admin.RelocationStatus{Running: rp.Running, Layout: rp.Layout, SettledLayout: rp.Settled,
+			RefsToMove: rp.RefsToMove, RefsMoved: rp.RefsMoved, BytesToMove: rp.BytesToMove, BytesMoved: rp.BytesMoved,
+			Failed: rp.Failed, TotalBytesMoved: rp.TotalBytesMoved, LastError: rp.LastError}
+		if rp.Running && rp.BytesMoved > 0 {
+			el := time.Since(rp.Started).Seconds()
+			rs.ETASeconds = el * float64(rp.BytesToMove-rp.BytesMoved) / float64(rp.BytesMoved)
+		}
+		st.Repair.Relocation = rs
+	}
 	if !p.Finished.IsZero() {
 		st.Repair.LastRunStarted, st.Repair.LastRunFinished = p.Started, p.Finished
 		st.Repair.LastRunRepairedShards = p.Rebuilt
