@@ -22,17 +22,23 @@ type GCConfig struct {
 	// MinAge skips shard files younger than this, which are nearly all
 	// writes in flight; it saves reads, never decides safety.
 	MinAge time.Duration
+	// LeftoverGrace keeps the copies a relocation moved data away from for
+	// this long: a GET that read the version record before the move, or
+	// from a replica that had not applied it yet, still reads them.
+	LeftoverGrace time.Duration
 }
 
 // DefaultGCConfig runs a pass an hour (orphans come only from crashes and
-// failed deletes, so they are few) and skips files younger than a minute.
+// failed deletes, so they are few), skips files younger than a minute, and
+// keeps moved data's old copies for an hour, far longer than a replica
+// lags or a download of a superseded record lasts.
 func DefaultGCConfig() GCConfig {
-	return GCConfig{Interval: time.Hour, MinAge: time.Minute}
+	return GCConfig{Interval: time.Hour, MinAge: time.Minute, LeftoverGrace: time.Hour}
 }
 
 // Validate reports the first rule c breaks.
 func (c GCConfig) Validate() error {
-	if c.Interval < 0 || c.MinAge < 0 {
+	if c.Interval < 0 || c.MinAge < 0 || c.LeftoverGrace < 0 {
 		return fmt.Errorf("node: gc interval %v and min age %v must not be negative", c.Interval, c.MinAge)
 	}
 	return nil
@@ -80,7 +86,7 @@ func (c *collector) Pass(ctx context.Context) objects.GCStats {
 	for i, d := range c.drives {
 		drives[i] = d
 	}
-	st, err := c.objects.CollectGarbage(ctx, drives, objects.GCOptions{MinAge: c.cfg.MinAge})
+	st, err := c.objects.CollectGarbage(ctx, drives, objects.GCOptions{MinAge: c.cfg.MinAge, LeftoverGrace: c.cfg.LeftoverGrace})
 	level := slog.LevelInfo
 	if err != nil {
 		level = slog.LevelWarn

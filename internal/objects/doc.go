@@ -55,8 +55,11 @@
 // shard implies its intent was committed before the listing (a), so the
 // record is absent at the read only after it was deleted, and by (b, c) a
 // record never comes back and no commit can name the Ref without it. A
-// wrong "dead" verdict costs the writer its write (errIntentLost), never
-// committed data; an abandoned write drops its intent before its shards,
+// wrong "dead" verdict on a writer costs it its write (errIntentLost),
+// never committed data (on a collector reaping a moved Ref's old copies
+// it could cost one new copy of a move that follows, which repair
+// rebuilds; the default verdict, an older nonce of this node, is never
+// wrong); an abandoned write drops its intent before its shards,
 // so a commit whose answer was lost keeps its data. IDs of another shape
 // (written before ref records, or by a store without blocks.IDWriter) are
 // never collected.

@@ -31,7 +31,10 @@ type GCOptions struct {
 	// good. nil means: an incarnation of this node (Config.Incarnation's
 	// Node) with another nonce. Answering false when unsure only delays
 	// collection; answering true for a live writer makes its write fail
-	// (errIntentLost), never lose committed data.
+	// (errIntentLost), and for a live mover its move, never lose
+	// committed data. Answering true for a live collector of another pass
+	// still removing the copies a move left can (see relocate.go): say
+	// true only of incarnations that can no longer act.
 	Dead func(Incarnation) bool
 	// LeftoverGrace keeps the copies a relocation moved away from for
 	// this long after the move: a reader that read the Ref before the

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -37,6 +38,9 @@ type crashMeta struct {
 	// process before it is applied, or after it is applied but before
 	// its answer arrives.
 	before, after func(meta.Txn) bool
+	// lost, when it returns true for a Txn, applies it and loses its
+	// answer: the process lives on, not knowing whether it applied.
+	lost func(meta.Txn) bool
 }
 
 func (m *crashMeta) Get(ctx context.Context, p meta.Partition, k []byte) (meta.Item, error) {
@@ -62,6 +66,9 @@ func (m *crashMeta) Commit(ctx context.Context, p meta.Partition, txn meta.Txn) 
 		m.c.dead.Store(true)
 		return 0, errCrashed
 	}
+	if err == nil && m.lost != nil && m.lost(txn) {
+		return 0, fmt.Errorf("commit answer lost: %w", meta.ErrUnavailable)
+	}
 	return rev, err
 }
 
@@ -79,9 +86,79 @@ type crashData struct {
 	// it is closed; paused is closed when the first write gets there.
 	pause, paused chan struct{}
 	once          sync.Once
+	// moveAt: "" no crash, "move-none" before any new shard, "move-some"
+	// with one new shard durable, "move-all" with every new shard
+	// durable; "move-fail" fails the move (every new shard durable)
+	// without a crash.
+	moveAt string
+	// afterMove, when set, runs once every new shard of a move is durable,
+	// before the move returns: what it does races the move's commit.
+	afterMove func(blocks.Ref)
+	// beforeDrop, when set, runs once when DropMoved is called, before it
+	// removes anything.
+	beforeDrop func()
 }
 
-var _ blocks.IDWriter = (*crashData)(nil)
+var (
+	_ blocks.IDWriter = (*crashData)(nil)
+	_ blocks.Mover    = (*crashData)(nil)
+)
+
+var errMoveFailed = errors.New("move failed")
+
+func (d *crashData) Move(ctx context.Context, ref blocks.Ref, to []string) (blocks.Ref, error) {
+	if d.c.dead.Load() {
+		return blocks.Ref{}, errCrashed
+	}
+	if d.moveAt == "move-none" {
+		d.c.dead.Store(true)
+		return blocks.Ref{}, errCrashed
+	}
+	nref, err := d.set.Move(ctx, ref, to)
+	if err != nil {
+		return nref, err
+	}
+	if f := d.afterMove; f != nil {
+		d.afterMove = nil
+		f(nref)
+	}
+	switch d.moveAt {
+	case "move-some":
+		// Only the first new shard reached its drive before the crash.
+		first := true
+		for i := range to {
+			if to[i] == ref.Drives[i] {
+				continue
+			}
+			if first {
+				first = false
+				continue
+			}
+			if err := d.drives[to[i]].Remove(ctx, store.Name{ID: ref.ID, Shard: i}); err != nil {
+				return blocks.Ref{}, err
+			}
+		}
+		d.c.dead.Store(true)
+		return blocks.Ref{}, errCrashed
+	case "move-all":
+		d.c.dead.Store(true)
+		return blocks.Ref{}, errCrashed
+	case "move-fail":
+		return blocks.Ref{}, errMoveFailed
+	}
+	return nref, nil
+}
+
+func (d *crashData) DropMoved(ctx context.Context, ref blocks.Ref, to []string) error {
+	if d.c.dead.Load() || d.failDeletes.Load() {
+		return errCrashed
+	}
+	if f := d.beforeDrop; f != nil {
+		d.beforeDrop = nil
+		f()
+	}
+	return d.set.DropMoved(ctx, ref, to)
+}
 
 func (d *crashData) Write(ctx context.Context, p uint32, r io.Reader) (blocks.Ref, error) {
 	return d.set.Write(ctx, p, r)
@@ -142,10 +219,16 @@ type gcEnv struct {
 
 func newGCEnv(t *testing.T) *gcEnv {
 	t.Helper()
+	return newGCEnvWith(t, 4, placement.DefaultPolicy(4))
+}
+
+// newGCEnvWith is newGCEnv over n drives, writing with policy pol.
+func newGCEnvWith(t *testing.T, n int, pol placement.Policy) *gcEnv {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(testlog.Writer(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	dir := t.TempDir()
 	var paths []string
-	for i := range 4 {
+	for i := range n {
 		p := filepath.Join(dir, fmt.Sprintf("d%d", i))
 		if err := os.MkdirAll(p, 0o700); err != nil {
 			t.Fatal(err)
@@ -156,7 +239,7 @@ func newGCEnv(t *testing.T) *gcEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bcfg := blocks.DefaultConfig(placement.DefaultPolicy(len(drives)))
+	bcfg := blocks.DefaultConfig(pol)
 	bcfg.ChunkSize = 64 << 10
 	set, err := blocks.New(bcfg, drives, log)
 	if err != nil {
@@ -169,11 +252,17 @@ func newGCEnv(t *testing.T) *gcEnv {
 // over the env's stores, possibly wrapped.
 func (e *gcEnv) service(md meta.Store, data blocks.Store) *Service {
 	e.t.Helper()
+	return e.serviceOn("n1", md, data)
+}
+
+// serviceOn is service for a process of node.
+func (e *gcEnv) serviceOn(node string, md meta.Store, data blocks.Store) *Service {
+	e.t.Helper()
 	cfg := DefaultConfig()
 	cfg.Partitions = 8
 	cfg.InlineMax = 1 << 10
 	cfg.MinPartSize = 1
-	cfg.Incarnation = Incarnation{Node: "n1"}
+	cfg.Incarnation = Incarnation{Node: node}
 	if md == nil {
 		md = e.md
 	}
@@ -214,29 +303,26 @@ func (e *gcEnv) gc(s *Service) GCStats {
 	return st
 }
 
-// check asserts the two promises: every shard file on a drive belongs to
-// a Ref that committed metadata names (no orphan), every shard such a
-// Ref names is on its drive (nothing referenced was removed), every
-// object of want reads back exact, and no intent is left.
+// check asserts the two promises: every shard file on a drive is a copy
+// its record keeps, which is a copy a committed record names on that
+// drive (no orphan, no copy a move left), and every shard such a record
+// names is on its drive (nothing referenced was removed); every object of
+// want reads back exact; and every ref record is of committed data and
+// settled (no intent, no move or reaping in flight), naming the drives of
+// its Ref.
 func (e *gcEnv) check(s *Service, bucket string, want map[string][]byte) {
 	e.t.Helper()
 	ctx := context.Background()
-	files := map[store.Name]string{}
-	for _, d := range e.drives {
-		err := d.Walk(ctx, func(si store.ShardInfo) error {
-			files[si.Name] = d.ID()
-			return nil
-		})
-		if err != nil {
-			e.t.Fatal(err)
-		}
-	}
-	referenced := map[string]bool{}
+	files := e.files()
+	refs := map[string]blocks.Ref{}
 	err := s.ForEachRef(ctx, func(r blocks.Ref) error {
-		referenced[r.ID] = true
+		if old, dup := refs[r.ID]; dup {
+			e.t.Errorf("ref %s named twice, on %v and %v", r.ID, old.Drives, r.Drives)
+		}
+		refs[r.ID] = r
 		for i, did := range r.Drives {
 			n := store.Name{ID: r.ID, Shard: i}
-			if got, ok := files[n]; !ok || got != did {
+			if !slices.Contains(files[n], did) {
 				e.t.Errorf("referenced shard %s missing from drive %s", n, did)
 			}
 		}
@@ -245,16 +331,26 @@ func (e *gcEnv) check(s *Service, bucket string, want map[string][]byte) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	for n := range files {
-		if !referenced[n.ID] {
-			e.t.Errorf("orphan shard %s survived garbage collection", n)
+	for n, on := range files {
+		r, ok := refs[n.ID]
+		for _, did := range on {
+			if !ok || n.Shard >= len(r.Drives) || r.Drives[n.Shard] != did {
+				e.t.Errorf("orphan shard %s on drive %s survived garbage collection", n, did)
+			}
 		}
 	}
 	for p := 0; p < s.cfg.Partitions; p++ {
 		err := e.md.Scan(ctx, meta.Partition(p), []byte{tagRef}, []byte{tagRef + 1}, func(k []byte, it meta.Item) bool {
+			id := string(k[1:])
 			rec, err := decodeRefRec(it.Value)
-			if err != nil || rec.State != refLive || !referenced[string(k[1:])] {
-				e.t.Errorf("ref record %s left: %+v %v", k[1:], rec, err)
+			r, named := refs[id]
+			switch {
+			case err != nil || !named:
+				e.t.Errorf("ref record %s left: %+v %v", id, rec, err)
+			case rec.State == refPlaced && !slices.Equal(rec.Drives, r.Drives):
+				e.t.Errorf("ref record %s places shards on %v, its Ref on %v", id, rec.Drives, r.Drives)
+			case rec.State != refLive && rec.State != refPlaced:
+				e.t.Errorf("ref record %s left in state %d: %+v", id, rec.State, rec)
 			}
 			return true
 		})
@@ -274,6 +370,22 @@ func (e *gcEnv) check(s *Service, bucket string, want map[string][]byte) {
 			e.t.Errorf("get %s: %d bytes, err %v; want %d bytes", key, len(got), err, len(data))
 		}
 	}
+}
+
+// files lists every shard file: the drives holding each name.
+func (e *gcEnv) files() map[store.Name][]string {
+	e.t.Helper()
+	files := map[store.Name][]string{}
+	for _, d := range e.drives {
+		err := d.Walk(context.Background(), func(si store.ShardInfo) error {
+			files[si.Name] = append(files[si.Name], d.ID())
+			return nil
+		})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	return files
 }
 
 func body(rng *rand.Rand, n int) []byte {
@@ -520,7 +632,14 @@ func TestGCRandomized(t *testing.T) {
 func FuzzDecodeRefRec(f *testing.F) {
 	f.Add((&refRec{State: refLive}).encode())
 	f.Add((&refRec{State: refIntent, Inc: Incarnation{Node: "n1", Nonce: 7}, Time: 99}).encode())
+	f.Add((&refRec{State: refPlaced, Drives: []string{"d0", "d1", "d2"}, Moved: 1700000000000}).encode())
+	f.Add((&refRec{State: refMoving, Inc: Incarnation{Node: "n2", Nonce: 9}, Time: 5, Moved: 3,
+		Drives: []string{"d0", "d1", "d2"}, Targets: []string{"d3", "d1", "d4"}}).encode())
+	f.Add((&refRec{State: refReaping, Inc: Incarnation{Node: "n1", Nonce: 1 << 60}, Time: 8, Moved: 2,
+		Drives: []string{"d3", "d1", "d4"}}).encode())
+	f.Add((&refRec{State: refPlaced}).encode())
 	f.Add([]byte{1})
+	f.Add([]byte{1, refMoving, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := decodeRefRec(b)
 		if err != nil {

@@ -289,10 +289,12 @@ func (s *Service) readHead(ctx context.Context, p meta.Partition, id bucketID, k
 
 // getVersion reads one version; ok is false when it does not exist.
 func (s *Service) getVersion(ctx context.Context, p meta.Partition, id bucketID, key string, ts hlc.Timestamp) (versionRec, bool, error) {
-	// A version record never changes once written (a change is a new
+	// A version's content never changes once written (a change is a new
 	// version), so a replica's copy is as good as the leader's; only a
 	// replica that has not caught up yet lacks it, and then the leader is
-	// asked.
+	// asked. Relocation may since have moved its data: the copies a
+	// replica's older record names are kept for the collector's grace
+	// (GCOptions.LeftoverGrace), far longer than a replica lags.
 	k := versionKey(id, key, ts)
 	it, err := meta.GetStale(ctx, s.md, p, k)
 	if errors.Is(err, meta.ErrNotFound) {
