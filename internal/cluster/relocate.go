@@ -13,11 +13,21 @@ func (c *Cluster) Leads(p meta.Partition) bool {
 	return ok && g.Leader != 0 && g.Leader == c.raftID
 }
 
-// Leaderless reports whether this node is a member of partition p's
-// group and knows no leader of it now.
+// Leaderless reports whether the layout this node follows gives it a seat
+// in partition p's group, and it hosts the group and knows no leader of
+// it now. A group the layout no longer gives this node does not count: a
+// node that the leader never took in (a layout that gave it the group was
+// followed by one that does not) or removed without its hearing of it
+// keeps an empty or stale copy that never learns a leader, while the
+// layout's members of the group, which host it too, tell whether it has
+// one.
 func (c *Cluster) Leaderless(p meta.Partition) bool {
 	g, ok := c.group(p)
-	return ok && g.Leader == 0
+	if !ok || g.Leader != 0 {
+		return false
+	}
+	l := c.Layout()
+	return l != nil && slices.Contains(l.MetaNodes(int(p)), string(c.nodeID))
 }
 
 // Relocation says where the shards of a stored object part of partition

@@ -149,47 +149,61 @@ func s3Do(c *s3.Client, bucket string, in lincheck.Input) (out lincheck.Output, 
 	// unknown outcome.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	out, err := s3Call(ctx, c, bucket, in)
+	switch {
+	case err == nil:
+		return out, true, nil
+	case in.Op == lincheck.Get, notSent(err):
+		return out, false, unexcused(err)
+	}
+	return out, true, unexcused(err)
+}
+
+// s3Call runs one request with in.Value as the body of a put or create,
+// and returns what a history records of it and the error that failed it.
+// An answer of the model (absent on GET, 412 on create) is no error; a
+// write that failed has an unknown outcome.
+func s3Call(ctx context.Context, c *s3.Client, bucket string, in lincheck.Input) (lincheck.Output, error) {
 	var err error
 	switch in.Op {
-	case "get":
+	case lincheck.Get:
 		var o *s3.GetObjectOutput
 		o, err = c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(in.Key)})
 		if err == nil {
 			b, rerr := io.ReadAll(o.Body)
 			o.Body.Close()
 			if rerr != nil {
-				return lincheck.Output{}, false, nil
+				return lincheck.Output{}, rerr
 			}
-			return lincheck.Output{Value: string(b), Found: true}, true, nil
+			return lincheck.Output{Value: string(b), Found: true}, nil
 		}
 		if errCode(err) == "NoSuchKey" {
-			return lincheck.Output{}, true, nil
+			return lincheck.Output{}, nil
 		}
-		return lincheck.Output{}, false, unexcused(err)
-	case "put", "create":
+		return lincheck.Output{}, err
+	case lincheck.Put, lincheck.Create:
 		pi := &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(in.Key), Body: strings.NewReader(in.Value)}
-		if in.Op == "create" {
+		if in.Op == lincheck.Create {
 			pi.IfNoneMatch = aws.String("*")
 		}
 		_, err = c.PutObject(ctx, pi)
 		switch {
-		case err == nil && in.Op == "create":
-			return lincheck.Output{OK: true}, true, nil
+		case err == nil && in.Op == lincheck.Create:
+			return lincheck.Output{OK: true}, nil
 		case err == nil:
-			return lincheck.Output{}, true, nil
-		case in.Op == "create" && errStatus(err) == http.StatusPreconditionFailed:
-			return lincheck.Output{OK: false}, true, nil
+			return lincheck.Output{}, nil
+		case in.Op == lincheck.Create && errStatus(err) == http.StatusPreconditionFailed:
+			return lincheck.Output{OK: false}, nil
 		}
-	case "del":
+	case lincheck.Delete:
 		_, err = c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(in.Key)})
 		if err == nil {
-			return lincheck.Output{}, true, nil
+			return lincheck.Output{}, nil
 		}
+	default:
+		err = fmt.Errorf("unknown op %q", in.Op)
 	}
-	if notSent(err) {
-		return lincheck.Output{}, false, nil
-	}
-	return lincheck.Output{Unknown: true}, true, unexcused(err)
+	return lincheck.Output{Unknown: true}, err
 }
 
 // unexcused returns err if it is an answer that no crash or partition
