@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -85,11 +89,25 @@ the capacity of its drives. NODE is a node ID or its unique prefix.`,
 	}
 
 	var expect uint64
+	var wait bool
+	var timeout time.Duration
 	apply := &cobra.Command{
 		Use:   "apply",
 		Short: "Commit the staged edits as the next layout version",
-		Args:  cobra.NoArgs,
+		Long: `Commit the staged edits as the next layout version. Every node then moves the
+data the new layout places elsewhere, by itself. With --wait, show that movement
+(bytes moved of bytes to move over all nodes, as a progress line on stderr)
+until every live node of the layout is in line with the new version, then a
+summary; dead nodes are skipped. Ctrl-C or --timeout stop the waiting, not the
+movement.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if timeout != 0 && !wait {
+				return errors.New("--timeout bounds --wait; give both or neither")
+			}
+			if timeout < 0 {
+				return errors.New("--timeout must not be negative")
+			}
 			path := "/cluster/layout/apply"
 			if expect != 0 {
 				path += "?version=" + strconv.FormatUint(expect, 10)
@@ -100,10 +118,21 @@ the capacity of its drives. NODE is a node ID or its unique prefix.`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "layout v%d applied\n", v.Version)
 			printLayout(cmd.OutOrStdout(), v)
-			return nil
+			if !wait {
+				return nil
+			}
+			ctx := cmd.Context()
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			return waitRebalance(ctx, addr, v.Version, rebalancePoll, cmd.ErrOrStderr(), cmd.OutOrStdout())
 		},
 	}
 	apply.Flags().Uint64Var(&expect, "version", 0, "apply only if the result is this version (guards against concurrent changes)")
+	apply.Flags().BoolVar(&wait, "wait", false, "show the data movement until every live node is in line with the new layout")
+	apply.Flags().DurationVar(&timeout, "timeout", 0, "with --wait, give up waiting after this long (0: no limit)")
 
 	revert := &cobra.Command{
 		Use:   "revert",
@@ -142,4 +171,155 @@ func printLayout(w io.Writer, v admin.LayoutView) {
 			fmt.Fprintln(w)
 		}
 	}
+}
+
+// rebalancePoll is how often --wait asks the nodes for their progress.
+const rebalancePoll = time.Second
+
+// rebalanceAskTimeout bounds each node's answer while waiting: a node that
+// does not answer in time is shown as unknown and asked again.
+const rebalanceAskTimeout = 2 * time.Second
+
+// waitRebalance follows the data movement to layout version v until every
+// node the layout places data on and that is not known dead reports a
+// finished pass for v (GET /repair: running false, layout_version >= v).
+// The node list comes from addr's GET /status, asked again each round, so
+// a node that dies meanwhile stops being waited for. It draws a progress
+// line on progress every interval and, when done, prints a summary on
+// out; it returns an error when ctx ends first.
+func waitRebalance(ctx context.Context, addr string, v uint64, interval time.Duration, progress, out io.Writer) error {
+	start := time.Now()
+	var r rebalance
+	var skipped int
+	tally := movedTally{}
+	state := "asking " + addr + " for the cluster's nodes"
+	detail := state
+	drawn := false
+	for {
+		var st admin.Status
+		err := adminCall(ctx, addr, http.MethodGet, "/status", nil, &st)
+		switch {
+		case ctx.Err() != nil:
+		case err != nil:
+			state = fmt.Sprintf("no status from %s: %s", addr, oneLine(err.Error()))
+			detail = state
+		case st.Cluster == nil:
+			return fmt.Errorf("the node at %s is not part of a cluster", addr)
+		case st.Cluster.LayoutVersion < v:
+			state = fmt.Sprintf("waiting for %s to follow layout v%d (at v%d)", addr, v, st.Cluster.LayoutVersion)
+			detail = state
+		default:
+			skipped = 0
+			for _, n := range st.Cluster.Nodes {
+				if n.InLayout && (n.State == admin.NodeDead || n.State == admin.NodeLeft) {
+					skipped++
+				}
+			}
+			moves := askMoves(ctx, st.Cluster.Nodes, true, rebalanceAskTimeout)
+			if ctx.Err() != nil {
+				break
+			}
+			r = sumMoves(v, moves)
+			tally.observe(v, moves)
+			state, detail = r.line(), r.detail()
+			if r.done() {
+				fmt.Fprintf(progress, "\r%s\033[K\n", state)
+				fmt.Fprintf(out, "data in line with layout v%d on %d node(s): %s moved in %s",
+					v, r.nodes, humanBytes(tally.total()), time.Since(start).Round(time.Second))
+				if skipped > 0 {
+					fmt.Fprintf(out, "; %d dead node(s) skipped", skipped)
+				}
+				fmt.Fprintln(out)
+				return nil
+			}
+		}
+		if ctx.Err() == nil {
+			fmt.Fprintf(progress, "\r%s\033[K", state)
+			drawn = true
+		}
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if drawn {
+				fmt.Fprintln(progress)
+			}
+			why := "interrupted"
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				why = fmt.Sprintf("gave up after %s", time.Since(start).Round(time.Second))
+			}
+			return fmt.Errorf("%s waiting for the data to move to layout v%d (%s); the nodes go on moving it, see `redoubt status`: %w",
+				why, v, detail, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// line is the progress line of --wait: a bar and detail.
+func (r rebalance) line() string {
+	pct := 100.0
+	if r.toMove > 0 {
+		pct = 100 * float64(r.moved) / float64(r.toMove)
+	} else if !r.done() {
+		pct = 0
+	}
+	const width = 30
+	fill := min(int(pct/100*width), width)
+	return fmt.Sprintf("[%s%s] %5.1f%% %s", strings.Repeat("#", fill), strings.Repeat(".", width-fill), pct, r.detail())
+}
+
+// detail is where the movement stands, in words.
+func (r rebalance) detail() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "layout v%d: %s, %d of %d node(s) in line", r.version, r.bytes(), r.settled, r.nodes)
+	if r.moving > 0 {
+		fmt.Fprintf(&b, ", ETA %s", etaText(r.eta))
+	}
+	if r.unknown > 0 {
+		fmt.Fprintf(&b, "; %d not answering (%s)", r.unknown, oneLine(r.firstErr))
+	}
+	if r.failing > 0 {
+		fmt.Fprintf(&b, "; %d retrying after an error (%s)", r.failing, oneLine(r.firstFail))
+	}
+	return b.String()
+}
+
+// movedTally adds up, per node, the bytes moved toward one layout version
+// over every pass seen while waiting: a pass that left something behind is
+// followed by one that moves only the rest, so the last pass's figures
+// alone would understate the movement.
+type movedTally map[string]struct{ base, moved int64 }
+
+// observe takes one round of answers. A node's count since its start
+// (relocation.total_bytes_moved) less what its pass had moved when first
+// seen working on v is the node's base; what it counts beyond that was
+// moved for v. Nodes that give no such count contribute their current
+// pass.
+func (t movedTally) observe(v uint64, moves []nodeMove) {
+	for _, m := range moves {
+		if !m.moving(v) && !m.settled(v) {
+			continue
+		}
+		id := m.node.ID
+		rp := m.p.Relocation
+		if rp == nil {
+			t[id] = struct{ base, moved int64 }{0, m.p.BytesMoved}
+			continue
+		}
+		e, ok := t[id]
+		if !ok || rp.TotalBytesMoved < e.base {
+			// First seen, or restarted since (its count began again).
+			e.base = rp.TotalBytesMoved - m.p.BytesMoved
+		}
+		e.moved = rp.TotalBytesMoved - e.base
+		t[id] = e
+	}
+}
+
+func (t movedTally) total() int64 {
+	var n int64
+	for _, e := range t {
+		n += e.moved
+	}
+	return n
 }

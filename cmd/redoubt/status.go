@@ -1,17 +1,21 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/redoubt-io/redoubt/internal/admin"
+	"github.com/redoubt-io/redoubt/internal/node"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -22,7 +26,9 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show a server's drives, and for a cluster its nodes, zones, layout and Raft leaders",
 		Long: `Ask any node (its admin address) for the state of the node and of the cluster:
 nodes with their zones and liveness, the layout version, the metadata Raft
-groups each node hosts and leads, data per drive and the redundancy policy.`,
+groups each node hosts and leads, data per drive and the redundancy policy,
+and the nodes moving data to a new layout (each alive node is asked; one that
+does not answer within a second shows as unknown).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var st admin.Status
@@ -34,7 +40,11 @@ groups each node hosts and leads, data per drive and the redundancy policy.`,
 				e.SetIndent("", "  ")
 				return e.Encode(st)
 			}
-			printStatus(cmd.OutOrStdout(), st)
+			var moves []nodeMove
+			if st.Cluster != nil {
+				moves = askMoves(cmd.Context(), st.Cluster.Nodes, false, statusAskTimeout)
+			}
+			printStatus(cmd.OutOrStdout(), st, moves)
 			return nil
 		},
 	}
@@ -43,7 +53,11 @@ groups each node hosts and leads, data per drive and the redundancy policy.`,
 	return withEnv(cmd)
 }
 
-func printStatus(w io.Writer, st admin.Status) {
+// statusAskTimeout bounds each node's answer about its data movement, so a
+// node that hangs delays status by that much at most.
+const statusAskTimeout = time.Second
+
+func printStatus(w io.Writer, st admin.Status, moves []nodeMove) {
 	fmt.Fprintf(w, "Redoubt %s, up %.0fs, S3 %s, region %s\n", st.Version, st.UptimeSeconds, st.S3Endpoint, st.Region)
 	fmt.Fprintf(w, "Redundancy: %s; %d objects, %s; corrupt blocks found: %d\n", st.Policy, st.Objects, humanBytes(st.Bytes), st.CorruptionsTotal)
 	if c := st.Cluster; c != nil {
@@ -63,6 +77,7 @@ func printStatus(w io.Writer, st admin.Status) {
 		tw.Flush()
 		fmt.Fprintf(w, "This node: %d partition groups, leads %d, %d without a leader; metadata commits p50 %.1f ms, p99 %.1f ms\n",
 			c.Groups.Hosted, c.Groups.Leading, c.Groups.Leaderless, c.Commits.P50Ms, c.Commits.P99Ms)
+		printRebalance(w, c.LayoutVersion, moves)
 		fmt.Fprintln(w, "\nDrives of every node:")
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NODE\tDRIVE\tSTATE\tUSED\tTOTAL\tCORRUPT BLOCKS")
@@ -138,6 +153,160 @@ func oneLine(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
 	if len(s) > 80 {
 		s = s[:77] + "..."
+	}
+	return s
+}
+
+// nodeMove is what one node said of its data movement (its GET /repair).
+type nodeMove struct {
+	node admin.NodeStatus
+	p    node.RepairProgress
+	err  error // no answer
+}
+
+// moving says whether the node is moving data toward layout version v:
+// a pass runs and the node has not yet finished one for v.
+func (m nodeMove) moving(v uint64) bool {
+	return m.err == nil && m.p.Running && m.p.LayoutVersion < v
+}
+
+// settled says whether the node's data is in line with layout version v.
+func (m nodeMove) settled(v uint64) bool {
+	return m.err == nil && !m.p.Running && m.p.LayoutVersion >= v
+}
+
+// askMoves asks the nodes that are not known dead (and, with inLayout,
+// that the layout places data on) for their data movement, in parallel,
+// each within timeout. The answers are in the order of nodes.
+func askMoves(ctx context.Context, nodes []admin.NodeStatus, inLayout bool, timeout time.Duration) []nodeMove {
+	var out []nodeMove
+	for _, n := range nodes {
+		if n.State == admin.NodeDead || n.State == admin.NodeLeft || (inLayout && !n.InLayout) {
+			continue
+		}
+		out = append(out, nodeMove{node: n})
+	}
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Go(func() {
+			m := &out[i]
+			addr := adminAddrOf(m.node)
+			if addr == "" {
+				m.err = fmt.Errorf("node %s advertises no admin address", short(m.node.ID))
+				return
+			}
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			m.err = adminCall(cctx, addr, http.MethodGet, "/repair", nil, &m.p)
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// adminAddrOf is where a node's admin API is reached: the address it
+// listens on, with the host of its RPC address when it listens on every
+// interface (":3903", "0.0.0.0:3903").
+func adminAddrOf(n admin.NodeStatus) string {
+	host, port, err := net.SplitHostPort(n.AdminAddr)
+	if err != nil {
+		return n.AdminAddr
+	}
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		return n.AdminAddr
+	}
+	if rh, _, err := net.SplitHostPort(n.RPCAddr); err == nil && rh != "" {
+		if ip := net.ParseIP(rh); ip == nil || !ip.IsUnspecified() {
+			return net.JoinHostPort(rh, port)
+		}
+	}
+	return net.JoinHostPort("127.0.0.1", port)
+}
+
+// rebalance sums up the nodes' data movement toward one layout version.
+type rebalance struct {
+	version             uint64
+	moved, toMove       int64
+	eta                 float64 // seconds, the slowest moving node's; 0 unknown
+	moving, settled     int
+	unknown, failing    int
+	nodes               int
+	firstErr, firstFail string
+}
+
+func sumMoves(v uint64, moves []nodeMove) rebalance {
+	r := rebalance{version: v, nodes: len(moves)}
+	for _, m := range moves {
+		switch {
+		case m.err != nil:
+			r.unknown++
+			if r.firstErr == "" {
+				r.firstErr = fmt.Sprintf("%s: %v", short(m.node.ID), m.err)
+			}
+			continue
+		case m.moving(v):
+			r.moving++
+			r.eta = max(r.eta, m.p.ETASeconds)
+		case m.settled(v):
+			r.settled++
+		default:
+			// Not started on v yet, or its last pass left something
+			// behind; its figures are of an earlier pass.
+			if m.p.LastError != "" {
+				r.failing++
+				if r.firstFail == "" {
+					r.firstFail = fmt.Sprintf("%s: %s", short(m.node.ID), m.p.LastError)
+				}
+			}
+			continue
+		}
+		r.moved += m.p.BytesMoved
+		r.toMove += m.p.BytesToMove
+	}
+	return r
+}
+
+// done says whether every node asked is in line with the version.
+func (r rebalance) done() bool { return r.settled == r.nodes }
+
+func (r rebalance) bytes() string {
+	return fmt.Sprintf("%s of %s moved", humanBytes(r.moved), humanBytes(r.toMove))
+}
+
+// printRebalance shows each node moving data toward layout v, and the
+// total; nothing when no node is.
+func printRebalance(w io.Writer, v uint64, moves []nodeMove) {
+	r := sumMoves(v, moves)
+	if r.moving == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
+	for _, m := range moves {
+		switch {
+		case m.err != nil:
+			fmt.Fprintf(tw, "node %s:\trebalance unknown (no answer)\n", short(m.node.ID))
+		case m.moving(v):
+			fmt.Fprintf(tw, "node %s:\trebalance to layout v%d: %s of %s moved, ETA %s\n", short(m.node.ID), v,
+				humanBytes(m.p.BytesMoved), humanBytes(m.p.BytesToMove), etaText(m.p.ETASeconds))
+		}
+	}
+	fmt.Fprintf(tw, "total:\trebalance to layout v%d: %s, %d of %d node(s) in line, ETA %s\n", v, r.bytes(), r.settled, r.nodes, etaText(r.eta))
+	tw.Flush()
+}
+
+// etaText writes an estimate in whole seconds, without zero units ("2m",
+// "1h5m", "40s").
+func etaText(seconds float64) string {
+	if seconds <= 0 {
+		return "unknown"
+	}
+	s := (time.Duration(seconds) * time.Second).Round(time.Second).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
 }

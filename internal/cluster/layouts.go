@@ -122,6 +122,7 @@ func (c *Cluster) watchLayout(stop context.Context) error {
 	t := time.NewTicker(c.cfg.LayoutPoll)
 	defer t.Stop()
 	polls := 0
+	missing := map[meta.Partition]bool{} // for rehostGroups
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -161,6 +162,7 @@ func (c *Cluster) watchLayout(stop context.Context) error {
 			}
 		}
 		if polls%5 == 0 {
+			c.rehostGroups(groups, missing)
 			c.reconcileGroups(ctx, groups)
 		}
 		cancel()
@@ -223,29 +225,9 @@ func (c *Cluster) applyLayout(l *layout.Layout) {
 		c.mu.RLock()
 		created := c.mu.created[part]
 		c.mu.RUnlock()
-		if created {
-			continue
+		if !created {
+			c.hostGroup(l, part, voters)
 		}
-		// The first layout creates every group with the same voters on
-		// each of them. A node given a group later starts it empty (a
-		// voter list without itself): the group's leader adds it and
-		// sends it the data. Bootstrapping it with the new voters instead
-		// would give it a first log entry that differs from the group's.
-		// A group with state on disk is loaded whatever the list says.
-		initial := voters
-		if l.Version > 1 {
-			initial = slices.DeleteFunc(slices.Clone(voters), func(v uint64) bool { return v == c.raftID })
-			if len(initial) == 0 {
-				initial = []uint64{^c.raftID}
-			}
-		}
-		if err := c.host.EnsureGroup(part, initial); err != nil {
-			c.log.Error("cannot host a partition group", "partition", p, "err", err)
-			continue
-		}
-		c.mu.Lock()
-		c.mu.created[part] = true
-		c.mu.Unlock()
 	}
 	c.mu.Lock()
 	c.mu.layout = l
@@ -257,6 +239,64 @@ func (c *Cluster) applyLayout(l *layout.Layout) {
 	}
 	c.readyOnce.Do(func() { close(c.layoutReady) })
 	c.log.Info("following layout", "version", l.Version, "nodes", len(l.Nodes), "policy", l.Policy.String())
+}
+
+// hostGroup starts group part, which layout l gives this node with the
+// given voters. The first layout creates every group with the same voters
+// on each of them. A node given a group later, or again after it was
+// removed from it, starts it empty (a voter list without itself): the
+// group's leader adds it and sends it the data. Bootstrapping it with the
+// new voters instead would give it a first log entry that differs from
+// the group's. A group with state on disk is loaded whatever the list
+// says.
+func (c *Cluster) hostGroup(l *layout.Layout, part meta.Partition, voters []uint64) {
+	c.mu.RLock()
+	created := c.mu.created[part]
+	c.mu.RUnlock()
+	initial := voters
+	if l.Version > 1 || created {
+		initial = slices.DeleteFunc(slices.Clone(voters), func(v uint64) bool { return v == c.raftID })
+		if len(initial) == 0 {
+			initial = []uint64{^c.raftID}
+		}
+	}
+	if err := c.host.EnsureGroup(part, initial); err != nil {
+		c.log.Error("cannot host a partition group", "partition", part, "err", err)
+		return
+	}
+	c.mu.Lock()
+	c.mu.created[part] = true
+	c.mu.Unlock()
+}
+
+// rehostGroups hosts again the groups the layout gives this node that it
+// no longer hosts: a node the layout took out of a group, whose leader
+// removed it (the node then deleted its copy), and that a later layout
+// puts back, must start the group afresh so that the leader can add it as
+// a learner and fill it. A group is started again only when it was found
+// missing at the previous call too (missing carries that from call to
+// call): the deletion of a removed group runs on the Raft loop, and a
+// group started while its old copy is being deleted would lose its data.
+func (c *Cluster) rehostGroups(groups map[meta.Partition]raftmeta.Status, missing map[meta.Partition]bool) {
+	l := c.Layout()
+	if l == nil {
+		return
+	}
+	for p := range l.Partitions {
+		part := meta.Partition(p)
+		voters := c.raftIDs(l.MetaNodes(p))
+		if _, hosted := groups[part]; hosted || !slices.Contains(voters, c.raftID) {
+			delete(missing, part)
+			continue
+		}
+		if !missing[part] {
+			missing[part] = true
+			continue
+		}
+		delete(missing, part)
+		c.log.Info("hosting a partition group again", "partition", p, "layout", l.Version)
+		c.hostGroup(l, part, voters)
+	}
 }
 
 func (c *Cluster) raftIDs(nodes []string) []uint64 {
@@ -304,8 +344,8 @@ func (c *Cluster) bootstrapLayout(ctx context.Context) {
 
 // reconcileSystem keeps the System group at up to five voters: the
 // layout's choice once there is a layout, else the first nodes to join.
-// One change per poll, additions before removals, so a majority is never
-// put at risk by a batch of changes.
+// One change per poll, new members as learners first (handoverStep), so a
+// majority is never put at risk by a batch of changes.
 func (c *Cluster) reconcileSystem(ctx context.Context, g raftmeta.Status) {
 	var want []uint64
 	if l := c.Layout(); l != nil {
@@ -321,50 +361,227 @@ func (c *Cluster) reconcileSystem(ctx context.Context, g raftmeta.Status) {
 		// The leader stays until last; another voter takes over after.
 		want = append(want, c.raftID)
 	}
-	c.reconcileVoters(ctx, g, want)
+	c.reconcileVoters(ctx, g, want, c.newLiveness())
 }
 
 // reconcileGroups brings the voters of each group this node leads in line
-// with the layout.
+// with the layout, one change per group and call (handoverStep).
 func (c *Cluster) reconcileGroups(ctx context.Context, groups map[meta.Partition]raftmeta.Status) {
 	l := c.Layout()
 	if l == nil {
 		return
 	}
+	lv := c.newLiveness()
 	for p := range l.Partitions {
 		part := meta.Partition(p)
 		g, ok := groups[part]
 		if !ok || g.Leader != c.raftID {
 			continue
 		}
-		c.reconcileVoters(ctx, g, c.raftIDs(l.MetaNodes(p)))
+		c.reconcileVoters(ctx, g, c.raftIDs(l.MetaNodes(p)), lv)
 	}
 }
 
-func (c *Cluster) reconcileVoters(ctx context.Context, g raftmeta.Status, want []uint64) {
+// reconcileVoters makes one membership change, if any is due, that brings
+// group g, which this node leads, closer to voters want (see handoverStep).
+func (c *Cluster) reconcileVoters(ctx context.Context, g raftmeta.Status, want []uint64, lv *liveness) {
 	p := g.Partition
 	if len(want) == 0 {
 		return
 	}
+	pr, err := c.host.Progress(p)
+	if err != nil {
+		return // no longer the leader
+	}
+	known := func(id uint64) bool {
+		_, ok := c.book.get(id)
+		return ok
+	}
+	ch, ok := handoverStep(pr, c.raftID, want, known, func(id uint64) bool { return lv.dead(ctx, id) })
+	if !ok {
+		return
+	}
+	switch ch.op {
+	case opAddLearner:
+		err = c.host.AddLearner(ctx, p, ch.node)
+	case opPromote:
+		err = c.host.AddVoter(ctx, p, ch.node)
+	case opRemove:
+		err = c.host.RemoveVoter(ctx, p, ch.node)
+	case opTransfer:
+		err = c.host.TransferLeader(p, ch.node)
+	}
+	if err != nil {
+		c.log.Debug("changing a group's members", "partition", p, "change", ch.op, "node", ch.node, "err", err)
+		return
+	}
+	c.log.Debug("changed a group's members", "partition", p, "change", ch.op, "node", ch.node, "why", ch.why)
+}
+
+// confOp is a membership change of a Raft group.
+type confOp string
+
+const (
+	opAddLearner confOp = "add learner"
+	opPromote    confOp = "promote"
+	opRemove     confOp = "remove"
+	opTransfer   confOp = "transfer the lead"
+)
+
+// confChange is one membership change, and why it is due.
+type confChange struct {
+	op   confOp
+	node uint64
+	why  string
+}
+
+// catchUpLag is how far behind the leader's commit index a learner may be
+// and still be promoted: a few round trips of appends at full speed. A
+// learner that has everything up to its own addition is promoted too.
+const catchUpLag = 64
+
+// caughtUp says whether learner m may become a voter without slowing the
+// group down: it holds the whole group as of its addition (it installed
+// the snapshot and the entries since), or it trails the commit index by
+// little.
+func caughtUp(m raftmeta.MemberProgress, commit uint64) bool {
+	if m.Match == 0 {
+		return false
+	}
+	return m.Match >= m.AddedAt || m.Match+catchUpLag >= commit
+}
+
+// quorum is the majority of n voters.
+func quorum(n int) int { return n/2 + 1 }
+
+// handoverStep is the next membership change, at most one, that brings a
+// group toward voters want, given its progress as its leader self sees
+// it; ok is false when there is nothing to do now. known says whether a
+// node can be reached (its address is known); dead is asked, only of a
+// voter the layout dropped that the leader has not heard from lately,
+// whether it is certainly down. The order:
+//
+//  1. A learner the layout no longer wants is removed: it holds no vote,
+//     so this never touches the majority.
+//  2. A wanted node that is no member is added as a learner. It gets the
+//     group's data (a snapshot, then the log) without a vote, so a new,
+//     empty node neither counts towards the majority nor holds commits
+//     back while it copies.
+//  3. A learner that caught up (caughtUp) and answers is promoted.
+//  4. A voter the layout dropped is removed, never the leader itself, and
+//     only if the live voters left are a majority of the voters left:
+//     the group keeps serving whatever the removed node was. Moreover
+//     a live voter is removed only once every wanted node is a voter and
+//     the live voters left are at least the layout's voter count, so a
+//     change never trades a working copy for one still being made, nor
+//     leaves the group with fewer working copies than the layout asks.
+//     A dead voter is removed even while a learner waits: it holds no
+//     copy anyone can read, and its vote only makes the majority larger,
+//     so removing it keeps the live voters as they were and lowers the
+//     count needed (3 voters with one dead need 2 of the 2 live; with it
+//     removed, 2 of 2, the same; and once the learner is promoted, 2 of
+//     3 instead of 3 of 4). A learner that never catches up, a node that
+//     died after it was added, thus blocks no removal of dead voters; it
+//     blocks only the removal of live ones, until the layout stops
+//     wanting it (a layout without it makes step 1 remove it).
+//  5. A leader the layout dropped, once the group is otherwise in line,
+//     hands the lead to the wanted voter furthest along, which then
+//     removes it by step 4: a leader cannot remove itself without
+//     leaving the group leaderless for an election timeout.
+//
+// Liveness comes from the leader's view (MemberProgress.Active), which can
+// wrongly read a live node as inactive for a moment but not a node dead
+// for longer than an election timeout as active; the majority checks
+// count only active voters, so a wrong reading makes them refuse a change
+// (retried on the next call), never accept one that loses the majority.
+// A voter is removed as dead only if dead confirms it.
+func handoverStep(pr raftmeta.Progress, self uint64, want []uint64, known func(uint64) bool, dead func(uint64) bool) (confChange, bool) {
+	var voters, learners []raftmeta.MemberProgress
+	for _, m := range pr.Members {
+		if m.Learner {
+			learners = append(learners, m)
+		} else {
+			voters = append(voters, m)
+		}
+	}
+	liveVoters := 0
+	for _, m := range voters {
+		if m.Active {
+			liveVoters++
+		}
+	}
+	for _, m := range learners {
+		if !slices.Contains(want, m.ID) {
+			return confChange{opRemove, m.ID, "learner no longer wanted"}, true
+		}
+	}
+	complete := true // every wanted node is a voter
 	for _, id := range want {
-		if !slices.Contains(g.Voters, id) {
-			if _, known := c.book.get(id); !known {
-				return
+		if _, ok := pr.Member(id); !ok {
+			complete = false
+			if known(id) {
+				return confChange{opAddLearner, id, "wanted by the layout"}, true
 			}
-			if err := c.host.AddVoter(ctx, p, id); err != nil {
-				c.log.Debug("adding a voter", "partition", p, "voter", id, "err", err)
-			}
-			return
 		}
 	}
-	for _, id := range g.Voters {
-		if !slices.Contains(want, id) && id != c.raftID {
-			if err := c.host.RemoveVoter(ctx, p, id); err != nil {
-				c.log.Debug("removing a voter", "partition", p, "voter", id, "err", err)
-			}
-			return
+	for _, m := range learners {
+		complete = false
+		if m.Active && caughtUp(m, pr.Commit) && liveVoters+1 >= quorum(len(voters)+1) {
+			return confChange{opPromote, m.ID, "caught up"}, true
 		}
 	}
+	for _, m := range voters {
+		if m.ID == self || slices.Contains(want, m.ID) {
+			continue
+		}
+		liveAfter := liveVoters
+		if m.Active {
+			liveAfter--
+		}
+		if liveAfter < quorum(len(voters)-1) {
+			continue
+		}
+		if !m.Active && dead(m.ID) {
+			return confChange{opRemove, m.ID, "dropped by the layout and dead"}, true
+		}
+		if complete && liveAfter >= len(want) {
+			return confChange{opRemove, m.ID, "dropped by the layout"}, true
+		}
+	}
+	if complete && !slices.Contains(want, self) {
+		var to raftmeta.MemberProgress
+		for _, m := range voters {
+			if m.ID != self && m.Active && slices.Contains(want, m.ID) && m.Match > to.Match {
+				to = m
+			}
+		}
+		if to.ID != 0 && to.Match+catchUpLag >= pr.Commit {
+			return confChange{opTransfer, to.ID, "the leader is dropped by the layout"}, true
+		}
+	}
+	return confChange{}, false
+}
+
+// liveness confirms, for one round of reconciliation, that nodes the Raft
+// leaders have not heard from are down: by a connection attempt, made
+// once per node and round however many groups ask.
+type liveness struct {
+	c    *Cluster
+	seen map[uint64]bool // node -> dead
+}
+
+func (c *Cluster) newLiveness() *liveness { return &liveness{c: c, seen: map[uint64]bool{}} }
+
+func (lv *liveness) dead(ctx context.Context, id uint64) bool {
+	if d, ok := lv.seen[id]; ok {
+		return d
+	}
+	d := true
+	if p, ok := lv.c.book.get(id); ok {
+		d = !lv.c.answers(ctx, string(p.ID))
+	}
+	lv.seen[id] = d
+	return d
 }
 
 // groups is this node's Raft groups by partition.
