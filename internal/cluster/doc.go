@@ -25,9 +25,13 @@
 //     version: hosts the partition groups the layout gives it (with the
 //     layout's voters for the first version, else empty, to be filled by
 //     the group's leader), routes requests for the others to their members,
-//     and learns every node's drives. The leader of each group adds and
-//     removes voters, one change at a time, until the group matches the
-//     layout.
+//     and learns every node's drives. The leader of each group brings its
+//     members in line with the layout one change at a time: a new member
+//     joins as a learner and is promoted once caught up; a dropped voter
+//     goes only while enough live voters remain (handoverStep). Data
+//     follows: Relocation says where a stored part's shards belong under
+//     a layout, and each node moves the data of the groups it leads
+//     (package node).
 //  4. Data placement. Place(p, id) lists the drives a new object part of
 //     partition p goes to: the layout's drives for p, then every other drive
 //     of the layout, those on nodes not yet used first, so a write can go
