@@ -31,10 +31,11 @@ type devConfig struct {
 	ec                   string
 	replicas             int
 	ready                time.Duration
+	repairAfter          time.Duration
 }
 
 func newDevCmd() *cobra.Command {
-	c := devConfig{nodes: 3, zones: 3, drives: 2, dir: "redoubt-dev", basePort: 3900, ready: 30 * time.Second}
+	c := devConfig{nodes: 3, zones: 3, drives: 2, dir: "redoubt-dev", basePort: 3900, ready: 30 * time.Second, repairAfter: time.Minute}
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a local cluster of separate server processes, for trying Redoubt out",
@@ -48,7 +49,9 @@ both kept in --dir, so running dev again on the same directory restarts the same
 cluster with its data. A status line shows the nodes that are up and the
 layout version. Ctrl-C stops every node cleanly.
 
-Kill a node (its pid is printed) and the data stays readable from the others.`,
+Kill a node (its pid is printed) and the data stays readable from the others;
+leave it dead for --repair-after and the others take it out of the layout and
+rebuild what it held (redoubt repair status --watch shows it).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDev(cmd.Context(), c, cmd.OutOrStdout(), cmd.ErrOrStderr(), newLogLevelArg(cmd))
@@ -62,6 +65,7 @@ Kill a node (its pid is printed) and the data stays readable from the others.`,
 	f.IntVar(&c.basePort, "base-port", c.basePort, "first port; node i uses BASE+10*(i-1) .. +3")
 	f.StringVar(&c.ec, "ec", "", "erasure coding K+M (default: by cluster size)")
 	f.IntVar(&c.replicas, "replicas", 0, "mirror every object N times instead of erasure coding")
+	f.DurationVar(&c.repairAfter, "repair-after", c.repairAfter, "a node dead this long is taken out of the layout and its data rebuilt on the others (servers default to 10m; 0: never)")
 	f.DurationVar(&c.ready, "ready-timeout", c.ready, "how long to wait for the cluster to be ready")
 	return withEnv(cmd)
 }
@@ -166,7 +170,7 @@ func runDev(ctx context.Context, c devConfig, out, errOut io.Writer, logLevel st
 		args := []string{"server",
 			"--s3-addr", n.s3, "--admin-addr", n.admin, "--rpc-addr", n.rpc, "--gossip-addr", n.gossip,
 			"--zone", n.zone, "--cluster-secret-file", secretFile, "--log-level", logLevel,
-			"--bootstrap-expect", fmt.Sprint(c.nodes)}
+			"--bootstrap-expect", fmt.Sprint(c.nodes), "--repair-after", c.repairAfter.String()}
 		if n.i > 1 {
 			args = append(args, "--join", nodes[0].rpc)
 		}
