@@ -60,6 +60,11 @@ type Config struct {
 	// otherwise they are plain goroutines. The Raft loop and gossip stay
 	// inside: a Raft loop that panicked mid-cycle must not resume.
 	Supervise func(name string, run func(ctx context.Context) error)
+	// Fatal, when set, is told (once) that the Raft loop stopped with an
+	// error or panicked: the node can no longer agree on metadata, and
+	// should stop so that whatever runs it starts it again from its disk,
+	// rather than serve on without consensus.
+	Fatal func(error)
 	// RepairAfter is how long a node of the layout may be dead (by gossip)
 	// before the System leader commits a layout without it, so that every
 	// partition's Raft group gets its voters back and new data goes to live
@@ -213,8 +218,13 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		if err := c.host.Run(c.ctx); err != nil && !errors.Is(err, context.Canceled) {
-			c.log.Error("raft loop stopped", "err", err)
+		err := c.runRaft()
+		if err == nil || errors.Is(err, context.Canceled) || c.ctx.Err() != nil {
+			return
+		}
+		c.log.Error("raft loop stopped; the node stops too", "err", err)
+		if cfg.Fatal != nil {
+			cfg.Fatal(err)
 		}
 	}()
 
@@ -244,6 +254,17 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 		}()
 	}
 	return c, nil
+}
+
+// runRaft runs the Raft loop, turning a panic into an error: the loop
+// does not resume (its state is on disk, for a restarted process).
+func (c *Cluster) runRaft() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("raft loop panicked: %v", r)
+		}
+	}()
+	return c.host.Run(c.ctx)
 }
 
 func (c *Cluster) startGossip() error {

@@ -33,6 +33,12 @@ func (n *Node) startCluster(ctx context.Context) error {
 		Policy: n.cfg.Policy, Version: n.cfg.Version,
 		Net: cc.Net, NoGossip: cc.NoGossip, RaftTick: cc.RaftTick, LayoutPoll: cc.LayoutPoll,
 		RepairAfter: cc.RepairAfter, Supervise: n.supervise,
+		Fatal: func(err error) {
+			select {
+			case n.fatal <- err:
+			default:
+			}
+		},
 	}
 	n.cluster, err = cluster.Start(ctx, ccfg, n.drives, n.log.With("component", "cluster"))
 	if err != nil {

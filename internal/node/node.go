@@ -166,7 +166,10 @@ type Node struct {
 	md      *meta.Local
 	objects *objects.Service
 	repair  *repairer
-	upkeep  upkeep
+	// fatal receives the failure of a part the node cannot go on without
+	// and cannot restart in place (the Raft loop): Serve then ends with it.
+	fatal  chan error
+	upkeep upkeep
 	// readRepair rebuilds what reads find damaged, at once.
 	readRepair *readRepair
 	gc         *collector
@@ -193,7 +196,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: logger, started: time.Now()}
+	n := &Node{cfg: cfg, log: logger, started: time.Now(), fatal: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			n.close()
@@ -424,6 +427,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
+	case err = <-n.fatal:
 	}
 	n.log.Info("shutting down")
 	sctx, scancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
