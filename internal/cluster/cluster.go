@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"strings"
 	"time"
 
 	"github.com/redoubt-io/redoubt/internal/admin"
@@ -180,6 +181,9 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 	rcfg.Dir = filepath.Join(home, "raft")
 	_, statErr := os.Stat(rcfg.Dir)
 	c.restarted = statErr == nil
+	if err := checkRaftHome(sorted, c.restarted); err != nil {
+		return nil, err
+	}
 	c.peersFile = filepath.Join(home, "redoubt-peers.json")
 	rcfg.Send = c.sender
 	rcfg.Forward = forwarder{net: c.net, book: c.book}
@@ -190,6 +194,9 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 	c.host, err = raftmeta.New(rcfg)
 	if err != nil {
 		return nil, fmt.Errorf("opening raft state: %w", err)
+	}
+	if err := markRaftHome(sorted); err != nil {
+		return nil, err
 	}
 	c.sender.onErr = c.host.ReportUnreachable
 	c.store = &guardedStore{s: c.host}
@@ -254,6 +261,48 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 		}()
 	}
 	return c, nil
+}
+
+// raftHomeFile, on every drive of a cluster node, names the drive that
+// holds the node's Raft state (its lowest slot).
+const raftHomeFile = "redoubt-raft-home"
+
+// checkRaftHome refuses to start a node whose Raft state is gone while its
+// other drives say it had some: the drive that held it was replaced. The
+// node's groups still count it as a member that has acknowledged entries
+// and cast votes; coming back with an empty log would make it forget both
+// (and etcd raft stops the process when a leader finds the log gone).
+func checkRaftHome(drives []*store.Drive, haveState bool) error {
+	if haveState {
+		return nil
+	}
+	for _, d := range drives[1:] {
+		b, err := os.ReadFile(filepath.Join(d.Path(), raftHomeFile))
+		if err != nil {
+			continue
+		}
+		return fmt.Errorf("this node's Raft state was on drive %s, which is now empty (replaced?): "+
+			"the node cannot rejoin as the member it was, since it would forget its votes. "+
+			"Take it out of the layout from another node (redoubt layout stage remove NODE; redoubt layout apply), "+
+			"then start it on empty drives as a new node; the cluster rebuilds its data. (Drive %s says so in %s.)",
+			strings.TrimSpace(string(b)), d.Path(), raftHomeFile)
+	}
+	return nil
+}
+
+// markRaftHome records on every drive which one holds the Raft state.
+func markRaftHome(drives []*store.Drive) error {
+	want := drives[0].ID() + "\n"
+	for _, d := range drives {
+		p := filepath.Join(d.Path(), raftHomeFile)
+		if b, err := os.ReadFile(p); err == nil && string(b) == want {
+			continue
+		}
+		if err := os.WriteFile(p, []byte(want), 0o600); err != nil {
+			return fmt.Errorf("recording where the Raft state is, on %s: %w", d.Path(), err)
+		}
+	}
+	return nil
 }
 
 // runRaft runs the Raft loop, turning a panic into an error: the loop

@@ -155,6 +155,14 @@ func (c *Cluster) handleJoin(ctx context.Context, from transport.NodeID, req []b
 	if g, ok := c.group(meta.System); ok {
 		jr.SystemVoters = g.Voters
 	}
+	if len(jr.SystemVoters) == 0 {
+		// This node is not a System voter (a cluster of more than five):
+		// the layout names them, and the new node forwards System
+		// requests to them.
+		if l := c.Layout(); l != nil {
+			jr.SystemVoters = c.raftIDs(l.SystemNodes())
+		}
+	}
 	return json.Marshal(jr)
 }
 

@@ -49,8 +49,22 @@ func (c *Cluster) Leaderless(p meta.Partition) bool {
 // then the others, nodes not used yet first). A shard that has no target
 // stays until a later pass.
 func (c *Cluster) Relocation(l *layout.Layout, p uint32, id string, drives []string) ([]string, bool) {
+	out, move, _ := c.relocation(l, p, id, drives)
+	return out, move
+}
+
+// RelocationBlocked reports whether a shard of the part should move under
+// layout l but every drive it could go to is offline now (a node just
+// back, not seen up yet): the part is not where it belongs, and a later
+// pass must try again.
+func (c *Cluster) RelocationBlocked(l *layout.Layout, p uint32, id string, drives []string) bool {
+	_, _, blocked := c.relocation(l, p, id, drives)
+	return blocked
+}
+
+func (c *Cluster) relocation(l *layout.Layout, p uint32, id string, drives []string) (_ []string, move, blocked bool) {
 	if l == nil || len(drives) == 0 {
-		return nil, false
+		return nil, false, false
 	}
 	home := l.Drives(int(p))
 	nodeOf := func(d string) (string, bool) {
@@ -87,11 +101,15 @@ func (c *Cluster) Relocation(l *layout.Layout, p uint32, id string, drives []str
 	candidates := c.placeIn(l, p, id)
 	pick := func(i int, homeOnly, freshNode bool) bool {
 		for _, d := range candidates {
-			if used[d] || homeOnly && !slices.Contains(home, d) || !online(d) {
+			if used[d] || homeOnly && !slices.Contains(home, d) {
 				continue
 			}
 			nd, _ := nodeOf(d)
 			if freshNode && nodes[nd] > 0 {
+				continue
+			}
+			if !online(d) {
+				blocked = true
 				continue
 			}
 			if old, in := nodeOf(out[i]); in && used[out[i]] {
@@ -105,23 +123,30 @@ func (c *Cluster) Relocation(l *layout.Layout, p uint32, id string, drives []str
 		}
 		return false
 	}
+	stuck := false
 	for _, i := range gone {
-		_ = pick(i, false, true) || pick(i, false, false)
+		blocked = false
+		if !pick(i, false, true) && !pick(i, false, false) {
+			stuck = true
+		}
 	}
 	for _, i := range away {
 		nd, _ := nodeOf(drives[i])
 		// Stay on a node of its own unless the partition has a drive for
 		// it; leave a shared node for any node of its own.
+		blocked = false
 		if nodes[nd] > 1 {
-			_ = pick(i, true, true) || pick(i, false, true)
-		} else {
-			pick(i, true, true)
+			if !pick(i, true, true) && !pick(i, false, true) && blocked {
+				stuck = true
+			}
+		} else if !pick(i, true, true) && blocked {
+			stuck = true
 		}
 	}
 	if slices.Equal(out, drives) {
-		return nil, false
+		return nil, false, stuck
 	}
-	return out, true
+	return out, true, stuck
 }
 
 // placeIn is Place for layout l.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -172,10 +173,20 @@ func (r *relocator) pass(ctx context.Context) bool {
 	plan := func(p meta.Partition, ref blocks.Ref) ([]string, bool) {
 		return r.cluster.Relocation(l, uint32(p), ref.ID, ref.Drives)
 	}
+	// A part that should move but whose only targets are offline (a node
+	// just back, not yet seen up) is not in place: the pass is not done.
+	var blocked atomic.Int64
+	countBlocked := func(p meta.Partition, ref blocks.Ref) ([]string, bool) {
+		to, move := plan(p, ref)
+		if !move && r.cluster.RelocationBlocked(l, uint32(p), ref.ID, ref.Drives) {
+			blocked.Add(1)
+		}
+		return to, move
+	}
 	// Count first, so that progress has totals.
 	var errs []error
 	for _, p := range mine {
-		st, err := r.objects.Relocate(ctx, p, objects.RelocateOptions{Plan: plan, DryRun: true})
+		st, err := r.objects.Relocate(ctx, p, objects.RelocateOptions{Plan: countBlocked, DryRun: true})
 		if err != nil {
 			errs = append(errs, err)
 			left++
@@ -225,6 +236,7 @@ func (r *relocator) pass(ctx context.Context) bool {
 	close(work)
 	wg.Wait()
 	err := errors.Join(errs...)
+	left += blocked.Load()
 	r.update(func(p *RelocationProgress) {
 		p.Running = false
 		p.Finished = time.Now()
