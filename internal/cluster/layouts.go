@@ -215,6 +215,13 @@ func (c *Cluster) applyLayout(l *layout.Layout) {
 	for _, n := range l.Nodes {
 		c.book.set(transport.NodeID(n.ID), n.Addr)
 	}
+	// The System group's voters as the layout names them, for a node
+	// outside it to forward to: the ones a join answer gave may be long
+	// gone (a node that joined while the cluster was made knows only the
+	// first).
+	if sys := c.raftIDs(l.SystemNodes()); len(sys) > 0 {
+		c.host.SetMembers(meta.System, sys)
+	}
 	for p := range l.Partitions {
 		voters := c.raftIDs(l.MetaNodes(p))
 		part := meta.Partition(p)

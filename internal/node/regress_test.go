@@ -89,7 +89,6 @@ func TestClusterJoinThroughANonVoter(t *testing.T) {
 // requests (bucket reads and creates, so nearly every S3 request) to the
 // dead leader and answers 503 for as long as it runs.
 func TestClusterNonVoterFollowsSystemLeaderChange(t *testing.T) {
-	t.Skip("forwarding from outside a group keeps to a dead leader; being fixed in raftmeta")
 	tc := startCluster(t, clusterOptions{nodes: 6, zones: 3, raftTick: 20 * time.Millisecond})
 	tc.createBucket(0, bucketName)
 	outside, leader := -1, -1

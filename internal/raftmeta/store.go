@@ -206,15 +206,18 @@ func (h *Host) forward(ctx context.Context, q *request, g *group, attempt int) r
 	return resp
 }
 
-// forwardTarget picks the node to ask about group p: the leader g knows,
-// else a member, by attempt. With no one to ask it returns 0 and the
-// response to give.
+// forwardTarget picks the node to ask about group p: the leader g knows
+// on even attempts, else (and on odd attempts) a member, by attempt. A
+// host outside the group, or one cut off from it, may know a leader that
+// has died: alternating lets a retry reach a member that knows the new
+// one. With no one to ask it returns 0 and the response to give.
 func (h *Host) forwardTarget(p meta.Partition, g *group, attempt int) (uint64, response) {
 	var to uint64
 	if g != nil {
 		to = g.lead.Load()
 	}
-	if to != 0 && to != h.cfg.NodeID {
+	haveLead := to != 0 && to != h.cfg.NodeID
+	if haveLead && attempt%2 == 0 {
 		return to, response{}
 	}
 	var members []uint64
@@ -240,6 +243,9 @@ func (h *Host) forwardTarget(p meta.Partition, g *group, attempt int) (uint64, r
 			return 0, response{status: stRetry, msg: fmt.Sprintf("%v %s", ErrNoGroup, partitionName(p))}
 		}
 		return 0, response{status: stRetry, msg: "no leader known"}
+	}
+	if haveLead {
+		attempt /= 2
 	}
 	return members[attempt%len(members)], response{}
 }
