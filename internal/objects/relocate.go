@@ -110,14 +110,9 @@ func (s *Service) Relocate(ctx context.Context, p meta.Partition, opts RelocateO
 		var batch []found
 		var ferr error
 		err := s.md.Scan(ctx, p, start, end, func(k []byte, it meta.Item) bool {
-			_, ts, ok := splitVersionKey(k)
-			if !ok {
-				ferr = fmt.Errorf("version key %x: %w", k, errCorrupt)
-				return false
-			}
-			v, err := decodeVersion(ts, it.Value)
+			v, err := versionItem(k, it)
 			if err != nil {
-				ferr = fmt.Errorf("version record %x: %w", k, err)
+				ferr = err
 				return false
 			}
 			start = append(slices.Clone(k), 0)

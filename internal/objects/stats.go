@@ -18,11 +18,7 @@ func (s *Service) Stats(ctx context.Context) (objects, bytes int64, err error) {
 	}
 	for _, id := range bs {
 		err := s.scanAll(ctx, tagVersion, id, func(k []byte, it meta.Item) error {
-			_, ts, ok := splitVersionKey(k)
-			if !ok {
-				return fmt.Errorf("version key %x: %w", k, errCorrupt)
-			}
-			v, err := decodeVersion(ts, it.Value)
+			v, err := versionItem(k, it)
 			if err != nil {
 				return err
 			}
@@ -61,14 +57,9 @@ func (s *Service) ForEachRef(ctx context.Context, fn func(blocks.Ref) error) err
 					}
 					return ferr == nil
 				}
-				_, ts, ok := splitVersionKey(k)
-				if !ok {
-					ferr = fmt.Errorf("version key %x: %w", k, errCorrupt)
-					return false
-				}
-				v, err := decodeVersion(ts, it.Value)
+				v, err := versionItem(k, it)
 				if err != nil {
-					ferr = fmt.Errorf("version record %x: %w", k, err)
+					ferr = err
 					return false
 				}
 				for _, r := range v.refs() {
@@ -115,4 +106,17 @@ func (s *Service) scanAll(ctx context.Context, tag byte, id bucketID, fn func(k 
 		}
 	}
 	return nil
+}
+
+// versionItem decodes the version record k, it of a scan.
+func versionItem(k []byte, it meta.Item) (versionRec, error) {
+	_, ts, ok := splitVersionKey(k)
+	if !ok {
+		return versionRec{}, fmt.Errorf("version key %x: %w", k, errCorrupt)
+	}
+	v, err := decodeVersion(ts, it.Value)
+	if err != nil {
+		return versionRec{}, fmt.Errorf("version record %x: %w", k, err)
+	}
+	return v, nil
 }
