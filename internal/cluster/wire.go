@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -89,8 +88,7 @@ func newRaftSender(ctx context.Context, net transport.Caller, book *addressBook,
 	return &raftSender{net: net, book: book, log: logger, ctx: ctx, onErr: func(uint64) {}, queues: map[uint64]chan []byte{}}
 }
 
-// Send queues a batch for peer to. The batch is copied: the host reuses
-// its buffer.
+// Send queues a batch for peer to; the batch is the sender's from now on.
 func (s *raftSender) Send(to uint64, batch []byte) {
 	s.mu.Lock()
 	q, ok := s.queues[to]
@@ -102,13 +100,15 @@ func (s *raftSender) Send(to uint64, batch []byte) {
 	}
 	s.mu.Unlock()
 	select {
-	case q <- bytes.Clone(batch):
+	case q <- batch:
 	default:
 	}
 }
 
-// run delivers the batches for one peer in order, one call at a time, so a
-// slow peer holds up only its own queue.
+// run hands the batches for one peer to the transport in order, so a slow
+// peer holds up only its own queue. They go one way: Raft needs no receipt
+// (it learns from the peer's own messages), and waiting for one per batch
+// would allow one batch in flight per peer, a round trip each.
 func (s *raftSender) run(to uint64, q chan []byte) {
 	defer s.wg.Done()
 	for {
@@ -125,7 +125,7 @@ func (s *raftSender) run(to uint64, q chan []byte) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-		_, err := s.net.Call(ctx, p, svcRaft, batch)
+		err := s.net.Send(ctx, p, svcRaft, batch)
 		cancel()
 		if err != nil {
 			s.log.Debug("raft message not delivered", "to", p.ID, "err", err)

@@ -255,11 +255,13 @@ func encodeBatch(msgs []groupMsg) ([]byte, error) {
 	b = binary.AppendUvarint(b, uint64(len(msgs)))
 	for _, m := range msgs {
 		b = binary.BigEndian.AppendUint32(b, uint32(m.p))
-		raw, err := proto.Marshal(m.msg)
-		if err != nil {
+		// Marshalled in place, behind its length: a batch of appends is
+		// one allocation, not one per message.
+		b = binary.AppendUvarint(b, uint64(proto.Size(m.msg)))
+		var err error
+		if b, err = (proto.MarshalOptions{}).MarshalAppend(b, m.msg); err != nil {
 			return nil, err
 		}
-		b = appendBytes(b, raw)
 	}
 	return b, nil
 }

@@ -137,6 +137,21 @@ func (c *conn) call(ctx context.Context, to Peer, service string, req []byte) (r
 	}
 }
 
+// send queues one message for the peer. It fails only if the message
+// certainly did not leave: the connection closed or ctx ended first.
+func (c *conn) send(ctx context.Context, to Peer, service string, msg []byte) error {
+	f := &outFrame{frame: frame{kind: kindMessage, service: service, body: msg}}
+	select {
+	case c.out <- f:
+		c.n.messages.Add(1)
+		return nil
+	case <-c.done:
+		return fmt.Errorf("%w: %s: connection closed: %w", ErrUnreachable, c.peer, c.err)
+	case <-ctx.Done():
+		return ctxErr(ctx, to)
+	}
+}
+
 // budget is the request's remaining time in whole milliseconds, rounded
 // up so a short deadline does not read as "no limit".
 func budget(ctx context.Context) uint32 {
@@ -204,7 +219,32 @@ func (c *conn) readLoop() {
 			c.mu.Unlock()
 			c.n.wg.Add(1)
 			go c.serve(ctx, cancel, f)
+		case kindMessage:
+			// In the read loop, so a peer's messages are handled in the
+			// order it sent them; their handlers must be quick.
+			c.deliver(f)
 		}
+	}
+}
+
+// deliver runs the handler of a one-way message. Nobody waits for it, so
+// an error or a panic is only logged.
+func (c *conn) deliver(f frame) {
+	v, ok := c.n.handlers.Load(f.service)
+	if !ok {
+		c.n.log.Debug("transport: message for an unknown service", "service", f.service, "peer", c.peer)
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.n.cfg.CallTimeout)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			c.n.log.Error("transport: handler panicked", "service", f.service, "peer", c.peer, "panic", p, "stack", string(debug.Stack()))
+		}
+	}()
+	c.n.served.Add(1)
+	if _, err := v.(Handler)(ctx, c.peer, f.body); err != nil {
+		c.n.log.Debug("transport: message handler failed", "service", f.service, "peer", c.peer, "err", err)
 	}
 }
 

@@ -36,7 +36,14 @@
 //     caller cancels, the caller's deadline (sent with the request) or
 //     CallTimeout passes, the connection breaks or the Net closes. Close
 //     waits for them.
-//  6. Wire. Every frame starts with a version byte (see frame.go);
+//  6. Messages. Send queues a one-way message to a service and returns
+//     without an answer; the peer handles a connection's messages in the
+//     order they arrived, one at a time, in its read loop (so their
+//     handlers must be quick). Send fails only when the message certainly
+//     did not leave (ErrNotSent); one that left may be lost with its
+//     connection, unannounced. Raft traffic uses it: Raft retries from its
+//     own state, and a round trip per batch would cap its throughput.
+//  7. Wire. Every frame starts with a version byte (see frame.go);
 //     messages are bounded by Config.MaxMessage.
 //
 // Every method of Net is safe for concurrent use; handlers should be

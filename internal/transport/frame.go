@@ -30,6 +30,7 @@ const (
 	kindResponse kind = 2 // body = response
 	kindError    kind = 3 // body = code byte, message
 	kindCancel   kind = 4 // the caller gave up; no body
+	kindMessage  kind = 5 // service, body = message; one way, never answered
 )
 
 type frame struct {
@@ -88,6 +89,10 @@ func readFrame(r io.Reader, maxBody int) (frame, error) {
 	case kindRequest:
 		if svcLen == 0 {
 			return frame{}, fmt.Errorf("%w: request without service", errFrame)
+		}
+	case kindMessage:
+		if svcLen == 0 || f.budget != 0 {
+			return frame{}, fmt.Errorf("%w: message without service, or with a budget", errFrame)
 		}
 	case kindResponse, kindError, kindCancel:
 		if svcLen != 0 || f.budget != 0 {

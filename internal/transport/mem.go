@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -232,6 +233,17 @@ func (e *MemEndpoint) Call(ctx context.Context, to Peer, service string, req []b
 		return nil, &RemoteError{From: dst.id, Service: service, Message: r.err.Error()}
 	}
 	return r.resp, nil
+}
+
+// Send delivers msg like Call, in the caller's goroutine so that messages
+// to one peer keep their order, and drops the answer. Only a message that
+// could not leave is an error.
+func (e *MemEndpoint) Send(ctx context.Context, to Peer, service string, msg []byte) error {
+	_, err := e.Call(ctx, to, service, msg)
+	if errors.Is(err, ErrNotSent) {
+		return err
+	}
+	return nil
 }
 
 // Hello returns the ID of the node at addr if it is reachable.

@@ -41,6 +41,11 @@ type Caller interface {
 	Handle(service string, h Handler)
 	// Call sends req to service on peer to and waits for the answer.
 	Call(ctx context.Context, to Peer, service string, req []byte) ([]byte, error)
+	// Send queues msg for service on peer to and returns without waiting
+	// for it to be handled; messages Sent to one peer are handled in the
+	// order they were sent. It fails (with ErrNotSent) only if msg
+	// certainly did not leave. The caller must not modify msg afterwards.
+	Send(ctx context.Context, to Peer, service string, msg []byte) error
 	// Hello connects to addr (if not already) and returns who is there.
 	Hello(ctx context.Context, addr string) (NodeID, error)
 }
@@ -56,7 +61,8 @@ type Stats struct {
 	Dialed      uint64 // outbound connections admitted
 	Refused     uint64 // connections refused, either direction: bad TLS, bad proof, no cert
 	CallsSent   uint64 // Calls that reached a connection
-	CallsServed uint64 // handler runs for remote calls
+	CallsServed uint64 // handler runs for remote calls and messages
+	Messages    uint64 // one-way messages that reached a connection
 	Conns       int    // connections open now
 }
 
@@ -89,7 +95,7 @@ type Net struct {
 	// flood of idle sockets cannot grow goroutines without limit.
 	handshakes chan struct{}
 
-	accepted, dialed, refused, sent, served atomic.Uint64
+	accepted, dialed, refused, sent, served, messages atomic.Uint64
 }
 
 const maxHandshakes = 128
@@ -156,7 +162,7 @@ func (n *Net) Stats() Stats {
 	n.mu.Unlock()
 	return Stats{
 		Accepted: n.accepted.Load(), Dialed: n.dialed.Load(), Refused: n.refused.Load(),
-		CallsSent: n.sent.Load(), CallsServed: n.served.Load(), Conns: conns,
+		CallsSent: n.sent.Load(), CallsServed: n.served.Load(), Messages: n.messages.Load(), Conns: conns,
 	}
 }
 
@@ -444,6 +450,37 @@ func (n *Net) Call(ctx context.Context, to Peer, service string, req []byte) ([]
 			err = notSent(err)
 		}
 		return resp, err
+	}
+}
+
+// Send queues msg for service on the peer, connecting if needed, and
+// returns once it is in the connection's send queue: it does not wait for
+// the peer to receive or handle it, and the peer sends no answer. Messages
+// to one peer keep their order. An error means msg did not leave
+// (ErrNotSent); one that left may still be lost with its connection.
+// msg must not be modified afterwards.
+func (n *Net) Send(ctx context.Context, to Peer, service string, msg []byte) error {
+	if service == "" || len(service) > maxService {
+		return fmt.Errorf("%w: transport: service name of %d bytes not in 1..%d", ErrNotSent, len(service), maxService)
+	}
+	if len(msg) > n.cfg.MaxMessage {
+		return fmt.Errorf("%w: %w: message of %d bytes, limit %d", ErrNotSent, ErrMessageTooLarge, len(msg), n.cfg.MaxMessage)
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.CallTimeout)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		c, err := n.connTo(ctx, to)
+		if err != nil {
+			return notSent(err)
+		}
+		err = c.send(ctx, to, service, msg)
+		if err != nil && attempt == 0 && ctx.Err() == nil {
+			continue // the connection was found closed: one more, fresh
+		}
+		if err != nil {
+			return notSent(err)
+		}
+		return nil
 	}
 }
 
