@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Sender carries message batches to other hosts. It is best effort and
 // must not block: a batch it cannot deliver is dropped, and Raft resends.
 // The host calls Send at most once per peer per ready cycle, with the
 // messages of all its groups for that peer; the receiving node hands the
-// batch to its Host's Step. The batch is the caller's to keep.
+// batch to its Host's Step. The host does not touch a batch after
+// passing it to Send.
 type Sender interface {
 	Send(to uint64, batch []byte)
 }
@@ -75,6 +78,19 @@ type Config struct {
 	// and, once the log is compacted, deleted: the larger the memtable,
 	// the more of them die before they are flushed and compacted.
 	MemTableBytes uint64
+	// FS is the file system of Dir; nil is the operating system's. Tests
+	// pass a crashable one, to see what a crash keeps.
+	FS vfs.FS
+	// RemovedGrace is how long a node keeps running a group after it
+	// applied a configuration change that leaves it out, before it
+	// deletes its copy; a later change that adds it back ends the grace.
+	// A node that was down while it was removed and added back learns
+	// both changes as it catches up, and the leader counts the entries
+	// it acknowledged: deleting its copy at the first change would leave
+	// it without them. Meanwhile the group is neither listed (Groups) nor
+	// served here. Longer only keeps a stale copy on disk longer; at
+	// least one election timeout.
+	RemovedGrace time.Duration
 }
 
 // DefaultConfig returns the settings for a LAN cluster.
@@ -95,6 +111,10 @@ func DefaultConfig() Config {
 		MaxHops:         3,
 		CacheBytes:      64 << 20,
 		MemTableBytes:   64 << 20,
+		// A node added back hears of it within a heartbeat of its
+		// leader's change, and the cluster's layout reconciliation makes
+		// that change within seconds; 30 s covers both on a busy machine.
+		RemovedGrace: 30 * time.Second,
 	}
 }
 
@@ -117,6 +137,8 @@ func (c *Config) Validate() error {
 		return errors.New("raftmeta: ProposalTimeout must be at least one election timeout")
 	case c.MaxInflight < 1 || c.MaxMessage < 1024 || c.MaxHops < 1:
 		return errors.New("raftmeta: MaxInflight, MaxMessage (≥ 1 KiB) and MaxHops must be positive")
+	case c.RemovedGrace < time.Duration(c.ElectionTicks)*c.TickInterval:
+		return errors.New("raftmeta: RemovedGrace must be at least one election timeout")
 	}
 	return nil
 }

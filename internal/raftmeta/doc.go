@@ -45,7 +45,10 @@
 //     group's items, installed in one batch.
 //  7. AddVoter, AddLearner and RemoveVoter change a group's membership one
 //     node at a time (raft ConfChangeV2). A node learns its removal when it
-//     applies it, then stops the group and deletes its data.
+//     applies it; from then the group is not hosted there (Groups omits
+//     it, requests are routed elsewhere), but it keeps running for
+//     Config.RemovedGrace in case a later change adds the node back, and
+//     only then, if still left out, is stopped and its data deleted.
 //
 // # Event loop
 //

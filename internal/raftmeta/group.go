@@ -34,7 +34,12 @@ type group struct {
 	lastLog      uint64            // last persisted log index
 	base         uint64            // log base (last discarded index)
 	pendingReads []pendingRead
-	removed      bool
+	// removed: dropGroup deleted the group's copy; a Ready caused by a
+	// late Step is not handled.
+	removed bool
+	// graceTicks counts down the ticks left before a leaving group is
+	// dropped.
+	graceTicks int
 
 	// Published for readers on other goroutines.
 	lead    atomic.Uint64
@@ -42,6 +47,11 @@ type group struct {
 	term    atomic.Uint64
 	applied atomic.Uint64
 	voters  atomic.Pointer[[]uint64]
+	// leaving: the applied configuration leaves this node out. The
+	// group still steps messages and applies entries, in case a later
+	// change adds the node back, but is not hosted: Groups omits it and
+	// requests for it are routed as for a group this host is not in.
+	leaving atomic.Bool
 }
 
 type pendingRead struct{ index, id uint64 }
@@ -152,6 +162,67 @@ func confMembers(cs *raftpb.ConfState) []uint64 {
 	return slices.Compact(ids)
 }
 
+// inConf reports whether node id is a voter or learner of cs.
+func inConf(cs *raftpb.ConfState, id uint64) bool {
+	return slices.Contains(cs.GetVoters(), id) || slices.Contains(cs.GetVotersOutgoing(), id) ||
+		slices.Contains(cs.GetLearners(), id) || slices.Contains(cs.GetLearnersNext(), id)
+}
+
+// outOf reports whether cs leaves node id out of a group it has members
+// in. A group with no members at all is a copy waiting for its leader to
+// add this node (see bootstrapGroup), not one it was removed from.
+func outOf(cs *raftpb.ConfState, id uint64) bool {
+	return !inConf(cs, id) && len(confMembers(cs)) > 0
+}
+
+// graceTicks is Config.RemovedGrace in ticks, rounded up.
+func (h *Host) graceTicks() int {
+	return int((h.cfg.RemovedGrace + h.cfg.TickInterval - 1) / h.cfg.TickInterval)
+}
+
+// checkMembership brings g's leaving state in line with its applied
+// configuration, after a Ready that may have changed it (a configuration
+// change or a snapshot): a node left out starts its grace, a node added
+// back during its grace keeps the group. Event loop only.
+func (h *Host) checkMembership(g *group) {
+	out := outOf(g.cs, h.cfg.NodeID)
+	switch {
+	case out && !g.leaving.Load():
+		g.graceTicks = h.graceTicks()
+		g.leaving.Store(true)
+		h.log.Info("removed from group; its copy is kept for the grace", "group", g.name, "grace", h.cfg.RemovedGrace)
+	case !out && g.leaving.Load():
+		g.graceTicks = 0
+		g.leaving.Store(false)
+		h.log.Info("added back to group within the grace", "group", g.name)
+	}
+}
+
+// expireRemoved counts one tick off the grace of the leaving groups in
+// list and drops those whose grace ran out while their applied
+// configuration still leaves this node out. Event loop only, between
+// cycles.
+func (h *Host) expireRemoved(list []*group) {
+	var drop []*group
+	for _, g := range list {
+		if !g.leaving.Load() {
+			continue
+		}
+		if g.graceTicks--; g.graceTicks > 0 {
+			continue
+		}
+		if !outOf(g.cs, h.cfg.NodeID) {
+			g.leaving.Store(false)
+			continue
+		}
+		drop = append(drop, g)
+	}
+	// Dropping edits the group list: not while iterating over it.
+	for _, g := range drop {
+		h.dropGroup(g)
+	}
+}
+
 // bootstrapGroup writes the initial state of a new group: an empty log
 // whose base is entry 1 of term 1, holding the initial voters, so that
 // every initial member starts identical without replicating anything.
@@ -255,6 +326,13 @@ func (h *Host) loadGroup(p meta.Partition) (*group, error) {
 	g.term.Store(hs.GetTerm())
 	voters := slices.Clone(cs.GetVoters())
 	g.voters.Store(&voters)
+	if outOf(cs, h.cfg.NodeID) {
+		// Removed before a restart: a fresh grace, since the change that
+		// adds it back may be among the entries it has yet to learn.
+		g.graceTicks = h.graceTicks()
+		g.leaving.Store(true)
+		h.log.Info("restarting a group this node was removed from; its copy is kept for the grace", "group", g.name, "grace", h.cfg.RemovedGrace)
+	}
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID:                        h.cfg.NodeID,
 		ElectionTick:              h.cfg.ElectionTicks,
@@ -268,6 +346,7 @@ func (h *Host) loadGroup(p meta.Partition) (*group, error) {
 		CheckQuorum:               true,
 		PreVote:                   true,
 		ReadOnlyOption:            raft.ReadOnlySafe,
+		StepDownOnRemoval:         true, // a removed leader stops leading at once
 		Logger:                    slogRaft{h.log.With("group", g.name)},
 	})
 	if err != nil {

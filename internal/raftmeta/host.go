@@ -7,13 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/redoubt-io/redoubt/internal/meta"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -84,17 +85,28 @@ func New(cfg Config) (*Host, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
-		return nil, err
+	fs := cfg.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	if err := makeDir(fs, cfg.Dir); err != nil {
+		return nil, fmt.Errorf("raftmeta: %w", err)
 	}
 	cache := pebble.NewCache(cfg.CacheBytes)
 	defer cache.Unref() // the DB holds its own reference
-	db, err := pebble.Open(cfg.Dir, &pebble.Options{
+	opts := &pebble.Options{
+		FS:                 fs,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{log},
 		Cache:              cache,
 		MemTableSize:       cfg.MemTableBytes,
-	})
+	}
+	// Applying a transaction reads the revision of each key it is
+	// conditional on, often of a key that does not exist yet: a Bloom
+	// filter per table answers "not here" without reading a data block.
+	// Lower levels inherit L0's policy.
+	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	db, err := pebble.Open(cfg.Dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("raftmeta: open %s: %w", cfg.Dir, err)
 	}
@@ -191,6 +203,10 @@ func (h *Host) enter() error {
 // given the same voters. A node not in voters starts empty and is brought
 // up to date by the leader once a voter or learner is added for it.
 // voters are also remembered as the members to forward requests to.
+// A group this node was removed from and whose copy it still keeps (see
+// Config.RemovedGrace) is kept as it is: it is hosted again when its
+// leader adds the node back, and dropped if the grace ends first (a
+// later EnsureGroup then starts it afresh).
 func (h *Host) EnsureGroup(p meta.Partition, voters []uint64) error {
 	if len(voters) == 0 {
 		return fmt.Errorf("raftmeta: group %s: no voters", partitionName(p))
@@ -199,6 +215,9 @@ func (h *Host) EnsureGroup(p meta.Partition, voters []uint64) error {
 	defer h.mu.Unlock()
 	h.mu.members[p] = slices.Clone(voters)
 	if _, ok := h.mu.groups[p]; ok {
+		// Leaving or not, the copy stays as it is: a second RawNode
+		// would share its log, and a fresh one would lack entries the
+		// leader counts on this node having.
 		return nil
 	}
 	_, closer, err := h.db.Get(groupRecordKey(p))
@@ -236,7 +255,19 @@ func (h *Host) SetMembers(p meta.Partition, voters []uint64) {
 	h.mu.Unlock()
 }
 
+// group returns the group p this host hosts: nil if it has no copy, or
+// keeps one only for the grace after its removal (leaving), so that
+// requests treat it as a group this host is not in.
 func (h *Host) group(p meta.Partition) *group {
+	g := h.replica(p)
+	if g == nil || g.leaving.Load() {
+		return nil
+	}
+	return g
+}
+
+// replica returns this host's copy of group p, hosted or leaving.
+func (h *Host) replica(p meta.Partition) *group {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.mu.groups[p]
@@ -255,13 +286,18 @@ type Status struct {
 	Learners []uint64
 }
 
-// Groups lists the groups of this host in partition order.
+// Groups lists the groups of this host in partition order. A group this
+// node was removed from is not listed, even while its copy is kept for
+// Config.RemovedGrace.
 func (h *Host) Groups() []Status {
 	h.mu.Lock()
 	list := slices.Clone(h.mu.list)
 	h.mu.Unlock()
 	out := make([]Status, 0, len(list))
 	for _, g := range list {
+		if g.leaving.Load() {
+			continue
+		}
 		g.mu.Lock()
 		st := g.rn.Status()
 		first, _ := g.ms.FirstIndex()
@@ -290,7 +326,8 @@ func sortedIDs(m map[uint64]struct{}) []uint64 {
 }
 
 // Step hands the host a message batch that peer from sent it. Messages
-// for groups it does not host, or claiming another sender, are dropped.
+// for groups it has no copy of, or claiming another sender, are dropped;
+// a group kept for the grace after its removal receives its messages.
 func (h *Host) Step(ctx context.Context, from uint64, batch []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -307,7 +344,7 @@ func (h *Host) Step(ctx context.Context, from uint64, batch []byte) error {
 		if m.msg.GetFrom() != from || m.msg.GetTo() != h.cfg.NodeID {
 			continue
 		}
-		g := h.group(m.p)
+		g := h.replica(m.p)
 		if g == nil {
 			continue
 		}
@@ -374,7 +411,7 @@ func (h *Host) Run(ctx context.Context) error {
 		case <-h.done:
 			return ErrClosed
 		case <-ticker.C:
-			h.tickAll()
+			h.expireRemoved(h.tickAll())
 		case <-h.wake:
 		}
 		if err := h.cycle(); err != nil {
@@ -384,7 +421,9 @@ func (h *Host) Run(ctx context.Context) error {
 	}
 }
 
-func (h *Host) tickAll() {
+// tickAll ticks every group and returns the list of groups it ticked,
+// which only the event loop may edit (dropGroup).
+func (h *Host) tickAll() []*group {
 	h.mu.Lock()
 	list := h.mu.list
 	h.mu.Unlock()
@@ -398,6 +437,7 @@ func (h *Host) tickAll() {
 		h.dirty[g] = struct{}{}
 	}
 	h.dirtyMu.Unlock()
+	return list
 }
 
 // Stats counts the work of the event loop: cycles that had a Ready to
@@ -423,3 +463,37 @@ func (p pebbleLogger) Fatalf(f string, a ...any) {
 }
 
 var _ raftpb.ConfChangeI = (*raftpb.ConfChangeV2)(nil)
+
+// makeDir creates dir and syncs the parent of every directory it
+// creates, so that a crash right after the first start does not lose a
+// directory entry (and with it whatever Pebble synced inside).
+func makeDir(fs vfs.FS, dir string) error {
+	var made []string
+	for d := dir; ; d = fs.PathDir(d) {
+		if _, err := fs.Stat(d); err == nil {
+			break
+		}
+		made = append(made, d)
+		if fs.PathDir(d) == d {
+			break
+		}
+	}
+	if len(made) == 0 {
+		return nil
+	}
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, d := range made {
+		parent, err := fs.OpenDir(fs.PathDir(d))
+		if err != nil {
+			return err
+		}
+		err = parent.Sync()
+		parent.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -18,9 +18,17 @@ type work struct {
 	rd raft.Ready
 }
 
-// cycle handles the Ready of every group that may have one: one batch,
-// synced once, for all their log writes; then messages, one batch per
-// peer; then one batch of state machine writes; then Advance.
+// cycle handles the Ready of every group that may have one: one batch
+// for all their log writes, then one batch of state machine writes, then
+// one sync for both; messages go one batch per peer; then Advance.
+//
+// Committed entries are applied, and their callers answered, before this
+// node's own log writes are synced: committed means a majority already
+// holds them durably, whether or not this node is one of it. The log
+// batch goes into Pebble's write-ahead log before the apply batch, so a
+// crash keeps a prefix: never applied state without the log beneath it.
+// What acknowledges this node's own copy (Advance, append responses,
+// votes) waits for the sync.
 func (h *Host) cycle() error {
 	gs := h.takeDirty()
 	if len(gs) == 0 {
@@ -39,7 +47,7 @@ func (h *Host) cycle() error {
 	}
 	h.stats.cycles.Add(1)
 
-	// 1. Persist hard states, entries and snapshots.
+	// 1. Write hard states, entries and snapshots, not yet synced.
 	b := h.db.NewBatch()
 	mustSync := false
 	for i := range ws {
@@ -57,28 +65,15 @@ func (h *Host) cycle() error {
 	// (votes, acknowledgements) waits for the sync.
 	h.send(ws, true)
 	if !b.Empty() {
-		opt := pebble.NoSync
-		if mustSync {
-			opt = pebble.Sync
-			h.stats.syncs.Add(1)
-		}
 		h.stats.writes.Add(1)
-		if err := b.Commit(opt); err != nil {
+		if err := b.Commit(pebble.NoSync); err != nil {
 			b.Close()
 			return fmt.Errorf("raftmeta: persist: %w", err)
 		}
 	}
 	b.Close()
-	for i := range ws {
-		if err := h.stable(ws[i].g, &ws[i].rd); err != nil {
-			return err
-		}
-	}
 
-	// 2. Send, now that what the messages acknowledge is durable.
-	h.send(ws, false)
-
-	// 3. Apply committed entries.
+	// 2. Apply committed entries and answer their callers.
 	var notes []note
 	ab := h.db.NewIndexedBatch()
 	for i := range ws {
@@ -91,9 +86,8 @@ func (h *Host) cycle() error {
 	}
 	if !ab.Empty() {
 		h.stats.writes.Add(1)
-		// Not synced: the log is, and entries applied by a batch lost in
-		// a crash are applied again at restart (applied index and data
-		// are in one batch). A later synced batch makes this one durable.
+		// Entries applied by a batch lost in a crash are applied again at
+		// restart (applied index and data are in one batch).
 		if err := ab.Commit(pebble.NoSync); err != nil {
 			ab.Close()
 			return fmt.Errorf("raftmeta: apply: %w", err)
@@ -108,6 +102,21 @@ func (h *Host) cycle() error {
 	}
 	h.notify(notes)
 
+	// 3. Sync once, for the log and the state machine alike.
+	if mustSync {
+		h.stats.syncs.Add(1)
+		if err := h.db.LogData(nil, pebble.Sync); err != nil {
+			return fmt.Errorf("raftmeta: sync: %w", err)
+		}
+	}
+	for i := range ws {
+		if err := h.stable(ws[i].g, &ws[i].rd); err != nil {
+			return err
+		}
+	}
+	// Now what the messages acknowledge is durable.
+	h.send(ws, false)
+
 	// 4. Reads whose index is now applied; Advance.
 	for i := range ws {
 		w := &ws[i]
@@ -116,10 +125,7 @@ func (h *Host) cycle() error {
 		w.g.rn.Advance(w.rd)
 		more := w.g.rn.HasReady()
 		w.g.mu.Unlock()
-		if w.g.removed {
-			h.dropGroup(w.g)
-			continue
-		}
+		h.checkMembership(w.g)
 		if err := h.maybeCompact(w.g); err != nil {
 			return err
 		}
@@ -215,11 +221,13 @@ func (h *Host) stable(g *group, rd *raft.Ready) error {
 	return nil
 }
 
-// early tells the messages a leader may send before its entries are
-// durable.
+// early tells the messages that may leave before this node's writes are
+// durable: a leader's appends, heartbeats and snapshots, and proposals or
+// read requests a follower passes to its leader; none acknowledges
+// anything.
 func early(m *raftpb.Message) bool {
 	switch m.GetType() {
-	case raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgSnap:
+	case raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgSnap, raftpb.MsgProp, raftpb.MsgReadIndex:
 		return true
 	}
 	return false
@@ -318,9 +326,6 @@ func (h *Host) apply(ab *pebble.Batch, g *group, rd *raft.Ready) ([]note, error)
 			voters := slices.Clone(cs.GetVoters())
 			g.voters.Store(&voters)
 			h.log.Info("group configuration changed", "group", g.name, "voters", cs.GetVoters(), "learners", cs.GetLearners())
-			if !slices.Contains(confMembers(cs), h.cfg.NodeID) {
-				g.removed = true
-			}
 			if node, id, err := decodeConfContext(ctx); err == nil && node == h.cfg.NodeID {
 				notes = append(notes, note{id, result{rev: e.GetIndex()}})
 			}
@@ -429,22 +434,33 @@ func (h *Host) maybeCompact(g *group) error {
 	return b.Commit(pebble.NoSync)
 }
 
-// dropGroup stops a group this node was removed from and deletes its data.
+// dropGroup stops a group this node was removed from, once its grace
+// ran out (expireRemoved), and deletes its copy. It runs on the event
+// loop between cycles, so no Ready of the group is in flight.
 func (h *Host) dropGroup(g *group) {
-	h.mu.Lock()
-	delete(h.mu.groups, g.p)
-	h.mu.list = slices.DeleteFunc(h.mu.list, func(x *group) bool { return x == g })
-	h.mu.Unlock()
+	g.mu.Lock()
+	g.removed = true // a Ready of it, from a late Step, is not handled
+	g.mu.Unlock()
 	h.dirtyMu.Lock()
 	delete(h.dirty, g)
 	h.dirtyMu.Unlock()
+	// Under h.mu: EnsureGroup, which may start the group afresh, must
+	// not load the copy being deleted.
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.mu.groups[g.p] == g {
+		delete(h.mu.groups, g.p)
+	}
+	h.mu.list = slices.DeleteFunc(h.mu.list, func(x *group) bool { return x == g })
 	b := h.db.NewBatch()
 	defer b.Close()
 	lower, upper := groupBounds(g.p)
 	b.DeleteRange(lower, upper, nil)
 	b.Delete(groupRecordKey(g.p), nil)
 	if err := b.Commit(pebble.Sync); err != nil {
+		// The copy is loaded again, leaving, at the next start.
 		h.log.Error("delete removed group", "group", g.name, "err", err)
+		return
 	}
-	h.log.Info("removed from group; its data is deleted", "group", g.name)
+	h.log.Info("removed from group; its copy is deleted", "group", g.name)
 }

@@ -498,8 +498,9 @@ func (h *Host) AddLearner(ctx context.Context, p meta.Partition, id uint64) erro
 	return h.changeConf(ctx, p, raftpb.ConfChangeType_ConfChangeAddLearnerNode, id)
 }
 
-// RemoveVoter removes node id from group p; that node then stops the
-// group and deletes its data, once it learns of its removal.
+// RemoveVoter removes node id from group p; once that node learns of its
+// removal it stops hosting the group, and deletes its copy when
+// Config.RemovedGrace has passed without it being added back.
 func (h *Host) RemoveVoter(ctx context.Context, p meta.Partition, id uint64) error {
 	return h.changeConf(ctx, p, raftpb.ConfChangeType_ConfChangeRemoveNode, id)
 }
