@@ -24,7 +24,8 @@ type deathWatch struct {
 // data goes to live nodes; a node this leader took out that is alive again
 // is put back. One change per call, so the groups move step by step.
 func (c *Cluster) autoLayout(ctx context.Context) {
-	if c.cfg.RepairAfter <= 0 || c.gossip == nil {
+	gossip := c.members()
+	if c.cfg.RepairAfter <= 0 || gossip == nil {
 		return
 	}
 	l, rev, err := c.readLayout(ctx)
@@ -32,7 +33,7 @@ func (c *Cluster) autoLayout(ctx context.Context) {
 		return
 	}
 	states := map[string]membership.State{}
-	for _, m := range c.gossip.List() {
+	for _, m := range gossip.List() {
 		states[m.ID] = m.State
 	}
 	now := time.Now()

@@ -15,7 +15,6 @@ import (
 
 	"github.com/redoubt-io/redoubt/internal/admin"
 	"github.com/redoubt-io/redoubt/internal/layout"
-	"github.com/redoubt-io/redoubt/internal/membership"
 	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/placement"
 	"github.com/redoubt-io/redoubt/internal/raftmeta"
@@ -55,11 +54,14 @@ type Config struct {
 	// NoGossip leaves out gossip membership (tests on an in-memory
 	// network, where every node is taken to be alive).
 	NoGossip bool
-	// Supervise, when set, runs the node's long-lived cluster loops (the
-	// layout watcher, which also does the System leader's housekeeping)
-	// under the caller's supervisor, which restarts them if they panic;
-	// otherwise they are plain goroutines. The Raft loop and gossip stay
-	// inside: a Raft loop that panicked mid-cycle must not resume.
+	// Supervise, when set, runs the node's long-lived cluster loops under
+	// the caller's supervisor, which restarts them if they panic or fail;
+	// otherwise they are plain goroutines. They are "layout-watcher" (which
+	// also does the System leader's housekeeping) and, with gossip on,
+	// "gossip", whose upkeep replaces a gossip instance that closed or
+	// stopped answering, and begins every run after the first with a new
+	// instance on the same address. The Raft loop stays inside: a Raft
+	// loop that panicked mid-cycle must not resume.
 	Supervise func(name string, run func(ctx context.Context) error)
 	// Fatal, when set, is told (once) that the Raft loop stopped with an
 	// error or panicked: the node can no longer agree on metadata, and
@@ -87,7 +89,7 @@ type Cluster struct {
 	tnet   *transport.Net // when this package listens itself
 	host   *raftmeta.Host
 	store  *guardedStore
-	gossip *membership.Members
+	gossip gossipState
 	book   *addressBook
 	sender *raftSender
 	shards *shardrpc.Server
@@ -242,13 +244,14 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 		if err := c.startGossip(); err != nil {
 			return nil, err
 		}
-		c.self.GossipAdr = c.gossip.LocalAddr()
+		c.self.GossipAdr = c.gossip.bind
 	}
 	if err := c.joinOrBootstrap(ctx); err != nil {
 		return nil, err
 	}
-	if c.gossip != nil {
-		c.joinGossip(ctx)
+	if m := c.members(); m != nil {
+		c.joinGossip(ctx, m)
+		c.superviseGossip()
 	}
 
 	if cfg.Supervise != nil {
@@ -316,21 +319,6 @@ func (c *Cluster) runRaft() (err error) {
 	return c.host.Run(c.ctx)
 }
 
-func (c *Cluster) startGossip() error {
-	mcfg := membership.DefaultConfig()
-	mcfg.NodeID = string(c.nodeID)
-	mcfg.BindAddr = c.cfg.GossipAddr
-	mcfg.Secret = c.cfg.Secret
-	mcfg.Meta = membership.NodeMeta{Zone: c.cfg.Zone, RPCAddr: c.net.Addr(), S3Addr: c.cfg.S3Addr, AdminAddr: c.cfg.AdminAddr, Version: c.cfg.Version}
-	mcfg.Logger = c.log.With("component", "gossip")
-	var err error
-	c.gossip, err = membership.Start(c.ctx, mcfg)
-	if err != nil {
-		return fmt.Errorf("starting gossip on %s: %w", c.cfg.GossipAddr, err)
-	}
-	return nil
-}
-
 // loadIdentity reads the node key from the first drive that has it and
 // copies it to the others, so the node keeps its identity when it loses a
 // drive; on first start it creates one.
@@ -390,9 +378,9 @@ func (c *Cluster) close() error {
 		// Operations in flight finish while the Raft loop still runs.
 		c.store.shut()
 	}
-	if c.gossip != nil {
-		c.gossip.Leave(time.Second)
-		c.gossip.Close()
+	if m := c.stopGossip(); m != nil {
+		m.Leave(time.Second)
+		m.Close()
 	}
 	c.cancel()
 	if c.tnet != nil {

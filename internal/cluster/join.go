@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redoubt-io/redoubt/internal/membership"
 	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/transport"
 )
@@ -234,11 +235,11 @@ func (c *Cluster) learnNodes(nodes []NodeInfo) {
 }
 
 // learnFromGossip takes the RPC addresses that gossip members announce.
-func (c *Cluster) learnFromGossip() {
-	if c.gossip == nil {
+func (c *Cluster) learnFromGossip(g *membership.Members) {
+	if g == nil {
 		return
 	}
-	for _, m := range c.gossip.List() {
+	for _, m := range g.List() {
 		if m.Meta.RPCAddr != "" {
 			c.book.set(transport.NodeID(m.ID), m.Meta.RPCAddr)
 		}
@@ -284,8 +285,11 @@ func loadPeers(path string) []NodeInfo {
 	return out
 }
 
-// joinGossip joins the gossip of the nodes known so far.
-func (c *Cluster) joinGossip(ctx context.Context) {
+// joinGossip joins g to the gossip of the nodes known so far.
+func (c *Cluster) joinGossip(ctx context.Context, g *membership.Members) {
+	if g == nil {
+		return
+	}
 	c.mu.RLock()
 	var seeds []string
 	for _, n := range c.mu.nodes {
@@ -298,7 +302,9 @@ func (c *Cluster) joinGossip(ctx context.Context) {
 	if len(seeds) == 0 {
 		return
 	}
-	if _, err := c.gossip.Join(ctx, seeds); err != nil {
-		c.log.Warn("gossip join failed; will retry with the next layout poll", "err", err)
+	// No overall deadline: each seed takes at most gossip's TCP timeout,
+	// and a deadline would skip the live seeds behind a dead one.
+	if _, err := g.Join(ctx, seeds); err != nil && !errors.Is(err, membership.ErrClosed) {
+		c.log.Warn("gossip join failed; the gossip service will try again", "err", err)
 	}
 }

@@ -134,12 +134,8 @@ func (c *Cluster) watchLayout(stop context.Context) error {
 		polls++
 		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
 		if polls%5 == 1 {
-			c.learnFromGossip()
 			if nodes, err := c.readNodes(ctx); err == nil {
 				c.learnNodes(nodes)
-			}
-			if c.gossip != nil && len(c.gossip.List()) < len(c.knownNodes()) {
-				c.joinGossip(ctx)
 			}
 			if c.refreshing.CompareAndSwap(false, true) {
 				c.wg.Add(1)
@@ -278,7 +274,7 @@ func (c *Cluster) hostGroup(l *layout.Layout, part meta.Partition, voters []uint
 
 // rehostGroups hosts again the groups the layout gives this node that it
 // no longer hosts: a node the layout took out of a group, whose leader
-// removed it (the node then deleted its copy), and that a later layout
+// removed it (the node then deleted its copy after the grace), and that a later layout
 // puts back, must start the group afresh so that the leader can add it as
 // a learner and fill it. A group is started again only when it was found
 // missing at the previous call too (missing carries that from call to

@@ -75,8 +75,9 @@ func (c *Cluster) Status(ctx context.Context) admin.ClusterStatus {
 		}
 	}
 	alive := map[string]membership.State{}
-	if c.gossip != nil {
-		for _, m := range c.gossip.List() {
+	gossip := c.members()
+	if gossip != nil {
+		for _, m := range gossip.List() {
 			alive[m.ID] = m.State
 		}
 	}
@@ -104,7 +105,7 @@ func (c *Cluster) Status(ctx context.Context) admin.ClusterStatus {
 			}
 		}
 		switch s, ok := alive[n.ID]; {
-		case n.ID == c.ID() || c.gossip == nil:
+		case n.ID == c.ID() || gossip == nil:
 			ns.State = admin.NodeAlive
 		case !ok:
 			ns.State = admin.NodeDead

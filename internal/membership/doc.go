@@ -24,6 +24,10 @@
 //     with a version byte and a flags byte into at most 512 bytes
 //     (memberlist's limit). UpdateMeta re-advertises it. The flags carry
 //     the leave intent that tells Left from Dead (see Leave).
+//  6. Probe checks that this node's gossip still works (it pings its own
+//     address); Done is closed once the Members is closed, by whoever closed
+//     it. A closed Members is not reopened: its owner starts a new one,
+//     which may bind the same address (LocalAddr) and Join again.
 //
 // Every method of *Members is safe for concurrent use. Close stops gossip and
 // every subscription; it does not announce a departure (call Leave first for

@@ -21,6 +21,9 @@ var (
 	ErrClosed = errors.New("membership: closed")
 	// ErrJoin is returned by Join when no seed could be contacted.
 	ErrJoin = errors.New("membership: join failed")
+	// ErrUnresponsive is returned by Probe when this node's gossip does
+	// not answer its own ping.
+	ErrUnresponsive = errors.New("membership: gossip does not answer")
 )
 
 // defaultBroadcastTimeout bounds UpdateMeta when its context has no
@@ -71,6 +74,11 @@ type Members struct {
 	log       *slog.Logger
 	ml        *memberlist.Memberlist
 	localAddr string
+	// self is this node's name and advertised address, for Probe.
+	self struct {
+		name string
+		addr *net.UDPAddr
+	}
 
 	// life guards the memberlist against use after Shutdown (its Leave
 	// panics then): calls into it hold life for reading, Close for writing.
@@ -78,6 +86,8 @@ type Members struct {
 		sync.RWMutex
 		closed bool
 	}
+	// done is closed by Close.
+	done chan struct{}
 
 	// local is what memberlist advertises for this node, read through
 	// delegate.NodeMeta.
@@ -114,7 +124,7 @@ func Start(ctx context.Context, cfg Config) (*Members, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Members{log: logger}
+	m := &Members{log: logger, done: make(chan struct{})}
 	m.local.meta = cfg.Meta
 	m.mu.table = make(map[string]entry)
 	m.mu.subs = make(map[*subscriber]struct{})
@@ -129,6 +139,8 @@ func Start(ctx context.Context, cfg Config) (*Members, error) {
 	m.ml = ml
 	// memberlist writes the port it chose back into its config.
 	m.localAddr = net.JoinHostPort(mc.BindAddr, strconv.Itoa(mc.BindPort))
+	self := ml.LocalNode()
+	m.self.name, m.self.addr = self.Name, &net.UDPAddr{IP: slices.Clone(self.Addr), Port: int(self.Port)}
 	logger.Info("gossip started", "bind", m.localAddr, "advertise", ml.LocalNode().Address(), "profile", cmp.Or(cfg.Profile, ProfileLAN))
 	return m, nil
 }
@@ -239,6 +251,7 @@ func (m *Members) Close() error {
 	}
 	m.life.closed = true
 	err := m.ml.Shutdown()
+	close(m.done)
 	m.life.Unlock()
 
 	m.mu.Lock()
@@ -250,6 +263,29 @@ func (m *Members) Close() error {
 	}
 	if err != nil {
 		return fmt.Errorf("membership: close: %w", err)
+	}
+	return nil
+}
+
+// Done is closed when Close is called, by whichever owner: gossip has
+// stopped and this Members will not gossip again.
+func (m *Members) Done() <-chan struct{} { return m.done }
+
+// Probe pings this node's own advertised gossip address and waits up to
+// the probe timeout for the ack, which proves that gossip packets still
+// leave, arrive and are handled: a Members whose sockets or handlers broke
+// lists the others as they were, but no longer hears from them. It
+// returns ErrClosed after Close and an error wrapping ErrUnresponsive
+// when no ack came. A busy host can miss one ack; act on several in a
+// row.
+func (m *Members) Probe() error {
+	m.life.RLock()
+	defer m.life.RUnlock()
+	if m.life.closed {
+		return ErrClosed
+	}
+	if _, err := m.ml.Ping(m.self.name, m.self.addr); err != nil {
+		return fmt.Errorf("%w: ping to own address %s: %w", ErrUnresponsive, m.self.addr, err)
 	}
 	return nil
 }

@@ -356,3 +356,52 @@ func TestSubscribeCancelAndClose(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+// A closed Members says so through Done and Probe, and a new one can take
+// its place on the same address, which is what its owner does to restart
+// gossip without the others having to learn a new address.
+func TestProbeDoneAndRestartInPlace(t *testing.T) {
+	sink := newLogSink(t)
+	nodes := startCluster(t, sink, 2, ProfileLocal)
+	waitFor(t, 10*time.Second, allSee(nodes, "n1", Alive))
+	old := nodes[1]
+	if err := old.Probe(); err != nil {
+		t.Fatalf("probe of a running node: %v", err)
+	}
+	select {
+	case <-old.Done():
+		t.Fatal("Done closed before Close")
+	default:
+	}
+
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-old.Done():
+	default:
+		t.Fatal("Done open after Close")
+	}
+	if err := old.Probe(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("probe after Close: %v, want ErrClosed", err)
+	}
+
+	cfg := testConfig("n1", goodSecret, ProfileLocal)
+	cfg.BindAddr = old.LocalAddr()
+	back := startNode(t, sink, cfg)
+	if back.LocalAddr() != old.LocalAddr() {
+		t.Fatalf("restarted on %s, was %s", back.LocalAddr(), old.LocalAddr())
+	}
+	if _, err := back.Join(t.Context(), []string{nodes[0].LocalAddr()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		if ok, why := allSee([]*Members{nodes[0]}, "n1", Alive)(); !ok {
+			return false, why
+		}
+		return allSee([]*Members{back}, "n0", Alive)()
+	})
+	if err := back.Probe(); err != nil {
+		t.Fatalf("probe of the restarted node: %v", err)
+	}
+}
