@@ -108,7 +108,7 @@ process without it is refused by the other nodes. The first node waits for
 	f.DurationVar(&cfg.Scrub.Interval, "scrub-interval", cfg.Scrub.Interval, "longest time a scrub pass (re-reading and verifying every shard on this node's drives) may take; 0 disables scrubbing")
 	f.DurationVar(&cfg.GC.Interval, "gc-interval", cfg.GC.Interval, "time between garbage collection passes, which remove orphan shards (left by crashed writes and failed deletes) from this node's drives; 0 disables")
 	f.DurationVar(&cfg.MultipartExpiry, "multipart-expiry", cfg.MultipartExpiry, "abort incomplete multipart uploads older than this; 0 keeps them forever")
-	f.StringVar(&repairRate, "repair-rate", repairRate, "bytes per second that repair and rebalancing may write (e.g. 64MiB), so that requests keep their latency; 0: no limit")
+	f.StringVar(&repairRate, "repair-rate", repairRate, "bytes per second that repair and rebalancing may write on this node (e.g. 64MiB), so that requests keep their latency; 0: no limit")
 	f.StringVar(&cl.RPCAddr, "rpc-addr", "", "node-to-node listen address; enables cluster mode")
 	f.StringVar(&cl.GossipAddr, "gossip-addr", "", "gossip (membership) listen address (default: the RPC port + 1)")
 	f.StringArrayVar(&cl.Join, "join", nil, "RPC address of a cluster member to join; repeatable")
