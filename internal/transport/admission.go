@@ -33,7 +33,8 @@ const (
 	ekmLabel     = "redoubt admission"
 	roleDialer   = "dialer"
 	roleAcceptor = "acceptor"
-	alpn         = "redoubt/1"
+	alpn         = "redoubt/1" // calls only
+	alpnMessages = "redoubt/2" // calls and one-way messages
 
 	statusAdmitted byte = 0
 	statusRefused  byte = 1
@@ -94,12 +95,27 @@ func peerID(rawCerts [][]byte) (NodeID, error) {
 	return IDOf(pub), nil
 }
 
-func serverTLS(cert tls.Certificate) *tls.Config {
+// protocols are the ALPN protocols a node offers, the newest first: TLS
+// settles on the newest both sides speak (Go's server takes its own first
+// that the client offers), so a node can talk to one of an older release.
+// A connection on "redoubt/1" carries no one-way messages: Send falls back
+// to an unanswered request there.
+var protocols = []string{alpnMessages, alpn}
+
+// offered is the protocols a node of cfg offers.
+func (cfg Config) offered() []string {
+	if len(cfg.protocols) > 0 {
+		return cfg.protocols
+	}
+	return protocols
+}
+
+func serverTLS(cert tls.Certificate, protos []string) *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
 		ClientAuth:   tls.RequireAnyClientCert,
-		NextProtos:   []string{alpn},
+		NextProtos:   protos,
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
 			_, err := peerID(raw)
 			return err
@@ -109,11 +125,11 @@ func serverTLS(cert tls.Certificate) *tls.Config {
 
 // clientTLS pins the server's key to want, unless want is empty (first
 // contact with a seed known only by address).
-func clientTLS(cert tls.Certificate, want NodeID) *tls.Config {
+func clientTLS(cert tls.Certificate, want NodeID, protos []string) *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{alpn},
+		NextProtos:   protos,
 		// Verification is by key pinning below, not by a CA chain.
 		InsecureSkipVerify: true,
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {

@@ -36,6 +36,10 @@ type Config struct {
 	// are busy the connection stops reading, which pushes back on the peer
 	// through TCP instead of queueing without limit.
 	MaxInflight int
+
+	// protocols, when set (by tests), replaces the ALPN protocols this
+	// node offers, in order of preference; see admission.go.
+	protocols []string
 }
 
 // DefaultConfig returns timeouts that suit a LAN or a few sites: a dial

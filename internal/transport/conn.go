@@ -21,6 +21,9 @@ type conn struct {
 	tc   *tls.Conn
 	peer NodeID
 	addr string // address dialed; empty for inbound connections
+	// messages: the peer takes one-way message frames (it negotiated
+	// "redoubt/2"); otherwise Send goes as an unanswered request.
+	messages bool
 
 	out    chan *outFrame
 	done   chan struct{} // closed by close
@@ -46,13 +49,14 @@ type outFrame struct {
 
 func newConn(n *Net, tc *tls.Conn, peer NodeID, addr string) *conn {
 	c := &conn{
-		n:    n,
-		tc:   tc,
-		peer: peer,
-		addr: addr,
-		out:  make(chan *outFrame, 256),
-		done: make(chan struct{}),
-		sem:  make(chan struct{}, n.cfg.MaxInflight),
+		n:        n,
+		tc:       tc,
+		peer:     peer,
+		addr:     addr,
+		messages: tc.ConnectionState().NegotiatedProtocol == alpnMessages,
+		out:      make(chan *outFrame, 256),
+		done:     make(chan struct{}),
+		sem:      make(chan struct{}, n.cfg.MaxInflight),
 	}
 	c.ctx, c.cancel = context.WithCancel(n.ctx)
 	c.mu.pending = map[uint64]chan frame{}
@@ -139,8 +143,15 @@ func (c *conn) call(ctx context.Context, to Peer, service string, req []byte) (r
 
 // send queues one message for the peer. It fails only if the message
 // certainly did not leave: the connection closed or ctx ended first.
+//
+// To a peer of an older release, which knows no message frames, it goes as
+// a request whose answer nobody waits for (the reader drops it): handled
+// alike, but not in order.
 func (c *conn) send(ctx context.Context, to Peer, service string, msg []byte) error {
 	f := &outFrame{frame: frame{kind: kindMessage, service: service, body: msg}}
+	if !c.messages {
+		f.kind, f.id = kindRequest, c.nextID.Add(1)
+	}
 	select {
 	case c.out <- f:
 		c.n.messages.Add(1)
@@ -220,6 +231,12 @@ func (c *conn) readLoop() {
 			c.n.wg.Add(1)
 			go c.serve(ctx, cancel, f)
 		case kindMessage:
+			if !c.messages {
+				// What a node of an older release does too.
+				c.n.log.Warn("transport: protocol error, closing connection", "peer", c.peer, "err", "message frame on a connection that did not negotiate them")
+				c.close(fmt.Errorf("%w: message frame without %s", errFrame, alpnMessages))
+				return
+			}
 			// In the read loop, so a peer's messages are handled in the
 			// order it sent them; their handlers must be quick.
 			c.deliver(f)

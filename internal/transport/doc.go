@@ -43,6 +43,10 @@
 //     did not leave (ErrNotSent); one that left may be lost with its
 //     connection, unannounced. Raft traffic uses it: Raft retries from its
 //     own state, and a round trip per batch would cap its throughput.
+//     Message frames exist from ALPN protocol "redoubt/2" on; TLS settles
+//     on the newest protocol both sides offer, and to a peer that speaks
+//     only "redoubt/1" (an older release) Send goes as a request whose
+//     answer nobody waits for: delivered alike, but not in order.
 //  7. Wire. Every frame starts with a version byte (see frame.go);
 //     messages are bounded by Config.MaxMessage.
 //

@@ -129,7 +129,7 @@ func Listen(ctx context.Context, cfg Config) (*Net, error) {
 		cfg:        cfg,
 		id:         cfg.Identity.ID(),
 		cert:       cert,
-		stls:       serverTLS(cert),
+		stls:       serverTLS(cert, cfg.offered()),
 		ln:         ln,
 		handshakes: make(chan struct{}, maxHandshakes),
 	}
@@ -383,7 +383,7 @@ func (n *Net) dial(to Peer) (*conn, error) {
 	stop := context.AfterFunc(n.ctx, func() { raw.Close() })
 	defer stop()
 	raw.SetDeadline(time.Now().Add(n.cfg.HandshakeTimeout))
-	tc := tls.Client(raw, clientTLS(n.cert, to.ID))
+	tc := tls.Client(raw, clientTLS(n.cert, to.ID, n.cfg.offered()))
 	fail := func(err error) (*conn, error) {
 		raw.Close()
 		switch {

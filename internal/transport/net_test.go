@@ -383,7 +383,7 @@ func TestDialerChecksAcceptorProof(t *testing.T) {
 			return
 		}
 		defer raw.Close()
-		tc := tls.Server(raw, serverTLS(cert))
+		tc := tls.Server(raw, serverTLS(cert, protocols))
 		msg := make([]byte, 33)
 		if _, err := io.ReadFull(tc, msg); err != nil {
 			return

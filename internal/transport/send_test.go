@@ -87,6 +87,9 @@ func TestSendFailures(t *testing.T) {
 		t.Fatalf("oversized send: %v, want ErrNotSent and ErrMessageTooLarge", err)
 	}
 	b.Close()
+	// Until a sees its connection close, a message may still leave into
+	// it (and be lost with it); after, none can.
+	eventually(t, "the connection to the closed peer noticed", func() bool { return a.Stats().Conns == 0 })
 	if err := a.Send(context.Background(), peerOf(b), "echo", []byte("gone")); !errors.Is(err, ErrNotSent) {
 		t.Fatalf("send to a closed peer: %v, want ErrNotSent", err)
 	}
@@ -111,5 +114,43 @@ func TestMemSend(t *testing.T) {
 	m.Disconnect("a", "b")
 	if err := a.Send(context.Background(), Peer{ID: "b"}, "msg", []byte("2")); !errors.Is(err, ErrNotSent) {
 		t.Fatalf("send across a cut: %v, want ErrNotSent", err)
+	}
+}
+
+// TestSendToAnOlderPeer: a node of an older release speaks "redoubt/1",
+// which has no message frames. Messages to it, and from it, still arrive,
+// as requests nobody waits for, and the connection stays up.
+func TestSendToAnOlderPeer(t *testing.T) {
+	cfg := testConfig(t, newIdentity(t), testSecret, nil)
+	cfg.protocols = []string{alpn}
+	old, cur := start(t, cfg), startNode(t)
+	for _, dir := range []struct {
+		name     string
+		from, to *Net
+	}{{"to the older peer", cur, old}, {"from the older peer", old, cur}} {
+		var mu sync.Mutex
+		got := map[uint64]bool{}
+		dir.to.Handle("msg", func(_ context.Context, _ NodeID, m []byte) ([]byte, error) {
+			mu.Lock()
+			got[binary.BigEndian.Uint64(m)] = true
+			mu.Unlock()
+			return nil, nil
+		})
+		const n = 300
+		for i := range uint64(n) {
+			if err := dir.from.Send(context.Background(), peerOf(dir.to), "msg", binary.BigEndian.AppendUint64(nil, i)); err != nil {
+				t.Fatalf("%s: send %d: %v", dir.name, i, err)
+			}
+		}
+		eventually(t, dir.name+": every message handled", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(got) == n
+		})
+	}
+	for _, x := range []*Net{old, cur} {
+		if s := x.Stats(); s.Conns != 1 || s.Dialed+s.Accepted != 1 {
+			t.Fatalf("stats %+v: one connection, never replaced, was expected", s)
+		}
 	}
 }
