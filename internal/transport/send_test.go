@@ -46,6 +46,12 @@ func TestSendKeepsOrder(t *testing.T) {
 			t.Fatalf("message %d handled as number %d: order lost", v, i)
 		}
 	}
+	a.mu.Lock()
+	c := a.mu.byID[b.ID()]
+	a.mu.Unlock()
+	if c == nil || !c.messages {
+		t.Fatal("two nodes of this release did not settle on message frames (redoubt/2)")
+	}
 	if s := a.Stats(); s.Messages != n {
 		t.Fatalf("stats count %d messages, want %d", s.Messages, n)
 	}
