@@ -110,7 +110,7 @@ process without it is refused by the other nodes. The first node waits for
 	f.DurationVar(&cfg.MultipartExpiry, "multipart-expiry", cfg.MultipartExpiry, "abort incomplete multipart uploads older than this; 0 keeps them forever")
 	f.StringVar(&repairRate, "repair-rate", repairRate, "bytes per second that repair and rebalancing may write on this node (e.g. 64MiB), so that requests keep their latency; 0: no limit")
 	f.StringVar(&cl.RPCAddr, "rpc-addr", "", "node-to-node listen address; enables cluster mode")
-	f.StringVar(&cl.GossipAddr, "gossip-addr", "", "gossip (membership) listen address (default: the RPC port + 1)")
+	f.StringVar(&cl.GossipAddr, "gossip-addr", "", "gossip (membership) listen address (default: the RPC port + 1); a wildcard host such as 0.0.0.0 is advertised with the --rpc-addr host")
 	f.StringArrayVar(&cl.Join, "join", nil, "RPC address of a cluster member to join; repeatable")
 	f.StringVar(&cl.Zone, "zone", cl.Zone, "failure domain (site, room or rack) of this node")
 	f.StringVar(&secretFile, "cluster-secret-file", "", "file holding the cluster secret (or set REDOUBT_CLUSTER_SECRET)")

@@ -244,7 +244,7 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 		if err := c.startGossip(); err != nil {
 			return nil, err
 		}
-		c.self.GossipAdr = c.gossip.bind
+		c.self.GossipAdr = c.gossipAdvertised(c.gossip.bind)
 	}
 	if err := c.joinOrBootstrap(ctx); err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,10 +81,33 @@ func (c *Cluster) startGossip() error {
 	return nil
 }
 
+// gossipAdvertised is the gossip address the others should use for bind:
+// bind itself, unless its host is a wildcard (0.0.0.0 or ::, to listen on
+// every interface, as in a container), which nobody can dial: then the
+// host of this node's RPC address, which must be a dialable one, with the
+// gossip port. Empty if the port is not known yet (0).
+func (c *Cluster) gossipAdvertised(bind string) string {
+	host, port, err := net.SplitHostPort(bind)
+	if err != nil || port == "0" {
+		return ""
+	}
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		return bind
+	}
+	rpcHost, _, err := net.SplitHostPort(c.net.Addr())
+	if err != nil {
+		return ""
+	}
+	return net.JoinHostPort(rpcHost, port)
+}
+
 func (c *Cluster) newGossip(bind string) (*membership.Members, error) {
 	mcfg := membership.DefaultConfig()
 	mcfg.NodeID = string(c.nodeID)
 	mcfg.BindAddr = bind
+	if adv := c.gossipAdvertised(bind); adv != bind {
+		mcfg.AdvertiseAddr = adv
+	}
 	mcfg.Secret = c.cfg.Secret
 	mcfg.Meta = membership.NodeMeta{Zone: c.cfg.Zone, RPCAddr: c.net.Addr(), S3Addr: c.cfg.S3Addr, AdminAddr: c.cfg.AdminAddr, Version: c.cfg.Version}
 	mcfg.Logger = c.log.With("component", "gossip")

@@ -224,3 +224,31 @@ func TestGossipServicePanicIsRestarted(t *testing.T) {
 	}
 	stayAlive(t, tn, victim)
 }
+
+// addrOnly is a transport that only knows its address.
+type addrOnly struct {
+	transport.Caller
+	addr string
+}
+
+func (a addrOnly) Addr() string { return a.addr }
+
+// TestGossipAdvertisedAddress: a wildcard gossip address (listen on every
+// interface, as in a container) is advertised with the host of the RPC
+// address, which other nodes can dial; any other is advertised as given.
+func TestGossipAdvertisedAddress(t *testing.T) {
+	c := &Cluster{net: addrOnly{addr: "10.1.2.3:3901"}}
+	for bind, want := range map[string]string{
+		"0.0.0.0:3902":   "10.1.2.3:3902",
+		"[::]:3902":      "10.1.2.3:3902",
+		":3902":          "10.1.2.3:3902",
+		"10.9.9.9:4000":  "10.9.9.9:4000",
+		"node-a:3902":    "node-a:3902",
+		"0.0.0.0:0":      "",
+		"not an address": "",
+	} {
+		if got := c.gossipAdvertised(bind); got != want {
+			t.Errorf("gossip bound to %q is advertised as %q, want %q", bind, got, want)
+		}
+	}
+}
