@@ -3,12 +3,14 @@ package node
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/redoubt-io/redoubt/internal/admin"
 	"github.com/redoubt-io/redoubt/internal/blocks"
+	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/placement"
 	"github.com/redoubt-io/redoubt/internal/store"
 )
@@ -63,6 +65,11 @@ func (tc *testCluster) settle(version uint64, d time.Duration) time.Duration {
 			last = fmt.Sprintf("%d of %d partition groups led by running nodes, %d of them with the layout's voters", led, tc.opts.partitions, inLine)
 			return false
 		}
+		// Each node's pass moves the partitions it leads: a leadership
+		// that moves while the passes run (a restarted node given back
+		// its share of leaders) can leave a partition to a node that
+		// already passed, so the round counts only if none moved.
+		before := tc.leaders()
 		for _, i := range tc.up() {
 			n := tc.node(i)
 			if n == nil {
@@ -77,12 +84,33 @@ func (tc *testCluster) settle(version uint64, d time.Duration) time.Duration {
 				return false
 			}
 		}
+		if after := tc.leaders(); !maps.Equal(before, after) {
+			last = "partition leadership moved during the relocation passes"
+			return false
+		}
 		return true
 	})
 	if !ok {
 		tc.t.Fatalf("not settled within %v: %s", d, last)
 	}
 	return time.Since(start)
+}
+
+// leaders maps each partition to the running node that leads it.
+func (tc *testCluster) leaders() map[meta.Partition]int {
+	out := map[meta.Partition]int{}
+	for _, i := range tc.up() {
+		n := tc.node(i)
+		if n == nil {
+			continue
+		}
+		for p := range tc.opts.partitions {
+			if n.cluster.Leads(meta.Partition(p)) {
+				out[meta.Partition(p)] = i
+			}
+		}
+	}
+	return out
 }
 
 // refsOn lists the Refs whose shards committed metadata places on any of

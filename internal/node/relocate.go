@@ -175,10 +175,12 @@ func (r *relocator) pass(ctx context.Context) bool {
 	}
 	// A part that should move but whose only targets are offline (a node
 	// just back, not yet seen up) is not in place: the pass is not done.
+	// That holds too for a part that moves some shards now and has others
+	// waiting for such a target.
 	var blocked atomic.Int64
 	countBlocked := func(p meta.Partition, ref blocks.Ref) ([]string, bool) {
 		to, move := plan(p, ref)
-		if !move && r.cluster.RelocationBlocked(l, uint32(p), ref.ID, ref.Drives) {
+		if r.cluster.RelocationBlocked(l, uint32(p), ref.ID, ref.Drives) {
 			blocked.Add(1)
 		}
 		return to, move
