@@ -299,6 +299,19 @@ func TestAdminAddrOf(t *testing.T) {
 	}
 }
 
+// TestS3AddrShown: a node whose S3 endpoint listens on every interface is
+// shown by status with an address a user can reach it at.
+func TestS3AddrShown(t *testing.T) {
+	n := admin.NodeStatus{S3Addr: "0.0.0.0:3900", RPCAddr: "10.0.0.5:3901", AdminAddr: "127.0.0.1:3903"}
+	if got := s3AddrOf(n); got != "10.0.0.5:3900" {
+		t.Fatalf("S3 on 0.0.0.0:3900 of the node at 10.0.0.5 shown as %q", got)
+	}
+	n.S3Addr = "s3.example:443"
+	if got := s3AddrOf(n); got != "s3.example:443" {
+		t.Fatalf("S3 on s3.example:443 shown as %q", got)
+	}
+}
+
 func FuzzAdminAddrOf(f *testing.F) {
 	f.Add(":3903", "10.0.0.5:3901")
 	f.Add("[::]:3903", "[fd00::5]:3901")

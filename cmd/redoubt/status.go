@@ -72,7 +72,7 @@ func printStatus(w io.Writer, st admin.Status, moves []nodeMove) {
 		fmt.Fprintln(tw, "NODE\tZONE\tSTATE\tIN LAYOUT\tDRIVES\tCAPACITY\tSLOTS\tGROUPS\tLEADS\tS3")
 		for _, n := range c.Nodes {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%d\t%s\t%d\t%d\t%d\t%s\n", short(n.ID), n.Zone, n.State, n.InLayout,
-				n.Drives, humanBytes(int64(n.Capacity)), n.ShardSlots, n.Hosts, n.Leads, n.S3Addr)
+				n.Drives, humanBytes(int64(n.Capacity)), n.ShardSlots, n.Hosts, n.Leads, s3AddrOf(n))
 		}
 		tw.Flush()
 		fmt.Fprintf(w, "This node: %d partition groups, leads %d, %d without a leader; metadata commits p50 %.1f ms, p99 %.1f ms\n",
@@ -207,15 +207,22 @@ func askMoves(ctx context.Context, nodes []admin.NodeStatus, inLayout bool, time
 // adminAddrOf is where a node's admin API is reached: the address it
 // listens on, with the host of its RPC address when it listens on every
 // interface (":3903", "0.0.0.0:3903").
-func adminAddrOf(n admin.NodeStatus) string {
-	host, port, err := net.SplitHostPort(n.AdminAddr)
+func adminAddrOf(n admin.NodeStatus) string { return reachable(n.AdminAddr, n.RPCAddr) }
+
+// s3AddrOf is where a node's S3 endpoint is reached, as adminAddrOf.
+func s3AddrOf(n admin.NodeStatus) string { return reachable(n.S3Addr, n.RPCAddr) }
+
+// reachable is addr, or, when addr's host is a wildcard, addr's port on
+// the host of rpc.
+func reachable(addr, rpc string) string {
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return n.AdminAddr
+		return addr
 	}
 	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
-		return n.AdminAddr
+		return addr
 	}
-	if rh, _, err := net.SplitHostPort(n.RPCAddr); err == nil && rh != "" {
+	if rh, _, err := net.SplitHostPort(rpc); err == nil && rh != "" {
 		if ip := net.ParseIP(rh); ip == nil || !ip.IsUnspecified() {
 			return net.JoinHostPort(rh, port)
 		}
