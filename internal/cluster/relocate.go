@@ -47,22 +47,11 @@ func (c *Cluster) Leaderless(p meta.Partition) bool {
 // Targets are drives that are online now, on distinct nodes where the
 // layout has enough of them, in Place's order (the partition's drives,
 // then the others, nodes not used yet first). A shard that has no target
-// stays until a later pass.
-func (c *Cluster) Relocation(l *layout.Layout, p uint32, id string, drives []string) ([]string, bool) {
-	out, move, _ := c.relocation(l, p, id, drives)
-	return out, move
-}
-
-// RelocationBlocked reports whether a shard of the part should move under
-// layout l but every drive it could go to is offline now (a node just
-// back, not seen up yet): the part is not where it belongs, and a later
-// pass must try again.
-func (c *Cluster) RelocationBlocked(l *layout.Layout, p uint32, id string, drives []string) bool {
-	_, _, blocked := c.relocation(l, p, id, drives)
-	return blocked
-}
-
-func (c *Cluster) relocation(l *layout.Layout, p uint32, id string, drives []string) (_ []string, move, blocked bool) {
+// stays until a later pass; blocked reports such a shard, one that should
+// move but whose every possible drive is offline now (a node just back,
+// not seen up yet): the part is not where it belongs, whether or not its
+// other shards move, and a later pass must try again.
+func (c *Cluster) Relocation(l *layout.Layout, p uint32, id string, drives []string) (_ []string, move, blocked bool) {
 	if l == nil || len(drives) == 0 {
 		return nil, false, false
 	}

@@ -171,7 +171,8 @@ func (r *relocator) pass(ctx context.Context) bool {
 			TotalRefsMoved: p.TotalRefsMoved, TotalBytesMoved: p.TotalBytesMoved}
 	})
 	plan := func(p meta.Partition, ref blocks.Ref) ([]string, bool) {
-		return r.cluster.Relocation(l, uint32(p), ref.ID, ref.Drives)
+		to, move, _ := r.cluster.Relocation(l, uint32(p), ref.ID, ref.Drives)
+		return to, move
 	}
 	// A part that should move but whose only targets are offline (a node
 	// just back, not yet seen up) is not in place: the pass is not done.
@@ -179,8 +180,8 @@ func (r *relocator) pass(ctx context.Context) bool {
 	// waiting for such a target.
 	var blocked atomic.Int64
 	countBlocked := func(p meta.Partition, ref blocks.Ref) ([]string, bool) {
-		to, move := plan(p, ref)
-		if r.cluster.RelocationBlocked(l, uint32(p), ref.ID, ref.Drives) {
+		to, move, stuck := r.cluster.Relocation(l, uint32(p), ref.ID, ref.Drives)
+		if stuck {
 			blocked.Add(1)
 		}
 		return to, move

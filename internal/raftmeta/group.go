@@ -162,17 +162,19 @@ func confMembers(cs *raftpb.ConfState) []uint64 {
 	return slices.Compact(ids)
 }
 
-// inConf reports whether node id is a voter or learner of cs.
-func inConf(cs *raftpb.ConfState, id uint64) bool {
-	return slices.Contains(cs.GetVoters(), id) || slices.Contains(cs.GetVotersOutgoing(), id) ||
-		slices.Contains(cs.GetLearners(), id) || slices.Contains(cs.GetLearnersNext(), id)
-}
-
 // outOf reports whether cs leaves node id out of a group it has members
 // in. A group with no members at all is a copy waiting for its leader to
-// add this node (see bootstrapGroup), not one it was removed from.
+// add this node (see bootstrapGroup), not one it was removed from. It
+// runs after every Ready, so it allocates nothing.
 func outOf(cs *raftpb.ConfState, id uint64) bool {
-	return !inConf(cs, id) && len(confMembers(cs)) > 0
+	members := false
+	for _, l := range [...][]uint64{cs.GetVoters(), cs.GetVotersOutgoing(), cs.GetLearners(), cs.GetLearnersNext()} {
+		if slices.Contains(l, id) {
+			return false
+		}
+		members = members || len(l) > 0
+	}
+	return members
 }
 
 // graceTicks is Config.RemovedGrace in ticks, rounded up.
@@ -211,11 +213,9 @@ func (h *Host) expireRemoved(list []*group) {
 		if g.graceTicks--; g.graceTicks > 0 {
 			continue
 		}
-		if !outOf(g.cs, h.cfg.NodeID) {
-			g.leaving.Store(false)
-			continue
+		if h.checkMembership(g); g.leaving.Load() {
+			drop = append(drop, g)
 		}
-		drop = append(drop, g)
 	}
 	// Dropping edits the group list: not while iterating over it.
 	for _, g := range drop {
