@@ -121,12 +121,17 @@ func readFail(r *replica, err error) {
 // getRaw reads the stored value of a data key on r; found is false for an
 // absent key. A panic or error from Pebble fails r and returns err.
 func getRaw(r *replica, key []byte, fn func(val []byte)) (found bool, err error) {
+	return getFrom(r.db, key, fn)
+}
+
+// getFrom is getRaw on any Pebble reader: the database or a snapshot of it.
+func getFrom(rd pebble.Reader, key []byte, fn func(val []byte)) (found bool, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("pebble get panicked: %v", p)
 		}
 	}()
-	v, c, err := r.db.Get(key)
+	v, c, err := rd.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return false, nil
 	}
@@ -181,6 +186,67 @@ func (l *Local) Get(ctx context.Context, p Partition, key []byte) (Item, error) 
 			return Item{}, ErrNotFound
 		}
 		return it, nil
+	}
+}
+
+var _ ManyGetter = (*Local)(nil)
+
+// GetMany implements ManyGetter: the keys are read from one Pebble
+// snapshot of the first healthy replica. Local is always current: at is 0.
+func (l *Local) GetMany(ctx context.Context, p Partition, keys [][]byte, _ ReadOptions) ([]Item, uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	if len(keys) == 1 {
+		it, err := l.Get(ctx, p, keys[0])
+		if errors.Is(err, ErrNotFound) {
+			err = nil
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		return []Item{it}, 0, nil
+	}
+	l.closeMu.RLock()
+	defer l.closeMu.RUnlock()
+	if l.closed {
+		return nil, 0, errClosed
+	}
+	out := make([]Item, len(keys))
+	for {
+		r := l.readReplica()
+		if r == nil {
+			return nil, 0, l.unavailable("get")
+		}
+		snap := r.db.NewSnapshot()
+		var derr, rerr error
+		for i, key := range keys {
+			out[i] = Item{}
+			_, err := getFrom(snap, appendDataKey(nil, p, key), func(v []byte) {
+				var val []byte
+				out[i].Rev, val, derr = decodeItem(v)
+				out[i].Value = bytes.Clone(val)
+				if out[i].Value == nil {
+					out[i].Value = []byte{}
+				}
+			})
+			if err != nil {
+				rerr = err
+				break
+			}
+			if derr != nil {
+				break
+			}
+		}
+		snap.Close()
+		if rerr != nil {
+			readFail(r, rerr)
+			continue
+		}
+		if derr != nil {
+			return nil, 0, derr
+		}
+		return out, 0, nil
 	}
 }
 

@@ -120,3 +120,56 @@ func GetStale(ctx context.Context, s Store, p Partition, key []byte) (Item, erro
 	}
 	return s.Get(ctx, p, key)
 }
+
+// ReadOptions says how fresh a GetMany must be. The zero value is a
+// linearizable read.
+type ReadOptions struct {
+	// Stale lets a replica answer from its own copy, which may lag the
+	// latest commit (see StaleGetter): only for an optimistic read whose
+	// revisions a conditional commit then checks.
+	Stale bool
+	// After, when not zero, lets any replica answer once it has applied
+	// every commit up to After, a position an earlier linearizable
+	// GetMany returned: the view then reflects every commit acknowledged
+	// before that read began, and possibly more.
+	After uint64
+}
+
+// ManyGetter is implemented by stores that read several keys of one
+// partition from one consistent view, at the cost of one read. Callers use
+// GetMany (the function), which falls back to one Get per key.
+type ManyGetter interface {
+	GetMany(ctx context.Context, p Partition, keys [][]byte, o ReadOptions) (items []Item, at uint64, err error)
+}
+
+// GetMany reads keys of partition p. items[i] is the value and revision of
+// keys[i]; an absent key has Rev 0 and a nil Value. at names the view read:
+// a later GetMany with ReadOptions.After = at sees at least that view. A
+// store that serves every read from its current state returns at 0, and
+// then After asks nothing more of it than a linearizable read does.
+//
+// Stores with ManyGetter read all keys from one view; the fallback reads
+// them one after another, each as fresh as o asks.
+func GetMany(ctx context.Context, s Store, p Partition, keys [][]byte, o ReadOptions) (items []Item, at uint64, err error) {
+	if mg, ok := s.(ManyGetter); ok {
+		return mg.GetMany(ctx, p, keys, o)
+	}
+	items = make([]Item, len(keys))
+	for i, k := range keys {
+		var it Item
+		var err error
+		if o.Stale {
+			it, err = GetStale(ctx, s, p, k)
+		} else {
+			it, err = s.Get(ctx, p, k)
+		}
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			return nil, 0, err
+		default:
+			items[i] = it
+		}
+	}
+	return items, 0, nil
+}

@@ -320,6 +320,9 @@ const (
 	// opRanges reads many ranges, of the groups the receiver leads, in
 	// one request (ScanRanges); it is never forwarded further.
 	opRanges
+	// opGetMany reads several keys of one group from one view
+	// (meta.ManyGetter); the response's rev is the view's applied index.
+	opGetMany
 )
 
 type request struct {
@@ -333,6 +336,7 @@ type request struct {
 	change   raftpb.ConfChangeType // opConf
 	node     uint64                // opConf
 	ranges   []scanRange           // opRanges
+	keys     [][]byte              // opGetMany
 }
 
 // scanRange is one range of an opRanges request. limit > 0 caps the keys
@@ -370,6 +374,11 @@ func encodeRequest(q *request) []byte {
 		b = appendTxn(b, &q.txn)
 	case opGet:
 		b = appendBytes(b, q.key)
+	case opGetMany:
+		b = binary.AppendUvarint(b, uint64(len(q.keys)))
+		for _, k := range q.keys {
+			b = appendBytes(b, k)
+		}
 	case opScan:
 		b = appendBytes(b, q.key)
 		b = appendEnd(b, q.end)
@@ -402,6 +411,13 @@ func decodeRequest(b []byte) (request, error) {
 		q.txn = r.txn()
 	case opGet:
 		q.key = r.bytes("key")
+	case opGetMany:
+		if n := r.count("keys", 1); n > 0 {
+			q.keys = make([][]byte, n)
+			for i := range q.keys {
+				q.keys[i] = r.bytes("key")
+			}
+		}
 	case opScan:
 		q.key = r.bytes("start")
 		q.end = r.optEnd()

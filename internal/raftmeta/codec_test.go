@@ -27,6 +27,7 @@ func TestCodecRoundTrip(t *testing.T) {
 	for _, q := range []request{
 		{op: opCommit, hops: 1, p: meta.System, txn: sampleTxn()},
 		{op: opGet, p: 5, key: []byte("k")},
+		{op: opGetMany, p: 5, keys: [][]byte{[]byte("k"), {}, []byte("z")}},
 		{op: opScan, p: 5, key: []byte("a"), end: nil, maxBytes: 100},
 		{op: opScan, p: 5, key: []byte("a"), end: []byte{}, maxBytes: 100},
 		{op: opConf, p: 5, change: raftpb.ConfChangeType_ConfChangeAddLearnerNode, node: 9},
@@ -87,6 +88,7 @@ func FuzzDecodeProposal(f *testing.F) {
 func FuzzDecodeRequest(f *testing.F) {
 	for _, q := range []request{
 		{op: opCommit, hops: 1, p: meta.System, txn: sampleTxn()},
+		{op: opGetMany, p: 5, keys: [][]byte{[]byte("a"), []byte("b")}},
 		{op: opScan, p: 5, key: []byte("a"), end: []byte("z"), maxBytes: 100},
 		{op: opConf, p: 5, change: raftpb.ConfChangeType_ConfChangeAddNode, node: 9},
 		sampleRanges(),

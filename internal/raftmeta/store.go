@@ -328,6 +328,18 @@ func (h *Host) serveLocal(ctx context.Context, g *group, q *request) response {
 			return errResponse(err)
 		}
 		return resp
+	case opGetMany:
+		if err := h.readIndex(ctx, g); err != nil {
+			return errResponse(err)
+		}
+		items, at, ok, err := h.readMany(g.p, q.keys, 0)
+		if err != nil {
+			return errResponse(err)
+		}
+		if !ok {
+			return response{status: stRetry, msg: fmt.Sprintf("node %d holds no copy of %s", h.cfg.NodeID, partitionName(g.p))}
+		}
+		return response{rev: at, items: items}
 	case opConf:
 		id := h.newID()
 		cc := &raftpb.ConfChangeV2{
@@ -540,4 +552,97 @@ func (h *Host) GetStale(ctx context.Context, p meta.Partition, key []byte) (meta
 		return meta.Item{Value: resp.value, Rev: resp.rev}, nil
 	}
 	return h.Get(ctx, p, key)
+}
+
+var _ meta.ManyGetter = (*Host)(nil)
+
+// GetMany implements meta.ManyGetter. A linearizable read is served by the
+// group's leader like Get: one ReadIndex round, then every key from one
+// Pebble snapshot. A stale read, or one with o.After, is served by this
+// host's own copy when it hosts the group and, for After, has applied up
+// to After (read from the same snapshot as the keys, so the check and the
+// data agree); otherwise it is a linearizable read. at is the applied
+// index of the copy read.
+func (h *Host) GetMany(ctx context.Context, p meta.Partition, keys [][]byte, o meta.ReadOptions) ([]meta.Item, uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	if o.Stale || o.After > 0 {
+		if g := h.group(p); g != nil && (o.Stale || g.applied.Load() >= o.After) {
+			if err := h.enter(); err != nil {
+				return nil, 0, err
+			}
+			items, at, ok, err := h.readMany(p, keys, o.After)
+			h.closeMu.RUnlock()
+			if err != nil {
+				return nil, 0, err
+			}
+			if ok {
+				return itemsOf(items), at, nil
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.ProposalTimeout)
+	defer cancel()
+	resp := h.retry(ctx, &request{op: opGetMany, p: p, keys: keys})
+	if err := resp.err(); err != nil {
+		return nil, 0, err
+	}
+	if len(resp.items) != len(keys) {
+		return nil, 0, corrupt(fmt.Sprintf("%d items for %d keys", len(resp.items), len(keys)))
+	}
+	return itemsOf(resp.items), resp.rev, nil
+}
+
+func itemsOf(its []snapItem) []meta.Item {
+	out := make([]meta.Item, len(its))
+	for i, it := range its {
+		if it.rev != 0 {
+			out[i] = meta.Item{Value: it.value, Rev: it.rev}
+		}
+	}
+	return out
+}
+
+// readMany reads keys from one Pebble snapshot of this host's copy of
+// group p, if that copy has applied at least min (ok false otherwise).
+// An absent key has revision 0.
+func (h *Host) readMany(p meta.Partition, keys [][]byte, min uint64) (items []snapItem, at uint64, ok bool, err error) {
+	snap := h.db.NewSnapshot()
+	defer snap.Close()
+	v, closer, err := snap.Get(groupKey(p, kindApply))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, 0, false, nil // dropped meanwhile
+	}
+	if err != nil {
+		return nil, 0, false, err
+	}
+	at, _, err = decodeApplyState(v)
+	closer.Close()
+	if err != nil {
+		return nil, 0, false, err
+	}
+	if at < min {
+		return nil, 0, false, nil
+	}
+	items = make([]snapItem, len(keys))
+	for i, k := range keys {
+		items[i].key = k
+		v, closer, err := snap.Get(dataKey(p, k))
+		if errors.Is(err, pebble.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, 0, false, err
+		}
+		rev, val, err := decodeItem(v)
+		if err == nil {
+			items[i].rev, items[i].value = rev, bytes.Clone(val)
+		}
+		closer.Close()
+		if err != nil {
+			return nil, 0, false, err
+		}
+	}
+	return items, at, true, nil
 }

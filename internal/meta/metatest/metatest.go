@@ -226,6 +226,29 @@ func Run(t *testing.T, newStore func(t *testing.T) meta.Store) {
 		}
 	})
 
+	t.Run("GetMany", func(t *testing.T) {
+		s := newStore(t)
+		rev, err := s.Commit(ctx, 3, meta.Txn{Puts: []meta.KV{put("a", "1"), put("c", "")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := [][]byte{[]byte("a"), []byte("b"), []byte("c")}
+		for _, o := range []meta.ReadOptions{{}, {Stale: true}} {
+			items, at, err := meta.GetMany(ctx, s, 3, keys, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(items) != 3 || string(items[0].Value) != "1" || items[0].Rev != rev ||
+				items[1].Rev != 0 || items[1].Value != nil || items[2].Rev != rev || items[2].Value == nil || len(items[2].Value) != 0 {
+				t.Fatalf("GetMany(%+v) = %+v", o, items)
+			}
+			again, _, err := meta.GetMany(ctx, s, 3, keys, meta.ReadOptions{After: at})
+			if err != nil || fmt.Sprint(again) != fmt.Sprint(items) {
+				t.Fatalf("GetMany after %d = %+v, %v; want %+v", at, again, err, items)
+			}
+		}
+	})
+
 	t.Run("GetReturnsCopy", func(t *testing.T) {
 		s := newStore(t)
 		v := []byte("value")
