@@ -58,6 +58,18 @@ func (t Timestamp) Next() Timestamp {
 	return Timestamp{Wall: t.Wall, Logical: t.Logical + 1}
 }
 
+// Prev returns the greatest timestamp before t; ok is false for the zero
+// timestamp, which has none.
+func (t Timestamp) Prev() (Timestamp, bool) {
+	switch {
+	case t.Logical > 0:
+		return Timestamp{Wall: t.Wall, Logical: t.Logical - 1}, true
+	case t.Wall > 0:
+		return Timestamp{Wall: t.Wall - 1, Logical: math.MaxUint32}, true
+	}
+	return Timestamp{}, false
+}
+
 // Time returns the physical part as a time.
 func (t Timestamp) Time() time.Time { return time.UnixMilli(t.Wall).UTC() }
 

@@ -189,3 +189,15 @@ func FuzzFromBinary(f *testing.F) {
 		}
 	})
 }
+
+func TestPrevIsTheGreatestBefore(t *testing.T) {
+	for _, ts := range []Timestamp{{Wall: 5, Logical: 3}, {Wall: 5}, {Wall: MaxWall, Logical: math.MaxUint32}, {Logical: 1}} {
+		p, ok := ts.Prev()
+		if !ok || !p.Less(ts) || p.Next() != ts {
+			t.Errorf("%v.Prev() = %v, %v; want the timestamp whose Next is %v", ts, p, ok, ts)
+		}
+	}
+	if _, ok := (Timestamp{}).Prev(); ok {
+		t.Error("the zero timestamp has a predecessor")
+	}
+}

@@ -2,22 +2,23 @@ package objects
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 )
 
 // bucketCache keeps the bucket records this node read, so that object
-// requests do not each read the bucket from the metadata (in a cluster, a
+// requests do not each read the bucket record (in a cluster, a
 // linearizable read of the System group, often on another node).
 //
-// It is a lease: an entry is used for Config.BucketCacheTTL from the
-// moment its read began. A bucket change invalidates this node's entry
-// and, when other nodes may cache too (Config.SharedMetadata), waits one
-// TTL before it answers. Every entry read before the change committed has
-// then expired everywhere, so once a client sees a change acknowledged, no
-// node acts on the old record. Only the rate of each node's monotonic
-// clock matters, not agreement between clocks.
+// A cached record is only a hint of which incarnation (ID) a name stands
+// for: no decision of an object operation rests on it. Versioning and
+// existence are read from the bucket's fence in the key's partition, in
+// the same view as the key and checked by the commit (see fence.go); a
+// fence that is gone sends the operation back to the bucket record. An
+// entry is used for Config.BucketCacheTTL after its read began, which
+// only bounds how long a node keeps trying a name's old incarnation
+// before it reads the record again. The absence of a bucket is never
+// cached: it is answered from a linearizable read.
 type bucketCache struct {
 	ttl time.Duration
 	mu  sync.Mutex
@@ -25,27 +26,25 @@ type bucketCache struct {
 }
 
 type cachedBucket struct {
-	rec     bucketRec
-	rev     uint64
-	missing bool // the bucket did not exist
-	read    time.Time
+	rec  bucketRec
+	read time.Time
 }
 
 // maxCachedBuckets bounds the cache; beyond it, entries are dropped at
 // random (Go's map order), which only costs a read.
 const maxCachedBuckets = 10000
 
-func (c *bucketCache) get(name string) (cachedBucket, bool) {
+func (c *bucketCache) get(name string) (bucketRec, bool) {
 	if c.ttl <= 0 {
-		return cachedBucket{}, false
+		return bucketRec{}, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[name]
 	if !ok || time.Since(e.read) >= c.ttl {
-		return cachedBucket{}, false
+		return bucketRec{}, false
 	}
-	return e, true
+	return e.rec, true
 }
 
 func (c *bucketCache) put(name string, e cachedBucket) {
@@ -77,42 +76,34 @@ func (c *bucketCache) forget(name string) {
 	c.mu.Unlock()
 }
 
-// changed is called after a bucket record was (or may have been) changed:
-// it drops this node's entry and, when other nodes cache too, waits out
-// the lease of their entries.
-func (s *Service) bucketChanged(ctx context.Context, name string) error {
-	s.buckets.forget(name)
-	if !s.cfg.SharedMetadata || s.buckets.ttl <= 0 {
-		return nil
-	}
-	t := time.NewTimer(s.buckets.ttl)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		s.buckets.forget(name) // a read that raced the change
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
+// opBucket is the bucket an object operation works on.
+type opBucket struct {
+	name string
+	// rec is the bucket record the operation resolved the name to; its
+	// ID names the incarnation whose fence and records it reads.
+	rec bucketRec
+	// fresh: rec was read by this operation itself, at its start, not
+	// taken from the cache, so rec.Epoch is the configuration the
+	// operation was issued under (see commitVersion).
+	fresh bool
 }
 
-// getBucketCached is getBucket through the cache, for object operations.
-// Bucket changes use getBucket itself: their conditional commits need the
-// current revision.
-func (s *Service) getBucketCached(ctx context.Context, name string) (bucketRec, uint64, error) {
-	if e, ok := s.buckets.get(name); ok {
-		if e.missing {
-			return bucketRec{}, 0, noSuchBucket(name)
-		}
-		return e.rec, e.rev, nil
+// openBucket resolves a bucket name for an object operation: from the
+// cache, or from a linearizable read of the bucket record.
+func (s *Service) openBucket(ctx context.Context, name string) (*opBucket, error) {
+	if r, ok := s.buckets.get(name); ok {
+		return &opBucket{name: name, rec: r}, nil
 	}
 	start := time.Now()
 	r, rev, err := s.getBucket(ctx, name)
-	switch {
-	case err == nil:
-		s.buckets.put(name, cachedBucket{rec: r, rev: rev, read: start})
-	case errors.Is(err, ErrNoSuchBucket):
-		s.buckets.put(name, cachedBucket{missing: true, read: start})
+	if err != nil {
+		return nil, err
 	}
-	return r, rev, err
+	if !r.Fenced {
+		if r, _, err = s.ensureFenced(ctx, name, r, rev); err != nil {
+			return nil, err
+		}
+	}
+	s.buckets.put(name, cachedBucket{rec: r, read: start})
+	return &opBucket{name: name, rec: r, fresh: true}, nil
 }

@@ -3,6 +3,7 @@ package objects
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,12 +32,8 @@ func TestBucketCacheChangesSeenEverywhere(t *testing.T) {
 	if _, err := b.HeadBucket(ctx, "shared"); !errors.Is(err, ErrNoSuchBucket) {
 		t.Fatalf("head before create: %v", err)
 	}
-	start := time.Now()
 	if err := a.CreateBucket(ctx, "shared"); err != nil {
 		t.Fatal(err)
-	}
-	if took := time.Since(start); took < cfg.BucketCacheTTL {
-		t.Errorf("create answered after %v, before the cache lease of %v ran out", took, cfg.BucketCacheTTL)
 	}
 	if _, err := b.HeadBucket(ctx, "shared"); err != nil {
 		t.Fatalf("the other node does not see the new bucket: %v", err)
@@ -74,8 +71,11 @@ func TestBucketCacheSavesReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	md.systemGets = 0
-	for range 20 {
-		if _, err := s.HeadBucket(ctx, "busy"); err != nil {
+	for range 10 {
+		if _, err := s.PutObject(ctx, "busy", "k", strings.NewReader("v"), 1, PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.GetObject(ctx, "busy", "k", GetOptions{HeadOnly: true}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,8 +1,10 @@
 package objects
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -27,13 +29,18 @@ type Config struct {
 	// MaxParts bounds part numbers (S3: 10000).
 	MaxParts int
 	// BucketCacheTTL is how long a bucket record read for an object
-	// request is used again (see bucketCache). 0 reads it every time.
-	// Longer saves more reads; in a cluster, every bucket change waits
-	// this long before it answers.
+	// request is used again to find the bucket's incarnation (see
+	// bucketCache); correctness never rests on it. 0 reads it every time.
 	BucketCacheTTL time.Duration
 	// SharedMetadata says other nodes serve the same metadata (a
-	// cluster), so a bucket change must wait out their cached copies.
+	// cluster). Bucket changes are fenced in the metadata itself (see
+	// fence.go), so nothing depends on it any more; it is kept so that
+	// configurations that set it still build.
 	SharedMetadata bool
+	// Rand is the source of bucket, upload and data IDs and of the
+	// incarnation nonce: crypto/rand's Reader, or a seeded one in a
+	// simulation that must replay from its seed.
+	Rand io.Reader
 	// Incarnation names this writer in its write intents (see gc.go).
 	// Node should be the node's ID; a zero Nonce gets a random one in New,
 	// so every Service is a new incarnation.
@@ -48,12 +55,13 @@ func DefaultConfig() Config {
 		Partitions:    256,
 		InlineMax:     128 << 10,
 		Now:           time.Now,
+		Rand:          rand.Reader,
 		MaxObjectSize: 5 << 40,
 		MaxPartSize:   5 << 30,
 		MinPartSize:   5 << 20,
 		MaxParts:      maxPartNumber,
 		// A tenth of a second: nearly every request of a busy bucket hits
-		// the cache, and a bucket change in a cluster answers 100 ms later.
+		// the cache.
 		BucketCacheTTL: 100 * time.Millisecond,
 	}
 }
@@ -71,6 +79,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: inline max %d not in 0..16 MiB", errConfig, c.InlineMax)
 	case c.Now == nil:
 		return fmt.Errorf("%w: no clock", errConfig)
+	case c.Rand == nil:
+		return fmt.Errorf("%w: no random source", errConfig)
 	case c.MaxObjectSize < 1:
 		return fmt.Errorf("%w: max object size %d", errConfig, c.MaxObjectSize)
 	case c.MaxPartSize < 1 || c.MaxPartSize > c.MaxObjectSize:

@@ -8,7 +8,7 @@ import (
 )
 
 func (s *Service) CopyObject(ctx context.Context, src CopySource, dstBucket, dstKey string, opts PutOptions) (ObjectInfo, error) {
-	sb, _, err := s.getBucketCached(ctx, src.Bucket)
+	sb, err := s.openBucket(ctx, src.Bucket)
 	if err != nil {
 		return ObjectInfo{}, err
 	}
@@ -17,9 +17,13 @@ func (s *Service) CopyObject(ctx context.Context, src CopySource, dstBucket, dst
 	}
 	db := sb
 	if dstBucket != src.Bucket {
-		if db, _, err = s.getBucketCached(ctx, dstBucket); err != nil {
+		if db, err = s.openBucket(ctx, dstBucket); err != nil {
 			return ObjectInfo{}, err
 		}
+	} else {
+		// Each operation moves its own bucket to a new incarnation.
+		c := *sb
+		db = &c
 	}
 	if err := ValidKey(dstKey); err != nil {
 		return ObjectInfo{}, err
@@ -27,7 +31,7 @@ func (s *Service) CopyObject(ctx context.Context, src CopySource, dstBucket, dst
 	if src.Range.Set {
 		return ObjectInfo{}, fmt.Errorf("%w: a range is for UploadPartCopy only", ErrInvalidArgument)
 	}
-	oi, rc, err := s.getObject(ctx, sb, src.Bucket, src.Key, GetOptions{VersionID: src.VersionID, Cond: src.Cond}, true)
+	oi, rc, err := s.getObject(ctx, sb, src.Key, GetOptions{VersionID: src.VersionID, Cond: src.Cond}, true)
 	if err != nil {
 		return ObjectInfo{}, err
 	}
@@ -53,12 +57,12 @@ func (s *Service) CopyObject(ctx context.Context, src CopySource, dstBucket, dst
 		// The source's value is what the copy must hash to.
 		*put.Checksums.Field(a) = *oi.Checksums.Field(a)
 	}
-	return s.put(ctx, db, dstBucket, dstKey, rc, oi.Size, put)
+	return s.put(ctx, db, dstKey, rc, oi.Size, put)
 }
 
 func (s *Service) UploadPartCopy(ctx context.Context, src CopySource, bucket, key, uploadID string, part int) (PartInfo, error) {
 	// The upload's bucket is checked first, as S3 does.
-	db, _, err := s.getBucketCached(ctx, bucket)
+	db, err := s.openBucket(ctx, bucket)
 	if err != nil {
 		return PartInfo{}, err
 	}
@@ -67,9 +71,12 @@ func (s *Service) UploadPartCopy(ctx context.Context, src CopySource, bucket, ke
 	}
 	sb := db
 	if bucket != src.Bucket {
-		if sb, _, err = s.getBucketCached(ctx, src.Bucket); err != nil {
+		if sb, err = s.openBucket(ctx, src.Bucket); err != nil {
 			return PartInfo{}, err
 		}
+	} else {
+		c := *db
+		sb = &c
 	}
 	if err := ValidKey(src.Key); err != nil {
 		return PartInfo{}, err
@@ -77,7 +84,7 @@ func (s *Service) UploadPartCopy(ctx context.Context, src CopySource, bucket, ke
 	if err := s.checkPartArgs(uploadID, part); err != nil {
 		return PartInfo{}, err
 	}
-	oi, rc, err := s.getObject(ctx, sb, src.Bucket, src.Key, GetOptions{VersionID: src.VersionID, Cond: src.Cond, Range: src.Range}, true)
+	oi, rc, err := s.getObject(ctx, sb, src.Key, GetOptions{VersionID: src.VersionID, Cond: src.Cond, Range: src.Range}, true)
 	// Unlike a GET, which serves what it can of a range, a copy range must
 	// lie wholly inside the source.
 	if r := src.Range; r.Set && (err == nil || errors.Is(err, ErrInvalidRange)) && oi.Size >= 0 &&
@@ -91,5 +98,5 @@ func (s *Service) UploadPartCopy(ctx context.Context, src CopySource, bucket, ke
 		return PartInfo{}, err
 	}
 	defer rc.Close()
-	return s.uploadPart(ctx, db, bucket, key, uploadID, part, rc, oi.RangeLength, PartOptions{})
+	return s.uploadPart(ctx, db, key, uploadID, part, rc, oi.RangeLength, PartOptions{})
 }

@@ -10,7 +10,7 @@ import (
 )
 
 func (s *Service) DeleteObject(ctx context.Context, bucket, key string, opts DeleteOptions) (DeleteResult, error) {
-	b, _, err := s.getBucketCached(ctx, bucket)
+	ob, err := s.openBucket(ctx, bucket)
 	if err != nil {
 		return DeleteResult{}, err
 	}
@@ -18,26 +18,35 @@ func (s *Service) DeleteObject(ctx context.Context, bucket, key string, opts Del
 		return DeleteResult{}, err
 	}
 	if opts.VersionID != "" {
-		return s.deleteVersion(ctx, b, bucket, key, opts.VersionID, opts.IfMatch)
+		return s.deleteVersion(ctx, ob, key, opts.VersionID, opts.IfMatch, false)
 	}
-	if b.Versioning == Unversioned {
-		res, err := s.deleteVersion(ctx, b, bucket, key, "null", opts.IfMatch)
+	// Without a version ID the bucket's state decides, as its fence says
+	// in the key's partition: an unversioned bucket removes the null
+	// version, a versioned or suspended one adds a delete marker.
+	res, err := s.deleteVersion(ctx, ob, key, "null", opts.IfMatch, true)
+	if !errors.Is(err, errVersioned) {
 		res.VersionID = ""
 		return res, err
 	}
 	marker := versionRec{DeleteMarker: true}
-	rec, replaced, err := s.commitVersion(ctx, b, bucket, key, opts.IfMatch, "",
-		func(context.Context) (versionRec, meta.Txn, error) { return marker, meta.Txn{}, nil })
+	c, err := s.commitVersion(ctx, ob, key, opts.IfMatch, "",
+		func(context.Context, bucketID) (versionRec, meta.Txn, error) { return marker, meta.Txn{}, nil })
 	if err != nil {
 		return DeleteResult{}, err
 	}
-	s.deleteData(ctx, replaced...)
-	return DeleteResult{VersionID: versionIDString(rec.Null, rec.TS, b.Versioning), DeleteMarker: true}, nil
+	s.deleteData(ctx, c.replaced...)
+	return DeleteResult{VersionID: versionIDString(c.rec.Null, c.rec.TS, c.versioning), DeleteMarker: true}, nil
 }
 
+// errVersioned: a delete without a version ID met a bucket that was ever
+// versioned, where it adds a delete marker instead.
+var errVersioned = errors.New("objects: bucket versioned")
+
 // deleteVersion removes exactly one version. Deleting a version that does
-// not exist succeeds, as in S3, unless ifMatch asks about it.
-func (s *Service) deleteVersion(ctx context.Context, b bucketRec, bucket, key, vid, ifMatch string) (DeleteResult, error) {
+// not exist succeeds, as in S3, unless ifMatch asks about it. unversioned
+// makes it the delete of an unversioned bucket: it fails with
+// errVersioned when the fence says the bucket was ever versioned.
+func (s *Service) deleteVersion(ctx context.Context, ob *opBucket, key, vid, ifMatch string, unversioned bool) (DeleteResult, error) {
 	ts, null, err := parseVersionID(vid)
 	if errors.Is(err, ErrNoSuchVersion) && ifMatch == "" {
 		// Well-formed, never issued: a version that does not exist.
@@ -46,10 +55,26 @@ func (s *Service) deleteVersion(ctx context.Context, b bucketRec, bucket, key, v
 	if err != nil {
 		return DeleteResult{}, err
 	}
-	p := s.partition(bucket, key)
-	hk := headKey(b.ID, key)
+	p := s.partition(ob.name, key)
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		h, rev, err := s.getHead(ctx, p, b.ID, key)
+		// The named version is read in the same view as the head; the
+		// null version's timestamp is in the head, so it is read after.
+		named := func(id bucketID) [][]byte {
+			if null {
+				return [][]byte{headKey(id, key)}
+			}
+			return [][]byte{headKey(id, key), versionKey(id, key, ts)}
+		}
+		f, frev, items, at, err := s.readView(ctx, p, ob, named, false)
+		if err != nil {
+			return DeleteResult{}, err
+		}
+		if unversioned && f.Versioning != Unversioned {
+			return DeleteResult{}, errVersioned
+		}
+		id := ob.rec.ID
+		hk := headKey(id, key)
+		h, rev, err := decodeHeadItem(items[0], key)
 		if err != nil {
 			return DeleteResult{}, err
 		}
@@ -62,15 +87,22 @@ func (s *Service) deleteVersion(ctx context.Context, b bucketRec, bucket, key, v
 		if rev == 0 {
 			return missing()
 		}
+		var v versionRec
+		var vrev uint64
+		var ok bool
 		if null {
 			if !h.HasNull {
 				return missing()
 			}
 			ts = h.NullTS
-		}
-		v, ok, err := s.getVersion(ctx, p, b.ID, key, ts)
-		if err != nil {
-			return DeleteResult{}, err
+			if v, vrev, ok, err = s.getVersion(ctx, p, id, key, ts, at); err != nil {
+				return DeleteResult{}, err
+			}
+		} else if vrev = items[1].Rev; vrev != 0 {
+			if v, err = decodeVersion(ts, items[1].Value); err != nil {
+				return DeleteResult{}, fmt.Errorf("version of %q: %w", key, err)
+			}
+			ok = true
 		}
 		if !ok {
 			return missing()
@@ -78,9 +110,13 @@ func (s *Service) deleteVersion(ctx context.Context, b bucketRec, bucket, key, v
 		if ifMatch != "" && (v.DeleteMarker || !etagMatches(ifMatch, v.ETag)) {
 			return DeleteResult{}, fmt.Errorf("%w: etag of %q is not %s", ErrPreconditionFailed, key, ifMatch)
 		}
+		vk := versionKey(id, key, ts)
 		txn := meta.Txn{
-			Conds:   []meta.Cond{{Key: hk, Rev: rev}},
-			Deletes: [][]byte{versionKey(b.ID, key, ts)},
+			// The version's own revision: relocation rewrites a version
+			// without its head, and the data unreferenced must be the
+			// data it names now.
+			Conds:   []meta.Cond{{Key: fenceKey(id), Rev: frev}, {Key: hk, Rev: rev}, {Key: vk, Rev: vrev}},
+			Deletes: [][]byte{vk},
 		}
 		unref(&txn, v.refs()...)
 		nh := h
@@ -92,8 +128,8 @@ func (s *Service) deleteVersion(ctx context.Context, b bucketRec, bucket, key, v
 			// The next newest version, if any, becomes the latest.
 			var next *versionRec
 			var derr error
-			pre := versionPrefix(b.ID, key)
-			err := s.md.Scan(ctx, p, successor(versionKey(b.ID, key, ts)), prefixEnd(pre), func(k []byte, it meta.Item) bool {
+			pre := versionPrefix(id, key)
+			err := s.md.Scan(ctx, p, successor(vk), prefixEnd(pre), func(k []byte, it meta.Item) bool {
 				_, nts, ok := splitVersionKey(k)
 				if !ok {
 					derr = errCorrupt

@@ -88,7 +88,8 @@ func (s *Service) expireUploads(ctx context.Context, age time.Duration, batchMax
 				return aborted, errors.Join(append(errs, ferr)...)
 			}
 			for _, st := range batch {
-				err := s.abortUpload(ctx, st.bucket.rec, meta.Partition(p), st.key, st.upload)
+				ob := &opBucket{name: st.bucket.name, rec: st.bucket.rec}
+				err := s.abortUpload(ctx, ob, meta.Partition(p), st.key, st.upload)
 				switch {
 				case err == nil:
 					aborted++

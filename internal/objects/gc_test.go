@@ -3,6 +3,7 @@ package objects
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -653,7 +654,7 @@ func FuzzDecodeRefRec(f *testing.F) {
 
 func TestRefID(t *testing.T) {
 	for _, p := range []meta.Partition{0, 1, 255, 1 << 20} {
-		id := newRefID(p)
+		id := newRefID(crand.Reader, p)
 		if err := (store.Name{ID: id}).Validate(); err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redoubt-io/redoubt/internal/blocks"
+	"github.com/redoubt-io/redoubt/internal/hlc"
 	"github.com/redoubt-io/redoubt/internal/meta"
 )
 
@@ -108,43 +109,70 @@ func resolveRange(v *versionRec, r Range, partNumber int) (start, length int64, 
 }
 
 // readVersion finds the version a read names: the latest when vid is "".
-// For a delete marker it returns the marker's info with the error S3
-// gives (ErrNoSuchKey, or ErrMethodNotAllowed when named by version ID),
-// so the front end can set x-amz-delete-marker.
-func (s *Service) readVersion(ctx context.Context, b bucketRec, bucket, key, vid string) (versionRec, ObjectInfo, error) {
-	p := s.partition(bucket, key)
-	for attempt := 0; attempt < maxAttempts; attempt++ {
-		h, rev, err := s.getHead(ctx, p, b.ID, key)
+// The bucket's fence and the key's head (and a version named by ID) are
+// read in one linearizable view; a version found through the head is
+// read from a view at least as new (meta.ReadOptions.After), which any
+// replica that caught up may serve. For a delete marker it returns the
+// marker's info with the error S3 gives (ErrNoSuchKey, or
+// ErrMethodNotAllowed when named by version ID), so the front end can set
+// x-amz-delete-marker.
+func (s *Service) readVersion(ctx context.Context, ob *opBucket, key, vid string) (versionRec, ObjectInfo, error) {
+	p := s.partition(ob.name, key)
+	var named hlc.Timestamp
+	null := false
+	if vid != "" {
+		t, n, err := parseVersionID(vid)
 		if err != nil {
 			return versionRec{}, ObjectInfo{}, err
 		}
+		named, null = t, n
+	}
+	keysOf := func(id bucketID) [][]byte {
+		if vid == "" || null {
+			return [][]byte{headKey(id, key)}
+		}
+		return [][]byte{headKey(id, key), versionKey(id, key, named)}
+	}
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		f, _, items, at, err := s.readView(ctx, p, ob, keysOf, false)
+		if err != nil {
+			return versionRec{}, ObjectInfo{}, err
+		}
+		id := ob.rec.ID
+		h, rev, err := decodeHeadItem(items[0], key)
+		if err != nil {
+			return versionRec{}, ObjectInfo{}, err
+		}
+		var v versionRec
+		var ok bool
 		ts := h.Latest
-		if vid != "" {
-			t, null, err := parseVersionID(vid)
-			if err != nil {
+		switch {
+		case vid != "" && !null:
+			ts = named
+			if ok = items[1].Rev != 0; ok {
+				if v, err = decodeVersion(ts, items[1].Value); err != nil {
+					return versionRec{}, ObjectInfo{}, fmt.Errorf("version of %q: %w", key, err)
+				}
+			}
+		case null && !h.HasNull:
+			return versionRec{}, ObjectInfo{}, fmt.Errorf("%w: %q version null", ErrNoSuchVersion, key)
+		case vid == "" && rev == 0:
+			return versionRec{}, ObjectInfo{}, fmt.Errorf("%w: %q", ErrNoSuchKey, key)
+		default:
+			if null {
+				ts = h.NullTS
+			}
+			if v, _, ok, err = s.getVersion(ctx, p, id, key, ts, at); err != nil {
 				return versionRec{}, ObjectInfo{}, err
 			}
-			if null {
-				if !h.HasNull {
-					return versionRec{}, ObjectInfo{}, fmt.Errorf("%w: %q version null", ErrNoSuchVersion, key)
-				}
-				t = h.NullTS
+			if !ok {
+				continue // deleted since the view: look again
 			}
-			ts = t
-		} else if rev == 0 {
-			return versionRec{}, ObjectInfo{}, fmt.Errorf("%w: %q", ErrNoSuchKey, key)
-		}
-		v, ok, err := s.getVersion(ctx, p, b.ID, key, ts)
-		if err != nil {
-			return versionRec{}, ObjectInfo{}, err
 		}
 		if !ok {
-			if vid != "" && !(h.HasNull && ts == h.NullTS) {
-				return versionRec{}, ObjectInfo{}, fmt.Errorf("%w: %q version %s", ErrNoSuchVersion, key, vid)
-			}
-			continue // the head moved between the two reads
+			return versionRec{}, ObjectInfo{}, fmt.Errorf("%w: %q version %s", ErrNoSuchVersion, key, vid)
 		}
-		oi := v.info(bucket, key, b.Versioning)
+		oi := v.info(ob.name, key, f.Versioning)
 		oi.IsLatest = rev != 0 && ts == h.Latest
 		if v.DeleteMarker {
 			if vid != "" {
@@ -158,18 +186,18 @@ func (s *Service) readVersion(ctx context.Context, b bucketRec, bucket, key, vid
 }
 
 func (s *Service) GetObject(ctx context.Context, bucket, key string, opts GetOptions) (ObjectInfo, io.ReadCloser, error) {
-	b, _, err := s.getBucketCached(ctx, bucket)
+	ob, err := s.openBucket(ctx, bucket)
 	if err != nil {
 		return ObjectInfo{}, nil, err
 	}
 	if err := ValidKey(key); err != nil {
 		return ObjectInfo{}, nil, err
 	}
-	return s.getObject(ctx, b, bucket, key, opts, false)
+	return s.getObject(ctx, ob, key, opts, false)
 }
 
-func (s *Service) getObject(ctx context.Context, b bucketRec, bucket, key string, opts GetOptions, copySource bool) (ObjectInfo, io.ReadCloser, error) {
-	v, oi, err := s.readVersion(ctx, b, bucket, key, opts.VersionID)
+func (s *Service) getObject(ctx context.Context, ob *opBucket, key string, opts GetOptions, copySource bool) (ObjectInfo, io.ReadCloser, error) {
+	v, oi, err := s.readVersion(ctx, ob, key, opts.VersionID)
 	if err != nil {
 		return oi, nil, err
 	}

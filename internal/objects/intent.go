@@ -2,7 +2,6 @@ package objects
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -21,11 +20,11 @@ type Incarnation struct {
 	Nonce uint64
 }
 
-// newNonce returns a random nonzero nonce.
-func newNonce() uint64 {
+// newNonce returns a random nonzero nonce from r.
+func newNonce(r io.Reader) uint64 {
 	var b [8]byte
 	for {
-		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+		_, _ = io.ReadFull(r, b[:]) // crypto/rand never fails on supported platforms
 		if n := binary.BigEndian.Uint64(b[:]); n != 0 {
 			return n
 		}
@@ -74,10 +73,10 @@ const (
 	refReaping byte = 5
 )
 
-// newRefID returns a fresh ref ID for data of partition p.
-func newRefID(p meta.Partition) string {
+// newRefID returns a fresh ref ID, drawn from r, for data of partition p.
+func newRefID(r io.Reader, p meta.Partition) string {
 	var b [refRandHex/2 + 4]byte
-	_, _ = rand.Read(b[:refRandHex/2])
+	_, _ = io.ReadFull(r, b[:refRandHex/2])
 	binary.BigEndian.PutUint32(b[refRandHex/2:], uint32(p))
 	return hex.EncodeToString(b[:])
 }
@@ -266,7 +265,7 @@ func (s *Service) writeData(ctx context.Context, p meta.Partition, r io.Reader) 
 		ref, err = s.data.Write(ctx, uint32(p), r)
 		return ref, 0, err
 	}
-	id := newRefID(p)
+	id := newRefID(s.cfg.Rand, p)
 	in := refRec{State: refIntent, Inc: s.cfg.Incarnation, Time: s.cfg.Now().UnixMilli()}
 	k := refKey(id)
 	rev, err = s.md.Commit(ctx, p, meta.Txn{

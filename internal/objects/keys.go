@@ -14,6 +14,7 @@ import (
 //	'v' id key 0x00 ^ts[12]                  version, newest first per key
 //	'u' id key 0x00 uploadID                 multipart upload
 //	'p' id key 0x00 uploadID 0x00 part[2]    part of an upload
+//	'f' id                                   the bucket's fence (fence.go)
 //
 // Object keys contain no NUL, so 0x00 after the key keeps byte order of
 // encoded keys equal to byte order of object keys. Bucket records are
@@ -24,6 +25,7 @@ const (
 	tagVersion = 'v'
 	tagUpload  = 'u'
 	tagPart    = 'p'
+	tagFence   = 'f'
 )
 
 type bucketID [8]byte

@@ -257,7 +257,10 @@ func listStart(tag byte, id bucketID, prefix, delim, marker string, afterMarker 
 }
 
 func (s *Service) ListObjects(ctx context.Context, bucket string, opts ListOptions) (ListResult, error) {
-	b, _, err := s.getBucketCached(ctx, bucket)
+	// A listing reads the bucket record itself, linearizably: one read
+	// for a page that reads every partition, and a bucket deleted or
+	// re-created before the listing began is never listed.
+	b, _, err := s.getBucket(ctx, bucket)
 	if err != nil {
 		return ListResult{}, err
 	}
@@ -317,7 +320,10 @@ func (s *Service) ListObjects(ctx context.Context, bucket string, opts ListOptio
 }
 
 func (s *Service) ListObjectVersions(ctx context.Context, bucket string, opts ListVersionsOptions) (ListVersionsResult, error) {
-	b, _, err := s.getBucketCached(ctx, bucket)
+	// A listing reads the bucket record itself, linearizably: one read
+	// for a page that reads every partition, and a bucket deleted or
+	// re-created before the listing began is never listed.
+	b, _, err := s.getBucket(ctx, bucket)
 	if err != nil {
 		return ListVersionsResult{}, err
 	}
@@ -335,7 +341,11 @@ func (s *Service) ListObjectVersions(ctx context.Context, bucket string, opts Li
 		}
 		found := true
 		if null {
-			h, _, err := s.getHead(ctx, s.partition(bucket, opts.KeyMarker), b.ID, opts.KeyMarker)
+			it, err := s.md.Get(ctx, s.partition(bucket, opts.KeyMarker), headKey(b.ID, opts.KeyMarker))
+			if err != nil && !errors.Is(err, meta.ErrNotFound) {
+				return ListVersionsResult{}, metaErr("read head", err)
+			}
+			h, _, err := decodeHeadItem(it, opts.KeyMarker)
 			if err != nil {
 				return ListVersionsResult{}, err
 			}
@@ -399,7 +409,10 @@ func (s *Service) ListObjectVersions(ctx context.Context, bucket string, opts Li
 }
 
 func (s *Service) ListMultipartUploads(ctx context.Context, bucket string, opts ListUploadsOptions) (ListUploadsResult, error) {
-	b, _, err := s.getBucketCached(ctx, bucket)
+	// A listing reads the bucket record itself, linearizably: one read
+	// for a page that reads every partition, and a bucket deleted or
+	// re-created before the listing began is never listed.
+	b, _, err := s.getBucket(ctx, bucket)
 	if err != nil {
 		return ListUploadsResult{}, err
 	}

@@ -3,7 +3,6 @@ package objects
 import (
 	"context"
 	"crypto/md5"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -25,7 +24,7 @@ const uploadIDLen = hlc.StringLen + 32
 
 func (s *Service) newUploadID() (string, error) {
 	var r [16]byte
-	if _, err := rand.Read(r[:]); err != nil {
+	if _, err := io.ReadFull(s.cfg.Rand, r[:]); err != nil {
 		return "", fmt.Errorf("objects: upload id: %w", err)
 	}
 	return s.clock.Now().String() + hex.EncodeToString(r[:]), nil
@@ -55,7 +54,7 @@ func (s *Service) checkPartArgs(uploadID string, part int) error {
 }
 
 func (s *Service) CreateMultipartUpload(ctx context.Context, bucket, key string, opts PutOptions) (string, error) {
-	b, _, err := s.getBucketCached(ctx, bucket)
+	ob, err := s.openBucket(ctx, bucket)
 	if err != nil {
 		return "", err
 	}
@@ -79,19 +78,32 @@ func (s *Service) CreateMultipartUpload(ctx context.Context, bucket, key string,
 			return "", err
 		}
 	}
-	id, err := s.newUploadID()
+	uid, err := s.newUploadID()
 	if err != nil {
 		return "", err
 	}
-	k := uploadKey(b.ID, key, id)
-	_, err = s.md.Commit(ctx, s.partition(bucket, key), meta.Txn{
-		Conds: []meta.Cond{{Key: k, Rev: 0}},
-		Puts:  []meta.KV{{Key: k, Value: u.encode()}},
-	})
-	if err != nil {
-		return "", metaErr("create upload", err)
+	p := s.partition(bucket, key)
+	stale := true
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		_, frev, _, _, err := s.readView(ctx, p, ob, func(bucketID) [][]byte { return nil }, stale)
+		if err != nil {
+			return "", err
+		}
+		k := uploadKey(ob.rec.ID, key, uid)
+		_, err = s.md.Commit(ctx, p, meta.Txn{
+			Conds: []meta.Cond{{Key: fenceKey(ob.rec.ID), Rev: frev}, {Key: k, Rev: 0}},
+			Puts:  []meta.KV{{Key: k, Value: u.encode()}},
+		})
+		if isConflict(err) {
+			stale = false
+			continue
+		}
+		if err != nil {
+			return "", metaErr("create upload", err)
+		}
+		return uid, nil
 	}
-	return id, nil
+	return "", fmt.Errorf("%w: create upload of %q", ErrConditionalConflict, key)
 }
 
 // uploadChecksumType returns the checksum type of an upload with
@@ -164,13 +176,17 @@ func checkCompleteChecksums(parts []CompletePart, whole Checksums) error {
 	return nil
 }
 
-func (s *Service) getUpload(ctx context.Context, p meta.Partition, id bucketID, key, uploadID string) (uploadRec, meta.Item, error) {
-	it, err := s.md.Get(ctx, p, uploadKey(id, key, uploadID))
-	if errors.Is(err, meta.ErrNotFound) {
-		return uploadRec{}, meta.Item{}, fmt.Errorf("%w: %q", ErrNoSuchUpload, uploadID)
-	}
+// getUpload reads an upload of the bucket ob works on, linearizably. An
+// upload that is missing because its bucket incarnation is gone answers
+// for the bucket (NoSuchBucket), as S3 does.
+func (s *Service) getUpload(ctx context.Context, p meta.Partition, ob *opBucket, key, uploadID string) (uploadRec, meta.Item, error) {
+	_, _, items, _, err := s.readView(ctx, p, ob, func(id bucketID) [][]byte { return [][]byte{uploadKey(id, key, uploadID)} }, false)
 	if err != nil {
-		return uploadRec{}, meta.Item{}, metaErr("read upload", err)
+		return uploadRec{}, meta.Item{}, err
+	}
+	it := items[0]
+	if it.Rev == 0 {
+		return uploadRec{}, meta.Item{}, fmt.Errorf("%w: %q", ErrNoSuchUpload, uploadID)
 	}
 	u, err := decodeUpload(it.Value)
 	if err != nil {
@@ -207,7 +223,7 @@ func (s *Service) scanParts(ctx context.Context, p meta.Partition, id bucketID, 
 }
 
 func (s *Service) UploadPart(ctx context.Context, bucket, key, uploadID string, part int, body io.Reader, size int64, opts PartOptions) (PartInfo, error) {
-	b, _, err := s.getBucketCached(ctx, bucket)
+	ob, err := s.openBucket(ctx, bucket)
 	if err != nil {
 		return PartInfo{}, err
 	}
@@ -217,12 +233,12 @@ func (s *Service) UploadPart(ctx context.Context, bucket, key, uploadID string, 
 	if err := s.checkPartArgs(uploadID, part); err != nil {
 		return PartInfo{}, err
 	}
-	return s.uploadPart(ctx, b, bucket, key, uploadID, part, body, size, opts)
+	return s.uploadPart(ctx, ob, key, uploadID, part, body, size, opts)
 }
 
-func (s *Service) uploadPart(ctx context.Context, b bucketRec, bucket, key, uploadID string, part int, body io.Reader, size int64, opts PartOptions) (PartInfo, error) {
-	p := s.partition(bucket, key)
-	u, _, err := s.getUpload(ctx, p, b.ID, key, uploadID)
+func (s *Service) uploadPart(ctx context.Context, ob *opBucket, key, uploadID string, part int, body io.Reader, size int64, opts PartOptions) (PartInfo, error) {
+	p := s.partition(ob.name, key)
+	u, _, err := s.getUpload(ctx, p, ob, key, uploadID)
 	if err != nil {
 		return PartInfo{}, err
 	}
@@ -272,8 +288,6 @@ func (s *Service) uploadPart(ctx context.Context, b bucketRec, bucket, key, uplo
 		// S3 answers a part only the checksum the client asked for.
 		pr.DefaultCRC = *in.checksums.Field(iopts.also)
 	}
-	pk := partKey(b.ID, key, uploadID, part)
-	uk := uploadKey(b.ID, key, uploadID)
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if attempt > 0 {
 			// A lost intent fails every round: stop at once.
@@ -282,34 +296,35 @@ func (s *Service) uploadPart(ctx context.Context, b bucketRec, bucket, key, uplo
 				return PartInfo{}, err
 			}
 		}
-		_, uit, err := s.getUpload(ctx, p, b.ID, key, uploadID)
+		_, frev, items, _, err := s.readView(ctx, p, ob, func(id bucketID) [][]byte {
+			return [][]byte{uploadKey(id, key, uploadID), partKey(id, key, uploadID, part)}
+		}, false)
 		if err != nil {
 			s.abandon(ctx, p, in.ref, in.intent)
 			return PartInfo{}, err
 		}
-		var old partRec
-		var oldRev uint64
-		it, err := s.md.Get(ctx, p, pk)
-		switch {
-		case errors.Is(err, meta.ErrNotFound):
-		case err != nil:
+		id := ob.rec.ID
+		pk, uk := partKey(id, key, uploadID, part), uploadKey(id, key, uploadID)
+		uit, it := items[0], items[1]
+		if uit.Rev == 0 {
 			s.abandon(ctx, p, in.ref, in.intent)
-			return PartInfo{}, metaErr("read part", err)
-		default:
+			return PartInfo{}, fmt.Errorf("%w: %q", ErrNoSuchUpload, uploadID)
+		}
+		var old partRec
+		if it.Rev != 0 {
 			if old, err = decodePendingPart(it.Value); err != nil {
 				s.abandon(ctx, p, in.ref, in.intent)
 				return PartInfo{}, fmt.Errorf("part %d of %q: %w", part, uploadID, err)
 			}
-			oldRev = it.Rev
 		}
 		// Rewriting the upload record moves its revision, so a Complete
 		// or Abort that read the parts before this one fails its Cond.
 		txn := meta.Txn{
-			Conds: []meta.Cond{{Key: uk, Rev: uit.Rev}, {Key: pk, Rev: oldRev}},
+			Conds: []meta.Cond{{Key: fenceKey(id), Rev: frev}, {Key: uk, Rev: uit.Rev}, {Key: pk, Rev: it.Rev}},
 			Puts:  []meta.KV{{Key: uk, Value: uit.Value}, {Key: pk, Value: encodePendingPart(&pr)}},
 		}
 		claim(&txn, in.ref, in.intent)
-		if oldRev != 0 {
+		if it.Rev != 0 {
 			unref(&txn, old.Ref)
 		}
 		_, err = s.md.Commit(ctx, p, txn)
@@ -320,7 +335,7 @@ func (s *Service) uploadPart(ctx context.Context, b bucketRec, bucket, key, uplo
 			s.abandon(ctx, p, in.ref, in.intent)
 			return PartInfo{}, metaErr("commit part", err)
 		}
-		if oldRev != 0 {
+		if it.Rev != 0 {
 			s.deleteData(ctx, old.Ref)
 		}
 		return pr.info(), nil
@@ -338,7 +353,7 @@ func (p *partRec) info() PartInfo {
 }
 
 func (s *Service) CompleteMultipartUpload(ctx context.Context, bucket, key, uploadID string, parts []CompletePart, opts CompleteOptions) (ObjectInfo, error) {
-	b, _, err := s.getBucketCached(ctx, bucket)
+	ob, err := s.openBucket(ctx, bucket)
 	if err != nil {
 		return ObjectInfo{}, err
 	}
@@ -364,12 +379,12 @@ func (s *Service) CompleteMultipartUpload(ctx context.Context, bucket, key, uplo
 	}
 	p := s.partition(bucket, key)
 	var unlisted []blocks.Ref
-	build := func(ctx context.Context) (versionRec, meta.Txn, error) {
-		u, uit, err := s.getUpload(ctx, p, b.ID, key, uploadID)
+	build := func(ctx context.Context, id bucketID) (versionRec, meta.Txn, error) {
+		u, uit, err := s.getUpload(ctx, p, ob, key, uploadID)
 		if err != nil {
 			return versionRec{}, meta.Txn{}, err
 		}
-		stored, err := s.scanParts(ctx, p, b.ID, key, uploadID, 0, -1)
+		stored, err := s.scanParts(ctx, p, id, key, uploadID, 0, -1)
 		if err != nil {
 			return versionRec{}, meta.Txn{}, err
 		}
@@ -398,7 +413,7 @@ func (s *Service) CompleteMultipartUpload(ctx context.Context, bucket, key, uplo
 				// The upload record and its parts are separate reads: a
 				// racing completion may have removed both in between.
 				// Then this is that upload's repeat, not a missing part.
-				if _, _, err := s.getUpload(ctx, p, b.ID, key, uploadID); err != nil {
+				if _, _, err := s.getUpload(ctx, p, ob, key, uploadID); err != nil {
 					return versionRec{}, meta.Txn{}, err
 				}
 				return versionRec{}, meta.Txn{}, fmt.Errorf("%w: part %d was not uploaded", ErrInvalidPart, cp.Number)
@@ -460,12 +475,12 @@ func (s *Service) CompleteMultipartUpload(ctx context.Context, bucket, key, uplo
 			}
 		}
 		txn := meta.Txn{
-			Conds:   []meta.Cond{{Key: uploadKey(b.ID, key, uploadID), Rev: uit.Rev}},
-			Deletes: [][]byte{uploadKey(b.ID, key, uploadID)},
+			Conds:   []meta.Cond{{Key: uploadKey(id, key, uploadID), Rev: uit.Rev}},
+			Deletes: [][]byte{uploadKey(id, key, uploadID)},
 		}
 		unlisted = unlisted[:0]
 		for i := range stored {
-			txn.Deletes = append(txn.Deletes, partKey(b.ID, key, uploadID, stored[i].Number))
+			txn.Deletes = append(txn.Deletes, partKey(id, key, uploadID, stored[i].Number))
 			if !listed[stored[i].Number] {
 				unlisted = append(unlisted, stored[i].Ref)
 			}
@@ -473,9 +488,9 @@ func (s *Service) CompleteMultipartUpload(ctx context.Context, bucket, key, uplo
 		unref(&txn, unlisted...)
 		return rec, txn, nil
 	}
-	rec, replaced, err := s.commitVersion(ctx, b, bucket, key, opts.IfMatch, opts.IfNoneMatch, build)
+	c, err := s.commitVersion(ctx, ob, key, opts.IfMatch, opts.IfNoneMatch, build)
 	if errors.Is(err, ErrNoSuchUpload) {
-		if oi, ok := s.completedBefore(ctx, b, bucket, key, parts); ok {
+		if oi, ok := s.completedBefore(ctx, ob, key, parts); ok {
 			return oi, nil
 		}
 	}
@@ -483,9 +498,9 @@ func (s *Service) CompleteMultipartUpload(ctx context.Context, bucket, key, uplo
 		return ObjectInfo{}, err
 	}
 	s.deleteData(ctx, unlisted...)
-	s.deleteData(ctx, replaced...)
-	oi := rec.info(bucket, key, b.Versioning)
-	oi.IsLatest = true
+	s.deleteData(ctx, c.replaced...)
+	oi := c.rec.info(bucket, key, c.versioning)
+	oi.IsLatest = c.latest
 	return oi, nil
 }
 
@@ -496,8 +511,8 @@ func (s *Service) CompleteMultipartUpload(ctx context.Context, bucket, key, uplo
 // answers it with that object again. Uploads keep no record once
 // completed, so the parts stand for the upload ID; two uploads with the
 // same parts made the same object anyway.
-func (s *Service) completedBefore(ctx context.Context, b bucketRec, bucket, key string, parts []CompletePart) (ObjectInfo, bool) {
-	v, oi, err := s.readVersion(ctx, b, bucket, key, "")
+func (s *Service) completedBefore(ctx context.Context, ob *opBucket, key string, parts []CompletePart) (ObjectInfo, bool) {
+	v, oi, err := s.readVersion(ctx, ob, key, "")
 	if err != nil || !v.Multipart || len(v.Parts) != len(parts) {
 		return ObjectInfo{}, false
 	}
@@ -580,7 +595,7 @@ func wholeChecksum(rec *versionRec, alg checksum.Algorithm, typ string, sums []b
 }
 
 func (s *Service) AbortMultipartUpload(ctx context.Context, bucket, key, uploadID string) error {
-	b, _, err := s.getBucketCached(ctx, bucket)
+	ob, err := s.openBucket(ctx, bucket)
 	if err != nil {
 		return err
 	}
@@ -590,25 +605,50 @@ func (s *Service) AbortMultipartUpload(ctx context.Context, bucket, key, uploadI
 	if !validUploadID(uploadID) {
 		return fmt.Errorf("%w: %q", ErrNoSuchUpload, uploadID)
 	}
-	return s.abortUpload(ctx, b, s.partition(bucket, key), key, uploadID)
+	return s.abortUpload(ctx, ob, s.partition(bucket, key), key, uploadID)
 }
 
-// abortUpload deletes an upload's records, then its parts' data.
-func (s *Service) abortUpload(ctx context.Context, b bucketRec, p meta.Partition, key, uploadID string) error {
-	uk := uploadKey(b.ID, key, uploadID)
+// abortUpload deletes an upload's records, conditional on the bucket's
+// fence, then its parts' data.
+func (s *Service) abortUpload(ctx context.Context, ob *opBucket, p meta.Partition, key, uploadID string) error {
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		_, uit, err := s.getUpload(ctx, p, b.ID, key, uploadID)
+		_, frev, _, _, err := s.readView(ctx, p, ob, func(bucketID) [][]byte { return nil }, false)
 		if err != nil {
 			return err
 		}
-		stored, err := s.scanParts(ctx, p, b.ID, key, uploadID, 0, -1)
+		err = s.abortUploadUnder(ctx, ob.rec.ID, p, key, uploadID, meta.Cond{Key: fenceKey(ob.rec.ID), Rev: frev})
+		if isConflict(err) {
+			continue
+		}
+		return err
+	}
+	return fmt.Errorf("%w: abort %q", ErrConditionalConflict, uploadID)
+}
+
+// abortUploadUnder deletes an upload of bucket id, conditional on fence,
+// then its parts' data. It returns meta.ErrConflict (wrapped) when the
+// fence moved, and retries when only the upload did.
+func (s *Service) abortUploadUnder(ctx context.Context, id bucketID, p meta.Partition, key, uploadID string, fence meta.Cond) error {
+	uk := uploadKey(id, key, uploadID)
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		items, _, err := meta.GetMany(ctx, s.md, p, [][]byte{fence.Key, uk}, meta.ReadOptions{})
+		if err != nil {
+			return metaErr("read upload", err)
+		}
+		if items[0].Rev != fence.Rev {
+			return fmt.Errorf("objects: abort %q: %w", uploadID, meta.ErrConflict)
+		}
+		if items[1].Rev == 0 {
+			return fmt.Errorf("%w: %q", ErrNoSuchUpload, uploadID)
+		}
+		stored, err := s.scanParts(ctx, p, id, key, uploadID, 0, -1)
 		if err != nil {
 			return err
 		}
-		txn := meta.Txn{Conds: []meta.Cond{{Key: uk, Rev: uit.Rev}}, Deletes: [][]byte{uk}}
+		txn := meta.Txn{Conds: []meta.Cond{fence, {Key: uk, Rev: items[1].Rev}}, Deletes: [][]byte{uk}}
 		var refs []blocks.Ref
 		for i := range stored {
-			txn.Deletes = append(txn.Deletes, partKey(b.ID, key, uploadID, stored[i].Number))
+			txn.Deletes = append(txn.Deletes, partKey(id, key, uploadID, stored[i].Number))
 			refs = append(refs, stored[i].Ref)
 		}
 		unref(&txn, refs...)
@@ -626,7 +666,7 @@ func (s *Service) abortUpload(ctx context.Context, b bucketRec, p meta.Partition
 }
 
 func (s *Service) ListParts(ctx context.Context, bucket, key, uploadID string, opts ListPartsOptions) (ListPartsResult, error) {
-	b, _, err := s.getBucketCached(ctx, bucket)
+	ob, err := s.openBucket(ctx, bucket)
 	if err != nil {
 		return ListPartsResult{}, err
 	}
@@ -642,11 +682,11 @@ func (s *Service) ListParts(ctx context.Context, bucket, key, uploadID string, o
 	}
 	after := max(0, min(opts.PartNumberMarker, maxPartNumber))
 	p := s.partition(bucket, key)
-	u, _, err := s.getUpload(ctx, p, b.ID, key, uploadID)
+	u, _, err := s.getUpload(ctx, p, ob, key, uploadID)
 	if err != nil {
 		return ListPartsResult{}, err
 	}
-	stored, err := s.scanParts(ctx, p, b.ID, key, uploadID, after, limit+1)
+	stored, err := s.scanParts(ctx, p, ob.rec.ID, key, uploadID, after, limit+1)
 	if err != nil {
 		return ListPartsResult{}, err
 	}

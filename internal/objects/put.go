@@ -13,6 +13,7 @@ import (
 
 	"github.com/redoubt-io/redoubt/internal/blocks"
 	"github.com/redoubt-io/redoubt/internal/checksum"
+	"github.com/redoubt-io/redoubt/internal/hlc"
 	"github.com/redoubt-io/redoubt/internal/meta"
 )
 
@@ -351,30 +352,48 @@ func (s *Service) writeErr(br *bodyReader, err error) error {
 }
 
 // versionBuild makes the record of a new version for one commit attempt,
-// with anything else the commit must check and change atomically.
-type versionBuild func(ctx context.Context) (versionRec, meta.Txn, error)
+// with anything else the commit must check and change atomically. id is
+// the bucket incarnation the attempt works on.
+type versionBuild func(ctx context.Context, id bucketID) (versionRec, meta.Txn, error)
 
-// commitVersion adds a version to key: the new current one. It reads the
-// key's head, checks the write conditions against it, and commits
-// conditionally on the head's revision, retrying when another write to the
-// key came between. It returns the committed record and the data of the
-// version it replaced (the null version), which the caller deletes.
-func (s *Service) commitVersion(ctx context.Context, b bucketRec, bucket, key string, ifMatch, ifNoneMatch string, build versionBuild) (versionRec, []blocks.Ref, error) {
-	p := s.partition(bucket, key)
-	// The first round reads the head from a replica, which may be a little
-	// behind: the commit is conditional on the head's revision, so an old
-	// head only costs a conflict. Every later round, and any answer that
-	// rests on what the head says (a failed precondition), reads it
-	// linearizably.
+// committed is what commitVersion made.
+type committed struct {
+	rec versionRec
+	// replaced is the data of the version the commit replaced (a null
+	// version), which the caller deletes.
+	replaced []blocks.Ref
+	// versioning is the bucket's state the commit acted on.
+	versioning Versioning
+	// latest: the version is the key's current one.
+	latest bool
+}
+
+// commitVersion adds a version to key. It reads the bucket's fence and the
+// key's head in one view (readView), checks the write conditions against
+// the head, and commits conditionally on both revisions, retrying when
+// another write came between. The new version is versioned or the null
+// version as the fence says, and is the key's latest, except for a write
+// that straddled a configuration change (ob was read by the operation
+// itself under an older epoch than the fence's, and the write has no
+// condition): it is ordered before the versions committed under the newer
+// configuration (placeBelow), as a write issued before the change.
+func (s *Service) commitVersion(ctx context.Context, ob *opBucket, key string, ifMatch, ifNoneMatch string, build versionBuild) (committed, error) {
+	p := s.partition(ob.name, key)
+	// The first round reads from a replica, which may be a little behind:
+	// the commit is conditional on the fence's and the head's revisions,
+	// so an old view only costs a conflict. Every later round, and any
+	// answer that rests on what the view says (a failed precondition, a
+	// write ordered below newer ones), reads linearizably.
 	stale := true
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		rec, extra, err := build(ctx)
+		f, frev, items, at, err := s.readView(ctx, p, ob, func(id bucketID) [][]byte { return [][]byte{headKey(id, key)} }, stale)
 		if err != nil {
-			return versionRec{}, nil, err
+			return committed{}, err
 		}
-		h, rev, err := s.readHead(ctx, p, b.ID, key, stale)
+		id := ob.rec.ID
+		h, rev, err := decodeHeadItem(items[0], key)
 		if err != nil {
-			return versionRec{}, nil, err
+			return committed{}, err
 		}
 		exists := rev != 0
 		current := exists && !h.DeleteMarker
@@ -387,62 +406,171 @@ func (s *Service) commitVersion(ctx context.Context, b bucketRec, bucket, key st
 		case ifMatch != "" && !etagMatches(ifMatch, h.ETag):
 			failed = fmt.Errorf("%w: etag of %q is not %s", ErrPreconditionFailed, key, ifMatch)
 		}
+		straddled := ob.fresh && ob.rec.Epoch < f.Epoch && ifMatch == "" && ifNoneMatch == "" && exists
+		if stale && (failed != nil || straddled) {
+			stale = false
+			continue
+		}
 		if failed != nil {
-			if stale {
-				stale = false
-				continue
-			}
-			return versionRec{}, nil, failed
+			return committed{}, failed
 		}
-		rec.TS = s.nextTS(h, exists)
-		rec.Null = b.Versioning != Enabled
-		nh := rec.head()
-		nh.HasNull, nh.NullTS = h.HasNull, h.NullTS
+		rec, extra, err := build(ctx, id)
+		if err != nil {
+			return committed{}, err
+		}
+		rec.Null = f.Versioning != Enabled
+		rec.Epoch = f.Epoch
 		txn := meta.Txn{
-			Conds: append([]meta.Cond{{Key: headKey(b.ID, key), Rev: rev}}, extra.Conds...),
-			Puts:  append([]meta.KV{{Key: versionKey(b.ID, key, rec.TS), Value: rec.encode()}}, extra.Puts...),
+			Conds:   append([]meta.Cond{{Key: fenceKey(id), Rev: frev}, {Key: headKey(id, key), Rev: rev}}, extra.Conds...),
+			Puts:    extra.Puts,
+			Deletes: extra.Deletes,
 		}
-		txn.Deletes = extra.Deletes
-		var replaced []blocks.Ref
-		if rec.Null {
-			if h.HasNull {
-				old, ok, err := s.getVersion(ctx, p, b.ID, key, h.NullTS)
-				if err != nil {
-					return versionRec{}, nil, err
-				}
-				if ok {
-					replaced = old.refs()
-					unref(&txn, replaced...)
-				}
-				txn.Deletes = append(txn.Deletes, versionKey(b.ID, key, h.NullTS))
+		c := committed{versioning: f.Versioning}
+		placed := false
+		if straddled {
+			if placed, err = s.placeBelow(ctx, p, id, key, ob.rec.Epoch, h, at, &rec, &txn, &c); err != nil {
+				return committed{}, err
 			}
-			nh.HasNull, nh.NullTS = true, rec.TS
 		}
-		txn.Puts = append(txn.Puts, meta.KV{Key: headKey(b.ID, key), Value: nh.encode()})
+		if !placed {
+			rec.TS = s.nextTS(h, exists)
+			nh := rec.head()
+			nh.HasNull, nh.NullTS = h.HasNull, h.NullTS
+			txn.Puts = append(txn.Puts, meta.KV{Key: versionKey(id, key, rec.TS), Value: rec.encode()})
+			if rec.Null {
+				if h.HasNull {
+					if err := s.replaceNull(ctx, p, id, key, h.NullTS, at, &txn, &c); err != nil {
+						return committed{}, err
+					}
+				}
+				nh.HasNull, nh.NullTS = true, rec.TS
+			}
+			txn.Puts = append(txn.Puts, meta.KV{Key: headKey(id, key), Value: nh.encode()})
+			c.latest = true
+		}
 		if _, err := s.md.Commit(ctx, p, txn); err != nil {
 			if isConflict(err) {
 				stale = false
 				continue
 			}
-			return versionRec{}, nil, metaErr("commit version", err)
+			return committed{}, metaErr("commit version", err)
 		}
-		return rec, replaced, nil
+		c.rec = rec
+		return c, nil
 	}
-	return versionRec{}, nil, fmt.Errorf("%w: %q", ErrConditionalConflict, key)
+	return committed{}, fmt.Errorf("%w: %q", ErrConditionalConflict, key)
+}
+
+// decodeHeadItem decodes a head read by readView; rev 0 and a zero head
+// mean the key has no versions.
+func decodeHeadItem(it meta.Item, key string) (headRec, uint64, error) {
+	if it.Rev == 0 {
+		return headRec{}, 0, nil
+	}
+	h, err := decodeHead(it.Value)
+	if err != nil {
+		return headRec{}, 0, fmt.Errorf("head of %q: %w", key, err)
+	}
+	return h, it.Rev, nil
+}
+
+// replaceNull adds to txn the deletion of key's null version (at ts),
+// conditional on the version as read, and notes its data as replaced.
+func (s *Service) replaceNull(ctx context.Context, p meta.Partition, id bucketID, key string, ts hlc.Timestamp, at uint64, txn *meta.Txn, c *committed) error {
+	old, vrev, ok, err := s.getVersion(ctx, p, id, key, ts, at)
+	if err != nil {
+		return err
+	}
+	vk := versionKey(id, key, ts)
+	if ok {
+		// Relocation rewrites a version without its head: the Cond makes
+		// sure the data unreferenced is the data the version names now.
+		txn.Conds = append(txn.Conds, meta.Cond{Key: vk, Rev: vrev})
+		c.replaced = old.refs()
+		unref(txn, c.replaced...)
+	}
+	txn.Deletes = append(txn.Deletes, vk)
+	return nil
+}
+
+// placeBelow orders a write issued under epoch e, committing under a
+// later one, before every version committed under a later epoch: rec gets
+// the greatest timestamp before the oldest of those, provided it is after
+// every version of epoch e or earlier, and txn adds it without changing
+// the key's latest version. A null version replaces an older null
+// version as usual. placed is false when no version of a later epoch
+// exists, no timestamp lies between, or the write is a null version and
+// the key's null version is newer than it would be; the write is then
+// ordered as the latest, which linearizability allows too: it was
+// concurrent with every write of the later epochs, all of which began
+// after it read the older configuration.
+func (s *Service) placeBelow(ctx context.Context, p meta.Partition, id bucketID, key string, e uint64, h headRec, at uint64, rec *versionRec, txn *meta.Txn, c *committed) (placed bool, err error) {
+	var hi, lo *versionRec
+	var derr error
+	pre := versionPrefix(id, key)
+	err = s.md.Scan(ctx, p, pre, prefixEnd(pre), func(k []byte, it meta.Item) bool {
+		_, ts, ok := splitVersionKey(k)
+		if !ok {
+			derr = errCorrupt
+			return false
+		}
+		v, err := decodeVersion(ts, it.Value)
+		if err != nil {
+			derr = err
+			return false
+		}
+		if v.Epoch > e {
+			hi = &v
+			return true
+		}
+		lo = &v
+		return false
+	})
+	if err != nil {
+		return false, metaErr("scan versions", err)
+	}
+	if derr != nil {
+		return false, fmt.Errorf("versions of %q: %w", key, derr)
+	}
+	if hi == nil {
+		return false, nil
+	}
+	ts, ok := hi.TS.Prev()
+	if !ok || (lo != nil && !lo.TS.Less(ts)) {
+		return false, nil
+	}
+	nh := h
+	if rec.Null {
+		if h.HasNull {
+			if ts.Less(h.NullTS) {
+				return false, nil
+			}
+			if err := s.replaceNull(ctx, p, id, key, h.NullTS, at, txn, c); err != nil {
+				return false, err
+			}
+		}
+		nh.HasNull, nh.NullTS = true, ts
+	}
+	rec.TS = ts
+	txn.Puts = append(txn.Puts,
+		meta.KV{Key: versionKey(id, key, ts), Value: rec.encode()},
+		meta.KV{Key: headKey(id, key), Value: nh.encode()})
+	return true, nil
 }
 
 func (s *Service) PutObject(ctx context.Context, bucket, key string, body io.Reader, size int64, opts PutOptions) (ObjectInfo, error) {
-	b, _, err := s.getBucketCached(ctx, bucket)
+	ob, err := s.openBucket(ctx, bucket)
 	if err != nil {
 		return ObjectInfo{}, err
 	}
 	if err := ValidKey(key); err != nil {
 		return ObjectInfo{}, err
 	}
-	return s.put(ctx, b, bucket, key, body, size, opts)
+	return s.put(ctx, ob, key, body, size, opts)
 }
 
-func (s *Service) put(ctx context.Context, b bucketRec, bucket, key string, body io.Reader, size int64, opts PutOptions) (ObjectInfo, error) {
+func (s *Service) put(ctx context.Context, ob *opBucket, key string, body io.Reader, size int64, opts PutOptions) (ObjectInfo, error) {
+	p := s.partition(ob.name, key)
 	in, err := s.ingest(ctx, body, ingestOpts{
 		size:       size,
 		max:        s.cfg.MaxObjectSize,
@@ -451,7 +579,7 @@ func (s *Service) put(ctx context.Context, b bucketRec, bucket, key string, body
 		alg:        opts.ChecksumAlgorithm,
 		trailer:    opts.Trailer,
 		inline:     true,
-		partition:  s.partition(bucket, key),
+		partition:  p,
 	})
 	if err != nil {
 		return ObjectInfo{}, err
@@ -468,10 +596,9 @@ func (s *Service) put(ctx context.Context, b bucketRec, bucket, key string, body
 	if in.ref.ID != "" {
 		rec.Parts = []partRec{{Number: 1, Size: in.size, ETag: rec.ETag, Ref: in.ref}}
 	}
-	p := s.partition(bucket, key)
 	rounds := 0
-	committed, replaced, err := s.commitVersion(ctx, b, bucket, key, opts.IfMatch, opts.IfNoneMatch,
-		func(ctx context.Context) (versionRec, meta.Txn, error) {
+	c, err := s.commitVersion(ctx, ob, key, opts.IfMatch, opts.IfNoneMatch,
+		func(ctx context.Context, _ bucketID) (versionRec, meta.Txn, error) {
 			var txn meta.Txn
 			if rounds++; rounds > 1 {
 				// A lost intent fails every round: stop at once.
@@ -486,8 +613,8 @@ func (s *Service) put(ctx context.Context, b bucketRec, bucket, key string, body
 		s.abandon(ctx, p, in.ref, in.intent)
 		return ObjectInfo{}, err
 	}
-	s.deleteData(ctx, replaced...)
-	oi := committed.info(bucket, key, b.Versioning)
-	oi.IsLatest = true
+	s.deleteData(ctx, c.replaced...)
+	oi := c.rec.info(ob.name, key, c.versioning)
+	oi.IsLatest = c.latest
 	return oi, nil
 }

@@ -16,11 +16,14 @@ import (
 // Layouts (v1), in field order; u = uvarint, i = varint, s = uvarint length
 // then bytes, m = u count then s key, s value pairs in key order:
 //
-//	bucket:  ver, id[8], created i (unix ms), versioning u
+//	bucket:  ver, id[8], created i (unix ms), versioning u, then (absent in
+//	         records written before fences) epoch u, flags u (1: fenced),
+//	         pending change kind u, pending versioning u
+//	fence:   ver, epoch u, versioning u, flags u (1: frozen)
 //	head:    ver, flags u, latest[12], null[12] if flagHasNull, size i, etag s, modified i,
 //	         checksum-alg s, checksum s, checksum-type s if flagHasChecksum
 //	version: ver, flags u, size i, etag s, content-type s, headers m, user-meta m,
-//	         checksums 6×s, inline s, parts u then part×
+//	         checksums 6×s, inline s, parts u then part×, epoch u if flagHasEpoch
 //	part:    number u, size i, etag s, modified i, checksum-alg s, checksum s, ref
 //	ref:     id s, size i, k u, m u, mirror u, chunk i, drives u then s×
 //	upload:  ver, initiated i, content-type s, headers m, user-meta m, checksum-alg s,
@@ -37,6 +40,7 @@ const (
 	flagMultipart
 	flagHasNull
 	flagHasChecksum
+	flagHasEpoch
 )
 
 type enc struct{ b []byte }
@@ -165,20 +169,48 @@ func (d *dec) done() error {
 }
 
 // bucketRec is the record of a bucket in meta.System. ID names the bucket's
-// incarnation: a bucket deleted and created again gets a new ID, so records
-// left by a write racing the deletion stay invisible.
+// incarnation: a bucket deleted and created again gets a new ID. Epoch
+// counts the configuration changes made to it; Pending names a change
+// under way (see fence.go), which makes epoch Epoch+1. Fenced says every
+// partition holds the bucket's fence: records written before fences
+// existed lack them until the bucket is first used.
 type bucketRec struct {
 	ID         bucketID
 	Created    int64 // unix ms
 	Versioning Versioning
+	Epoch      uint64
+	Fenced     bool
+	Pending    bucketChange
 }
 
+// bucketChange is a configuration change under way.
+type bucketChange struct {
+	Kind       changeKind
+	Versioning Versioning // changeVersioning: the new state
+}
+
+type changeKind uint8
+
+const (
+	changeNone changeKind = iota
+	changeVersioning
+	changeDelete
+)
+
 func (r *bucketRec) encode() []byte {
-	e := enc{b: make([]byte, 0, 24)}
+	e := enc{b: make([]byte, 0, 32)}
 	e.b = append(e.b, recordVersion)
 	e.b = append(e.b, r.ID[:]...)
 	e.i(r.Created)
 	e.u(uint64(r.Versioning))
+	e.u(r.Epoch)
+	var f uint64
+	if r.Fenced {
+		f |= 1
+	}
+	e.u(f)
+	e.u(uint64(r.Pending.Kind))
+	e.u(uint64(r.Pending.Versioning))
 	return e.b
 }
 
@@ -188,11 +220,65 @@ func decodeBucket(b []byte) (bucketRec, error) {
 	var r bucketRec
 	copy(r.ID[:], d.raw(uint64(len(r.ID))))
 	r.Created = d.i()
+	r.Versioning = d.versioning()
+	if d.err == nil && len(d.b) > 0 { // absent in records written before fences
+		r.Epoch = d.u()
+		f := d.u()
+		if f > 1 {
+			d.fail()
+		}
+		r.Fenced = f&1 != 0
+		k := d.u()
+		if k > uint64(changeDelete) {
+			d.fail()
+		}
+		r.Pending = bucketChange{Kind: changeKind(k), Versioning: d.versioning()}
+	}
+	return r, d.done()
+}
+
+func (d *dec) versioning() Versioning {
 	v := d.u()
 	if v > uint64(Suspended) {
 		d.fail()
 	}
-	r.Versioning = Versioning(v)
+	return Versioning(v)
+}
+
+// fenceRec is a bucket's state as the records of one partition see it
+// (see fence.go): the configuration epoch, the versioning state of that
+// epoch, and whether a change to a later epoch is under way (Frozen, with
+// Epoch already the new one and Versioning still the old state).
+type fenceRec struct {
+	Epoch      uint64
+	Versioning Versioning
+	Frozen     bool
+}
+
+func (r *fenceRec) encode() []byte {
+	e := enc{b: make([]byte, 0, 8)}
+	e.b = append(e.b, recordVersion)
+	e.u(r.Epoch)
+	e.u(uint64(r.Versioning))
+	var f uint64
+	if r.Frozen {
+		f |= 1
+	}
+	e.u(f)
+	return e.b
+}
+
+func decodeFence(b []byte) (fenceRec, error) {
+	d := dec{b: b}
+	d.version()
+	var r fenceRec
+	r.Epoch = d.u()
+	r.Versioning = d.versioning()
+	f := d.u()
+	if f > 1 {
+		d.fail()
+	}
+	r.Frozen = f&1 != 0
 	return r, d.done()
 }
 
@@ -384,6 +470,9 @@ type versionRec struct {
 	Checksums    Checksums
 	Inline       []byte
 	Parts        []partRec
+	// Epoch is the bucket configuration epoch the version was committed
+	// under (0 for versions written before epochs existed).
+	Epoch uint64
 }
 
 func (r *versionRec) encode() []byte {
@@ -398,6 +487,9 @@ func (r *versionRec) encode() []byte {
 	}
 	if r.Multipart {
 		f |= flagMultipart
+	}
+	if r.Epoch != 0 {
+		f |= flagHasEpoch
 	}
 	e.u(f)
 	e.i(r.Size)
@@ -416,6 +508,9 @@ func (r *versionRec) encode() []byte {
 	e.u(uint64(len(r.Parts)))
 	for i := range r.Parts {
 		e.part(&r.Parts[i])
+	}
+	if r.Epoch != 0 {
+		e.u(r.Epoch)
 	}
 	return e.b
 }
@@ -449,6 +544,11 @@ func decodeVersion(ts hlc.Timestamp, b []byte) (versionRec, error) {
 		r.Parts = make([]partRec, 0, n)
 		for j := 0; j < n && d.err == nil; j++ {
 			r.Parts = append(r.Parts, d.part())
+		}
+	}
+	if f&flagHasEpoch != 0 {
+		if r.Epoch = d.u(); r.Epoch == 0 {
+			d.fail()
 		}
 	}
 	return r, d.done()

@@ -3,6 +3,7 @@ package objects
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"slices"
@@ -485,7 +486,11 @@ func versionOf(t *testing.T, s *Service, bucket, key, vid string) (versionRec, b
 	p := s.partition(bucket, key)
 	var ts hlc.Timestamp
 	if vid == "" {
-		h, rev, err := s.getHead(ctx, p, b.ID, key)
+		it, err := s.md.Get(ctx, p, headKey(b.ID, key))
+		if err != nil && !errors.Is(err, meta.ErrNotFound) {
+			t.Fatal(err)
+		}
+		h, rev, err := decodeHeadItem(it, key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -496,7 +501,7 @@ func versionOf(t *testing.T, s *Service, bucket, key, vid string) (versionRec, b
 	} else if ts, _, err = parseVersionID(vid); err != nil {
 		t.Fatal(err)
 	}
-	v, ok, err := s.getVersion(ctx, p, b.ID, key, ts)
+	v, _, ok, err := s.getVersion(ctx, p, b.ID, key, ts, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,12 @@ package objects
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sort"
+	"time"
 
 	"github.com/redoubt-io/redoubt/internal/blocks"
 	"github.com/redoubt-io/redoubt/internal/checksum"
@@ -48,7 +49,7 @@ func New(cfg Config, md meta.Store, data blocks.Store, logger *slog.Logger) (*Se
 		logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Incarnation.Nonce == 0 {
-		cfg.Incarnation.Nonce = newNonce()
+		cfg.Incarnation.Nonce = newNonce(cfg.Rand)
 	}
 	return &Service{cfg: cfg, md: md, data: data, log: logger, clock: hlc.New(cfg.Now),
 		buckets: bucketCache{ttl: cfg.BucketCacheTTL}}, nil
@@ -97,13 +98,26 @@ func (s *Service) getBucket(ctx context.Context, name string) (bucketRec, uint64
 
 func noSuchBucket(name string) error { return fmt.Errorf("%w: %q", ErrNoSuchBucket, name) }
 
+// CreateBucket writes the new incarnation's fences in every partition
+// before the bucket record that makes it visible (see fence.go). The name
+// is checked first, so that creating an existing bucket leaves nothing
+// behind; a creation that loses a race for the name removes its fences.
 func (s *Service) CreateBucket(ctx context.Context, name string) error {
 	if err := ValidBucketName(name); err != nil {
 		return err
 	}
-	r := bucketRec{Created: s.cfg.Now().UnixMilli()}
-	if _, err := rand.Read(r.ID[:]); err != nil {
+	if _, _, err := s.getBucket(ctx, name); err == nil {
+		return fmt.Errorf("%w: %q", ErrBucketExists, name)
+	} else if !errors.Is(err, ErrNoSuchBucket) {
+		return err
+	}
+	r := bucketRec{Created: s.cfg.Now().UnixMilli(), Fenced: true}
+	if _, err := io.ReadFull(s.cfg.Rand, r.ID[:]); err != nil {
 		return fmt.Errorf("objects: bucket id: %w", err)
+	}
+	if err := s.writeFences(ctx, r); err != nil {
+		s.dropFencesQuietly(ctx, name, r.ID)
+		return metaErr("create bucket", err)
 	}
 	k := bucketKey(name)
 	_, err := s.md.Commit(ctx, meta.System, meta.Txn{
@@ -111,21 +125,36 @@ func (s *Service) CreateBucket(ctx context.Context, name string) error {
 		Puts:  []meta.KV{{Key: k, Value: r.encode()}},
 	})
 	if errors.Is(err, meta.ErrConflict) {
+		s.dropFencesQuietly(ctx, name, r.ID)
 		return fmt.Errorf("%w: %q", ErrBucketExists, name)
 	}
-	if werr := s.bucketChanged(ctx, name); err == nil {
-		err = werr
-	}
 	if err != nil {
+		// The record may or may not have been written: its fences stay.
 		return metaErr("create bucket", err)
 	}
+	s.buckets.forget(name)
 	return nil
 }
 
+// dropFencesQuietly removes the fences of an incarnation that never became
+// a bucket; what it cannot remove stays as harmless garbage (no record
+// names the incarnation).
+func (s *Service) dropFencesQuietly(ctx context.Context, name string, id bucketID) {
+	if err := s.dropFences(context.WithoutCancel(ctx), id); err != nil {
+		s.log.Warn("fences of a bucket not created left behind", "bucket", name, "err", err)
+	}
+}
+
+// HeadBucket answers from a linearizable read of the bucket record.
 func (s *Service) HeadBucket(ctx context.Context, name string) (BucketInfo, error) {
-	r, _, err := s.getBucketCached(ctx, name)
+	start := time.Now()
+	r, _, err := s.getBucket(ctx, name)
 	if err != nil {
+		s.buckets.forget(name)
 		return BucketInfo{}, err
+	}
+	if r.Fenced {
+		s.buckets.put(name, cachedBucket{rec: r, read: start})
 	}
 	return r.info(name), nil
 }
@@ -165,152 +194,49 @@ func (s *Service) forEachBucket(ctx context.Context, fn func(name string, r buck
 	return derr
 }
 
+// SetVersioning changes the bucket's versioning state through the fence
+// protocol (fence.go): once it returns, every object operation on every
+// node acts on the new state.
 func (s *Service) SetVersioning(ctx context.Context, bucket string, state Versioning) error {
 	if state != Enabled && state != Suspended {
 		return fmt.Errorf("%w: versioning can only be enabled or suspended", ErrInvalidArgument)
 	}
-	for attempt := 0; attempt < maxAttempts; attempt++ {
-		r, rev, err := s.getBucket(ctx, bucket)
-		if err != nil {
-			return err
-		}
+	return s.change(ctx, bucket, func(r bucketRec) bucketChange {
 		if r.Versioning == state {
-			return nil
+			return bucketChange{}
 		}
-		r.Versioning = state
-		k := bucketKey(bucket)
-		_, err = s.md.Commit(ctx, meta.System, meta.Txn{
-			Conds: []meta.Cond{{Key: k, Rev: rev}},
-			Puts:  []meta.KV{{Key: k, Value: r.encode()}},
-		})
-		if errors.Is(err, meta.ErrConflict) {
-			continue
-		}
-		if werr := s.bucketChanged(ctx, bucket); err == nil {
-			err = werr
-		}
-		if err != nil {
-			return metaErr("set versioning", err)
-		}
-		return nil
-	}
-	return fmt.Errorf("%w: set versioning", ErrConditionalConflict)
+		return bucketChange{Kind: changeVersioning, Versioning: state}
+	})
 }
 
 // DeleteBucket removes a bucket that holds no object version and no
 // delete marker. Incomplete multipart uploads do not keep it alive: as in
 // S3, they are aborted and their parts' data discarded. Emptiness is
-// checked over every partition before a commit conditional on the bucket
-// record; a write racing the deletion may still land, under the old
-// incarnation ID, where no reader of a new bucket of the same name looks.
+// checked while every partition's fence is frozen, so no write can land
+// between the check and the deletion (see fence.go).
 func (s *Service) DeleteBucket(ctx context.Context, name string) error {
-	r, rev, err := s.getBucket(ctx, name)
-	if err != nil {
-		return err
-	}
-	pre := tagPrefix(tagHead, r.ID)
-	for p := 0; p < s.cfg.Partitions; p++ {
-		found := false
-		err := s.md.Scan(ctx, meta.Partition(p), pre, prefixEnd(pre), func([]byte, meta.Item) bool {
-			found = true
-			return false
-		})
-		if err != nil {
-			return metaErr("check bucket empty", err)
-		}
-		if found {
-			return fmt.Errorf("%w: %q", ErrBucketNotEmpty, name)
-		}
-	}
-	upre := tagPrefix(tagUpload, r.ID)
-	for p := 0; p < s.cfg.Partitions; p++ {
-		var uploads [][2]string
-		err := s.md.Scan(ctx, meta.Partition(p), upre, prefixEnd(upre), func(k []byte, _ meta.Item) bool {
-			if key, id, ok := splitUploadKey(k); ok {
-				uploads = append(uploads, [2]string{key, id})
-			}
-			return true
-		})
-		if err != nil {
-			return metaErr("list uploads of deleted bucket", err)
-		}
-		for _, u := range uploads {
-			err := s.abortUpload(ctx, r, meta.Partition(p), u[0], u[1])
-			if err != nil && !errors.Is(err, ErrNoSuchUpload) {
-				return err
-			}
-		}
-	}
-	k := bucketKey(name)
-	_, err = s.md.Commit(ctx, meta.System, meta.Txn{
-		Conds:   []meta.Cond{{Key: k, Rev: rev}},
-		Deletes: [][]byte{k},
-	})
-	if errors.Is(err, meta.ErrConflict) {
-		return fmt.Errorf("%w: bucket %q changed during delete", ErrConditionalConflict, name)
-	}
-	if werr := s.bucketChanged(ctx, name); err == nil {
-		err = werr
-	}
-	if err != nil {
-		return metaErr("delete bucket", err)
-	}
-	return nil
+	return s.change(ctx, name, func(bucketRec) bucketChange { return bucketChange{Kind: changeDelete} })
 }
 
-// getHead reads a key's head; rev 0 and a zero head mean no versions.
-func (s *Service) getHead(ctx context.Context, p meta.Partition, id bucketID, key string) (headRec, uint64, error) {
-	return s.readHead(ctx, p, id, key, false)
-}
-
-// readHead is getHead, from a possibly stale replica when stale is set
-// (see meta.StaleGetter): only for a read whose revision a conditional
-// commit then checks.
-func (s *Service) readHead(ctx context.Context, p meta.Partition, id bucketID, key string, stale bool) (headRec, uint64, error) {
-	get := s.md.Get
-	if stale {
-		get = func(ctx context.Context, p meta.Partition, k []byte) (meta.Item, error) {
-			return meta.GetStale(ctx, s.md, p, k)
-		}
-	}
-	it, err := get(ctx, p, headKey(id, key))
-	if errors.Is(err, meta.ErrNotFound) {
-		return headRec{}, 0, nil
-	}
+// getVersion reads one version; ok is false when it does not exist. at
+// is the view of an earlier linearizable read of the key's partition (the
+// head's, in readView): any replica that has applied that far may answer,
+// and the version is then as that read would have seen it, or newer. A
+// version deleted before that read began is absent there, since deleting
+// a version rewrites its key's head (TestStaleReplicaDoesNotServeDeletedVersion).
+func (s *Service) getVersion(ctx context.Context, p meta.Partition, id bucketID, key string, ts hlc.Timestamp, at uint64) (versionRec, uint64, bool, error) {
+	items, _, err := meta.GetMany(ctx, s.md, p, [][]byte{versionKey(id, key, ts)}, meta.ReadOptions{After: at})
 	if err != nil {
-		return headRec{}, 0, metaErr("read head", err)
+		return versionRec{}, 0, false, metaErr("read version", err)
 	}
-	h, err := decodeHead(it.Value)
+	if items[0].Rev == 0 {
+		return versionRec{}, 0, false, nil
+	}
+	v, err := decodeVersion(ts, items[0].Value)
 	if err != nil {
-		return headRec{}, 0, fmt.Errorf("head of %q: %w", key, err)
+		return versionRec{}, 0, false, fmt.Errorf("version of %q: %w", key, err)
 	}
-	return h, it.Rev, nil
-}
-
-// getVersion reads one version; ok is false when it does not exist.
-func (s *Service) getVersion(ctx context.Context, p meta.Partition, id bucketID, key string, ts hlc.Timestamp) (versionRec, bool, error) {
-	// A version's content never changes once written (a change is a new
-	// version), so a replica's copy is as good as the leader's; only a
-	// replica that has not caught up yet lacks it, and then the leader is
-	// asked. Relocation may since have moved its data: the copies a
-	// replica's older record names are kept for the collector's grace
-	// (GCOptions.LeftoverGrace), far longer than a replica lags.
-	k := versionKey(id, key, ts)
-	it, err := meta.GetStale(ctx, s.md, p, k)
-	if errors.Is(err, meta.ErrNotFound) {
-		it, err = s.md.Get(ctx, p, k)
-	}
-	if errors.Is(err, meta.ErrNotFound) {
-		return versionRec{}, false, nil
-	}
-	if err != nil {
-		return versionRec{}, false, metaErr("read version", err)
-	}
-	v, err := decodeVersion(ts, it.Value)
-	if err != nil {
-		return versionRec{}, false, fmt.Errorf("version of %q: %w", key, err)
-	}
-	return v, true, nil
+	return v, items[0].Rev, true, nil
 }
 
 func (v *versionRec) head() headRec {
