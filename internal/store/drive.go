@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/redoubt-io/redoubt/internal/vfs"
 )
@@ -489,6 +490,9 @@ func (d *Drive) checkLocked() error {
 		}
 		err = d.writeProbe(probe)
 	}
+	if errors.Is(err, syscall.ENOSPC) {
+		err = nil // full, not failed
+	}
 	if rerr := d.fs.Remove(probe); err == nil && rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 		err = rerr
 	}
@@ -512,6 +516,11 @@ func (d *Drive) writeProbe(name string) error {
 // ioError records a failed operation and checks whether the drive is still
 // usable; it returns the error to hand back to the caller.
 func (d *Drive) ioError(op string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		// A full disk is not a failed one: it goes on serving what it
+		// holds (TestDriveDiskFull).
+		return fmt.Errorf("store: %s on drive %s: %w", op, d.path, err)
+	}
 	d.ioErrors.Add(1)
 	if cerr := d.Check(); cerr != nil {
 		return fmt.Errorf("store: %s: %w: %w", op, ErrDriveFailed, err)

@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"path"
 	"slices"
+	"syscall"
 	"testing"
 
 	"github.com/redoubt-io/redoubt/internal/vfs"
@@ -296,4 +297,64 @@ func TestTornShardDetected(t *testing.T) {
 		t.Fatalf("outcomes %v: want both whole and detected", counts)
 	}
 	t.Logf("200 crashes: %v", counts)
+}
+
+// A full disk fails the write that does not fit with ENOSPC, gives the
+// space of the aborted file back, and stays online: it goes on serving
+// what it holds and passes its health check.
+func TestDriveDiskFull(t *testing.T) {
+	ctx := context.Background()
+	mem := vfs.NewMem(vfs.MemConfig{})
+	if err := mem.Mount("/disks/0", 40_000); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.BlockSize = 4096
+	cfg.WriteBuffer = 8192
+	cfg.FS = mem
+	d := openDrives(t, cfg, []string{"/disks/0"})[0]
+	kept := Name{ID: NewID()}
+	data := bytes.Repeat([]byte("k"), 10_000)
+	writeShard(t, d, kept, data)
+	before := d.Stats()
+	if before.TotalBytes != 40_000 || before.UsedBytes+before.FreeBytes != 40_000 || before.UsedBytes < 10_000 {
+		t.Fatalf("stats %+v", before)
+	}
+
+	w, err := d.Create(ctx, Name{ID: NewID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err = w.Write(make([]byte, 50_000)); err == nil {
+		err = w.Commit(ctx)
+	} else {
+		w.Abort()
+	}
+	if !errors.Is(err, syscall.ENOSPC) || errors.Is(err, ErrDriveFailed) {
+		t.Fatalf("write past the end of the disk: %v, want ENOSPC and not ErrDriveFailed", err)
+	}
+	after := d.Stats()
+	if after.State != Online || after.IOErrors != 0 || after.UsedBytes != before.UsedBytes {
+		t.Fatalf("after a failed write: %+v, want online, no I/O error, %d bytes used", after, before.UsedBytes)
+	}
+
+	// Full to the last byte, the drive still reads and passes its check.
+	filler := path.Join(d.Path(), "filler")
+	if err := vfs.WriteFile(mem, filler, make([]byte, after.FreeBytes), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Check(); err != nil {
+		t.Fatalf("check of a full drive: %v", err)
+	}
+	if got, err := readShard(ctx, d, kept); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read from a full drive: %d bytes, %v", len(got), err)
+	}
+	if _, err := d.Create(ctx, Name{ID: NewID()}); err != nil {
+		t.Fatalf("create on a full drive (an empty file): %v", err)
+	}
+	// Space freed is space to write in.
+	if err := mem.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	writeShard(t, d, Name{ID: NewID()}, data)
 }
