@@ -358,3 +358,33 @@ func TestDriveDiskFull(t *testing.T) {
 	}
 	writeShard(t, d, Name{ID: NewID()}, data)
 }
+
+// What a simulated drive costs per shard written, against
+// BenchmarkShardWrite16MiB on the real disk.
+func BenchmarkShardWriteMem16MiB(b *testing.B) {
+	mem := vfs.NewMem(vfs.MemConfig{})
+	cfg := DefaultConfig()
+	cfg.FS = mem
+	d := openDrives(b, cfg, []string{"/disks/0"})[0]
+	data := make([]byte, 1<<20)
+	ctx := context.Background()
+	b.SetBytes(16 << 20)
+	for b.Loop() {
+		name := Name{ID: NewID()}
+		w, err := d.Create(ctx, name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range 16 {
+			w.Write(data)
+		}
+		if err := w.Commit(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := d.Remove(ctx, name); err != nil {
+			b.Fatal(err)
+		}
+		mem.Flush() // else the removed file stays, for crash images
+
+	}
+}

@@ -61,6 +61,24 @@ func (m *Mem) CrashClone(rng *rand.Rand) *Mem {
 	return out
 }
 
+// Flush makes the whole current state durable, as the kernel's writeback
+// and journal commits do within seconds on a real machine. Without it, a
+// name removed and never synced stays in every crash image (and in
+// memory) for good; a simulation calls Flush at the pace it gives its
+// simulated kernel (TestMemFlush).
+func (m *Mem) Flush() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var flush func(n *memNode)
+	flush = func(n *memNode) {
+		n.syncLocked()
+		for _, c := range n.children {
+			flush(c)
+		}
+	}
+	flush(m.mu.root)
+}
+
 type crasher struct {
 	rng   *rand.Rand
 	files map[*memNode]*memNode // clones of the files met so far

@@ -39,22 +39,27 @@ type MemConfig struct {
 // Mem is an in-memory FS that can crash: one machine's file systems, for
 // tests and whole-cluster simulation. It keeps, besides the current state,
 // what a power cut would leave (see CrashClone), and charges file data to
-// volumes of fixed capacity so that a full disk fails writes with ENOSPC.
+// volumes of fixed capacity so that a full disk fails writes with ENOSPC
+// (TestMemDiskFull).
 //
-// Semantics follow Linux for the calls the storage layer makes: Open,
-// OpenFile with O_RDONLY, O_WRONLY, O_RDWR, O_CREATE, O_EXCL, O_TRUNC,
-// O_APPEND and O_SYNC (other flags fail with errors.ErrUnsupported);
-// Rename replacing a file but, as os.Rename, never a directory (EEXIST),
-// and refusing to cross volumes (EXDEV); Remove of a file or an empty directory; ReadDir sorted
-// by name. Errors are *fs.PathError (*os.LinkError for Rename) around the
-// syscall.Errno Linux would return, so errors.Is(err, fs.ErrNotExist) and
-// errors.Is(err, syscall.ENOENT) both hold (TestMemMatchesOS). An open file
-// keeps working after its name is removed or replaced, and its space is
-// freed when it is both unlinked and closed. Differences from a real file
-// system: paths are slash-separated and relative ones are resolved
-// against "/"; there are no symbolic links, hard links, owners or umask;
-// holes in files are stored (and charged) as zeros; directories cost no
-// space. Safe for concurrent use; one mutex serialises every call.
+// Semantics follow Linux and package os for the calls the storage layer
+// makes (TestMemMatchesOS): Open; OpenFile with O_RDONLY, O_WRONLY,
+// O_RDWR, O_CREATE, O_EXCL, O_TRUNC, O_APPEND and O_SYNC (other flags fail
+// with errors.ErrUnsupported); Rename replacing a file but, as os.Rename,
+// never a directory (EEXIST); Remove of a file or an empty directory;
+// ReadDir sorted by name. Errors are *fs.PathError (*os.LinkError for
+// Rename) around the syscall.Errno Linux returns, so both
+// errors.Is(err, fs.ErrNotExist) and errors.Is(err, syscall.ENOENT) hold.
+// An open file keeps working after its name is removed or replaced; its
+// space is freed once it is both unlinked and closed (TestMemDiskFull).
+//
+// Differences from a real file system: paths are slash-separated and
+// relative ones are resolved against "/"; there are no symbolic links,
+// hard links, owners or umask; holes in files are stored (and charged) as
+// zeros; directories cost no space.
+//
+// Safe for concurrent use (TestMemConcurrent): one mutex serialises every
+// call, which also makes each call atomic with respect to CrashClone.
 type Mem struct {
 	clock func() time.Time
 	mu    struct {
@@ -141,10 +146,11 @@ func (m *Mem) newFile(v *volume, perm fs.FileMode) *memNode {
 
 // Mount attaches an empty disk of capacity bytes at dir, as an operator
 // mounts one disk per drive: files below dir are charged to it, Usage of
-// any path below reports it, and Rename across it fails with EXDEV. dir
-// and its missing parents are created; dir must be empty and not already
-// a mount point. The mount point and its parents are durable at once (a
-// mount outlives a crash), what is written below it is not.
+// any path below reports it, and Rename across it fails with EXDEV
+// (TestMemMountedDisks). dir and its missing parents are created; dir must
+// be empty and not already a mount point. The mount point and its parents
+// are durable at once (a mount outlives a crash), what is written below it
+// is not (TestMemCrashKeepsOnlyDurable).
 func (m *Mem) Mount(dir string, capacity uint64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -715,7 +721,14 @@ func (f *memFile) writeLocked(p []byte, off int64) (int, error) {
 		n.data = slices.Clone(n.data)
 	}
 	if end := off + int64(len(p)); end > size {
-		n.data = append(n.data, make([]byte, end-size)...)
+		if end > int64(cap(n.data)) {
+			// Doubling keeps a file written in many pieces at a linear cost.
+			grown := make([]byte, size, max(end, 2*int64(cap(n.data))))
+			copy(grown, n.data)
+			n.data = grown
+		}
+		n.data = n.data[:end]
+		clear(n.data[size:max(size, off)]) // a hole reads as zeros
 		n.vol.used += uint64(end - size)
 	}
 	copy(n.data[off:], p)
@@ -755,7 +768,21 @@ func (f *memFile) Close() error {
 	f.closed = true
 	f.n.opens--
 	f.n.releaseIfUnused()
+	if f.n.opens == 0 && f.n.links > 0 && cap(f.n.data)-len(f.n.data) > len(f.n.data)/4 {
+		f.n.trim()
+	}
 	return nil
+}
+
+// trim gives back the room that doubling left at the end of a file's
+// array, once nobody writes to it: simulated disks hold a lot of data.
+func (n *memNode) trim() {
+	shared := n.sharesSynced()
+	n.data = slices.Clone(n.data)
+	if shared {
+		// synced is a prefix of data, never written in place.
+		n.synced = n.data[:len(n.synced):len(n.synced)]
+	}
 }
 
 // StartWriteback does nothing: it is a hint, and data becomes durable only

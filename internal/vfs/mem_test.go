@@ -82,6 +82,14 @@ func TestMemCrashKeepsOnlyDurable(t *testing.T) {
 			must(t, m.SyncDir("/d"))
 			appendTo(t, m, "/d/f", "more")
 		}, `f "data"`},
+		{"written with O_SYNC", func(t *testing.T, m *Mem) {
+			f, err := m.OpenFile("/d/f", os.O_WRONLY|os.O_CREATE|os.O_SYNC, 0o644)
+			must(t, err)
+			_, err = f.Write([]byte("data"))
+			must(t, err)
+			must(t, f.Close())
+			must(t, m.SyncDir("/d"))
+		}, `f "data"`},
 		{"truncated and rewritten after the sync", func(t *testing.T, m *Mem) {
 			put(t, m, "/d/f", "old data", true)
 			must(t, m.SyncDir("/d"))
@@ -173,6 +181,20 @@ func TestMemCrashKeepsOnlyDurable(t *testing.T) {
 				t.Errorf("the crash changed the file system it was taken of:\n%s\nwas:\n%s", after, before)
 			}
 		})
+	}
+}
+
+// After Flush, a crash loses nothing.
+func TestMemFlush(t *testing.T) {
+	m := NewMem(MemConfig{})
+	must(t, m.MkdirAll("/a/b", 0o755))
+	put(t, m, "/a/b/f", "data", false)
+	put(t, m, "/gone", "x", true)
+	must(t, m.SyncDir("/"))
+	must(t, m.Remove("/gone"))
+	m.Flush()
+	if want, got := dump(t, m, "/"), dump(t, m.Crash(), "/"); got != want {
+		t.Fatalf("after Flush, a crash leaves\n%s\nwant\n%s", got, want)
 	}
 }
 
@@ -338,6 +360,34 @@ func TestMemCrashCloneDeterministic(t *testing.T) {
 	}
 	if len(images) < 2 {
 		t.Fatal("20 seeds gave one crash image: the rng is not used")
+	}
+}
+
+// A file written in pieces, its array grown and then trimmed on Close,
+// keeps its content and its synced content.
+func TestMemFileWrittenInPieces(t *testing.T) {
+	m := NewMem(MemConfig{})
+	var want []byte
+	f, err := m.OpenFile("/f", os.O_WRONLY|os.O_CREATE, 0o644)
+	must(t, err)
+	for i := range 3 {
+		piece := bytes.Repeat([]byte{byte('a' + i)}, 5000)
+		_, err := f.Write(piece)
+		must(t, err)
+		want = append(want, piece...)
+	}
+	must(t, f.Sync())
+	must(t, f.Close())
+	must(t, m.SyncDir("/"))
+	appendTo(t, m, "/f", "unsynced")
+	for _, c := range []struct {
+		fs   FS
+		want []byte
+	}{{m, append(bytes.Clone(want), "unsynced"...)}, {m.Crash(), want}} {
+		got, err := ReadFile(c.fs, "/f")
+		if err != nil || !bytes.Equal(got, c.want) {
+			t.Fatalf("read %d bytes (%v), want %d", len(got), err, len(c.want))
+		}
 	}
 }
 
