@@ -84,7 +84,7 @@ func memMatchesOS(t *rapid.T) {
 	data := rapid.SliceOfN(rapid.Byte(), 0, 40)
 	handle := func(t *rapid.T) int {
 		if len(real.files) == 0 {
-			t.Skip("no file open")
+			return -1 // not a skip: a fuzzer's input may draw nothing else
 		}
 		return rapid.IntRange(0, len(real.files)-1).Draw(t, "handle")
 	}
@@ -207,6 +207,9 @@ func memMatchesOS(t *rapid.T) {
 
 func onFile(h int, fn func(File) string) func(w *twin) string {
 	return func(w *twin) string {
+		if h < 0 {
+			return "no file ever opened"
+		}
 		f := w.files[h]
 		if f == nil {
 			return "never opened"
