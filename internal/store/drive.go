@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/redoubt-io/redoubt/internal/vfs"
 )
@@ -34,8 +35,10 @@ var (
 
 const (
 	markerName = "redoubt-drive.json"
-	tmpDir     = ".tmp"
-	shardsDir  = "shards"
+	// markerTmpName is the marker being written, renamed over markerName.
+	markerTmpName = markerName + ".tmp"
+	tmpDir        = ".tmp"
+	shardsDir     = "shards"
 	// MarkerFormat is the version of the marker file.
 	MarkerFormat = 1
 )
@@ -63,8 +66,8 @@ type Config struct {
 	// host fault per page, which measured 2 to 3 times slower end to end
 	// (BENCHMARKS.md).
 	KeepWrittenCache bool
-	// FS is the file system the drives are on: the OS, or a fault-injecting
-	// twin in tests.
+	// FS is the file system the drives are on: the OS, or in tests and
+	// simulation an in-memory one (vfs.Mem) or a fault-injecting twin.
 	FS vfs.FS
 }
 
@@ -227,7 +230,7 @@ func Open(ctx context.Context, cfg Config, paths []string, logger *slog.Logger) 
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		abs, err := filepath.Abs(p)
+		abs, err := cfg.FS.Abs(p)
 		if err != nil {
 			return nil, fmt.Errorf("store: drive %s: %w", p, err)
 		}
@@ -254,13 +257,7 @@ func Open(ctx context.Context, cfg Config, paths []string, logger *slog.Logger) 
 			case derr != nil:
 				probes[i] = probe{err: derr}
 			default:
-				nonTmp := 0
-				for _, e := range ents {
-					if e.Name() != tmpDir {
-						nonTmp++
-					}
-				}
-				if nonTmp > 0 {
+				if !onlyScratch(ents) {
 					return nil, fmt.Errorf("store: drive %s is not empty but has no %s: refusing to use it: %w", abs, markerName, ErrFormat)
 				}
 				probes[i] = probe{empty: true}
@@ -282,7 +279,9 @@ func Open(ctx context.Context, cfg Config, paths []string, logger *slog.Logger) 
 			if probes[i].err != nil && !probes[i].missing {
 				return nil, fmt.Errorf("store: format drive %s: %w", p, probes[i].err)
 			}
-			if err := cfg.FS.MkdirAll(p, 0o755); err != nil {
+			// Durably: a drive directory lost in a crash would make the
+			// next start format a new set (TestDriveCrashAtEveryStep).
+			if err := vfs.MkdirAllDurable(cfg.FS, p, 0o755); err != nil {
 				return nil, fmt.Errorf("store: format drive %s: %w", p, err)
 			}
 			d := newDrive(cfg, p, Marker{Format: MarkerFormat, SetID: setID, DriveID: ids[i], Slot: i, Drives: ids}, logger)
@@ -357,6 +356,19 @@ func Open(ctx context.Context, cfg Config, paths []string, logger *slog.Logger) 
 	return drives, nil
 }
 
+// onlyScratch reports whether a directory without a marker holds nothing
+// but what formatting leaves before its marker is in place: the temp
+// directory and the marker's own temp file (a crash while formatting,
+// TestDriveCrashAtEveryStep). Such a directory is empty for Open.
+func onlyScratch(ents []fs.DirEntry) bool {
+	for _, e := range ents {
+		if e.Name() != tmpDir && e.Name() != markerTmpName {
+			return false
+		}
+	}
+	return true
+}
+
 func newDrive(cfg Config, path string, m Marker, logger *slog.Logger) *Drive {
 	return &Drive{cfg: cfg, fs: cfg.FS, path: path, id: m.DriveID, slot: m.Slot, setID: m.SetID, drives: m.Drives,
 		log: logger.With("drive", m.DriveID, "path", path)}
@@ -375,7 +387,7 @@ func (d *Drive) writeMarker() error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(d.path, markerName+".tmp")
+	tmp := filepath.Join(d.path, markerTmpName)
 	f, err := d.fs.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
@@ -445,10 +457,8 @@ func (d *Drive) checkLocked() error {
 		if derr != nil {
 			return derr
 		}
-		for _, e := range ents {
-			if e.Name() != tmpDir {
-				return fmt.Errorf("marker missing in a non-empty directory")
-			}
+		if !onlyScratch(ents) {
+			return fmt.Errorf("marker missing in a non-empty directory")
 		}
 		d.needsRepair.Store(true)
 		if err := d.writeMarker(); err != nil {
@@ -480,6 +490,9 @@ func (d *Drive) checkLocked() error {
 		}
 		err = d.writeProbe(probe)
 	}
+	if errors.Is(err, syscall.ENOSPC) {
+		err = nil // full, not failed
+	}
 	if rerr := d.fs.Remove(probe); err == nil && rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 		err = rerr
 	}
@@ -503,6 +516,11 @@ func (d *Drive) writeProbe(name string) error {
 // ioError records a failed operation and checks whether the drive is still
 // usable; it returns the error to hand back to the caller.
 func (d *Drive) ioError(op string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		// A full disk is not a failed one: it goes on serving what it
+		// holds (TestDriveDiskFull).
+		return fmt.Errorf("store: %s on drive %s: %w", op, d.path, err)
+	}
 	d.ioErrors.Add(1)
 	if cerr := d.Check(); cerr != nil {
 		return fmt.Errorf("store: %s: %w: %w", op, ErrDriveFailed, err)

@@ -162,6 +162,9 @@ func (f *Faulty) Usage(name string) (Usage, error) {
 	return f.base.Usage(name)
 }
 
+// Abs is not I/O: no fault applies.
+func (f *Faulty) Abs(name string) (string, error) { return f.base.Abs(name) }
+
 type faultyFile struct {
 	File
 	fs   *Faulty

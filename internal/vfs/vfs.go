@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"errors"
 	"io"
 	"io/fs"
 	"os"
@@ -41,6 +42,9 @@ type FS interface {
 	// SyncDir makes the entries of a directory durable.
 	SyncDir(name string) error
 	Usage(name string) (Usage, error)
+	// Abs returns an absolute form of name, resolved against the file
+	// system's working directory (the process's for OS, "/" for Mem).
+	Abs(name string) (string, error)
 }
 
 // ReadFile reads a whole file through fsys.
@@ -65,6 +69,41 @@ func WriteFile(fsys FS, name string, data []byte, perm fs.FileMode) error {
 		err = cerr
 	}
 	return err
+}
+
+// MkdirAllDurable creates name and any missing parents, syncing the parent
+// of each directory it creates, so that the whole path survives a crash
+// (TestMkdirAllDurableSurvivesCrash). Directories that exist already are
+// left as they are.
+func MkdirAllDurable(fsys FS, name string, perm fs.FileMode) error {
+	abs, err := fsys.Abs(name)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for dir := abs; ; dir = filepath.Dir(dir) {
+		fi, err := fsys.Stat(dir)
+		if err == nil {
+			if !fi.IsDir() {
+				return &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+			}
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) || dir == filepath.Dir(dir) {
+			return err
+		}
+		missing = append(missing, dir)
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		dir := missing[i]
+		if err := fsys.Mkdir(dir, perm); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if err := fsys.SyncDir(filepath.Dir(dir)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // OS returns the operating system's file system.
@@ -99,6 +138,7 @@ func (osFS) Mkdir(name string, perm fs.FileMode) error    { return os.Mkdir(name
 func (osFS) MkdirAll(name string, perm fs.FileMode) error { return os.MkdirAll(name, perm) }
 func (osFS) ReadDir(name string) ([]fs.DirEntry, error)   { return os.ReadDir(name) }
 func (osFS) Stat(name string) (fs.FileInfo, error)        { return os.Stat(name) }
+func (osFS) Abs(name string) (string, error)              { return filepath.Abs(name) }
 
 func (osFS) SyncDir(name string) error {
 	f, err := os.Open(name)
