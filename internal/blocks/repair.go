@@ -87,8 +87,9 @@ func (s *Set) Repair(ctx context.Context, ref Ref) (rebuilt int, err error) {
 // must verify. It returns the data bytes of the shard when it could open
 // it. Errors wrap the store sentinels: ErrNotFound, ErrCorrupt (a
 // misplaced or wrong-length file too), ErrDriveFailed for a drive that is
-// failed, unknown or unreachable. It neither counts nor repairs what it
-// finds: the caller decides (the scrubber counts, then calls Repair).
+// failed, unknown or unreachable (TestForeignShardFiles). It neither
+// counts nor repairs what it finds: the caller decides (the scrubber
+// counts, then calls Repair).
 func (s *Set) VerifyShard(ctx context.Context, ref Ref, i int) (int64, error) {
 	g, err := s.geometry(ref)
 	if err != nil {

@@ -304,7 +304,8 @@ func (s *scrubber) yield(ctx context.Context, p scrubPace, upTo int64) bool {
 
 // check reads and verifies one shard — that the file is this shard's, of
 // the length the ref implies, every block good — and has it rebuilt if it
-// is corrupt, misplaced or missing. It returns the bytes read, and an
+// is corrupt, misplaced or missing (TestScrubRebuildsBadShards,
+// TestScrubRepairsSwappedShardFiles). It returns the bytes read, and an
 // error only when the drive can no longer be scrubbed (failed, or ctx
 // ended).
 func (s *scrubber) check(ctx context.Context, d *store.Drive, it scrubItem) (int64, error) {

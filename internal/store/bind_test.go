@@ -300,4 +300,11 @@ func BenchmarkBlockSum64KiB(b *testing.B) {
 			}
 		})
 	}
+	// What format 2 adds once per file opened or written.
+	b.Run("seed", func(b *testing.B) {
+		n := Name{ID: NewID() + "00000001", Shard: 5}
+		for b.Loop() {
+			bindSeed(n)
+		}
+	})
 }

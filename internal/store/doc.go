@@ -24,8 +24,9 @@
 //     index it was written as, header checksum), then the data in blocks of
 //     BlockSize bytes, each followed by the CRC-32C of the ref ID, shard
 //     index, block number and bytes (the format is in shard.go). Opening a
-//     shard checks that its header names the shard asked for; every read
-//     verifies every block it touches. A file of another shard is
+//     shard checks that its header names the shard asked for
+//     (TestMisplacedFileRefusedOnOpen); every read verifies every block it
+//     touches (TestEveryFlippedByteDetected, TestBlockFromElsewhereFails). A file of another shard is
 //     ErrMisplaced (a *MisplacedError), and also ErrCorrupt like a bad
 //     block, a bad header or a wrong length; a missing file is ErrNotFound
 //     (all tested with errors.Is). Files of format 1, which name no shard,

@@ -39,7 +39,12 @@ import (
 // or from another position fails even under a rewritten header
 // (TestBlockFromElsewhereFails, TestRewrittenHeaderFailsEveryBlock).
 // The name is hashed once per file: the CRC state after it is the seed of
-// every block's checksum, which therefore costs what it did in version 1.
+// every block's checksum, which therefore costs what it did in version 1
+// (BenchmarkBlockSum64KiB). As a CRC detects every burst of up to 32
+// bits, a block moved to another block number below 2^32, or to another
+// shard index of the same ref, always fails; one from another ref fails
+// unless the two refs' 32-bit seeds happen to be equal (a chance of 2^-32
+// per pair), and its header is refused first.
 //
 // Version 1 files (written before the binding) are still read: a 32-byte
 // header (magic, version 1, algorithm, a zero byte, block size, data
@@ -81,7 +86,7 @@ func (e *MisplacedError) Error() string {
 
 // Unwrap makes the error both ErrMisplaced and ErrCorrupt: every reader
 // that handles corruption (reconstructs around it, counts it, repairs it)
-// handles a misplaced file alike.
+// handles a misplaced file alike (TestForeignShardFiles in package blocks).
 func (e *MisplacedError) Unwrap() []error { return []error{ErrMisplaced, ErrCorrupt} }
 
 // Header is the decoded header of a shard file.
