@@ -32,12 +32,18 @@
 //     failed, unknown or unreachable drive. Drives believed offline are
 //     tried only when the others cannot give K shards, so a dead node does
 //     not cost a timeout per read. Every block is verified (by the serving
-//     node for a remote shard). Corruption is counted and logged with the
-//     Ref ID and drive; every Ref read with a bad or missing shard is
-//     remembered for NeedsRepair and passed to Config.OnNeedsRepair.
-//  5. Repair verifies every block of every shard of a Ref, trying every
-//     drive it names, and rebuilds the missing or corrupt ones onto those
-//     drives.
+//     node for a remote shard), against the Ref ID and shard index as well
+//     as its bytes: a file of another shard or another object put in a
+//     shard's place (store.ErrMisplaced), or of the wrong length, is
+//     corrupt and never served (TestForeignShardFiles,
+//     TestSwappedShardFilesOfTwoObjects). Corruption is counted and
+//     logged with the Ref ID and drive; every Ref read with a bad or
+//     missing shard is remembered for NeedsRepair and passed to
+//     Config.OnNeedsRepair.
+//  5. Repair verifies every shard of a Ref as VerifyShard does (the file
+//     is that shard's, of the right length, every block good), trying
+//     every drive it names, and rebuilds the missing or corrupt ones onto
+//     those drives.
 //  6. All methods are safe for concurrent use, SetPolicy with writes too.
 //     The io.ReadCloser of Open is for one goroutine; Close it to release
 //     its buffers and goroutine.

@@ -106,6 +106,11 @@ func (src *shardSource) markBad(i int, err error) {
 	}
 	driveID := src.ref.Drives[i]
 	switch {
+	case errors.Is(err, store.ErrMisplaced):
+		// Not rot: some file was put where this shard belongs (a
+		// misdirected write or rename, a restored backup).
+		src.s.corruptShards.Add(1)
+		src.s.log.Warn("shard file belongs to another shard; reconstructing from the others", "ref", src.ref.ID, "shard", i, "drive", driveID, "err", err)
 	case errors.Is(err, store.ErrCorrupt):
 		src.s.corruptShards.Add(1)
 		src.s.log.Warn("corrupt shard; reconstructing from the others", "ref", src.ref.ID, "shard", i, "drive", driveID, "err", err)

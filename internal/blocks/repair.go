@@ -81,6 +81,39 @@ func (s *Set) Repair(ctx context.Context, ref Ref) (rebuilt int, err error) {
 	return len(targets), nil
 }
 
+// VerifyShard checks shard i of ref on the drive ref names, as Repair
+// checks every shard: the file must be the one written as shard i of ref
+// (else store.ErrMisplaced), hold the bytes ref implies, and every block
+// must verify. It returns the data bytes of the shard when it could open
+// it. Errors wrap the store sentinels: ErrNotFound, ErrCorrupt (a
+// misplaced or wrong-length file too), ErrDriveFailed for a drive that is
+// failed, unknown or unreachable (TestForeignShardFiles). It neither
+// counts nor repairs what it finds: the caller decides (the scrubber
+// counts, then calls Repair).
+func (s *Set) VerifyShard(ctx context.Context, ref Ref, i int) (int64, error) {
+	g, err := s.geometry(ref)
+	if err != nil {
+		return 0, err
+	}
+	if i < 0 || i >= len(ref.Drives) {
+		return 0, fmt.Errorf("blocks: verify %s: shard %d of %d: %w", ref.ID, i, len(ref.Drives), ErrBadRef)
+	}
+	d, ok := s.drive(ref.Drives[i])
+	if !ok {
+		return 0, fmt.Errorf("blocks: verify %s shard %d: drive %s unknown: %w", ref.ID, i, ref.Drives[i], store.ErrDriveFailed)
+	}
+	r, err := d.OpenShard(ctx, store.Name{ID: ref.ID, Shard: i})
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	if want := g.shardLen(ref.Size); r.Size() != want {
+		return r.Size(), fmt.Errorf("blocks: %s shard %d on drive %s holds %d bytes, want %d: %w",
+			ref.ID, i, driveName(d), r.Size(), want, store.ErrCorrupt)
+	}
+	return r.Size(), s.verify(ctx, r)
+}
+
 // verify checks every block of a shard. A local shard checks itself; a
 // remote one is read through, as the serving node verifies every block it
 // sends.

@@ -302,18 +302,15 @@ func (s *scrubber) yield(ctx context.Context, p scrubPace, upTo int64) bool {
 	return ctx.Err() == nil
 }
 
-// check reads and verifies one shard and has it rebuilt if it is corrupt
-// or missing. It returns the bytes read, and an error only when the drive
-// can no longer be scrubbed (failed, or ctx ended).
+// check reads and verifies one shard — that the file is this shard's, of
+// the length the ref implies, every block good — and has it rebuilt if it
+// is corrupt, misplaced or missing (TestScrubRebuildsBadShards,
+// TestScrubRepairsSwappedShardFiles). It returns the bytes read, and an
+// error only when the drive can no longer be scrubbed (failed, or ctx
+// ended).
 func (s *scrubber) check(ctx context.Context, d *store.Drive, it scrubItem) (int64, error) {
 	name := store.Name{ID: it.ref.ID, Shard: it.shard}
-	var read int64
-	r, err := d.OpenShard(ctx, name)
-	if err == nil {
-		read = r.Size()
-		_, err = r.Verify(ctx)
-		r.Close()
-	}
+	read, err := s.data.VerifyShard(ctx, *it.ref, it.shard)
 	if ctx.Err() != nil {
 		return read, ctx.Err()
 	}
@@ -329,6 +326,10 @@ func (s *scrubber) check(ctx context.Context, d *store.Drive, it scrubItem) (int
 	switch {
 	case err == nil:
 		return read, nil
+	case errors.Is(err, store.ErrMisplaced):
+		// Counted as corrupt: the shard's own bytes are not there.
+		s.update(func(st *admin.ScrubStatus) { st.CorruptShards++ })
+		s.log.Warn("scrub: shard file belongs to another shard", "ref", name.ID, "shard", name.Shard, "drive", d.Path(), "err", err)
 	case errors.Is(err, store.ErrCorrupt):
 		s.update(func(st *admin.ScrubStatus) { st.CorruptShards++ })
 		s.log.Warn("scrub: corrupt shard", "ref", name.ID, "shard", name.Shard, "drive", d.Path(), "err", err)

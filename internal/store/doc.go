@@ -19,17 +19,25 @@
 //     evicts the file's pages from the page cache (unless
 //     Config.KeepWrittenCache), so written data does not crowd out what is
 //     read and each write reuses memory just freed.
-//  4. Integrity. A shard file is a 32-byte header (magic, format version,
-//     checksum algorithm, block size, data length, header checksum), then
-//     the data in blocks of BlockSize bytes, each followed by the CRC-32C of
-//     its index and bytes. Every read verifies every block it touches; a
-//     mismatch is ErrCorrupt, a missing file ErrNotFound (both tested with
-//     errors.Is). CRC-32C was chosen by measurement (BenchmarkChecksum64KiB):
-//     it runs at about 20 GB/s with the CPU's CRC instruction, several times
-//     faster than the disk, and unlike a general hash it is guaranteed to
-//     catch every error burst up to 32 bits, so any single flipped byte.
-//     xxh3 is faster still but only probabilistic; BLAKE3 is about 3 GB/s,
-//     worth its cost only against an adversary, which a disk is not.
+//  4. Integrity. A shard file is a 96-byte header (magic, format version,
+//     checksum algorithm, block size, data length, the ref ID and shard
+//     index it was written as, header checksum), then the data in blocks of
+//     BlockSize bytes, each followed by the CRC-32C of the ref ID, shard
+//     index, block number and bytes (the format is in shard.go). Opening a
+//     shard checks that its header names the shard asked for
+//     (TestMisplacedFileRefusedOnOpen); every read verifies every block it
+//     touches (TestEveryFlippedByteDetected, TestBlockFromElsewhereFails). A file of another shard is
+//     ErrMisplaced (a *MisplacedError), and also ErrCorrupt like a bad
+//     block, a bad header or a wrong length; a missing file is ErrNotFound
+//     (all tested with errors.Is). Files of format 1, which name no shard,
+//     are still read and their blocks verified. CRC-32C was chosen by
+//     measurement (BenchmarkChecksum64KiB): it runs at about 20 GB/s with
+//     the CPU's CRC instruction, several times faster than the disk, and
+//     binding the shard costs nothing per block (BenchmarkBlockSum64KiB).
+//     Unlike a general hash it is guaranteed to catch every error burst up
+//     to 32 bits, so any single flipped byte. xxh3 is faster still but
+//     only probabilistic; BLAKE3 is about 3 GB/s, worth its cost only
+//     against an adversary, which a disk is not.
 //  5. Health. An I/O error (other than a missing shard) triggers a check of
 //     the drive; a drive whose directory vanished or whose marker cannot be
 //     read is marked failed, logged once, and refuses I/O with

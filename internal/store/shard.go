@@ -16,32 +16,78 @@ import (
 	"github.com/redoubt-io/redoubt/internal/vfs"
 )
 
-// Shard file format, version 1 (all integers little-endian):
+// Shard file format, version 2 (all integers little-endian):
 //
 //	0  magic "RDBSHARD"
-//	8  u16 format version (1)
+//	8  u16 format version (2)
 //	10 u8  checksum algorithm (1 = CRC-32C)
-//	11 u8  reserved, 0
+//	11 u8  length n of the ref ID (8..64)
 //	12 u32 block size
 //	16 u64 data length
-//	24 u32 reserved, 0
-//	28 u32 CRC-32C of bytes 0..28
-//	32 blocks: block i is min(block size, remaining) data bytes followed by
-//	   u32 CRC-32C(u64 i || data)
+//	24 u16 shard index (0..255)
+//	26 u16 reserved, 0
+//	28 64 bytes: the ref ID (n lower-case hex digits), then zeros
+//	92 u32 CRC-32C of bytes 0..92
+//	96 blocks: block b is min(block size, remaining) data bytes followed by
+//	   u32 CRC-32C(u8 n || ref ID || u16 shard index || u64 b || data)
 //
-// The block index inside the checksum catches blocks that land at the
-// wrong place, not only flipped bits.
+// The header names the shard the file was written as, so a well-formed
+// file of another ref or another shard index found under this name (a
+// misdirected write or rename, a restored backup) is refused when opened
+// (ErrMisplaced; TestMisplacedFileRefusedOnOpen). The block checksums bind
+// the same name and the block number, so a block copied from another file
+// or from another position fails even under a rewritten header
+// (TestBlockFromElsewhereFails, TestRewrittenHeaderFailsEveryBlock).
+// The name is hashed once per file: the CRC state after it is the seed of
+// every block's checksum, which therefore costs what it did in version 1
+// (BenchmarkBlockSum64KiB). As a CRC detects every burst of up to 32
+// bits, a block moved to another block number below 2^32, or to another
+// shard index of the same ref, always fails; one from another ref fails
+// unless the two refs' 32-bit seeds happen to be equal (a chance of 2^-32
+// per pair), and its header is refused first.
+//
+// Version 1 files (written before the binding) are still read: a 32-byte
+// header (magic, version 1, algorithm, a zero byte, block size, data
+// length, four zero bytes, CRC-32C of bytes 0..28), then blocks whose
+// checksum is CRC-32C(u64 b || data), which is the version 2 checksum with
+// an empty seed. Their blocks and length are checked; whose shard they
+// are cannot be (TestLegacyShardStillReadable).
 const (
-	HeaderSize         = 32
-	ShardFormat        = 1
-	ChecksumCRC32C     = 1
+	HeaderSize     = 96 // of the current format
+	ShardFormat    = 2
+	ChecksumCRC32C = 1
+
+	headerSizeV1       = 32
+	shardFormatV1      = 1
 	crcSize            = 4
 	magic              = "RDBSHARD"
 	maxShardIndex      = 255
 	minIDLen, maxIDLen = 8, 64
+	idOff              = 28 // of the ref ID in a version 2 header
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrMisplaced is wrapped, with ErrCorrupt, by the error of opening a
+// well-formed shard file that names another ref ID or shard index than
+// the one asked for; errors.As finds a *MisplacedError in it.
+var ErrMisplaced = errors.New("shard file belongs to another shard")
+
+// MisplacedError reports a shard file found under Want's name that was
+// written as Found.
+type MisplacedError struct {
+	Want, Found Name
+	Drive       string // the drive's path
+}
+
+func (e *MisplacedError) Error() string {
+	return fmt.Sprintf("store: %s on drive %s holds shard %s: %v", e.Want, e.Drive, e.Found, ErrMisplaced)
+}
+
+// Unwrap makes the error both ErrMisplaced and ErrCorrupt: every reader
+// that handles corruption (reconstructs around it, counts it, repairs it)
+// handles a misplaced file alike (TestForeignShardFiles in package blocks).
+func (e *MisplacedError) Unwrap() []error { return []error{ErrMisplaced, ErrCorrupt} }
 
 // Header is the decoded header of a shard file.
 type Header struct {
@@ -49,6 +95,18 @@ type Header struct {
 	Algorithm int
 	BlockSize int
 	DataLen   int64
+	// ID and Shard name the shard the file was written as; a version 1
+	// file does not record them (ID is "").
+	ID    string
+	Shard int
+}
+
+// Size is the bytes of the header itself.
+func (h Header) Size() int {
+	if h.Version == shardFormatV1 {
+		return headerSizeV1
+	}
+	return HeaderSize
 }
 
 // blocks is the number of blocks holding DataLen bytes.
@@ -57,39 +115,52 @@ func (h Header) blocks() int64 {
 }
 
 // FileSize is the size of a well-formed file with this header.
-func (h Header) FileSize() int64 { return HeaderSize + h.DataLen + h.blocks()*crcSize }
+func (h Header) FileSize() int64 { return int64(h.Size()) + h.DataLen + h.blocks()*crcSize }
 
+// encode writes the header into b, which holds at least h.Size() bytes.
 func (h Header) encode(b []byte) {
+	b = b[:h.Size()]
+	clear(b)
 	copy(b[0:8], magic)
 	binary.LittleEndian.PutUint16(b[8:], uint16(h.Version))
 	b[10] = byte(h.Algorithm)
-	b[11] = 0
 	binary.LittleEndian.PutUint32(b[12:], uint32(h.BlockSize))
 	binary.LittleEndian.PutUint64(b[16:], uint64(h.DataLen))
-	binary.LittleEndian.PutUint32(b[24:], 0)
-	binary.LittleEndian.PutUint32(b[28:], crc32.Checksum(b[:28], castagnoli))
+	if h.Version != shardFormatV1 {
+		b[11] = byte(len(h.ID))
+		binary.LittleEndian.PutUint16(b[24:], uint16(h.Shard))
+		copy(b[idOff:idOff+maxIDLen], h.ID)
+	}
+	end := len(b) - crcSize
+	binary.LittleEndian.PutUint32(b[end:], crc32.Checksum(b[:end], castagnoli))
 }
 
-// DecodeHeader parses and verifies a shard file header.
+// DecodeHeader parses and verifies a shard file header of either format
+// version. b may run past the header; the header's own size is h.Size().
 func DecodeHeader(b []byte) (Header, error) {
-	if len(b) < HeaderSize {
+	if len(b) < 10 {
 		return Header{}, fmt.Errorf("header of %d bytes: %w", len(b), ErrCorrupt)
 	}
 	if string(b[0:8]) != magic {
 		return Header{}, fmt.Errorf("bad magic: %w", ErrCorrupt)
 	}
-	if crc32.Checksum(b[:28], castagnoli) != binary.LittleEndian.Uint32(b[28:]) {
+	h := Header{Version: int(binary.LittleEndian.Uint16(b[8:]))}
+	if h.Version != ShardFormat && h.Version != shardFormatV1 {
+		return Header{}, fmt.Errorf("shard format %d unsupported: %w", h.Version, ErrCorrupt)
+	}
+	size := h.Size()
+	if len(b) < size {
+		return Header{}, fmt.Errorf("format %d header of %d bytes, want %d: %w", h.Version, len(b), size, ErrCorrupt)
+	}
+	b = b[:size]
+	end := size - crcSize
+	if crc32.Checksum(b[:end], castagnoli) != binary.LittleEndian.Uint32(b[end:]) {
 		return Header{}, fmt.Errorf("header checksum mismatch: %w", ErrCorrupt)
 	}
-	h := Header{
-		Version:   int(binary.LittleEndian.Uint16(b[8:])),
-		Algorithm: int(b[10]),
-		BlockSize: int(binary.LittleEndian.Uint32(b[12:])),
-		DataLen:   int64(binary.LittleEndian.Uint64(b[16:])),
-	}
+	h.Algorithm = int(b[10])
+	h.BlockSize = int(binary.LittleEndian.Uint32(b[12:]))
+	h.DataLen = int64(binary.LittleEndian.Uint64(b[16:]))
 	switch {
-	case h.Version != ShardFormat:
-		return Header{}, fmt.Errorf("shard format %d unsupported: %w", h.Version, ErrCorrupt)
 	case h.Algorithm != ChecksumCRC32C:
 		return Header{}, fmt.Errorf("checksum algorithm %d unsupported: %w", h.Algorithm, ErrCorrupt)
 	case h.BlockSize < 512 || h.BlockSize > 16<<20:
@@ -97,13 +168,55 @@ func DecodeHeader(b []byte) (Header, error) {
 	case h.DataLen < 0 || h.DataLen > 1<<50:
 		return Header{}, fmt.Errorf("data length %d: %w", h.DataLen, ErrCorrupt)
 	}
+	if h.Version == shardFormatV1 {
+		if b[11] != 0 || binary.LittleEndian.Uint32(b[24:]) != 0 {
+			return Header{}, fmt.Errorf("reserved header bytes set: %w", ErrCorrupt)
+		}
+		return h, nil
+	}
+	n := int(b[11])
+	h.Shard = int(binary.LittleEndian.Uint16(b[24:]))
+	switch {
+	case n < minIDLen || n > maxIDLen:
+		return Header{}, fmt.Errorf("ref ID of %d bytes: %w", n, ErrCorrupt)
+	case h.Shard > maxShardIndex:
+		return Header{}, fmt.Errorf("shard index %d: %w", h.Shard, ErrCorrupt)
+	case binary.LittleEndian.Uint16(b[26:]) != 0 || !allZero(b[idOff+n:end]):
+		return Header{}, fmt.Errorf("reserved header bytes set: %w", ErrCorrupt)
+	}
+	h.ID = string(b[idOff : idOff+n])
+	if !validID(h.ID) {
+		return Header{}, fmt.Errorf("ref ID %q is not lower-case hex: %w", h.ID, ErrCorrupt)
+	}
 	return h, nil
 }
 
-func blockSum(idx int64, data []byte) uint32 {
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// bindSeed is the CRC-32C of what a version 2 file's block checksums bind
+// besides the block number: the length of the ref ID, the ID and the
+// shard index. It is the state every block's checksum starts from.
+func bindSeed(n Name) uint32 {
+	var b [1 + maxIDLen + 2]byte
+	b[0] = byte(len(n.ID))
+	k := 1 + copy(b[1:1+maxIDLen], n.ID)
+	binary.LittleEndian.PutUint16(b[k:], uint16(n.Shard))
+	return crc32.Checksum(b[:k+2], castagnoli)
+}
+
+// blockSum is the checksum of block idx holding data, continuing from
+// seed: bindSeed of the shard for version 2, 0 for version 1.
+func blockSum(seed uint32, idx int64, data []byte) uint32 {
 	var ib [8]byte
 	binary.LittleEndian.PutUint64(ib[:], uint64(idx))
-	return crc32.Update(crc32.Checksum(ib[:], castagnoli), castagnoli, data)
+	return crc32.Update(crc32.Update(seed, castagnoli, ib[:]), castagnoli, data)
 }
 
 // Name names one shard file: shard Shard of the data ID.
@@ -169,6 +282,7 @@ type Writer struct {
 	tmp   string
 
 	bs      int
+	seed    uint32  // bindSeed(name)
 	buf     *[]byte // staged blocks with their checksums
 	staged  int     // bytes of buf in use
 	fill    int     // data bytes in the current (last, open) block
@@ -196,7 +310,7 @@ func (d *Drive) Create(ctx context.Context, name Name) (*Writer, error) {
 	bs := d.cfg.BlockSize
 	per := bs + crcSize
 	size := max(1, d.cfg.WriteBuffer/bs) * per
-	return &Writer{d: d, name: name, final: final, f: f, tmp: tmp, bs: bs, buf: getBuf(size), off: HeaderSize}, nil
+	return &Writer{d: d, name: name, final: final, f: f, tmp: tmp, bs: bs, seed: bindSeed(name), buf: getBuf(size), off: HeaderSize}, nil
 }
 
 // Write appends p to the shard's data.
@@ -229,7 +343,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 func (w *Writer) sealBlock() {
 	buf := *w.buf
 	start := w.staged - w.fill
-	binary.LittleEndian.PutUint32(buf[w.staged:], blockSum(w.block, buf[start:w.staged]))
+	binary.LittleEndian.PutUint32(buf[w.staged:], blockSum(w.seed, w.block, buf[start:w.staged]))
 	w.staged += crcSize
 	w.block++
 	w.fill = 0
@@ -271,7 +385,8 @@ func (w *Writer) Commit(ctx context.Context) error {
 		return err
 	}
 	var hb [HeaderSize]byte
-	Header{Version: ShardFormat, Algorithm: ChecksumCRC32C, BlockSize: w.bs, DataLen: w.dataLen}.encode(hb[:])
+	Header{Version: ShardFormat, Algorithm: ChecksumCRC32C, BlockSize: w.bs, DataLen: w.dataLen,
+		ID: w.name.ID, Shard: w.name.Shard}.encode(hb[:])
 	err := func() error {
 		if _, err := w.f.WriteAt(hb[:], 0); err != nil {
 			return err
@@ -365,13 +480,19 @@ func (d *Drive) mkdirs(n Name) error {
 // Reader reads a shard file, verifying every block it touches. ReadAt is
 // safe for concurrent use.
 type Reader struct {
-	d    *Drive
-	name Name
-	f    vfs.File
-	h    Header
+	d       *Drive
+	name    Name
+	f       vfs.File
+	h       Header
+	dataOff int64  // where block 0 starts
+	seed    uint32 // of every block's checksum: bindSeed(name), or 0 for version 1
 }
 
-// OpenShard opens a shard file and verifies its header and size.
+// OpenShard opens a shard file and verifies its header and size. A file
+// whose header names another shard than name (a ref ID or a shard index
+// it was not written as) is refused with a *MisplacedError, which wraps
+// ErrMisplaced and ErrCorrupt; blocks are then checked against name, not
+// against what the header claims.
 func (d *Drive) OpenShard(ctx context.Context, name Name) (*Reader, error) {
 	if err := d.usable(ctx); err != nil {
 		return nil, err
@@ -394,15 +515,18 @@ func (d *Drive) OpenShard(ctx context.Context, name Name) (*Reader, error) {
 		if err != nil {
 			return Header{}, d.ioError("stat "+name.String(), err)
 		}
-		if _, err := f.ReadAt(hb[:], 0); err != nil {
-			if errors.Is(err, io.EOF) {
-				return Header{}, fmt.Errorf("truncated header: %w", ErrCorrupt)
-			}
+		// A version 1 header is shorter; a short read is judged by the
+		// decoder.
+		n, err := f.ReadAt(hb[:], 0)
+		if err != nil && !errors.Is(err, io.EOF) {
 			return Header{}, d.ioError("read "+name.String(), err)
 		}
-		h, err := DecodeHeader(hb[:])
+		h, err := DecodeHeader(hb[:n])
 		if err != nil {
 			return Header{}, err
+		}
+		if h.Version != shardFormatV1 && (h.ID != name.ID || h.Shard != name.Shard) {
+			return Header{}, &MisplacedError{Want: name, Found: Name{ID: h.ID, Shard: h.Shard}, Drive: d.path}
 		}
 		if h.FileSize() != fi.Size() {
 			return Header{}, fmt.Errorf("file has %d bytes, header implies %d: %w", fi.Size(), h.FileSize(), ErrCorrupt)
@@ -413,11 +537,18 @@ func (d *Drive) OpenShard(ctx context.Context, name Name) (*Reader, error) {
 		f.Close()
 		if errors.Is(err, ErrCorrupt) {
 			d.countCorrupt(1)
+			if errors.Is(err, ErrMisplaced) {
+				return nil, err // names the shard and the drive itself
+			}
 			return nil, fmt.Errorf("store: %s on drive %s: %w", name, d.path, err)
 		}
 		return nil, err
 	}
-	return &Reader{d: d, name: name, f: f, h: h}, nil
+	r := &Reader{d: d, name: name, f: f, h: h, dataOff: int64(h.Size())}
+	if h.Version != shardFormatV1 {
+		r.seed = bindSeed(name)
+	}
+	return r, nil
 }
 
 // Size is the shard's data length.
@@ -471,7 +602,7 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 		last = min(last, first+spanBlocks-1)
 		// The last block of the file may be short.
 		end := min((last+1)*bs, r.h.DataLen)
-		phys := HeaderSize + first*per
+		phys := r.dataOff + first*per
 		n := int(end - first*bs + (last-first+1)*crcSize)
 		if _, err := r.f.ReadAt(buf[:n], phys); err != nil {
 			if errors.Is(err, io.EOF) {
@@ -485,7 +616,7 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 			dl := int(min(bs, r.h.DataLen-blk*bs))
 			data := b[:dl]
 			sum := binary.LittleEndian.Uint32(b[dl:])
-			if blockSum(blk, data) != sum {
+			if blockSum(r.seed, blk, data) != sum {
 				r.d.countCorrupt(1)
 				return done, fmt.Errorf("store: %s on drive %s: block %d checksum mismatch: %w", r.name, r.d.path, blk, ErrCorrupt)
 			}
@@ -517,13 +648,18 @@ func (r *Reader) Verify(ctx context.Context) (bad int, err error) {
 		last := min(first+spanBlocks, nblocks) - 1
 		end := min((last+1)*bs, r.h.DataLen)
 		n := int(end - first*bs + (last-first+1)*crcSize)
-		if _, err := r.f.ReadAt(buf[:n], HeaderSize+first*per); err != nil {
+		if _, err := r.f.ReadAt(buf[:n], r.dataOff+first*per); err != nil {
+			if errors.Is(err, io.EOF) {
+				// Cut short since it was opened.
+				r.d.countCorrupt(1)
+				return bad + 1, fmt.Errorf("store: %s on drive %s: truncated: %w", r.name, r.d.path, ErrCorrupt)
+			}
 			return bad, r.d.ioError("verify "+r.name.String(), err)
 		}
 		b := buf[:n]
 		for blk := first; blk <= last; blk++ {
 			dl := int(min(bs, r.h.DataLen-blk*bs))
-			if blockSum(blk, b[:dl]) != binary.LittleEndian.Uint32(b[dl:]) {
+			if blockSum(r.seed, blk, b[:dl]) != binary.LittleEndian.Uint32(b[dl:]) {
 				bad++
 			}
 			b = b[dl+crcSize:]

@@ -322,10 +322,17 @@ func TestDriveVanishesAndReturns(t *testing.T) {
 }
 
 func FuzzDecodeHeader(f *testing.F) {
-	var b [HeaderSize]byte
-	Header{Version: 1, Algorithm: 1, BlockSize: 65536, DataLen: 12345}.encode(b[:])
-	f.Add(b[:])
+	for _, h := range []Header{
+		{Version: 2, Algorithm: 1, BlockSize: 65536, DataLen: 12345, ID: NewID(), Shard: 3},
+		{Version: 2, Algorithm: 1, BlockSize: 512, DataLen: 0, ID: "0123abcd", Shard: 255},
+		{Version: 1, Algorithm: 1, BlockSize: 65536, DataLen: 12345},
+	} {
+		b := make([]byte, h.Size())
+		h.encode(b)
+		f.Add(b)
+	}
 	f.Add([]byte("RDBSHARD"))
+	f.Add([]byte("RDBSHARD\x02\x00"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		h, err := DecodeHeader(in)
 		if err != nil {
@@ -334,9 +341,12 @@ func FuzzDecodeHeader(f *testing.F) {
 			}
 			return
 		}
-		var out [HeaderSize]byte
-		h.encode(out[:])
-		if !bytes.Equal(out[:], in[:HeaderSize]) {
+		if h.Version == ShardFormat && (Name{ID: h.ID, Shard: h.Shard}).Validate() != nil {
+			t.Fatalf("accepted a header naming an invalid shard %q.%d", h.ID, h.Shard)
+		}
+		out := make([]byte, h.Size())
+		h.encode(out)
+		if !bytes.Equal(out, in[:h.Size()]) {
 			t.Fatal("header does not re-encode to its input")
 		}
 	})
