@@ -254,16 +254,19 @@ func TestTornShardDetected(t *testing.T) {
 	}
 	good := Name{ID: rngID(rng)}
 	writeShard(t, d, good, data)
-	goodPath, _ := d.shardPath(good)
-	file, err := vfs.ReadFile(mem, goodPath)
+	// Another shard of the same bytes, written again in place: named
+	// durably, but its data never synced.
+	torn := Name{ID: rngID(rng)}
+	writeShard(t, d, torn, data)
+	tornPath, _ := d.shardPath(torn)
+	file, err := vfs.ReadFile(mem, tornPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The same bytes under another name: written and named durably, but
-	// the data never synced.
-	torn := Name{ID: rngID(rng)}
-	tornPath, _ := d.shardPath(torn)
-	if err := vfs.MkdirAllDurable(mem, path.Dir(tornPath), 0o755); err != nil {
+	if err := mem.Remove(tornPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := mem.SyncDir(path.Dir(tornPath)); err != nil {
 		t.Fatal(err)
 	}
 	if err := vfs.WriteFile(mem, tornPath, file, 0o644); err != nil {
