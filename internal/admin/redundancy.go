@@ -20,12 +20,15 @@ type RedundancyStatus struct {
 	// Policies are the redundancy policies of the stored data and of new
 	// writes, e.g. ["EC 4+2", "EC 3+2"], the layout's first.
 	Policies []string `json:"policies"`
-	// PromisedNodeLosses is what the policies promise: each survives the
-	// loss of M shards, hence of M nodes when every shard has a node of
-	// its own. PromisedZoneLosses is what they survive with their shards
-	// spread evenly over the layout's zones.
-	PromisedNodeLosses int `json:"promised_node_losses"`
-	PromisedZoneLosses int `json:"promised_zone_losses"`
+	// PromisedNodeLosses is the strongest promise made to stored data or
+	// new writes: a policy survives the loss of M shards, hence of M nodes
+	// when every shard has a node of its own. PromisedBy names the
+	// policies that make it. PromisedZoneLosses is the most zone losses a
+	// policy survives with its shards spread evenly over the layout's
+	// zones.
+	PromisedNodeLosses int      `json:"promised_node_losses"`
+	PromisedBy         []string `json:"promised_by"`
+	PromisedZoneLosses int      `json:"promised_zone_losses"`
 	// Kept says the cluster survives now what the policies promise.
 	Kept bool `json:"promise_kept"`
 
@@ -83,10 +86,11 @@ func (r RedundancyStatus) Line() string {
 	} else {
 		fmt.Fprintf(&b, "survives %s, %s", losses(r.NodeLosses, "more node"), losses(r.ZoneLosses, "zone"))
 	}
-	policy := "the policy " + strings.Join(r.Policies, "")
+	by := r.PromisedBy
+	policy := "the policy " + strings.Join(by, "")
 	verb := "promises"
-	if len(r.Policies) > 1 {
-		policy, verb = "the policies "+strings.Join(r.Policies[:len(r.Policies)-1], ", ")+" and "+r.Policies[len(r.Policies)-1], "promise"
+	if len(by) > 1 {
+		policy, verb = "the policies "+strings.Join(by[:len(by)-1], ", ")+" and "+by[len(by)-1], "promise"
 	}
 	promise := losses(r.PromisedNodeLosses, "node")
 	if r.PromisedZoneLosses > 0 {

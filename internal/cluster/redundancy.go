@@ -188,11 +188,18 @@ func Survival(f Facts) admin.RedundancyStatus {
 		}
 	}
 
-	out.PromisedNodeLosses, out.PromisedZoneLosses = policies[0].M, j.evenZones(policies[0])
+	// The promise is the strongest one made: to stored data coded by a
+	// stronger policy than new writes get (a cluster that chose EC 2+1 for
+	// the three nodes left holds EC 3+2 data), or to new writes.
 	for _, p := range policies {
 		out.Policies = append(out.Policies, p.String())
-		out.PromisedNodeLosses = min(out.PromisedNodeLosses, p.M)
-		out.PromisedZoneLosses = min(out.PromisedZoneLosses, j.evenZones(p))
+		out.PromisedNodeLosses = max(out.PromisedNodeLosses, p.M)
+		out.PromisedZoneLosses = max(out.PromisedZoneLosses, j.evenZones(p))
+	}
+	for _, p := range policies {
+		if p.M == out.PromisedNodeLosses {
+			out.PromisedBy = append(out.PromisedBy, p.String())
+		}
 	}
 	out.Kept = out.NodeLosses >= out.PromisedNodeLosses && out.ZoneLosses >= out.PromisedZoneLosses
 	for _, n := range l.Nodes {
@@ -233,6 +240,10 @@ func explain(out *admin.RedundancyStatus, l *layout.Layout, policies []placement
 	if n := len(out.FailedDrives); n > 0 {
 		out.Reasons = append(out.Reasons, fmt.Sprintf("%s failed or %s to be refilled: %s shards count as lost",
 			plural(n, "drive", "drives"), waitWaits(n), itsTheir(n)))
+	}
+	if m := l.Policy.M; m < promised {
+		out.Reasons = append(out.Reasons, fmt.Sprintf("new writes are coded %s, which survives %s",
+			l.Policy, plural(m, "node loss", "node losses")))
 	}
 	add := 0
 	crowded := false

@@ -70,6 +70,27 @@ func censusOf(l *layout.Layout, p placement.Policy, place func(drives []string) 
 	return c
 }
 
+// moveOff rebuilds a part's shards on the gone nodes on the other
+// drive of a node left that holds one shard of the part so far.
+func moveOff(gone ...string) func([]string) []string {
+	return func(d []string) []string {
+		for i := range d {
+			if !slices.Contains(gone, nodeOfDrive(d[i])) {
+				continue
+			}
+			for j := range d {
+				n := nodeOfDrive(d[j])
+				if slices.Contains(gone, n) || slices.ContainsFunc(d, func(x string) bool { return x == sibling(d[j]) }) {
+					continue
+				}
+				d[i] = sibling(d[j])
+				break
+			}
+		}
+		return d
+	}
+}
+
 type survivalWant struct {
 	nodes, zones             int
 	data, newWrites, meta    int // node losses of each kind; data only with a census
@@ -77,6 +98,7 @@ type survivalWant struct {
 	kept                     bool
 	moving                   int64
 	policies                 []string
+	by                       []string // PromisedBy; nil: policies
 	advice                   string   // a substring; "" for no advice
 	reasons                  []string // substrings, each in some reason
 }
@@ -91,6 +113,11 @@ func TestSurvival(t *testing.T) {
 	// Or the operator chose EC 4+2: new writes too put two shards of a
 	// part on one node.
 	v2fixed := mustLayout(t, v1, six[:5], ec42)
+	// Five nodes lose two for good: the cluster's policy for three is EC
+	// 2+1, and the stored EC 3+2 parts are rebuilt with five shards on
+	// three nodes.
+	five := mustLayout(t, nil, testNodes(5, 3), ec32)
+	three := mustLayout(t, five, testNodes(3, 3), ec21)
 	cases := []struct {
 		name string
 		f    Facts
@@ -180,6 +207,14 @@ func TestSurvival(t *testing.T) {
 			policies: []string{"mirror x2"}, advice: "add 2 nodes to restore it",
 			reasons: []string{"mirror x2 writes 2 shards per chunk and the layout has 1 node: a node holds 2 shards of a part"}},
 	}, {
+		name: "five nodes down to three: new writes EC 2+1 survive one loss, stored EC 3+2 was promised two",
+		f:    Facts{Layout: three, Census: censusOf(five, ec32, moveOff("n3", "n4"))},
+		want: survivalWant{nodes: 1, zones: 1, data: 1, newWrites: 1, meta: 1, promisedNodes: 2, promZones: 1,
+			by: []string{"EC 3+2"}, policies: []string{"EC 2+1", "EC 3+2"}, advice: "add 2 nodes to restore it",
+			reasons: []string{"new writes are coded EC 2+1, which survives 1 node loss",
+				"EC 3+2 writes 5 shards per chunk and the layout has 3 nodes: a node holds 2 shards of a part",
+				"metadata groups have 3 voters, which keep a majority through 1 loss; surviving 2 losses takes 5 voters"}},
+	}, {
 		name: "EC 2+1 on three nodes in three zones keeps its promise",
 		f:    Facts{Layout: mustLayout(t, nil, testNodes(3, 3), ec21)},
 		want: survivalWant{nodes: 1, zones: 1, newWrites: 1, meta: 1, promisedNodes: 1, promZones: 1, kept: true,
@@ -210,6 +245,10 @@ func TestSurvival(t *testing.T) {
 			check("kept", got.Kept, w.kept)
 			check("moving", got.Moving, w.moving)
 			check("policies", got.Policies, w.policies)
+			if w.by == nil {
+				w.by = w.policies
+			}
+			check("promised by", got.PromisedBy, w.by)
 			if w.advice == "" && got.Advice != "" || !strings.Contains(got.Advice, w.advice) {
 				t.Errorf("advice %q, want one with %q", got.Advice, w.advice)
 			}
