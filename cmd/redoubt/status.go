@@ -28,7 +28,13 @@ func newStatusCmd() *cobra.Command {
 nodes with their zones and liveness, the layout version, the metadata Raft
 groups each node hosts and leads, data per drive and the redundancy policy,
 and the nodes moving data to a new layout (each alive node is asked; one that
-does not answer within a second shows as unknown).`,
+does not answer within a second shows as unknown).
+
+For a cluster it says how many more node and zone losses every object
+survives now, from where the stored data's shards are (counted at each layout
+change, and again when a status finds the count older than a minute), the
+nodes that are down and the metadata Raft groups' voters; and, when that is
+less than the policy promises, why and what restores it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var st admin.Status
