@@ -123,12 +123,13 @@ func (c *Census) Add(p placement.Policy, size int64, drives []string) {
 //     layout's policy) and of its metadata groups (the layout's voters
 //     and the voters seen now).
 //
-// Shards counted as lost on a node out of the layout are at worst moved
-// later to a node that holds another shard of the part, which loses no
-// more at any later loss: the figure never claims more than the data
-// survives once it has moved. Relocation moves a shard onto a node that
-// already holds one only for a shard off the layout, so a count stays a
-// safe figure while the data moves, until the next count.
+// A shard counted as lost on a node out of the layout is rebuilt or moved
+// later onto some live drive, which never makes the part survive fewer
+// losses than counting it lost did (TestSurvivalMatchesBruteForce checks
+// it): the figure never claims more than the data survives once it has
+// moved. Relocation (see Relocation) moves other shards only onto nodes
+// that hold none of the part, which cannot lower it either, so a count
+// stays a safe figure while the data moves, until the next count.
 func Survival(f Facts) admin.RedundancyStatus {
 	l := f.Layout
 	j := newJudge(f)

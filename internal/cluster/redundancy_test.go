@@ -3,6 +3,7 @@ package cluster
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"math/bits"
 	"math/rand/v2"
 	"slices"
@@ -496,6 +497,26 @@ func TestSurvivalMatchesBruteForce(t *testing.T) {
 			}
 		}
 		got := Survival(f)
+
+		// Rebuilding the shard on the node that left onto any live drive,
+		// even one whose node holds another shard, survives no fewer.
+		moved := Facts{Layout: l, Down: f.Down, FailedDrives: f.FailedDrives, Census: NewCensus(time.Unix(1, 0), 1)}
+		for _, key := range slices.Sorted(maps.Keys(f.Census.shapes)) {
+			sh := f.Census.shapes[key]
+			d := slices.Clone(sh.drives)
+			if i := slices.Index(d, "gone-d0"); i >= 0 {
+				free := slices.DeleteFunc(slices.Clone(drives), func(x string) bool { return slices.Contains(d, x) })
+				if len(free) > 0 {
+					d[i] = free[rng.IntN(len(free))]
+				}
+			}
+			moved.Census.Add(sh.policy, 1, d)
+		}
+		if after := Survival(moved); after.Data.NodeLosses < got.Data.NodeLosses || after.Data.ZoneLosses < got.Data.ZoneLosses {
+			t.Fatalf("round %d: parts survive %d node and %d zone losses, and %d and %d once the shards off the layout are rebuilt",
+				round, got.Data.NodeLosses, got.Data.ZoneLosses, after.Data.NodeLosses, after.Data.ZoneLosses)
+		}
+
 		wantNodes := brute(nodeIDs, func(n string) string { return n })
 		wantZones := brute(zoneIDs, zoneOf)
 		if got.NodeLosses != wantNodes || got.ZoneLosses != wantZones {
