@@ -136,8 +136,8 @@ func (c *Cluster) raftNames() func(uint64) string {
 // last counted (nil before a count). It is nil before the first layout.
 //
 // A layout node counts as down when gossip says it is dead or gone, or
-// when it did not answer for its drives just now: a figure must not claim
-// a node that may be gone.
+// when it did not answer for its drives just now: the figure must not
+// count on a node that may be gone.
 func (c *Cluster) Redundancy(st admin.ClusterStatus, census *Census) *admin.RedundancyStatus {
 	l := c.Layout()
 	if l == nil {
