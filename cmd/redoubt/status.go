@@ -28,7 +28,13 @@ func newStatusCmd() *cobra.Command {
 nodes with their zones and liveness, the layout version, the metadata Raft
 groups each node hosts and leads, data per drive and the redundancy policy,
 and the nodes moving data to a new layout (each alive node is asked; one that
-does not answer within a second shows as unknown).`,
+does not answer within a second shows as unknown).
+
+For a cluster it says how many more node and zone losses every object
+survives now, from where the stored data's shards are (counted at each layout
+change, and again when a status finds the count older than a minute), the
+nodes that are down and the metadata Raft groups' voters; and, when that is
+less than the policy promises, why and what restores it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var st admin.Status
@@ -63,6 +69,7 @@ func printStatus(w io.Writer, st admin.Status, moves []nodeMove) {
 	if c := st.Cluster; c != nil {
 		fmt.Fprintf(w, "\nCluster: layout v%d, %d partitions, %d staged change(s); answering node %s\n",
 			c.LayoutVersion, c.Partitions, c.StagedChanges, short(c.NodeID))
+		printRedundancy(w, c.LayoutVersion, c.Redundancy, time.Now())
 		if c.System.Member {
 			fmt.Fprintf(w, "System group: leader %s, term %d, voters %d\n", short(c.System.Leader), c.System.Term, len(c.System.Voters))
 		} else {
@@ -95,6 +102,68 @@ func printStatus(w io.Writer, st admin.Status, moves []nodeMove) {
 	}
 	printServices(w, st)
 	printScrub(w, st)
+}
+
+// printRedundancy says how many more losses every object survives now,
+// against the promise, and what stands behind the figure.
+func printRedundancy(w io.Writer, layout uint64, r *admin.RedundancyStatus, now time.Time) {
+	if r == nil {
+		return
+	}
+	fmt.Fprintf(w, "Redundancy now: %s\n", r.Line())
+	switch {
+	case r.CountedAt.IsZero():
+		fmt.Fprintln(w, "  stored data: not counted yet; the figure covers new writes and metadata")
+	case r.Data.Items == 0:
+		fmt.Fprintf(w, "  stored data: no object parts outside metadata, counted %s ago\n", etaText(now.Sub(r.CountedAt).Seconds()))
+	default:
+		fmt.Fprintf(w, "  stored data: %d object parts, counted %s ago, %s\n", r.Data.Items,
+			etaText(now.Sub(r.CountedAt).Seconds()), survives(r.Data, "parts"))
+	}
+	if r.CountError != "" {
+		fmt.Fprintf(w, "  last count: %s\n", oneLine(r.CountError))
+	}
+	fmt.Fprintf(w, "  new writes: %s to layout v%d %s\n", r.Policies[0], layout, survives(r.NewWrites, "partitions"))
+	fmt.Fprintf(w, "  metadata: %d Raft groups %s\n", r.Metadata.Items, survives(r.Metadata, "groups"))
+	for _, why := range r.Reasons {
+		fmt.Fprintf(w, "  why: %s\n", why)
+	}
+}
+
+// survives says what the items of s survive: "survive 1 node loss (the
+// weakest: 7 parts, 21.0 MiB, e.g. ...), no zone loss".
+func survives(s admin.SurvivalStatus, items string) string {
+	var weakest []string
+	switch {
+	case s.NodeLosses < 0:
+		weakest = append(weakest, fmt.Sprintf("%d %s cannot", s.Weakest, items))
+	case s.Weakest == s.Items:
+		weakest = append(weakest, "all")
+	default:
+		weakest = append(weakest, fmt.Sprintf("the weakest: %d %s", s.Weakest, items))
+	}
+	if s.Bytes > 0 {
+		weakest = append(weakest, humanBytes(s.Bytes))
+	}
+	if s.Example != "" {
+		weakest = append(weakest, "e.g. "+s.Example)
+	}
+	w := strings.Join(weakest, ", ")
+	if s.NodeLosses < 0 {
+		return fmt.Sprintf("cannot all be read now (%s)", w)
+	}
+	return fmt.Sprintf("survive %s (%s), %s", lossText(s.NodeLosses, "node"), w, lossText(s.ZoneLosses, "zone"))
+}
+
+// lossText is "1 node loss", "2 zone losses" or "no zone loss".
+func lossText(n int, what string) string {
+	switch {
+	case n <= 0:
+		return fmt.Sprintf("no %s loss", what)
+	case n == 1:
+		return fmt.Sprintf("1 %s loss", what)
+	}
+	return fmt.Sprintf("%d %s losses", n, what)
 }
 
 // printLocalDrives is the drive table of a standalone node.

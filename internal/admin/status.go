@@ -187,6 +187,10 @@ type ClusterStatus struct {
 	// the request to the commit being applied (upper bounds of ~19% wide
 	// buckets).
 	Commits LatencyStatus `json:"metadata_commits"`
+	// Redundancy is how many more node and zone losses every object
+	// survives now, against what the policy promises; nil before the
+	// first layout.
+	Redundancy *RedundancyStatus `json:"redundancy,omitempty"`
 }
 
 // LatencyStatus is a count and percentiles of durations.

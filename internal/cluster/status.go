@@ -28,19 +28,7 @@ func (c *Cluster) Status(ctx context.Context) admin.ClusterStatus {
 	if edits, _, err := c.readStaged(ctx); err == nil {
 		st.StagedChanges = len(edits)
 	}
-	byRaft := map[uint64]string{}
-	for _, n := range c.knownNodes() {
-		byRaft[n.RaftID] = n.ID
-	}
-	name := func(id uint64) string {
-		if id == 0 {
-			return ""
-		}
-		if n, ok := byRaft[id]; ok {
-			return n
-		}
-		return fmt.Sprintf("raft:%x", id)
-	}
+	name := c.raftNames()
 	groups := c.groups()
 	if g, ok := groups[meta.System]; ok {
 		st.System = admin.GroupStatus{Member: slices.Contains(g.Voters, c.raftID), Leader: name(g.Leader), Term: g.Term, Applied: g.Applied}
@@ -121,6 +109,72 @@ func (c *Cluster) Status(ctx context.Context) admin.ClusterStatus {
 		st.Nodes = append(st.Nodes, ns)
 	}
 	return st
+}
+
+// raftNames returns a function that names a Raft ID by its node's ID
+// ("raft:ID" for one no known node has, "" for 0).
+func (c *Cluster) raftNames() func(uint64) string {
+	byRaft := map[uint64]string{}
+	for _, n := range c.knownNodes() {
+		byRaft[n.RaftID] = n.ID
+	}
+	return func(id uint64) string {
+		if id == 0 {
+			return ""
+		}
+		if n, ok := byRaft[id]; ok {
+			return n
+		}
+		return fmt.Sprintf("raft:%x", id)
+	}
+}
+
+// Redundancy is how many more node and zone losses every object survives
+// now (Survival), judged from the layout this node follows, the liveness
+// and drive states in st (this node's Status), the Raft groups this node
+// is a voter of and knows a leader of, and census, the stored data as
+// last counted (nil before a count). It is nil before the first layout.
+//
+// A layout node counts as down when gossip says it is dead or gone, or
+// when it did not answer for its drives just now: the figure must not
+// count on a node that may be gone.
+func (c *Cluster) Redundancy(st admin.ClusterStatus, census *Census) *admin.RedundancyStatus {
+	l := c.Layout()
+	if l == nil {
+		return nil
+	}
+	f := Facts{Layout: l, Down: map[string]bool{}, FailedDrives: map[string]bool{}, Census: census}
+	known := map[string]admin.NodeStatus{}
+	for _, n := range st.Nodes {
+		known[n.ID] = n
+	}
+	for _, n := range l.Nodes {
+		ns, ok := known[n.ID]
+		if !ok || ns.State == admin.NodeDead || ns.State == admin.NodeLeft || n.ID != c.ID() && len(ns.DriveUsage) == 0 {
+			f.Down[n.ID] = true
+		}
+		for _, d := range ns.DriveUsage {
+			if d.State != admin.DriveOK {
+				f.FailedDrives[d.ID] = true
+			}
+		}
+	}
+	name := c.raftNames()
+	for p, g := range c.groups() {
+		if g.Leader == 0 || !slices.Contains(g.Voters, c.raftID) {
+			continue
+		}
+		gv := GroupVoters{Name: systemGroupName}
+		if p != meta.System {
+			gv.Name = fmt.Sprintf("partition %d", p)
+		}
+		for _, v := range g.Voters {
+			gv.Voters = append(gv.Voters, name(v))
+		}
+		f.Groups = append(f.Groups, gv)
+	}
+	r := Survival(f)
+	return &r
 }
 
 // driveUsage asks every known node, in parallel and briefly, for the state

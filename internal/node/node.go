@@ -175,6 +175,9 @@ type Node struct {
 	gc         *collector
 	// services runs the front ends and background loops; see supervise.
 	services supervisor
+	// census counts where a cluster's stored data is, for the redundancy
+	// figures of /status; nil on a single node.
+	census *census
 
 	// stats caches the object count shown on /status; see objectStats.
 	stats struct {
@@ -328,6 +331,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if r := n.repair.reloc; r != nil {
 		n.supervise("relocate", r.Run)
 		n.cluster.OnLayout(r.followLayout)
+	}
+	if n.cluster != nil {
+		n.census = newCensus(n.objects, n.cluster, n.judgeCensus, logger.With("component", "census"))
+		n.supervise("census", n.census.Run)
+		n.cluster.OnLayout(n.census.followLayout)
 	}
 	return n, nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/redoubt-io/redoubt/internal/admin"
+	"github.com/redoubt-io/redoubt/internal/cluster"
 	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/store"
 )
@@ -45,6 +46,7 @@ func (n *Node) Status(ctx context.Context) admin.Status {
 	}
 	if n.cluster != nil {
 		cs := n.cluster.Status(ctx)
+		cs.Redundancy = n.redundancy(cs)
 		st.Cluster = &cs
 	}
 	for _, r := range n.localMetaStatus() {
@@ -116,4 +118,29 @@ func (n *Node) localMetaStatus() []meta.ReplicaStatus {
 		return nil
 	}
 	return n.md.Status()
+}
+
+// redundancy is how many more losses every object survives now, judged
+// with the last count of the stored data (the census), and asks for a
+// new count when that one may be stale; it never waits for one.
+func (n *Node) redundancy(cs admin.ClusterStatus) *admin.RedundancyStatus {
+	if n.census == nil {
+		return nil
+	}
+	last, err := n.census.last()
+	r := n.cluster.Redundancy(cs, last)
+	if r != nil && err != nil {
+		r.CountError = err.Error()
+	}
+	var moved int64
+	if n.repair != nil && n.repair.reloc != nil {
+		moved = n.repair.reloc.Progress().TotalRefsMoved
+	}
+	n.census.freshen(cs.LayoutVersion, moved)
+	return r
+}
+
+// judgeCensus is the redundancy with count c, for the census's log.
+func (n *Node) judgeCensus(ctx context.Context, c *cluster.Census) *admin.RedundancyStatus {
+	return n.cluster.Redundancy(n.cluster.Status(ctx), c)
 }

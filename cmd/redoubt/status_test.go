@@ -1,0 +1,89 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redoubt-io/redoubt/internal/admin"
+)
+
+// TestStatusStatesRedundancy: what /status says of the losses a cluster
+// survives reaches the operator as one plain line and the figures behind
+// it, through the JSON a node answers.
+func TestStatusStatesRedundancy(t *testing.T) {
+	now := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	short := admin.RedundancyStatus{
+		NodeLosses: 1, ZoneLosses: 0, Zones: 3, Policies: []string{"EC 3+2", "EC 4+2"},
+		PromisedNodeLosses: 2, PromisedBy: []string{"EC 3+2", "EC 4+2"}, PromisedZoneLosses: 1,
+		Data: admin.SurvivalStatus{NodeLosses: 1, ZoneLosses: 0, Items: 200, Weakest: 48, Bytes: 48 << 20,
+			Example: "EC 4+2, 6 shards: 2 on node n2, 1 on each of 4 other nodes"},
+		NewWrites: admin.SurvivalStatus{NodeLosses: 2, ZoneLosses: 1, Items: 256, Weakest: 256},
+		Metadata:  admin.SurvivalStatus{NodeLosses: 2, ZoneLosses: 1, Items: 257, Weakest: 257},
+		CountedAt: now.Add(-40 * time.Second),
+		Reasons:   []string{"EC 4+2 writes 6 shards per chunk and the layout has 5 nodes: a node holds 2 shards of a part"},
+		Advice:    "add 1 node to restore it",
+	}
+	kept := admin.RedundancyStatus{
+		NodeLosses: 2, ZoneLosses: 1, Zones: 3, Policies: []string{"EC 4+2"}, PromisedNodeLosses: 2, PromisedBy: []string{"EC 4+2"}, PromisedZoneLosses: 1, Kept: true,
+		NewWrites: admin.SurvivalStatus{NodeLosses: 2, ZoneLosses: 1, Items: 256, Weakest: 256},
+		Metadata:  admin.SurvivalStatus{NodeLosses: 2, ZoneLosses: 1, Items: 257, Weakest: 257},
+	}
+	lost := short
+	lost.NodeLosses, lost.ZoneLosses = -1, -1
+	lost.Data.NodeLosses, lost.Data.ZoneLosses, lost.Data.Weakest = -1, -1, 10
+	lost.Advice = "add 1 node, and bring the down nodes back to restore it"
+	downgraded := admin.RedundancyStatus{
+		NodeLosses: 1, ZoneLosses: 1, Zones: 3, Policies: []string{"EC 2+1", "EC 3+2"},
+		PromisedNodeLosses: 2, PromisedBy: []string{"EC 3+2"}, PromisedZoneLosses: 1,
+		Data:      admin.SurvivalStatus{NodeLosses: 1, ZoneLosses: 1, Items: 10, Weakest: 10},
+		NewWrites: admin.SurvivalStatus{NodeLosses: 1, ZoneLosses: 1, Items: 256, Weakest: 256},
+		Metadata:  admin.SurvivalStatus{NodeLosses: 1, ZoneLosses: 1, Items: 257, Weakest: 257},
+		CountedAt: now, Reasons: []string{"new writes are coded EC 2+1, which survives 1 node loss"},
+		Advice: "add 2 nodes to restore it",
+	}
+	for _, tc := range []struct {
+		name string
+		r    admin.RedundancyStatus
+		want []string
+	}{
+		{"below the promise", short, []string{
+			"Redundancy now: survives 1 more node loss, 0 zone losses; the policies EC 3+2 and EC 4+2 promise 2 node losses, 1 zone loss: add 1 node to restore it\n",
+			"  stored data: 200 object parts, counted 40s ago, survive 1 node loss (the weakest: 48 parts, 48.0 MiB, e.g. EC 4+2, 6 shards: 2 on node n2, 1 on each of 4 other nodes), no zone loss\n",
+			"  new writes: EC 3+2 to layout v7 survive 2 node losses (all), 1 zone loss\n",
+			"  metadata: 257 Raft groups survive 2 node losses (all), 1 zone loss\n",
+			"  why: EC 4+2 writes 6 shards per chunk and the layout has 5 nodes: a node holds 2 shards of a part\n",
+		}},
+		{"new writes coded for fewer nodes", downgraded, []string{
+			"Redundancy now: survives 1 more node loss, 1 zone loss; the policy EC 3+2 promises 2 node losses, 1 zone loss: add 2 nodes to restore it\n",
+			"  new writes: EC 2+1 to layout v7 survive 1 node loss (all), 1 zone loss\n",
+			"  why: new writes are coded EC 2+1, which survives 1 node loss\n",
+		}},
+		{"as promised, before the first count", kept, []string{
+			"Redundancy now: survives 2 more node losses, 1 zone loss, as the policy EC 4+2 promises\n",
+			"  stored data: not counted yet; the figure covers new writes and metadata\n",
+		}},
+		{"some objects lost now", lost, []string{
+			"Redundancy now: some objects cannot be read now; the policies EC 3+2 and EC 4+2 promise 2 node losses, 1 zone loss: add 1 node, and bring the down nodes back to restore it\n",
+			"stored data: 200 object parts, counted 40s ago, cannot all be read now (10 parts cannot, 48.0 MiB,",
+		}},
+	} {
+		st := admin.Status{Version: "test", Cluster: &admin.ClusterStatus{NodeID: "n1", LayoutVersion: 7, Redundancy: &tc.r}}
+		b, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got admin.Status
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		printRedundancy(&out, got.Cluster.LayoutVersion, got.Cluster.Redundancy, now)
+		for _, w := range tc.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("%s: output lacks %q:\n%s", tc.name, w, out.String())
+			}
+		}
+	}
+}
