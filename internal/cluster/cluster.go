@@ -21,6 +21,9 @@ import (
 	"github.com/redoubt-io/redoubt/internal/shardrpc"
 	"github.com/redoubt-io/redoubt/internal/store"
 	"github.com/redoubt-io/redoubt/internal/transport"
+	"github.com/redoubt-io/redoubt/internal/vfs"
+
+	pebblevfs "github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Config is one node's part in a cluster.
@@ -68,6 +71,13 @@ type Config struct {
 	// should stop so that whatever runs it starts it again from its disk,
 	// rather than serve on without consensus.
 	Fatal func(error)
+	// FS is the file system of the drives, for the cluster's own small
+	// files on them (peers, where the Raft state is); nil is the
+	// operating system's. RaftFS is the file system of the Raft state
+	// (raftmeta.Config.FS); nil is the operating system's. A simulation
+	// passes in-memory, crashable ones.
+	FS     vfs.FS
+	RaftFS pebblevfs.FS
 	// RepairAfter is how long a node of the layout may be dead (by gossip)
 	// before the System leader commits a layout without it, so that every
 	// partition's Raft group gets its voters back and new data goes to live
@@ -141,6 +151,9 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 	if cfg.LayoutPoll <= 0 {
 		cfg.LayoutPoll = 200 * time.Millisecond
 	}
+	if cfg.FS == nil {
+		cfg.FS = vfs.OS()
+	}
 	c := &Cluster{cfg: cfg, log: logger, local: drives, book: newAddressBook(), layoutReady: make(chan struct{})}
 	c.mu.nodes = map[string]NodeInfo{}
 	c.mu.remote = map[string]*shardrpc.RemoteDrive{}
@@ -181,9 +194,15 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 	rcfg := raftmeta.DefaultConfig()
 	rcfg.NodeID = c.raftID
 	rcfg.Dir = filepath.Join(home, "raft")
-	_, statErr := os.Stat(rcfg.Dir)
+	rcfg.FS = cfg.RaftFS
+	var statErr error
+	if cfg.RaftFS != nil {
+		_, statErr = cfg.RaftFS.Stat(rcfg.Dir)
+	} else {
+		_, statErr = os.Stat(rcfg.Dir)
+	}
 	c.restarted = statErr == nil
-	if err := checkRaftHome(sorted, c.restarted); err != nil {
+	if err := checkRaftHome(cfg.FS, sorted, c.restarted); err != nil {
 		return nil, err
 	}
 	c.peersFile = filepath.Join(home, "redoubt-peers.json")
@@ -197,7 +216,7 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 	if err != nil {
 		return nil, fmt.Errorf("opening raft state: %w", err)
 	}
-	if err := markRaftHome(sorted); err != nil {
+	if err := markRaftHome(cfg.FS, sorted); err != nil {
 		return nil, err
 	}
 	c.sender.onErr = c.host.ReportUnreachable
@@ -213,7 +232,7 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 		return c.shards.Handle(ctx, string(from), req)
 	})
 
-	c.learnNodes(loadPeers(c.peersFile))
+	c.learnNodes(loadPeers(cfg.FS, c.peersFile))
 	c.self = NodeInfo{Format: recordFormat, ID: string(c.nodeID), RaftID: c.raftID, Zone: cfg.Zone,
 		RPCAddr: c.net.Addr(), GossipAdr: cfg.GossipAddr, S3Addr: cfg.S3Addr, AdminAddr: cfg.AdminAddr, Version: cfg.Version}
 	for _, d := range drives {
@@ -275,12 +294,12 @@ const raftHomeFile = "redoubt-raft-home"
 // node's groups still count it as a member that has acknowledged entries
 // and cast votes; coming back with an empty log would make it forget both
 // (and etcd raft stops the process when a leader finds the log gone).
-func checkRaftHome(drives []*store.Drive, haveState bool) error {
+func checkRaftHome(fs vfs.FS, drives []*store.Drive, haveState bool) error {
 	if haveState {
 		return nil
 	}
 	for _, d := range drives[1:] {
-		b, err := os.ReadFile(filepath.Join(d.Path(), raftHomeFile))
+		b, err := vfs.ReadFile(fs, filepath.Join(d.Path(), raftHomeFile))
 		if err != nil {
 			continue
 		}
@@ -294,14 +313,14 @@ func checkRaftHome(drives []*store.Drive, haveState bool) error {
 }
 
 // markRaftHome records on every drive which one holds the Raft state.
-func markRaftHome(drives []*store.Drive) error {
+func markRaftHome(fs vfs.FS, drives []*store.Drive) error {
 	want := drives[0].ID() + "\n"
 	for _, d := range drives {
 		p := filepath.Join(d.Path(), raftHomeFile)
-		if b, err := os.ReadFile(p); err == nil && string(b) == want {
+		if b, err := vfs.ReadFile(fs, p); err == nil && string(b) == want {
 			continue
 		}
-		if err := os.WriteFile(p, []byte(want), 0o600); err != nil {
+		if err := vfs.WriteFile(fs, p, []byte(want), 0o600); err != nil {
 			return fmt.Errorf("recording where the Raft state is, on %s: %w", d.Path(), err)
 		}
 	}
@@ -395,3 +414,7 @@ func (c *Cluster) close() error {
 	}
 	return nil
 }
+
+// Raft is the Raft host of this node's metadata groups, for tests and the
+// cluster simulation (replica digests, group status).
+func (c *Cluster) Raft() *raftmeta.Host { return c.host }

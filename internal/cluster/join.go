@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
+	"github.com/redoubt-io/redoubt/internal/vfs"
 	"reflect"
 	"slices"
 	"strings"
@@ -228,7 +228,7 @@ func (c *Cluster) learnNodes(nodes []NodeInfo) {
 	}
 	c.mu.Unlock()
 	if changed && c.peersFile != "" {
-		if err := savePeers(c.peersFile, all); err != nil {
+		if err := savePeers(c.cfg.FS, c.peersFile, all); err != nil {
 			c.log.Warn("could not save the known nodes", "err", err)
 		}
 	}
@@ -252,23 +252,23 @@ type peersFile struct {
 	Nodes  []NodeInfo `json:"nodes"`
 }
 
-func savePeers(path string, nodes []NodeInfo) error {
+func savePeers(fs vfs.FS, path string, nodes []NodeInfo) error {
 	slices.SortFunc(nodes, func(a, b NodeInfo) int { return strings.Compare(a.ID, b.ID) })
 	b, err := json.Marshal(peersFile{Format: recordFormat, Nodes: nodes})
 	if err != nil {
 		return err
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	if err := vfs.WriteFile(fs, tmp, b, 0o600); err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	return fs.Rename(tmp, path)
 }
 
 // loadPeers reads what savePeers wrote; a missing or damaged file is an
 // empty list (the node then relies on --join and gossip).
-func loadPeers(path string) []NodeInfo {
-	b, err := os.ReadFile(path)
+func loadPeers(fs vfs.FS, path string) []NodeInfo {
+	b, err := vfs.ReadFile(fs, path)
 	if err != nil {
 		return nil
 	}
