@@ -68,6 +68,10 @@ type Config struct {
 	// is aborted and its parts' data freed; 0 keeps uploads forever.
 	// 7 days: longer than any upload a client still means to finish.
 	MultipartExpiry time.Duration
+	// BodyIdleTimeout ends an S3 request whose body sends nothing for
+	// this long with RequestTimeout and frees its connection; see
+	// s3api.Config.BodyIdleTimeout. 0 disables it.
+	BodyIdleTimeout time.Duration
 	// RepairRate bounds, in bytes per second, the shards that repair and
 	// relocation write, so that foreground requests keep their latency
 	// while data is rebuilt or moved; 0 or less: no limit.
@@ -89,6 +93,7 @@ func DefaultConfig() Config {
 		Scrub:           DefaultScrubConfig(),
 		MultipartExpiry: 7 * 24 * time.Hour,
 		RepairRate:      DefaultRepairRate,
+		BodyIdleTimeout: s3api.DefaultConfig().BodyIdleTimeout,
 	}
 }
 
@@ -143,6 +148,9 @@ func (c Config) Validate() error {
 	}
 	if c.MultipartExpiry < 0 {
 		return fmt.Errorf("multipart expiry %v is negative", c.MultipartExpiry)
+	}
+	if c.BodyIdleTimeout < 0 {
+		return fmt.Errorf("body idle timeout %v is negative", c.BodyIdleTimeout)
 	}
 	return nil
 }
@@ -285,6 +293,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	scfg := s3api.DefaultConfig()
 	scfg.Region = cfg.Region
 	scfg.Domains = cfg.Domains
+	scfg.BodyIdleTimeout = cfg.BodyIdleTimeout
 	front, err := s3api.New(scfg, n.objects, s3api.SigV4(verifier), logger.With("component", "s3api"))
 	if err != nil {
 		return nil, err
