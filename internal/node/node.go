@@ -68,6 +68,9 @@ type Config struct {
 	// is aborted and its parts' data freed; 0 keeps uploads forever.
 	// 7 days: longer than any upload a client still means to finish.
 	MultipartExpiry time.Duration
+	// MetricsToken, when set, is the bearer token that reads /metrics
+	// without a signature (Prometheus cannot sign); see admin.AuthConfig.
+	MetricsToken string
 	// BodyIdleTimeout ends an S3 request whose body sends nothing for
 	// this long with RequestTimeout and frees its connection; see
 	// s3api.Config.BodyIdleTimeout. 0 disables it.
@@ -191,6 +194,9 @@ type Node struct {
 		objects, bytes int64
 	}
 
+	// adminGuard admits admin requests; see admin.Protect.
+	adminGuard *admin.Guard
+
 	s3Srv, adminSrv *http.Server
 	s3Ln, adminLn   net.Listener
 }
@@ -273,6 +279,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 			return nil, err
 		}
 		n.cluster.OnLayout(n.followLayout)
+		if cfg.Credentials == nil {
+			// The admin tools look for the keys in the data directories.
+			if err := keepCredentials(cfg.DataDirs, n.Credentials); err != nil {
+				logger.Warn("cannot keep the root credentials in every data directory", "err", err)
+			}
+		}
 	case cfg.Credentials != nil:
 		n.Credentials = *cfg.Credentials
 	default:
@@ -324,9 +336,20 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if cfg.Pprof {
 		registerPprof(mux)
 	}
+	n.adminGuard, err = admin.Protect(admin.AuthConfig{
+		Authenticator: adminAuth{v: verifier, root: n.Credentials.AccessKey},
+		MetricsToken:  cfg.MetricsToken,
+		Registerer:    reg,
+	}, mux, logger.With("component", "admin"))
+	if err != nil {
+		return nil, err
+	}
 	n.adminSrv = &http.Server{
-		Handler:           mux,
+		Handler:           n.adminGuard,
 		ReadHeaderTimeout: 10 * time.Second,
+		// Admin bodies are small JSON documents.
+		ReadTimeout: 30 * time.Second,
+		IdleTimeout: 2 * time.Minute,
 	}
 	n.readRepair.data = n.data
 	n.supervise("read-repair", n.readRepair.Run)

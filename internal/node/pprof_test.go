@@ -43,9 +43,14 @@ func startNodeWith(t *testing.T, mod func(*Config)) *Node {
 	return n
 }
 
+// adminStatus is the status of a GET of path signed by the root.
 func adminStatus(t *testing.T, n *Node, path string) int {
 	t.Helper()
-	resp, err := http.Get(n.AdminURL + path)
+	req, err := rootClient(n).NewRequest(t.Context(), http.MethodGet, n.AdminURL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
