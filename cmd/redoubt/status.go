@@ -19,7 +19,7 @@ import (
 )
 
 func newStatusCmd() *cobra.Command {
-	addr := "127.0.0.1:3903"
+	var af adminFlags
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -28,11 +28,19 @@ func newStatusCmd() *cobra.Command {
 nodes with their zones and liveness, the layout version, the metadata Raft
 groups each node hosts and leads, data per drive and the redundancy policy,
 and the nodes moving data to a new layout (each alive node is asked; one that
-does not answer within a second shows as unknown).`,
+does not answer within a second shows as unknown).
+
+The calls are signed with the root credentials: --access-key and --secret-key,
+or the credentials file in --data (by default ./redoubt-data, then the
+./redoubt-dev of redoubt dev).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := af.conn(cmd)
+			if err != nil {
+				return err
+			}
 			var st admin.Status
-			if err := adminCall(cmd.Context(), addr, http.MethodGet, "/status", nil, &st); err != nil {
+			if err := c.call(cmd.Context(), c.addr, http.MethodGet, "/status", nil, &st); err != nil {
 				return err
 			}
 			if asJSON {
@@ -42,13 +50,13 @@ does not answer within a second shows as unknown).`,
 			}
 			var moves []nodeMove
 			if st.Cluster != nil {
-				moves = askMoves(cmd.Context(), st.Cluster.Nodes, false, statusAskTimeout)
+				moves = askMoves(cmd.Context(), c, st.Cluster.Nodes, false, statusAskTimeout)
 			}
 			printStatus(cmd.OutOrStdout(), st, moves)
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&addr, "admin-addr", addr, "any node's admin address")
+	af.register(cmd.Flags(), "any node's admin address")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the raw JSON status")
 	return withEnv(cmd)
 }
@@ -178,7 +186,7 @@ func (m nodeMove) settled(v uint64) bool {
 // askMoves asks the nodes that are not known dead (and, with inLayout,
 // that the layout places data on) for their data movement, in parallel,
 // each within timeout. The answers are in the order of nodes.
-func askMoves(ctx context.Context, nodes []admin.NodeStatus, inLayout bool, timeout time.Duration) []nodeMove {
+func askMoves(ctx context.Context, c *adminConn, nodes []admin.NodeStatus, inLayout bool, timeout time.Duration) []nodeMove {
 	var out []nodeMove
 	for _, n := range nodes {
 		if n.State == admin.NodeDead || n.State == admin.NodeLeft || (inLayout && !n.InLayout) {
@@ -197,7 +205,7 @@ func askMoves(ctx context.Context, nodes []admin.NodeStatus, inLayout bool, time
 			}
 			cctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			m.err = adminCall(cctx, addr, http.MethodGet, "/repair", nil, &m.p)
+			m.err = c.call(cctx, addr, http.MethodGet, "/repair", nil, &m.p)
 		})
 	}
 	wg.Wait()
