@@ -34,7 +34,8 @@ func (a adminAuth) Authenticate(r *http.Request) (admin.Identity, io.Reader, err
 		return admin.Identity{}, nil, fromSigV4(err)
 	}
 	// A signature whose payload hash is a digest covers the body too: a
-	// change cannot be replayed with another body.
+	// change cannot be replayed with another body
+	// (TestAdminRefusesBadSignatures: unsigned payload, swapped body).
 	if h := r.Header.Get("X-Amz-Content-Sha256"); len(h) != 64 || !isHex(h) {
 		return admin.Identity{}, nil, errPayloadUnsigned
 	}
