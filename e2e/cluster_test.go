@@ -259,7 +259,10 @@ func TestDevCluster(t *testing.T) {
 			break
 		}
 	}
-	dir := t.TempDir()
+	// dev's default directory name, so that the admin verbs run beside it
+	// find its credentials with no flag, as a new user runs them.
+	cwd := t.TempDir()
+	dir := filepath.Join(cwd, "redoubt-dev")
 	d := &server{t: t}
 	start := time.Now()
 	out, err := d.runUntil([]string{"dev", "--nodes", "3", "--zones", "3", "--dir", dir, "--base-port", fmt.Sprint(base)},
@@ -276,6 +279,16 @@ func TestDevCluster(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("dev output lacks %q:\n%s", want, out)
 		}
+	}
+	status := exec.Command(binary, "status", "--admin-addr", fmt.Sprintf("127.0.0.1:%d", base+13))
+	status.Dir = cwd
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "REDOUBT_") {
+			status.Env = append(status.Env, kv)
+		}
+	}
+	if out, err := status.CombinedOutput(); err != nil || strings.Count(string(out), "alive") != 3 {
+		t.Errorf("redoubt status beside the dev directory: %v\n%s", err, out)
 	}
 	if err := d.interruptAndWait(60 * time.Second); err != nil {
 		t.Fatalf("dev did not stop cleanly on Ctrl-C: %v\n%s", err, d.output())
@@ -303,7 +316,9 @@ func TestClusterLayoutVerbs(t *testing.T) {
 	admin := strings.TrimPrefix(c.nodes[2].Admin, "http://")
 	verb := func(args ...string) string {
 		t.Helper()
-		out, err := exec.Command(binary, append(args, "--admin-addr", admin)...).CombinedOutput()
+		cmd := exec.Command(binary, append(args, "--admin-addr", admin)...)
+		cmd.Env = adminEnv()
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("redoubt %s: %v\n%s", strings.Join(args, " "), err, out)
 		}

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redoubt-io/redoubt/internal/admin"
 )
 
 // binary is the redoubt binary built once for the whole run.
@@ -220,13 +222,36 @@ func (s *server) restart() {
 
 // status fetches /status as raw JSON.
 func (s *server) status(ctx context.Context) ([]byte, error) {
-	req, _ := http.NewRequestWithContext(ctx, "GET", s.Admin+"/status", nil)
+	return s.adminGet(ctx, "/status")
+}
+
+// rootAdmin signs admin calls with the root credentials every test server
+// is given; the admin API answers nothing unsigned but /health.
+var rootAdmin = &admin.Client{AccessKey: testAccessKey, SecretKey: testSecretKey, Region: testRegion}
+
+// adminGet is a signed GET of path on the server's admin API; it returns
+// the body of a 200 answer.
+func (s *server) adminGet(ctx context.Context, path string) ([]byte, error) {
+	req, err := rootAdmin.NewRequest(ctx, http.MethodGet, s.Admin+path, nil)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	return io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s: %s", path, resp.Status, b)
+	}
+	return b, err
+}
+
+// adminEnv is the environment of a redoubt verb that calls the admin API
+// of a test server: the root credentials it signs with.
+func adminEnv() []string {
+	return append(os.Environ(), "REDOUBT_ACCESS_KEY="+testAccessKey, "REDOUBT_SECRET_KEY="+testSecretKey)
 }
 
 // runToExit runs `redoubt server` with the server's drives and flags to

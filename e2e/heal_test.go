@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
@@ -29,13 +28,11 @@ type repairState struct {
 
 func repairOf(ctx context.Context, s *server) (repairState, error) {
 	var st repairState
-	req, _ := http.NewRequestWithContext(ctx, "GET", s.Admin+"/repair", nil)
-	resp, err := http.DefaultClient.Do(req)
+	b, err := s.adminGet(ctx, "/repair")
 	if err != nil {
 		return st, err
 	}
-	defer resp.Body.Close()
-	return st, json.NewDecoder(resp.Body).Decode(&st)
+	return st, json.Unmarshal(b, &st)
 }
 
 // TestClusterHealsALostNode is the self-healing acceptance case with real

@@ -298,7 +298,9 @@ func TestReplacedDrive(t *testing.T) {
 	admin := strings.TrimPrefix(s.Admin, "http://")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, binary, "repair", "--admin-addr", admin).CombinedOutput()
+	repair := exec.CommandContext(ctx, binary, "repair", "--admin-addr", admin)
+	repair.Env = adminEnv()
+	out, err := repair.CombinedOutput()
 	if err != nil {
 		t.Fatalf("redoubt repair --admin-addr %s: %v\n%s\nserver output (tail):\n%s", admin, err, out, tail(s.output(), 3000))
 	}

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/redoubt-io/redoubt/internal/admin"
+	"github.com/redoubt-io/redoubt/internal/node"
 )
 
 // devConfig is what `redoubt dev` starts.
@@ -46,7 +45,8 @@ port, gossip on the one after, and its admin API on BASE+10*(i-1)+3.
 
 The nodes share one generated cluster secret and one pair of root credentials,
 both kept in --dir, so running dev again on the same directory restarts the same
-cluster with its data. A status line shows the nodes that are up and the
+cluster with its data. The admin verbs (status, layout, repair) run from the
+same directory find the credentials there (or give --data DIR). A status line shows the nodes that are up and the
 layout version. Ctrl-C stops every node cleanly.
 
 Kill a node (its pid is printed) and the data stays readable from the others;
@@ -129,6 +129,11 @@ func runDev(ctx context.Context, c devConfig, out, errOut io.Writer, logLevel st
 		return err
 	}
 	ak = strings.ToUpper(ak)
+	// The admin verbs, run from the same directory, sign with these.
+	if err := node.WriteCredentials(c.dir, node.Credentials{AccessKey: ak, SecretKey: sk}); err != nil {
+		return err
+	}
+	ac := &admin.Client{AccessKey: ak, SecretKey: sk, HTTP: devClient}
 
 	nodes := make([]*devNode, c.nodes)
 	for i := range nodes {
@@ -202,7 +207,7 @@ func runDev(ctx context.Context, c devConfig, out, errOut io.Writer, logLevel st
 	}
 
 	rctx, cancel := context.WithTimeout(ctx, c.ready)
-	st, err := waitDevReady(rctx, nodes)
+	st, err := waitDevReady(rctx, ac, nodes)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -225,7 +230,7 @@ func runDev(ctx context.Context, c devConfig, out, errOut io.Writer, logLevel st
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		fmt.Fprintf(errOut, "\r%s\033[K", devStatusLine(ctx, nodes))
+		fmt.Fprintf(errOut, "\r%s\033[K", devStatusLine(ctx, ac, nodes))
 		select {
 		case <-ctx.Done():
 			fmt.Fprintln(errOut, "\nstopping the cluster")
@@ -259,7 +264,7 @@ func readOrCreateSecret(path string, n int) (string, error) {
 
 // waitDevReady polls the nodes until every one answers /health and the
 // first one reports a layout, every node alive and every partition led.
-func waitDevReady(ctx context.Context, nodes []*devNode) (admin.Status, error) {
+func waitDevReady(ctx context.Context, ac *admin.Client, nodes []*devNode) (admin.Status, error) {
 	var last string
 	for {
 		for _, n := range nodes {
@@ -269,7 +274,7 @@ func waitDevReady(ctx context.Context, nodes []*devNode) (admin.Status, error) {
 			default:
 			}
 		}
-		st, err := devStatus(ctx, nodes[0])
+		st, err := devStatus(ctx, ac, nodes[0])
 		switch {
 		case err != nil:
 			last = err.Error()
@@ -284,7 +289,7 @@ func waitDevReady(ctx context.Context, nodes []*devNode) (admin.Status, error) {
 					alive++
 				}
 			}
-			if alive == len(nodes) && allLed(ctx, nodes) {
+			if alive == len(nodes) && allLed(ctx, ac, nodes) {
 				return st, nil
 			}
 			last = fmt.Sprintf("%d of %d nodes alive in the layout, or partitions without leaders", alive, len(nodes))
@@ -298,9 +303,9 @@ func waitDevReady(ctx context.Context, nodes []*devNode) (admin.Status, error) {
 }
 
 // allLed reports whether every node sees a leader for each group it hosts.
-func allLed(ctx context.Context, nodes []*devNode) bool {
+func allLed(ctx context.Context, ac *admin.Client, nodes []*devNode) bool {
 	for _, n := range nodes {
-		st, err := devStatus(ctx, n)
+		st, err := devStatus(ctx, ac, n)
 		if err != nil || st.Cluster == nil || st.Cluster.Groups.Leaderless > 0 || st.Cluster.System.Member && st.Cluster.System.Leader == "" {
 			return false
 		}
@@ -310,27 +315,17 @@ func allLed(ctx context.Context, nodes []*devNode) bool {
 
 var devClient = &http.Client{Timeout: 2 * time.Second}
 
-func devStatus(ctx context.Context, n *devNode) (admin.Status, error) {
+func devStatus(ctx context.Context, ac *admin.Client, n *devNode) (admin.Status, error) {
 	var st admin.Status
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.admin+"/status", nil)
-	if err != nil {
-		return st, err
+	if err := ac.Call(ctx, n.admin, http.MethodGet, "/status", nil, &st); err != nil {
+		return st, fmt.Errorf("node %d: %w", n.i, err)
 	}
-	resp, err := devClient.Do(req)
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("node %d /status: %s", n.i, resp.Status)
-	}
-	err = json.NewDecoder(bufio.NewReader(resp.Body)).Decode(&st)
-	return st, err
+	return st, nil
 }
 
 // devStatusLine is one line: each node up or down, and the layout version
 // the first live node reports.
-func devStatusLine(ctx context.Context, nodes []*devNode) string {
+func devStatusLine(ctx context.Context, ac *admin.Client, nodes []*devNode) string {
 	var mu sync.Mutex
 	up := make([]bool, len(nodes))
 	var layout uint64
@@ -340,7 +335,7 @@ func devStatusLine(ctx context.Context, nodes []*devNode) string {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st, err := devStatus(ctx, n)
+			st, err := devStatus(ctx, ac, n)
 			mu.Lock()
 			defer mu.Unlock()
 			up[i] = err == nil

@@ -19,9 +19,7 @@ func envName(flag string) string {
 // before the command runs, fills every flag not given on the command line
 // from its variable. Flags win over the environment.
 func withEnv(cmd *cobra.Command) *cobra.Command {
-	cmd.Flags().VisitAll(func(f *pflag.Flag) {
-		f.Usage += fmt.Sprintf(" [%s]", envName(f.Name))
-	})
+	annotateEnv(cmd.Flags())
 	prev := cmd.PreRunE
 	cmd.PreRunE = func(c *cobra.Command, args []string) error {
 		var err error
@@ -47,4 +45,14 @@ func withEnv(cmd *cobra.Command) *cobra.Command {
 		return err
 	}
 	return cmd
+}
+
+// annotateEnv names each flag's environment variable in its help text.
+// withEnv does it for a command's own flags; a command whose persistent
+// flags its subcommands read from the environment themselves (see
+// adminFlags.conn) annotates those.
+func annotateEnv(fs *pflag.FlagSet) {
+	fs.VisitAll(func(f *pflag.Flag) {
+		f.Usage += fmt.Sprintf(" [%s]", envName(f.Name))
+	})
 }

@@ -17,24 +17,31 @@ import (
 )
 
 func newLayoutCmd() *cobra.Command {
-	addr := "127.0.0.1:3903"
+	var af adminFlags
 	cmd := &cobra.Command{
 		Use:   "layout",
 		Short: "Show and change the cluster layout: which drives hold which partitions",
 		Long: `The layout maps the cluster's partitions to drives on nodes in zones. It is
 versioned and agreed by the cluster's consensus group. Changing it is three
 steps: stage edits (add or remove a node, change its zone or capacity), preview
-what would move, apply. Any node's admin address will do.`,
+what would move, apply. Any node's admin address will do. The calls are signed
+with the root credentials: --access-key and --secret-key, or the credentials
+file in --data (by default ./redoubt-data, then ./redoubt-dev).`,
 	}
-	cmd.PersistentFlags().StringVar(&addr, "admin-addr", addr, "any node's admin address")
+	af.register(cmd.PersistentFlags(), "any node's admin address")
+	annotateEnv(cmd.PersistentFlags())
 
 	show := &cobra.Command{
 		Use:   "show",
 		Short: "Print the current layout and the staged edits",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := af.conn(cmd)
+			if err != nil {
+				return err
+			}
 			var v admin.LayoutView
-			if err := adminCall(cmd.Context(), addr, http.MethodGet, "/cluster/layout", nil, &v); err != nil {
+			if err := c.call(cmd.Context(), c.addr, http.MethodGet, "/cluster/layout", nil, &v); err != nil {
 				return err
 			}
 			printLayout(cmd.OutOrStdout(), v)
@@ -53,9 +60,13 @@ moves it to another zone, "capacity NODE --capacity BYTES [--drive ID]" changes
 the capacity of its drives. NODE is a node ID or its unique prefix.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := af.conn(cmd)
+			if err != nil {
+				return err
+			}
 			e := admin.LayoutEdit{Op: args[0], Node: args[1], Zone: zone, Drive: drive, Capacity: capacity}
 			var v admin.LayoutView
-			if err := adminCall(cmd.Context(), addr, http.MethodPost, "/cluster/layout/stage", e, &v); err != nil {
+			if err := c.call(cmd.Context(), c.addr, http.MethodPost, "/cluster/layout/stage", e, &v); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "staged; %d edit(s) wait for `redoubt layout preview` and `redoubt layout apply`\n", len(v.Staged))
@@ -71,8 +82,12 @@ the capacity of its drives. NODE is a node ID or its unique prefix.`,
 		Short: "Show what applying the staged edits would move",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := af.conn(cmd)
+			if err != nil {
+				return err
+			}
 			var p admin.LayoutPreview
-			if err := adminCall(cmd.Context(), addr, http.MethodGet, "/cluster/layout/preview", nil, &p); err != nil {
+			if err := c.call(cmd.Context(), c.addr, http.MethodGet, "/cluster/layout/preview", nil, &p); err != nil {
 				return err
 			}
 			w := cmd.OutOrStdout()
@@ -108,12 +123,16 @@ movement.`,
 			if timeout < 0 {
 				return errors.New("--timeout must not be negative")
 			}
+			c, err := af.conn(cmd)
+			if err != nil {
+				return err
+			}
 			path := "/cluster/layout/apply"
 			if expect != 0 {
 				path += "?version=" + strconv.FormatUint(expect, 10)
 			}
 			var v admin.LayoutView
-			if err := adminCall(cmd.Context(), addr, http.MethodPost, path, nil, &v); err != nil {
+			if err := c.call(cmd.Context(), c.addr, http.MethodPost, path, nil, &v); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "layout v%d applied\n", v.Version)
@@ -127,7 +146,7 @@ movement.`,
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
-			return waitRebalance(ctx, addr, v.Version, rebalancePoll, cmd.ErrOrStderr(), cmd.OutOrStdout())
+			return waitRebalance(ctx, c, v.Version, rebalancePoll, cmd.ErrOrStderr(), cmd.OutOrStdout())
 		},
 	}
 	apply.Flags().Uint64Var(&expect, "version", 0, "apply only if the result is this version (guards against concurrent changes)")
@@ -139,7 +158,11 @@ movement.`,
 		Short: "Drop the staged edits",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return adminCall(cmd.Context(), addr, http.MethodPost, "/cluster/layout/revert", nil, nil)
+			c, err := af.conn(cmd)
+			if err != nil {
+				return err
+			}
+			return c.call(cmd.Context(), c.addr, http.MethodPost, "/cluster/layout/revert", nil, nil)
 		},
 	}
 	cmd.AddCommand(show, stage, preview, apply, revert)
@@ -183,11 +206,12 @@ const rebalanceAskTimeout = 2 * time.Second
 // waitRebalance follows the data movement to layout version v until every
 // node the layout places data on and that is not known dead reports a
 // finished pass for v (GET /repair: running false, layout_version >= v).
-// The node list comes from addr's GET /status, asked again each round, so
+// The node list comes from c.addr's GET /status, asked again each round, so
 // a node that dies meanwhile stops being waited for. It draws a progress
 // line on progress every interval and, when done, prints a summary on
 // out; it returns an error when ctx ends first.
-func waitRebalance(ctx context.Context, addr string, v uint64, interval time.Duration, progress, out io.Writer) error {
+func waitRebalance(ctx context.Context, c *adminConn, v uint64, interval time.Duration, progress, out io.Writer) error {
+	addr := c.addr
 	start := time.Now()
 	var r rebalance
 	var skipped int
@@ -197,7 +221,7 @@ func waitRebalance(ctx context.Context, addr string, v uint64, interval time.Dur
 	drawn := false
 	for {
 		var st admin.Status
-		err := adminCall(ctx, addr, http.MethodGet, "/status", nil, &st)
+		err := c.call(ctx, addr, http.MethodGet, "/status", nil, &st)
 		switch {
 		case ctx.Err() != nil:
 		case err != nil:
@@ -215,7 +239,7 @@ func waitRebalance(ctx context.Context, addr string, v uint64, interval time.Dur
 					skipped++
 				}
 			}
-			moves := askMoves(ctx, st.Cluster.Nodes, true, rebalanceAskTimeout)
+			moves := askMoves(ctx, c, st.Cluster.Nodes, true, rebalanceAskTimeout)
 			if ctx.Err() != nil {
 				break
 			}

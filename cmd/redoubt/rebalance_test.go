@@ -18,6 +18,24 @@ import (
 
 const gib = 1 << 30
 
+// The fake nodes take requests signed with these keys only.
+const (
+	testRootKey    = "TESTROOTKEY"
+	testRootSecret = "test-root-secret"
+)
+
+// testConn calls addr with the test keys.
+func testConn(addr string) *adminConn {
+	return &adminConn{Client: &admin.Client{AccessKey: testRootKey, SecretKey: testRootSecret}, addr: addr, source: "the test"}
+}
+
+// signedByRoot reports whether r carries a SigV4 signature by the test
+// root key (the fakes check who signed, not the signature itself; the
+// node package checks signatures).
+func signedByRoot(r *http.Request) bool {
+	return strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 Credential="+testRootKey+"/")
+}
+
 // fakeNode is one node's admin API as far as GET /repair goes: it answers
 // the steps of its script in turn, then the last one for ever.
 type fakeNode struct {
@@ -31,6 +49,11 @@ type fakeNode struct {
 func newFakeNode(t *testing.T, script ...node.RepairProgress) *fakeNode {
 	f := &fakeNode{t: t, script: script}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !signedByRoot(r) {
+			t.Errorf("%s %s not signed by the root key", r.Method, r.URL.Path)
+			http.Error(w, `{"error":"not signed"}`, http.StatusForbidden)
+			return
+		}
 		if r.Method != http.MethodGet || r.URL.Path != "/repair" {
 			t.Errorf("unexpected %s %s", r.Method, r.URL.Path)
 			http.NotFound(w, r)
@@ -68,6 +91,9 @@ func newFakeCluster(t *testing.T, version uint64, nodes ...admin.NodeStatus) *fa
 	c := &fakeCluster{version: version, nodes: nodes}
 	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
+		case !signedByRoot(r):
+			t.Errorf("%s %s not signed by the root key", r.Method, r.URL.Path)
+			http.Error(w, `{"error":"not signed"}`, http.StatusForbidden)
 		case r.Method == http.MethodGet && r.URL.Path == "/status":
 			c.mu.Lock()
 			v := c.version
@@ -129,7 +155,7 @@ func TestWaitRebalanceUntilEveryLiveNodeIsInLine(t *testing.T) {
 	c.behind = 1 // the answering node follows the new layout one round late
 
 	var progress, out strings.Builder
-	if err := waitRebalance(t.Context(), c.addr(), 5, time.Millisecond, &progress, &out); err != nil {
+	if err := waitRebalance(t.Context(), testConn(c.addr()), 5, time.Millisecond, &progress, &out); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
@@ -171,7 +197,7 @@ func TestWaitRebalanceCountsEveryPass(t *testing.T) {
 	)
 	c := newFakeCluster(t, 5, nodeAt("aaaaaaaaaaaaaaaa", a.addr(), admin.NodeAlive, true))
 	var progress, out strings.Builder
-	if err := waitRebalance(t.Context(), c.addr(), 5, time.Millisecond, &progress, &out); err != nil {
+	if err := waitRebalance(t.Context(), testConn(c.addr()), 5, time.Millisecond, &progress, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(progress.String(), "1 retrying after an error (aaaaaaaaaaaa: a move failed)") {
@@ -193,7 +219,7 @@ func TestWaitRebalanceGivesUp(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 		defer cancel()
 		var progress, out strings.Builder
-		err := waitRebalance(ctx, c.addr(), 5, 5*time.Millisecond, &progress, &out)
+		err := waitRebalance(ctx, testConn(c.addr()), 5, 5*time.Millisecond, &progress, &out)
 		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "gave up after") ||
 			!strings.Contains(err.Error(), "1.0 GiB of 4.0 GiB moved, 0 of 2 node(s) in line") ||
 			!strings.Contains(err.Error(), "1 not answering (bbbbbbbbbbbb: ") {
@@ -210,7 +236,7 @@ func TestWaitRebalanceGivesUp(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		time.AfterFunc(50*time.Millisecond, cancel)
 		var progress, out strings.Builder
-		err := waitRebalance(ctx, c.addr(), 5, 5*time.Millisecond, &progress, &out)
+		err := waitRebalance(ctx, testConn(c.addr()), 5, 5*time.Millisecond, &progress, &out)
 		if !errors.Is(err, context.Canceled) || !strings.HasPrefix(err.Error(), "interrupted waiting for the data to move to layout v5") {
 			t.Fatalf("error %v", err)
 		}
@@ -220,7 +246,7 @@ func TestWaitRebalanceGivesUp(t *testing.T) {
 func TestLayoutApplyWait(t *testing.T) {
 	a := newFakeNode(t, settled5(3*gib))
 	c := newFakeCluster(t, 5, nodeAt("aaaaaaaaaaaaaaaa", a.addr(), admin.NodeAlive, true))
-	code, out, errOut := runCLI(t, "layout", "apply", "--wait", "--admin-addr", c.addr())
+	code, out, errOut := runCLI(t, "layout", "apply", "--wait", "--admin-addr", c.addr(), "--access-key", testRootKey, "--secret-key", testRootSecret)
 	if code != 0 || !strings.Contains(out, "layout v5 applied") || !strings.Contains(out, "data in line with layout v5 on 1 node(s): 3.0 GiB moved in") ||
 		!strings.Contains(errOut, "100.0% layout v5") {
 		t.Fatalf("exit %d\nstdout %q\nstderr %q", code, out, errOut)
@@ -228,17 +254,17 @@ func TestLayoutApplyWait(t *testing.T) {
 
 	stuck := newFakeNode(t, moving(0, gib, 0))
 	c = newFakeCluster(t, 5, nodeAt("aaaaaaaaaaaaaaaa", stuck.addr(), admin.NodeAlive, true))
-	code, _, errOut = runCLI(t, "layout", "apply", "--wait", "--timeout", "200ms", "--admin-addr", c.addr())
+	code, _, errOut = runCLI(t, "layout", "apply", "--wait", "--timeout", "200ms", "--admin-addr", c.addr(), "--access-key", testRootKey, "--secret-key", testRootSecret)
 	if code != 1 || !strings.Contains(errOut, "redoubt: gave up after") || !strings.Contains(errOut, "ETA unknown") {
 		t.Fatalf("with a timeout: exit %d, stderr %q", code, errOut)
 	}
 
-	if code, out, errOut := runCLI(t, "layout", "apply", "--timeout", "1m", "--admin-addr", c.addr()); code != 1 || out != "" || !strings.Contains(errOut, "--timeout bounds --wait") {
+	if code, out, errOut := runCLI(t, "layout", "apply", "--timeout", "1m", "--admin-addr", c.addr(), "--access-key", testRootKey, "--secret-key", testRootSecret); code != 1 || out != "" || !strings.Contains(errOut, "--timeout bounds --wait") {
 		t.Errorf("--timeout without --wait: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 
 	// Without --wait, apply returns at once.
-	code, out, _ = runCLI(t, "layout", "apply", "--admin-addr", c.addr())
+	code, out, _ = runCLI(t, "layout", "apply", "--admin-addr", c.addr(), "--access-key", testRootKey, "--secret-key", testRootSecret)
 	if code != 0 || strings.Contains(out, "data in line") || stuck.asked() != 1 {
 		t.Fatalf("without --wait: exit %d, %q, node asked %d times", code, out, stuck.asked())
 	}
@@ -255,7 +281,7 @@ func TestStatusShowsRebalance(t *testing.T) {
 		nodeAt("dddddddddddddddd", deadAddr(t), admin.NodeAlive, true),
 		nodeAt("eeeeeeeeeeeeeeee", deadAddr(t), admin.NodeDead, true),
 	)
-	code, out, errOut := runCLI(t, "status", "--admin-addr", c.addr())
+	code, out, errOut := runCLI(t, "status", "--admin-addr", c.addr(), "--access-key", testRootKey, "--secret-key", testRootSecret)
 	if code != 0 {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
@@ -278,7 +304,7 @@ func TestStatusShowsRebalance(t *testing.T) {
 		nodeAt("cccccccccccccccc", done.addr(), admin.NodeAlive, true),
 		nodeAt("dddddddddddddddd", deadAddr(t), admin.NodeAlive, true),
 	)
-	if code, out, _ := runCLI(t, "status", "--admin-addr", c.addr()); code != 0 || strings.Contains(out, "rebalance") {
+	if code, out, _ := runCLI(t, "status", "--admin-addr", c.addr(), "--access-key", testRootKey, "--secret-key", testRootSecret); code != 0 || strings.Contains(out, "rebalance") {
 		t.Errorf("exit %d, status with nothing moving:\n%s", code, out)
 	}
 }

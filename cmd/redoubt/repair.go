@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,7 +14,7 @@ import (
 )
 
 func newRepairCmd() *cobra.Command {
-	addr := "127.0.0.1:3903"
+	var af adminFlags
 	var noWait bool
 	cmd := &cobra.Command{
 		Use:   "repair",
@@ -24,16 +22,18 @@ func newRepairCmd() *cobra.Command {
 		Long: `Ask a running server to check every shard that its metadata refers to
 and rebuild the missing or corrupt ones from the surviving shards, for example
 onto a replaced, empty drive. Shows progress until the pass ends, unless
---no-wait. The exit status is non-zero if anything could not be repaired.`,
+--no-wait. The exit status is non-zero if anything could not be repaired.
+The calls are signed with the root credentials: --access-key and --secret-key,
+or the credentials file in --data (by default ./redoubt-data).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			base := addr
-			if !strings.Contains(base, "://") {
-				base = "http://" + base
+			c, err := af.conn(cmd)
+			if err != nil {
+				return err
 			}
 			ctx := cmd.Context()
-			p, err := repairCall(ctx, http.MethodPost, base+"/repair")
-			if err != nil {
+			var p node.RepairProgress
+			if err := c.call(ctx, c.addr, http.MethodPost, "/repair", nil, &p); err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
@@ -50,7 +50,8 @@ onto a replaced, empty drive. Shows progress until the pass ends, unless
 					return ctx.Err()
 				case <-tick.C:
 				}
-				if p, err = repairCall(ctx, http.MethodGet, base+"/repair"); err != nil {
+				p = node.RepairProgress{}
+				if err := c.call(ctx, c.addr, http.MethodGet, "/repair", nil, &p); err != nil {
 					return err
 				}
 			}
@@ -63,14 +64,14 @@ onto a replaced, empty drive. Shows progress until the pass ends, unless
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&addr, "admin-addr", addr, "the server's admin address")
+	af.register(cmd.Flags(), "the server's admin address")
 	cmd.Flags().BoolVar(&noWait, "no-wait", false, "start the pass and return at once")
 	cmd.AddCommand(newRepairStatusCmd())
 	return withEnv(cmd)
 }
 
 func newRepairStatusCmd() *cobra.Command {
-	addr := "127.0.0.1:3903"
+	var af adminFlags
 	var watch bool
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -81,15 +82,19 @@ of a running repair pass: bytes done and left and an estimated time. --watch
 redraws it as a progress bar every second until Ctrl-C.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := af.conn(cmd)
+			if err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			out := cmd.OutOrStdout()
 			for {
 				var st admin.Status
-				if err := adminCall(ctx, addr, http.MethodGet, "/status", nil, &st); err != nil {
+				if err := c.call(ctx, c.addr, http.MethodGet, "/status", nil, &st); err != nil {
 					return err
 				}
 				var p node.RepairProgress
-				if err := adminCall(ctx, addr, http.MethodGet, "/repair", nil, &p); err != nil {
+				if err := c.call(ctx, c.addr, http.MethodGet, "/repair", nil, &p); err != nil {
 					return err
 				}
 				if !watch {
@@ -106,7 +111,7 @@ redraws it as a progress bar every second until Ctrl-C.`,
 			}
 		},
 	}
-	cmd.Flags().StringVar(&addr, "admin-addr", addr, "the server's admin address")
+	af.register(cmd.Flags(), "the server's admin address")
 	cmd.Flags().BoolVar(&watch, "watch", false, "redraw as a progress bar every second")
 	return withEnv(cmd)
 }
@@ -193,25 +198,4 @@ func repairLine(p node.RepairProgress) string {
 	}
 	return fmt.Sprintf("[%s%s] %5.1f%% %d/%d refs, %d rebuilt%s ",
 		strings.Repeat("#", fill), strings.Repeat(".", width-fill), pct, p.RefsDone, p.RefsTotal, p.Rebuilt, eta)
-}
-
-func repairCall(ctx context.Context, method, url string) (node.RepairProgress, error) {
-	var p node.RepairProgress
-	req, err := http.NewRequestWithContext(ctx, method, url, nil)
-	if err != nil {
-		return p, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return p, fmt.Errorf("reaching the server's admin endpoint: %w", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		return p, fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, strings.TrimSpace(string(body)))
-	}
-	if err := json.Unmarshal(body, &p); err != nil {
-		return p, fmt.Errorf("decoding repair progress: %w", err)
-	}
-	return p, nil
 }

@@ -26,7 +26,9 @@ func newServerCmd() *cobra.Command {
 		Short: "Serve S3 from this machine's drives",
 		Long: `Serve the S3 API on --s3-addr over data erasure-coded or mirrored across
 the --data directories (one per drive), with /health, /status and /metrics on
---admin-addr.
+--admin-addr. The admin API answers only requests signed (AWS SigV4) with the
+root credentials, as the redoubt verbs send them; /health is open, and /metrics
+also opens to --metrics-token.
 
 Root credentials come from REDOUBT_ACCESS_KEY and REDOUBT_SECRET_KEY when both
 are set; otherwise they are generated on first start and kept in every data
@@ -95,7 +97,8 @@ process without it is refused by the other nodes. The first node waits for
 	f := cmd.Flags()
 	f.StringArrayVar(&cfg.DataDirs, "data", cfg.DataDirs, "a drive directory; give once per drive")
 	f.StringVar(&cfg.S3Addr, "s3-addr", cfg.S3Addr, "S3 listen address")
-	f.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "admin listen address (/health, /status, /metrics, /repair)")
+	f.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "admin listen address (/health, /status, /metrics, /repair); every endpoint but /health takes only requests signed with the root credentials")
+	f.StringVar(&cfg.MetricsToken, "metrics-token", "", "bearer token that reads /metrics without a signature, for Prometheus (prefer the environment variable: flags show in ps); empty: /metrics needs a signed request")
 	f.StringVar(&cfg.Region, "region", cfg.Region, "the region clients sign for")
 	f.StringArrayVar(&cfg.Domains, "domain", nil, "a domain for virtual-host-style requests (bucket.DOMAIN); repeatable")
 	f.StringVar(&ec, "ec", "", "erasure coding K+M, e.g. 4+2 (default: by drive count)")
@@ -103,6 +106,7 @@ process without it is refused by the other nodes. The first node waits for
 	f.IntVar(&cfg.InlineMax, "inline-max", cfg.InlineMax, "objects up to this many bytes are kept inside their metadata record")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate: serve S3 over TLS (with --tls-key)")
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key for --tls-cert")
+	f.DurationVar(&cfg.BodyIdleTimeout, "body-idle-timeout", cfg.BodyIdleTimeout, "an S3 request whose body sends nothing for this long ends with RequestTimeout and its connection is closed; slow but steady uploads are never cut; 0 disables")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may run after SIGTERM")
 	f.BoolVar(&cfg.Pprof, "pprof", false, "serve runtime profiles under /debug/pprof/ on the admin address")
 	f.DurationVar(&cfg.Scrub.Interval, "scrub-interval", cfg.Scrub.Interval, "longest time a scrub pass (re-reading and verifying every shard on this node's drives) may take; 0 disables scrubbing")

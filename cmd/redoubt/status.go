@@ -19,7 +19,7 @@ import (
 )
 
 func newStatusCmd() *cobra.Command {
-	addr := "127.0.0.1:3903"
+	var af adminFlags
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -34,11 +34,19 @@ For a cluster it says how many more node and zone losses every object
 survives now, from where the stored data's shards are (counted at each layout
 change, and again when a status finds the count older than a minute), the
 nodes that are down and the metadata Raft groups' voters; and, when that is
-less than the policy promises, why and what restores it.`,
+less than the policy promises, why and what restores it.
+
+The calls are signed with the root credentials: --access-key and --secret-key,
+or the credentials file in --data (by default ./redoubt-data, then the
+./redoubt-dev of redoubt dev).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := af.conn(cmd)
+			if err != nil {
+				return err
+			}
 			var st admin.Status
-			if err := adminCall(cmd.Context(), addr, http.MethodGet, "/status", nil, &st); err != nil {
+			if err := c.call(cmd.Context(), c.addr, http.MethodGet, "/status", nil, &st); err != nil {
 				return err
 			}
 			if asJSON {
@@ -48,13 +56,13 @@ less than the policy promises, why and what restores it.`,
 			}
 			var moves []nodeMove
 			if st.Cluster != nil {
-				moves = askMoves(cmd.Context(), st.Cluster.Nodes, false, statusAskTimeout)
+				moves = askMoves(cmd.Context(), c, st.Cluster.Nodes, false, statusAskTimeout)
 			}
 			printStatus(cmd.OutOrStdout(), st, moves)
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&addr, "admin-addr", addr, "any node's admin address")
+	af.register(cmd.Flags(), "any node's admin address")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the raw JSON status")
 	return withEnv(cmd)
 }
@@ -247,7 +255,7 @@ func (m nodeMove) settled(v uint64) bool {
 // askMoves asks the nodes that are not known dead (and, with inLayout,
 // that the layout places data on) for their data movement, in parallel,
 // each within timeout. The answers are in the order of nodes.
-func askMoves(ctx context.Context, nodes []admin.NodeStatus, inLayout bool, timeout time.Duration) []nodeMove {
+func askMoves(ctx context.Context, c *adminConn, nodes []admin.NodeStatus, inLayout bool, timeout time.Duration) []nodeMove {
 	var out []nodeMove
 	for _, n := range nodes {
 		if n.State == admin.NodeDead || n.State == admin.NodeLeft || (inLayout && !n.InLayout) {
@@ -266,7 +274,7 @@ func askMoves(ctx context.Context, nodes []admin.NodeStatus, inLayout bool, time
 			}
 			cctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			m.err = adminCall(cctx, addr, http.MethodGet, "/repair", nil, &m.p)
+			m.err = c.call(cctx, addr, http.MethodGet, "/repair", nil, &m.p)
 		})
 	}
 	wg.Wait()

@@ -53,7 +53,9 @@ type LayoutPreview struct {
 	BytesToMove       int64   `json:"bytes_to_move"`
 }
 
-// APIError is the JSON body of a failed admin call.
+// APIError is the JSON body of a failed admin call. Code is set on
+// refusals (see Error); Error is the message.
 type APIError struct {
 	Error string `json:"error"`
+	Code  string `json:"code,omitempty"`
 }

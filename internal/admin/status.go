@@ -46,6 +46,10 @@ type Status struct {
 
 	// Services are the node's supervised front ends and background loops.
 	Services []ServiceStatus `json:"services"`
+	// AdminRequestsRefused counts the admin API requests refused since
+	// start: unsigned, badly signed, not allowed, cross-origin or not
+	// JSON (by code on /metrics: redoubt_admin_auth_failures_total).
+	AdminRequestsRefused int64 `json:"admin_requests_refused"`
 }
 
 // DriveState is a drive's health.

@@ -55,12 +55,11 @@ func loadOrCreateCredentials(dirs []string) (Credentials, bool, error) {
 		if err != nil {
 			continue // an unreadable drive; another copy will do
 		}
-		var rec credentialsRecord
-		if json.Unmarshal(b, &rec) != nil || rec.Format != credentialsFormat || rec.Validate() != nil {
+		c, err := parseCredentials(b)
+		if err != nil {
 			continue
 		}
 		if found == nil {
-			c := rec.Credentials
 			found = &c
 		}
 	}
@@ -77,6 +76,62 @@ func loadOrCreateCredentials(dirs []string) (Credentials, bool, error) {
 		}
 	}
 	return *found, created, nil
+}
+
+// ReadCredentials returns the root credentials kept in a data directory
+// (or in the directory of `redoubt dev`), for the tools that sign admin
+// requests. A missing file is an error wrapping fs.ErrNotExist.
+func ReadCredentials(dir string) (Credentials, error) {
+	path := filepath.Join(dir, credentialsFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Credentials{}, err
+	}
+	c, err := parseCredentials(b)
+	if err != nil {
+		return Credentials{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// WriteCredentials keeps c in dir (mode 0600), replacing what was there.
+func WriteCredentials(dir string, c Credentials) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	return writeCredentials(dir, c)
+}
+
+// parseCredentials decodes a credentials file.
+func parseCredentials(b []byte) (Credentials, error) {
+	var rec credentialsRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return Credentials{}, fmt.Errorf("malformed credentials file: %w", err)
+	}
+	if rec.Format != credentialsFormat {
+		return Credentials{}, fmt.Errorf("credentials file format %d, want %d", rec.Format, credentialsFormat)
+	}
+	if err := rec.Validate(); err != nil {
+		return Credentials{}, fmt.Errorf("credentials file: %w", err)
+	}
+	return rec.Credentials, nil
+}
+
+// keepCredentials writes c to each of dirs that does not hold it already,
+// so that the admin tools of a cluster node find the keys in its data
+// directories as they do on a single node. A drive that cannot take them
+// is reported, not fatal: the cluster keeps the keys.
+func keepCredentials(dirs []string, c Credentials) error {
+	var errs []error
+	for _, d := range dirs {
+		if have, err := ReadCredentials(d); err == nil && have == c {
+			continue
+		}
+		if err := writeCredentials(d, c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // newCredentials makes random root credentials. rand.Text is 26

@@ -68,6 +68,13 @@ type Config struct {
 	// is aborted and its parts' data freed; 0 keeps uploads forever.
 	// 7 days: longer than any upload a client still means to finish.
 	MultipartExpiry time.Duration
+	// MetricsToken, when set, is the bearer token that reads /metrics
+	// without a signature (Prometheus cannot sign); see admin.AuthConfig.
+	MetricsToken string
+	// BodyIdleTimeout ends an S3 request whose body sends nothing for
+	// this long with RequestTimeout and frees its connection; see
+	// s3api.Config.BodyIdleTimeout. 0 disables it.
+	BodyIdleTimeout time.Duration
 	// RepairRate bounds, in bytes per second, the shards that repair and
 	// relocation write, so that foreground requests keep their latency
 	// while data is rebuilt or moved; 0 or less: no limit.
@@ -89,6 +96,7 @@ func DefaultConfig() Config {
 		Scrub:           DefaultScrubConfig(),
 		MultipartExpiry: 7 * 24 * time.Hour,
 		RepairRate:      DefaultRepairRate,
+		BodyIdleTimeout: s3api.DefaultConfig().BodyIdleTimeout,
 	}
 }
 
@@ -144,6 +152,9 @@ func (c Config) Validate() error {
 	if c.MultipartExpiry < 0 {
 		return fmt.Errorf("multipart expiry %v is negative", c.MultipartExpiry)
 	}
+	if c.BodyIdleTimeout < 0 {
+		return fmt.Errorf("body idle timeout %v is negative", c.BodyIdleTimeout)
+	}
 	return nil
 }
 
@@ -185,6 +196,9 @@ type Node struct {
 		at             time.Time
 		objects, bytes int64
 	}
+
+	// adminGuard admits admin requests; see admin.Protect.
+	adminGuard *admin.Guard
 
 	s3Srv, adminSrv *http.Server
 	s3Ln, adminLn   net.Listener
@@ -268,6 +282,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 			return nil, err
 		}
 		n.cluster.OnLayout(n.followLayout)
+		if cfg.Credentials == nil {
+			// The admin tools look for the keys in the data directories.
+			if err := keepCredentials(cfg.DataDirs, n.Credentials); err != nil {
+				logger.Warn("cannot keep the root credentials in every data directory", "err", err)
+			}
+		}
 	case cfg.Credentials != nil:
 		n.Credentials = *cfg.Credentials
 	default:
@@ -288,6 +308,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	scfg := s3api.DefaultConfig()
 	scfg.Region = cfg.Region
 	scfg.Domains = cfg.Domains
+	scfg.BodyIdleTimeout = cfg.BodyIdleTimeout
 	front, err := s3api.New(scfg, n.objects, s3api.SigV4(verifier), logger.With("component", "s3api"))
 	if err != nil {
 		return nil, err
@@ -318,9 +339,20 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if cfg.Pprof {
 		registerPprof(mux)
 	}
+	n.adminGuard, err = admin.Protect(admin.AuthConfig{
+		Authenticator: adminAuth{v: verifier, root: n.Credentials.AccessKey},
+		MetricsToken:  cfg.MetricsToken,
+		Registerer:    reg,
+	}, mux, logger.With("component", "admin"))
+	if err != nil {
+		return nil, err
+	}
 	n.adminSrv = &http.Server{
-		Handler:           mux,
+		Handler:           n.adminGuard,
 		ReadHeaderTimeout: 10 * time.Second,
+		// Admin bodies are small JSON documents.
+		ReadTimeout: 30 * time.Second,
+		IdleTimeout: 2 * time.Minute,
 	}
 	n.readRepair.data = n.data
 	n.supervise("read-repair", n.readRepair.Run)

@@ -11,11 +11,20 @@ import (
 // startNode runs a one-drive node on loopback until the test ends.
 func startNode(t *testing.T, pprof bool) *Node {
 	t.Helper()
+	return startNodeWith(t, func(c *Config) { c.Pprof = pprof })
+}
+
+// startNodeWith runs a one-drive node, its default config changed by mod,
+// on loopback until the test ends.
+func startNodeWith(t *testing.T, mod func(*Config)) *Node {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDirs = []string{filepath.Join(t.TempDir(), "d1")}
 	cfg.S3Addr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Credentials = &Credentials{AccessKey: "testaccesskey", SecretKey: "testsecretkey1234"}
-	cfg.Pprof = pprof
+	if mod != nil {
+		mod(&cfg)
+	}
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, cancel := context.WithCancel(t.Context())
 	n, err := Start(ctx, cfg, logger)
@@ -34,9 +43,14 @@ func startNode(t *testing.T, pprof bool) *Node {
 	return n
 }
 
+// adminStatus is the status of a GET of path signed by the root.
 func adminStatus(t *testing.T, n *Node, path string) int {
 	t.Helper()
-	resp, err := http.Get(n.AdminURL + path)
+	req, err := rootClient(n).NewRequest(t.Context(), http.MethodGet, n.AdminURL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

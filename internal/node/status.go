@@ -64,6 +64,9 @@ func (n *Node) Status(ctx context.Context) admin.Status {
 	st.Scrub = n.upkeep.scrub.Status()
 	st.GC = n.gc.Status()
 	st.ExpiredUploads = n.upkeep.expired.Load()
+	if n.adminGuard != nil {
+		st.AdminRequestsRefused = n.adminGuard.Refused()
+	}
 	p := n.repair.Progress()
 	st.Repair = admin.RepairStatus{Running: p.Running, DoneBytes: p.BytesDone, TotalBytes: p.BytesTotal,
 		ReadRepairs: n.readRepair.repaired.Load(), ReadRepairShards: n.readRepair.rebuilt.Load(),

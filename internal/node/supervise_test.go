@@ -3,7 +3,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -133,13 +132,8 @@ func startSupervisedNode(t *testing.T, sc SupervisionConfig, before func(*Node))
 // status reads /status through the admin endpoint, as a monitor would.
 func (sn *supervisedNode) status(t *testing.T) admin.Status {
 	t.Helper()
-	resp, err := http.Get(sn.n.AdminURL + "/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var st admin.Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+	if err := rootClient(sn.n).Call(t.Context(), sn.n.AdminURL, http.MethodGet, "/status", nil, &st); err != nil {
 		t.Fatal(err)
 	}
 	return st

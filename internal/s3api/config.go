@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // Config configures a Server.
@@ -33,6 +34,13 @@ type Config struct {
 	// MaxUserMetadataBytes bounds the x-amz-meta-* headers (names and
 	// values); S3 uses 2 KiB.
 	MaxUserMetadataBytes int
+	// BodyIdleTimeout ends a request whose body sends nothing for this
+	// long with RequestTimeout (400) and closes its connection, so that a
+	// client that stalls mid-upload does not hold a connection and a
+	// goroutine forever. It bounds the silence between bytes, not the
+	// length of an upload: a slow but steady body is never cut. 0
+	// disables it.
+	BodyIdleTimeout time.Duration
 	// RetryAfterSeconds is sent with ServiceUnavailable so that clients
 	// back off while a partition regains its quorum.
 	RetryAfterSeconds int
@@ -50,6 +58,10 @@ func DefaultConfig() Config {
 		MaxPutSize:           5 << 30,
 		MaxUserMetadataBytes: 2 << 10,
 		RetryAfterSeconds:    1,
+		// S3 answers RequestTimeout after about 20 s without data; a
+		// little more leaves room for a client that pauses between parts
+		// of its own work.
+		BodyIdleTimeout: 30 * time.Second,
 	}
 }
 
@@ -75,6 +87,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxUserMetadataBytes <= 0 {
 		errs = append(errs, fmt.Errorf("max user metadata bytes %d not positive", c.MaxUserMetadataBytes))
+	}
+	if c.BodyIdleTimeout < 0 {
+		errs = append(errs, fmt.Errorf("body idle timeout %v negative", c.BodyIdleTimeout))
 	}
 	if c.RetryAfterSeconds < 0 {
 		errs = append(errs, fmt.Errorf("retry-after %d negative", c.RetryAfterSeconds))

@@ -35,6 +35,15 @@
 // x-amz-decoded-content-length for aws-chunked bodies (else 411
 // MissingContentLength); a shorter body is IncompleteBody.
 //
+// A body that sends nothing for Config.BodyIdleTimeout ends the request
+// with RequestTimeout (400), which the client can still read; nothing is
+// stored, and the connection is closed and its handler returns rather
+// than waiting on a client that went quiet. The timeout bounds the
+// silence between bytes, not an upload's length, so a slow but steady
+// body is never cut (TestStalledPutTimesOut,
+// TestStalledStreamingSignedPutTimesOut, TestStalledUploadPartTimesOut,
+// TestSlowSteadyPutIsNotCut).
+//
 // A panic in a handler is recovered, logged with its stack and answered
 // with InternalError when no header was sent yet; no input is meant to
 // cause one.

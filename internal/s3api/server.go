@@ -109,6 +109,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Amz-Id-2", rc.id)
 	h.Set("Server", "Redoubt")
 	sw := &statusWriter{ResponseWriter: w}
+	idle := s.watchBody(w, r)
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
@@ -120,12 +121,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				s.writeError(sw, r, rc, errInternal)
 			}
 		}
-		if rc.bodyTouched {
+		if rc.bodyTouched && (idle == nil || !idle.timedOut) {
 			// Let the next request on this connection start cleanly.
 			_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
 		}
 	}()
 	if err := s.serve(sw, r, rc); err != nil {
+		if idle != nil && idle.timedOut {
+			// Whatever the layers above made of the failed read (a
+			// cancelled context, a short body), the cause is the client.
+			err = errRequestTimeout
+		}
 		e, internal := toAPIError(err)
 		if internal {
 			s.log.Error("s3 internal error", "request_id", rc.id, "method", r.Method,
