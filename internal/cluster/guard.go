@@ -12,23 +12,37 @@ import (
 
 // guardedStore is the cluster's metadata for callers above: once Close has
 // begun it answers ErrUnavailable instead of reaching a closed host, and
-// Close waits for the operations already running.
+// Close waits for the operations already running. It keeps the host's
+// optional interfaces (GetMany, GetStale, ScanRanges), whose cheaper reads
+// the layers above rely on.
 type guardedStore struct {
-	mu     sync.RWMutex
+	mu     sync.Mutex
 	closed bool
-	s      meta.Store
+	// inflight counts the operations running. A WaitGroup rather than a
+	// read lock held across them: Close waits on it without holding a
+	// lock that new operations would queue behind.
+	inflight sync.WaitGroup
+	s        meta.Store
 	// commits times successful commits, for status and benchmarks.
 	commits latencies
 }
 
-var _ meta.Store = (*guardedStore)(nil)
+var (
+	_ meta.Store        = (*guardedStore)(nil)
+	_ meta.ManyGetter   = (*guardedStore)(nil)
+	_ meta.StaleGetter  = (*guardedStore)(nil)
+	_ meta.RangeScanner = (*guardedStore)(nil)
+)
 
+// enter admits an operation unless Close has begun; the caller must call
+// g.inflight.Done when it ends.
 func (g *guardedStore) enter() error {
-	g.mu.RLock()
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	if g.closed {
-		g.mu.RUnlock()
 		return fmt.Errorf("node is shutting down: %w", meta.ErrUnavailable)
 	}
+	g.inflight.Add(1)
 	return nil
 }
 
@@ -37,13 +51,14 @@ func (g *guardedStore) shut() {
 	g.mu.Lock()
 	g.closed = true
 	g.mu.Unlock()
+	g.inflight.Wait()
 }
 
 func (g *guardedStore) Get(ctx context.Context, p meta.Partition, key []byte) (meta.Item, error) {
 	if err := g.enter(); err != nil {
 		return meta.Item{}, err
 	}
-	defer g.mu.RUnlock()
+	defer g.inflight.Done()
 	return g.s.Get(ctx, p, key)
 }
 
@@ -51,7 +66,7 @@ func (g *guardedStore) Scan(ctx context.Context, p meta.Partition, start, end []
 	if err := g.enter(); err != nil {
 		return err
 	}
-	defer g.mu.RUnlock()
+	defer g.inflight.Done()
 	return g.s.Scan(ctx, p, start, end, fn)
 }
 
@@ -59,13 +74,37 @@ func (g *guardedStore) Commit(ctx context.Context, p meta.Partition, txn meta.Tx
 	if err := g.enter(); err != nil {
 		return 0, err
 	}
-	defer g.mu.RUnlock()
+	defer g.inflight.Done()
 	start := time.Now()
 	rev, err := g.s.Commit(ctx, p, txn)
 	if err == nil {
 		g.commits.observe(time.Since(start))
 	}
 	return rev, err
+}
+
+func (g *guardedStore) GetMany(ctx context.Context, p meta.Partition, keys [][]byte, o meta.ReadOptions) ([]meta.Item, uint64, error) {
+	if err := g.enter(); err != nil {
+		return nil, 0, err
+	}
+	defer g.inflight.Done()
+	return meta.GetMany(ctx, g.s, p, keys, o)
+}
+
+func (g *guardedStore) GetStale(ctx context.Context, p meta.Partition, key []byte) (meta.Item, error) {
+	if err := g.enter(); err != nil {
+		return meta.Item{}, err
+	}
+	defer g.inflight.Done()
+	return meta.GetStale(ctx, g.s, p, key)
+}
+
+func (g *guardedStore) ScanRanges(ctx context.Context, ranges []meta.Range, fn func(i int, key []byte, item meta.Item) bool) error {
+	if err := g.enter(); err != nil {
+		return err
+	}
+	defer g.inflight.Done()
+	return meta.ScanRanges(ctx, g.s, ranges, fn)
 }
 
 // latencies is a histogram of durations in buckets a quarter of a power
@@ -109,27 +148,4 @@ func (l *latencies) quantile(q float64) (time.Duration, uint64) {
 		}
 	}
 	return 0, l.n
-}
-
-var _ meta.RangeScanner = (*guardedStore)(nil)
-
-// ScanRanges passes the host's one-request-per-node range reads through,
-// which listing depends on.
-func (g *guardedStore) ScanRanges(ctx context.Context, ranges []meta.Range, fn func(i int, key []byte, item meta.Item) bool) error {
-	if err := g.enter(); err != nil {
-		return err
-	}
-	defer g.mu.RUnlock()
-	return meta.ScanRanges(ctx, g.s, ranges, fn)
-}
-
-var _ meta.StaleGetter = (*guardedStore)(nil)
-
-// GetStale passes the host's replica reads through (see meta.StaleGetter).
-func (g *guardedStore) GetStale(ctx context.Context, p meta.Partition, key []byte) (meta.Item, error) {
-	if err := g.enter(); err != nil {
-		return meta.Item{}, err
-	}
-	defer g.mu.RUnlock()
-	return meta.GetStale(ctx, g.s, p, key)
 }

@@ -1,0 +1,218 @@
+package clustersim
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/redoubt-io/redoubt/internal/objects"
+)
+
+// faulter injects the run's faults while the workload runs. Each kind is
+// an actor with its own random source, so that what it does depends on
+// the seed alone.
+type faulter struct {
+	s     *Sim
+	nodes []*node
+	ctx   context.Context
+	stopc chan struct{}
+	wg    sync.WaitGroup
+
+	mu sync.Mutex
+	// down counts nodes crashed and not yet up again.
+	down int
+	// starting tracks restarts under way.
+	starting sync.WaitGroup
+}
+
+func newFaulter(s *Sim, nodes []*node) *faulter {
+	return &faulter{s: s, nodes: nodes, stopc: make(chan struct{})}
+}
+
+func (f *faulter) rng(kind string) *rand.Rand {
+	return rand.New(rand.NewPCG(f.s.cfg.Seed, hashString(f.s.cfg.Seed, kind)))
+}
+
+func (f *faulter) stopped() bool {
+	select {
+	case <-f.stopc:
+		return true
+	default:
+		return false
+	}
+}
+
+// loop runs fn as an actor until the faults stop or done closes.
+func (f *faulter) loop(ctx context.Context, name string, done chan struct{}, fn func(ctx context.Context, r *rand.Rand, i int)) {
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		ctx := withActor(ctx, name)
+		r := f.rng(name)
+		for i := 0; !f.stopped() && !closed(done); i++ {
+			fn(ctx, r, i)
+		}
+	}()
+}
+
+func (f *faulter) start(ctx context.Context, done chan struct{}) {
+	f.ctx = ctx
+	fl := f.s.cfg.Faults
+	if fl.ClockSkew {
+		r := f.rng("skew")
+		for _, n := range f.nodes {
+			n.setSkew(time.Duration(r.IntN(6000)-3000) * time.Millisecond)
+		}
+		f.loop(ctx, "fault-clock", done, func(ctx context.Context, r *rand.Rand, i int) {
+			f.s.sleep(time.Duration(1+r.IntN(5))*time.Second, fmt.Sprintf("clock jump %d", i))
+			n := f.nodes[r.IntN(len(f.nodes))]
+			n.setSkew(time.Duration(r.IntN(20000)-10000) * time.Millisecond) // back or forth, up to 10 s
+		})
+	}
+	if fl.Crashes {
+		f.loop(ctx, "fault-crash", done, func(ctx context.Context, r *rand.Rand, i int) {
+			f.s.sleep(time.Duration(500+r.IntN(3000))*time.Millisecond, fmt.Sprintf("crash wait %d", i))
+			n := f.nodes[r.IntN(len(f.nodes))]
+			f.mu.Lock()
+			// Keep a majority up, so that the workload makes progress.
+			ok := n.current() != nil && f.down < (len(f.nodes)-1)/2
+			if ok {
+				f.down++
+			}
+			f.mu.Unlock()
+			if !ok {
+				return
+			}
+			n.crash(r)
+			f.s.sleep(time.Duration(200+r.IntN(3000))*time.Millisecond, fmt.Sprintf("down %d", i))
+			f.restart(n)
+		})
+	}
+	if fl.Partitions {
+		f.loop(ctx, "fault-partition", done, func(ctx context.Context, r *rand.Rand, i int) {
+			f.s.sleep(time.Duration(1000+r.IntN(4000))*time.Millisecond, fmt.Sprintf("partition wait %d", i))
+			f.partition(r)
+			f.s.sleep(time.Duration(200+r.IntN(4000))*time.Millisecond, fmt.Sprintf("partition %d", i))
+			f.s.net.heal()
+		})
+	}
+	if fl.Versioning {
+		f.loop(ctx, "fault-versioning", done, func(ctx context.Context, r *rand.Rand, i int) {
+			f.s.sleep(time.Duration(1000+r.IntN(3000))*time.Millisecond, fmt.Sprintf("versioning wait %d", i))
+			n := f.nodes[r.IntN(len(f.nodes))]
+			state := objects.Enabled
+			if r.IntN(2) == 0 {
+				state = objects.Suspended
+			}
+			if inc := n.current(); inc != nil {
+				octx, cancel := context.WithTimeout(ctx, opTimeout)
+				_ = inc.obj.SetVersioning(octx, bucket, state)
+				cancel()
+			}
+		})
+	}
+	if fl.Background {
+		for _, n := range f.nodes {
+			f.loop(ctx, fmt.Sprintf("gc-%s", n.id), done, func(ctx context.Context, r *rand.Rand, i int) {
+				f.s.sleep(time.Duration(1000+r.IntN(4000))*time.Millisecond, fmt.Sprintf("gc %s %d", n.id, i))
+				if inc := n.current(); inc != nil {
+					octx, cancel := context.WithTimeout(ctx, time.Minute)
+					_, _ = inc.collect(octx)
+					cancel()
+				}
+			})
+		}
+	}
+}
+
+// partition cuts the network: a minority from the rest, or one link one
+// way.
+func (f *faulter) partition(r *rand.Rand) {
+	ids := make([]int, len(f.nodes))
+	for i := range ids {
+		ids[i] = i
+	}
+	r.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	if r.IntN(3) == 0 {
+		a, b := f.nodes[ids[0]].id, f.nodes[ids[1]].id
+		f.s.net.setCut(a, b, true)
+		return
+	}
+	k := 1 + r.IntN(max(1, (len(ids)-1)/2))
+	for _, i := range ids[:k] {
+		for _, j := range ids[k:] {
+			f.s.net.setCut(f.nodes[i].id, f.nodes[j].id, true)
+			f.s.net.setCut(f.nodes[j].id, f.nodes[i].id, true)
+		}
+	}
+}
+
+// restart starts a crashed node again, on what its disks kept.
+func (f *faulter) restart(n *node) {
+	var join []string
+	for _, o := range f.nodes {
+		if o != n {
+			join = append(join, "sim://"+string(o.id))
+		}
+	}
+	f.starting.Add(1)
+	go func() {
+		defer f.starting.Done()
+		for attempt := 0; ; attempt++ {
+			ctx, cancel := context.WithTimeout(f.ctx, 2*time.Minute)
+			_, err := n.start(ctx, join)
+			cancel()
+			if err == nil || f.ctx.Err() != nil {
+				break
+			}
+			f.s.log.Warn("restart failed; trying again", "node", n.id, "err", err)
+			n.crash(rand.New(rand.NewPCG(uint64(attempt), 0)))
+			f.s.sleep(time.Second, fmt.Sprintf("restart %s %d", n.id, attempt))
+		}
+		f.mu.Lock()
+		f.down--
+		f.mu.Unlock()
+	}()
+}
+
+// stop ends fault injection; the network may still be cut and nodes down.
+func (f *faulter) stop() {
+	close(f.stopc)
+}
+
+// restartAll brings every node up; the channel closes when all are.
+func (f *faulter) restartAll(ctx context.Context) chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.wg.Wait()
+		f.starting.Wait()
+		for _, n := range f.nodes {
+			if n.current() == nil {
+				f.mu.Lock()
+				f.down++
+				f.mu.Unlock()
+				f.restart(n)
+			}
+		}
+		f.starting.Wait()
+	}()
+	return done
+}
+
+func (n *node) setSkew(d time.Duration) {
+	n.skewMu.Lock()
+	n.skew = d
+	n.skewMu.Unlock()
+}
+
+// collect runs one garbage collection pass over the node's drives.
+func (inc *incarnation) collect(ctx context.Context) (objects.GCStats, error) {
+	drives := make([]objects.GCDrive, len(inc.drives))
+	for i, d := range inc.drives {
+		drives[i] = d
+	}
+	return inc.obj.CollectGarbage(ctx, drives, objects.GCOptions{LeftoverGrace: 5 * time.Second})
+}

@@ -1,0 +1,258 @@
+package clustersim
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	pebblevfs "github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/redoubt-io/redoubt/internal/blocks"
+	"github.com/redoubt-io/redoubt/internal/cluster"
+	"github.com/redoubt-io/redoubt/internal/layout"
+	"github.com/redoubt-io/redoubt/internal/meta"
+	"github.com/redoubt-io/redoubt/internal/objects"
+	"github.com/redoubt-io/redoubt/internal/store"
+	"github.com/redoubt-io/redoubt/internal/transport"
+	"github.com/redoubt-io/redoubt/internal/vfs"
+)
+
+// drivesPerNode is each simulated node's drive count.
+const drivesPerNode = 2
+
+// node is one simulated node: its disks, which outlive its incarnations,
+// and the incarnation running on them now, if any.
+type node struct {
+	sim  *Sim
+	i    int
+	id   transport.NodeID
+	zone string
+	// disks: the drives' files and the Raft state. A crash replaces them
+	// with what a power cut would leave.
+	mem  *vfs.Mem
+	raft *pebblevfs.MemFS
+	// skew is added to the wall clock the node's objects layer reads
+	// (version timestamps); the cluster's timers run on the shared clock.
+	skewMu sync.Mutex
+	skew   time.Duration
+	rand   *rand.Rand // the node's ID source, seeded from the run's seed
+
+	mu  sync.Mutex
+	inc *incarnation // nil while down
+	gen int
+}
+
+// incarnation is one run of a node's software on its disks.
+type incarnation struct {
+	n      *node
+	gen    int
+	ep     *endpoint
+	drives []*store.Drive
+	cl     *cluster.Cluster
+	data   *blocks.Set
+	obj    *objects.Service
+	cancel context.CancelFunc
+}
+
+func newNode(s *Sim, i int) *node {
+	// Node IDs are hex, as the hashes of real node keys are (Raft IDs
+	// are read from them), and readable: 51..01 is node 1.
+	n := &node{sim: s, i: i, id: transport.NodeID(fmt.Sprintf("51%014x", i+1)),
+		zone: fmt.Sprintf("zone-%c", 'a'+i%max(1, s.cfg.Zones)),
+		mem:  vfs.NewMem(vfs.MemConfig{Clock: time.Now}), raft: pebblevfs.NewCrashableMem()}
+	n.rand = rand.New(rand.NewPCG(s.cfg.Seed, uint64(i)+1))
+	return n
+}
+
+func (n *node) dirs() []string {
+	out := make([]string, drivesPerNode)
+	for j := range out {
+		out[j] = fmt.Sprintf("/%s/d%d", n.id, j)
+	}
+	return out
+}
+
+// now is the node's wall clock: the simulation's, skewed.
+func (n *node) now() time.Time {
+	n.skewMu.Lock()
+	defer n.skewMu.Unlock()
+	return time.Now().Add(n.skew)
+}
+
+// randReader gives the node's objects layer its IDs. Draws happen only in
+// actors between gates, one actor at a time.
+type randReader struct {
+	mu sync.Mutex
+	r  *rand.Rand
+}
+
+func (r *randReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range p {
+		p[i] = byte(r.r.Uint32())
+	}
+	return len(p), nil
+}
+
+// current returns the running incarnation, or nil.
+func (n *node) current() *incarnation {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.inc
+}
+
+// start boots an incarnation on the node's disks: opens the drives, joins
+// (or, node 0 on first start, bootstraps) the cluster, and builds the data
+// path and the objects layer over them. It blocks on the network, so it
+// runs on its own goroutine while the event loop runs.
+func (n *node) start(ctx context.Context, join []string) (*incarnation, error) {
+	s := n.sim
+	n.mu.Lock()
+	n.gen++
+	gen := n.gen
+	n.mu.Unlock()
+	log := s.log.With("node", n.id, "gen", gen)
+	inc := &incarnation{n: n, gen: gen, ep: s.net.attach(n.id)}
+	scfg := store.DefaultConfig()
+	scfg.FS = n.mem
+	scfg.BlockSize = 4 << 10
+	scfg.WriteBuffer = 16 << 10
+	drives, err := store.Open(ctx, scfg, n.dirs(), log.With("component", "store"))
+	if err != nil {
+		return nil, fmt.Errorf("%s: drives: %w", n.id, err)
+	}
+	inc.drives = drives
+	ccfg := cluster.Config{
+		Zone: n.zone, Join: join, Partitions: s.cfg.Partitions, MetaReplicas: 3,
+		Net: inc.ep, NoGossip: true,
+		// Periods no two nodes share, and that are no multiples of one
+		// another, so that a node's ticker and its layout poll (or two
+		// nodes' tickers) never fire at one instant: goroutines that
+		// wake together run in the Go scheduler's order, not the seed's.
+		RaftTick:   20*time.Millisecond + time.Duration(1000*n.i+7)*time.Nanosecond,
+		LayoutPoll: 100*time.Millisecond + time.Duration(1000*n.i+13)*time.Nanosecond,
+		FS:         n.mem, RaftFS: n.raft, Version: "sim",
+	}
+	if len(join) == 0 {
+		ccfg.BootstrapExpect = s.cfg.Nodes
+	}
+	inc.cl, err = cluster.Start(ctx, ccfg, drives, log.With("component", "cluster"))
+	if err != nil {
+		return nil, fmt.Errorf("%s: cluster: %w", n.id, err)
+	}
+	l, err := inc.cl.WaitLayout(ctx)
+	if err != nil {
+		inc.cl.Close()
+		return nil, fmt.Errorf("%s: %w", n.id, err)
+	}
+	bcfg := blocks.DefaultConfig(l.Policy)
+	bcfg.ChunkSize = 4 << 10
+	bcfg.Resolve, bcfg.Place = inc.cl.Drive, inc.cl.Place
+	inc.data, err = blocks.New(bcfg, drives, log.With("component", "blocks"))
+	if err != nil {
+		inc.cl.Close()
+		return nil, fmt.Errorf("%s: data path: %w", n.id, err)
+	}
+	inc.cl.OnLayout(func(l *layout.Layout) { inc.data.SetPolicy(l.Policy) })
+	ocfg := objects.DefaultConfig()
+	ocfg.Partitions = s.cfg.Partitions
+	ocfg.InlineMax = s.cfg.InlineMax
+	ocfg.Now = n.now
+	ocfg.Rand = &randReader{r: n.rand}
+	ocfg.Incarnation.Node = string(n.id)
+	ocfg.Incarnation.Nonce = uint64(gen)
+	inc.obj, err = objects.New(ocfg, gatedStore{inner: inc.cl.Meta(), sim: s}, inc.data, log.With("component", "objects"))
+	if err != nil {
+		inc.cl.Close()
+		return nil, err
+	}
+	n.mu.Lock()
+	n.inc = inc
+	n.mu.Unlock()
+	return inc, nil
+}
+
+// crash ends the running incarnation as a power cut would: it is cut off
+// at once, and the disks become what a crash leaves of them (synced data
+// kept, the rest lost or torn). The old incarnation's goroutines wind
+// down on the old disks, which nothing reads again.
+func (n *node) crash(r *rand.Rand) {
+	n.mu.Lock()
+	inc := n.inc
+	n.inc = nil
+	n.mu.Unlock()
+	if inc == nil {
+		return
+	}
+	n.sim.net.detach(inc.ep)
+	n.mem = n.mem.CrashClone(r)
+	n.raft = n.raft.CrashClone(pebblevfs.CrashCloneCfg{UnsyncedDataPercent: r.IntN(101),
+		RNG: rand.New(rand.NewPCG(r.Uint64(), r.Uint64()))})
+	n.sim.closing.Go(func() { _ = inc.cl.Close() })
+}
+
+// stop ends the running incarnation cleanly (at the end of a run).
+func (n *node) stop() {
+	n.mu.Lock()
+	inc := n.inc
+	n.inc = nil
+	n.mu.Unlock()
+	if inc == nil {
+		return
+	}
+	n.sim.net.detach(inc.ep)
+	_ = inc.cl.Close()
+}
+
+// gatedStore is the metadata store of a node's objects layer: every call
+// passes the simulation's gate on its way back (see Sim.gate). It keeps
+// the optional interfaces of the store it wraps.
+type gatedStore struct {
+	inner meta.Store
+	sim   *Sim
+}
+
+var (
+	_ meta.ManyGetter   = gatedStore{}
+	_ meta.StaleGetter  = gatedStore{}
+	_ meta.RangeScanner = gatedStore{}
+)
+
+func (g gatedStore) Get(ctx context.Context, p meta.Partition, key []byte) (meta.Item, error) {
+	it, err := g.inner.Get(ctx, p, key)
+	g.sim.gate(ctx)
+	return it, err
+}
+
+func (g gatedStore) Scan(ctx context.Context, p meta.Partition, start, end []byte, fn func([]byte, meta.Item) bool) error {
+	err := g.inner.Scan(ctx, p, start, end, fn)
+	g.sim.gate(ctx)
+	return err
+}
+
+func (g gatedStore) Commit(ctx context.Context, p meta.Partition, txn meta.Txn) (uint64, error) {
+	rev, err := g.inner.Commit(ctx, p, txn)
+	g.sim.gate(ctx)
+	return rev, err
+}
+
+func (g gatedStore) GetMany(ctx context.Context, p meta.Partition, keys [][]byte, o meta.ReadOptions) ([]meta.Item, uint64, error) {
+	items, at, err := meta.GetMany(ctx, g.inner, p, keys, o)
+	g.sim.gate(ctx)
+	return items, at, err
+}
+
+func (g gatedStore) GetStale(ctx context.Context, p meta.Partition, key []byte) (meta.Item, error) {
+	it, err := meta.GetStale(ctx, g.inner, p, key)
+	g.sim.gate(ctx)
+	return it, err
+}
+
+func (g gatedStore) ScanRanges(ctx context.Context, ranges []meta.Range, fn func(int, []byte, meta.Item) bool) error {
+	err := meta.ScanRanges(ctx, g.inner, ranges, fn)
+	g.sim.gate(ctx)
+	return err
+}

@@ -1,0 +1,122 @@
+package clustersim
+
+import (
+	"flag"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"testing/cryptotest"
+	"testing/synctest"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/redoubt-io/redoubt/internal/testlog"
+)
+
+var (
+	seedFlag    = flag.Uint64("sim.seed", 0, "run only this seed (replays a failure)")
+	seedsFlag   = flag.Int("sim.seeds", 8, "seeds TestSimulation runs")
+	soakFlag    = flag.Duration("sim.soak", 0, "TestSimulationSoak runs seeds for this long (0: skip)")
+	logFlag     = flag.Bool("sim.log", false, "send the nodes' logs to the test log")
+	replaysFlag = flag.Int("sim.replays", 3, "seeds TestSimulationReplays runs twice")
+)
+
+// runSeed runs one seed in its own bubble, with crypto/rand drawn from
+// the seed too (Raft's election timeouts use it), and checks the history.
+func runSeed(t *testing.T, cfg Config) Result {
+	t.Helper()
+	// One processor: goroutines that wake at one instant then run one
+	// after another in the runtime's queue order, not in parallel.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	var res Result
+	t.Run("", func(t *testing.T) {
+		cryptotest.SetGlobalRandom(t, cfg.Seed)
+		if *logFlag {
+			cfg.Log = testlog.Writer(t)
+		}
+		synctest.Test(t, func(t *testing.T) { res = Run(cfg) })
+	})
+	return res
+}
+
+func check(t *testing.T, res Result) {
+	t.Helper()
+	if res.Err != nil {
+		t.Fatalf("%v\n%s\nreplay: go test ./internal/clustersim -run TestSimulation -sim.seed=%d", res.Err, res.Config, res.Config.Seed)
+	}
+	if v := Check(res); v != porcupine.Ok {
+		t.Fatalf("history of %d operations is not linearizable (%v)\n%s\nreplay: go test ./internal/clustersim -run TestSimulation -sim.seed=%d",
+			len(res.History), v, res.Config, res.Config.Seed)
+	}
+}
+
+func seeds(t *testing.T, n int) []uint64 {
+	if *seedFlag != 0 {
+		return []uint64{*seedFlag}
+	}
+	base := rand.Uint64()
+	t.Logf("seeds from %d", base)
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = base + uint64(i)
+	}
+	return out
+}
+
+// TestSimulation runs a few seeds of the whole cluster under a swarm of
+// faults and checks each run's history and invariants.
+func TestSimulation(t *testing.T) {
+	for _, seed := range seeds(t, *seedsFlag) {
+		cfg := Swarm(DefaultConfig(seed))
+		start := time.Now()
+		res := runSeed(t, cfg)
+		t.Logf("%s: %d ops, %d events, %v simulated in %v", cfg, len(res.History), res.Steps, res.Elapsed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+		check(t, res)
+	}
+}
+
+// TestSimulationReplays runs seeds twice: each must run the same events
+// in the same order (the trace) and give the same history.
+func TestSimulationReplays(t *testing.T) {
+	for _, seed := range seeds(t, *replaysFlag) {
+		cfg := Swarm(DefaultConfig(seed))
+		cfg.KeepTrace = true
+		a, b := runSeed(t, cfg), runSeed(t, cfg)
+		a.TraceLines, b.TraceLines = normalize(a.TraceLines), normalize(b.TraceLines)
+		if a.Trace != b.Trace || len(a.History) != len(b.History) {
+			for i := range min(len(a.TraceLines), len(b.TraceLines)) {
+				if a.TraceLines[i] != b.TraceLines[i] {
+					t.Logf("first difference at event %d:", i)
+					for j := max(0, i-16); j < min(i+6, len(a.TraceLines), len(b.TraceLines)); j++ {
+						t.Logf("  %s    |    %s", a.TraceLines[j], b.TraceLines[j])
+					}
+					break
+				}
+			}
+			t.Errorf("%s: two runs differ: trace %x, %d ops, %d events; then %x, %d ops, %d events",
+				cfg, a.Trace, len(a.History), a.Steps, b.Trace, len(b.History), b.Steps)
+		}
+	}
+}
+
+// normalize sorts each run of "sent" lines (logged as goroutines send,
+// in no fixed order) so that traces compare by what was sent.
+func normalize(lines []string) []string {
+	out := slices.Clone(lines)
+	for i := 0; i < len(out); {
+		j := i
+		for j < len(out) && strings.Contains(out[j], "   sent ") {
+			j++
+		}
+		if j > i {
+			slices.Sort(out[i:j])
+			i = j
+		} else {
+			i++
+		}
+	}
+	return out
+}
