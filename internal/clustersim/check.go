@@ -1,11 +1,16 @@
 package clustersim
 
 import (
+	"context"
 	"fmt"
 	"slices"
+	"sort"
 	"time"
 
+	"github.com/redoubt-io/redoubt/internal/blocks"
 	"github.com/redoubt-io/redoubt/internal/meta"
+	"github.com/redoubt-io/redoubt/internal/objects"
+	"github.com/redoubt-io/redoubt/internal/store"
 )
 
 type replicaDigest struct {
@@ -89,4 +94,77 @@ func checkReplicas(s *Sim, nodes []*node) error {
 		}
 	}
 	return nil
+}
+
+// checkGarbage runs two garbage collection passes on every node (the
+// first sweeps the intents dead incarnations left, the second removes what
+// they named), then requires every shard file on every drive to belong to
+// data a committed record names: no orphan survives collection.
+func checkGarbage(ctx context.Context, s *Sim, nodes []*node) error {
+	ctx = withActor(ctx, "gc-check")
+	done := make(chan error, 1)
+	go func() {
+		for range 2 {
+			for _, n := range nodes {
+				inc := n.current()
+				if inc == nil {
+					done <- fmt.Errorf("%s is down", n.id)
+					return
+				}
+				st, err := inc.collectAll(ctx)
+				if err != nil {
+					done <- fmt.Errorf("%s: garbage collection: %w", n.id, err)
+					return
+				}
+				if st.Errors > 0 {
+					done <- fmt.Errorf("%s: garbage collection: %d errors", n.id, st.Errors)
+					return
+				}
+			}
+		}
+		live := map[string]bool{}
+		err := nodes[0].current().obj.ForEachRef(ctx, func(r blocks.Ref) error {
+			live[r.ID] = true
+			return nil
+		})
+		if err != nil {
+			done <- fmt.Errorf("listing live data: %w", err)
+			return
+		}
+		var orphans []string
+		for _, n := range nodes {
+			for _, d := range n.current().drives {
+				err := d.Walk(ctx, func(si store.ShardInfo) error {
+					if !live[si.Name.ID] {
+						orphans = append(orphans, fmt.Sprintf("%s %s: %s", n.id, d.ID(), si.Name))
+					}
+					return nil
+				})
+				if err != nil {
+					done <- fmt.Errorf("%s: walking %s: %w", n.id, d.ID(), err)
+					return
+				}
+			}
+		}
+		if len(orphans) > 0 {
+			sort.Strings(orphans)
+			done <- fmt.Errorf("%d shard files survive garbage collection without a record naming them: %v", len(orphans), orphans[:min(len(orphans), 10)])
+			return
+		}
+		done <- nil
+	}()
+	s.run(time.Now().Add(10*time.Minute), func() bool { return len(done) > 0 })
+	if len(done) == 0 {
+		return fmt.Errorf("garbage collection did not finish in 10 simulated minutes")
+	}
+	return <-done
+}
+
+// collectAll is collect with no grace: everything collectable goes.
+func (inc *incarnation) collectAll(ctx context.Context) (objects.GCStats, error) {
+	drives := make([]objects.GCDrive, len(inc.drives))
+	for i, d := range inc.drives {
+		drives[i] = d
+	}
+	return inc.obj.CollectGarbage(ctx, drives, objects.GCOptions{})
 }

@@ -195,6 +195,10 @@ func Run(cfg Config) (res Result) {
 	}
 	if err := checkReplicas(s, nodes); err != nil {
 		fail(err)
+		return res
+	}
+	if err := checkGarbage(ctx, s, nodes); err != nil {
+		fail(err)
 	}
 	return res
 }

@@ -49,7 +49,9 @@
 // intent's revision; the commit deleting or replacing that name deletes it
 // in the same Txn. (c) Nothing else ever writes it. A pass lists a drive's
 // shard files first, then reads each ID's record linearizably: live means
-// named, kept; an intent of a live incarnation is a write in flight, kept;
+// named, kept; an intent of a live incarnation is a write in flight, kept
+// (unless it is this incarnation's and the write has ended: abandoned by a
+// writer that could not drop it, TestAbandonedIntentIsCollected);
 // an intent of a dead incarnation is deleted (conditionally), then its
 // shards; no record removes the shards. That last case is final: a listed
 // shard implies its intent was committed before the listing (a), so the

@@ -76,6 +76,11 @@ func (s *Service) CollectGarbage(ctx context.Context, drives []GCDrive, opts GCO
 		self := s.cfg.Incarnation
 		dead = func(inc Incarnation) bool { return inc.Node == self.Node && inc.Nonce != self.Nonce }
 	}
+	// An intent of this incarnation whose write has ended was abandoned
+	// by a writer that could not drop it (TestAbandonedIntentIsCollected).
+	abandoned := func(id string, rec refRec) bool {
+		return rec.State == refIntent && rec.Inc == s.cfg.Incarnation && !s.writing(id)
+	}
 	// 1. List first. Every shard listed here was created after its intent
 	// was committed, so the reads of step 2, made after, see the intent,
 	// its live successor, or the end of both.
@@ -151,7 +156,7 @@ func (s *Service) CollectGarbage(ctx context.Context, drives []GCDrive, opts GCO
 				s.collectLeftovers(ctx, p, id, it.Rev, rec, byID[id], dead, opts.LeftoverGrace, &st)
 				continue
 			}
-			if !dead(rec.Inc) {
+			if !dead(rec.Inc) && !abandoned(id, rec) {
 				st.InFlight += int64(len(byID[id]))
 				continue
 			}
@@ -187,7 +192,7 @@ func (s *Service) CollectGarbage(ctx context.Context, drives []GCDrive, opts GCO
 		pre := []byte{tagRef}
 		err := s.md.Scan(ctx, meta.Partition(p), pre, prefixEnd(pre), func(k []byte, it meta.Item) bool {
 			rec, err := decodeRefRec(it.Value)
-			if err == nil && (rec.State == refIntent || rec.State == refMoving || rec.State == refReaping) && dead(rec.Inc) {
+			if err == nil && ((rec.State == refIntent || rec.State == refMoving || rec.State == refReaping) && dead(rec.Inc) || abandoned(string(k[1:]), rec)) {
 				gone = append(gone, found{string(k[1:]), it.Rev, rec})
 			}
 			return true

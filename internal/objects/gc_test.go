@@ -667,3 +667,57 @@ func TestRefID(t *testing.T) {
 		t.Error("an ID without a partition was taken for a ref ID")
 	}
 }
+
+// failingMeta fails the commits fail matches with meta.ErrUnavailable,
+// as a partition cut from its group's leader does.
+type failingMeta struct {
+	meta.Store
+	fail func(meta.Txn) bool
+}
+
+func (f *failingMeta) Commit(ctx context.Context, p meta.Partition, txn meta.Txn) (uint64, error) {
+	if f.fail(txn) {
+		return 0, fmt.Errorf("injected: %w", meta.ErrUnavailable)
+	}
+	return f.Store.Commit(ctx, p, txn)
+}
+
+// A PUT whose commit failed and whose writer could not drop its intent
+// either (its partition unreachable) leaves shards under an intent of a
+// live incarnation: the next pass of that same incarnation collects them,
+// since the write they belong to has ended.
+func TestAbandonedIntentIsCollected(t *testing.T) {
+	ctx := context.Background()
+	e := newGCEnv(t)
+	cut := false
+	md := &failingMeta{Store: e.md, fail: func(txn meta.Txn) bool {
+		if !cut {
+			return false
+		}
+		for _, k := range txn.Deletes { // dropping the intent
+			if k[0] == tagRef {
+				return true
+			}
+		}
+		return isVersionCommit(txn)
+	}}
+	s := e.service(md, e.set)
+	if err := s.CreateBucket(ctx, "bkt"); err != nil {
+		t.Fatal(err)
+	}
+	keep := body(rand.New(rand.NewPCG(5, 6)), 300<<10)
+	if _, err := s.PutObject(ctx, "bkt", "keep", bytes.NewReader(keep), int64(len(keep)), PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cut = true
+	lost := body(rand.New(rand.NewPCG(7, 8)), 300<<10)
+	if _, err := s.PutObject(ctx, "bkt", "lost", bytes.NewReader(lost), int64(len(lost)), PutOptions{}); !errors.Is(err, meta.ErrUnavailable) {
+		t.Fatalf("put with its partition cut: %v", err)
+	}
+	cut = false
+	st := e.gc(s)
+	if st.Removed == 0 || st.InFlight != 0 {
+		t.Errorf("the abandoned write's shards were not collected: %s", st)
+	}
+	e.check(s, "bkt", map[string][]byte{"keep": keep})
+}

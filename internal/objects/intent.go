@@ -268,11 +268,16 @@ func (s *Service) writeData(ctx context.Context, p meta.Partition, r io.Reader) 
 	id := newRefID(s.cfg.Rand, p)
 	in := refRec{State: refIntent, Inc: s.cfg.Incarnation, Time: s.cfg.Now().UnixMilli()}
 	k := refKey(id)
+	// Registered before the intent can exist, so that garbage collection
+	// never finds an intent of this incarnation whose write it does not
+	// know to be running.
+	s.beginWrite(id)
 	rev, err = s.md.Commit(ctx, p, meta.Txn{
 		Conds: []meta.Cond{{Key: k, Rev: 0}},
 		Puts:  []meta.KV{{Key: k, Value: in.encode()}},
 	})
 	if err != nil {
+		s.endWrite(id)
 		return blocks.Ref{}, 0, metaErr("commit write intent", err)
 	}
 	ref, err = w.WriteID(ctx, uint32(p), id, r)
@@ -280,6 +285,7 @@ func (s *Service) writeData(ctx context.Context, p meta.Partition, r io.Reader) 
 		// The store removed what it could reach; the rest is an orphan
 		// without a record once the intent is gone.
 		s.dropIntent(ctx, p, id, rev)
+		s.endWrite(id)
 		return blocks.Ref{}, 0, err
 	}
 	return ref, rev, nil
@@ -308,10 +314,37 @@ func (s *Service) abandon(ctx context.Context, p meta.Partition, ref blocks.Ref,
 	if ref.ID == "" {
 		return
 	}
+	defer s.endWrite(ref.ID)
 	if rev != 0 && !s.dropIntent(ctx, p, ref.ID, rev) {
 		return
 	}
 	s.deleteData(ctx, ref)
+}
+
+// beginWrite and endWrite bracket a data write of this incarnation, from
+// before its intent is committed until its data is named by a committed
+// record or abandoned.
+func (s *Service) beginWrite(id string) {
+	s.writes.Lock()
+	if s.writes.m == nil {
+		s.writes.m = map[string]struct{}{}
+	}
+	s.writes.m[id] = struct{}{}
+	s.writes.Unlock()
+}
+
+func (s *Service) endWrite(id string) {
+	s.writes.Lock()
+	delete(s.writes.m, id)
+	s.writes.Unlock()
+}
+
+// writing reports whether this incarnation's write of ref id is running.
+func (s *Service) writing(id string) bool {
+	s.writes.Lock()
+	defer s.writes.Unlock()
+	_, ok := s.writes.m[id]
+	return ok
 }
 
 // claim adds to txn what turns the intent of ref into a live record:

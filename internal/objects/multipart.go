@@ -335,6 +335,7 @@ func (s *Service) uploadPart(ctx context.Context, ob *opBucket, key, uploadID st
 			s.abandon(ctx, p, in.ref, in.intent)
 			return PartInfo{}, metaErr("commit part", err)
 		}
+		s.endWrite(in.ref.ID)
 		if it.Rev != 0 {
 			s.deleteData(ctx, old.Ref)
 		}

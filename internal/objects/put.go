@@ -613,6 +613,7 @@ func (s *Service) put(ctx context.Context, ob *opBucket, key string, body io.Rea
 		s.abandon(ctx, p, in.ref, in.intent)
 		return ObjectInfo{}, err
 	}
+	s.endWrite(in.ref.ID)
 	s.deleteData(ctx, c.replaced...)
 	oi := c.rec.info(ob.name, key, c.versioning)
 	oi.IsLatest = c.latest

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/redoubt-io/redoubt/internal/blocks"
@@ -25,6 +26,15 @@ type Service struct {
 	clock *hlc.Clock
 	// buckets caches bucket records for object operations.
 	buckets bucketCache
+	// writes holds the ref IDs of this incarnation's data writes that
+	// have not ended (see writeData): an intent of this incarnation whose
+	// write is not here was abandoned, and garbage collection may sweep
+	// it (an abandonment whose intent could not be dropped, in a partition,
+	// would otherwise keep its shards for as long as the process runs).
+	writes struct {
+		sync.Mutex
+		m map[string]struct{}
+	}
 }
 
 var _ API = (*Service)(nil)
