@@ -52,16 +52,53 @@
 //
 // # Event loop
 //
-// Run drives every group from one goroutine. Each cycle it ticks the
-// groups if a tick is due, then, for the groups that were stepped, ticked
-// or given work since the last cycle: collects their Ready, writes it all
-// in one batch (synced when any group needs it), sends the messages, one
-// batch per peer (Sender), applies committed entries in one batch, hands
-// results to waiting callers, and calls Advance. Each group's RawNode is
-// guarded by its own mutex, taken briefly by Step, proposals and reads on
-// other goroutines. An idle group costs one Tick per TickInterval and, if
-// it leads, one heartbeat per follower per HeartbeatTicks; a cycle in
-// which nothing changed writes nothing.
+// Run drives every group from one goroutine. Every Config.TickInterval
+// it ticks the groups and retries failed ones (see Failures); then, after
+// a tick or when a Step, a proposal or a read woke it, it runs a cycle
+// over the groups that were stepped, ticked or given work since the last
+// one. A cycle, in this order:
+//
+//  1. collects their Ready;
+//  2. writes the hard states, entries and snapshots of all of them into
+//     one Pebble batch, committed without a sync;
+//  3. sends the messages that acknowledge nothing, one batch per peer
+//     (Sender): a leader's appends, heartbeats and snapshots, and the
+//     proposals and read requests a follower passes on. They leave before
+//     this node's own sync, so that followers write in parallel with
+//     their leader; raft counts the leader's own copy only once Advance
+//     says it is durable;
+//  4. applies the committed entries into a second batch, also unsynced,
+//     and answers their callers: an entry is committed once a majority
+//     holds it durably, whether or not this node is one of it. Pebble's
+//     write-ahead log keeps the two batches in order, so a crash keeps a
+//     prefix: never applied state without the log beneath it
+//     (TestCrashKeepsAcknowledgedCommits);
+//  5. syncs once, for both batches;
+//  6. sends the other messages (votes, append and heartbeat responses),
+//     which acknowledge what is now durable;
+//  7. releases the reads whose index is applied, calls Advance, and
+//     compacts the logs that grew past Config.SnapshotEntries.
+//
+// Each group's RawNode is guarded by its own mutex, taken briefly by
+// Step, proposals and reads on other goroutines. An idle group costs one
+// Tick per TickInterval and, if it leads, one heartbeat per follower per
+// HeartbeatTicks; a cycle in which nothing changed writes nothing.
+//
+// # Failures
+//
+// An error that concerns one group — its stored data or a snapshot does
+// not decode or cannot be read, its log refuses to compact — stops that
+// group only: it is logged at error level with the group, counted
+// (Stats.GroupErrors, Stats.Quarantined), and the group is quarantined:
+// not ticked, stepped or served (this host sends its requests to the
+// other members, and they fail with meta.ErrUnavailable if none can
+// serve). Its writes of that cycle are left out of the batches, so its
+// copy on disk stays as it was last made durable, and after a back-off
+// (one election timeout, doubling up to 64) the group is loaded again
+// from that copy, as if the node had restarted
+// (TestOneGroupFailingLeavesOthersServing, TestFailedLeaderGroupMovesOn).
+// Errors of the database as a whole — committing a batch, the sync —
+// stop Run, and with it every group.
 //
 // # Wire and disk
 //

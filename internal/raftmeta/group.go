@@ -34,9 +34,15 @@ type group struct {
 	lastLog      uint64            // last persisted log index
 	base         uint64            // log base (last discarded index)
 	pendingReads []pendingRead
-	// removed: dropGroup deleted the group's copy; a Ready caused by a
-	// late Step is not handled.
-	removed bool
+	// retired: this group object is done with (its copy was deleted, or
+	// it was loaded again after a failure); a Ready caused by a late Step
+	// is not handled. Written under mu, by the event loop only.
+	retired bool
+	// failures counts the failures since the group last ran well for as
+	// long as its back-off; retryTicks counts down the ticks before a
+	// quarantined group is loaded again; healthyTicks counts the ticks
+	// since it was.
+	failures, retryTicks, healthyTicks int
 	// graceTicks counts down the ticks left before a leaving group is
 	// dropped.
 	graceTicks int
@@ -52,6 +58,13 @@ type group struct {
 	// change adds the node back, but is not hosted: Groups omits it and
 	// requests for it are routed as for a group this host is not in.
 	leaving atomic.Bool
+	// quarantined: the group failed (groupFailed) and waits to be loaded
+	// again from its durable state; it is neither ticked, stepped nor
+	// served meanwhile.
+	quarantined atomic.Bool
+	// snapErr is set by makeSnapshot, which raft calls where it cannot
+	// return an error, for the event loop to stop the group.
+	snapErr atomic.Pointer[error]
 }
 
 type pendingRead struct{ index, id uint64 }
@@ -65,11 +78,25 @@ type storage struct {
 
 // Snapshot returns the group's data as of its applied index, read from
 // one Pebble snapshot so that data, index and ConfState agree.
+// Raft panics on any error but ErrSnapshotTemporarilyUnavailable: a
+// failure is recorded for the event loop, which stops the group
+// (checkSnapshots), and raft is told to try later.
 func (s storage) Snapshot() (*raftpb.Snapshot, error) {
-	return s.g.h.makeSnapshot(s.g)
+	snap, err := s.g.h.makeSnapshot(s.g)
+	if err != nil {
+		s.g.snapErr.Store(&err)
+		s.g.h.markDirty(s.g)
+		return nil, raft.ErrSnapshotTemporarilyUnavailable
+	}
+	return snap, nil
 }
 
 func (h *Host) makeSnapshot(g *group) (*raftpb.Snapshot, error) {
+	if h.faults != nil {
+		if err := h.faults("snapshot", g.p); err != nil {
+			return nil, err
+		}
+	}
 	snap := h.db.NewSnapshot()
 	defer snap.Close()
 	v, closer, err := snap.Get(groupKey(g.p, kindApply))

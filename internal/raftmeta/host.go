@@ -65,8 +65,17 @@ type Host struct {
 	closed  bool
 
 	stats struct {
-		cycles, syncs, writes atomic.Uint64
+		cycles, syncs, writes, groupErrors atomic.Uint64
+		quarantined                        atomic.Int64
 	}
+
+	// Seams for tests; nil in production. faults is asked before each
+	// operation that can fail for one group ("apply", "compact",
+	// "snapshot", "load") and fails it with the error it returns.
+	// beforeSync runs in a cycle between the unsynced batches and the
+	// sync.
+	faults     func(op string, p meta.Partition) error
+	beforeSync func()
 }
 
 // result is the outcome of a proposal, given to its waiting proposer.
@@ -255,12 +264,13 @@ func (h *Host) SetMembers(p meta.Partition, voters []uint64) {
 	h.mu.Unlock()
 }
 
-// group returns the group p this host hosts: nil if it has no copy, or
-// keeps one only for the grace after its removal (leaving), so that
-// requests treat it as a group this host is not in.
+// group returns the group p this host hosts: nil if it has no copy, keeps
+// one only for the grace after its removal (leaving), or its copy is
+// quarantined after a failure, so that requests treat it as a group this
+// host is not in (and go to its other members).
 func (h *Host) group(p meta.Partition) *group {
 	g := h.replica(p)
-	if g == nil || g.leaving.Load() {
+	if g == nil || g.leaving.Load() || g.quarantined.Load() {
 		return nil
 	}
 	return g
@@ -284,6 +294,9 @@ type Status struct {
 	LogStart uint64
 	Voters   []uint64
 	Learners []uint64
+	// Quarantined: the group failed here and waits to be retried (see
+	// Stats); meanwhile this host neither serves it nor takes part in it.
+	Quarantined bool
 }
 
 // Groups lists the groups of this host in partition order. A group this
@@ -302,14 +315,19 @@ func (h *Host) Groups() []Status {
 		st := g.rn.Status()
 		first, _ := g.ms.FirstIndex()
 		g.mu.Unlock()
+		q := g.quarantined.Load()
+		if q {
+			st.Lead = 0
+		}
 		out = append(out, Status{
-			Partition: g.p,
-			Leader:    st.Lead,
-			Term:      st.HardState.GetTerm(),
-			Applied:   g.applied.Load(),
-			LogStart:  first,
-			Voters:    sortedIDs(st.Config.Voters.IDs()),
-			Learners:  sortedIDs(st.Config.Learners),
+			Partition:   g.p,
+			Leader:      st.Lead,
+			Term:        st.HardState.GetTerm(),
+			Applied:     g.applied.Load(),
+			LogStart:    first,
+			Voters:      sortedIDs(st.Config.Voters.IDs()),
+			Learners:    sortedIDs(st.Config.Learners),
+			Quarantined: q,
 		})
 	}
 	slices.SortFunc(out, func(a, b Status) int { return cmp.Compare(a.Partition, b.Partition) })
@@ -345,7 +363,7 @@ func (h *Host) Step(ctx context.Context, from uint64, batch []byte) error {
 			continue
 		}
 		g := h.replica(m.p)
-		if g == nil {
+		if g == nil || g.quarantined.Load() {
 			continue
 		}
 		g.mu.Lock()
@@ -411,14 +429,24 @@ func (h *Host) Run(ctx context.Context) error {
 		case <-h.done:
 			return ErrClosed
 		case <-ticker.C:
-			h.expireRemoved(h.tickAll())
+			h.tick()
 		case <-h.wake:
 		}
-		if err := h.cycle(); err != nil {
+		if err := h.step(); err != nil {
 			h.log.Error("raft metadata stopped", "err", err)
 			return err
 		}
 	}
+}
+
+// tick is one TickInterval of the event loop: every group ticks, the
+// grace of groups this node was removed from counts down, and quarantined
+// groups whose back-off ran out are loaded again. Tests call it (and
+// step) directly to drive a host deterministically.
+func (h *Host) tick() {
+	h.tickAll()
+	h.expireRemoved(h.groupList())
+	h.retryFailed(h.groupList())
 }
 
 // tickAll ticks every group and returns the list of groups it ticked,
@@ -428,6 +456,9 @@ func (h *Host) tickAll() []*group {
 	list := h.mu.list
 	h.mu.Unlock()
 	for _, g := range list {
+		if g.quarantined.Load() {
+			continue
+		}
 		g.mu.Lock()
 		g.rn.Tick()
 		g.mu.Unlock()
@@ -441,11 +472,21 @@ func (h *Host) tickAll() []*group {
 }
 
 // Stats counts the work of the event loop: cycles that had a Ready to
-// handle, synced writes and writes to the database.
-type Stats struct{ Cycles, Syncs, Writes uint64 }
+// handle, synced writes and writes to the database; GroupErrors counts
+// the failures of single groups (each logged at error level), and
+// Quarantined is how many groups are stopped by one now, waiting to be
+// retried.
+type Stats struct {
+	Cycles, Syncs, Writes uint64
+	GroupErrors           uint64
+	Quarantined           int
+}
 
 func (h *Host) Stats() Stats {
-	return Stats{h.stats.cycles.Load(), h.stats.syncs.Load(), h.stats.writes.Load()}
+	return Stats{
+		Cycles: h.stats.cycles.Load(), Syncs: h.stats.syncs.Load(), Writes: h.stats.writes.Load(),
+		GroupErrors: h.stats.groupErrors.Load(), Quarantined: int(h.stats.quarantined.Load()),
+	}
 }
 
 func (h *Host) newID() uint64 { return h.nextID.Add(1) }
