@@ -72,7 +72,7 @@
 //     holds it durably, whether or not this node is one of it. Pebble's
 //     write-ahead log keeps the two batches in order, so a crash keeps a
 //     prefix: never applied state without the log beneath it
-//     (TestCrashKeepsAcknowledgedCommits);
+//     (TestCrashKeepsAcknowledgedCommits, testdata/crash_before_sync.txt);
 //  5. syncs once, for both batches;
 //  6. sends the other messages (votes, append and heartbeat responses),
 //     which acknowledge what is now durable;

@@ -402,6 +402,13 @@ func (h *Host) markDirty(g *group) {
 	}
 }
 
+// pending says whether some group may have work for the event loop.
+func (h *Host) pending() bool {
+	h.dirtyMu.Lock()
+	defer h.dirtyMu.Unlock()
+	return len(h.dirty) > 0
+}
+
 func (h *Host) takeDirty() []*group {
 	h.dirtyMu.Lock()
 	defer h.dirtyMu.Unlock()
@@ -413,6 +420,9 @@ func (h *Host) takeDirty() []*group {
 		gs = append(gs, g)
 	}
 	clear(h.dirty)
+	// In partition order: a cycle's batches and messages do not depend
+	// on the order of a map.
+	slices.SortFunc(gs, func(a, b *group) int { return cmp.Compare(a.p, b.p) })
 	return gs
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -344,7 +345,8 @@ func (h *Host) send(ws []work, beforeSync bool) {
 			}
 		}
 	}
-	for to, msgs := range per {
+	for _, to := range slices.Sorted(maps.Keys(per)) {
+		msgs := per[to]
 		raw, err := encodeBatch(msgs)
 		if err != nil {
 			h.log.Error("encode messages", "to", to, "err", err)
@@ -582,7 +584,11 @@ func (h *Host) maybeCompact(g *group) error {
 	if applied < g.base+h.cfg.SnapshotEntries {
 		return nil
 	}
-	to := applied - h.cfg.SnapshotEntries/4
+	return h.compact(g, applied-h.cfg.SnapshotEntries/4)
+}
+
+// compact discards g's log up to index to, which g has applied.
+func (h *Host) compact(g *group, to uint64) error {
 	var err error
 	if h.faults != nil {
 		err = h.faults("compact", g.p)

@@ -342,11 +342,13 @@ func (h *Host) serveLocal(ctx context.Context, g *group, q *request) response {
 		return response{rev: at, items: items}
 	case opConf:
 		id := h.newID()
-		cc := &raftpb.ConfChangeV2{
-			Changes: []*raftpb.ConfChangeSingle{{Type: new(q.change), NodeId: new(q.node)}},
-			Context: encodeConfContext(h.cfg.NodeID, id),
-		}
-		res, err := h.propose(ctx, g, id, func() error { return g.rn.ProposeConfChange(cc) })
+		res, err := h.propose(ctx, g, id, func() error {
+			cc, err := h.confChange(g, q.change, q.node, id)
+			if err != nil {
+				return err
+			}
+			return g.rn.ProposeConfChange(cc)
+		})
 		if err != nil {
 			return errResponse(err)
 		}
@@ -355,18 +357,36 @@ func (h *Host) serveLocal(ctx context.Context, g *group, q *request) response {
 	return errResponse(fmt.Errorf("raftmeta: unknown op %d", q.op))
 }
 
-// propose hands an entry to g's leader and waits for the result of its
-// application here.
-func (h *Host) propose(ctx context.Context, g *group, id uint64, prop func() error) (result, error) {
+// confChange is the configuration change that makes node the change
+// asks, proposed by this host as proposal id. g.mu is held.
+func (h *Host) confChange(g *group, change raftpb.ConfChangeType, node, id uint64) (*raftpb.ConfChangeV2, error) {
+	return &raftpb.ConfChangeV2{
+		Changes: []*raftpb.ConfChangeSingle{{Type: new(change), NodeId: new(node)}},
+		Context: encodeConfContext(h.cfg.NodeID, id),
+	}, nil
+}
+
+// register makes a channel for the result of proposal id, which this
+// host proposes; unregister forgets it.
+func (h *Host) register(id uint64) chan result {
 	ch := make(chan result, 1)
 	h.waitMu.Lock()
 	h.props[id] = ch
 	h.waitMu.Unlock()
-	defer func() {
-		h.waitMu.Lock()
-		delete(h.props, id)
-		h.waitMu.Unlock()
-	}()
+	return ch
+}
+
+func (h *Host) unregister(id uint64) {
+	h.waitMu.Lock()
+	delete(h.props, id)
+	h.waitMu.Unlock()
+}
+
+// propose hands an entry to g's leader and waits for the result of its
+// application here.
+func (h *Host) propose(ctx context.Context, g *group, id uint64, prop func() error) (result, error) {
+	ch := h.register(id)
+	defer h.unregister(id)
 	g.mu.Lock()
 	err := prop()
 	g.mu.Unlock()
