@@ -1,8 +1,11 @@
 package raftmeta
 
 import (
+	"math"
 	"slices"
 	"time"
+
+	"github.com/redoubt-io/redoubt/internal/meta"
 )
 
 // A failure of one group (groupFailed) stops that group only. Its copy
@@ -31,6 +34,19 @@ func (h *Host) groupFailed(g *group, what string, err error) {
 	g.lead.Store(0)
 	h.log.Error("raft group failed; it is stopped until retried", "group", g.name, "during", what, "err", err,
 		"retry_in", time.Duration(g.retryTicks)*h.cfg.TickInterval, "failures", g.failures)
+}
+
+// brokenGroup stands for group p, whose replica here could not be
+// loaded (err): a quarantined group without a RawNode, retried like any
+// failed group. Its replica generation is above every other, so that no
+// message makes a replica in place of the one on disk.
+func (h *Host) brokenGroup(p meta.Partition, err error) *group {
+	g := &group{p: p, h: h, name: partitionName(p), self: replica{gen: math.MaxUint64}, peers: map[uint64]replica{}}
+	g.set.Store(&replicaSet{})
+	voters := []uint64{}
+	g.voters.Store(&voters)
+	h.groupFailed(g, "load", err)
+	return g
 }
 
 // backoffTicks is the wait before the n-th retry of a failed group: one
@@ -104,5 +120,6 @@ func (h *Host) reload(g *group) {
 	h.dirtyMu.Unlock()
 	h.stats.quarantined.Add(-1)
 	h.log.Info("raft group loaded again after its failure", "group", g.name, "failures", g.failures)
+	h.checkMembership(ng)
 	h.markDirty(ng)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/redoubt-io/redoubt/internal/meta"
 )
 
@@ -170,4 +171,57 @@ func TestFailedLeaderGroupMovesOn(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestUnreadableGroupAtStartLeavesOthersServing: a node restarts with one
+// group's stored state damaged. It starts anyway: the damaged group is
+// quarantined (and retried, failing again), its requests fail as
+// unavailable, its state stays on disk untouched, and the other groups
+// serve.
+func TestUnreadableGroupAtStartLeavesOthersServing(t *testing.T) {
+	c := newCluster(t, 1, []meta.Partition{0, 1, 2}, func(cfg *Config) {
+		fastConfig(cfg)
+		cfg.ProposalTimeout = time.Second
+	})
+	for _, p := range []meta.Partition{0, 1, 2} {
+		c.leader(p)
+		commitKeys(t, c.host(1), p, "before", 3)
+	}
+	c.stop(1)
+	db, err := pebble.Open(c.dirs[1], &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Set(groupKey(1, kindApply), []byte{applyVersion, 1, 2}, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h := c.start(1)
+	if s := h.Stats(); s.Quarantined != 1 || s.GroupErrors == 0 {
+		t.Fatalf("stats after the start %+v", s)
+	}
+	if st, ok := hosts(h, 1); !ok || !st.Quarantined {
+		t.Fatalf("the damaged group: %+v, listed %v", st, ok)
+	}
+	if err := commitOne(h, 1, "refused"); !isUnavailable(err) {
+		t.Fatalf("commit to the damaged group: %v, want ErrUnavailable", err)
+	}
+	for _, p := range []meta.Partition{0, 2} {
+		c.leader(p)
+		if keys := commitKeys(t, h, p, "after", 3); len(keys) != 3 {
+			t.Fatalf("group %d acknowledged %d of 3", p, len(keys))
+		}
+	}
+	// Retried and failing again, it is never replaced or deleted.
+	eventually(t, 5*time.Second, "the damaged group is retried", func() error {
+		if s := h.Stats(); s.GroupErrors < 2 {
+			return fmt.Errorf("stats %+v", s)
+		}
+		return nil
+	})
+	if storedKeys(t, h, 1) == 0 || h.Stats().Quarantined != 1 {
+		t.Fatalf("the damaged group's state: %d keys, stats %+v", storedKeys(t, h, 1), h.Stats())
+	}
 }

@@ -49,6 +49,8 @@ import (
 //	                                  what it had synced and is down until restarted
 //	restart node=N                    N starts again from what it kept
 //	compact node=N group=P [to=I]     N discards P's log up to I (its applied index)
+//	check-replica node=N group=P      N asks P's leader whether its replica is still
+//	                                  a member, and has it deleted if not
 //	state [node=(N...)] [group=P]     the durable state of each node's replica of P
 //	results                           the outcome of every proposal
 func TestInteraction(t *testing.T) {
@@ -242,6 +244,11 @@ func (e *interactionEnv) handle(t *testing.T, d *datadriven.TestData) string {
 		e.start(n)
 	case "compact":
 		err = e.cmdCompact(t, d)
+	case "check-replica":
+		if err = e.cmdCheckReplica(t, d); errors.Is(err, meta.ErrUnavailable) {
+			// Which member it tried last depends on the wall clock.
+			err = errors.New("unavailable: no leader answered")
+		}
 	case "state":
 		e.printState(t, d, &out)
 	case "results":
@@ -270,6 +277,10 @@ func (e *interactionEnv) cmdHosts(t *testing.T, d *datadriven.TestData) error {
 	}
 	e.cfg = DefaultConfig()
 	e.cfg.SnapshotEntries = 1000
+	// Only waits on the wall clock use these (a check that finds no
+	// leader); ticks come from the script.
+	e.cfg.TickInterval = 5 * time.Millisecond
+	e.cfg.ProposalTimeout = 100 * time.Millisecond
 	d.MaybeScanArgs(t, "snapshot-entries", &e.cfg.SnapshotEntries)
 	for i := range n {
 		id := uint64(i + 1)
@@ -345,6 +356,15 @@ func (e *interactionEnv) cmdCompact(t *testing.T, d *datadriven.TestData) error 
 	to := g.applied.Load()
 	d.MaybeScanArgs(t, "to", &to)
 	return g.h.compact(g, to)
+}
+
+func (e *interactionEnv) cmdCheckReplica(t *testing.T, d *datadriven.TestData) error {
+	n := e.node(t, d)
+	var p uint32
+	d.ScanArgs(t, "group", &p)
+	done := make(chan error, 1)
+	go func() { done <- n.h.checkReplica(context.Background(), meta.Partition(p)) }()
+	return e.stabilize(done)
 }
 
 func (e *interactionEnv) cmdLinks(t *testing.T, d *datadriven.TestData) {
@@ -578,7 +598,11 @@ func describeReplica(h *Host, p meta.Partition) (string, error) {
 	if rec == nil {
 		b.WriteString("no replica")
 	} else {
-		b.WriteString("replica")
+		r, err := decodeGroupRecord(rec, h.cfg.NodeID)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "replica %d gen %d", r.id, r.gen)
 		hs := &raftpb.HardState{}
 		if v, err := get(groupKey(p, kindHard)); err != nil {
 			return "", err
@@ -616,6 +640,15 @@ func describeReplica(h *Host, p meta.Partition) (string, error) {
 			return "", err
 		}
 		fmt.Fprintf(&b, " applied %d log (%d,%d] voters %v learners %v", applied, base, last, cs.GetVoters(), cs.GetLearners())
+	}
+	if v, err := get(tombstoneKey(p)); err != nil {
+		return "", err
+	} else if v != nil {
+		gen, err := decodeTombstone(v)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, " tombstone %d", gen)
 	}
 	var items []string
 	err = h.scanLocal(p, nil, nil, 0, func(k []byte, it meta.Item) bool {

@@ -10,9 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/redoubt-io/redoubt/internal/meta"
 	"go.etcd.io/raft/v3"
-	"go.etcd.io/raft/v3/confchange"
 	"go.etcd.io/raft/v3/raftpb"
-	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -23,18 +21,26 @@ type work struct {
 	// more of its Ready is handled, nor is it advanced.
 	failed bool
 
+	// snapSet is the replica set of rd's snapshot.
+	snapSet *replicaSet
+
 	// What applying rd computed, handed to the group and raft once the
 	// apply batch is committed.
 	notes   []note
 	confs   []raftpb.ConfChangeI // accepted configuration changes, in order
 	cs      *raftpb.ConfState    // the configuration after them; nil: unchanged
+	set     *replicaSet          // the replica set after them
 	applied uint64               // the last committed entry of rd; 0: none
 }
 
 // step is one turn of the event loop, after a tick or a wake-up: it
-// handles the Ready of every group that may have one (cycle). Tests call
+// makes and deletes the replicas asked for (runLifecycle), then handles
+// the Ready of every group that may have one (cycle). Tests call
 // it (and tick) directly to drive a host deterministically.
 func (h *Host) step() error {
+	if err := h.runLifecycle(); err != nil {
+		return err
+	}
 	return h.cycle()
 }
 
@@ -128,7 +134,7 @@ func (h *Host) cycle() error {
 		if w.failed {
 			continue
 		}
-		if err := h.stable(w.g, &w.rd); err != nil {
+		if err := h.stable(w); err != nil {
 			h.groupFailed(w.g, "store in memory", err)
 			w.failed = true
 		}
@@ -177,7 +183,7 @@ func (h *Host) persistAll(ws []work) (*pebble.Batch, bool) {
 			if w.failed {
 				continue
 			}
-			sync, err := h.persist(b, w.g, &w.rd)
+			sync, err := h.persist(b, w)
 			if err != nil {
 				h.groupFailed(w.g, "persist", err)
 				w.failed, failed = true, true
@@ -230,24 +236,42 @@ func (h *Host) checkSnapshots(gs []*group) {
 
 // persist adds to b what rd asks to store for g and says whether it needs
 // a sync.
-func (h *Host) persist(b *pebble.Batch, g *group, rd *raft.Ready) (bool, error) {
+func (h *Host) persist(b *pebble.Batch, w *work) (bool, error) {
+	g, rd := w.g, &w.rd
 	sync := false
 	if rd.SoftState != nil {
-		g.lead.Store(rd.SoftState.Lead)
+		var lead uint64
+		if id := rd.SoftState.Lead; id != 0 {
+			g.mu.Lock()
+			r, ok := g.route(id)
+			g.mu.Unlock()
+			if ok {
+				lead = r.node
+			}
+		}
+		g.lead.Store(lead)
 		g.leader.Store(rd.SoftState.RaftState == raft.StateLeader)
 	}
 	if snap := rd.Snapshot; !raft.IsEmptySnap(snap) {
 		md := snap.GetMetadata()
+		// Read whole before anything is written: a snapshot that does not
+		// decode leaves the batch as it was.
+		var items []snapItem
+		set, err := decodeSnapshotData(snap.GetData(), func(it snapItem) { items = append(items, it) })
+		if err != nil {
+			return false, fmt.Errorf("%w: %s: snapshot: %w", errGroup, g.name, err)
+		}
+		if set == nil {
+			set = legacySet(md.GetConfState())
+		}
+		w.snapSet = set
 		b.DeleteRange(groupKey(g.p, kindLog), groupKey(g.p, kindLog+1), nil)
 		dl, du := dataBounds(g.p, nil, nil)
 		b.DeleteRange(dl, du, nil)
-		err := decodeSnapshotData(snap.GetData(), func(it snapItem) {
+		for _, it := range items {
 			b.Set(dataKey(g.p, it.key), encodeItem(it.rev, it.value), nil)
-		})
-		if err != nil {
-			return false, fmt.Errorf("raftmeta: group %s: snapshot: %w", g.name, err)
 		}
-		b.Set(groupKey(g.p, kindApply), encodeApplyState(md.GetIndex(), md.GetConfState()), nil)
+		b.Set(groupKey(g.p, kindApply), encodeApplyState(md.GetIndex(), applyTail(md.GetConfState(), set)), nil)
 		b.Set(groupKey(g.p, kindBase), encodeBase(md.GetIndex(), md.GetTerm()), nil)
 		sync = true
 	}
@@ -280,7 +304,8 @@ func (h *Host) persist(b *pebble.Batch, g *group, rd *raft.Ready) (bool, error) 
 }
 
 // stable updates g's in-memory log once rd's writes are durable.
-func (h *Host) stable(g *group, rd *raft.Ready) error {
+func (h *Host) stable(w *work) error {
+	g, rd := w.g, &w.rd
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if snap := rd.Snapshot; !raft.IsEmptySnap(snap) {
@@ -292,10 +317,8 @@ func (h *Host) stable(g *group, rd *raft.Ready) error {
 			return err
 		}
 		g.base, g.lastLog = md.GetIndex(), md.GetIndex()
-		g.cs = md.GetConfState()
+		g.publishSet(md.GetConfState(), w.snapSet)
 		g.applied.Store(md.GetIndex())
-		voters := slices.Clone(g.cs.GetVoters())
-		g.voters.Store(&voters)
 	}
 	if len(rd.Entries) > 0 {
 		if err := g.ms.Append(rd.Entries); err != nil {
@@ -335,15 +358,28 @@ func (h *Host) send(ws []work, beforeSync bool) {
 	}
 	var snaps []snapTo
 	for i := range ws {
-		for _, m := range ws[i].rd.Messages {
+		w := &ws[i]
+		if w.failed || len(w.rd.Messages) == 0 {
+			continue
+		}
+		g := w.g
+		g.mu.Lock()
+		for _, m := range w.rd.Messages {
 			if early(m) != beforeSync {
 				continue
 			}
-			per[m.GetTo()] = append(per[m.GetTo()], groupMsg{ws[i].g.p, m})
+			// Raft names replicas; the batch goes to the node of this one.
+			r, ok := g.route(m.GetTo())
+			if !ok {
+				h.log.Debug("message to a replica of unknown node", "group", g.name, "to", m.GetTo(), "type", m.GetType())
+				continue
+			}
+			per[r.node] = append(per[r.node], groupMsg{p: g.p, fromGen: g.self.gen, toGen: r.gen, msg: m})
 			if m.GetType() == raftpb.MsgSnap {
-				snaps = append(snaps, snapTo{ws[i].g, m.GetTo()})
+				snaps = append(snaps, snapTo{g, m.GetTo()})
 			}
 		}
+		g.mu.Unlock()
 	}
 	for _, to := range slices.Sorted(maps.Keys(per)) {
 		msgs := per[to]
@@ -386,7 +422,7 @@ func (h *Host) apply(ab *pebble.Batch, w *work) error {
 			return err
 		}
 	}
-	cs := g.cs
+	cs, set := g.cs, g.set.Load()
 	for _, e := range rd.CommittedEntries {
 		switch e.GetType() {
 		case raftpb.EntryNormal:
@@ -413,26 +449,30 @@ func (h *Host) apply(ab *pebble.Batch, w *work) error {
 				h.log.Error("undecodable configuration change", "group", g.name, "index", e.GetIndex(), "err", err)
 				continue
 			}
-			next, err := nextConfState(cs, cc)
+			node, id, _, _, ctxErr := decodeConfContext(ctx)
+			mine := ctxErr == nil && node == h.cfg.NodeID
+			nextCS, nextSet, err := nextConf(cs, set, cc, ctx)
 			if err != nil {
-				h.log.Error("configuration change refused", "group", g.name, "index", e.GetIndex(), "err", err)
-				if node, id, err2 := decodeConfContext(ctx); err2 == nil && node == h.cfg.NodeID {
+				h.log.Warn("configuration change refused", "group", g.name, "index", e.GetIndex(), "err", err)
+				if mine {
 					w.notes = append(w.notes, note{id, result{err: fmt.Errorf("%w: %v", errConfRefused, err)}})
 				}
 				continue
 			}
-			cs = next
+			cs, set = nextCS, nextSet
 			w.confs = append(w.confs, cc)
-			if node, id, err := decodeConfContext(ctx); err == nil && node == h.cfg.NodeID {
+			if mine {
 				w.notes = append(w.notes, note{id, result{rev: e.GetIndex()}})
 			}
 		}
 	}
 	w.applied = rd.CommittedEntries[len(rd.CommittedEntries)-1].GetIndex()
+	tail := g.tail
 	if len(w.confs) > 0 {
-		w.cs = cs
+		w.cs, w.set = cs, set
+		tail = applyTail(cs, set)
 	}
-	ab.Set(groupKey(g.p, kindApply), encodeApplyState(w.applied, cs), nil)
+	ab.Set(groupKey(g.p, kindApply), encodeApplyState(w.applied, tail), nil)
 	return nil
 }
 
@@ -454,11 +494,9 @@ func (h *Host) applied(w *work) {
 			// The apply state on disk says w.cs: a bug, not bad input.
 			panic(fmt.Sprintf("raftmeta: group %s: raft's configuration %v, computed %v", g.name, cs, w.cs))
 		}
-		g.cs = w.cs
-		voters := slices.Clone(w.cs.GetVoters())
-		g.voters.Store(&voters)
+		g.publishSet(w.cs, w.set)
 		g.mu.Unlock()
-		h.log.Info("group configuration changed", "group", g.name, "voters", w.cs.GetVoters(), "learners", w.cs.GetLearners())
+		h.log.Info("group configuration changed", "group", g.name, "replicas", w.set)
 	}
 	if w.applied > 0 {
 		g.applied.Store(w.applied)
@@ -480,29 +518,6 @@ func decodeConfChange(e *raftpb.Entry) (raftpb.ConfChangeI, []byte, error) {
 		return nil, nil, fmt.Errorf("%w: conf change: %v", ErrCorrupt, err)
 	}
 	return c, c.GetContext(), nil
-}
-
-// nextConfState is the configuration raft reaches by applying cc to cs,
-// computed as raft does, or the error for which raft would panic. Only
-// single changes are made here (never joint ones), so a joint change is
-// refused too.
-func nextConfState(cs *raftpb.ConfState, cc raftpb.ConfChangeI) (*raftpb.ConfState, error) {
-	v2 := cc.AsV2()
-	if _, joint := v2.EnterJoint(); joint || v2.LeaveJoint() || len(cs.GetVotersOutgoing()) > 0 {
-		return nil, errors.New("joint configuration changes are not used")
-	}
-	chg := confchange.Changer{Tracker: tracker.MakeProgressTracker(1, 0), LastIndex: 1}
-	cfg, prs, err := confchange.Restore(chg, cs)
-	if err != nil {
-		return nil, err
-	}
-	chg.Tracker.Config, chg.Tracker.Progress = cfg, prs
-	cfg, _, err = chg.Simple(v2.GetChanges()...)
-	if err != nil {
-		return nil, err
-	}
-	t := tracker.ProgressTracker{Config: cfg}
-	return t.ConfState(), nil
 }
 
 // applyTxn applies txn at revision index, or returns ErrConflict. ab is an
@@ -615,35 +630,4 @@ func (h *Host) compact(g *group, to uint64) error {
 		return fmt.Errorf("raftmeta: compact: %w", err)
 	}
 	return nil
-}
-
-// dropGroup stops a group this node was removed from, once its grace
-// ran out (expireRemoved), and deletes its copy. It runs on the event
-// loop between cycles, so no Ready of the group is in flight.
-func (h *Host) dropGroup(g *group) {
-	g.mu.Lock()
-	g.retired = true // a Ready of it, from a late Step, is not handled
-	g.mu.Unlock()
-	h.dirtyMu.Lock()
-	delete(h.dirty, g)
-	h.dirtyMu.Unlock()
-	// Under h.mu: EnsureGroup, which may start the group afresh, must
-	// not load the copy being deleted.
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.mu.groups[g.p] == g {
-		delete(h.mu.groups, g.p)
-	}
-	h.mu.list = slices.DeleteFunc(h.mu.list, func(x *group) bool { return x == g })
-	b := h.db.NewBatch()
-	defer b.Close()
-	lower, upper := groupBounds(g.p)
-	b.DeleteRange(lower, upper, nil)
-	b.Delete(groupRecordKey(g.p), nil)
-	if err := b.Commit(pebble.Sync); err != nil {
-		// The copy is loaded again, leaving, at the next start.
-		h.log.Error("delete removed group", "group", g.name, "err", err)
-		return
-	}
-	h.log.Info("removed from group; its copy is deleted", "group", g.name)
 }
