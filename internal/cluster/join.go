@@ -28,9 +28,10 @@ type joinResponse struct {
 // Raft state after a restart, by creating the cluster (no --join), or by
 // asking a member to admit it.
 func (c *Cluster) joinOrBootstrap(ctx context.Context) error {
-	// A placeholder voter list for a group this node joins empty: the
-	// real members come from the join answer (SetMembers) and the group's
-	// leader adds this node.
+	// A placeholder voter list for a group this node joins: EnsureGroup
+	// starts nothing for it. The real members come from the join answer
+	// (SetMembers), and the group's leader adds this node, whose replica
+	// its messages make.
 	notSelf := []uint64{^c.raftID}
 	switch {
 	case c.restarted:

@@ -122,7 +122,6 @@ func (c *Cluster) watchLayout(stop context.Context) error {
 	t := time.NewTicker(c.cfg.LayoutPoll)
 	defer t.Stop()
 	polls := 0
-	missing := map[meta.Partition]bool{} // for rehostGroups
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -158,7 +157,6 @@ func (c *Cluster) watchLayout(stop context.Context) error {
 			}
 		}
 		if polls%5 == 0 {
-			c.rehostGroups(groups, missing)
 			c.reconcileGroups(ctx, groups)
 		}
 		cancel()
@@ -245,61 +243,26 @@ func (c *Cluster) applyLayout(l *layout.Layout) {
 }
 
 // hostGroup starts group part, which layout l gives this node with the
-// given voters. The first layout creates every group with the same voters
-// on each of them. A node given a group later, or again after it was
-// removed from it, starts it empty (a voter list without itself): the
-// group's leader adds it and sends it the data. Bootstrapping it with the
-// new voters instead would give it a first log entry that differs from
-// the group's. A group with state on disk is loaded whatever the list
-// says.
+// given voters, if l is the first layout: every node of it starts the
+// group with the same voters. A node given a group by a later layout, or
+// again after it was removed from it, starts nothing: the group's leader
+// adds it (reconcileVoters), and the leader's messages make the node's
+// replica, which a snapshot fills. Starting it with the new voters
+// instead would make a second group of the same partition. A group with
+// state on disk is loaded whatever the list says.
 func (c *Cluster) hostGroup(l *layout.Layout, part meta.Partition, voters []uint64) {
 	c.mu.RLock()
 	created := c.mu.created[part]
 	c.mu.RUnlock()
-	initial := voters
-	if l.Version > 1 || created {
-		initial = slices.DeleteFunc(slices.Clone(voters), func(v uint64) bool { return v == c.raftID })
-		if len(initial) == 0 {
-			initial = []uint64{^c.raftID}
+	if l.Version == 1 && !created {
+		if err := c.host.EnsureGroup(part, voters); err != nil {
+			c.log.Error("cannot host a partition group", "partition", part, "err", err)
+			return
 		}
-	}
-	if err := c.host.EnsureGroup(part, initial); err != nil {
-		c.log.Error("cannot host a partition group", "partition", part, "err", err)
-		return
 	}
 	c.mu.Lock()
 	c.mu.created[part] = true
 	c.mu.Unlock()
-}
-
-// rehostGroups hosts again the groups the layout gives this node that it
-// no longer hosts: a node the layout took out of a group, whose leader
-// removed it (the node then deleted its copy after the grace), and that a later layout
-// puts back, must start the group afresh so that the leader can add it as
-// a learner and fill it. A group is started again only when it was found
-// missing at the previous call too (missing carries that from call to
-// call): the deletion of a removed group runs on the Raft loop, and a
-// group started while its old copy is being deleted would lose its data.
-func (c *Cluster) rehostGroups(groups map[meta.Partition]raftmeta.Status, missing map[meta.Partition]bool) {
-	l := c.Layout()
-	if l == nil {
-		return
-	}
-	for p := range l.Partitions {
-		part := meta.Partition(p)
-		voters := c.raftIDs(l.MetaNodes(p))
-		if _, hosted := groups[part]; hosted || !slices.Contains(voters, c.raftID) {
-			delete(missing, part)
-			continue
-		}
-		if !missing[part] {
-			missing[part] = true
-			continue
-		}
-		delete(missing, part)
-		c.log.Info("hosting a partition group again", "partition", p, "layout", l.Version)
-		c.hostGroup(l, part, voters)
-	}
 }
 
 func (c *Cluster) raftIDs(nodes []string) []uint64 {

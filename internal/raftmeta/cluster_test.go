@@ -183,6 +183,8 @@ type cluster struct {
 	nodes map[uint64]*testNode
 	// groups and their voters, ensured on every start.
 	groups map[meta.Partition][]uint64
+	// onNew, when set, sees every host before its loop starts.
+	onNew func(id uint64, h *Host)
 }
 
 type testNode struct {
@@ -198,7 +200,12 @@ func fastConfig(c *Config) {
 }
 
 func newCluster(t testing.TB, n int, parts []meta.Partition, tweak func(*Config)) *cluster {
-	c := &cluster{t: t, net: newMemNet(t), tweak: tweak, dirs: map[uint64]string{}, nodes: map[uint64]*testNode{}, groups: map[meta.Partition][]uint64{}}
+	return newHookedCluster(t, n, parts, tweak, nil)
+}
+
+// newHookedCluster is newCluster with onNew set from the first start.
+func newHookedCluster(t testing.TB, n int, parts []meta.Partition, tweak func(*Config), onNew func(uint64, *Host)) *cluster {
+	c := &cluster{t: t, net: newMemNet(t), tweak: tweak, dirs: map[uint64]string{}, nodes: map[uint64]*testNode{}, groups: map[meta.Partition][]uint64{}, onNew: onNew}
 	for i := range n {
 		id := uint64(i + 1)
 		c.ids = append(c.ids, id)
@@ -249,6 +256,9 @@ func (c *cluster) start(id uint64) *Host {
 		} else {
 			h.SetMembers(p, voters)
 		}
+	}
+	if c.onNew != nil {
+		c.onNew(id, h)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &testNode{h: h, cancel: cancel, done: make(chan error, 1)}

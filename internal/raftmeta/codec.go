@@ -211,19 +211,47 @@ func decodeProposal(b []byte) (proposal, error) {
 	return p, r.end()
 }
 
-// encodeConfContext names the proposer of a configuration change.
-func encodeConfContext(node, id uint64) []byte {
-	b := make([]byte, 0, 17)
-	b = append(b, formatVersion)
+// The context of a configuration change names its proposer and, from
+// version 2 on, the replica it adds, removes or changes: version, the
+// proposer's node and proposal ID (8 bytes each), then the replica's ID,
+// node and generation (uvarints). A version 1 context (proposer only)
+// comes from before replicas had their own IDs.
+const confContextVersion = 2
+
+func encodeConfContext(node, id uint64, r replica) []byte {
+	b := make([]byte, 0, 48)
+	b = append(b, confContextVersion)
 	b = binary.BigEndian.AppendUint64(b, node)
-	return binary.BigEndian.AppendUint64(b, id)
+	b = binary.BigEndian.AppendUint64(b, id)
+	b = binary.AppendUvarint(b, r.id)
+	b = binary.AppendUvarint(b, r.node)
+	return binary.AppendUvarint(b, r.gen)
 }
 
-func decodeConfContext(b []byte) (node, id uint64, err error) {
-	r := reader{b: b}
-	r.version()
-	node, id = r.u64("node"), r.u64("proposal id")
-	return node, id, r.end()
+// decodeConfContext returns the proposer of a configuration change, and
+// the replica it concerns (ok false for a version 1 context).
+func decodeConfContext(b []byte) (node, id uint64, r replica, ok bool, err error) {
+	rd := reader{b: b}
+	v := rd.byte1("version")
+	if rd.err == nil && v != formatVersion && v != confContextVersion {
+		rd.fail(fmt.Sprintf("unknown conf context version %d", v))
+	}
+	node, id = rd.u64("node"), rd.u64("proposal id")
+	if v == confContextVersion {
+		r = replica{id: rd.uvarint("replica ID"), node: rd.uvarint("replica node"), gen: rd.uvarint("replica generation")}
+		ok = true
+	}
+	if err := rd.end(); err != nil {
+		return 0, 0, replica{}, false, err
+	}
+	return node, id, r, ok, nil
+}
+
+// confContextReplica is the replica a configuration change's context
+// names, if it names one.
+func confContextReplica(b []byte) (replica, bool) {
+	_, _, r, ok, err := decodeConfContext(b)
+	return r, ok && err == nil
 }
 
 // Stored items: the revision and the value of one key.
@@ -244,17 +272,29 @@ func decodeItem(b []byte) (uint64, []byte, error) {
 }
 
 // A message batch carries the Raft messages of all groups for one peer,
-// each tagged with its partition.
+// each tagged with its partition and the generations of the replicas it
+// goes from and to, so that the receiver tells a newer incarnation of its
+// replica from an older one (Step):
+//
+//	version(2) count {partition(4) fromGen toGen len message}
+//
+// Version 1 batches, without generations, are refused: a node that sends
+// them names replicas by node ID alone.
+const batchVersion = 2
+
 type groupMsg struct {
-	p   meta.Partition
-	msg *raftpb.Message
+	p              meta.Partition
+	fromGen, toGen uint64
+	msg            *raftpb.Message
 }
 
 func encodeBatch(msgs []groupMsg) ([]byte, error) {
-	b := []byte{formatVersion}
+	b := []byte{batchVersion}
 	b = binary.AppendUvarint(b, uint64(len(msgs)))
 	for _, m := range msgs {
 		b = binary.BigEndian.AppendUint32(b, uint32(m.p))
+		b = binary.AppendUvarint(b, m.fromGen)
+		b = binary.AppendUvarint(b, m.toGen)
 		// Marshalled in place, behind its length: a batch of appends is
 		// one allocation, not one per message.
 		b = binary.AppendUvarint(b, uint64(proto.Size(m.msg)))
@@ -268,20 +308,22 @@ func encodeBatch(msgs []groupMsg) ([]byte, error) {
 
 func decodeBatch(b []byte) ([]groupMsg, error) {
 	r := reader{b: b}
-	r.version()
-	n := r.count("messages", 5)
+	if v := r.byte1("version"); r.err == nil && v != batchVersion {
+		r.fail(fmt.Sprintf("unknown batch version %d", v))
+	}
+	n := r.count("messages", 7)
 	msgs := make([]groupMsg, 0, n)
 	for range n {
-		p := meta.Partition(r.u32("partition"))
+		m := groupMsg{p: meta.Partition(r.u32("partition")), fromGen: r.uvarint("from generation"), toGen: r.uvarint("to generation")}
 		raw := r.bytes("message")
 		if r.err != nil {
 			break
 		}
-		m := &raftpb.Message{}
-		if err := proto.Unmarshal(raw, m); err != nil {
+		m.msg = &raftpb.Message{}
+		if err := proto.Unmarshal(raw, m.msg); err != nil {
 			return nil, fmt.Errorf("%w: message: %v", ErrCorrupt, err)
 		}
-		msgs = append(msgs, groupMsg{p, m})
+		msgs = append(msgs, m)
 	}
 	if err := r.end(); err != nil {
 		return nil, err
@@ -289,15 +331,34 @@ func decodeBatch(b []byte) ([]groupMsg, error) {
 	return msgs, nil
 }
 
-// Snapshot data: every item of the group, in key order.
+// Snapshot data: the group's replica set as of the snapshot, then every
+// item of the group in key order:
+//
+//	version(2) len replicaSet count {key rev value}
+//
+// Version 1 data has no replica set: its members are their nodes.
+const snapshotVersion = 2
+
 type snapItem struct {
 	key, value []byte
 	rev        uint64
 }
 
-func decodeSnapshotData(b []byte, fn func(snapItem)) error {
+// decodeSnapshotData hands fn the items of snapshot data b and returns
+// its replica set (nil for version 1).
+func decodeSnapshotData(b []byte, fn func(snapItem)) (*replicaSet, error) {
 	r := reader{b: b}
-	r.version()
+	v := r.byte1("version")
+	if r.err == nil && v != formatVersion && v != snapshotVersion {
+		r.fail(fmt.Sprintf("unknown snapshot version %d", v))
+	}
+	var set *replicaSet
+	if v == snapshotVersion {
+		sr := reader{b: r.bytes("replica set")}
+		if set = sr.replicaSet(); r.err == nil && sr.end() != nil {
+			r.fail("replica set")
+		}
+	}
 	n := r.count("items", 3)
 	for range n {
 		it := snapItem{key: r.bytes("key"), rev: r.uvarint("rev"), value: r.bytes("value")}
@@ -306,7 +367,7 @@ func decodeSnapshotData(b []byte, fn func(snapItem)) error {
 		}
 		fn(it)
 	}
-	return r.end()
+	return set, r.end()
 }
 
 // Forwarded requests and their responses.
@@ -323,6 +384,9 @@ const (
 	// opGetMany reads several keys of one group from one view
 	// (meta.ManyGetter); the response's rev is the view's applied index.
 	opGetMany
+	// opReplica asks the group's leader, after a ReadIndex round, whether
+	// replica node (a Raft ID) is a member: value 1 if it is, 0 if not.
+	opReplica
 )
 
 type request struct {
@@ -334,7 +398,7 @@ type request struct {
 	end      []byte                // opScan; nil is the end of the partition
 	maxBytes uint32                // opScan: page size
 	change   raftpb.ConfChangeType // opConf
-	node     uint64                // opConf
+	node     uint64                // opConf: a node; opReplica: a replica
 	ranges   []scanRange           // opRanges
 	keys     [][]byte              // opGetMany
 }
@@ -386,6 +450,8 @@ func encodeRequest(q *request) []byte {
 	case opConf:
 		b = append(b, byte(q.change))
 		b = binary.BigEndian.AppendUint64(b, q.node)
+	case opReplica:
+		b = binary.BigEndian.AppendUint64(b, q.node)
 	case opRanges:
 		b = binary.BigEndian.AppendUint32(b, q.maxBytes)
 		b = binary.AppendUvarint(b, uint64(len(q.ranges)))
@@ -428,6 +494,8 @@ func decodeRequest(b []byte) (request, error) {
 		if _, ok := raftpb.ConfChangeType_name[int32(q.change)]; r.err == nil && !ok {
 			r.fail("change type")
 		}
+	case opReplica:
+		q.node = r.u64("replica")
 	case opRanges:
 		q.maxBytes = r.u32("page size")
 		if n := r.count("ranges", 7); n > 0 {

@@ -31,6 +31,7 @@ func TestCodecRoundTrip(t *testing.T) {
 		{op: opScan, p: 5, key: []byte("a"), end: nil, maxBytes: 100},
 		{op: opScan, p: 5, key: []byte("a"), end: []byte{}, maxBytes: 100},
 		{op: opConf, p: 5, change: raftpb.ConfChangeType_ConfChangeAddLearnerNode, node: 9},
+		{op: opReplica, p: 5, node: 1 << 60},
 		sampleRanges(),
 		{op: opRanges, maxBytes: 7},
 	} {
@@ -54,19 +55,22 @@ func TestCodecRoundTrip(t *testing.T) {
 	if fmt.Sprint(gotQ.ranges) != fmt.Sprint(q.ranges) || gotQ.ranges[0].end != nil || gotQ.ranges[1].end == nil {
 		t.Fatalf("ranges request: %+v", gotQ.ranges)
 	}
-	msgs := []groupMsg{{p: 3, msg: &raftpb.Message{Type: new(raftpb.MsgApp), To: new(uint64(2)), From: new(uint64(1)), Entries: []*raftpb.Entry{{Index: new(uint64(5)), Data: []byte("x")}}}}}
+	msgs := []groupMsg{{p: 3, fromGen: 2, toGen: 300, msg: &raftpb.Message{Type: new(raftpb.MsgApp), To: new(uint64(2)), From: new(uint64(1)), Entries: []*raftpb.Entry{{Index: new(uint64(5)), Data: []byte("x")}}}}}
 	raw, err := encodeBatch(msgs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	gotM, err := decodeBatch(raw)
-	if err != nil || len(gotM) != 1 || gotM[0].p != 3 || !bytes.Equal(gotM[0].msg.GetEntries()[0].GetData(), []byte("x")) {
+	if err != nil || len(gotM) != 1 || gotM[0].p != 3 || gotM[0].fromGen != 2 || gotM[0].toGen != 300 || !bytes.Equal(gotM[0].msg.GetEntries()[0].GetData(), []byte("x")) {
 		t.Fatalf("batch: %v, %v", gotM, err)
 	}
-	// A future version is refused, not misread.
-	raw[0] = formatVersion + 1
-	if _, err := decodeBatch(raw); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("batch of version 2: %v", err)
+	// Another version is refused, not misread: a future one, or the one
+	// without generations.
+	for _, v := range []byte{batchVersion + 1, formatVersion} {
+		raw[0] = v
+		if _, err := decodeBatch(raw); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("batch of version %d: %v", v, err)
+		}
 	}
 }
 
@@ -91,6 +95,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		{op: opGetMany, p: 5, keys: [][]byte{[]byte("a"), []byte("b")}},
 		{op: opScan, p: 5, key: []byte("a"), end: []byte("z"), maxBytes: 100},
 		{op: opConf, p: 5, change: raftpb.ConfChangeType_ConfChangeAddNode, node: 9},
+		{op: opReplica, p: 5, node: 7},
 		sampleRanges(),
 	} {
 		f.Add(encodeRequest(&q))
@@ -121,7 +126,7 @@ func FuzzDecodeResponse(f *testing.F) {
 }
 
 func FuzzDecodeBatch(f *testing.F) {
-	raw, _ := encodeBatch([]groupMsg{{p: 1, msg: &raftpb.Message{Type: new(raftpb.MsgHeartbeat), To: new(uint64(2)), From: new(uint64(1))}}})
+	raw, _ := encodeBatch([]groupMsg{{p: 1, toGen: 1, msg: &raftpb.Message{Type: new(raftpb.MsgHeartbeat), To: new(uint64(2)), From: new(uint64(1))}}})
 	f.Add(raw)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = decodeBatch(b) // must not panic or allocate beyond the input
@@ -130,21 +135,28 @@ func FuzzDecodeBatch(f *testing.F) {
 
 func FuzzDecodeSnapshotData(f *testing.F) {
 	f.Add([]byte{formatVersion, 1, 1, 'k', 5, 1, 'v'})
+	set := appendReplicaSet(nil, initialSet([]uint64{1, 2, 3}))
+	f.Add(append(appendBytes([]byte{snapshotVersion}, set), 1, 1, 'k', 5, 1, 'v'))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_ = decodeSnapshotData(b, func(snapItem) {})
+		_, _ = decodeSnapshotData(b, func(snapItem) {})
 	})
 }
 
 func FuzzDecodeStoredState(f *testing.F) {
-	f.Add(encodeApplyState(5, &raftpb.ConfState{Voters: []uint64{1, 2}}))
+	cs := &raftpb.ConfState{Voters: []uint64{1, 2}}
+	f.Add(encodeApplyState(5, applyTail(cs, initialSet(cs.Voters))))
 	f.Add(encodeBase(3, 2))
 	f.Add(encodeItem(3, []byte("v")))
-	f.Add(encodeConfContext(1, 2))
+	f.Add(encodeConfContext(1, 2, replica{id: 9, node: 4, gen: 3}))
+	f.Add(encodeGroupRecord(replica{id: 9, gen: 3}))
+	f.Add(encodeTombstone(4))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _, _ = decodeApplyState(b)
+		_, _, _, _ = decodeApplyStateSet(b)
 		_, _, _ = decodeBase(b)
 		_, _, _ = decodeItem(b)
-		_, _, _ = decodeConfContext(b)
+		_, _, _, _, _ = decodeConfContext(b)
+		_, _ = decodeGroupRecord(b, 7)
+		_, _ = decodeTombstone(b)
 	})
 }
 

@@ -35,8 +35,11 @@ var ErrNotDelivered = errors.New("raftmeta: request not delivered")
 
 // Config configures a Host. Its fields are read by New only.
 type Config struct {
-	// NodeID is this node's Raft ID, the same in every group it is in.
-	// Never 0; never reused by another node.
+	// NodeID is this node's ID: peers send to it (Sender, Forwarder),
+	// and it is the Raft ID of its replicas in the groups it is an
+	// initial voter of. A replica added later has a Raft ID of its own
+	// (see Replica identity in the package documentation); the API names
+	// nodes only. Never 0; never reused by another node.
 	NodeID uint64
 	// Dir holds the one Pebble database of all groups of this host.
 	Dir string
@@ -81,16 +84,13 @@ type Config struct {
 	// FS is the file system of Dir; nil is the operating system's. Tests
 	// pass a crashable one, to see what a crash keeps.
 	FS vfs.FS
-	// RemovedGrace is how long a node keeps running a group after it
-	// applied a configuration change that leaves it out, before it
-	// deletes its copy; a later change that adds it back ends the grace.
-	// A node that was down while it was removed and added back learns
-	// both changes as it catches up, and the leader counts the entries
-	// it acknowledged: deleting its copy at the first change would leave
-	// it without them. Meanwhile the group is neither listed (Groups) nor
-	// served here. Longer only keeps a stale copy on disk longer; at
-	// least one election timeout.
-	RemovedGrace time.Duration
+	// ReplicaCheckInterval is how often a replica that has heard from no
+	// leader for two election timeouts asks its group's leader whether
+	// it is still a member, to delete its state if not (a replica removed
+	// while cut off never hears of its removal otherwise). It decides
+	// only how soon such state goes, never whether that is safe: the
+	// answer does. Each check costs the leader one ReadIndex round.
+	ReplicaCheckInterval time.Duration
 }
 
 // DefaultConfig returns the settings for a LAN cluster.
@@ -111,10 +111,10 @@ func DefaultConfig() Config {
 		MaxHops:         3,
 		CacheBytes:      64 << 20,
 		MemTableBytes:   64 << 20,
-		// A node added back hears of it within a heartbeat of its
-		// leader's change, and the cluster's layout reconciliation makes
-		// that change within seconds; 30 s covers both on a busy machine.
-		RemovedGrace: 30 * time.Second,
+		// A removed node's stale state costs only disk space; every 10 s
+		// bounds the checks of a node cut off from all its groups to a
+		// few per second.
+		ReplicaCheckInterval: 10 * time.Second,
 	}
 }
 
@@ -137,8 +137,8 @@ func (c *Config) Validate() error {
 		return errors.New("raftmeta: ProposalTimeout must be at least one election timeout")
 	case c.MaxInflight < 1 || c.MaxMessage < 1024 || c.MaxHops < 1:
 		return errors.New("raftmeta: MaxInflight, MaxMessage (≥ 1 KiB) and MaxHops must be positive")
-	case c.RemovedGrace < time.Duration(c.ElectionTicks)*c.TickInterval:
-		return errors.New("raftmeta: RemovedGrace must be at least one election timeout")
+	case c.ReplicaCheckInterval < c.TickInterval:
+		return errors.New("raftmeta: ReplicaCheckInterval must be at least one tick")
 	}
 	return nil
 }

@@ -44,31 +44,151 @@
 //     a follower that needs discarded entries gets a snapshot of the
 //     group's items, installed in one batch.
 //  7. AddVoter, AddLearner and RemoveVoter change a group's membership one
-//     node at a time (raft ConfChangeV2). A node learns its removal when it
-//     applies it; from then the group is not hosted there (Groups omits
-//     it, requests are routed elsewhere), but it keeps running for
-//     Config.RemovedGrace in case a later change adds the node back, and
-//     only then, if still left out, is stopped and its data deleted.
+//     node at a time (raft ConfChangeV2); they and Groups and Progress
+//     name nodes. A node added to a group, whether for the first time or
+//     again after its removal, is a new replica of it, with a Raft ID and
+//     a generation the group never gave before (see Replica identity). A
+//     node deletes its replica of a group once that replica is out of the
+//     configuration for good: when it applies its own removal, when a
+//     newer replica of the node is named, or when the group's leader
+//     confirms that it is no member. It never deletes a member's state,
+//     however long it is cut off.
 //
 // # Event loop
 //
-// Run drives every group from one goroutine. Each cycle it ticks the
-// groups if a tick is due, then, for the groups that were stepped, ticked
-// or given work since the last cycle: collects their Ready, writes it all
-// in one batch (synced when any group needs it), sends the messages, one
-// batch per peer (Sender), applies committed entries in one batch, hands
-// results to waiting callers, and calls Advance. Each group's RawNode is
-// guarded by its own mutex, taken briefly by Step, proposals and reads on
-// other goroutines. An idle group costs one Tick per TickInterval and, if
-// it leads, one heartbeat per follower per HeartbeatTicks; a cycle in
-// which nothing changed writes nothing.
+// Run drives every group from one goroutine. Every Config.TickInterval
+// it ticks the groups and retries failed ones (see Failures); then, after
+// a tick or when a Step, a proposal or a read woke it, it makes and
+// deletes the replicas asked for (see Replica identity), and runs a cycle
+// over the groups that were stepped, ticked or given work since the last
+// one. A cycle, in this order:
+//
+//  1. collects their Ready;
+//  2. writes the hard states, entries and snapshots of all of them into
+//     one Pebble batch, committed without a sync;
+//  3. sends the messages that acknowledge nothing, one batch per peer
+//     (Sender): a leader's appends, heartbeats and snapshots, and the
+//     proposals and read requests a follower passes on. They leave before
+//     this node's own sync, so that followers write in parallel with
+//     their leader; raft counts the leader's own copy only once Advance
+//     says it is durable;
+//  4. applies the committed entries into a second batch, also unsynced,
+//     and answers their callers: an entry is committed once a majority
+//     holds it durably, whether or not this node is one of it. Pebble's
+//     write-ahead log keeps the two batches in order, so a crash keeps a
+//     prefix: never applied state without the log beneath it
+//     (TestCrashKeepsAcknowledgedCommits, testdata/crash_before_sync.txt);
+//  5. syncs once, for both batches;
+//  6. sends the other messages (votes, append and heartbeat responses),
+//     which acknowledge what is now durable;
+//  7. releases the reads whose index is applied, calls Advance, and
+//     compacts the logs that grew past Config.SnapshotEntries.
+//
+// Each group's RawNode is guarded by its own mutex, taken briefly by
+// Step, proposals and reads on other goroutines. An idle group costs one
+// Tick per TickInterval and, if it leads, one heartbeat per follower per
+// HeartbeatTicks; a cycle in which nothing changed writes nothing.
+//
+// # Failures
+//
+// An error that concerns one group — its stored data or a snapshot does
+// not decode or cannot be read, its log refuses to compact — stops that
+// group only: it is logged at error level with the group, counted
+// (Stats.GroupErrors, Stats.Quarantined), and the group is quarantined:
+// not ticked, stepped or served (this host sends its requests to the
+// other members, and they fail with meta.ErrUnavailable if none can
+// serve). Its writes of that cycle are left out of the batches, so its
+// copy on disk stays as it was last made durable, and after a back-off
+// (one election timeout, doubling up to 64) the group is loaded again
+// from that copy, as if the node had restarted
+// (TestOneGroupFailingLeavesOthersServing, TestFailedLeaderGroupMovesOn).
+// Errors of the database as a whole — committing a batch, the sync —
+// stop Run, and with it every group.
+//
+// # Replica identity
+//
+// A host has at most one replica of each group, and each replica has its
+// own Raft ID. The initial voters of a group use their node IDs
+// (generation 0), which keeps data directories made before replicas had
+// IDs of their own valid. Every later addition of a node is a new
+// replica: the leader takes an ID above every ID the group ever had and
+// the next generation, from the replica set it applied (each member's ID,
+// node and generation, and the floors for the next ID and generation),
+// and puts the replica in the change's context. Each replica checks that
+// choice again when it applies the change, against the same set at the
+// same index (replicaSet.admit), so all refuse it alike if a change since
+// made it stale: an ID is never given twice, whatever the leader
+// believed (TestReplicaSetAdmits). The set is kept with the apply state
+// and carried in snapshots.
+//
+// Messages name replicas: a batch carries, with each message, the
+// generations of its sender and of its recipient. A host steps a message
+// into its replica of the group only if the message names that replica.
+// A message to a newer replica of this node (a later generation) makes
+// that replica, empty, in place of the older one, and the leader's
+// snapshot fills it. A message to an older replica, or to one older than
+// the group's tombstone, is dropped and makes nothing
+// (TestStaleMessagesMakeNoReplica).
+//
+// A replica's state is deleted, in one batch with a tombstone (the lowest
+// generation of the group still allowed here), once its ID is out of the
+// group's configuration for good, which each of these shows:
+//
+//  1. It applies its own removal.
+//  2. A message names a newer replica of the same node. Its sender
+//     applied that replica's addition, which is therefore committed; and
+//     a group admits a new replica of a node only while the node has no
+//     member replica, so the older one's removal was committed before.
+//  3. The group's leader, asked by the replica (checkReplica), answers
+//     after a ReadIndex round that it is no member. The answer reflects
+//     every change committed before the question, among them the
+//     replica's own addition: a replica exists only as an initial voter
+//     or because a member that had applied its addition sent it a
+//     message. Not a member after its addition means removed.
+//
+// The leader stops sending to a replica once it applies its removal, so
+// a replica cut off at that moment learns of it only by asking (3); it
+// asks when it has heard from no leader for two election timeouts, every
+// Config.ReplicaCheckInterval. No timer decides whether state may go.
+//
+// Why this is safe. Raft needs each server's durable state (its log and
+// its vote) to last as long as the server takes part: one that forgets
+// an entry it acknowledged, or its vote, and takes part again, can lose a
+// committed entry or help elect two leaders in one term. A replica whose
+// state is deleted never takes part again: its ID is never given again
+// (admit), so no later member is the same server; its tombstone, written
+// in the same batch as the deletion, makes every message to it or to an
+// older generation be dropped, so it is never made again (a crash that
+// loses the batch loses it whole, and the replica comes back as it was);
+// and EnsureGroup does not bootstrap a group this host has a tombstone
+// of. To the others it is a server that stopped for good, which Raft
+// survives. Deleting only replicas that are out of the configuration for
+// good keeps the groups whole as well: no member loses its state, so
+// none is lost to its group (TestReplicaIDReuseHole,
+// testdata/replica_identity.txt, testdata/replica_check.txt,
+// TestRemovedWhileCutOffDeletedOnTheLeadersWord).
+//
+// Groups made before replicas had IDs of their own keep their members'
+// node IDs as generation 0. The IDs such a group removed before are not
+// known; its first new replica's ID is chosen above its members' only.
+// Such a group may have given a node's ID back to it, so a replica of
+// generation 0 that applies its removal keeps its state while its own log
+// holds a later addition of its ID, and applies it. Nodes of an earlier
+// version name replicas by node only: a cluster must not change group
+// membership until all its nodes run this one (their message batches,
+// of version 1, are refused).
 //
 // # Wire and disk
 //
 // Message batches (Sender, Step), forwarded requests and responses
-// (Forwarder, HandleForward), log entry payloads, snapshot data and stored
-// items all begin with a format version byte; decoders reject anything
-// else with ErrCorrupt. The Pebble key layout is in keys.go.
+// (Forwarder, HandleForward), log entry payloads, configuration change
+// contexts, snapshot data and stored state all begin with a format
+// version byte; decoders reject anything else with ErrCorrupt. Message
+// batches are version 2 (with generations); the group record, the apply
+// state, configuration change contexts and snapshot data are version 2
+// (with replica IDs and the replica set), and version 1 of those is read
+// as a group from before replica IDs. The Pebble key layout is in
+// keys.go.
 //
 // # Concurrency
 //

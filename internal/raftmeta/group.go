@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -16,17 +17,23 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// group is one Raft group: one partition's replica on this host.
+// group is one Raft group: this host's replica of one partition.
 type group struct {
 	p    meta.Partition
 	h    *Host
 	name string
+	// self is this replica: its Raft ID and generation in the group.
+	self replica
 
-	// mu guards rn and ms: the event loop and the goroutines that step,
-	// propose and read take it for short, non-blocking sections.
+	// mu guards rn, ms and peers: the event loop and the goroutines that
+	// step, propose and read take it for short, non-blocking sections.
 	mu sync.Mutex
 	rn *raft.RawNode
 	ms *raft.MemoryStorage
+	// peers holds the replicas this replica heard from that its replica
+	// set does not name (it has not applied their addition, or has no
+	// configuration yet): their node and generation, to answer them.
+	peers map[uint64]replica
 
 	// Written by the event loop only.
 	cs           *raftpb.ConfState // as of applied
@@ -34,24 +41,44 @@ type group struct {
 	lastLog      uint64            // last persisted log index
 	base         uint64            // log base (last discarded index)
 	pendingReads []pendingRead
-	// removed: dropGroup deleted the group's copy; a Ready caused by a
-	// late Step is not handled.
-	removed bool
-	// graceTicks counts down the ticks left before a leaving group is
-	// dropped.
-	graceTicks int
+	tail         []byte // the apply state's encoding after the index (applyTail)
+	// retired: this group object is done with (its replica was deleted
+	// or replaced, or it was loaded again after a failure); a Ready
+	// caused by a late Step is not handled. Written under mu.
+	retired bool
+	// failures counts the failures since the group last ran well for as
+	// long as its back-off; retryTicks counts down the ticks before a
+	// quarantined group is loaded again; healthyTicks counts the ticks
+	// since it was.
+	failures, retryTicks, healthyTicks int
 
 	// Published for readers on other goroutines.
-	lead    atomic.Uint64
+	lead    atomic.Uint64 // the leader's node; 0 when unknown
 	leader  atomic.Bool
 	term    atomic.Uint64
 	applied atomic.Uint64
-	voters  atomic.Pointer[[]uint64]
-	// leaving: the applied configuration leaves this node out. The
-	// group still steps messages and applies entries, in case a later
-	// change adds the node back, but is not hosted: Groups omits it and
-	// requests for it are routed as for a group this host is not in.
+	voters  atomic.Pointer[[]uint64] // nodes
+	// set is the replica set as of applied: stored under mu together
+	// with raft's configuration, so that a proposer holding mu sees both
+	// alike.
+	set atomic.Pointer[replicaSet]
+	// leaving: the applied configuration leaves this replica out. It is
+	// deleted at the next turn of the event loop (deleteRemoved), unless
+	// it came from before replicas had their own IDs and its log adds its
+	// ID back. Meanwhile it is not hosted: Groups omits it and requests
+	// are routed as for a group this host is not in.
 	leaving atomic.Bool
+	// quiet counts the ticks since this replica last heard from a leader
+	// (an append, heartbeat or snapshot) or was one; a replica quiet for
+	// long asks whether it is still a member (checkReplicas).
+	quiet atomic.Int64
+	// quarantined: the group failed (groupFailed) and waits to be loaded
+	// again from its durable state; it is neither ticked, stepped nor
+	// served meanwhile.
+	quarantined atomic.Bool
+	// snapErr is set by makeSnapshot, which raft calls where it cannot
+	// return an error, for the event loop to stop the group.
+	snapErr atomic.Pointer[error]
 }
 
 type pendingRead struct{ index, id uint64 }
@@ -65,18 +92,32 @@ type storage struct {
 
 // Snapshot returns the group's data as of its applied index, read from
 // one Pebble snapshot so that data, index and ConfState agree.
+// Raft panics on any error but ErrSnapshotTemporarilyUnavailable: a
+// failure is recorded for the event loop, which stops the group
+// (checkSnapshots), and raft is told to try later.
 func (s storage) Snapshot() (*raftpb.Snapshot, error) {
-	return s.g.h.makeSnapshot(s.g)
+	snap, err := s.g.h.makeSnapshot(s.g)
+	if err != nil {
+		s.g.snapErr.Store(&err)
+		s.g.h.markDirty(s.g)
+		return nil, raft.ErrSnapshotTemporarilyUnavailable
+	}
+	return snap, nil
 }
 
 func (h *Host) makeSnapshot(g *group) (*raftpb.Snapshot, error) {
+	if h.faults != nil {
+		if err := h.faults("snapshot", g.p); err != nil {
+			return nil, err
+		}
+	}
 	snap := h.db.NewSnapshot()
 	defer snap.Close()
 	v, closer, err := snap.Get(groupKey(g.p, kindApply))
 	if err != nil {
 		return nil, fmt.Errorf("raftmeta: snapshot of %s: %w", g.name, err)
 	}
-	applied, cs, err := decodeApplyState(v)
+	applied, cs, set, err := decodeApplyStateSet(v)
 	closer.Close()
 	if err != nil {
 		return nil, err
@@ -91,7 +132,8 @@ func (h *Host) makeSnapshot(g *group) (*raftpb.Snapshot, error) {
 		return nil, err
 	}
 	defer it.Close()
-	data := []byte{formatVersion}
+	data := []byte{snapshotVersion}
+	data = appendBytes(data, appendReplicaSet(nil, set))
 	var body []byte
 	n := 0
 	for ok := it.First(); ok; ok = it.Next() {
@@ -119,24 +161,65 @@ func (h *Host) makeSnapshot(g *group) (*raftpb.Snapshot, error) {
 	}, nil
 }
 
-func encodeApplyState(applied uint64, cs *raftpb.ConfState) []byte {
+// The apply state is written with the entries it covers: the applied
+// index, and the configuration and replica set as of it.
+//
+//	version(2) applied(8) len replicaSet ConfState(protobuf)
+//
+// Version 1 has no replica set: applied(8) ConfState.
+const applyVersion = 2
+
+// applyTail encodes the part of the apply state after the index; a group
+// keeps it between configuration changes (group.tail).
+func applyTail(cs *raftpb.ConfState, set *replicaSet) []byte {
 	raw, err := proto.Marshal(cs)
 	if err != nil {
 		panic(fmt.Sprintf("raftmeta: marshal ConfState: %v", err)) // a bug: ConfState always marshals
 	}
-	b := append([]byte{formatVersion}, binary.BigEndian.AppendUint64(nil, applied)...)
-	return append(b, raw...)
+	return append(appendBytes(nil, appendReplicaSet(nil, set)), raw...)
 }
 
+func encodeApplyState(applied uint64, tail []byte) []byte {
+	b := make([]byte, 0, 9+len(tail))
+	b = append(b, applyVersion)
+	b = binary.BigEndian.AppendUint64(b, applied)
+	return append(b, tail...)
+}
+
+// decodeApplyState returns the applied index and configuration of an
+// apply state.
 func decodeApplyState(b []byte) (uint64, *raftpb.ConfState, error) {
-	if len(b) < 9 || b[0] != formatVersion {
-		return 0, nil, corrupt("apply state")
+	applied, cs, _, err := decodeApplyStateSet(b)
+	return applied, cs, err
+}
+
+// decodeApplyStateSet is decodeApplyState with the replica set.
+func decodeApplyStateSet(b []byte) (uint64, *raftpb.ConfState, *replicaSet, error) {
+	if len(b) < 9 || (b[0] != formatVersion && b[0] != applyVersion) {
+		return 0, nil, nil, corrupt("apply state")
+	}
+	applied, rest := binary.BigEndian.Uint64(b[1:9]), b[9:]
+	var set *replicaSet
+	if b[0] == applyVersion {
+		r := reader{b: rest}
+		sr := reader{b: r.bytes("replica set")}
+		set = sr.replicaSet()
+		if err := sr.end(); err != nil {
+			return 0, nil, nil, err
+		}
+		if r.err != nil {
+			return 0, nil, nil, r.err
+		}
+		rest = r.b
 	}
 	cs := &raftpb.ConfState{}
-	if err := proto.Unmarshal(b[9:], cs); err != nil {
-		return 0, nil, fmt.Errorf("%w: ConfState: %v", ErrCorrupt, err)
+	if err := proto.Unmarshal(rest, cs); err != nil {
+		return 0, nil, nil, fmt.Errorf("%w: ConfState: %v", ErrCorrupt, err)
 	}
-	return binary.BigEndian.Uint64(b[1:9]), cs, nil
+	if set == nil {
+		set = legacySet(cs)
+	}
+	return applied, cs, set, nil
 }
 
 func encodeBase(index, term uint64) []byte {
@@ -152,7 +235,7 @@ func decodeBase(b []byte) (index, term uint64, err error) {
 	return index, term, r.end()
 }
 
-// confMembers lists every node of cs, voter or learner.
+// confMembers lists every replica of cs, voter or learner, in order.
 func confMembers(cs *raftpb.ConfState) []uint64 {
 	var ids []uint64
 	for _, l := range [][]uint64{cs.GetVoters(), cs.GetVotersOutgoing(), cs.GetLearners(), cs.GetLearnersNext()} {
@@ -162,88 +245,103 @@ func confMembers(cs *raftpb.ConfState) []uint64 {
 	return slices.Compact(ids)
 }
 
-// outOf reports whether cs leaves node id out of a group it has members
-// in. A group with no members at all is a copy waiting for its leader to
-// add this node (see bootstrapGroup), not one it was removed from. It
-// runs after every Ready, so it allocates nothing.
-func outOf(cs *raftpb.ConfState, id uint64) bool {
-	members := false
-	for _, l := range [...][]uint64{cs.GetVoters(), cs.GetVotersOutgoing(), cs.GetLearners(), cs.GetLearnersNext()} {
-		if slices.Contains(l, id) {
-			return false
-		}
-		members = members || len(l) > 0
-	}
-	return members
-}
-
-// graceTicks is Config.RemovedGrace in ticks, rounded up.
-func (h *Host) graceTicks() int {
-	return int((h.cfg.RemovedGrace + h.cfg.TickInterval - 1) / h.cfg.TickInterval)
-}
-
 // checkMembership brings g's leaving state in line with its applied
 // configuration, after a Ready that may have changed it (a configuration
-// change or a snapshot): a node left out starts its grace, a node added
-// back during its grace keeps the group. Event loop only.
+// change or a snapshot) or a load: a replica that applied its own
+// removal is deleted (see leaving). Event loop only.
 func (h *Host) checkMembership(g *group) {
-	out := outOf(g.cs, h.cfg.NodeID)
 	switch {
-	case out && !g.leaving.Load():
-		g.graceTicks = h.graceTicks()
+	case !outOf(g.cs, g.self.id):
+		if g.leaving.Swap(false) {
+			h.log.Info("added back to group", "group", g.name, "replica", g.self.id)
+		}
+	case g.leaving.Load():
+	default:
 		g.leaving.Store(true)
-		h.log.Info("removed from group; its copy is kept for the grace", "group", g.name, "grace", h.cfg.RemovedGrace)
-	case !out && g.leaving.Load():
-		g.graceTicks = 0
-		g.leaving.Store(false)
-		h.log.Info("added back to group within the grace", "group", g.name)
+		if readdedInLog(g) {
+			h.log.Info("removed from group, and added back in its log", "group", g.name, "replica", g.self.id)
+			return
+		}
+		h.deleteReplica(g, "it applied its own removal")
 	}
 }
 
-// expireRemoved counts one tick off the grace of the leaving groups in
-// list and drops those whose grace ran out while their applied
-// configuration still leaves this node out. Event loop only, between
-// cycles.
-func (h *Host) expireRemoved(list []*group) {
-	var drop []*group
-	for _, g := range list {
-		if !g.leaving.Load() {
+// readdedInLog says whether g's log, past its applied index, adds g's
+// own ID back. Only a replica from before replicas had their own IDs
+// can see that (its ID is its node's, which such a group gave again to
+// the node added back); it then keeps its state, which the leader may
+// count on, and applies the addition in time.
+func readdedInLog(g *group) bool {
+	if g.self.gen > 0 {
+		return false // an ID is never given twice
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	first := g.applied.Load() + 1
+	last, err := g.ms.LastIndex()
+	if err != nil || last < first {
+		return false
+	}
+	if fi, _ := g.ms.FirstIndex(); first < fi {
+		first = fi
+	}
+	ents, err := g.ms.Entries(first, last+1, math.MaxUint64)
+	if err != nil {
+		return true // cannot tell: keep it, checkReplicas decides
+	}
+	for _, e := range ents {
+		if t := e.GetType(); t != raftpb.EntryConfChange && t != raftpb.EntryConfChangeV2 {
 			continue
 		}
-		if g.graceTicks--; g.graceTicks > 0 {
+		cc, _, err := decodeConfChange(e)
+		if err != nil {
 			continue
 		}
-		if h.checkMembership(g); g.leaving.Load() {
-			drop = append(drop, g)
+		for _, c := range cc.AsV2().GetChanges() {
+			if c.GetNodeId() == g.self.id && c.GetType() != raftpb.ConfChangeType_ConfChangeRemoveNode {
+				return true
+			}
 		}
 	}
-	// Dropping edits the group list: not while iterating over it.
-	for _, g := range drop {
-		h.dropGroup(g)
-	}
+	return false
 }
 
-// bootstrapGroup writes the initial state of a new group: an empty log
-// whose base is entry 1 of term 1, holding the initial voters, so that
-// every initial member starts identical without replicating anything.
-// A node outside voters starts empty and waits for the leader's snapshot.
+// bootstrapGroup writes the initial state of a new group whose initial
+// voters include this node: an empty log whose base is entry 1 of term 1,
+// holding the initial voters, so that every initial member starts
+// identical without replicating anything. This node's replica is
+// generation 0, with its node ID as Raft ID.
 func (h *Host) bootstrapGroup(b *pebble.Batch, p meta.Partition, voters []uint64) {
-	b.Set(groupRecordKey(p), []byte{formatVersion}, nil)
-	if !slices.Contains(voters, h.cfg.NodeID) {
-		b.Set(groupKey(p, kindApply), encodeApplyState(0, &raftpb.ConfState{}), nil)
-		b.Set(groupKey(p, kindBase), encodeBase(0, 0), nil)
-		return
-	}
-	cs := &raftpb.ConfState{Voters: slices.Clone(voters)}
-	b.Set(groupKey(p, kindApply), encodeApplyState(1, cs), nil)
+	b.Set(groupRecordKey(p), encodeGroupRecord(replica{id: h.cfg.NodeID, node: h.cfg.NodeID}), nil)
+	set := initialSet(voters)
+	cs := &raftpb.ConfState{Voters: set.ids()}
+	b.Set(groupKey(p, kindApply), encodeApplyState(1, applyTail(cs, set)), nil)
 	b.Set(groupKey(p, kindBase), encodeBase(1, 1), nil)
 	hs, _ := proto.Marshal(&raftpb.HardState{Term: new(uint64(1)), Commit: new(uint64(1))})
 	b.Set(groupKey(p, kindHard), hs, nil)
 }
 
+// emptyReplica writes the state of a replica r of group p that this host
+// learned of from a message: an empty log and no configuration, waiting
+// for the leader's snapshot.
+func emptyReplica(b *pebble.Batch, p meta.Partition, r replica) {
+	b.Set(groupRecordKey(p), encodeGroupRecord(r), nil)
+	b.Set(groupKey(p, kindApply), encodeApplyState(0, applyTail(&raftpb.ConfState{}, &replicaSet{})), nil)
+	b.Set(groupKey(p, kindBase), encodeBase(0, 0), nil)
+}
+
 // loadGroup reads group p from Pebble and starts its RawNode.
 func (h *Host) loadGroup(p meta.Partition) (*group, error) {
-	g := &group{p: p, h: h, name: partitionName(p)}
+	g := &group{p: p, h: h, name: partitionName(p), peers: map[uint64]replica{}}
+	rv, closer, err := h.db.Get(groupRecordKey(p))
+	if err != nil {
+		return nil, fmt.Errorf("raftmeta: group %s: record: %w", g.name, err)
+	}
+	g.self, err = decodeGroupRecord(rv, h.cfg.NodeID)
+	closer.Close()
+	if err != nil {
+		return nil, fmt.Errorf("raftmeta: group %s: %w", g.name, err)
+	}
 	get := func(kind byte) ([]byte, error) {
 		v, closer, err := h.db.Get(groupKey(p, kind))
 		if errors.Is(err, pebble.ErrNotFound) {
@@ -259,7 +357,7 @@ func (h *Host) loadGroup(p meta.Partition) (*group, error) {
 	if err != nil {
 		return nil, err
 	}
-	applied, cs, err := decodeApplyState(av)
+	applied, cs, set, err := decodeApplyStateSet(av)
 	if err != nil {
 		return nil, fmt.Errorf("raftmeta: group %s: %w", g.name, err)
 	}
@@ -320,21 +418,13 @@ func (h *Host) loadGroup(p meta.Partition) (*group, error) {
 			return nil, err
 		}
 	}
-	g.cs, g.hs, g.base = cs, hs, base
+	g.hs, g.base = hs, base
 	g.lastLog = base + uint64(len(ents))
 	g.applied.Store(applied)
 	g.term.Store(hs.GetTerm())
-	voters := slices.Clone(cs.GetVoters())
-	g.voters.Store(&voters)
-	if outOf(cs, h.cfg.NodeID) {
-		// Removed before a restart: a fresh grace, since the change that
-		// adds it back may be among the entries it has yet to learn.
-		g.graceTicks = h.graceTicks()
-		g.leaving.Store(true)
-		h.log.Info("restarting a group this node was removed from; its copy is kept for the grace", "group", g.name, "grace", h.cfg.RemovedGrace)
-	}
+	g.publishSet(cs, set)
 	rn, err := raft.NewRawNode(&raft.Config{
-		ID:                        h.cfg.NodeID,
+		ID:                        g.self.id,
 		ElectionTick:              h.cfg.ElectionTicks,
 		HeartbeatTick:             h.cfg.HeartbeatTicks,
 		Storage:                   storage{g.ms, g},
@@ -355,6 +445,46 @@ func (h *Host) loadGroup(p meta.Partition) (*group, error) {
 	g.rn = rn
 	return g, nil
 }
+
+// publishSet makes cs and set the group's configuration and replica set,
+// as of its applied index. Event loop only, with mu held once the group
+// runs.
+func (g *group) publishSet(cs *raftpb.ConfState, set *replicaSet) {
+	g.cs = cs
+	g.tail = applyTail(cs, set)
+	g.set.Store(set)
+	voters := set.nodes(cs.GetVoters())
+	g.voters.Store(&voters)
+}
+
+// route returns the replica with Raft ID id, as g knows it: from its
+// replica set, or as heard from. mu is held.
+func (g *group) route(id uint64) (replica, bool) {
+	if r, ok := g.set.Load().get(id); ok {
+		return r, true
+	}
+	r, ok := g.peers[id]
+	return r, ok
+}
+
+// learn records that replica id of generation gen, on node, sent g a
+// message, and says whether g accepts it: a member of g's set must come
+// from its own node. mu is held.
+func (g *group) learn(id, node, gen uint64) bool {
+	if r, ok := g.set.Load().get(id); ok {
+		return r.node == node
+	}
+	if r, ok := g.peers[id]; !ok || r.node != node || r.gen != gen {
+		if len(g.peers) >= maxPeers {
+			clear(g.peers)
+		}
+		g.peers[id] = replica{id: id, node: node, gen: gen}
+	}
+	return true
+}
+
+// maxPeers bounds what a replica remembers of replicas outside its set.
+const maxPeers = 64
 
 func partitionName(p meta.Partition) string {
 	if p == meta.System {

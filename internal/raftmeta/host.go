@@ -39,7 +39,15 @@ type Host struct {
 		groups  map[meta.Partition]*group
 		list    []*group // the values of groups, for ticking
 		members map[meta.Partition][]uint64
+		// tombs holds the tombstones: the lowest generation of each
+		// group this host may still have a replica of.
+		tombs map[meta.Partition]uint64
 	}
+
+	// life holds the replicas to make and delete at the next turn of the
+	// event loop (runLifecycle).
+	lifeMu sync.Mutex
+	life   []lifeOp
 
 	// hints remembers, for ScanRanges, the leaders of groups this host
 	// has no replica of (or no leader for), as other hosts reported them.
@@ -65,8 +73,17 @@ type Host struct {
 	closed  bool
 
 	stats struct {
-		cycles, syncs, writes atomic.Uint64
+		cycles, syncs, writes, groupErrors, deleted atomic.Uint64
+		quarantined                                 atomic.Int64
 	}
+
+	// Seams for tests; nil in production. faults is asked before each
+	// operation that can fail for one group ("apply", "compact",
+	// "snapshot", "load") and fails it with the error it returns.
+	// beforeSync runs in a cycle between the unsynced batches and the
+	// sync.
+	faults     func(op string, p meta.Partition) error
+	beforeSync func()
 }
 
 // result is the outcome of a proposal, given to its waiting proposer.
@@ -123,6 +140,7 @@ func New(cfg Config) (*Host, error) {
 	}
 	h.mu.groups = make(map[meta.Partition]*group)
 	h.mu.members = make(map[meta.Partition][]uint64)
+	h.mu.tombs = make(map[meta.Partition]uint64)
 	// Proposal IDs must not repeat across restarts, or a result meant for
 	// a proposal of an earlier run could reach a new caller.
 	h.nextID.Store(uint64(time.Now().UnixNano()))
@@ -149,6 +167,9 @@ func (h *Host) open() error {
 			return fmt.Errorf("raftmeta: %s: %w: unknown database format", h.cfg.Dir, ErrCorrupt)
 		}
 	}
+	if err := h.loadTombstones(); err != nil {
+		return err
+	}
 	it, err := h.db.NewIter(&pebble.IterOptions{LowerBound: []byte{groupRecordPrefix}, UpperBound: []byte{groupRecordPrefix + 1}})
 	if err != nil {
 		return err
@@ -159,11 +180,37 @@ func (h *Host) open() error {
 		if len(k) != 5 {
 			return fmt.Errorf("raftmeta: %w: group record key %x", ErrCorrupt, k)
 		}
-		g, err := h.loadGroup(meta.Partition(binary.BigEndian.Uint32(k[1:])))
+		p := meta.Partition(binary.BigEndian.Uint32(k[1:]))
+		g, err := h.loadGroup(p)
 		if err != nil {
-			return err
+			// The others start; this one is retried (see Failures).
+			h.addGroupLocked(h.brokenGroup(p, err))
+			continue
 		}
 		h.addGroupLocked(g)
+		// A replica that applied its own removal before a restart is
+		// deleted at the first turn of the loop.
+		h.checkMembership(g)
+	}
+	return it.Error()
+}
+
+func (h *Host) loadTombstones() error {
+	it, err := h.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tombstonePrefix}, UpperBound: []byte{tombstonePrefix + 1}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		if len(k) != 5 {
+			return fmt.Errorf("raftmeta: %w: tombstone key %x", ErrCorrupt, k)
+		}
+		gen, err := decodeTombstone(it.Value())
+		if err != nil {
+			return fmt.Errorf("raftmeta: tombstone of %s: %w", partitionName(meta.Partition(binary.BigEndian.Uint32(k[1:]))), err)
+		}
+		h.mu.tombs[meta.Partition(binary.BigEndian.Uint32(k[1:]))] = gen
 	}
 	return it.Error()
 }
@@ -198,15 +245,17 @@ func (h *Host) enter() error {
 	return nil
 }
 
-// EnsureGroup starts group p on this host: from its state on disk if it
-// has any, else as a new member. All initial members of a group must be
-// given the same voters. A node not in voters starts empty and is brought
-// up to date by the leader once a voter or learner is added for it.
+// EnsureGroup starts group p on this host if this node is one of its
+// initial voters: from its state on disk if it has any, else as a new
+// group. All initial members of a group must be given the same voters.
 // voters are also remembered as the members to forward requests to.
-// A group this node was removed from and whose copy it still keeps (see
-// Config.RemovedGrace) is kept as it is: it is hosted again when its
-// leader adds the node back, and dropped if the grace ends first (a
-// later EnsureGroup then starts it afresh).
+//
+// A node not in voters (one that joins the group later) starts nothing:
+// its replica is made when the group's leader adds it and sends it a
+// message, and filled by a snapshot. Nor is anything started for a group
+// whose replica this host had and deleted (a tombstone remains): its
+// initial replica can never come back, only a new one, added by the
+// leader. A replica this host has is kept as it is, whatever voters say.
 func (h *Host) EnsureGroup(p meta.Partition, voters []uint64) error {
 	if len(voters) == 0 {
 		return fmt.Errorf("raftmeta: group %s: no voters", partitionName(p))
@@ -214,10 +263,12 @@ func (h *Host) EnsureGroup(p meta.Partition, voters []uint64) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.mu.members[p] = slices.Clone(voters)
-	if _, ok := h.mu.groups[p]; ok {
-		// Leaving or not, the copy stays as it is: a second RawNode
-		// would share its log, and a fresh one would lack entries the
-		// leader counts on this node having.
+	if _, ok := h.mu.groups[p]; ok || !slices.Contains(voters, h.cfg.NodeID) {
+		return nil
+	}
+	if _, ok := h.mu.tombs[p]; ok {
+		h.log.Warn("not starting a group whose replica this node deleted; its leader may add the node back",
+			"group", partitionName(p))
 		return nil
 	}
 	_, closer, err := h.db.Get(groupRecordKey(p))
@@ -226,7 +277,9 @@ func (h *Host) EnsureGroup(p meta.Partition, voters []uint64) error {
 	} else if errors.Is(err, pebble.ErrNotFound) {
 		b := h.db.NewBatch()
 		h.bootstrapGroup(b, p, voters)
-		if err := b.Commit(pebble.Sync); err != nil {
+		err := b.Commit(pebble.Sync)
+		b.Close()
+		if err != nil {
 			return err
 		}
 	} else {
@@ -237,7 +290,7 @@ func (h *Host) EnsureGroup(p meta.Partition, voters []uint64) error {
 		return err
 	}
 	h.addGroupLocked(g)
-	if len(voters) == 1 && voters[0] == h.cfg.NodeID && g.hs.GetTerm() <= 1 {
+	if len(voters) == 1 && g.hs.GetTerm() <= 1 {
 		// A group of one need not wait an election timeout.
 		g.mu.Lock()
 		_ = g.rn.Campaign()
@@ -255,18 +308,19 @@ func (h *Host) SetMembers(p meta.Partition, voters []uint64) {
 	h.mu.Unlock()
 }
 
-// group returns the group p this host hosts: nil if it has no copy, or
-// keeps one only for the grace after its removal (leaving), so that
-// requests treat it as a group this host is not in.
+// group returns the group p this host hosts: nil if it has no replica,
+// or one that applied its own removal (leaving), or one quarantined after
+// a failure, so that requests treat it as a group this host is not in
+// (and go to its other members).
 func (h *Host) group(p meta.Partition) *group {
 	g := h.replica(p)
-	if g == nil || g.leaving.Load() {
+	if g == nil || g.leaving.Load() || g.quarantined.Load() {
 		return nil
 	}
 	return g
 }
 
-// replica returns this host's copy of group p, hosted or leaving.
+// replica returns this host's replica of group p, hosted or not.
 func (h *Host) replica(p meta.Partition) *group {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -282,13 +336,20 @@ type Status struct {
 	// LogStart is the first index still in the log: entries before it
 	// were discarded, or came in a snapshot.
 	LogStart uint64
+	// Voters and Learners are nodes.
 	Voters   []uint64
 	Learners []uint64
+	// Replica and Generation identify this host's replica: its Raft ID
+	// in the group (its node ID for an initial voter, generation 0) and
+	// its incarnation.
+	Replica, Generation uint64
+	// Quarantined: the group failed here and waits to be retried (see
+	// Stats); meanwhile this host neither serves it nor takes part in it.
+	Quarantined bool
 }
 
-// Groups lists the groups of this host in partition order. A group this
-// node was removed from is not listed, even while its copy is kept for
-// Config.RemovedGrace.
+// Groups lists the groups of this host in partition order. A replica
+// that applied its own removal is not listed, even before it is deleted.
 func (h *Host) Groups() []Status {
 	h.mu.Lock()
 	list := slices.Clone(h.mu.list)
@@ -298,36 +359,41 @@ func (h *Host) Groups() []Status {
 		if g.leaving.Load() {
 			continue
 		}
+		if g.rn == nil { // not loaded (brokenGroup)
+			out = append(out, Status{Partition: g.p, Quarantined: true})
+			continue
+		}
 		g.mu.Lock()
-		st := g.rn.Status()
+		st := g.rn.BasicStatus()
 		first, _ := g.ms.FirstIndex()
+		set := g.set.Load()
+		voters, learners := set.nodes(g.cs.GetVoters()), set.nodes(g.cs.GetLearners())
 		g.mu.Unlock()
 		out = append(out, Status{
-			Partition: g.p,
-			Leader:    st.Lead,
-			Term:      st.HardState.GetTerm(),
-			Applied:   g.applied.Load(),
-			LogStart:  first,
-			Voters:    sortedIDs(st.Config.Voters.IDs()),
-			Learners:  sortedIDs(st.Config.Learners),
+			Partition:   g.p,
+			Leader:      g.lead.Load(),
+			Term:        st.HardState.GetTerm(),
+			Applied:     g.applied.Load(),
+			LogStart:    first,
+			Voters:      voters,
+			Learners:    learners,
+			Replica:     g.self.id,
+			Generation:  g.self.gen,
+			Quarantined: g.quarantined.Load(),
 		})
 	}
 	slices.SortFunc(out, func(a, b Status) int { return cmp.Compare(a.Partition, b.Partition) })
 	return out
 }
 
-func sortedIDs(m map[uint64]struct{}) []uint64 {
-	ids := make([]uint64, 0, len(m))
-	for id := range m {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
-}
-
-// Step hands the host a message batch that peer from sent it. Messages
-// for groups it has no copy of, or claiming another sender, are dropped;
-// a group kept for the grace after its removal receives its messages.
+// Step hands the host a message batch that peer from sent it. Each
+// message goes to this host's replica of its group if it is the one the
+// message names (Raft ID and generation). A message to a newer replica of
+// this node (a later generation than the one here, and than the
+// tombstone) has that replica made, in place of the older one, and is
+// stepped into it. Other messages are dropped: for an older
+// replica (a deleted one too), from a member that is not on node from,
+// or for a group stopped after a failure.
 func (h *Host) Step(ctx context.Context, from uint64, batch []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -341,14 +407,27 @@ func (h *Host) Step(ctx context.Context, from uint64, batch []byte) error {
 	}
 	defer h.closeMu.RUnlock()
 	for _, m := range msgs {
-		if m.msg.GetFrom() != from || m.msg.GetTo() != h.cfg.NodeID {
+		to := m.msg.GetTo()
+		g := h.replica(m.p)
+		if g == nil || g.self.id != to || g.self.gen != m.toGen {
+			if (g == nil || g.self.gen < m.toGen) && to != 0 && (m.toGen > 0 || to == h.cfg.NodeID) && m.toGen >= h.tomb(m.p) {
+				h.wantReplica(m.p, replica{id: to, node: h.cfg.NodeID, gen: m.toGen}, from, m)
+			}
 			continue
 		}
-		g := h.replica(m.p)
-		if g == nil {
+		if g.quarantined.Load() {
 			continue
 		}
 		g.mu.Lock()
+		if !g.learn(m.msg.GetFrom(), from, m.fromGen) {
+			g.mu.Unlock()
+			h.log.Debug("message from a replica of another node", "group", g.name, "from", from, "replica", m.msg.GetFrom())
+			continue
+		}
+		switch m.msg.GetType() {
+		case raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgSnap:
+			g.quiet.Store(0)
+		}
 		err := g.rn.Step(m.msg)
 		g.mu.Unlock()
 		if err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
@@ -359,16 +438,28 @@ func (h *Host) Step(ctx context.Context, from uint64, batch []byte) error {
 	return nil
 }
 
-// ReportUnreachable tells the groups led here that messages to peer to
-// are being lost, so that they probe it instead of streaming to it.
+// tomb is the lowest generation of group p this host may have a replica
+// of.
+func (h *Host) tomb(p meta.Partition) uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.mu.tombs[p]
+}
+
+// ReportUnreachable tells the groups led here that messages to node to
+// are being lost, so that they probe its replica instead of streaming to
+// it.
 func (h *Host) ReportUnreachable(to uint64) {
 	h.mu.Lock()
 	list := slices.Clone(h.mu.list)
 	h.mu.Unlock()
 	for _, g := range list {
-		if g.leader.Load() {
+		if !g.leader.Load() {
+			continue
+		}
+		if r, ok := g.set.Load().ofNode(to); ok {
 			g.mu.Lock()
-			g.rn.ReportUnreachable(to)
+			g.rn.ReportUnreachable(r.id)
 			g.mu.Unlock()
 		}
 	}
@@ -384,6 +475,16 @@ func (h *Host) markDirty(g *group) {
 	}
 }
 
+// pending says whether the event loop may have work.
+func (h *Host) pending() bool {
+	h.lifeMu.Lock()
+	life := len(h.life)
+	h.lifeMu.Unlock()
+	h.dirtyMu.Lock()
+	defer h.dirtyMu.Unlock()
+	return len(h.dirty) > 0 || life > 0
+}
+
 func (h *Host) takeDirty() []*group {
 	h.dirtyMu.Lock()
 	defer h.dirtyMu.Unlock()
@@ -395,6 +496,9 @@ func (h *Host) takeDirty() []*group {
 		gs = append(gs, g)
 	}
 	clear(h.dirty)
+	// In partition order: a cycle's batches and messages do not depend
+	// on the order of a map.
+	slices.SortFunc(gs, func(a, b *group) int { return cmp.Compare(a.p, b.p) })
 	return gs
 }
 
@@ -402,6 +506,11 @@ func (h *Host) takeDirty() []*group {
 // called once.
 func (h *Host) Run(ctx context.Context) error {
 	defer h.runOnce.Do(func() { close(h.done) })
+	cctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { h.checkReplicas(cctx) })
+	defer wg.Wait()
+	defer cancel()
 	ticker := time.NewTicker(h.cfg.TickInterval)
 	defer ticker.Stop()
 	for {
@@ -411,41 +520,68 @@ func (h *Host) Run(ctx context.Context) error {
 		case <-h.done:
 			return ErrClosed
 		case <-ticker.C:
-			h.expireRemoved(h.tickAll())
+			h.tick()
 		case <-h.wake:
 		}
-		if err := h.cycle(); err != nil {
+		if err := h.step(); err != nil {
 			h.log.Error("raft metadata stopped", "err", err)
 			return err
 		}
 	}
 }
 
-// tickAll ticks every group and returns the list of groups it ticked,
-// which only the event loop may edit (dropGroup).
-func (h *Host) tickAll() []*group {
+// tick is one TickInterval of the event loop: every group ticks, and
+// quarantined groups whose back-off ran out are loaded again. Tests call
+// it (and step) directly to drive a host deterministically.
+func (h *Host) tick() {
+	h.tickAll()
+	h.retryFailed(h.groupList())
+}
+
+// tickAll ticks every group.
+func (h *Host) tickAll() {
 	h.mu.Lock()
 	list := h.mu.list
 	h.mu.Unlock()
 	for _, g := range list {
+		if g.quarantined.Load() {
+			continue
+		}
 		g.mu.Lock()
 		g.rn.Tick()
 		g.mu.Unlock()
+		if g.leader.Load() {
+			g.quiet.Store(0)
+		} else {
+			g.quiet.Add(1)
+		}
 	}
 	h.dirtyMu.Lock()
 	for _, g := range list {
 		h.dirty[g] = struct{}{}
 	}
 	h.dirtyMu.Unlock()
-	return list
 }
 
 // Stats counts the work of the event loop: cycles that had a Ready to
-// handle, synced writes and writes to the database.
-type Stats struct{ Cycles, Syncs, Writes uint64 }
+// handle, synced writes and writes to the database; GroupErrors counts
+// the failures of single groups (each logged at error level), and
+// Quarantined is how many groups are stopped by one now, waiting to be
+// retried. Deleted counts the replicas deleted (removed from their
+// groups, or replaced by a newer one).
+type Stats struct {
+	Cycles, Syncs, Writes uint64
+	GroupErrors           uint64
+	Quarantined           int
+	Deleted               uint64
+}
 
 func (h *Host) Stats() Stats {
-	return Stats{h.stats.cycles.Load(), h.stats.syncs.Load(), h.stats.writes.Load()}
+	return Stats{
+		Cycles: h.stats.cycles.Load(), Syncs: h.stats.syncs.Load(), Writes: h.stats.writes.Load(),
+		GroupErrors: h.stats.groupErrors.Load(), Quarantined: int(h.stats.quarantined.Load()),
+		Deleted: h.stats.deleted.Load(),
+	}
 }
 
 func (h *Host) newID() uint64 { return h.nextID.Add(1) }

@@ -12,7 +12,9 @@ import (
 // partition, so that removing a group is one range deletion:
 //
 //	"F"                 format version of the database
-//	'G' p               group record: the group exists on this host
+//	'G' p               group record: this host has a replica of the group, and which
+//	'T' p               tombstone: the lowest generation of the group's replicas still
+//	                    allowed here (kept when a replica's state is deleted)
 //	'g' p 'a'           apply state: applied index and ConfState (same batch as the data it covers)
 //	'g' p 'b'           log base: index and term of the last discarded entry
 //	'g' p 'h'           HardState
@@ -20,6 +22,7 @@ import (
 //	'g' p 'd' key       item: revision and value of key
 const (
 	groupRecordPrefix = 'G'
+	tombstonePrefix   = 'T'
 	groupPrefix       = 'g'
 	kindApply         = 'a'
 	kindBase          = 'b'
@@ -32,6 +35,10 @@ var formatKey = []byte("F")
 
 func groupRecordKey(p meta.Partition) []byte {
 	return binary.BigEndian.AppendUint32([]byte{groupRecordPrefix}, uint32(p))
+}
+
+func tombstoneKey(p meta.Partition) []byte {
+	return binary.BigEndian.AppendUint32([]byte{tombstonePrefix}, uint32(p))
 }
 
 func groupKey(p meta.Partition, kind byte) []byte {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -17,19 +18,56 @@ import (
 type work struct {
 	g  *group
 	rd raft.Ready
+	// failed: the group failed during this cycle (groupFailed); nothing
+	// more of its Ready is handled, nor is it advanced.
+	failed bool
+
+	// snapSet is the replica set of rd's snapshot.
+	snapSet *replicaSet
+
+	// What applying rd computed, handed to the group and raft once the
+	// apply batch is committed.
+	notes   []note
+	confs   []raftpb.ConfChangeI // accepted configuration changes, in order
+	cs      *raftpb.ConfState    // the configuration after them; nil: unchanged
+	set     *replicaSet          // the replica set after them
+	applied uint64               // the last committed entry of rd; 0: none
 }
 
-// cycle handles the Ready of every group that may have one: one batch
-// for all their log writes, then one batch of state machine writes, then
-// one sync for both; messages go one batch per peer; then Advance.
+// step is one turn of the event loop, after a tick or a wake-up: it
+// makes and deletes the replicas asked for (runLifecycle), then handles
+// the Ready of every group that may have one (cycle). Tests call
+// it (and tick) directly to drive a host deterministically.
+func (h *Host) step() error {
+	if err := h.runLifecycle(); err != nil {
+		return err
+	}
+	return h.cycle()
+}
+
+// cycle handles the Ready of every group that may have one, in this order:
 //
-// Committed entries are applied, and their callers answered, before this
-// node's own log writes are synced: committed means a majority already
-// holds them durably, whether or not this node is one of it. The log
-// batch goes into Pebble's write-ahead log before the apply batch, so a
-// crash keeps a prefix: never applied state without the log beneath it.
-// What acknowledges this node's own copy (Advance, append responses,
-// votes) waits for the sync.
+//  1. Hard states, entries and snapshots of all groups go into one batch,
+//     committed to Pebble without a sync. A leader's appends and
+//     heartbeats are sent right after, before its own sync, so that
+//     followers write in parallel with it (raft counts the leader's own
+//     copy only once Advance says it is durable).
+//  2. Committed entries are applied in a second batch, also unsynced, and
+//     their callers answered: committed means a majority already holds
+//     them durably, whether or not this node is one of it. The log batch
+//     is in Pebble's write-ahead log before the apply batch, so a crash
+//     keeps a prefix: never applied state without the log beneath it.
+//  3. One sync covers both batches; then the rest of the messages go out
+//     (votes, acknowledgements), since what they acknowledge is durable.
+//  4. Reads whose index is applied are released; Advance; logs grown past
+//     Config.SnapshotEntries are compacted.
+//
+// An error that concerns one group (its data does not decode, its log in
+// memory refuses an operation, a snapshot of it cannot be read) stops that
+// group only (groupFailed): its writes of this cycle are left out of the
+// batches, which are rebuilt without it, and it sends nothing more. Only
+// the errors of the database as a whole (a batch commit, the sync) stop
+// the loop.
 func (h *Host) cycle() error {
 	gs := h.takeDirty()
 	if len(gs) == 0 {
@@ -42,32 +80,19 @@ func (h *Host) cycle() error {
 	var ws []work
 	for _, g := range gs {
 		g.mu.Lock()
-		if !g.removed && g.rn.HasReady() {
-			ws = append(ws, work{g, g.rn.Ready()})
+		if !g.retired && !g.quarantined.Load() && g.rn.HasReady() {
+			ws = append(ws, work{g: g, rd: g.rn.Ready()})
 		}
 		g.mu.Unlock()
 	}
 	if len(ws) == 0 {
+		h.checkSnapshots(gs)
 		return nil
 	}
 	h.stats.cycles.Add(1)
 
 	// 1. Write hard states, entries and snapshots, not yet synced.
-	b := h.db.NewBatch()
-	mustSync := false
-	for i := range ws {
-		w := &ws[i]
-		sync, err := h.persist(b, w.g, &w.rd)
-		if err != nil {
-			b.Close()
-			return err
-		}
-		mustSync = mustSync || sync
-	}
-	// A leader's appends and heartbeats go out before its own sync, so
-	// that followers write in parallel with it (raft counts the leader's
-	// own copy only once Advance says it is durable). Everything else
-	// (votes, acknowledgements) waits for the sync.
+	b, mustSync := h.persistAll(ws)
 	h.send(ws, true)
 	if !b.Empty() {
 		h.stats.writes.Add(1)
@@ -79,16 +104,7 @@ func (h *Host) cycle() error {
 	b.Close()
 
 	// 2. Apply committed entries and answer their callers.
-	var notes []note
-	ab := h.db.NewIndexedBatch()
-	for i := range ws {
-		n, err := h.apply(ab, ws[i].g, &ws[i].rd)
-		if err != nil {
-			ab.Close()
-			return err
-		}
-		notes = append(notes, n...)
-	}
+	ab := h.applyAll(ws)
 	if !ab.Empty() {
 		h.stats.writes.Add(1)
 		// Entries applied by a batch lost in a crash are applied again at
@@ -99,10 +115,11 @@ func (h *Host) cycle() error {
 		}
 	}
 	ab.Close()
+	var notes []note
 	for i := range ws {
-		w := &ws[i]
-		if n := len(w.rd.CommittedEntries); n > 0 {
-			w.g.applied.Store(w.rd.CommittedEntries[n-1].GetIndex())
+		if w := &ws[i]; !w.failed {
+			h.applied(w)
+			notes = append(notes, w.notes...)
 		}
 	}
 	h.notify(notes)
@@ -110,13 +127,21 @@ func (h *Host) cycle() error {
 	// 3. Sync once, for the log and the state machine alike.
 	if mustSync {
 		h.stats.syncs.Add(1)
+		if h.beforeSync != nil {
+			h.beforeSync()
+		}
 		if err := h.db.LogData(nil, pebble.Sync); err != nil {
 			return fmt.Errorf("raftmeta: sync: %w", err)
 		}
 	}
 	for i := range ws {
-		if err := h.stable(ws[i].g, &ws[i].rd); err != nil {
-			return err
+		w := &ws[i]
+		if w.failed {
+			continue
+		}
+		if err := h.stable(w); err != nil {
+			h.groupFailed(w.g, "store in memory", err)
+			w.failed = true
 		}
 	}
 	// Now what the messages acknowledge is durable.
@@ -125,6 +150,9 @@ func (h *Host) cycle() error {
 	// 4. Reads whose index is now applied; Advance.
 	for i := range ws {
 		w := &ws[i]
+		if w.failed {
+			continue
+		}
 		h.releaseReads(w.g, w.rd.ReadStates)
 		w.g.mu.Lock()
 		w.g.rn.Advance(w.rd)
@@ -132,35 +160,123 @@ func (h *Host) cycle() error {
 		w.g.mu.Unlock()
 		h.checkMembership(w.g)
 		if err := h.maybeCompact(w.g); err != nil {
-			return err
+			if !errors.Is(err, errGroup) {
+				return err
+			}
+			h.groupFailed(w.g, "compact", err)
+			continue
 		}
 		if more {
 			h.markDirty(w.g)
 		}
 	}
+	h.checkSnapshots(gs)
 	return nil
+}
+
+// errGroup marks errors that concern one group only.
+var errGroup = errors.New("raftmeta: group failed")
+
+// persistAll writes what every group's Ready asks to store into one batch.
+// A group that fails is left out: the batch is built again without it.
+func (h *Host) persistAll(ws []work) (*pebble.Batch, bool) {
+	for {
+		b := h.db.NewBatch()
+		mustSync, failed := false, false
+		for i := range ws {
+			w := &ws[i]
+			if w.failed {
+				continue
+			}
+			sync, err := h.persist(b, w)
+			if err != nil {
+				h.groupFailed(w.g, "persist", err)
+				w.failed, failed = true, true
+				break
+			}
+			mustSync = mustSync || sync
+		}
+		if !failed {
+			return b, mustSync
+		}
+		b.Close()
+	}
+}
+
+// applyAll applies the committed entries of every group into one indexed
+// batch. A group that fails is left out: the batch is built again without
+// it. Nothing but the batch is changed until it is committed (applied).
+func (h *Host) applyAll(ws []work) *pebble.Batch {
+	for {
+		ab := h.db.NewIndexedBatch()
+		failed := false
+		for i := range ws {
+			w := &ws[i]
+			if w.failed {
+				continue
+			}
+			if err := h.apply(ab, w); err != nil {
+				h.groupFailed(w.g, "apply", err)
+				w.failed, failed = true, true
+				break
+			}
+		}
+		if !failed {
+			return ab
+		}
+		ab.Close()
+	}
+}
+
+// checkSnapshots stops the groups whose snapshot could not be made: raft
+// asked for it while stepping or making a Ready, and was told to try
+// later (makeSnapshot).
+func (h *Host) checkSnapshots(gs []*group) {
+	for _, g := range gs {
+		if err := g.snapErr.Swap(nil); err != nil && !g.retired && !g.quarantined.Load() {
+			h.groupFailed(g, "snapshot", *err)
+		}
+	}
 }
 
 // persist adds to b what rd asks to store for g and says whether it needs
 // a sync.
-func (h *Host) persist(b *pebble.Batch, g *group, rd *raft.Ready) (bool, error) {
+func (h *Host) persist(b *pebble.Batch, w *work) (bool, error) {
+	g, rd := w.g, &w.rd
 	sync := false
 	if rd.SoftState != nil {
-		g.lead.Store(rd.SoftState.Lead)
+		var lead uint64
+		if id := rd.SoftState.Lead; id != 0 {
+			g.mu.Lock()
+			r, ok := g.route(id)
+			g.mu.Unlock()
+			if ok {
+				lead = r.node
+			}
+		}
+		g.lead.Store(lead)
 		g.leader.Store(rd.SoftState.RaftState == raft.StateLeader)
 	}
 	if snap := rd.Snapshot; !raft.IsEmptySnap(snap) {
 		md := snap.GetMetadata()
+		// Read whole before anything is written: a snapshot that does not
+		// decode leaves the batch as it was.
+		var items []snapItem
+		set, err := decodeSnapshotData(snap.GetData(), func(it snapItem) { items = append(items, it) })
+		if err != nil {
+			return false, fmt.Errorf("%w: %s: snapshot: %w", errGroup, g.name, err)
+		}
+		if set == nil {
+			set = legacySet(md.GetConfState())
+		}
+		w.snapSet = set
 		b.DeleteRange(groupKey(g.p, kindLog), groupKey(g.p, kindLog+1), nil)
 		dl, du := dataBounds(g.p, nil, nil)
 		b.DeleteRange(dl, du, nil)
-		err := decodeSnapshotData(snap.GetData(), func(it snapItem) {
+		for _, it := range items {
 			b.Set(dataKey(g.p, it.key), encodeItem(it.rev, it.value), nil)
-		})
-		if err != nil {
-			return false, fmt.Errorf("raftmeta: group %s: snapshot: %w", g.name, err)
 		}
-		b.Set(groupKey(g.p, kindApply), encodeApplyState(md.GetIndex(), md.GetConfState()), nil)
+		b.Set(groupKey(g.p, kindApply), encodeApplyState(md.GetIndex(), applyTail(md.GetConfState(), set)), nil)
 		b.Set(groupKey(g.p, kindBase), encodeBase(md.GetIndex(), md.GetTerm()), nil)
 		sync = true
 	}
@@ -193,7 +309,8 @@ func (h *Host) persist(b *pebble.Batch, g *group, rd *raft.Ready) (bool, error) 
 }
 
 // stable updates g's in-memory log once rd's writes are durable.
-func (h *Host) stable(g *group, rd *raft.Ready) error {
+func (h *Host) stable(w *work) error {
+	g, rd := w.g, &w.rd
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if snap := rd.Snapshot; !raft.IsEmptySnap(snap) {
@@ -205,10 +322,8 @@ func (h *Host) stable(g *group, rd *raft.Ready) error {
 			return err
 		}
 		g.base, g.lastLog = md.GetIndex(), md.GetIndex()
-		g.cs = md.GetConfState()
+		g.publishSet(md.GetConfState(), w.snapSet)
 		g.applied.Store(md.GetIndex())
-		voters := slices.Clone(g.cs.GetVoters())
-		g.voters.Store(&voters)
 	}
 	if len(rd.Entries) > 0 {
 		if err := g.ms.Append(rd.Entries); err != nil {
@@ -248,17 +363,31 @@ func (h *Host) send(ws []work, beforeSync bool) {
 	}
 	var snaps []snapTo
 	for i := range ws {
-		for _, m := range ws[i].rd.Messages {
+		w := &ws[i]
+		if w.failed || len(w.rd.Messages) == 0 {
+			continue
+		}
+		g := w.g
+		g.mu.Lock()
+		for _, m := range w.rd.Messages {
 			if early(m) != beforeSync {
 				continue
 			}
-			per[m.GetTo()] = append(per[m.GetTo()], groupMsg{ws[i].g.p, m})
+			// Raft names replicas; the batch goes to the node of this one.
+			r, ok := g.route(m.GetTo())
+			if !ok {
+				h.log.Debug("message to a replica of unknown node", "group", g.name, "to", m.GetTo(), "type", m.GetType())
+				continue
+			}
+			per[r.node] = append(per[r.node], groupMsg{p: g.p, fromGen: g.self.gen, toGen: r.gen, msg: m})
 			if m.GetType() == raftpb.MsgSnap {
-				snaps = append(snaps, snapTo{ws[i].g, m.GetTo()})
+				snaps = append(snaps, snapTo{g, m.GetTo()})
 			}
 		}
+		g.mu.Unlock()
 	}
-	for to, msgs := range per {
+	for _, to := range slices.Sorted(maps.Keys(per)) {
+		msgs := per[to]
 		raw, err := encodeBatch(msgs)
 		if err != nil {
 			h.log.Error("encode messages", "to", to, "err", err)
@@ -282,13 +411,23 @@ type note struct {
 	res result
 }
 
-// apply applies rd's committed entries of g into ab and returns the
-// results owed to callers waiting on this host.
-func (h *Host) apply(ab *pebble.Batch, g *group, rd *raft.Ready) ([]note, error) {
+// apply applies the committed entries of w's Ready into ab and records
+// in w what must follow once ab is committed: the results owed to callers
+// waiting on this host, the configuration changes to hand raft and the
+// configuration after them (see applied). It changes nothing else, so
+// that a failure leaves the group as it was.
+func (h *Host) apply(ab *pebble.Batch, w *work) error {
+	g, rd := w.g, &w.rd
+	w.notes, w.confs, w.cs, w.applied = nil, nil, nil, 0
 	if len(rd.CommittedEntries) == 0 {
-		return nil, nil
+		return nil
 	}
-	var notes []note
+	if h.faults != nil {
+		if err := h.faults("apply", g.p); err != nil {
+			return err
+		}
+	}
+	cs, set := g.cs, g.set.Load()
 	for _, e := range rd.CommittedEntries {
 		switch e.GetType() {
 		case raftpb.EntryNormal:
@@ -303,42 +442,87 @@ func (h *Host) apply(ab *pebble.Batch, g *group, rd *raft.Ready) ([]note, error)
 			}
 			rev, err := applyTxn(ab, g.p, e.GetIndex(), &prop.txn)
 			if err != nil && !errors.Is(err, meta.ErrConflict) {
-				return nil, err
+				return fmt.Errorf("%w: %s: entry %d: %w", errGroup, g.name, e.GetIndex(), err)
 			}
 			if prop.node == h.cfg.NodeID {
-				notes = append(notes, note{prop.id, result{rev, err}})
+				w.notes = append(w.notes, note{prop.id, result{rev, err}})
 			}
 		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
-			var cc raftpb.ConfChangeI
-			var ctx []byte
-			if e.GetType() == raftpb.EntryConfChange {
-				c := &raftpb.ConfChange{}
-				if err := proto.Unmarshal(e.GetData(), c); err != nil {
-					return nil, fmt.Errorf("raftmeta: group %s: conf change: %w", g.name, err)
-				}
-				cc, ctx = c, c.GetContext()
-			} else {
-				c := &raftpb.ConfChangeV2{}
-				if err := proto.Unmarshal(e.GetData(), c); err != nil {
-					return nil, fmt.Errorf("raftmeta: group %s: conf change: %w", g.name, err)
-				}
-				cc, ctx = c, c.GetContext()
+			cc, ctx, err := decodeConfChange(e)
+			if err != nil {
+				// Refused alike by every replica: raft is not told of it.
+				h.log.Error("undecodable configuration change", "group", g.name, "index", e.GetIndex(), "err", err)
+				continue
 			}
-			g.mu.Lock()
-			cs := g.rn.ApplyConfChange(cc)
-			g.mu.Unlock()
-			g.cs = cs
-			voters := slices.Clone(cs.GetVoters())
-			g.voters.Store(&voters)
-			h.log.Info("group configuration changed", "group", g.name, "voters", cs.GetVoters(), "learners", cs.GetLearners())
-			if node, id, err := decodeConfContext(ctx); err == nil && node == h.cfg.NodeID {
-				notes = append(notes, note{id, result{rev: e.GetIndex()}})
+			node, id, _, _, ctxErr := decodeConfContext(ctx)
+			mine := ctxErr == nil && node == h.cfg.NodeID
+			nextCS, nextSet, err := nextConf(cs, set, cc, ctx)
+			if err != nil {
+				h.log.Warn("configuration change refused", "group", g.name, "index", e.GetIndex(), "err", err)
+				if mine {
+					w.notes = append(w.notes, note{id, result{err: fmt.Errorf("%w: %v", errConfRefused, err)}})
+				}
+				continue
+			}
+			cs, set = nextCS, nextSet
+			w.confs = append(w.confs, cc)
+			if mine {
+				w.notes = append(w.notes, note{id, result{rev: e.GetIndex()}})
 			}
 		}
 	}
-	last := rd.CommittedEntries[len(rd.CommittedEntries)-1].GetIndex()
-	ab.Set(groupKey(g.p, kindApply), encodeApplyState(last, g.cs), nil)
-	return notes, nil
+	w.applied = rd.CommittedEntries[len(rd.CommittedEntries)-1].GetIndex()
+	tail := g.tail
+	if len(w.confs) > 0 {
+		w.cs, w.set = cs, set
+		tail = applyTail(cs, set)
+	}
+	ab.Set(groupKey(g.p, kindApply), encodeApplyState(w.applied, tail), nil)
+	return nil
+}
+
+// errConfRefused: a configuration change was committed but refused when
+// applied (by every replica alike); nothing changed.
+var errConfRefused = fmt.Errorf("raftmeta: configuration change refused: %w", meta.ErrUnavailable)
+
+// applied hands raft and the group what apply computed for w, once the
+// apply batch holding it is committed.
+func (h *Host) applied(w *work) {
+	g := w.g
+	if w.cs != nil {
+		g.mu.Lock()
+		var cs *raftpb.ConfState
+		for _, cc := range w.confs {
+			cs = g.rn.ApplyConfChange(cc)
+		}
+		if !proto.Equal(cs, w.cs) {
+			// The apply state on disk says w.cs: a bug, not bad input.
+			panic(fmt.Sprintf("raftmeta: group %s: raft's configuration %v, computed %v", g.name, cs, w.cs))
+		}
+		g.publishSet(w.cs, w.set)
+		g.mu.Unlock()
+		h.log.Info("group configuration changed", "group", g.name, "replicas", w.set)
+	}
+	if w.applied > 0 {
+		g.applied.Store(w.applied)
+	}
+}
+
+// decodeConfChange reads the configuration change of a log entry and its
+// context.
+func decodeConfChange(e *raftpb.Entry) (raftpb.ConfChangeI, []byte, error) {
+	if e.GetType() == raftpb.EntryConfChange {
+		c := &raftpb.ConfChange{}
+		if err := proto.Unmarshal(e.GetData(), c); err != nil {
+			return nil, nil, fmt.Errorf("%w: conf change: %v", ErrCorrupt, err)
+		}
+		return c, c.GetContext(), nil
+	}
+	c := &raftpb.ConfChangeV2{}
+	if err := proto.Unmarshal(e.GetData(), c); err != nil {
+		return nil, nil, fmt.Errorf("%w: conf change: %v", ErrCorrupt, err)
+	}
+	return c, c.GetContext(), nil
 }
 
 // applyTxn applies txn at revision index, or returns ErrConflict. ab is an
@@ -420,15 +604,26 @@ func (h *Host) maybeCompact(g *group) error {
 	if applied < g.base+h.cfg.SnapshotEntries {
 		return nil
 	}
-	to := applied - h.cfg.SnapshotEntries/4
+	return h.compact(g, applied-h.cfg.SnapshotEntries/4)
+}
+
+// compact discards g's log up to index to, which g has applied.
+func (h *Host) compact(g *group, to uint64) error {
+	var err error
+	if h.faults != nil {
+		err = h.faults("compact", g.p)
+	}
+	var term uint64
 	g.mu.Lock()
-	term, err := g.ms.Term(to)
+	if err == nil {
+		term, err = g.ms.Term(to)
+	}
 	if err == nil {
 		err = g.ms.Compact(to)
 	}
 	g.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("raftmeta: group %s: compact to %d: %w", g.name, to, err)
+		return fmt.Errorf("%w: %s: compact to %d: %w", errGroup, g.name, to, err)
 	}
 	b := h.db.NewBatch()
 	defer b.Close()
@@ -436,36 +631,8 @@ func (h *Host) maybeCompact(g *group) error {
 	b.Set(groupKey(g.p, kindBase), encodeBase(to, term), nil)
 	g.base = to
 	h.stats.writes.Add(1)
-	return b.Commit(pebble.NoSync)
-}
-
-// dropGroup stops a group this node was removed from, once its grace
-// ran out (expireRemoved), and deletes its copy. It runs on the event
-// loop between cycles, so no Ready of the group is in flight.
-func (h *Host) dropGroup(g *group) {
-	g.mu.Lock()
-	g.removed = true // a Ready of it, from a late Step, is not handled
-	g.mu.Unlock()
-	h.dirtyMu.Lock()
-	delete(h.dirty, g)
-	h.dirtyMu.Unlock()
-	// Under h.mu: EnsureGroup, which may start the group afresh, must
-	// not load the copy being deleted.
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.mu.groups[g.p] == g {
-		delete(h.mu.groups, g.p)
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("raftmeta: compact: %w", err)
 	}
-	h.mu.list = slices.DeleteFunc(h.mu.list, func(x *group) bool { return x == g })
-	b := h.db.NewBatch()
-	defer b.Close()
-	lower, upper := groupBounds(g.p)
-	b.DeleteRange(lower, upper, nil)
-	b.Delete(groupRecordKey(g.p), nil)
-	if err := b.Commit(pebble.Sync); err != nil {
-		// The copy is loaded again, leaving, at the next start.
-		h.log.Error("delete removed group", "group", g.name, "err", err)
-		return
-	}
-	h.log.Info("removed from group; its copy is deleted", "group", g.name)
+	return nil
 }

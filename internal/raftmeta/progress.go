@@ -27,7 +27,7 @@ type Progress struct {
 	// LogStart is the first index still in the leader's log; a member
 	// that needs an earlier entry gets a snapshot instead.
 	LogStart uint64
-	// Members lists voters and learners by ID.
+	// Members lists voters and learners by node.
 	Members []MemberProgress
 }
 
@@ -77,10 +77,17 @@ func (h *Host) Progress(p meta.Partition) (Progress, error) {
 	}
 	out.Term, out.Commit = st.HardState.GetTerm(), st.HardState.GetCommit()
 	learners := false
+	set := g.set.Load()
+	var ids []uint64 // Raft IDs of out.Members
 	g.rn.WithProgress(func(id uint64, typ raft.ProgressType, pr tracker.Progress) {
-		m := MemberProgress{ID: id, Learner: typ == raft.ProgressTypeLearner, Match: pr.Match, Active: pr.RecentActive || id == h.cfg.NodeID}
+		r, ok := set.get(id)
+		if !ok {
+			return // cannot be: raft's configuration is the set's
+		}
+		m := MemberProgress{ID: r.node, Learner: typ == raft.ProgressTypeLearner, Match: pr.Match, Active: pr.RecentActive || id == g.self.id}
 		learners = learners || m.Learner
 		out.Members = append(out.Members, m)
+		ids = append(ids, id)
 	})
 	out.LogStart, _ = g.ms.FirstIndex()
 	if learners {
@@ -98,25 +105,28 @@ func (h *Host) Progress(p meta.Partition) (Progress, error) {
 	}
 	g.mu.Unlock()
 
-	slices.SortFunc(out.Members, func(a, b MemberProgress) int { return cmp.Compare(a.ID, b.ID) })
 	if learners {
+		// By Raft ID: a node added, removed and added again is a new
+		// replica, added by the last change.
 		added := learnersAddedAt(confEnts)
 		for i := range out.Members {
 			m := &out.Members[i]
 			if !m.Learner {
 				continue
 			}
-			m.AddedAt = added[m.ID]
+			m.AddedAt = added[ids[i]]
 			if m.AddedAt == 0 && out.LogStart > 0 {
 				m.AddedAt = out.LogStart - 1
 			}
 		}
 	}
+	slices.SortFunc(out.Members, func(a, b MemberProgress) int { return cmp.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
-// learnersAddedAt maps each node that ents (configuration change entries
-// in log order) make a learner to the index of the last entry doing so.
+// learnersAddedAt maps each replica (Raft ID) that ents (configuration
+// change entries in log order) make a learner to the index of the last
+// entry doing so.
 // Entries that do not decode are skipped: they change nothing either.
 func learnersAddedAt(ents []*raftpb.Entry) map[uint64]uint64 {
 	out := map[uint64]uint64{}
@@ -160,7 +170,12 @@ func (h *Host) TransferLeader(p meta.Partition, to uint64) error {
 		g.mu.Unlock()
 		return fmt.Errorf("%w: %s", ErrNotLeader, partitionName(p))
 	}
-	g.rn.TransferLeader(to)
+	r, ok := g.set.Load().ofNode(to)
+	if !ok {
+		g.mu.Unlock()
+		return fmt.Errorf("raftmeta: node %d is no member of %s", to, partitionName(p))
+	}
+	g.rn.TransferLeader(r.id)
 	g.mu.Unlock()
 	h.markDirty(g)
 	return nil

@@ -12,12 +12,11 @@ import (
 	"github.com/redoubt-io/redoubt/internal/meta"
 )
 
-// withGrace is fastConfig with Config.RemovedGrace set to d.
-func withGrace(d time.Duration) func(*Config) {
-	return func(c *Config) {
-		fastConfig(c)
-		c.RemovedGrace = d
-	}
+// checkedConfig is fastConfig with replicas that heard from no leader
+// asking often whether they are still members.
+func checkedConfig(c *Config) {
+	fastConfig(c)
+	c.ReplicaCheckInterval = 50 * time.Millisecond
 }
 
 // follower returns a member of p's group other than its leader l.
@@ -45,8 +44,8 @@ func hosts(h *Host, p meta.Partition) (Status, bool) {
 	return Status{}, false
 }
 
-// storedKeys counts the keys of group p in h's Pebble: its record, log,
-// state and items.
+// storedKeys counts the keys of h's replica of group p in its Pebble: its
+// record, log, state and items (not its tombstone).
 func storedKeys(t *testing.T, h *Host, p meta.Partition) int {
 	t.Helper()
 	n := 0
@@ -71,12 +70,13 @@ func storedKeys(t *testing.T, h *Host, p meta.Partition) int {
 }
 
 // TestReaddedWhileDisconnected: a member is removed from a group and added
-// back while it is cut off. Reconnected, it receives both changes at once
-// and must keep its copy through its own old removal, while the layer
-// above keeps asking it to host the group as a layout would: it catches
-// up, and reads and commits through it see everything.
+// back while it is cut off. Reconnected, it hears from the leader about
+// its new replica, never about the removal of its old one: it replaces
+// the old replica with the new, which a snapshot fills, while the layer
+// above keeps asking it to host the group as a layout would. Reads and
+// commits through it then see everything.
 func TestReaddedWhileDisconnected(t *testing.T) {
-	c := newCluster(t, 3, []meta.Partition{0}, withGrace(time.Minute))
+	c := newCluster(t, 3, []meta.Partition{0}, checkedConfig)
 	ctx := context.Background()
 	l := c.leader(0)
 	out := c.follower(0, l)
@@ -140,28 +140,35 @@ func TestReaddedWhileDisconnected(t *testing.T) {
 	}
 }
 
-// TestReaddedWithinTheGrace: a connected member that applied its removal
-// stops counting as a host of the group at once, requests through it go
-// to the members, and it keeps its copy: added back, it resumes from it.
-func TestReaddedWithinTheGrace(t *testing.T) {
-	c := newCluster(t, 3, []meta.Partition{0}, withGrace(time.Minute))
+// TestRemovedReplicaIsDeleted: a connected member that applies its
+// removal deletes its replica at once, leaving a tombstone; requests
+// through the node go to the members. Added back, the node gets a new
+// replica (a new Raft ID, a later generation), filled by a snapshot. A
+// restart makes neither the old replica come back nor the node bootstrap
+// the group again, though its start still names it an initial voter.
+func TestRemovedReplicaIsDeleted(t *testing.T) {
+	c := newCluster(t, 3, []meta.Partition{0}, checkedConfig)
 	ctx := context.Background()
 	l := c.leader(0)
 	out := c.follower(0, l)
 	acked := commitKeys(t, c.host(l), 0, "before", 20)
 	c.converged(0)
+	first, _ := hosts(c.host(out), 0)
+	if first.Replica != out || first.Generation != 0 {
+		t.Fatalf("initial replica %d generation %d, want %d and 0", first.Replica, first.Generation, out)
+	}
 	if err := c.host(l).RemoveVoter(ctx, 0, out); err != nil {
 		t.Fatal(err)
 	}
 	h := c.host(out)
-	eventually(t, 5*time.Second, "the removed node stops hosting the group", func() error {
-		if _, ok := hosts(h, 0); ok {
-			return errors.New("still listed")
+	eventually(t, 5*time.Second, "the removed node deletes its replica", func() error {
+		if n := storedKeys(t, h, 0); n > 0 || h.replica(0) != nil {
+			return fmt.Errorf("%d keys stored", n)
 		}
 		return nil
 	})
-	if h.replica(0) == nil || storedKeys(t, h, 0) == 0 {
-		t.Fatal("the removed node deleted its copy before its grace ended")
+	if got := h.tomb(0); got != 1 {
+		t.Fatalf("tombstone %d, want generation 1", got)
 	}
 	if _, err := h.Progress(0); !errors.Is(err, ErrNoGroup) {
 		t.Fatalf("progress at the removed node: %v, want ErrNoGroup", err)
@@ -172,6 +179,14 @@ func TestReaddedWithinTheGrace(t *testing.T) {
 		t.Fatalf("%d of 30 commits acknowledged", len(acked))
 	}
 	checkKeys(t, h, 0, acked)
+
+	// A restart keeps it out: the tombstone stays, and the group is not
+	// bootstrapped again although the start names the node a voter.
+	c.stop(out)
+	h = c.start(out)
+	if h.replica(0) != nil || storedKeys(t, h, 0) > 0 {
+		t.Fatal("the removed replica came back after a restart")
+	}
 
 	if err := c.host(c.leader(0)).AddLearner(ctx, 0, out); err != nil {
 		t.Fatal(err)
@@ -186,61 +201,67 @@ func TestReaddedWithinTheGrace(t *testing.T) {
 		}
 		return nil
 	})
+	st, _ := hosts(h, 0)
+	if st.Replica == first.Replica || st.Generation != 1 {
+		t.Fatalf("replica added back: %d generation %d; the first was %d generation 0", st.Replica, st.Generation, first.Replica)
+	}
+	if err := c.host(c.leader(0)).AddVoter(ctx, 0, out); err != nil {
+		t.Fatal(err)
+	}
+	acked = append(acked, commitKeys(t, h, 0, "back", 10)...)
+	checkKeys(t, h, 0, acked)
+	for _, id := range c.ids {
+		if st, ok := hosts(c.host(id), 0); !ok || !slices.Equal(st.Voters, c.ids) {
+			t.Fatalf("node %d: hosted %v, voters %v; want %v", id, ok, st.Voters, c.ids)
+		}
+	}
 }
 
-// TestRemovedForGoodDropsAfterTheGrace: a node removed from a group keeps
-// its copy for the grace, restarting gives it a new grace, and then its
-// copy is deleted. The remaining members go on.
-func TestRemovedForGoodDropsAfterTheGrace(t *testing.T) {
-	const grace = 2 * time.Second
-	c := newCluster(t, 3, []meta.Partition{0}, withGrace(grace))
+// TestRemovedWhileCutOffDeletedOnTheLeadersWord: a member cut off while
+// it is removed never hears of its removal (the leader stops sending to
+// it). It asks the leader whether it is still a member once it has heard
+// from no leader for a while, and deletes its replica on the leader's
+// confirmed answer, not before: while it cannot reach the group it keeps
+// everything.
+func TestRemovedWhileCutOffDeletedOnTheLeadersWord(t *testing.T) {
+	c := newCluster(t, 3, []meta.Partition{0}, checkedConfig)
 	ctx := context.Background()
 	l := c.leader(0)
 	out := c.follower(0, l)
-	acked := commitKeys(t, c.host(l), 0, "before", 20)
+	commitKeys(t, c.host(l), 0, "before", 10)
 	c.converged(0)
+	c.net.isolate([]uint64{out}, c.ids)
 	if err := c.host(l).RemoveVoter(ctx, 0, out); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the removed node stops hosting the group", func() error {
-		if _, ok := hosts(c.host(out), 0); ok {
-			return errors.New("still listed")
+	h := c.host(out)
+	// Cut off, its checks get no answer: it keeps its replica, however
+	// long it waits (many check intervals and election timeouts here).
+	eventually(t, 10*time.Second, "the cut-off replica grows suspicious", func() error {
+		if !h.suspect(h.replica(0)) {
+			return errors.New("not yet")
 		}
 		return nil
 	})
-
-	// Restarted within its grace, it loads the group as removed, with a
-	// new grace; the start asks it to host the group again, which keeps
-	// the copy as it is.
-	c.stop(out)
-	start := time.Now()
-	h := c.start(out)
-	if _, ok := hosts(h, 0); ok || h.replica(0) == nil {
-		t.Fatalf("restarted after its removal: listed %v, copy %v; want a copy not listed", ok, h.replica(0) != nil)
+	for range 4 {
+		if err := h.checkReplica(ctx, 0); !isUnavailable(err) {
+			t.Fatalf("a check without the group's leader: %v, want ErrUnavailable", err)
+		}
 	}
-	if d, err := dump(h, 0); err != nil || len(d) != len(acked) {
-		t.Fatalf("restarted after its removal: %d keys of %d, %v", len(d), len(acked), err)
+	if h.replica(0) == nil || storedKeys(t, h, 0) == 0 {
+		t.Fatal("the cut-off replica was deleted without its leader's word")
 	}
-
-	eventually(t, grace+10*time.Second, "the removed node deletes its copy", func() error {
+	c.net.heal()
+	eventually(t, 10*time.Second, "the removed replica is deleted once the leader says so", func() error {
 		if n := storedKeys(t, h, 0); n > 0 || h.replica(0) != nil {
 			return fmt.Errorf("%d keys stored", n)
 		}
 		return nil
 	})
-	if d := time.Since(start); d < grace {
-		t.Fatalf("copy deleted %v after the restart, before the grace of %v", d, grace)
+	if s := h.Stats(); s.Deleted != 1 {
+		t.Fatalf("stats %+v, want one replica deleted", s)
 	}
-	if d, err := dump(h, 0); err != nil || len(d) != 0 {
-		t.Fatalf("after the grace the removed node reads %d items, %v", len(d), err)
-	}
-
-	// The group goes on without it, and requests through it still work.
-	acked = append(acked, commitKeys(t, h, 0, "after", 10)...)
-	if len(acked) != 30 {
-		t.Fatalf("%d of 30 commits acknowledged", len(acked))
-	}
-	checkKeys(t, h, 0, acked)
+	// The members were never in doubt.
 	for _, id := range others(c.ids, out) {
 		if st, ok := hosts(c.host(id), 0); !ok || slices.Contains(st.Voters, out) {
 			t.Fatalf("node %d: hosted %v, voters %v", id, ok, st.Voters)
@@ -249,10 +270,10 @@ func TestRemovedForGoodDropsAfterTheGrace(t *testing.T) {
 }
 
 // TestRemovedLeaderStepsDown: a leader that applies its own removal stops
-// leading at once, though it keeps its copy for the grace; the others
-// elect a leader among themselves.
+// leading at once and deletes its replica; the others elect a leader
+// among themselves.
 func TestRemovedLeaderStepsDown(t *testing.T) {
-	c := newCluster(t, 3, []meta.Partition{0}, withGrace(time.Minute))
+	c := newCluster(t, 3, []meta.Partition{0}, checkedConfig)
 	ctx := context.Background()
 	l := c.leader(0)
 	acked := commitKeys(t, c.host(l), 0, "before", 10)

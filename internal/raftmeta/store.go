@@ -342,31 +342,94 @@ func (h *Host) serveLocal(ctx context.Context, g *group, q *request) response {
 		return response{rev: at, items: items}
 	case opConf:
 		id := h.newID()
-		cc := &raftpb.ConfChangeV2{
-			Changes: []*raftpb.ConfChangeSingle{{Type: new(q.change), NodeId: new(q.node)}},
-			Context: encodeConfContext(h.cfg.NodeID, id),
+		g.mu.Lock()
+		cc, err := h.confChange(g, q.change, q.node, id)
+		g.mu.Unlock()
+		if errors.Is(err, errNotMember) {
+			return response{} // nothing to remove
+		}
+		if err != nil {
+			return errResponse(err)
 		}
 		res, err := h.propose(ctx, g, id, func() error { return g.rn.ProposeConfChange(cc) })
 		if err != nil {
 			return errResponse(err)
 		}
+		if errors.Is(res.err, errConfRefused) {
+			// Refused by every replica, changing nothing (it was made on
+			// a replica set a change since made stale): safe to send again.
+			return response{status: stRetry, msg: res.err.Error()}
+		}
+		if res.err != nil {
+			return errResponse(res.err)
+		}
 		return response{rev: res.rev}
+	case opReplica:
+		if err := h.readIndex(ctx, g); err != nil {
+			return errResponse(err)
+		}
+		member := byte(0)
+		if _, ok := g.set.Load().get(q.node); ok {
+			member = 1
+		}
+		return response{rev: g.applied.Load(), value: []byte{member}}
 	}
 	return errResponse(fmt.Errorf("raftmeta: unknown op %d", q.op))
+}
+
+// errNotMember: a node to remove has no replica in the group.
+var errNotMember = errors.New("raftmeta: node is no member")
+
+// confChange is the configuration change, proposed by this host as
+// proposal id, that does to node what change asks: to its member replica
+// if it has one, else, for an addition, to a new replica with an ID and
+// generation the group never gave (replicaSet.alloc), which every
+// replica checks again when it applies the change. g.mu is held.
+func (h *Host) confChange(g *group, change raftpb.ConfChangeType, node, id uint64) (*raftpb.ConfChangeV2, error) {
+	set := g.set.Load()
+	r, member := set.ofNode(node)
+	switch change {
+	case raftpb.ConfChangeType_ConfChangeAddNode, raftpb.ConfChangeType_ConfChangeAddLearnerNode:
+		if !member {
+			var err error
+			if r, err = set.alloc(node); err != nil {
+				return nil, fmt.Errorf("raftmeta: group %s: %w", g.name, err)
+			}
+		}
+	case raftpb.ConfChangeType_ConfChangeRemoveNode:
+		if !member {
+			return nil, errNotMember
+		}
+	default:
+		return nil, fmt.Errorf("raftmeta: configuration change %v is not used", change)
+	}
+	return &raftpb.ConfChangeV2{
+		Changes: []*raftpb.ConfChangeSingle{{Type: new(change), NodeId: new(r.id)}},
+		Context: encodeConfContext(h.cfg.NodeID, id, r),
+	}, nil
+}
+
+// register makes a channel for the result of proposal id, which this
+// host proposes; unregister forgets it.
+func (h *Host) register(id uint64) chan result {
+	ch := make(chan result, 1)
+	h.waitMu.Lock()
+	h.props[id] = ch
+	h.waitMu.Unlock()
+	return ch
+}
+
+func (h *Host) unregister(id uint64) {
+	h.waitMu.Lock()
+	delete(h.props, id)
+	h.waitMu.Unlock()
 }
 
 // propose hands an entry to g's leader and waits for the result of its
 // application here.
 func (h *Host) propose(ctx context.Context, g *group, id uint64, prop func() error) (result, error) {
-	ch := make(chan result, 1)
-	h.waitMu.Lock()
-	h.props[id] = ch
-	h.waitMu.Unlock()
-	defer func() {
-		h.waitMu.Lock()
-		delete(h.props, id)
-		h.waitMu.Unlock()
-	}()
+	ch := h.register(id)
+	defer h.unregister(id)
 	g.mu.Lock()
 	err := prop()
 	g.mu.Unlock()
@@ -497,22 +560,27 @@ func (s *response) err() error {
 	return fmt.Errorf("raftmeta: %s", s.msg)
 }
 
-// AddVoter makes node id a voter of group p; the node must run
-// EnsureGroup(p, ...) to receive its data. One change at a time: a change
+// AddVoter makes node id a voter of group p: its learner replica is
+// promoted, or, if it has none, a new replica is added for it. The node
+// needs nothing started for the group: the leader's messages make its
+// replica, and a snapshot fills it. One change at a time: a change
 // proposed while another is in flight is refused by raft and this call
 // fails with meta.ErrUnavailable when ProposalTimeout passes.
 func (h *Host) AddVoter(ctx context.Context, p meta.Partition, id uint64) error {
 	return h.changeConf(ctx, p, raftpb.ConfChangeType_ConfChangeAddNode, id)
 }
 
-// AddLearner makes node id a non-voting member of group p.
+// AddLearner makes node id a non-voting member of group p: a voter of it
+// is demoted, else a new replica is added for it (see AddVoter).
 func (h *Host) AddLearner(ctx context.Context, p meta.Partition, id uint64) error {
 	return h.changeConf(ctx, p, raftpb.ConfChangeType_ConfChangeAddLearnerNode, id)
 }
 
-// RemoveVoter removes node id from group p; once that node learns of its
-// removal it stops hosting the group, and deletes its copy when
-// Config.RemovedGrace has passed without it being added back.
+// RemoveVoter removes node id's replica from group p (nothing to do if it
+// has none); that node deletes its replica once it applies its removal,
+// or, if it never hears of it, once p's leader confirms it is no member
+// (Config.ReplicaCheckInterval). Adding the node again makes a new
+// replica.
 func (h *Host) RemoveVoter(ctx context.Context, p meta.Partition, id uint64) error {
 	return h.changeConf(ctx, p, raftpb.ConfChangeType_ConfChangeRemoveNode, id)
 }
