@@ -2,7 +2,6 @@ package node
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
@@ -267,17 +266,8 @@ func TestScrubRepairsSwappedShardFiles(t *testing.T) {
 func runRepair(t *testing.T, n *Node) RepairProgress {
 	t.Helper()
 	call := func(method string) RepairProgress {
-		req, err := http.NewRequestWithContext(t.Context(), method, n.AdminURL+"/repair", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
 		var p RepairProgress
-		if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		if err := rootClient(n).Call(t.Context(), n.AdminURL, method, "/repair", nil, &p); err != nil {
 			t.Fatal(err)
 		}
 		return p

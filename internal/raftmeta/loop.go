@@ -1,7 +1,6 @@
 package raftmeta
 
 import (
-	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -73,10 +72,6 @@ func (h *Host) cycle() error {
 	if len(gs) == 0 {
 		return nil
 	}
-	// In partition order, not the dirty set's: a cycle then writes, sends
-	// and answers the same way for the same inputs, which a simulation
-	// replaying a seed relies on.
-	slices.SortFunc(gs, func(a, b *group) int { return cmp.Compare(a.p, b.p) })
 	var ws []work
 	for _, g := range gs {
 		g.mu.Lock()
