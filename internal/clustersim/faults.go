@@ -7,6 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redoubt-io/redoubt/internal/admin"
+	"github.com/redoubt-io/redoubt/internal/blocks"
+	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/objects"
 )
 
@@ -113,6 +116,24 @@ func (f *faulter) start(ctx context.Context, done chan struct{}) {
 			}
 		})
 	}
+	if fl.Layout {
+		f.loop(ctx, "fault-layout", done, func(ctx context.Context, r *rand.Rand, i int) {
+			f.s.sleep(time.Duration(2000+r.IntN(4000))*time.Millisecond, fmt.Sprintf("layout wait %d", i))
+			f.changeLayout(ctx, r)
+		})
+	}
+	if fl.Background || fl.Layout {
+		for _, n := range f.nodes {
+			f.loop(ctx, fmt.Sprintf("relocate-%s", n.id), done, func(ctx context.Context, r *rand.Rand, i int) {
+				f.s.sleep(time.Duration(1000+r.IntN(3000))*time.Millisecond, fmt.Sprintf("relocate %s %d", n.id, i))
+				if inc := n.current(); inc != nil {
+					octx, cancel := context.WithTimeout(ctx, time.Minute)
+					inc.relocate(octx)
+					cancel()
+				}
+			})
+		}
+	}
 	if fl.Background {
 		for _, n := range f.nodes {
 			f.loop(ctx, fmt.Sprintf("gc-%s", n.id), done, func(ctx context.Context, r *rand.Rand, i int) {
@@ -215,4 +236,62 @@ func (inc *incarnation) collect(ctx context.Context) (objects.GCStats, error) {
 		drives[i] = d
 	}
 	return inc.obj.CollectGarbage(ctx, drives, objects.GCOptions{LeftoverGrace: 5 * time.Second})
+}
+
+// changeLayout takes a node out of the layout, or puts one back, through
+// a node that is up.
+func (f *faulter) changeLayout(ctx context.Context, r *rand.Rand) {
+	var via *incarnation
+	for _, i := range r.Perm(len(f.nodes)) {
+		if via = f.nodes[i].current(); via != nil {
+			break
+		}
+	}
+	if via == nil {
+		return
+	}
+	l := via.cl.Layout()
+	if l == nil {
+		return
+	}
+	in := map[string]bool{}
+	for _, ln := range l.Nodes {
+		in[ln.ID] = true
+	}
+	n := f.nodes[r.IntN(len(f.nodes))]
+	edit := admin.LayoutEdit{Op: "add", Node: string(n.id), Zone: n.zone}
+	if in[string(n.id)] {
+		if len(l.Nodes) <= 3 {
+			return // keep three: the groups' voters and the data's shards
+		}
+		edit = admin.LayoutEdit{Op: "remove", Node: string(n.id)}
+	}
+	octx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	_ = via.cl.Revert(octx)
+	if _, err := via.cl.Stage(octx, edit); err != nil {
+		f.s.log.Info("layout stage failed", "edit", edit, "err", err)
+		return
+	}
+	if _, err := via.cl.Apply(octx, 0); err != nil {
+		f.s.log.Info("layout apply failed", "edit", edit, "err", err)
+	}
+}
+
+// relocate moves the data of the partitions this node leads toward the
+// layout, as the node's relocator does.
+func (inc *incarnation) relocate(ctx context.Context) {
+	l := inc.cl.Layout()
+	if l == nil {
+		return
+	}
+	plan := func(p meta.Partition, ref blocks.Ref) ([]string, bool) {
+		to, move, _ := inc.cl.Relocation(l, uint32(p), ref.ID, ref.Drives)
+		return to, move
+	}
+	for p := 0; p < l.Partitions; p++ {
+		if inc.cl.Leads(meta.Partition(p)) {
+			_, _ = inc.obj.Relocate(ctx, meta.Partition(p), objects.RelocateOptions{Plan: plan})
+		}
+	}
 }

@@ -75,6 +75,10 @@ type Faults struct {
 	Background bool
 	// Versioning changes the bucket's versioning state during the run.
 	Versioning bool
+	// Layout takes nodes out of the layout and puts them back during the
+	// run (every group they were in gets new voters, data moves), with
+	// relocation passes moving data to the new layout.
+	Layout bool
 }
 
 // DefaultConfig is a small cluster and a short workload.
@@ -104,14 +108,15 @@ func Swarm(cfg Config) Config {
 	f.ClockSkew = on(0.5)
 	f.Background = on(0.5)
 	f.Versioning = on(0.5)
+	f.Layout = on(0.4)
 	cfg.Nodes = 3 + 2*r.IntN(2) // 3 or 5
 	return cfg
 }
 
 func (c Config) String() string {
 	f := c.Faults
-	return fmt.Sprintf("seed %d: %d nodes, %d partitions, %d clients x %d ops; drop %.3f dup %.2f slow %.2f reorder %.2f partitions %v crashes %v skew %v background %v versioning %v",
-		c.Seed, c.Nodes, c.Partitions, c.Clients, c.Ops, f.Drop, f.Duplicate, f.Slow, f.Reorder, f.Partitions, f.Crashes, f.ClockSkew, f.Background, f.Versioning)
+	return fmt.Sprintf("seed %d: %d nodes, %d partitions, %d clients x %d ops; drop %.3f dup %.2f slow %.2f reorder %.2f partitions %v crashes %v skew %v background %v versioning %v layout %v",
+		c.Seed, c.Nodes, c.Partitions, c.Clients, c.Ops, f.Drop, f.Duplicate, f.Slow, f.Reorder, f.Partitions, f.Crashes, f.ClockSkew, f.Background, f.Versioning, f.Layout)
 }
 
 // Sim is one run: the nodes, the network, the event queue, the actors.

@@ -120,3 +120,17 @@ func normalize(lines []string) []string {
 	}
 	return out
 }
+
+// TestSimulationLayout runs seeds whose swarm always includes layout
+// changes and relocation, the faults where Raft replicas come and go.
+func TestSimulationLayout(t *testing.T) {
+	for _, seed := range seeds(t, *seedsFlag/2) {
+		cfg := Swarm(DefaultConfig(seed))
+		cfg.Faults.Layout = true
+		cfg.Nodes = 5
+		start := time.Now()
+		res := runSeed(t, cfg)
+		t.Logf("%s: %d ops, %d events, %v simulated in %v", cfg, len(res.History), res.Steps, res.Elapsed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+		check(t, res)
+	}
+}
