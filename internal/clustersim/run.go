@@ -52,6 +52,7 @@ func Run(cfg Config) (res Result) {
 		}
 		failMu.Unlock()
 	}
+	s.fail = fail
 	failed := func() bool {
 		failMu.Lock()
 		defer failMu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing/synctest"
 	"time"
 
@@ -46,6 +47,9 @@ type Config struct {
 	// KeepTrace keeps the trace's lines (Result.TraceLines), to find
 	// where two runs of one seed part.
 	KeepTrace bool
+	// Progress, when set, counts the events run, for a watchdog outside
+	// the simulation's bubble (see runSeed).
+	Progress *atomic.Uint64
 }
 
 // Faults switches fault classes on and sets their rates. Swarm draws a
@@ -144,6 +148,9 @@ type Sim struct {
 	steps uint64
 	// closing counts incarnations still winding down after a crash.
 	closing sync.WaitGroup
+	// fail records a broken invariant found by a part of the run (set by
+	// Run).
+	fail func(error)
 }
 
 type event struct {
@@ -291,6 +298,9 @@ func (s *Sim) run(deadline time.Time, stop func() bool) {
 		switch {
 		case next != nil && !next.at.After(now):
 			s.steps++
+			if s.cfg.Progress != nil {
+				s.cfg.Progress.Add(1)
+			}
 			s.traceLine(fmt.Sprintf("%d %s %x", next.at.UnixNano(), next.what, next.key))
 			next.run()
 		case !now.Before(deadline):

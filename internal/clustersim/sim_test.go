@@ -2,10 +2,13 @@ package clustersim
 
 import (
 	"flag"
+	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/cryptotest"
 	"testing/synctest"
@@ -32,6 +35,31 @@ func runSeed(t *testing.T, cfg Config) Result {
 	// after another in the runtime's queue order, not in parallel.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	var res Result
+	// A watchdog outside the bubble: a run whose events stop while its
+	// goroutines cannot all wait (one blocked on a lock forever) would
+	// hang the test; it fails with every goroutine's stack instead.
+	var progress atomic.Uint64
+	cfg.Progress = &progress
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		last, still := uint64(0), 0
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Second):
+			}
+			if p := progress.Load(); p != last {
+				last, still = p, 0
+				continue
+			}
+			if still++; still >= 12 {
+				debug.SetTraceback("all")
+				panic(fmt.Sprintf("seed %d: no event for 2 minutes: the simulation is stuck\n%s", cfg.Seed, cfg))
+			}
+		}
+	}()
 	t.Run("", func(t *testing.T) {
 		cryptotest.SetGlobalRandom(t, cfg.Seed)
 		if *logFlag {
@@ -133,4 +161,26 @@ func TestSimulationLayout(t *testing.T) {
 		t.Logf("%s: %d ops, %d events, %v simulated in %v", cfg, len(res.History), res.Steps, res.Elapsed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 		check(t, res)
 	}
+}
+
+// TestSimulationSoak runs random seeds for -sim.soak and reports seeds
+// per second; the first failing seed ends it (scripts/sim-soak).
+func TestSimulationSoak(t *testing.T) {
+	if *soakFlag <= 0 {
+		t.Skip("set -sim.soak to soak")
+	}
+	start := time.Now()
+	n := 0
+	var simulated time.Duration
+	for seed := rand.Uint64(); time.Since(start) < *soakFlag; seed++ {
+		cfg := Swarm(DefaultConfig(seed))
+		res := runSeed(t, cfg)
+		check(t, res)
+		n++
+		simulated += res.Elapsed
+		if n%50 == 0 {
+			t.Logf("%d seeds in %v (%.2f seeds/s, %v simulated)", n, time.Since(start).Round(time.Second), float64(n)/time.Since(start).Seconds(), simulated.Round(time.Second))
+		}
+	}
+	t.Logf("%d seeds in %v: %.2f seeds/s, %v simulated, none failed", n, time.Since(start).Round(time.Second), float64(n)/time.Since(start).Seconds(), simulated.Round(time.Second))
 }

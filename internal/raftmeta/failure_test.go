@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/redoubt-io/redoubt/internal/meta"
+	"go.etcd.io/raft/v3/raftpb"
 )
 
 // faultSwitch fails one operation of one group, on the hosts it is
@@ -223,5 +225,58 @@ func TestUnreadableGroupAtStartLeavesOthersServing(t *testing.T) {
 	})
 	if storedKeys(t, h, 1) == 0 || h.Stats().Quarantined != 1 {
 		t.Fatalf("the damaged group's state: %d keys, stats %+v", storedKeys(t, h, 1), h.Stats())
+	}
+}
+
+// A message raft cannot accept (here a heartbeat that says entries past
+// the end of the follower's log are committed, as when a follower lost
+// what it acknowledged) makes raft panic inside Step: the host stops with
+// that error, as with a panic of its own loop, rather than leave the
+// panic to the transport's goroutine with the group's lock held, after
+// which every message of the group would wait forever.
+func TestStepPanicStopsTheHost(t *testing.T) {
+	c := newCluster(t, 3, []meta.Partition{0}, fastConfig)
+	lead := c.leader(0)
+	var follower uint64
+	for _, id := range c.ids {
+		if id != lead {
+			follower = id
+			break
+		}
+	}
+	h := c.host(follower)
+	g := h.group(0)
+	hb := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: new(lead), To: new(follower),
+		Term: new(g.term.Load()), Commit: new(uint64(1 << 40))}
+	batch, err := encodeBatch([]groupMsg{{p: 0, msg: hb}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Step(context.Background(), lead, batch); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	n := c.nodes[follower]
+	c.mu.Unlock()
+	select {
+	case err := <-n.done:
+		if err == nil || !strings.Contains(err.Error(), "panicked") {
+			t.Fatalf("Run ended with %v, want raft's panic", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the host went on after raft panicked in Step")
+	}
+	c.mu.Lock()
+	delete(c.nodes, follower) // stopped: the cleanup must not wait for it
+	c.mu.Unlock()
+	c.net.setHost(follower, nil)
+	defer h.Close()
+	// The group's lock was let go: another message is stepped at once.
+	stepped := make(chan error, 1)
+	go func() { stepped <- h.Step(context.Background(), lead, batch) }()
+	select {
+	case <-stepped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a message after the panic waits on the group's lock")
 	}
 }

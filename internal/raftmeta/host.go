@@ -66,6 +66,10 @@ type Host struct {
 
 	runOnce sync.Once
 	done    chan struct{} // closed when Run returns
+	// broken holds the panic raft raised while a message was stepped in
+	// (a follower whose log lost what it acknowledged, say): Run ends
+	// with it, as with a panic of its own.
+	broken atomic.Pointer[error]
 
 	// closeMu keeps Close from closing the database under the calls that
 	// come from the network (Step, HandleForward).
@@ -428,7 +432,7 @@ func (h *Host) Step(ctx context.Context, from uint64, batch []byte) error {
 		case raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgSnap:
 			g.quiet.Store(0)
 		}
-		err := g.rn.Step(m.msg)
+		err := h.stepLocked(g, m.msg)
 		g.mu.Unlock()
 		if err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 			h.log.Debug("step", "group", g.name, "from", from, "err", err)
@@ -436,6 +440,27 @@ func (h *Host) Step(ctx context.Context, from uint64, batch []byte) error {
 		h.markDirty(g)
 	}
 	return nil
+}
+
+// stepLocked steps msg into g, whose mu is held. A panic of raft's (it
+// meets a state it cannot accept) is not left to the caller's goroutine,
+// where a transport would recover it with g.mu still held and every later
+// message of the group waiting on it: it is turned into the host's fatal
+// error, which Run returns (TestStepPanicStopsTheHost).
+func (h *Host) stepLocked(g *group, msg *raftpb.Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("raftmeta: group %s: raft panicked stepping a message: %v", g.name, r)
+			if h.broken.CompareAndSwap(nil, &err) {
+				h.log.Error("raft panicked; the host stops", "group", g.name, "panic", r)
+			}
+			select {
+			case h.wake <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return g.rn.Step(msg)
 }
 
 // tomb is the lowest generation of group p this host may have a replica
@@ -522,6 +547,9 @@ func (h *Host) Run(ctx context.Context) error {
 		case <-ticker.C:
 			h.tick()
 		case <-h.wake:
+		}
+		if err := h.broken.Load(); err != nil {
+			return *err
 		}
 		if err := h.step(); err != nil {
 			h.log.Error("raft metadata stopped", "err", err)

@@ -156,7 +156,7 @@ func (h *Host) makeReplica(p meta.Partition, r replica, from uint64, msgs []grou
 	g.mu.Lock()
 	for _, m := range msgs {
 		if g.learn(m.msg.GetFrom(), from, m.fromGen) {
-			_ = g.rn.Step(m.msg)
+			_ = h.stepLocked(g, m.msg)
 		}
 	}
 	g.mu.Unlock()
