@@ -103,7 +103,7 @@ func checkReplicas(s *Sim, nodes []*node) error {
 func checkGarbage(ctx context.Context, s *Sim, nodes []*node) error {
 	ctx = withActor(ctx, "gc-check")
 	done := make(chan error, 1)
-	go func() {
+	s.spawn(func() {
 		for range 2 {
 			for _, n := range nodes {
 				inc := n.current()
@@ -152,7 +152,7 @@ func checkGarbage(ctx context.Context, s *Sim, nodes []*node) error {
 			return
 		}
 		done <- nil
-	}()
+	})
 	s.run(time.Now().Add(10*time.Minute), func() bool { return len(done) > 0 })
 	if len(done) == 0 {
 		return fmt.Errorf("garbage collection did not finish in 10 simulated minutes")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +27,8 @@ type faulter struct {
 	mu sync.Mutex
 	// down counts nodes crashed and not yet up again.
 	down int
+	// lastErr is each node's last failed restart, for the report.
+	lastErr map[string]error
 	// starting tracks restarts under way.
 	starting sync.WaitGroup
 }
@@ -50,14 +53,14 @@ func (f *faulter) stopped() bool {
 // loop runs fn as an actor until the faults stop or done closes.
 func (f *faulter) loop(ctx context.Context, name string, done chan struct{}, fn func(ctx context.Context, r *rand.Rand, i int)) {
 	f.wg.Add(1)
-	go func() {
+	f.s.spawn(func() {
 		defer f.wg.Done()
 		ctx := withActor(ctx, name)
 		r := f.rng(name)
-		for i := 0; !f.stopped() && !closed(done); i++ {
+		for i := 0; !f.stopped() && !closed(done) && ctx.Err() == nil; i++ {
 			fn(ctx, r, i)
 		}
-	}()
+	})
 }
 
 func (f *faulter) start(ctx context.Context, done chan struct{}) {
@@ -179,7 +182,7 @@ func (f *faulter) restart(n *node) {
 		}
 	}
 	f.starting.Add(1)
-	go func() {
+	f.s.spawn(func() {
 		defer f.starting.Done()
 		for attempt := 0; ; attempt++ {
 			ctx, cancel := context.WithTimeout(f.ctx, 2*time.Minute)
@@ -189,13 +192,19 @@ func (f *faulter) restart(n *node) {
 				break
 			}
 			f.s.log.Warn("restart failed; trying again", "node", n.id, "err", err)
+			f.mu.Lock()
+			if f.lastErr == nil {
+				f.lastErr = map[string]error{}
+			}
+			f.lastErr[string(n.id)] = err
+			f.mu.Unlock()
 			n.crash(rand.New(rand.NewPCG(uint64(attempt), 0)))
 			f.s.sleep(time.Second, fmt.Sprintf("restart %s %d", n.id, attempt))
 		}
 		f.mu.Lock()
 		f.down--
 		f.mu.Unlock()
-	}()
+	})
 }
 
 // stop ends fault injection; the network may still be cut and nodes down.
@@ -206,7 +215,7 @@ func (f *faulter) stop() {
 // restartAll brings every node up; the channel closes when all are.
 func (f *faulter) restartAll(ctx context.Context) chan struct{} {
 	done := make(chan struct{})
-	go func() {
+	f.s.spawn(func() {
 		defer close(done)
 		f.wg.Wait()
 		f.starting.Wait()
@@ -219,7 +228,7 @@ func (f *faulter) restartAll(ctx context.Context) chan struct{} {
 			}
 		}
 		f.starting.Wait()
-	}()
+	})
 	return done
 }
 
@@ -294,4 +303,17 @@ func (inc *incarnation) relocate(ctx context.Context) {
 			_, _ = inc.obj.Relocate(ctx, meta.Partition(p), objects.RelocateOptions{Plan: plan})
 		}
 	}
+}
+
+// restartErrors describes the restarts that keep failing.
+func (f *faulter) restartErrors() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, n := range f.nodes {
+		if n.current() == nil {
+			out = append(out, fmt.Sprintf("%s: %v", n.id, f.lastErr[string(n.id)]))
+		}
+	}
+	return strings.Join(out, "; ")
 }

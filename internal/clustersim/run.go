@@ -69,7 +69,7 @@ func Run(cfg Config) (res Result) {
 		cancel()
 		s.net.heal()
 		stopped := make(chan struct{})
-		go func() {
+		go func() { // not spawned: it waits for the spawned ones
 			defer close(stopped)
 			var wg sync.WaitGroup
 			for _, n := range nodes {
@@ -77,6 +77,7 @@ func Run(cfg Config) (res Result) {
 			}
 			wg.Wait()
 			s.closing.Wait()
+			s.tasks.Wait()
 		}()
 		s.run(time.Now().Add(10*time.Minute), func() bool { return closed(stopped) })
 	}()
@@ -90,7 +91,7 @@ func Run(cfg Config) (res Result) {
 		if i > 0 {
 			join = []string{"sim://" + string(nodes[0].id)}
 		}
-		go func() {
+		s.spawn(func() {
 			defer booted.Done()
 			// Nodes start apart in time, so that their tickers do not
 			// fire at one instant.
@@ -98,10 +99,10 @@ func Run(cfg Config) (res Result) {
 			if _, err := n.start(ctx, join); err != nil {
 				fail(fmt.Errorf("boot: %w", err))
 			}
-		}()
+		})
 	}
 	bootDone := make(chan struct{})
-	go func() { booted.Wait(); close(bootDone) }()
+	s.spawn(func() { booted.Wait(); close(bootDone) })
 	s.run(time.Now().Add(5*time.Minute), func() bool { return closed(bootDone) })
 	if !closed(bootDone) {
 		res.Err = errors.New("the cluster did not boot in 5 simulated minutes")
@@ -113,10 +114,10 @@ func Run(cfg Config) (res Result) {
 
 	// The bucket.
 	setup := make(chan error, 1)
-	go func() {
+	s.spawn(func() {
 		sctx := withActor(ctx, "setup")
 		setup <- retry(sctx, s, func() error { return nodes[0].current().obj.CreateBucket(sctx, bucket) })
-	}()
+	})
 	s.run(time.Now().Add(time.Minute), func() bool { return len(setup) > 0 })
 	if err := <-setupOrTimeout(setup); err != nil {
 		res.Err = fmt.Errorf("create bucket: %w", err)
@@ -129,13 +130,13 @@ func Run(cfg Config) (res Result) {
 	for c := 0; c < cfg.Clients; c++ {
 		cl := &client{sim: s, id: c, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(1000+c)))}
 		work.Add(1)
-		go func() {
+		s.spawn(func() {
 			defer work.Done()
 			cl.run(ctx, nodes, cfg.Ops, h, fail)
-		}()
+		})
 	}
 	workDone := make(chan struct{})
-	go func() { work.Wait(); close(workDone) }()
+	s.spawn(func() { work.Wait(); close(workDone) })
 	faults := newFaulter(s, nodes)
 	faults.start(ctx, workDone)
 	s.run(time.Now().Add(30*time.Minute), func() bool { return closed(workDone) || failed() })
@@ -153,7 +154,7 @@ func Run(cfg Config) (res Result) {
 	healed := faults.restartAll(ctx)
 	s.run(time.Now().Add(5*time.Minute), func() bool { return closed(healed) || failed() })
 	if !closed(healed) {
-		fail(errors.New("the nodes did not all restart in 5 simulated minutes"))
+		fail(fmt.Errorf("the nodes did not all restart in 5 simulated minutes: %s", faults.restartErrors()))
 	}
 	if failed() {
 		res.History = h.ops
@@ -162,7 +163,7 @@ func Run(cfg Config) (res Result) {
 
 	// Final reads: every acknowledged write must be there.
 	final := make(chan struct{})
-	go func() {
+	s.spawn(func() {
 		defer close(final)
 		fctx := withActor(ctx, "final")
 		keys := make([]string, cfg.Keys)
@@ -185,7 +186,7 @@ func Run(cfg Config) (res Result) {
 			}
 			h.add(fc.id, in, call, time.Now(), out)
 		}
-	}()
+	})
 	s.run(time.Now().Add(5*time.Minute), func() bool { return closed(final) })
 	if !closed(final) {
 		fail(errors.New("the final reads did not finish in 5 simulated minutes"))

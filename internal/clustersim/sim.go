@@ -148,6 +148,9 @@ type Sim struct {
 	steps uint64
 	// closing counts incarnations still winding down after a crash.
 	closing sync.WaitGroup
+	// tasks counts the goroutines the run started (spawn), which must all
+	// end before its bubble may.
+	tasks sync.WaitGroup
 	// fail records a broken invariant found by a part of the run (set by
 	// Run).
 	fail func(error)
@@ -342,6 +345,9 @@ func (s *Sim) traceLine(l string) {
 		s.mu.Unlock()
 	}
 }
+
+// spawn runs fn on a goroutine the run waits for before it ends.
+func (s *Sim) spawn(fn func()) { s.tasks.Go(fn) }
 
 // Trace is the fingerprint of the events run so far.
 func (s *Sim) Trace() uint64 { return s.trace.Sum64() }

@@ -95,7 +95,7 @@ func (c *client) run(ctx context.Context, nodes []*node, ops int, h *history, fa
 	for i := range keys {
 		keys[i] = fmt.Sprintf("key-%d", i)
 	}
-	for i := 0; i < ops; i++ {
+	for i := 0; i < ops && ctx.Err() == nil; i++ {
 		c.sim.sleep(time.Duration(c.rng.IntN(50))*time.Millisecond, fmt.Sprintf("%s think %d", name, i))
 		nd := nodes[c.rng.IntN(len(nodes))]
 		c.n++
