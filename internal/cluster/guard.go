@@ -83,12 +83,12 @@ func (g *guardedStore) Commit(ctx context.Context, p meta.Partition, txn meta.Tx
 	return rev, err
 }
 
-func (g *guardedStore) GetMany(ctx context.Context, p meta.Partition, keys [][]byte, o meta.ReadOptions) ([]meta.Item, uint64, error) {
+func (g *guardedStore) GetMany(ctx context.Context, p meta.Partition, reads []meta.Read, o meta.ReadOptions) ([]meta.Item, uint64, error) {
 	if err := g.enter(); err != nil {
 		return nil, 0, err
 	}
 	defer g.inflight.Done()
-	return meta.GetMany(ctx, g.s, p, keys, o)
+	return meta.GetMany(ctx, g.s, p, reads, o)
 }
 
 func (g *guardedStore) GetStale(ctx context.Context, p meta.Partition, key []byte) (meta.Item, error) {

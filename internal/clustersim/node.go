@@ -239,8 +239,8 @@ func (g gatedStore) Commit(ctx context.Context, p meta.Partition, txn meta.Txn) 
 	return rev, err
 }
 
-func (g gatedStore) GetMany(ctx context.Context, p meta.Partition, keys [][]byte, o meta.ReadOptions) ([]meta.Item, uint64, error) {
-	items, at, err := meta.GetMany(ctx, g.inner, p, keys, o)
+func (g gatedStore) GetMany(ctx context.Context, p meta.Partition, reads []meta.Read, o meta.ReadOptions) ([]meta.Item, uint64, error) {
+	items, at, err := meta.GetMany(ctx, g.inner, p, reads, o)
 	g.sim.gate(ctx)
 	return items, at, err
 }

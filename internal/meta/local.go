@@ -191,14 +191,15 @@ func (l *Local) Get(ctx context.Context, p Partition, key []byte) (Item, error) 
 
 var _ ManyGetter = (*Local)(nil)
 
-// GetMany implements ManyGetter: the keys are read from one Pebble
-// snapshot of the first healthy replica. Local is always current: at is 0.
-func (l *Local) GetMany(ctx context.Context, p Partition, keys [][]byte, _ ReadOptions) ([]Item, uint64, error) {
+// GetMany implements ManyGetter: the reads are answered from one Pebble
+// snapshot of the first healthy replica (one Get needs none). Local is
+// always current: at is 0.
+func (l *Local) GetMany(ctx context.Context, p Partition, reads []Read, _ ReadOptions) ([]Item, uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
-	if len(keys) == 1 {
-		it, err := l.Get(ctx, p, keys[0])
+	if len(reads) == 1 && !reads[0].First {
+		it, err := l.Get(ctx, p, reads[0].Key)
 		if errors.Is(err, ErrNotFound) {
 			err = nil
 		}
@@ -212,42 +213,82 @@ func (l *Local) GetMany(ctx context.Context, p Partition, keys [][]byte, _ ReadO
 	if l.closed {
 		return nil, 0, errClosed
 	}
-	out := make([]Item, len(keys))
+	out := make([]Item, len(reads))
 	for {
 		r := l.readReplica()
 		if r == nil {
 			return nil, 0, l.unavailable("get")
 		}
 		snap := r.db.NewSnapshot()
-		var derr, rerr error
-		for i, key := range keys {
-			out[i] = Item{}
-			_, err := getFrom(snap, appendDataKey(nil, p, key), func(v []byte) {
-				var val []byte
-				out[i].Rev, val, derr = decodeItem(v)
-				out[i].Value = bytes.Clone(val)
-				if out[i].Value == nil {
-					out[i].Value = []byte{}
-				}
-			})
-			if err != nil {
-				rerr = err
-				break
-			}
-			if derr != nil {
+		var rerr error
+		for i, rd := range reads {
+			if out[i], rerr = readOne(snap, p, rd); rerr != nil {
 				break
 			}
 		}
 		snap.Close()
+		var ce *corruptItemError
+		if errors.As(rerr, &ce) {
+			return nil, 0, ce.err
+		}
 		if rerr != nil {
 			readFail(r, rerr)
 			continue
 		}
-		if derr != nil {
-			return nil, 0, derr
-		}
 		return out, 0, nil
 	}
+}
+
+// corruptItemError is a stored value that does not decode: the data's
+// fault, not the replica's.
+type corruptItemError struct{ err error }
+
+func (c *corruptItemError) Error() string { return c.err.Error() }
+
+// readOne answers one Read from snap; an absent item is the zero Item.
+func readOne(snap *pebble.Snapshot, p Partition, rd Read) (it Item, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("pebble read panicked: %v", r)
+		}
+	}()
+	decode := func(k, v []byte) error {
+		rev, val, derr := decodeItem(v)
+		if derr != nil {
+			return &corruptItemError{derr}
+		}
+		it = Item{Rev: rev, Value: bytes.Clone(val)}
+		if it.Value == nil {
+			it.Value = []byte{}
+		}
+		if rd.First {
+			it.Key = bytes.Clone(k)
+		}
+		return nil
+	}
+	if !rd.First {
+		var derr error
+		if _, gerr := getFrom(snap, appendDataKey(nil, p, rd.Key), func(v []byte) { derr = decode(nil, v) }); gerr != nil {
+			return Item{}, gerr
+		}
+		return it, derr
+	}
+	lower, upper := partitionBounds(p, rd.Key, PrefixEnd(rd.Key))
+	iter, err := snap.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return Item{}, err
+	}
+	defer iter.Close()
+	if iter.First() {
+		v, verr := iter.ValueAndErr()
+		if verr != nil {
+			return Item{}, verr
+		}
+		if err := decode(iter.Key()[dataKeyHeader:], v); err != nil {
+			return Item{}, err
+		}
+	}
+	return it, iter.Error()
 }
 
 // Scan calls fn with key and item.Value valid only until fn returns; they

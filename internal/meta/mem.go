@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -128,19 +129,30 @@ func (m *Mem) Commit(ctx context.Context, p Partition, txn Txn) (uint64, error) 
 
 var _ ManyGetter = (*Mem)(nil)
 
-// GetMany implements ManyGetter: every key under one hold of the lock, so
-// one view. Mem is always current: at is 0.
-func (m *Mem) GetMany(ctx context.Context, p Partition, keys [][]byte, _ ReadOptions) ([]Item, uint64, error) {
+// GetMany implements ManyGetter: every read under one hold of the lock,
+// so one view. Mem is always current: at is 0.
+func (m *Mem) GetMany(ctx context.Context, p Partition, reads []Read, _ ReadOptions) ([]Item, uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	mp := m.partLocked(p)
-	out := make([]Item, len(keys))
-	for i, k := range keys {
-		if it, ok := mp.vals[string(k)]; ok {
+	out := make([]Item, len(reads))
+	for i, r := range reads {
+		k := string(r.Key)
+		if r.First {
+			j := sort.SearchStrings(mp.keys, k)
+			if j == len(mp.keys) || !strings.HasPrefix(mp.keys[j], k) {
+				continue
+			}
+			k = mp.keys[j]
+		}
+		if it, ok := mp.vals[k]; ok {
 			out[i] = Item{Value: bytes.Clone(it.Value), Rev: it.Rev}
+			if r.First {
+				out[i].Key = []byte(k)
+			}
 		}
 	}
 	return out, 0, nil

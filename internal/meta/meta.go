@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"bytes"
 	"context"
 	"errors"
 )
@@ -19,6 +20,8 @@ const System Partition = 1<<32 - 1
 type Item struct {
 	Value []byte
 	Rev   uint64
+	// Key is set by GetMany for a First read: the key found.
+	Key []byte
 }
 
 // Cond is a precondition of a Txn: the key must currently be at Rev.
@@ -135,33 +138,51 @@ type ReadOptions struct {
 	After uint64
 }
 
-// ManyGetter is implemented by stores that read several keys of one
-// partition from one consistent view, at the cost of one read. Callers use
-// GetMany (the function), which falls back to one Get per key.
-type ManyGetter interface {
-	GetMany(ctx context.Context, p Partition, keys [][]byte, o ReadOptions) (items []Item, at uint64, err error)
+// A Read is one read of GetMany: the item at Key, or, with First, the
+// first item of the partition whose key starts with Key (the newest
+// version of an object, say, where versions sort newest first).
+type Read struct {
+	Key   []byte
+	First bool
 }
 
-// GetMany reads keys of partition p. items[i] is the value and revision of
-// keys[i]; an absent key has Rev 0 and a nil Value. at names the view read:
-// a later GetMany with ReadOptions.After = at sees at least that view. A
+// Get is a Read of one key.
+func Get(key []byte) Read { return Read{Key: key} }
+
+// ManyGetter is implemented by stores that read several keys of one
+// partition from one consistent view, at the cost of one read. Callers use
+// GetMany (the function), which falls back to a Get or a Scan per read.
+type ManyGetter interface {
+	GetMany(ctx context.Context, p Partition, reads []Read, o ReadOptions) (items []Item, at uint64, err error)
+}
+
+// GetMany reads partition p. items[i] answers reads[i]: the value and
+// revision of its key, and for a First read the key found (Item.Key); an
+// absent item has Rev 0 and nil Value and Key. at names the view read: a
+// later GetMany with ReadOptions.After = at sees at least that view. A
 // store that serves every read from its current state returns at 0, and
 // then After asks nothing more of it than a linearizable read does.
 //
-// Stores with ManyGetter read all keys from one view; the fallback reads
-// them one after another, each as fresh as o asks.
-func GetMany(ctx context.Context, s Store, p Partition, keys [][]byte, o ReadOptions) (items []Item, at uint64, err error) {
+// Stores with ManyGetter answer all reads from one view; the fallback
+// reads them one after another, each as fresh as o asks.
+func GetMany(ctx context.Context, s Store, p Partition, reads []Read, o ReadOptions) (items []Item, at uint64, err error) {
 	if mg, ok := s.(ManyGetter); ok {
-		return mg.GetMany(ctx, p, keys, o)
+		return mg.GetMany(ctx, p, reads, o)
 	}
-	items = make([]Item, len(keys))
-	for i, k := range keys {
+	items = make([]Item, len(reads))
+	for i, r := range reads {
 		var it Item
 		var err error
-		if o.Stale {
-			it, err = GetStale(ctx, s, p, k)
-		} else {
-			it, err = s.Get(ctx, p, k)
+		switch {
+		case r.First:
+			err = s.Scan(ctx, p, r.Key, PrefixEnd(r.Key), func(k []byte, found Item) bool {
+				it = Item{Key: bytes.Clone(k), Value: bytes.Clone(found.Value), Rev: found.Rev}
+				return false
+			})
+		case o.Stale:
+			it, err = GetStale(ctx, s, p, r.Key)
+		default:
+			it, err = s.Get(ctx, p, r.Key)
 		}
 		switch {
 		case errors.Is(err, ErrNotFound):
@@ -172,4 +193,17 @@ func GetMany(ctx context.Context, s Store, p Partition, keys [][]byte, o ReadOpt
 		}
 	}
 	return items, 0, nil
+}
+
+// PrefixEnd returns the smallest key after every key that starts with p,
+// or nil when there is none (p is empty or all 0xff).
+func PrefixEnd(p []byte) []byte {
+	e := bytes.Clone(p)
+	for i := len(e) - 1; i >= 0; i-- {
+		if e[i] != 0xff {
+			e[i]++
+			return e[:i+1]
+		}
+	}
+	return nil
 }

@@ -59,11 +59,11 @@ func (s *Service) deleteVersion(ctx context.Context, ob *opBucket, key, vid, ifM
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		// The named version is read in the same view as the head; the
 		// null version's timestamp is in the head, so it is read after.
-		named := func(id bucketID) [][]byte {
+		named := func(id bucketID) []meta.Read {
 			if null {
-				return [][]byte{headKey(id, key)}
+				return []meta.Read{meta.Get(headKey(id, key))}
 			}
-			return [][]byte{headKey(id, key), versionKey(id, key, ts)}
+			return []meta.Read{meta.Get(headKey(id, key)), meta.Get(versionKey(id, key, ts))}
 		}
 		f, frev, items, at, err := s.readView(ctx, p, ob, named, false)
 		if err != nil {

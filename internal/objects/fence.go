@@ -478,11 +478,11 @@ func (s *Service) abortAllUploads(ctx context.Context, id bucketID, p meta.Parti
 // bucket that no longer exists is ErrNoSuchBucket. stale lets the first
 // read come from a replica that may lag; an absent or frozen fence is
 // always read again linearizably.
-func (s *Service) readView(ctx context.Context, p meta.Partition, ob *opBucket, keysOf func(id bucketID) [][]byte, stale bool) (fenceRec, uint64, []meta.Item, uint64, error) {
+func (s *Service) readView(ctx context.Context, p meta.Partition, ob *opBucket, keysOf func(id bucketID) []meta.Read, stale bool) (fenceRec, uint64, []meta.Item, uint64, error) {
 	var waited time.Duration
 	backoff := time.Millisecond
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		keys := append([][]byte{fenceKey(ob.rec.ID)}, keysOf(ob.rec.ID)...)
+		keys := append([]meta.Read{meta.Get(fenceKey(ob.rec.ID))}, keysOf(ob.rec.ID)...)
 		items, at, err := meta.GetMany(ctx, s.md, p, keys, meta.ReadOptions{Stale: stale})
 		if err != nil {
 			return fenceRec{}, 0, nil, 0, metaErr("read", err)

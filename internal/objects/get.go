@@ -127,11 +127,14 @@ func (s *Service) readVersion(ctx context.Context, ob *opBucket, key, vid string
 		}
 		named, null = t, n
 	}
-	keysOf := func(id bucketID) [][]byte {
-		if vid == "" || null {
-			return [][]byte{headKey(id, key)}
+	if vid == "" {
+		return s.readLatest(ctx, p, ob, key)
+	}
+	keysOf := func(id bucketID) []meta.Read {
+		if null {
+			return []meta.Read{meta.Get(headKey(id, key))}
 		}
-		return [][]byte{headKey(id, key), versionKey(id, key, named)}
+		return []meta.Read{meta.Get(headKey(id, key)), meta.Get(versionKey(id, key, named))}
 	}
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		f, _, items, at, err := s.readView(ctx, p, ob, keysOf, false)
@@ -154,14 +157,10 @@ func (s *Service) readVersion(ctx context.Context, ob *opBucket, key, vid string
 					return versionRec{}, ObjectInfo{}, fmt.Errorf("version of %q: %w", key, err)
 				}
 			}
-		case null && !h.HasNull:
+		case !h.HasNull:
 			return versionRec{}, ObjectInfo{}, fmt.Errorf("%w: %q version null", ErrNoSuchVersion, key)
-		case vid == "" && rev == 0:
-			return versionRec{}, ObjectInfo{}, fmt.Errorf("%w: %q", ErrNoSuchKey, key)
 		default:
-			if null {
-				ts = h.NullTS
-			}
+			ts = h.NullTS
 			if v, _, ok, err = s.getVersion(ctx, p, id, key, ts, at); err != nil {
 				return versionRec{}, ObjectInfo{}, err
 			}
@@ -175,14 +174,41 @@ func (s *Service) readVersion(ctx context.Context, ob *opBucket, key, vid string
 		oi := v.info(ob.name, key, f.Versioning)
 		oi.IsLatest = rev != 0 && ts == h.Latest
 		if v.DeleteMarker {
-			if vid != "" {
-				return versionRec{}, oi, fmt.Errorf("%w: %q version %s", ErrMethodNotAllowed, key, vid)
-			}
-			return versionRec{}, oi, fmt.Errorf("%w: %q (delete marker)", ErrNoSuchKey, key)
+			return versionRec{}, oi, fmt.Errorf("%w: %q version %s", ErrMethodNotAllowed, key, vid)
 		}
 		return v, oi, nil
 	}
 	return versionRec{}, ObjectInfo{}, fmt.Errorf("%w: %q", ErrConditionalConflict, key)
+}
+
+// readLatest reads key's latest version: the first of its version
+// records (they sort newest first, and the latest is always the newest),
+// in the same linearizable read as the bucket's fence, so one round.
+func (s *Service) readLatest(ctx context.Context, p meta.Partition, ob *opBucket, key string) (versionRec, ObjectInfo, error) {
+	f, _, items, _, err := s.readView(ctx, p, ob, func(id bucketID) []meta.Read {
+		return []meta.Read{{Key: versionPrefix(id, key), First: true}}
+	}, false)
+	if err != nil {
+		return versionRec{}, ObjectInfo{}, err
+	}
+	it := items[0]
+	if it.Rev == 0 {
+		return versionRec{}, ObjectInfo{}, fmt.Errorf("%w: %q", ErrNoSuchKey, key)
+	}
+	_, ts, ok := splitVersionKey(it.Key)
+	if !ok {
+		return versionRec{}, ObjectInfo{}, fmt.Errorf("version key of %q: %w", key, errCorrupt)
+	}
+	v, err := decodeVersion(ts, it.Value)
+	if err != nil {
+		return versionRec{}, ObjectInfo{}, fmt.Errorf("version of %q: %w", key, err)
+	}
+	oi := v.info(ob.name, key, f.Versioning)
+	oi.IsLatest = true
+	if v.DeleteMarker {
+		return versionRec{}, oi, fmt.Errorf("%w: %q (delete marker)", ErrNoSuchKey, key)
+	}
+	return v, oi, nil
 }
 
 func (s *Service) GetObject(ctx context.Context, bucket, key string, opts GetOptions) (ObjectInfo, io.ReadCloser, error) {

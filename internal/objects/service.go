@@ -235,7 +235,7 @@ func (s *Service) DeleteBucket(ctx context.Context, name string) error {
 // version deleted before that read began is absent there, since deleting
 // a version rewrites its key's head (TestStaleReplicaDoesNotServeDeletedVersion).
 func (s *Service) getVersion(ctx context.Context, p meta.Partition, id bucketID, key string, ts hlc.Timestamp, at uint64) (versionRec, uint64, bool, error) {
-	items, _, err := meta.GetMany(ctx, s.md, p, [][]byte{versionKey(id, key, ts)}, meta.ReadOptions{After: at})
+	items, _, err := meta.GetMany(ctx, s.md, p, []meta.Read{meta.Get(versionKey(id, key, ts))}, meta.ReadOptions{After: at})
 	if err != nil {
 		return versionRec{}, 0, false, metaErr("read version", err)
 	}

@@ -400,7 +400,7 @@ type request struct {
 	change   raftpb.ConfChangeType // opConf
 	node     uint64                // opConf: a node; opReplica: a replica
 	ranges   []scanRange           // opRanges
-	keys     [][]byte              // opGetMany
+	reads    []meta.Read           // opGetMany
 }
 
 // scanRange is one range of an opRanges request. limit > 0 caps the keys
@@ -439,9 +439,13 @@ func encodeRequest(q *request) []byte {
 	case opGet:
 		b = appendBytes(b, q.key)
 	case opGetMany:
-		b = binary.AppendUvarint(b, uint64(len(q.keys)))
-		for _, k := range q.keys {
-			b = appendBytes(b, k)
+		b = binary.AppendUvarint(b, uint64(len(q.reads)))
+		for _, rd := range q.reads {
+			first := byte(0)
+			if rd.First {
+				first = 1
+			}
+			b = appendBytes(append(b, first), rd.Key)
 		}
 	case opScan:
 		b = appendBytes(b, q.key)
@@ -478,10 +482,17 @@ func decodeRequest(b []byte) (request, error) {
 	case opGet:
 		q.key = r.bytes("key")
 	case opGetMany:
-		if n := r.count("keys", 1); n > 0 {
-			q.keys = make([][]byte, n)
-			for i := range q.keys {
-				q.keys[i] = r.bytes("key")
+		if n := r.count("reads", 2); n > 0 {
+			q.reads = make([]meta.Read, n)
+			for i := range q.reads {
+				switch r.byte1("read kind") {
+				case 0:
+				case 1:
+					q.reads[i].First = true
+				default:
+					r.fail("read kind")
+				}
+				q.reads[i].Key = r.bytes("key")
 			}
 		}
 	case opScan:

@@ -27,7 +27,7 @@ func TestCodecRoundTrip(t *testing.T) {
 	for _, q := range []request{
 		{op: opCommit, hops: 1, p: meta.System, txn: sampleTxn()},
 		{op: opGet, p: 5, key: []byte("k")},
-		{op: opGetMany, p: 5, keys: [][]byte{[]byte("k"), {}, []byte("z")}},
+		{op: opGetMany, p: 5, reads: []meta.Read{{Key: []byte("k")}, {Key: []byte{}, First: true}, {Key: []byte("z")}}},
 		{op: opScan, p: 5, key: []byte("a"), end: nil, maxBytes: 100},
 		{op: opScan, p: 5, key: []byte("a"), end: []byte{}, maxBytes: 100},
 		{op: opConf, p: 5, change: raftpb.ConfChangeType_ConfChangeAddLearnerNode, node: 9},
@@ -92,7 +92,7 @@ func FuzzDecodeProposal(f *testing.F) {
 func FuzzDecodeRequest(f *testing.F) {
 	for _, q := range []request{
 		{op: opCommit, hops: 1, p: meta.System, txn: sampleTxn()},
-		{op: opGetMany, p: 5, keys: [][]byte{[]byte("a"), []byte("b")}},
+		{op: opGetMany, p: 5, reads: []meta.Read{{Key: []byte("a"), First: true}, {Key: []byte("b")}}},
 		{op: opScan, p: 5, key: []byte("a"), end: []byte("z"), maxBytes: 100},
 		{op: opConf, p: 5, change: raftpb.ConfChangeType_ConfChangeAddNode, node: 9},
 		{op: opReplica, p: 5, node: 7},

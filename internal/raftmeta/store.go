@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -332,7 +333,7 @@ func (h *Host) serveLocal(ctx context.Context, g *group, q *request) response {
 		if err := h.readIndex(ctx, g); err != nil {
 			return errResponse(err)
 		}
-		items, at, ok, err := h.readMany(g.p, q.keys, 0)
+		items, at, ok, err := h.readMany(g.p, q.reads, 0)
 		if err != nil {
 			return errResponse(err)
 		}
@@ -625,13 +626,13 @@ func (h *Host) GetStale(ctx context.Context, p meta.Partition, key []byte) (meta
 var _ meta.ManyGetter = (*Host)(nil)
 
 // GetMany implements meta.ManyGetter. A linearizable read is served by the
-// group's leader like Get: one ReadIndex round, then every key from one
+// group's leader like Get: one ReadIndex round, then every read from one
 // Pebble snapshot. A stale read, or one with o.After, is served by this
 // host's own copy when it hosts the group and, for After, has applied up
-// to After (read from the same snapshot as the keys, so the check and the
+// to After (read from the same snapshot as the items, so the check and the
 // data agree); otherwise it is a linearizable read. at is the applied
 // index of the copy read.
-func (h *Host) GetMany(ctx context.Context, p meta.Partition, keys [][]byte, o meta.ReadOptions) ([]meta.Item, uint64, error) {
+func (h *Host) GetMany(ctx context.Context, p meta.Partition, reads []meta.Read, o meta.ReadOptions) ([]meta.Item, uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
@@ -640,42 +641,45 @@ func (h *Host) GetMany(ctx context.Context, p meta.Partition, keys [][]byte, o m
 			if err := h.enter(); err != nil {
 				return nil, 0, err
 			}
-			items, at, ok, err := h.readMany(p, keys, o.After)
+			items, at, ok, err := h.readMany(p, reads, o.After)
 			h.closeMu.RUnlock()
 			if err != nil {
 				return nil, 0, err
 			}
 			if ok {
-				return itemsOf(items), at, nil
+				return itemsOf(reads, items), at, nil
 			}
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.ProposalTimeout)
 	defer cancel()
-	resp := h.retry(ctx, &request{op: opGetMany, p: p, keys: keys})
+	resp := h.retry(ctx, &request{op: opGetMany, p: p, reads: reads})
 	if err := resp.err(); err != nil {
 		return nil, 0, err
 	}
-	if len(resp.items) != len(keys) {
-		return nil, 0, corrupt(fmt.Sprintf("%d items for %d keys", len(resp.items), len(keys)))
+	if len(resp.items) != len(reads) {
+		return nil, 0, corrupt(fmt.Sprintf("%d items for %d reads", len(resp.items), len(reads)))
 	}
-	return itemsOf(resp.items), resp.rev, nil
+	return itemsOf(reads, resp.items), resp.rev, nil
 }
 
-func itemsOf(its []snapItem) []meta.Item {
+func itemsOf(reads []meta.Read, its []snapItem) []meta.Item {
 	out := make([]meta.Item, len(its))
 	for i, it := range its {
 		if it.rev != 0 {
 			out[i] = meta.Item{Value: it.value, Rev: it.rev}
+			if reads[i].First {
+				out[i].Key = it.key
+			}
 		}
 	}
 	return out
 }
 
-// readMany reads keys from one Pebble snapshot of this host's copy of
+// readMany answers reads from one Pebble snapshot of this host's copy of
 // group p, if that copy has applied at least min (ok false otherwise).
-// An absent key has revision 0.
-func (h *Host) readMany(p meta.Partition, keys [][]byte, min uint64) (items []snapItem, at uint64, ok bool, err error) {
+// An absent item has revision 0.
+func (h *Host) readMany(p meta.Partition, reads []meta.Read, min uint64) (items []snapItem, at uint64, ok bool, err error) {
 	snap := h.db.NewSnapshot()
 	defer snap.Close()
 	v, closer, err := snap.Get(groupKey(p, kindApply))
@@ -693,24 +697,53 @@ func (h *Host) readMany(p meta.Partition, keys [][]byte, min uint64) (items []sn
 	if at < min {
 		return nil, 0, false, nil
 	}
-	items = make([]snapItem, len(keys))
-	for i, k := range keys {
-		items[i].key = k
-		v, closer, err := snap.Get(dataKey(p, k))
-		if errors.Is(err, pebble.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, 0, false, err
-		}
-		rev, val, err := decodeItem(v)
-		if err == nil {
-			items[i].rev, items[i].value = rev, bytes.Clone(val)
-		}
-		closer.Close()
-		if err != nil {
+	items = make([]snapItem, len(reads))
+	for i, rd := range reads {
+		if items[i], err = readOne(snap, p, rd); err != nil {
 			return nil, 0, false, err
 		}
 	}
 	return items, at, true, nil
+}
+
+// readOne answers one read from snap: the item at its key, or the first
+// under it as a prefix. An absent item has revision 0.
+func readOne(snap *pebble.Snapshot, p meta.Partition, rd meta.Read) (snapItem, error) {
+	it := snapItem{key: rd.Key}
+	var k, v []byte
+	if rd.First {
+		lower, upper := dataBounds(p, rd.Key, meta.PrefixEnd(rd.Key))
+		iter, err := snap.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+		if err != nil {
+			return it, err
+		}
+		defer iter.Close()
+		if !iter.First() {
+			return it, iter.Error()
+		}
+		if v, err = iter.ValueAndErr(); err != nil {
+			return it, err
+		}
+		k = iter.Key()[dataKeyHeader:]
+	} else {
+		var closer io.Closer
+		var err error
+		v, closer, err = snap.Get(dataKey(p, rd.Key))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return it, nil
+		}
+		if err != nil {
+			return it, err
+		}
+		defer closer.Close()
+	}
+	rev, val, err := decodeItem(v)
+	if err != nil {
+		return it, err
+	}
+	it.rev, it.value = rev, bytes.Clone(val)
+	if rd.First {
+		it.key = bytes.Clone(k)
+	}
+	return it, nil
 }

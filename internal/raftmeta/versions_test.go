@@ -118,4 +118,26 @@ func TestStaleReplicaDoesNotServeDeletedVersion(t *testing.T) {
 		}
 		cut.Store(0)
 	}
+	// The null version, replaced while the node lags, is read through
+	// the head's timestamp from a view that has it.
+	if err := a.SetVersioning(ctx, "bkt", objects.Suspended); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.PutObject(ctx, "bkt", "n", strings.NewReader("old"), 3, objects.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.converged(0)
+	cut.Store(lagging)
+	if _, err := a.PutObject(ctx, "bkt", "n", strings.NewReader("new"), 3, objects.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, rc, err := b.GetObject(ctx, "bkt", "n", objects.GetOptions{VersionID: "null"})
+	if err != nil {
+		t.Fatalf("GET of the null version replaced while node %d lags: %v", lagging, err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(got) != "new" {
+		t.Fatalf("null version through node %d = %q, want the one that replaced it", lagging, got)
+	}
 }

@@ -232,7 +232,7 @@ func Run(t *testing.T, newStore func(t *testing.T) meta.Store) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		keys := [][]byte{[]byte("a"), []byte("b"), []byte("c")}
+		keys := []meta.Read{meta.Get([]byte("a")), meta.Get([]byte("b")), meta.Get([]byte("c"))}
 		items, at, err := meta.GetMany(ctx, s, 3, keys, meta.ReadOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -256,6 +256,17 @@ func Run(t *testing.T, newStore func(t *testing.T) meta.Store) {
 			if it.Rev != 0 && (it.Rev != items[i].Rev || !bytes.Equal(it.Value, items[i].Value)) {
 				t.Fatalf("stale GetMany item %d = %+v, want %+v or absent", i, it, items[i])
 			}
+		}
+		// A First read finds the first key under a prefix.
+		if _, err := s.Commit(ctx, 3, meta.Txn{Puts: []meta.KV{put("p/2", "two"), put("p/1", "one"), put("q", "x")}}); err != nil {
+			t.Fatal(err)
+		}
+		first, _, err := meta.GetMany(ctx, s, 3, []meta.Read{{Key: []byte("p/"), First: true}, {Key: []byte("r"), First: true}, meta.Get([]byte("p/2"))}, meta.ReadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(first[0].Key) != "p/1" || string(first[0].Value) != "one" || first[1].Rev != 0 || first[1].Key != nil || string(first[2].Value) != "two" {
+			t.Fatalf("GetMany with First reads = %+v", first)
 		}
 	})
 
