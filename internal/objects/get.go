@@ -181,35 +181,62 @@ func (s *Service) readVersion(ctx context.Context, ob *opBucket, key, vid string
 	return versionRec{}, ObjectInfo{}, fmt.Errorf("%w: %q", ErrConditionalConflict, key)
 }
 
-// readLatest reads key's latest version: the first of its version
-// records (they sort newest first, and the latest is always the newest),
-// in the same linearizable read as the bucket's fence, so one round.
+// readLatest reads key's latest version as the old single read did, the
+// head then the version it names, without the bucket's fence where the
+// answer does not depend on it: a version found under the incarnation
+// proves the bucket existed (a bucket is deleted only empty), and a
+// version's own epoch says whether its bucket was ever versioned, which is
+// all a GET shows of the bucket's state. The fence is read when the key
+// is absent (the incarnation may be gone: NoSuchBucket, or a new one to
+// look in) and for a null version written before any change, whose ID
+// shows as "" only while the bucket is still unversioned.
 func (s *Service) readLatest(ctx context.Context, p meta.Partition, ob *opBucket, key string) (versionRec, ObjectInfo, error) {
-	f, _, items, _, err := s.readView(ctx, p, ob, func(id bucketID) []meta.Read {
-		return []meta.Read{{Key: versionPrefix(id, key), First: true}}
-	}, false)
-	if err != nil {
-		return versionRec{}, ObjectInfo{}, err
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		id := ob.rec.ID
+		items, at, err := meta.GetMany(ctx, s.md, p, []meta.Read{meta.Get(headKey(id, key))}, meta.ReadOptions{})
+		if err != nil {
+			return versionRec{}, ObjectInfo{}, metaErr("read head", err)
+		}
+		h, rev, err := decodeHeadItem(items[0], key)
+		if err != nil {
+			return versionRec{}, ObjectInfo{}, err
+		}
+		var v versionRec
+		if rev != 0 {
+			var ok bool
+			if v, _, ok, err = s.getVersion(ctx, p, id, key, h.Latest, at); err != nil {
+				return versionRec{}, ObjectInfo{}, err
+			}
+			if !ok {
+				continue // replaced since the head was read: look again
+			}
+		}
+		st := Suspended // any state but Unversioned: a null version shows as "null"
+		if rev == 0 || v.Null && v.Epoch == 0 {
+			f, _, _, _, err := s.readView(ctx, p, ob, noReads, false)
+			if err != nil {
+				return versionRec{}, ObjectInfo{}, err
+			}
+			if ob.rec.ID != id {
+				continue // the name stands for a new incarnation now
+			}
+			st = f.Versioning
+		}
+		if rev == 0 {
+			return versionRec{}, ObjectInfo{}, fmt.Errorf("%w: %q", ErrNoSuchKey, key)
+		}
+		oi := v.info(ob.name, key, st)
+		oi.IsLatest = true
+		if v.DeleteMarker {
+			return versionRec{}, oi, fmt.Errorf("%w: %q (delete marker)", ErrNoSuchKey, key)
+		}
+		return v, oi, nil
 	}
-	it := items[0]
-	if it.Rev == 0 {
-		return versionRec{}, ObjectInfo{}, fmt.Errorf("%w: %q", ErrNoSuchKey, key)
-	}
-	_, ts, ok := splitVersionKey(it.Key)
-	if !ok {
-		return versionRec{}, ObjectInfo{}, fmt.Errorf("version key of %q: %w", key, errCorrupt)
-	}
-	v, err := decodeVersion(ts, it.Value)
-	if err != nil {
-		return versionRec{}, ObjectInfo{}, fmt.Errorf("version of %q: %w", key, err)
-	}
-	oi := v.info(ob.name, key, f.Versioning)
-	oi.IsLatest = true
-	if v.DeleteMarker {
-		return versionRec{}, oi, fmt.Errorf("%w: %q (delete marker)", ErrNoSuchKey, key)
-	}
-	return v, oi, nil
+	return versionRec{}, ObjectInfo{}, fmt.Errorf("%w: %q", ErrConditionalConflict, key)
 }
+
+// noReads is readView's keys when only the fence is wanted.
+func noReads(bucketID) []meta.Read { return nil }
 
 func (s *Service) GetObject(ctx context.Context, bucket, key string, opts GetOptions) (ObjectInfo, io.ReadCloser, error) {
 	ob, err := s.openBucket(ctx, bucket)
