@@ -65,7 +65,7 @@ func (s *Service) deleteVersion(ctx context.Context, ob *opBucket, key, vid, ifM
 			}
 			return []meta.Read{meta.Get(headKey(id, key)), meta.Get(versionKey(id, key, ts))}
 		}
-		f, frev, items, at, err := s.readView(ctx, p, ob, named, false)
+		f, frev, items, at, err := s.readView(ctx, p, ob, named, meta.ReadOptions{})
 		if err != nil {
 			return DeleteResult{}, err
 		}

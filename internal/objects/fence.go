@@ -475,22 +475,23 @@ func (s *Service) abortAllUploads(ctx context.Context, id bucketID, p meta.Parti
 // fence is waited for (a change is under way); after settleAfter the
 // operation helps finish the change. When the incarnation is gone (no
 // fence), ob is resolved again and the keys read under the new one; a
-// bucket that no longer exists is ErrNoSuchBucket. stale lets the first
-// read come from a replica that may lag; an absent or frozen fence is
-// always read again linearizably.
-func (s *Service) readView(ctx context.Context, p meta.Partition, ob *opBucket, keysOf func(id bucketID) []meta.Read, stale bool) (fenceRec, uint64, []meta.Item, uint64, error) {
+// bucket that no longer exists is ErrNoSuchBucket. o may let the first
+// read come from a replica (o.Stale: one that may lag; o.After: one that
+// applied what an earlier read saw); an absent or frozen fence is always
+// read again linearizably.
+func (s *Service) readView(ctx context.Context, p meta.Partition, ob *opBucket, keysOf func(id bucketID) []meta.Read, o meta.ReadOptions) (fenceRec, uint64, []meta.Item, uint64, error) {
 	var waited time.Duration
 	backoff := time.Millisecond
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		keys := append([]meta.Read{meta.Get(fenceKey(ob.rec.ID))}, keysOf(ob.rec.ID)...)
-		items, at, err := meta.GetMany(ctx, s.md, p, keys, meta.ReadOptions{Stale: stale})
+		items, at, err := meta.GetMany(ctx, s.md, p, keys, o)
 		if err != nil {
 			return fenceRec{}, 0, nil, 0, metaErr("read", err)
 		}
 		fit := items[0]
 		if fit.Rev == 0 {
-			if stale {
-				stale = false
+			if o != (meta.ReadOptions{}) {
+				o = meta.ReadOptions{}
 				continue
 			}
 			if err := s.resolveAgain(ctx, ob); err != nil {
@@ -505,7 +506,7 @@ func (s *Service) readView(ctx context.Context, p meta.Partition, ob *opBucket, 
 		if !f.Frozen {
 			return f, fit.Rev, items[1:], at, nil
 		}
-		stale = false
+		o = meta.ReadOptions{}
 		if waited >= settleAfter {
 			if err := s.help(ctx, ob); err != nil {
 				return fenceRec{}, 0, nil, 0, err

@@ -108,16 +108,24 @@ func resolveRange(v *versionRec, r Range, partNumber int) (start, length int64, 
 	return r.Start, end - r.Start + 1, nil
 }
 
-// readVersion finds the version a read names: the latest when vid is "".
-// The bucket's fence and the key's head (and a version named by ID) are
-// read in one linearizable view; a version found through the head is
-// read from a view at least as new (meta.ReadOptions.After), which any
-// replica that caught up may serve. For a delete marker it returns the
+// readVersion finds the version a read names: the latest when vid is ""
+// (readLatest), else the one named (readInView). For a delete marker it returns the
 // marker's info with the error S3 gives (ErrNoSuchKey, or
 // ErrMethodNotAllowed when named by version ID), so the front end can set
 // x-amz-delete-marker.
 func (s *Service) readVersion(ctx context.Context, ob *opBucket, key, vid string) (versionRec, ObjectInfo, error) {
 	p := s.partition(ob.name, key)
+	if vid == "" {
+		return s.readLatest(ctx, p, ob, key)
+	}
+	return s.readInView(ctx, p, ob, key, vid)
+}
+
+// readInView is readVersion reading the fence and the head (and a version
+// named by ID) in one linearizable view; a version found through the head
+// is read from a view at least as new (meta.ReadOptions.After), which any
+// replica that caught up may serve. vid "" is the latest version.
+func (s *Service) readInView(ctx context.Context, p meta.Partition, ob *opBucket, key, vid string) (versionRec, ObjectInfo, error) {
 	var named hlc.Timestamp
 	null := false
 	if vid != "" {
@@ -127,17 +135,14 @@ func (s *Service) readVersion(ctx context.Context, ob *opBucket, key, vid string
 		}
 		named, null = t, n
 	}
-	if vid == "" {
-		return s.readLatest(ctx, p, ob, key)
-	}
 	keysOf := func(id bucketID) []meta.Read {
-		if null {
+		if vid == "" || null {
 			return []meta.Read{meta.Get(headKey(id, key))}
 		}
 		return []meta.Read{meta.Get(headKey(id, key)), meta.Get(versionKey(id, key, named))}
 	}
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		f, _, items, at, err := s.readView(ctx, p, ob, keysOf, false)
+		f, _, items, at, err := s.readView(ctx, p, ob, keysOf, meta.ReadOptions{})
 		if err != nil {
 			return versionRec{}, ObjectInfo{}, err
 		}
@@ -157,10 +162,14 @@ func (s *Service) readVersion(ctx context.Context, ob *opBucket, key, vid string
 					return versionRec{}, ObjectInfo{}, fmt.Errorf("version of %q: %w", key, err)
 				}
 			}
-		case !h.HasNull:
+		case vid == "" && rev == 0:
+			return versionRec{}, ObjectInfo{}, fmt.Errorf("%w: %q", ErrNoSuchKey, key)
+		case null && !h.HasNull:
 			return versionRec{}, ObjectInfo{}, fmt.Errorf("%w: %q version null", ErrNoSuchVersion, key)
 		default:
-			ts = h.NullTS
+			if null {
+				ts = h.NullTS
+			}
 			if v, _, ok, err = s.getVersion(ctx, p, id, key, ts, at); err != nil {
 				return versionRec{}, ObjectInfo{}, err
 			}
@@ -174,6 +183,9 @@ func (s *Service) readVersion(ctx context.Context, ob *opBucket, key, vid string
 		oi := v.info(ob.name, key, f.Versioning)
 		oi.IsLatest = rev != 0 && ts == h.Latest
 		if v.DeleteMarker {
+			if vid == "" {
+				return versionRec{}, oi, fmt.Errorf("%w: %q (delete marker)", ErrNoSuchKey, key)
+			}
 			return versionRec{}, oi, fmt.Errorf("%w: %q version %s", ErrMethodNotAllowed, key, vid)
 		}
 		return v, oi, nil
@@ -182,14 +194,18 @@ func (s *Service) readVersion(ctx context.Context, ob *opBucket, key, vid string
 }
 
 // readLatest reads key's latest version as the old single read did, the
-// head then the version it names, without the bucket's fence where the
-// answer does not depend on it: a version found under the incarnation
-// proves the bucket existed (a bucket is deleted only empty), and a
-// version's own epoch says whether its bucket was ever versioned, which is
-// all a GET shows of the bucket's state. The fence is read when the key
-// is absent (the incarnation may be gone: NoSuchBucket, or a new one to
-// look in) and for a null version written before any change, whose ID
-// shows as "" only while the bucket is still unversioned.
+// head then the version it names (from any replica that applied what the
+// head's linearizable read saw), and the bucket's fence only where the
+// answer depends on it: a version found under the incarnation proves the
+// bucket alive (a bucket is deleted only empty), and a version's own epoch
+// says whether its bucket was ever versioned, which is all a GET shows of
+// the bucket's state. The fence is read when the key is absent (the
+// incarnation may be gone: NoSuchBucket, or a new one to look in) and for
+// a null version of the bucket's first epoch, whose ID shows as "" only
+// while the bucket is unversioned; a fence read after the head that still
+// has that first epoch proves the bucket was unversioned when the head was
+// read. Otherwise the read starts again with the fence and the head in one
+// view (readVersion's way).
 func (s *Service) readLatest(ctx context.Context, p meta.Partition, ob *opBucket, key string) (versionRec, ObjectInfo, error) {
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		id := ob.rec.ID
@@ -213,12 +229,15 @@ func (s *Service) readLatest(ctx context.Context, p meta.Partition, ob *opBucket
 		}
 		st := Suspended // any state but Unversioned: a null version shows as "null"
 		if rev == 0 || v.Null && v.Epoch == 0 {
-			f, _, _, _, err := s.readView(ctx, p, ob, noReads, false)
+			f, _, _, _, err := s.readView(ctx, p, ob, noReads, meta.ReadOptions{After: at})
 			if err != nil {
 				return versionRec{}, ObjectInfo{}, err
 			}
 			if ob.rec.ID != id {
 				continue // the name stands for a new incarnation now
+			}
+			if rev != 0 && f.Epoch != 0 {
+				return s.readInView(ctx, p, ob, key, "")
 			}
 			st = f.Versioning
 		}

@@ -85,7 +85,7 @@ func (s *Service) CreateMultipartUpload(ctx context.Context, bucket, key string,
 	p := s.partition(bucket, key)
 	stale := true
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		_, frev, _, _, err := s.readView(ctx, p, ob, func(bucketID) []meta.Read { return nil }, stale)
+		_, frev, _, _, err := s.readView(ctx, p, ob, func(bucketID) []meta.Read { return nil }, meta.ReadOptions{Stale: stale})
 		if err != nil {
 			return "", err
 		}
@@ -180,7 +180,7 @@ func checkCompleteChecksums(parts []CompletePart, whole Checksums) error {
 // upload that is missing because its bucket incarnation is gone answers
 // for the bucket (NoSuchBucket), as S3 does.
 func (s *Service) getUpload(ctx context.Context, p meta.Partition, ob *opBucket, key, uploadID string) (uploadRec, meta.Item, error) {
-	_, _, items, _, err := s.readView(ctx, p, ob, func(id bucketID) []meta.Read { return []meta.Read{meta.Get(uploadKey(id, key, uploadID))} }, false)
+	_, _, items, _, err := s.readView(ctx, p, ob, func(id bucketID) []meta.Read { return []meta.Read{meta.Get(uploadKey(id, key, uploadID))} }, meta.ReadOptions{})
 	if err != nil {
 		return uploadRec{}, meta.Item{}, err
 	}
@@ -298,7 +298,7 @@ func (s *Service) uploadPart(ctx context.Context, ob *opBucket, key, uploadID st
 		}
 		_, frev, items, _, err := s.readView(ctx, p, ob, func(id bucketID) []meta.Read {
 			return []meta.Read{meta.Get(uploadKey(id, key, uploadID)), meta.Get(partKey(id, key, uploadID, part))}
-		}, false)
+		}, meta.ReadOptions{})
 		if err != nil {
 			s.abandon(ctx, p, in.ref, in.intent)
 			return PartInfo{}, err
@@ -613,7 +613,7 @@ func (s *Service) AbortMultipartUpload(ctx context.Context, bucket, key, uploadI
 // fence, then its parts' data.
 func (s *Service) abortUpload(ctx context.Context, ob *opBucket, p meta.Partition, key, uploadID string) error {
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		_, frev, _, _, err := s.readView(ctx, p, ob, func(bucketID) []meta.Read { return nil }, false)
+		_, frev, _, _, err := s.readView(ctx, p, ob, func(bucketID) []meta.Read { return nil }, meta.ReadOptions{})
 		if err != nil {
 			return err
 		}

@@ -386,7 +386,7 @@ func (s *Service) commitVersion(ctx context.Context, ob *opBucket, key string, i
 	// write ordered below newer ones), reads linearizably.
 	stale := true
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		f, frev, items, at, err := s.readView(ctx, p, ob, func(id bucketID) []meta.Read { return []meta.Read{meta.Get(headKey(id, key))} }, stale)
+		f, frev, items, at, err := s.readView(ctx, p, ob, func(id bucketID) []meta.Read { return []meta.Read{meta.Get(headKey(id, key))} }, meta.ReadOptions{Stale: stale})
 		if err != nil {
 			return committed{}, err
 		}
