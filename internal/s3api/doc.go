@@ -19,9 +19,12 @@
 //     lists, results and errors.
 //
 // Error contract: each objects sentinel maps to its S3 code and status
-// (see errors.go); errors wrapping meta.ErrUnavailable answer 503
-// ServiceUnavailable with Retry-After; any other error answers 500
-// InternalError and is logged with the request ID. HEAD and 304 answers
+// (see errors.go); errors wrapping syscall.ENOSPC (meta.ErrNoSpace,
+// store.ErrNoSpace, a full disk) answer 507 InsufficientStorage, which
+// SDKs do not retry, even when they also wrap meta.ErrUnavailable; other
+// errors wrapping meta.ErrUnavailable answer 503 ServiceUnavailable with
+// Retry-After; any other error answers 500 InternalError and is logged
+// with the request ID. HEAD and 304 answers
 // carry no body. Query subresources and headers that ask for features
 // Redoubt does not implement answer 501 NotImplemented, never a success
 // that silently ignores them; OPERATIONS.md lists both sides.

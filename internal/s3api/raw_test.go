@@ -5,16 +5,19 @@ import (
 	"fmt"
 	"github.com/redoubt-io/redoubt/internal/testlog"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/s3api"
+	"github.com/redoubt-io/redoubt/internal/store"
 )
 
 // fakeAuth accepts any request with an Authorization header and passes
@@ -215,6 +218,20 @@ func TestRequestErrors(t *testing.T) {
 	api.fail = fmt.Errorf("disk on fire")
 	resp, body = do(t, "GET", ts.URL+"/bkt/obj", nil)
 	wantCode(t, resp, body, 500, "InternalError")
+	// No space → 507 without Retry-After, even when the write also found
+	// too few drives (the object layer's 503 cause), from whichever layer.
+	for _, err := range []error{
+		fmt.Errorf("commit: %w", meta.ErrNoSpace),
+		fmt.Errorf("write data: %w: %w", meta.ErrUnavailable, fmt.Errorf("quorum: %w", store.ErrNoSpace)),
+		&fs.PathError{Op: "write", Path: "/d/x", Err: syscall.ENOSPC},
+	} {
+		api.fail = err
+		resp, body = do(t, "PUT", ts.URL+"/bkt/full", strings.NewReader("abc"))
+		wantCode(t, resp, body, 507, "InsufficientStorage")
+		if resp.Header.Get("Retry-After") != "" || !strings.Contains(body, "delete objects") {
+			t.Fatalf("no space (%v): Retry-After %q, body %s", err, resp.Header.Get("Retry-After"), body)
+		}
+	}
 	api.fail = nil
 
 	api.panicOn = "boom"
