@@ -76,7 +76,7 @@
 //     returns ErrNoSpace and changes nothing; reads go on, and commits
 //     succeed again as soon as space is freed (TestLocalMinFree). A flush
 //     or compaction that still meets a full disk does not fail the
-//     replica: Pebble retries it. Deletes committed while a drive is under
+//     replica: Pebble retries it. Deletes committed while a drive is near
 //     LocalConfig.Reserve are followed by a compaction, so that their
 //     space comes back at once (TestLocalDeletesFreeSpace). OpenLocal
 //     first checks that each drive has room to open its replica, and a

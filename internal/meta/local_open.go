@@ -116,8 +116,8 @@ func CheckOpenSpace(fsys pebblevfs.FS, dir string) error {
 	if err != nil || u.AvailBytes >= need {
 		return nil // if the space is unknown, Pebble finds out
 	}
-	return fmt.Errorf("%w: %s has %s free, opening its metadata needs at least %s: free space on that drive, then start again",
-		ErrNoSpace, dir, formatBytes(u.AvailBytes), formatBytes(need))
+	return fmt.Errorf("%s has %s free, opening the metadata there needs at least %s (free space on that drive, then start again): %w",
+		dir, formatBytes(u.AvailBytes), formatBytes(need), ErrNoSpace)
 }
 
 // readState reads the bookkeeping keys of r.

@@ -8,8 +8,8 @@ import (
 )
 
 // checkRoom returns an error wrapping ErrNoSpace if a healthy replica's
-// drive has less than MinFree bytes free, and reports whether one has
-// less than Reserve. It asks the file system at every commit (a statfs,
+// drive has less than MinFree bytes free, and reports whether one is
+// near its reserve (less than twice Reserve free). It asks the file system at every commit (a statfs,
 // about a microsecond against a commit's fsync), so a commit refused for
 // lack of space is followed by one that succeeds as soon as space is
 // freed, by any means (TestLocalMinFree). A drive whose space cannot be
@@ -30,13 +30,13 @@ func (l *Local) checkRoom() (low bool, err error) {
 			return true, fmt.Errorf("meta: commit: replica %s: %s free, under the %s kept for the metadata store: %w",
 				r.dir, formatBytes(u.AvailBytes), formatBytes(l.cfg.MinFree), ErrNoSpace)
 		}
-		low = low || u.AvailBytes < l.cfg.Reserve
+		low = low || u.AvailBytes < 2*l.cfg.Reserve
 	}
 	return low, nil
 }
 
 // reclaimer compacts the replicas after commits deleted keys while a
-// drive was under Reserve, so that the space of what they deleted is
+// drive was near its reserve, so that the space of what they deleted is
 // freed now rather than when Pebble's own compactions reach it (see
 // LocalConfig.Reserve). One goroutine, owned by the Local, started at open
 // and stopped by Close; pokes that come while it compacts are coalesced
