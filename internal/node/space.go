@@ -20,6 +20,15 @@ import (
 // redundancy must too (shards go only to drives with room). It reads the
 // drives' free space at every call, so the answer changes as soon as space
 // is freed or taken, by the node or by anything else.
+//
+// On a cluster node it judges only this node's Raft drive
+// (TestClusterNodeWithFullRaftDriveRefusesNewData). The writes that other
+// nodes accept still append to the logs of the groups this node votes in,
+// on that drive, and Raft's Pebble has no floor of its own; full data
+// drives of other nodes are skipped (their Create fails and a spare is
+// taken) but their refusal crosses the wire as a plain I/O error. Making
+// space a cluster-wide fact (each node's room known to the coordinator of
+// a write) is the next step.
 type space struct {
 	drives []*store.Drive
 	meta   []*store.Drive

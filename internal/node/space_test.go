@@ -406,3 +406,43 @@ func TestStartOnFullDrivesFailsFast(t *testing.T) {
 		}
 	}
 }
+
+// A cluster node whose Raft drive is under its reserve refuses new data
+// sent to it with 507, and goes on serving reads and deletes. (The drive
+// is made "full" by a reserve larger than the disk: filling a real disk is
+// for TestFullTmpfsDrive.) What a cluster does not do yet: the other nodes
+// still accept writes to the groups this node is a voter of, whose log
+// entries land on its full drive (see space).
+func TestClusterNodeWithFullRaftDriveRefusesNewData(t *testing.T) {
+	tc := startCluster(t, clusterOptions{nodes: 3, zones: 3, raftTick: 20 * time.Millisecond})
+	tc.createBucket(0, bucketName)
+	objs := tc.putObjects("before", 6, []int{0, 1, 2})
+	tc.stop(tc.nodes[1])
+	tc.nodes[1].cfg.Reserve = 1 << 62
+	tc.launch(tc.nodes[1])
+	tc.waitReady(60 * time.Second)
+
+	ctx := context.Background()
+	_, err := putBytes(ctx, tc.client(1), bucketName, "refused", []byte("new data"))
+	wantNoSpace(t, "PUT through the node with a full Raft drive", err)
+	tc.readAll("through the full node", objs, []int{1})
+	if _, err := tc.client(1).DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(bucketName), Key: aws.String(objs[0].key)}); err != nil {
+		t.Fatalf("DELETE through the full node: %v", err)
+	}
+	if err := retryUnavailable(10*time.Second, func() error {
+		_, err := putBytes(ctx, tc.client(0), bucketName, "accepted", []byte("new data"))
+		return err
+	}); err != nil {
+		t.Fatalf("PUT through a node with room: %v", err)
+	}
+
+	tc.stop(tc.nodes[1])
+	tc.nodes[1].cfg.Reserve = DefaultReserve
+	tc.launch(tc.nodes[1])
+	if err := retryUnavailable(10*time.Second, func() error {
+		_, err := putBytes(ctx, tc.client(1), bucketName, "after", []byte("new data"))
+		return err
+	}); err != nil {
+		t.Fatalf("PUT through the node once it has room: %v", err)
+	}
+}
