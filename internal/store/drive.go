@@ -367,10 +367,16 @@ func Open(ctx context.Context, cfg Config, paths []string, logger *slog.Logger) 
 		}
 	}
 	for _, d := range drives {
-		if d.online() {
-			if err := d.resetTmp(); err != nil {
-				d.fail(err)
-			}
+		if !d.online() {
+			continue
+		}
+		switch err := d.resetTmp(); {
+		case errors.Is(err, syscall.ENOSPC):
+			// Full, not failed: it serves what it holds, and Check makes
+			// the directory once there is room (TestDriveFullAtOpen).
+			d.log.Warn("drive full at start: new shards wait for free space", "err", err)
+		case err != nil:
+			d.fail(err)
 		}
 	}
 	return drives, nil
@@ -505,7 +511,9 @@ func (d *Drive) checkLocked() error {
 	probe := filepath.Join(d.tmpPath(), "probe-"+newID())
 	err = d.writeProbe(probe)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := d.fs.Mkdir(d.tmpPath(), 0o755); err != nil {
+		if err := d.fs.Mkdir(d.tmpPath(), 0o755); errors.Is(err, syscall.ENOSPC) {
+			return nil // full, not failed (TestDriveFullAtOpen); no probe was made
+		} else if err != nil {
 			return err
 		}
 		err = d.writeProbe(probe)

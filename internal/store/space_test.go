@@ -151,3 +151,43 @@ func TestFormatBytes(t *testing.T) {
 		}
 	}
 }
+
+// A drive found full at start (its temp directory cannot be made) is
+// full, not failed: it serves what it holds, passes its check, and takes
+// new shards once there is room.
+func TestDriveFullAtOpen(t *testing.T) {
+	ctx := context.Background()
+	mem := vfs.NewMem(vfs.MemConfig{})
+	if err := mem.Mount("/disks/0", 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	faulty := vfs.NewFaulty(mem)
+	cfg := DefaultConfig()
+	cfg.FS = faulty
+	d := openDrives(t, cfg, []string{"/disks/0"})[0]
+	kept := Name{ID: NewID()}
+	data := bytes.Repeat([]byte("k"), 10_000)
+	writeShard(t, d, kept, data)
+
+	// The temp directory is gone and cannot be made again: the disk is
+	// full (a directory costs a block on most file systems).
+	if err := mem.RemoveAll("/disks/0/.tmp"); err != nil {
+		t.Fatal(err)
+	}
+	faulty.Fail("/disks/0/.tmp", vfs.OpMeta, syscall.ENOSPC)
+	d = openDrives(t, cfg, []string{"/disks/0"})[0]
+	if d.State() != Online {
+		t.Fatal("a drive full at start is marked failed")
+	}
+	if err := d.Check(); err != nil {
+		t.Fatalf("check of a drive full at start: %v", err)
+	}
+	if got, err := readShard(ctx, d, kept); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read: %d bytes, %v", len(got), err)
+	}
+	faulty.Heal("/disks/0/.tmp")
+	if err := d.Check(); err != nil {
+		t.Fatal(err)
+	}
+	writeShard(t, d, Name{ID: NewID()}, data)
+}
