@@ -3,9 +3,9 @@ package meta
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"path"
 	"strings"
 	"syscall"
@@ -14,6 +14,14 @@ import (
 
 	"github.com/redoubt-io/redoubt/internal/vfs"
 )
+
+// noise returns n bytes that Pebble's compression cannot shrink, the same
+// at every run.
+func noise(n int) []byte {
+	b := make([]byte, n)
+	rand.NewChaCha8([32]byte{}).Read(b)
+	return b
+}
 
 // memDrives returns a vfs.Mem with one disk of capacity bytes mounted at
 // /disks/i for each i < n, and the replica directories on them.
@@ -74,8 +82,7 @@ func TestPebbleOnMemFillsItsDrive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	value := make([]byte, 64<<10)
-	rand.Read(value)
+	value := noise(64 << 10)
 	for i := range 100 {
 		mustCommit(t, l, Partition(i%4), Txn{Puts: []KV{{Key: []byte(fmt.Sprint("k", i)), Value: value}}})
 	}
@@ -120,8 +127,7 @@ func TestLocalMinFree(t *testing.T) {
 	// Another program takes most of the second drive.
 	ballast := fillDisk(t, mem, dirs[1], 12<<20)
 
-	value := make([]byte, 32<<10)
-	rand.Read(value)
+	value := noise(32 << 10)
 	var n int
 	for n = 0; ; n++ {
 		_, err = l.Commit(ctx, 0, Txn{Puts: []KV{{Key: []byte(fmt.Sprint("k", n)), Value: value}}})
@@ -171,8 +177,7 @@ func TestLocalDeletesFreeSpace(t *testing.T) {
 	defer l.Close()
 	start := free(t, mem, dirs[0])
 	// Random, so that Pebble's compression does not shrink them.
-	value := make([]byte, 100<<10)
-	rand.Read(value)
+	value := noise(100 << 10)
 	var keys [][]byte
 	for free(t, mem, dirs[0]) >= cfg.Reserve {
 		k := []byte(fmt.Sprint("k", len(keys)))
@@ -294,8 +299,7 @@ func TestLocalOpenDoesNotHangWhenPebbleFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	value := make([]byte, 64<<10)
-	rand.Read(value)
+	value := noise(64 << 10)
 	for i := range 64 {
 		mustCommit(t, l, 0, Txn{Puts: []KV{{Key: []byte(fmt.Sprint("k", i)), Value: value}}})
 	}

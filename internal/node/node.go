@@ -81,11 +81,13 @@ type Config struct {
 	// requests that store new data (PUT, UploadPart, CompleteMultipartUpload,
 	// CopyObject, CreateBucket...) are refused with 507
 	// InsufficientStorage; they are accepted again as soon as space is
-	// freed. The reserve must hold the writes under way when the
-	// drives cross it. 1 GiB: the largest compactions of a metadata store
-	// of tens of millions of objects, and a few seconds of writes at a
-	// drive's speed. 0 turns it off: shard data may then fill a drive
-	// until its metadata takes no more commits, deletes included.
+	// freed (TestFullDrivesDoNotAnswer503UntilRestart, TestOneDriveFull,
+	// TestMetadataFilledBySmallObjects). The reserve must hold the writes
+	// under way when the drives cross it. 1 GiB: the largest compactions
+	// of a metadata store of tens of millions of objects, and a few
+	// seconds of writes at a drive's speed. 0 turns it off: shard data may
+	// then fill a drive until its metadata takes no more commits, deletes
+	// included.
 	Reserve uint64
 	// FS is the file system of the drives. Nil is the operating
 	// system's; tests and simulation give a vfs.Mem (standalone nodes
@@ -258,6 +260,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		return nil, err
 	}
 	n.space = newSpace(n.drives, cfg.Cluster != nil, logger.With("component", "space"))
+	for _, d := range n.drives {
+		if st := d.Stats(); st.TotalBytes > 0 && st.TotalBytes <= 2*cfg.Reserve {
+			logger.Warn("drive small for the reserve: little or no new data will fit; lower --reserve",
+				"drive", d.Path(), "size", store.FormatBytes(st.TotalBytes), "reserve", store.FormatBytes(cfg.Reserve))
+		}
+	}
 
 	// Then bind: a cluster node advertises the addresses it serves on.
 	if err := n.listen(); err != nil {
