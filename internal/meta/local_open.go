@@ -28,13 +28,13 @@ type replicaState struct {
 // (TestLocalOpenOnFullDriveFailsFast) or when Pebble fails while it opens
 // (TestLocalOpenDoesNotHangWhenPebbleFails).
 func (l *Local) openReplica(r *replica, cache *pebble.Cache) error {
-	if err := mkdirDurable(l.fs, r.path); err != nil {
-		return err
-	}
 	if !l.cfg.testSkipOpenCheck {
 		if err := CheckOpenSpace(l.fs, r.path); err != nil {
 			return err
 		}
+	}
+	if err := mkdirDurable(l.fs, r.path); err != nil {
+		return err
 	}
 	opts := &pebble.Options{
 		FS:                 l.fs,
@@ -108,9 +108,12 @@ func CheckOpenSpace(fsys pebblevfs.FS, dir string) error {
 			need += uint64(fi.Size())
 		}
 	}
+	// The space of the nearest directory that exists: the drive's.
 	at := dir
-	if missing {
-		at = fsys.PathDir(dir)
+	for missing && fsys.PathDir(at) != at {
+		at = fsys.PathDir(at)
+		_, err := fsys.Stat(at)
+		missing = errors.Is(err, fs.ErrNotExist)
 	}
 	u, err := fsys.GetDiskUsage(at)
 	if err != nil || u.AvailBytes >= need {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"path"
 	"strings"
@@ -317,4 +318,24 @@ func TestLocalOpenDoesNotHangWhenPebbleFails(t *testing.T) {
 		t.Fatalf("open: %v, want ErrUnavailable", err)
 	}
 	t.Logf("failed in %v: %v", took, err)
+}
+
+// A new store on a full drive is refused the same way, before any of its
+// directories is made.
+func TestLocalCreateOnFullDriveFailsFast(t *testing.T) {
+	mem, dirs := memDrives(t, 1, 16<<20)
+	if err := vfs.WriteFile(mem, "/disks/0/ballast", make([]byte, 16<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err, _ := openWithin(t, memConfig(t, mem, dirs), 10*time.Second)
+	if err == nil {
+		l.Close()
+		t.Fatal("created on a full drive")
+	}
+	if !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "needs at least") {
+		t.Fatalf("create on a full drive: %v", err)
+	}
+	if _, err := mem.Stat(dirs[0]); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("replica directory made on a full drive: %v", err)
+	}
 }
