@@ -76,9 +76,10 @@
 //     returns ErrNoSpace and changes nothing; reads go on, and commits
 //     succeed again as soon as space is freed (TestLocalMinFree). A flush
 //     or compaction that still meets a full disk does not fail the
-//     replica: Pebble retries it. Deletes committed while a drive is near
-//     LocalConfig.Reserve are followed by a compaction, so that their
-//     space comes back at once (TestLocalDeletesFreeSpace). OpenLocal
+//     replica: Pebble retries it. Commits that delete more keys than they
+//     put, while a drive is near LocalConfig.Reserve, are followed by a
+//     compaction, so that the space comes back at once
+//     (TestLocalDeletesFreeSpace). OpenLocal
 //     first checks that each drive has room to open its replica, and a
 //     replica that has not, or whose Pebble fails while opening, is marked
 //     failed with an error naming its drive, never waited on

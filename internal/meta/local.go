@@ -391,7 +391,7 @@ func (l *Local) Commit(ctx context.Context, p Partition, txn Txn) (uint64, error
 	if ok == 0 {
 		return 0, l.unavailable("commit")
 	}
-	if low && len(txn.Deletes) > 0 {
+	if low && len(txn.Deletes) > len(txn.Puts) {
 		l.reclaim.poke()
 	}
 	return seq, nil

@@ -51,13 +51,14 @@ type LocalConfig struct {
 	MinFree uint64
 	// Reserve is the free space, in bytes, a replica's drive is meant to
 	// keep (the node refuses new objects below it). While the drive has
-	// less than twice that, a commit that deletes keys is followed by a
-	// compaction of the replicas, so that the space of what was deleted
-	// comes back at once: Pebble would otherwise keep deleted values on
-	// disk until its own compactions reach them, which a store that no
-	// longer grows may never do (TestLocalDeletesFreeSpace). Twice: a
-	// store refused at its reserve is often just above it by the time the
-	// deletes come. 0: no such compactions.
+	// less than twice that, a commit that deletes more keys than it puts
+	// (one that shrinks the store, not one that replaces records) is
+	// followed by a compaction of the replicas, so that the space of what
+	// was deleted comes back at once: Pebble would otherwise keep deleted
+	// values on disk until its own compactions reach them, which a store
+	// that no longer grows may never do (TestLocalDeletesFreeSpace).
+	// Twice: a store refused at its reserve is often just above it by the
+	// time the deletes come. 0: no such compactions.
 	Reserve uint64
 
 	// testSkipOpenCheck lets tests reach Pebble's own failures at open.
