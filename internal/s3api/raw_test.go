@@ -2,6 +2,7 @@ package s3api_test
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"github.com/redoubt-io/redoubt/internal/testlog"
 	"io"
@@ -317,5 +318,71 @@ func TestBodyFraming(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 400 || !strings.Contains(string(b), "IncompleteBody") {
 		t.Fatalf("short body: %d %s", resp.StatusCode, b)
+	}
+}
+
+// A client that sends a body without waiting for 100 Continue (what SDKs
+// do below a few MiB, and some clients always) must read the 507 of a
+// refused upload, not a connection reset that it would retry as a
+// network error; one that asked for 100 Continue is not made to send its
+// body at all.
+func TestNoSpaceAnswerReachesTheUploader(t *testing.T) {
+	api, ts := setupBucket(t)
+	api.refuse = fmt.Errorf("new data refused: %w", store.ErrNoSpace)
+	body := bytes.Repeat([]byte("x"), 8<<20)
+	for i := range 20 {
+		tr := &http.Transport{}
+		req, err := http.NewRequest("PUT", ts.URL+"/bkt/big", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "test")
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		if err != nil {
+			t.Fatalf("upload %d of an 8 MiB body refused for lack of space: %v, want the 507", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		wantCode(t, resp, string(b), 507, "InsufficientStorage")
+		tr.CloseIdleConnections()
+	}
+
+	// With Expect: 100-continue the body is never asked for: the answer
+	// comes at once.
+	expect := func(sendAnyway bool) *http.Response {
+		t.Helper()
+		conn, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if err := conn.SetDeadline(time.Now().Add(3 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		length := 1 << 30
+		if sendAnyway {
+			length = len(body)
+		}
+		if _, err := fmt.Fprintf(conn, "PUT /bkt/big HTTP/1.1\r\nHost: x\r\nAuthorization: t\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n", length); err != nil {
+			t.Fatal(err)
+		}
+		if sendAnyway {
+			// A client whose wait for 100 Continue ran out sends its body.
+			go conn.Write(body)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("Expect: 100-continue, body sent %v: %v", sendAnyway, err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := expect(false); resp.StatusCode != 507 {
+		t.Fatalf("1 GiB upload with Expect: 100-continue: %d, want 507 before any byte is sent", resp.StatusCode)
+	}
+	for range 10 {
+		if resp := expect(true); resp.StatusCode != 507 {
+			t.Fatalf("upload sent without waiting for 100 Continue: %d, want 507", resp.StatusCode)
+		}
 	}
 }
