@@ -104,7 +104,9 @@ func (s *space) check(p placement.Policy) error {
 // that store new data are refused, before any byte of their body is read,
 // while the drives lack room (see space); reads, listings, deletes and
 // aborts, which free space, always go through. Each method named here is
-// a write; the others pass to the object layer unchanged.
+// a write; the others pass to the object layer unchanged, and a new call
+// of objects.API must be sorted into one kind or the other
+// (TestSpaceGateRefusesEveryWrite).
 type spaceGate struct {
 	objects.API
 	space  *space
