@@ -76,7 +76,8 @@
 //     returns ErrNoSpace and changes nothing; reads go on, and commits
 //     succeed again as soon as space is freed (TestLocalMinFree). A flush
 //     or compaction that still meets a full disk does not fail the
-//     replica: Pebble retries it. Commits that delete more keys than they
+//     replica: Pebble retries it, paced, not in a busy loop
+//     (TestLocalFlushOnFullDiskIsRetried). Commits that delete more keys than they
 //     put, while a drive is near LocalConfig.Reserve, are followed by a
 //     compaction, so that the space comes back at once
 //     (TestLocalDeletesFreeSpace). OpenLocal

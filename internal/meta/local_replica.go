@@ -277,7 +277,8 @@ func (r *replica) eventListener() *pebble.EventListener {
 
 // noSpaceLogEvery and noSpacePause pace Pebble's retries of a flush or
 // compaction that found the disk full: Pebble retries at once, and without
-// a pause a full disk is a busy loop of failed writes and log lines.
+// a pause a full disk is a busy loop of failed writes and log lines, some
+// twenty thousand a second (TestLocalFlushOnFullDiskIsRetried).
 const (
 	noSpaceLogEvery = time.Minute
 	noSpacePause    = 100 * time.Millisecond

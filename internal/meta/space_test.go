@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
+	"os"
 	"path"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -337,5 +339,71 @@ func TestLocalCreateOnFullDriveFailsFast(t *testing.T) {
 	}
 	if _, err := mem.Stat(dirs[0]); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("replica directory made on a full drive: %v", err)
+	}
+}
+
+// fullForTables is a file system on which new Pebble tables cannot be
+// created while full is set, as on a disk whose last room the WAL took.
+type fullForTables struct {
+	vfs.FS
+	full     atomic.Bool
+	refusals atomic.Int64
+}
+
+func (f *fullForTables) OpenFile(name string, flag int, perm fs.FileMode) (vfs.File, error) {
+	if f.full.Load() && strings.HasSuffix(name, ".sst") && flag&os.O_CREATE != 0 {
+		f.refusals.Add(1)
+		return nil, &fs.PathError{Op: "open", Path: name, Err: syscall.ENOSPC}
+	}
+	return f.FS.OpenFile(name, flag, perm)
+}
+
+// A flush that finds no room is Pebble's to retry, paced: the replica is
+// not failed, reads go on, and once there is room the flush goes through
+// and nothing was lost.
+func TestLocalFlushOnFullDiskIsRetried(t *testing.T) {
+	ctx := context.Background()
+	mem, dirs := memDrives(t, 1, 64<<20)
+	fsys := &fullForTables{FS: mem}
+	cfg := memConfig(t, mem, dirs)
+	cfg.FS = fsys
+	l, err := OpenLocal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		mustCommit(t, l, 0, putTxn(fmt.Sprint("k", i), "v"))
+	}
+	fsys.full.Store(true)
+	if _, err := l.replicas[0].db.AsyncFlush(); err != nil {
+		t.Fatal(err)
+	}
+	if !pollUntil(5*time.Second, func() bool { return fsys.refusals.Load() >= 3 }) {
+		t.Fatalf("Pebble tried to flush %d times in 5 s", fsys.refusals.Load())
+	}
+	// Retried, but not in a busy loop.
+	time.Sleep(time.Second) // measuring a rate over a wall-clock second
+	if n := fsys.refusals.Load(); n > 30 {
+		t.Fatalf("%d flush attempts in about a second on a full disk: a busy loop", n)
+	}
+	checkAllHealthy(t, l)
+	if it, err := l.Get(ctx, 0, []byte("k3")); err != nil || string(it.Value) != "v" {
+		t.Fatalf("get while the disk is full: %v", err)
+	}
+	fsys.full.Store(false)
+	mustCommit(t, l, 0, putTxn("after", "v"))
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.FS = mem
+	l, err = OpenLocal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, k := range []string{"k0", "k9", "after"} {
+		if it, err := l.Get(ctx, 0, []byte(k)); err != nil || string(it.Value) != "v" {
+			t.Fatalf("%s after the disk had room again: %v", k, err)
+		}
 	}
 }
