@@ -21,6 +21,7 @@ func newServerCmd() *cobra.Command {
 	cl := node.DefaultClusterConfig()
 	var secretFile string
 	repairRate := bench.FormatSize(node.DefaultRepairRate)
+	reserve := bench.FormatSize(node.DefaultReserve)
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Serve S3 from this machine's drives",
@@ -58,6 +59,11 @@ process without it is refused by the other nodes. The first node waits for
 				}
 				cfg.RepairRate = r
 			}
+			r, err := bench.ParseSize(reserve)
+			if err != nil {
+				return fmt.Errorf("--reserve %q: want bytes such as 1GiB, or 0 to turn it off", reserve)
+			}
+			cfg.Reserve = uint64(r)
 			if ec != "" {
 				p, err := placement.ParseEC(ec)
 				if err != nil {
@@ -112,6 +118,7 @@ process without it is refused by the other nodes. The first node waits for
 	f.DurationVar(&cfg.Scrub.Interval, "scrub-interval", cfg.Scrub.Interval, "longest time a scrub pass (re-reading and verifying every shard on this node's drives) may take; 0 disables scrubbing")
 	f.DurationVar(&cfg.GC.Interval, "gc-interval", cfg.GC.Interval, "time between garbage collection passes, which remove orphan shards (left by crashed writes and failed deletes) from this node's drives; 0 disables")
 	f.DurationVar(&cfg.MultipartExpiry, "multipart-expiry", cfg.MultipartExpiry, "abort incomplete multipart uploads older than this; 0 keeps them forever")
+	f.StringVar(&reserve, "reserve", reserve, "free space kept on every drive (e.g. 1GiB) for reads, deletes and the metadata store: below it, new data is refused with 507 InsufficientStorage until space is freed; 0: off")
 	f.StringVar(&repairRate, "repair-rate", repairRate, "bytes per second that repair and rebalancing may write on this node (e.g. 64MiB), so that requests keep their latency; 0: no limit")
 	f.StringVar(&cl.RPCAddr, "rpc-addr", "", "node-to-node listen address; enables cluster mode")
 	f.StringVar(&cl.GossipAddr, "gossip-addr", "", "gossip (membership) listen address (default: the RPC port + 1); a wildcard host such as 0.0.0.0 is advertised with the --rpc-addr host")

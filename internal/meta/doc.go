@@ -23,7 +23,9 @@
 //     consecutive, and need not be comparable across partitions.
 //  5. ErrUnavailable (wrapped) means the partition cannot serve now; the
 //     caller answers 503 and may retry. A Commit that returns it may or may
-//     not have been applied.
+//     not have been applied. ErrNoSpace (wrapped) means a Commit was
+//     refused, unapplied, for lack of disk space; reads go on, and the
+//     caller answers 507 so that clients free space instead of retrying.
 //  6. Every method checks ctx before it starts; a Commit that has started is
 //     not abandoned midway.
 //
@@ -68,6 +70,24 @@
 //   - Revisions come from one sequence for all partitions, and jump by 2^32
 //     at each open so that a revision seen before a crash is never given to
 //     another value.
+//   - Space. Pebble stops for good once a write of its own (WAL, manifest)
+//     fails for lack of space, so it must never run out: while a
+//     replica's drive has less than LocalConfig.MinFree free, Commit
+//     returns ErrNoSpace and changes nothing; reads go on, and commits
+//     succeed again as soon as space is freed (TestLocalMinFree). A flush
+//     or compaction that still meets a full disk does not fail the
+//     replica: Pebble retries it, paced, not in a busy loop
+//     (TestLocalFlushOnFullDiskIsRetried). Commits that delete more keys than they
+//     put, while a drive is near LocalConfig.Reserve, are followed by a
+//     compaction, so that the space comes back at once
+//     (TestLocalDeletesFreeSpace). OpenLocal
+//     first checks that each drive has room to open its replica, and a
+//     replica that has not, or whose Pebble fails while opening, is marked
+//     failed with an error naming its drive, never waited on
+//     (TestLocalOpenOnFullDriveFailsFast,
+//     TestLocalOpenDoesNotHangWhenPebbleFails).
+//   - The replicas live on LocalConfig.FS: the operating system's, or a
+//     vfs.Mem whose disks fill up like real ones (PebbleFS).
 //
 // Close waits for operations in progress and must not be called while
 // operations are still being started. The fields of LocalConfig are read at

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	pebblevfs "github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Local is a Store kept in Pebble on the drives of one node, mirrored on
@@ -19,8 +20,10 @@ import (
 type Local struct {
 	cfg      LocalConfig
 	log      *slog.Logger
+	fs       pebblevfs.FS
 	cache    *pebble.Cache
 	replicas []*replica
+	reclaim  reclaimer
 
 	// stripes serialize the check and apply of commits per partition.
 	stripes [64]sync.Mutex
@@ -65,11 +68,11 @@ func OpenLocal(cfg LocalConfig) (*Local, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l := &Local{cfg: cfg, log: log}
+	l := &Local{cfg: cfg, log: log, fs: PebbleFS(cfg.FS)}
 	cache := pebble.NewCache(cfg.CacheBytes)
 	l.cache = cache
 	for i, d := range cfg.Dirs {
-		l.replicas = append(l.replicas, newReplica(i, d, log))
+		l.replicas = append(l.replicas, newReplica(i, l.fs, d, log))
 	}
 	seq, err := l.openAndReconcile(cache)
 	if err != nil {
@@ -83,6 +86,7 @@ func OpenLocal(cfg LocalConfig) (*Local, error) {
 			r.start(applyQueueDepth)
 		}
 	}
+	l.reclaim.start(l)
 	return l, nil
 }
 
@@ -379,6 +383,10 @@ func (l *Local) Commit(ctx context.Context, p Partition, txn Txn) (uint64, error
 	if l.closed {
 		return 0, errClosed
 	}
+	low, err := l.checkRoom()
+	if err != nil {
+		return 0, err
+	}
 	mu := l.stripe(p)
 	mu.Lock()
 	locked := true
@@ -423,6 +431,9 @@ func (l *Local) Commit(ctx context.Context, p Partition, txn Txn) (uint64, error
 	}
 	if ok == 0 {
 		return 0, l.unavailable("commit")
+	}
+	if low && len(txn.Deletes) > len(txn.Puts) {
+		l.reclaim.poke()
 	}
 	return seq, nil
 }
@@ -567,6 +578,7 @@ func (l *Local) Close() error {
 		return nil
 	}
 	l.closed = true
+	l.reclaim.stop()
 	l.order.Lock()
 	for _, r := range l.replicas {
 		if r.queue != nil {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/redoubt-io/redoubt/internal/vfs"
 )
 
 // LocalConfig configures a Local store.
@@ -35,6 +37,32 @@ type LocalConfig struct {
 	// healthy one whole. It costs up to LogRing times the keys of a commit
 	// of disk per replica.
 	LogRing uint64
+	// FS is the file system the replicas are on. Nil means the operating
+	// system's; tests and simulation give a vfs.Mem, whose mounted disks
+	// fill up like real ones (see PebbleFS).
+	FS vfs.FS
+	// MinFree is the free space, in bytes, below which a replica's drive
+	// takes no more commits: Commit fails with ErrNoSpace and changes
+	// nothing, and succeeds again as soon as space is freed. What is left
+	// belongs to Pebble, which must flush memtables and compact to go on,
+	// and which, once a write of its own fails for lack of space, stops
+	// for good (until restart). At least 2 × MemTableBytes, so that a
+	// full memtable can always be flushed; 0 turns the check off.
+	MinFree uint64
+	// Reserve is the free space, in bytes, a replica's drive is meant to
+	// keep (the node refuses new objects below it). While the drive has
+	// less than twice that, a commit that deletes more keys than it puts
+	// (one that shrinks the store, not one that replaces records) is
+	// followed by a compaction of the replicas, so that the space of what
+	// was deleted comes back at once: Pebble would otherwise keep deleted
+	// values on disk until its own compactions reach them, which a store
+	// that no longer grows may never do (TestLocalDeletesFreeSpace).
+	// Twice: a store refused at its reserve is often just above it by the
+	// time the deletes come. 0: no such compactions.
+	Reserve uint64
+
+	// testSkipOpenCheck lets tests reach Pebble's own failures at open.
+	testSkipOpenCheck bool
 }
 
 // DefaultLocalConfig returns a configuration for dirs with defaults sized
@@ -54,6 +82,9 @@ func DefaultLocalConfig(dirs ...string) LocalConfig {
 		// Replicas differ at a crash only by commits in flight, far fewer
 		// than 1024; the ring holds keys only, so it costs little disk.
 		LogRing: 1024,
+		// Twice the memtable: a memtable being flushed and a full one
+		// waiting always fit.
+		MinFree: 2 * (16 << 20),
 	}
 }
 
@@ -87,6 +118,12 @@ func (c LocalConfig) Validate() error {
 	}
 	if c.LogRing < 16 {
 		return fmt.Errorf("meta: log ring %d below 16", c.LogRing)
+	}
+	if c.MinFree != 0 && c.MinFree < 2*c.MemTableBytes {
+		return fmt.Errorf("meta: minimum free space %d below twice the memtable size %d", c.MinFree, c.MemTableBytes)
+	}
+	if c.Reserve != 0 && c.Reserve < c.MinFree {
+		return fmt.Errorf("meta: reserve %d below the minimum free space %d", c.Reserve, c.MinFree)
 	}
 	return nil
 }

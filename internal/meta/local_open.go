@@ -6,11 +6,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 	"path/filepath"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	pebblevfs "github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // replicaState is what open learns of one replica before reconciling.
@@ -21,12 +23,21 @@ type replicaState struct {
 	base    uint64
 }
 
-// openReplica opens r's database, creating it if need be.
+// openReplica opens r's database, creating it if need be. It fails at
+// once, never hangs, when the drive is too full to open on
+// (TestLocalOpenOnFullDriveFailsFast) or when Pebble fails while it opens
+// (TestLocalOpenDoesNotHangWhenPebbleFails).
 func (l *Local) openReplica(r *replica, cache *pebble.Cache) error {
-	if err := os.MkdirAll(r.dir, 0o755); err != nil {
+	if !l.cfg.testSkipOpenCheck {
+		if err := CheckOpenSpace(l.fs, r.path); err != nil {
+			return err
+		}
+	}
+	if err := mkdirDurable(l.fs, r.path); err != nil {
 		return err
 	}
 	opts := &pebble.Options{
+		FS:                 l.fs,
 		Cache:              cache,
 		MemTableSize:       l.cfg.MemTableBytes,
 		Logger:             pebbleLogger{r: r},
@@ -37,17 +48,79 @@ func (l *Local) openReplica(r *replica, cache *pebble.Cache) error {
 	// a key being created): a Bloom filter per table answers "not here"
 	// without reading a data block. Lower levels inherit L0's policy.
 	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
-	db, err := pebble.Open(r.path, opts)
+	// Pebble opening on a disk without room retries its first flush
+	// forever, or parks in a fatal error: it runs aside, and a failure it
+	// reports meanwhile (eventListener, pebbleLogger) ends the wait. The
+	// abandoned goroutine stays parked, holding nothing this store uses.
+	type opened struct {
+		db  *pebble.DB
+		err error
+	}
+	done := make(chan opened, 1)
+	r.opening.Store(true)
+	go func() {
+		db, err := pebble.Open(r.path, opts)
+		done <- opened{db, err}
+	}()
+	var o opened
+	select {
+	case o = <-done:
+	case <-r.failedCh:
+		return fmt.Errorf("pebble failed while opening: %w", r.status().Err)
+	}
+	r.opening.Store(false)
+	if o.err != nil {
+		return o.err
+	}
+	fi, err := r.statDir()
 	if err != nil {
+		_ = closeDB(o.db)
 		return err
 	}
-	fi, err := os.Stat(r.path)
-	if err != nil {
-		_ = closeDB(db)
-		return err
-	}
-	r.db, r.info = db, fi
+	r.db, r.info = o.db, fi
 	return nil
+}
+
+// openSlack is what opening a Pebble database writes besides flushing its
+// WALs and rewriting its manifest: a new WAL's first blocks, the OPTIONS
+// file, markers, and this store's bookkeeping batch.
+const openSlack = 1 << 20
+
+// CheckOpenSpace returns an error wrapping ErrNoSpace, naming dir, its
+// free space and the space needed, when the drive holding the Pebble
+// database in dir (which need not exist yet) has too little free space to
+// open it: room to flush what its WALs hold, to rewrite its manifest, and
+// openSlack. A Pebble that runs out of space while opening does not fail:
+// it retries its flush forever, or parks in a fatal error, so whoever
+// opens one checks first.
+func CheckOpenSpace(fsys pebblevfs.FS, dir string) error {
+	need := uint64(openSlack)
+	names, err := fsys.List(dir)
+	missing := errors.Is(err, fs.ErrNotExist)
+	if err != nil && !missing {
+		return err
+	}
+	for _, n := range names {
+		if !strings.HasSuffix(n, ".log") && !strings.HasPrefix(n, "MANIFEST-") {
+			continue
+		}
+		if fi, err := fsys.Stat(fsys.PathJoin(dir, n)); err == nil {
+			need += uint64(fi.Size())
+		}
+	}
+	// The space of the nearest directory that exists: the drive's.
+	at := dir
+	for missing && fsys.PathDir(at) != at {
+		at = fsys.PathDir(at)
+		_, err := fsys.Stat(at)
+		missing = errors.Is(err, fs.ErrNotExist)
+	}
+	u, err := fsys.GetDiskUsage(at)
+	if err != nil || u.AvailBytes >= need {
+		return nil // if the space is unknown, Pebble finds out
+	}
+	return fmt.Errorf("%s has %s free, opening the metadata there needs at least %s (free space on that drive, then start again): %w",
+		dir, formatBytes(u.AvailBytes), formatBytes(need), ErrNoSpace)
 }
 
 // readState reads the bookkeeping keys of r.
@@ -101,7 +174,7 @@ func (l *Local) openAndReconcile(cache *pebble.Cache) (uint64, error) {
 	states := make([]replicaState, len(l.replicas))
 	var openErrs []error
 	for i, r := range l.replicas {
-		_ = os.RemoveAll(filepath.Join(r.dir, rebuildSubdir))
+		_ = l.fs.RemoveAll(filepath.Join(r.dir, rebuildSubdir))
 		if err := l.openReplica(r, cache); err != nil {
 			r.fail(fmt.Errorf("open: %w", err))
 			openErrs = append(openErrs, err)
@@ -272,26 +345,54 @@ func (l *Local) rebuild(r, src *replica, cache *pebble.Cache) error {
 	}
 	r.db = nil
 	tmp := filepath.Join(r.dir, rebuildSubdir)
-	if err := os.RemoveAll(tmp); err != nil {
+	if err := l.fs.RemoveAll(tmp); err != nil {
 		return err
 	}
 	if err := src.db.Checkpoint(tmp, pebble.WithFlushedWAL()); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	if err := os.RemoveAll(r.path); err != nil {
+	if err := l.fs.RemoveAll(r.path); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, r.path); err != nil {
+	if err := l.fs.Rename(tmp, r.path); err != nil {
 		return err
 	}
-	if err := syncDir(r.dir); err != nil {
+	if err := syncDir(l.fs, r.dir); err != nil {
 		return err
 	}
 	return l.openReplica(r, cache)
 }
 
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
+// mkdirDurable creates dir and its missing parents, syncing the parent of
+// each directory it creates: an entry never synced may vanish in a crash,
+// and with it all that Pebble synced inside (TestPebbleOnMemFillsItsDrive).
+func mkdirDurable(fsys pebblevfs.FS, dir string) error {
+	var made []string
+	for d := dir; ; d = fsys.PathDir(d) {
+		if _, err := fsys.Stat(d); err == nil {
+			break
+		}
+		made = append(made, d)
+		if fsys.PathDir(d) == d {
+			break
+		}
+	}
+	if len(made) == 0 {
+		return nil
+	}
+	if err := fsys.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for i := len(made) - 1; i >= 0; i-- {
+		if err := syncDir(fsys, fsys.PathDir(made[i])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func syncDir(fsys pebblevfs.FS, dir string) error {
+	f, err := fsys.OpenDir(dir)
 	if err != nil {
 		return err
 	}

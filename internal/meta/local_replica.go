@@ -7,8 +7,11 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	pebblevfs "github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // ReplicaState is the health of one replica of a Local store.
@@ -60,8 +63,16 @@ type replica struct {
 	path string
 	log  *slog.Logger
 
+	fs   pebblevfs.FS
 	db   *pebble.DB
 	info os.FileInfo // identity of path, to notice it vanishing
+
+	// opening is set while Pebble opens the database: a background error
+	// then is fatal to the open (see openReplica).
+	opening atomic.Bool
+	// quietUntil rate-limits the log of Pebble's retried background
+	// errors for lack of space (unix nanoseconds).
+	quietUntil atomic.Int64
 
 	queue  chan *applyReq
 	syncQ  chan *applyReq
@@ -85,11 +96,12 @@ type applyReq struct {
 	synced  chan error // buffered 1
 }
 
-func newReplica(idx int, dir string, log *slog.Logger) *replica {
+func newReplica(idx int, fs pebblevfs.FS, dir string, log *slog.Logger) *replica {
 	return &replica{
 		idx:      idx,
+		fs:       fs,
 		dir:      dir,
-		path:     dir + string(os.PathSeparator) + pebbleSubdir,
+		path:     fs.PathJoin(dir, pebbleSubdir),
 		log:      log.With("replica", idx, "dir", dir),
 		failedCh: make(chan struct{}),
 	}
@@ -127,8 +139,8 @@ func (r *replica) checkPresent() bool {
 	if r.testNoPresenceCheck {
 		return true
 	}
-	fi, err := os.Stat(r.path)
-	if err == nil && !os.SameFile(fi, r.info) {
+	fi, err := r.statDir()
+	if err == nil && !sameFile(fi, r.info) {
 		err = errors.New("directory replaced")
 	}
 	if err != nil {
@@ -136,6 +148,25 @@ func (r *replica) checkPresent() bool {
 		return false
 	}
 	return true
+}
+
+// statDir returns what identifies r's database directory: the
+// operating system's FileInfo, whose inode tells a replaced directory
+// from the same one.
+func (r *replica) statDir() (os.FileInfo, error) {
+	if r.fs == pebblevfs.Default {
+		return os.Stat(r.path)
+	}
+	return r.fs.Stat(r.path)
+}
+
+// sameFile reports whether a and b, from statDir, are one directory. On a
+// file system without inodes (vfs.Mem) only presence can be told.
+func sameFile(a, b os.FileInfo) bool {
+	if a.Sys() == nil || b.Sys() == nil {
+		return true
+	}
+	return os.SameFile(a, b)
 }
 
 // start launches the applier and syncer goroutines. They exit when queue is
@@ -219,7 +250,21 @@ func (l pebbleLogger) Fatalf(format string, args ...any) {
 func (r *replica) eventListener() *pebble.EventListener {
 	return &pebble.EventListener{
 		BackgroundError: func(err error) {
-			r.fail(fmt.Errorf("pebble background error: %w", err))
+			switch {
+			case r.opening.Load():
+				// Pebble's open waits for its flush, which it retries at
+				// once and forever: fail the open and park this goroutine
+				// so that the retries stop (see openReplica).
+				r.fail(fmt.Errorf("pebble background error while opening: %w", err))
+				select {}
+			case errors.Is(err, syscall.ENOSPC):
+				// A flush or compaction that found no room is retried by
+				// Pebble, and succeeds once space is back; what it would
+				// have written is still in the WAL or the old tables.
+				r.noSpace(err)
+			default:
+				r.fail(fmt.Errorf("pebble background error: %w", err))
+			}
 		},
 		DiskSlow: func(info pebble.DiskSlowInfo) {
 			r.log.Warn("slow metadata disk", "info", info.String())
@@ -228,4 +273,25 @@ func (r *replica) eventListener() *pebble.EventListener {
 			r.log.Warn("metadata writes stalled", "reason", info.Reason)
 		},
 	}
+}
+
+// noSpaceLogEvery and noSpacePause pace Pebble's retries of a flush or
+// compaction that found the disk full: Pebble retries at once, and without
+// a pause a full disk is a busy loop of failed writes and log lines, some
+// twenty thousand a second (TestLocalFlushOnFullDiskIsRetried).
+const (
+	noSpaceLogEvery = time.Minute
+	noSpacePause    = 100 * time.Millisecond
+)
+
+// noSpace notes a background flush or compaction of r that failed for
+// lack of space. It runs in Pebble's goroutine, often under the
+// database's lock: the pause holds back writers, which have no room to
+// write anyway, not readers of existing tables.
+func (r *replica) noSpace(err error) {
+	now := time.Now().UnixNano()
+	if last := r.quietUntil.Load(); now >= last && r.quietUntil.CompareAndSwap(last, now+int64(noSpaceLogEvery)) {
+		r.log.Warn("metadata drive full: Pebble cannot flush or compact; it retries until space is freed", "err", err)
+	}
+	time.Sleep(noSpacePause)
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"syscall"
 )
 
 // Partition names one partition of the key space. Partitions 0..P-1 hold
@@ -70,6 +72,12 @@ var (
 	// ErrUnavailable is returned when the partition cannot commit or read
 	// now (no quorum of metadata replicas); the caller answers 503.
 	ErrUnavailable = errors.New("meta: partition unavailable")
+	// ErrNoSpace is returned by Commit when a drive of the store is too
+	// full to take the commit safely: nothing was applied, reads go on,
+	// and commits succeed again once space is freed. The caller answers
+	// 507 Insufficient Storage, which clients do not retry as they do a
+	// 503. It wraps syscall.ENOSPC, as a full disk does anywhere below.
+	ErrNoSpace = fmt.Errorf("meta: no space for metadata: %w", syscall.ENOSPC)
 )
 
 // Range is one partition's key range [Start, End) for ScanRanges; a nil

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -26,6 +26,7 @@ import (
 	"github.com/redoubt-io/redoubt/internal/s3api"
 	"github.com/redoubt-io/redoubt/internal/s3api/sigv4"
 	"github.com/redoubt-io/redoubt/internal/store"
+	"github.com/redoubt-io/redoubt/internal/vfs"
 )
 
 // Config is everything a node needs to start.
@@ -79,6 +80,26 @@ type Config struct {
 	// relocation write, so that foreground requests keep their latency
 	// while data is rebuilt or moved; 0 or less: no limit.
 	RepairRate int64
+	// Reserve is the free space, in bytes, kept on every drive for what
+	// must go on when the drives are full: reads, listings, and the
+	// deletes that free space, whose metadata commits need room, as does
+	// the metadata store's WAL and compactions. While a drive holding
+	// metadata, or too many drives for the redundancy, have less free,
+	// requests that store new data (PUT, UploadPart, CompleteMultipartUpload,
+	// CopyObject, CreateBucket...) are refused with 507
+	// InsufficientStorage; they are accepted again as soon as space is
+	// freed (TestFullDrivesDoNotAnswer503UntilRestart, TestOneDriveFull,
+	// TestMetadataFilledBySmallObjects). The reserve must hold the writes
+	// under way when the drives cross it. 1 GiB: the largest compactions
+	// of a metadata store of tens of millions of objects, and a few
+	// seconds of writes at a drive's speed. 0 turns it off: shard data may
+	// then fill a drive until its metadata takes no more commits, deletes
+	// included.
+	Reserve uint64
+	// FS is the file system of the drives. Nil is the operating
+	// system's; tests and simulation give a vfs.Mem (standalone nodes
+	// only, with Credentials set).
+	FS vfs.FS
 }
 
 // DefaultConfig is a one-drive node on the standard loopback ports.
@@ -97,8 +118,12 @@ func DefaultConfig() Config {
 		MultipartExpiry: 7 * 24 * time.Hour,
 		RepairRate:      DefaultRepairRate,
 		BodyIdleTimeout: s3api.DefaultConfig().BodyIdleTimeout,
+		Reserve:         DefaultReserve,
 	}
 }
+
+// DefaultReserve is Config.Reserve's default; see there.
+const DefaultReserve = 1 << 30
 
 // Validate checks the rules that span fields.
 func (c Config) Validate() error {
@@ -155,6 +180,9 @@ func (c Config) Validate() error {
 	if c.BodyIdleTimeout < 0 {
 		return fmt.Errorf("body idle timeout %v is negative", c.BodyIdleTimeout)
 	}
+	if c.FS != nil && c.FS != vfs.OS() && (c.Cluster != nil || c.Credentials == nil) {
+		return errors.New("a file system other than the operating system's is for standalone nodes with credentials given")
+	}
 	return nil
 }
 
@@ -175,6 +203,7 @@ type Node struct {
 	drives  []*store.Drive
 	data    *blocks.Set
 	md      *meta.Local
+	space   *space
 	objects *objects.Service
 	repair  *repairer
 	// fatal receives the failure of a part the node cannot go on without
@@ -205,7 +234,9 @@ type Node struct {
 }
 
 // Start opens the drives and the metadata, cleans what a crash left behind,
-// and binds the listeners. It serves nothing until Serve.
+// and binds the listeners. It serves nothing until Serve. Drives too full
+// to open the metadata on make it fail at once, naming them, before any
+// port is bound (TestStartOnFullDrivesFailsFast).
 func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -220,17 +251,40 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		}
 	}()
 
+	fsys := cfg.FS
+	if fsys == nil {
+		fsys = vfs.OS()
+	}
 	for _, d := range cfg.DataDirs {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+		if err := fsys.MkdirAll(d, 0o700); err != nil {
 			logger.Warn("cannot create data directory", "dir", d, "err", err)
 		}
 	}
-	n.drives, err = store.Open(ctx, store.DefaultConfig(), cfg.DataDirs, logger.With("component", "store"))
+	scfg := store.DefaultConfig()
+	scfg.FS, scfg.Reserve = fsys, cfg.Reserve
+	n.drives, err = store.Open(ctx, scfg, cfg.DataDirs, logger.With("component", "store"))
 	if err != nil {
 		return nil, fmt.Errorf("opening drives: %w", err)
 	}
 
-	// Bind first: a cluster node advertises the addresses it serves on.
+	// The metadata first: until it is open the node cannot answer, and a
+	// client that finds the port open would wait on it.
+	if cfg.Cluster == nil {
+		if n.md, err = openLocalMeta(n.drives, fsys, cfg.Reserve, logger); err != nil {
+			return nil, err
+		}
+	} else if err := checkRaftSpace(n.drives, fsys); err != nil {
+		return nil, err
+	}
+	n.space = newSpace(n.drives, cfg.Cluster != nil, logger.With("component", "space"))
+	for _, d := range n.drives {
+		if st := d.Stats(); st.TotalBytes > 0 && st.TotalBytes <= 2*cfg.Reserve {
+			logger.Warn("drive small for the reserve: little or no new data will fit; lower --reserve",
+				"drive", d.Path(), "size", store.FormatBytes(st.TotalBytes), "reserve", store.FormatBytes(cfg.Reserve))
+		}
+	}
+
+	// Then bind: a cluster node advertises the addresses it serves on.
 	if err := n.listen(); err != nil {
 		return nil, err
 	}
@@ -264,9 +318,6 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		return nil, fmt.Errorf("data path: %w", err)
 	}
 	if cfg.Cluster == nil {
-		if n.md, err = openLocalMeta(n.drives, logger); err != nil {
-			return nil, err
-		}
 		md = n.md
 	}
 
@@ -305,11 +356,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err != nil {
 		return nil, err
 	}
-	scfg := s3api.DefaultConfig()
-	scfg.Region = cfg.Region
-	scfg.Domains = cfg.Domains
-	scfg.BodyIdleTimeout = cfg.BodyIdleTimeout
-	front, err := s3api.New(scfg, n.objects, s3api.SigV4(verifier), logger.With("component", "s3api"))
+	s3cfg := s3api.DefaultConfig()
+	s3cfg.Region = cfg.Region
+	s3cfg.Domains = cfg.Domains
+	s3cfg.BodyIdleTimeout = cfg.BodyIdleTimeout
+	front, err := s3api.New(s3cfg, spaceGate{API: n.objects, space: n.space, policy: n.Policy}, s3api.SigV4(verifier), logger.With("component", "s3api"))
 	if err != nil {
 		return nil, err
 	}
@@ -321,7 +372,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	n.upkeep.scrub = newScrubber(cfg.Scrub, n.objects, n.data, logger.With("component", "scrub"))
 	n.s3Srv = &http.Server{
 		Handler:           n.upkeep.scrub.track(front),
-		MaxHeaderBytes:    scfg.MaxHeaderBytes + 4096,
+		MaxHeaderBytes:    s3cfg.MaxHeaderBytes + 4096,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
@@ -400,20 +451,55 @@ func (n *Node) listen() error {
 // openLocalMeta opens a standalone node's metadata. The replicas live on
 // the drives of the first three slots of the set, whatever order the
 // directories are given in.
-func openLocalMeta(drives []*store.Drive, logger *slog.Logger) (*meta.Local, error) {
-	metaDirs := make([]string, 0, 3)
-	for _, d := range slices.SortedFunc(slices.Values(drives), func(a, b *store.Drive) int { return a.Slot() - b.Slot() }) {
-		if len(metaDirs) < 3 {
-			metaDirs = append(metaDirs, filepath.Join(d.Path(), "meta"))
+func openLocalMeta(drives []*store.Drive, fsys vfs.FS, reserve uint64, logger *slog.Logger) (*meta.Local, error) {
+	var metaDirs []string
+	smallest := uint64(math.MaxUint64)
+	for _, d := range metaDrives(drives, false) {
+		metaDirs = append(metaDirs, filepath.Join(d.Path(), "meta"))
+		if t := d.Stats().TotalBytes; t > 0 {
+			smallest = min(smallest, t)
 		}
 	}
 	mcfg := meta.DefaultLocalConfig(metaDirs...)
 	mcfg.Logger = logger.With("component", "meta")
+	mcfg.FS = fsys
+	// A memtable is flushed into a file of about its size, so a small
+	// drive gets small ones: 1/64 of it, within [1 MiB, the default].
+	mcfg.MemTableBytes = max(1<<20, min(mcfg.MemTableBytes, smallest/64))
+	// Commits stop a quarter of the way into the reserve: the deletes that
+	// come when new data is refused have the quarters above, Pebble's
+	// flushes and compactions the last.
+	mcfg.MinFree = max(2*mcfg.MemTableBytes, reserve/4)
+	if reserve > 0 {
+		mcfg.Reserve = max(reserve, mcfg.MinFree)
+	}
 	md, err := meta.OpenLocal(mcfg)
 	if err != nil {
 		return nil, fmt.Errorf("opening metadata: %w", err)
 	}
 	return md, nil
+}
+
+// metaDrives are the drives that hold metadata: on a standalone node the
+// first three slots (the replicas of meta.Local), on a cluster node the
+// first slot (the Raft state of all its groups).
+func metaDrives(drives []*store.Drive, cluster bool) []*store.Drive {
+	n := 3
+	if cluster {
+		n = 1
+	}
+	sorted := slices.SortedFunc(slices.Values(drives), func(a, b *store.Drive) int { return a.Slot() - b.Slot() })
+	return sorted[:min(n, len(sorted))]
+}
+
+// checkRaftSpace fails at once if the drive of a cluster node's Raft
+// state has no room to open it, before the node binds its ports and joins.
+func checkRaftSpace(drives []*store.Drive, fsys vfs.FS) error {
+	home := metaDrives(drives, true)[0]
+	if err := meta.CheckOpenSpace(meta.PebbleFS(fsys), filepath.Join(home.Path(), "raft")); err != nil {
+		return fmt.Errorf("opening raft state: %w", err)
+	}
+	return nil
 }
 
 // Policy is the redundancy new objects get: the node's own, or in a

@@ -19,9 +19,12 @@
 //     lists, results and errors.
 //
 // Error contract: each objects sentinel maps to its S3 code and status
-// (see errors.go); errors wrapping meta.ErrUnavailable answer 503
-// ServiceUnavailable with Retry-After; any other error answers 500
-// InternalError and is logged with the request ID. HEAD and 304 answers
+// (see errors.go); errors wrapping syscall.ENOSPC (meta.ErrNoSpace,
+// store.ErrNoSpace, a full disk) answer 507 InsufficientStorage, which
+// SDKs do not retry, even when they also wrap meta.ErrUnavailable; other
+// errors wrapping meta.ErrUnavailable answer 503 ServiceUnavailable with
+// Retry-After; any other error answers 500 InternalError and is logged
+// with the request ID. HEAD and 304 answers
 // carry no body. Query subresources and headers that ask for features
 // Redoubt does not implement answer 501 NotImplemented, never a success
 // that silently ignores them; OPERATIONS.md lists both sides.
@@ -29,9 +32,12 @@
 // Bodies: a handler that starts reading a body drains the rest (up to
 // 1 MiB) before returning, so that a pooled client connection, in
 // particular after an `Expect: 100-continue` request, carries on
-// cleanly; a handler that refuses a request before reading leaves the body
-// unread, and the HTTP server closes the connection instead of reading
-// an unwanted upload. Uploads need Content-Length, or
+// cleanly. An authenticated upload refused before any byte of its body
+// was read (a full node's 507, a missing bucket) is answered at once,
+// then up to 32 MiB of its body are drained for up to 5 s: a client that
+// did not wait for 100 Continue reads the answer instead of a reset it
+// would retry. Other refusals leave the body unread, and the HTTP server
+// closes the connection instead of reading an unwanted upload. Uploads need Content-Length, or
 // x-amz-decoded-content-length for aws-chunked bodies (else 411
 // MissingContentLength); a shorter body is IncompleteBody.
 //

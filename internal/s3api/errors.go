@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/objects"
@@ -56,6 +57,11 @@ var (
 	errUnavailable       = apiErr("ServiceUnavailable", 503, "Please reduce your request rate.")
 	errNotModified       = apiErr("NotModified", 304, "Not Modified")
 )
+
+// errNoSpace is not retried by the SDKs, unlike a 503: waiting does not
+// free space, deleting does.
+var errNoSpace = apiErr("InsufficientStorage", http.StatusInsufficientStorage,
+	"There is not enough free space on the server's drives to store this request. Reads and deletes still work: delete objects or abort multipart uploads to free space, then try again.")
 
 func invalidArg(format string, args ...any) *Error {
 	return apiErrf("InvalidArgument", 400, format, args...)
@@ -111,6 +117,11 @@ func toAPIError(err error) (e *Error, internal bool) {
 			}
 			return m.api, false
 		}
+	}
+	// Before ErrUnavailable: a write that found too few drives with room
+	// is both, and the client must free space, not retry.
+	if errors.Is(err, syscall.ENOSPC) {
+		return errNoSpace, false
 	}
 	if errors.Is(err, meta.ErrUnavailable) {
 		return errUnavailable, false

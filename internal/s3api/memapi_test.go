@@ -31,6 +31,9 @@ type memAPI struct {
 	fail error
 	// panicOn makes PutObject panic (recovery test).
 	panicOn string
+	// refuse, if set, is returned by PutObject before it reads the body,
+	// as a node out of space refuses an upload.
+	refuse error
 }
 
 type memBucket struct {
@@ -219,6 +222,9 @@ func (m *memAPI) commit(b *memBucket, key string, v *memVersion) {
 func (m *memAPI) PutObject(ctx context.Context, bucket, key string, body io.Reader, size int64, opts objects.PutOptions) (objects.ObjectInfo, error) {
 	if m.panicOn != "" && key == m.panicOn {
 		panic("memAPI: asked to panic")
+	}
+	if m.refuse != nil {
+		return objects.ObjectInfo{}, m.refuse
 	}
 	data, etag, sums, err := readVerify(body, size, opts.ContentMD5, opts.ChecksumAlgorithm, opts.Checksums, opts.Trailer)
 	if err != nil {

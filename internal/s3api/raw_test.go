@@ -2,19 +2,23 @@ package s3api_test
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"github.com/redoubt-io/redoubt/internal/testlog"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/s3api"
+	"github.com/redoubt-io/redoubt/internal/store"
 )
 
 // fakeAuth accepts any request with an Authorization header and passes
@@ -215,6 +219,20 @@ func TestRequestErrors(t *testing.T) {
 	api.fail = fmt.Errorf("disk on fire")
 	resp, body = do(t, "GET", ts.URL+"/bkt/obj", nil)
 	wantCode(t, resp, body, 500, "InternalError")
+	// No space → 507 without Retry-After, even when the write also found
+	// too few drives (the object layer's 503 cause), from whichever layer.
+	for _, err := range []error{
+		fmt.Errorf("commit: %w", meta.ErrNoSpace),
+		fmt.Errorf("write data: %w: %w", meta.ErrUnavailable, fmt.Errorf("quorum: %w", store.ErrNoSpace)),
+		&fs.PathError{Op: "write", Path: "/d/x", Err: syscall.ENOSPC},
+	} {
+		api.fail = err
+		resp, body = do(t, "PUT", ts.URL+"/bkt/full", strings.NewReader("abc"))
+		wantCode(t, resp, body, 507, "InsufficientStorage")
+		if resp.Header.Get("Retry-After") != "" || !strings.Contains(body, "delete objects") {
+			t.Fatalf("no space (%v): Retry-After %q, body %s", err, resp.Header.Get("Retry-After"), body)
+		}
+	}
 	api.fail = nil
 
 	api.panicOn = "boom"
@@ -300,5 +318,71 @@ func TestBodyFraming(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 400 || !strings.Contains(string(b), "IncompleteBody") {
 		t.Fatalf("short body: %d %s", resp.StatusCode, b)
+	}
+}
+
+// A client that sends a body without waiting for 100 Continue (what SDKs
+// do below a few MiB, and some clients always) must read the 507 of a
+// refused upload, not a connection reset that it would retry as a
+// network error; one that asked for 100 Continue is not made to send its
+// body at all.
+func TestNoSpaceAnswerReachesTheUploader(t *testing.T) {
+	api, ts := setupBucket(t)
+	api.refuse = fmt.Errorf("new data refused: %w", store.ErrNoSpace)
+	body := bytes.Repeat([]byte("x"), 8<<20)
+	for i := range 20 {
+		tr := &http.Transport{}
+		req, err := http.NewRequest("PUT", ts.URL+"/bkt/big", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "test")
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		if err != nil {
+			t.Fatalf("upload %d of an 8 MiB body refused for lack of space: %v, want the 507", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		wantCode(t, resp, string(b), 507, "InsufficientStorage")
+		tr.CloseIdleConnections()
+	}
+
+	// With Expect: 100-continue the body is never asked for: the answer
+	// comes at once.
+	expect := func(sendAnyway bool) *http.Response {
+		t.Helper()
+		conn, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if err := conn.SetDeadline(time.Now().Add(3 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		length := 1 << 30
+		if sendAnyway {
+			length = len(body)
+		}
+		if _, err := fmt.Fprintf(conn, "PUT /bkt/big HTTP/1.1\r\nHost: x\r\nAuthorization: t\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n", length); err != nil {
+			t.Fatal(err)
+		}
+		if sendAnyway {
+			// A client whose wait for 100 Continue ran out sends its body.
+			go conn.Write(body)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("Expect: 100-continue, body sent %v: %v", sendAnyway, err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := expect(false); resp.StatusCode != 507 {
+		t.Fatalf("1 GiB upload with Expect: 100-continue: %d, want 507 before any byte is sent", resp.StatusCode)
+	}
+	for range 10 {
+		if resp := expect(true); resp.StatusCode != 507 {
+			t.Fatalf("upload sent without waiting for 100 Continue: %d, want 507", resp.StatusCode)
+		}
 	}
 }

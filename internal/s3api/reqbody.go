@@ -32,6 +32,7 @@ type recordingReader struct {
 }
 
 func (b *recordingReader) Read(p []byte) (int, error) {
+	b.rc.bodyRead = true
 	n, err := b.r.Read(p)
 	if err != nil && err != io.EOF && b.rc.bodyErr == nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {

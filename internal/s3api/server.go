@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/redoubt-io/redoubt/internal/objects"
@@ -67,6 +68,8 @@ type reqCtx struct {
 	// bodyTouched is set once the handler started reading the body; only
 	// then is the rest drained so that the connection can be reused.
 	bodyTouched bool
+	// bodyRead is set once a byte of the body was asked for.
+	bodyRead bool
 	// bodyErr is the first error the payload reader returned, so that the
 	// precise cause (bad chunk signature, short body) wins over whatever
 	// the object layer made of it.
@@ -123,7 +126,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if rc.bodyTouched && (idle == nil || !idle.timedOut) {
 			// Let the next request on this connection start cleanly.
-			_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
+			drainBody(sw, r, rc)
 		}
 	}()
 	if err := s.serve(sw, r, rc); err != nil {
@@ -260,4 +263,37 @@ func validKey(key string) error {
 		return invalidArg("Object key must not contain a NUL character.")
 	}
 	return nil
+}
+
+// refusedBodyDrain and refusedBodyWait bound what is read of a body that
+// was refused before any of it was read, and for how long. A client that
+// does not wait for 100 Continue, or stopped waiting, sends its body
+// whatever the answer, and one whose connection is closed under it sees a
+// reset, which SDKs retry as a network error, instead of the answer
+// (TestConcurrentPutsAcrossTheReserve in package node, where
+// aws-sdk-go-v2 under load gave up waiting; TestNoSpaceAnswerReachesTheUploader).
+// Such bodies are of a few MiB
+// (aws-sdk-go-v2 asks for 100 Continue above 2 MB and waits 1 s for it;
+// minio-go sends parts of 16 MiB without asking); larger ones are cut off.
+const (
+	refusedBodyDrain = 32 << 20
+	refusedBodyWait  = 5 * time.Second
+)
+
+// drainBody reads what is left of a body the handler started on, so that
+// the client reads the answer and the connection can be reused: up to
+// 1 MiB of a body partly read, up to refusedBodyDrain of one refused
+// before any byte was read. The answer to the latter goes out first: a
+// client still waiting for 100 Continue then sends no body at all (net/http
+// marks the answer Connection: close), and the drain ends when it hangs
+// up or after refusedBodyWait.
+func drainBody(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
+	if rc.bodyRead {
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
+		return
+	}
+	ctl := http.NewResponseController(w)
+	_ = ctl.Flush()
+	_ = ctl.SetReadDeadline(time.Now().Add(refusedBodyWait))
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, refusedBodyDrain))
 }

@@ -43,6 +43,14 @@
 //     read is marked failed, logged once, and refuses I/O with
 //     ErrDriveFailed until Check finds it healthy again. Counters of reads,
 //     corrupt blocks and I/O errors are kept per drive.
+//  6. Space. A full disk is not a failed one: a write that meets ENOSPC
+//     fails with ErrNoSpace and the drive stays online, serving what it
+//     holds and passing its check (TestDriveDiskFull). With
+//     Config.Reserve set, Create refuses new shard files while the drive
+//     has less free space, and a Writer under way stops at half of it
+//     (TestDriveReserve), so that the rest stays for the metadata store
+//     and for deletes; Room tells callers that refuse work earlier.
+//     ErrNoSpace wraps syscall.ENOSPC.
 //
 // All file access goes through Config.FS (package vfs), so tests can inject
 // I/O errors. Drive methods are safe for concurrent use. A Writer belongs

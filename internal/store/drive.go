@@ -31,6 +31,13 @@ var (
 	ErrInvalidName = errors.New("invalid shard name")
 	// ErrFormat: the drives do not form one consistent set.
 	ErrFormat = errors.New("drive format mismatch")
+	// ErrNoSpace: the drive has no room for the write: the file system is
+	// full, or its free space is under Config.Reserve (then the error is
+	// a *SpaceError saying how much is free). The drive stays online and
+	// goes on serving what it holds. It wraps syscall.ENOSPC, so that a
+	// caller tells a full disk from a failed one with one errors.Is,
+	// whichever layer ran out of space.
+	ErrNoSpace = fmt.Errorf("drive full: %w", syscall.ENOSPC)
 )
 
 const (
@@ -69,6 +76,15 @@ type Config struct {
 	// FS is the file system the drives are on: the OS, or in tests and
 	// simulation an in-memory one (vfs.Mem) or a fault-injecting twin.
 	FS vfs.FS
+	// Reserve is the free space, in bytes, that new shard data leaves on
+	// each drive. Create refuses a new shard file while the drive has
+	// less free, and a Writer stops once the drive has less than half of
+	// it, so that writes already under way cannot take the rest. What is
+	// kept serves what must go on when the drive is full: the metadata
+	// store's WAL, flushes and compactions, and the commits of deletes
+	// that free space. 0, the default here (a node sets its own), lets
+	// shard data fill a drive to the last byte.
+	Reserve uint64
 }
 
 // DefaultConfig returns the configuration described on each field.
@@ -151,6 +167,9 @@ type Stats struct {
 	UsedBytes     uint64 // of the file system holding the drive
 	TotalBytes    uint64
 	FreeBytes     uint64 // available to this process
+	// ReserveBytes is Config.Reserve: new shard data is refused while
+	// FreeBytes is below it.
+	ReserveBytes uint64
 }
 
 // Drive is one drive directory. See the package doc.
@@ -193,7 +212,8 @@ func (d *Drive) marker() Marker {
 // Stats returns the drive's counters and space.
 func (d *Drive) Stats() Stats {
 	s := Stats{Path: d.path, ID: d.id, Slot: d.slot, State: d.State(), NeedsRepair: d.NeedsRepair(),
-		ShardsRead: d.shardsRead.Load(), CorruptBlocks: d.corruptBlocks.Load(), IOErrors: d.ioErrors.Load()}
+		ShardsRead: d.shardsRead.Load(), CorruptBlocks: d.corruptBlocks.Load(), IOErrors: d.ioErrors.Load(),
+		ReserveBytes: d.cfg.Reserve}
 	if d.online() {
 		if u, err := d.fs.Usage(d.path); err == nil {
 			s.TotalBytes, s.UsedBytes, s.FreeBytes = u.Total, u.Used, u.Avail
@@ -347,10 +367,16 @@ func Open(ctx context.Context, cfg Config, paths []string, logger *slog.Logger) 
 		}
 	}
 	for _, d := range drives {
-		if d.online() {
-			if err := d.resetTmp(); err != nil {
-				d.fail(err)
-			}
+		if !d.online() {
+			continue
+		}
+		switch err := d.resetTmp(); {
+		case errors.Is(err, syscall.ENOSPC):
+			// Full, not failed: it serves what it holds, and Check makes
+			// the directory once there is room (TestDriveFullAtOpen).
+			d.log.Warn("drive full at start: new shards wait for free space", "err", err)
+		case err != nil:
+			d.fail(err)
 		}
 	}
 	return drives, nil
@@ -485,7 +511,9 @@ func (d *Drive) checkLocked() error {
 	probe := filepath.Join(d.tmpPath(), "probe-"+newID())
 	err = d.writeProbe(probe)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := d.fs.Mkdir(d.tmpPath(), 0o755); err != nil {
+		if err := d.fs.Mkdir(d.tmpPath(), 0o755); errors.Is(err, syscall.ENOSPC) {
+			return nil // full, not failed (TestDriveFullAtOpen); no probe was made
+		} else if err != nil {
 			return err
 		}
 		err = d.writeProbe(probe)
@@ -519,7 +547,7 @@ func (d *Drive) ioError(op string, err error) error {
 	if errors.Is(err, syscall.ENOSPC) {
 		// A full disk is not a failed one: it goes on serving what it
 		// holds (TestDriveDiskFull).
-		return fmt.Errorf("store: %s on drive %s: %w", op, d.path, err)
+		return fmt.Errorf("store: %s on drive %s: %w: %w", op, d.path, ErrNoSpace, err)
 	}
 	d.ioErrors.Add(1)
 	if cerr := d.Check(); cerr != nil {

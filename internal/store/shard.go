@@ -302,6 +302,9 @@ func (d *Drive) Create(ctx context.Context, name Name) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := d.Room(); err != nil {
+		return nil, fmt.Errorf("store: create %s: %w", name, err)
+	}
 	tmp := filepath.Join(d.tmpPath(), name.String()+"."+strconv.FormatUint(d.tmpSeq.Add(1), 10))
 	f, err := d.fs.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -352,6 +355,13 @@ func (w *Writer) sealBlock() {
 func (w *Writer) flush() error {
 	if w.staged == 0 {
 		return nil
+	}
+	// Writers that started with room stop at half the reserve, so that
+	// many large writes under way cannot take what the reserve keeps
+	// (TestDriveReserve).
+	if err := w.d.roomAbove(w.d.cfg.Reserve / 2); err != nil {
+		w.err = fmt.Errorf("store: write %s: %w", w.name, err)
+		return w.err
 	}
 	if _, err := w.f.WriteAt((*w.buf)[:w.staged], w.off); err != nil {
 		w.err = w.d.ioError("write "+w.name.String(), err)

@@ -1,0 +1,60 @@
+package store
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// SpaceError is a write refused because a drive's free space is under
+// the least it must keep. It wraps ErrNoSpace.
+type SpaceError struct {
+	Path string
+	// Free is the space available when the write was refused; Min is the
+	// least the drive keeps free (Config.Reserve, or a part of it for a
+	// Writer already under way).
+	Free, Min uint64
+}
+
+func (e *SpaceError) Error() string {
+	return fmt.Sprintf("drive %s: %s free, under the %s it keeps free", e.Path, FormatBytes(e.Free), FormatBytes(e.Min))
+}
+
+func (e *SpaceError) Unwrap() error { return ErrNoSpace }
+
+// Room returns nil if the drive has at least Config.Reserve bytes free,
+// otherwise a *SpaceError. It asks the file system each time (a statfs,
+// about a microsecond), so space freed by any means counts at once
+// (TestDriveReserve). A drive whose space cannot be read has room: the
+// write will find out.
+func (d *Drive) Room() error { return d.roomAbove(d.cfg.Reserve) }
+
+// roomAbove returns a *SpaceError if the drive has less than min bytes
+// free.
+func (d *Drive) roomAbove(min uint64) error {
+	if min == 0 {
+		return nil
+	}
+	u, err := d.fs.Usage(d.path)
+	if err != nil || u.Avail >= min {
+		return nil
+	}
+	return &SpaceError{Path: d.path, Free: u.Avail, Min: min}
+}
+
+// FormatBytes writes n for a person: "812.5 MiB", "1 GiB", "512 B".
+func FormatBytes(n uint64) string {
+	const units = "KMGTPE"
+	if n < 1024 {
+		return strconv.FormatUint(n, 10) + " B"
+	}
+	v, i := float64(n)/1024, 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	s := strconv.FormatFloat(v, 'f', 1, 64)
+	if len(s) > 2 && s[len(s)-2:] == ".0" {
+		s = s[:len(s)-2]
+	}
+	return s + " " + units[i:i+1] + "iB"
+}
