@@ -39,6 +39,7 @@ var rank = map[string]int{
 	"internal/s3api":         6,
 	"internal/cluster":       6,
 	"internal/node":          7,
+	"internal/clustersim":    7,
 	"internal/arch":          8,
 }
 
