@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 
@@ -323,5 +324,51 @@ func TestFenceCreateRaceLeavesOneSetOfFences(t *testing.T) {
 		if n != 1 {
 			t.Errorf("partition %d holds %d fences", p, n)
 		}
+	}
+}
+
+// readHook is a Mem that runs before, once, ahead of the first GetMany
+// that reads a version record by its key.
+type readHook struct {
+	*meta.Mem
+	armed  atomic.Bool
+	before func()
+}
+
+func (h *readHook) GetMany(ctx context.Context, p meta.Partition, reads []meta.Read, o meta.ReadOptions) ([]meta.Item, uint64, error) {
+	for _, r := range reads {
+		if !r.First && len(r.Key) > 0 && r.Key[0] == tagVersion && h.armed.CompareAndSwap(true, false) {
+			h.before()
+		}
+	}
+	return h.Mem.GetMany(ctx, p, reads, o)
+}
+
+// A DELETE of the null version whose head read named a null version that
+// a PUT replaced before the version itself was read deletes the
+// replacement, as of a moment after the PUT; it never answers 204 having
+// deleted nothing while a null version existed all along (the model
+// checker found this through S3).
+func TestDeleteNullVersionRacingItsReplacement(t *testing.T) {
+	md := &readHook{Mem: meta.NewMem()}
+	s := newHookService(t, md, newMemBlocks())
+	ctx := context.Background()
+	if err := s.CreateBucket(ctx, "bkt"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutObject(ctx, "bkt", "k", strings.NewReader("first"), 5, PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	md.before = func() {
+		if _, err := s.PutObject(ctx, "bkt", "k", strings.NewReader("second"), 6, PutOptions{}); err != nil {
+			t.Error(err)
+		}
+	}
+	md.armed.Store(true)
+	if _, err := s.DeleteObject(ctx, "bkt", "k", DeleteOptions{VersionID: "null"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readAll(t, s, "bkt", "k", ""); !errors.Is(err, ErrNoSuchKey) {
+		t.Fatalf("after deleting the null version, GET = %q, %v; want NoSuchKey", got, err)
 	}
 }

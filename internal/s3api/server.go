@@ -126,10 +126,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if rc.bodyTouched && (idle == nil || !idle.timedOut) {
 			// Let the next request on this connection start cleanly.
-			drainBody(sw, r, rc)
+			drainBody(sw, r, rc, idle)
 		}
 	}()
-	if err := s.serve(sw, r, rc); err != nil {
+	err := s.serve(sw, r, rc)
+	if idle != nil {
+		// net/http decides what to do with a body the handler left unread
+		// (answer at once and close the connection, for a client still
+		// waiting for 100 Continue) by the type of the request's Body:
+		// it must see its own again before an answer goes out
+		// (TestNoSpaceAnswerReachesTheUploader).
+		r.Body = idle.r
+	}
+	if err != nil {
 		if idle != nil && idle.timedOut {
 			// Whatever the layers above made of the failed read (a
 			// cancelled context, a short body), the cause is the client.
@@ -287,9 +296,13 @@ const (
 // client still waiting for 100 Continue then sends no body at all (net/http
 // marks the answer Connection: close), and the drain ends when it hangs
 // up or after refusedBodyWait.
-func drainBody(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
+func drainBody(w http.ResponseWriter, r *http.Request, rc *reqCtx, idle *idleBody) {
 	if rc.bodyRead {
-		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
+		var body io.Reader = r.Body
+		if idle != nil {
+			body = idle // a client that stalls is not waited for
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(body, 1<<20))
 		return
 	}
 	ctl := http.NewResponseController(w)
