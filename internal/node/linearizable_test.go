@@ -175,10 +175,10 @@ func s3Call(ctx context.Context, c *s3.Client, bucket string, in lincheck.Input)
 			if rerr != nil {
 				return lincheck.Output{}, rerr
 			}
-			return lincheck.Output{Value: string(b), Found: true}, nil
+			return lincheck.Output{Value: string(b)}, nil
 		}
-		if errCode(err) == "NoSuchKey" {
-			return lincheck.Output{}, nil
+		if errCode(err) == lincheck.NoSuchKey {
+			return lincheck.Output{Err: lincheck.NoSuchKey}, nil
 		}
 		return lincheck.Output{}, err
 	case lincheck.Put, lincheck.Create:
@@ -188,12 +188,10 @@ func s3Call(ctx context.Context, c *s3.Client, bucket string, in lincheck.Input)
 		}
 		_, err = c.PutObject(ctx, pi)
 		switch {
-		case err == nil && in.Op == lincheck.Create:
-			return lincheck.Output{OK: true}, nil
 		case err == nil:
 			return lincheck.Output{}, nil
 		case in.Op == lincheck.Create && errStatus(err) == http.StatusPreconditionFailed:
-			return lincheck.Output{OK: false}, nil
+			return lincheck.Output{Err: lincheck.PreconditionFailed}, nil
 		}
 	case lincheck.Delete:
 		_, err = c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(in.Key)})

@@ -299,7 +299,7 @@ func (w *rebalanceLoad) do(cl int, rng *rand.Rand, in lincheck.Input, size int) 
 	ret := time.Since(w.start)
 	cancel()
 	w.ops.Add(1)
-	if err == nil && out.Found {
+	if err == nil && in.Op == lincheck.Get && out.Err == "" {
 		var bad error
 		out.Value, bad = rebalanceValue(out.Value)
 		if bad != nil {

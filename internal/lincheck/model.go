@@ -1,0 +1,483 @@
+package lincheck
+
+import (
+	"slices"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// state is what one partition of a history knows: its bucket, and, in a
+// key's partition, the key's versions. States are values: a step never
+// changes the versions slice it was given, it makes a new one.
+type state struct {
+	// known is false in the initial state, which porcupine makes before
+	// the first step names the bucket.
+	known      bool
+	exists     bool
+	versioning string
+	// epoch counts the configuration changes of the bucket (see the
+	// package documentation); since is the epoch its incarnation was
+	// created at.
+	epoch, since int32
+	versions     []version // newest first
+}
+
+// version is one version of a key.
+type version struct {
+	// id is a non-null version's ID, "" while no answer has named it (it
+	// was written by a request of unknown outcome).
+	id    string
+	value string // "" for a delete marker
+	null  bool
+	epoch int32 // the epoch it was written under
+}
+
+func (v version) marker() bool { return v.value == "" }
+
+// NewModel returns the model of histories that begin in start.
+func NewModel(start Start) porcupine.NondeterministicModel {
+	return porcupine.NondeterministicModel{
+		Partition: partition,
+		Init:      func() []any { return []any{state{}} },
+		Step: func(st, input, output any) []any {
+			s, in, out := st.(state), input.(Input), output.(Output)
+			if !s.known {
+				s = start.state(in.Bucket)
+			}
+			next := step(s, in, out)
+			res := make([]any, len(next))
+			for i, n := range next {
+				res[i] = n
+			}
+			return res
+		},
+		Equal:             func(a, b any) bool { return equal(a.(state), b.(state)) },
+		Hash:              func(s any) uint64 { return hash(s.(state)) },
+		DescribeOperation: func(in, out any) string { return describeOperation(in.(Input), out.(Output)) },
+		DescribeState:     func(s any) string { return describeState(s.(state)) },
+	}
+}
+
+// step returns the states s may be in after in answered out: none if it
+// could not have answered that, several where the model branches.
+func step(s state, in Input, out Output) []state {
+	switch in.Op {
+	case Get:
+		return stepGet(s, in, out)
+	case Put, Create:
+		return stepPut(s, in, out)
+	case Delete:
+		if in.VersionID != "" {
+			return stepDeleteVersion(s, in, out)
+		}
+		return stepDelete(s, in, out)
+	case List, ListVersions:
+		return stepList(s, in, out)
+	case CreateBucket:
+		return stepCreateBucket(s, out)
+	case DeleteBucket:
+		return stepDeleteBucket(s, in, out)
+	case HeadBucket:
+		return check(s, out.Unknown || (s.exists && out.Err == "") || (!s.exists && out.Err == NoSuchBucket))
+	case SetVersioning:
+		return stepSetVersioning(s, in, out)
+	case GetVersioning:
+		if r, done := missingBucket(s, out); done {
+			return r
+		}
+		return check(s, out.Unknown || (out.Err == "" && out.Versioning == s.versioning))
+	}
+	return nil
+}
+
+// check returns s if ok, no state otherwise.
+func check(s state, ok bool) []state {
+	if ok {
+		return []state{s}
+	}
+	return nil
+}
+
+// missingBucket answers for any request on a bucket that does not exist:
+// done is true when s has no bucket, with the states that follow.
+func missingBucket(s state, out Output) (next []state, done bool) {
+	if s.exists {
+		return nil, false
+	}
+	return check(s, out.Unknown || out.Err == NoSuchBucket), true
+}
+
+func stepGet(s state, in Input, out Output) []state {
+	if r, done := missingBucket(s, out); done {
+		return r
+	}
+	if out.Unknown {
+		return []state{s}
+	}
+	if in.VersionID == "" {
+		if len(s.versions) == 0 || s.versions[0].marker() {
+			return check(s, out.Err == NoSuchKey)
+		}
+		if out.Err != "" || out.Value != s.versions[0].value {
+			return nil
+		}
+		if n, ok := s.name(0, out.VersionID, false); ok {
+			return []state{n}
+		}
+		return nil
+	}
+	if i := s.find(in.VersionID); i >= 0 {
+		v := s.versions[i]
+		if v.marker() {
+			return check(s, out.Err == MethodNotAllowed)
+		}
+		return check(s, out.Err == "" && out.Value == v.value)
+	}
+	// Not a version the model knows by ID: absent, or one whose ID no
+	// answer has named yet.
+	switch out.Err {
+	case NoSuchVersion:
+		return []state{s}
+	case MethodNotAllowed:
+		return s.bindEach(in.VersionID, func(v version) bool { return v.marker() })
+	case "":
+		return s.bindEach(in.VersionID, func(v version) bool { return v.value == out.Value })
+	}
+	return nil
+}
+
+func stepPut(s state, in Input, out Output) []state {
+	if r, done := missingBucket(s, out); done {
+		return r
+	}
+	current := len(s.versions) > 0 && !s.versions[0].marker()
+	var failed string
+	switch {
+	case in.Op == Create && current:
+		failed = PreconditionFailed
+	case in.IfMatch != "" && !current:
+		failed = NoSuchKey
+	case in.IfMatch != "" && s.versions[0].value != in.IfMatch:
+		failed = PreconditionFailed
+	}
+	if failed != "" {
+		return check(s, out.Unknown || out.Err == failed)
+	}
+	straddles := in.Straddles && in.Op == Put && in.IfMatch == ""
+	if out.Unknown {
+		return append([]state{s}, s.write(in.Value, "", straddles, true)...)
+	}
+	if out.Err != "" {
+		return nil
+	}
+	return s.write(in.Value, out.VersionID, straddles, false)
+}
+
+func stepDelete(s state, in Input, out Output) []state {
+	if r, done := missingBucket(s, out); done {
+		return r
+	}
+	if s.versioning == Unversioned {
+		n := s
+		if i := s.find(NullID); i >= 0 {
+			n = s.remove(i)
+		}
+		if out.Unknown {
+			return []state{s, n}
+		}
+		return check(n, out.Err == "" && !out.DeleteMarker && out.VersionID == "")
+	}
+	if out.Unknown {
+		return append([]state{s}, s.write("", "", in.Straddles, true)...)
+	}
+	if out.Err != "" || !out.DeleteMarker {
+		return nil
+	}
+	return s.write("", out.VersionID, in.Straddles, false)
+}
+
+func stepDeleteVersion(s state, in Input, out Output) []state {
+	if r, done := missingBucket(s, out); done {
+		return r
+	}
+	i := s.find(in.VersionID)
+	if out.Unknown {
+		next := []state{s}
+		if i >= 0 {
+			return append(next, s.remove(i))
+		}
+		for j, v := range s.versions {
+			if v.unnamed() && s.fresh(in.VersionID) && s.fits(j, j+1, in.VersionID) {
+				next = append(next, s.remove(j))
+			}
+		}
+		return next
+	}
+	if out.Err != "" {
+		return nil
+	}
+	if i >= 0 {
+		return check(s.remove(i), out.DeleteMarker == s.versions[i].marker())
+	}
+	var next []state
+	if !out.DeleteMarker {
+		next = append(next, s) // absent
+	}
+	if s.fresh(in.VersionID) {
+		for j, v := range s.versions {
+			if v.unnamed() && v.marker() == out.DeleteMarker && s.fits(j, j+1, in.VersionID) {
+				next = append(next, s.remove(j))
+			}
+		}
+	}
+	return next
+}
+
+// stepList checks a listing's observation of one key (in.Key), or, in the
+// bucket's own partition (no key), only that the bucket exists.
+func stepList(s state, in Input, out Output) []state {
+	if r, done := missingBucket(s, out); done {
+		return r
+	}
+	if out.Unknown {
+		return []state{s}
+	}
+	if out.Err != "" {
+		return nil
+	}
+	if in.Key == "" {
+		return []state{s}
+	}
+	if in.Op == List {
+		if len(s.versions) == 0 || s.versions[0].marker() {
+			return check(s, len(out.Objects) == 0)
+		}
+		return check(s, len(out.Objects) == 1 && out.Objects[0].Value == s.versions[0].value)
+	}
+	if len(out.Versions) != len(s.versions) {
+		return nil
+	}
+	n := s
+	for i, v := range s.versions {
+		l := out.Versions[i]
+		if l.DeleteMarker != v.marker() || (!v.marker() && l.Value != v.value) {
+			return nil
+		}
+		var ok bool
+		if n, ok = n.name(i, l.VersionID, true); !ok {
+			return nil
+		}
+	}
+	return []state{n}
+}
+
+func stepCreateBucket(s state, out Output) []state {
+	if s.exists {
+		return check(s, out.Unknown || out.Err == BucketExists)
+	}
+	created := state{known: true, exists: true, epoch: s.epoch, since: s.epoch}
+	if out.Unknown {
+		return []state{s, created}
+	}
+	return check(created, out.Err == "")
+}
+
+func stepDeleteBucket(s state, in Input, out Output) []state {
+	if r, done := missingBucket(s, out); done {
+		return r
+	}
+	// In a key's partition, deletion needs the key empty; in the
+	// bucket's own, nothing is known of the keys.
+	empty := in.Key == "" || len(s.versions) == 0
+	gone := state{known: true, epoch: s.epoch}
+	kept := s
+	kept.epoch++ // a refused deletion is a configuration change too
+	// Of unknown outcome, a deletion that did not delete counts as
+	// refused: whether it ran only matters to where a straddling write
+	// may go, and one more change only allows more places. Tracking both
+	// would double the states for the rest of the history.
+	switch {
+	case out.Unknown && empty:
+		return []state{kept, gone}
+	case out.Unknown:
+		return []state{kept}
+	case out.Err == BucketNotEmpty:
+		return []state{kept}
+	}
+	return check(gone, out.Err == "" && empty)
+}
+
+func stepSetVersioning(s state, in Input, out Output) []state {
+	if r, done := missingBucket(s, out); done {
+		return r
+	}
+	if in.Versioning != Enabled && in.Versioning != Suspended {
+		return nil
+	}
+	n := s
+	if n.versioning != in.Versioning {
+		n.versioning = in.Versioning
+		n.epoch++
+	}
+	if out.Unknown {
+		return []state{s, n}
+	}
+	return check(n, out.Err == "")
+}
+
+// nullID is how answers show the null version's ID in s.
+func (s state) nullID() string {
+	if s.versioning == Unversioned {
+		return ""
+	}
+	return NullID
+}
+
+func (v version) unnamed() bool { return !v.null && v.id == "" }
+
+// find returns the index of the version id names, or -1.
+func (s state) find(id string) int {
+	for i, v := range s.versions {
+		if (id == NullID && v.null) || (id != NullID && !v.null && v.id == id) {
+			return i
+		}
+	}
+	return -1
+}
+
+// fresh reports whether id can name a new version: it is a version ID and
+// no version of the key has it.
+func (s state) fresh(id string) bool {
+	return id != "" && id != NullID && s.find(id) < 0
+}
+
+// fits reports whether a version with ID id sorts between versions[:above]
+// and versions[below:]: version IDs sort in version order, so it must be
+// less than the nearest ID named above and greater than the nearest below.
+// Null versions and versions not named yet do not count.
+func (s state) fits(above, below int, id string) bool {
+	for i := above - 1; i >= 0; i-- {
+		if v := s.versions[i]; !v.null && v.id != "" {
+			if v.id <= id {
+				return false
+			}
+			break
+		}
+	}
+	for _, v := range s.versions[below:] {
+		if !v.null && v.id != "" {
+			return v.id < id
+		}
+	}
+	return true
+}
+
+// name returns s with an answer's id for version i: it must be the one
+// the model knows, or, for a version whose ID no answer named yet, a
+// fresh one, which the model learns. listed: the answer is a listing,
+// which shows the null version as "null" in every state.
+func (s state) name(i int, id string, listed bool) (state, bool) {
+	v := s.versions[i]
+	switch {
+	case v.null && listed:
+		return s, id == NullID
+	case v.null:
+		return s, id == s.nullID()
+	case v.id != "":
+		return s, id == v.id
+	case !s.fresh(id) || !s.fits(i, i+1, id):
+		return s, false
+	}
+	vs := slices.Clone(s.versions)
+	vs[i].id = id
+	s.versions = vs
+	return s, true
+}
+
+// bindEach returns a state for each unnamed version that match accepts,
+// in which that version has id.
+func (s state) bindEach(id string, match func(version) bool) []state {
+	if !s.fresh(id) {
+		return nil
+	}
+	var next []state
+	for i, v := range s.versions {
+		if v.unnamed() && match(v) {
+			n, _ := s.name(i, id, false)
+			next = append(next, n)
+		}
+	}
+	return next
+}
+
+// remove returns s without version i.
+func (s state) remove(i int) state {
+	s.versions = slices.Delete(slices.Clone(s.versions), i, i+1)
+	return s
+}
+
+// write returns the states after a write of value ("" for a delete
+// marker) answered with version ID id (unknown: the answer was lost, and
+// with it the ID). The version is the null version unless the bucket is
+// Enabled, and the latest, or, for a write that straddled a configuration
+// change, below the versions of the configurations after its own.
+func (s state) write(value, id string, straddles, unknown bool) []state {
+	v := version{value: value, null: s.versioning != Enabled, epoch: s.epoch}
+	switch {
+	case v.null:
+		if !unknown && id != s.nullID() {
+			return nil
+		}
+	case unknown:
+	case !s.fresh(id):
+		return nil
+	default:
+		v.id = id
+	}
+	var next []state
+	if v.id == "" || s.fits(0, 0, v.id) {
+		next = append(next, s.insert(v, 0))
+	}
+	if !straddles {
+		return next
+	}
+	// The write was issued under some epoch e before the current one:
+	// Redoubt puts it right below the versions of epochs after e, so the
+	// positions are those with every version above of a later epoch than
+	// the version right below (or than the incarnation's first epoch, at
+	// the bottom). Its version ID, if the answer gave one, sorts there.
+	above := int32(1<<31 - 1)
+	nullAt := s.find(NullID)
+	for k := 1; k <= len(s.versions); k++ {
+		above = min(above, s.versions[k-1].epoch)
+		below := s.since
+		if k < len(s.versions) {
+			below = s.versions[k].epoch
+		}
+		// A null version placed below the key's null version would not
+		// replace it: Redoubt makes it the latest instead.
+		if above > below && !(v.null && nullAt >= 0 && nullAt < k) && (v.id == "" || s.fits(k, k, v.id)) {
+			next = append(next, s.insert(v, k))
+		}
+	}
+	return next
+}
+
+// insert returns s with v at index k (counted before the null version v
+// replaces, if any, is taken out).
+func (s state) insert(v version, k int) state {
+	vs := make([]version, 0, len(s.versions)+1)
+	for i, o := range s.versions {
+		if i == k {
+			vs = append(vs, v)
+		}
+		if !(v.null && o.null) {
+			vs = append(vs, o)
+		}
+	}
+	if k == len(s.versions) {
+		vs = append(vs, v)
+	}
+	s.versions = vs
+	return s
+}
