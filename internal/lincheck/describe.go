@@ -10,7 +10,7 @@ import (
 
 func equal(a, b state) bool {
 	return a.known == b.known && a.exists == b.exists && a.versioning == b.versioning &&
-		a.epoch == b.epoch && a.since == b.since && slices.Equal(a.versions, b.versions)
+		a.since == b.since && slices.Equal(a.versions, b.versions)
 }
 
 func hash(s state) uint64 {
@@ -19,21 +19,21 @@ func hash(s state) uint64 {
 	b = strconv.AppendBool(b, s.known)
 	b = strconv.AppendBool(b, s.exists)
 	b = append(b, s.versioning...)
-	b = strconv.AppendInt(append(b, 0), int64(s.epoch), 10)
 	b = strconv.AppendInt(append(b, 0), int64(s.since), 10)
 	for _, v := range s.versions {
 		b = append(append(append(b, 0), v.id...), 0)
 		b = append(append(b, v.value...), 0)
 		b = strconv.AppendBool(b, v.null)
-		b = strconv.AppendInt(b, int64(v.epoch), 10)
+		b = strconv.AppendInt(b, int64(v.age), 10)
 	}
 	h.Write(b)
 	return h.Sum64()
 }
 
-// describeState shows a state as "Enabled e2: v7@<id> e2, marker@? e1,
-// v3@null e0": the versioning state and epoch, then each version, newest
-// first, with its ID ("?" while unknown) and epoch.
+// describeState shows a state as "Enabled: v7@<id>, marker@? (1 changes
+// ago), v3@null (2 changes ago)": the versioning state, then each version,
+// newest first, with its ID ("?" while unknown) and the configuration
+// changes made since it was written, where the model counts them.
 func describeState(s state) string {
 	switch {
 	case !s.known:
@@ -46,14 +46,16 @@ func describeState(s state) string {
 	if st == Unversioned {
 		st = "Unversioned"
 	}
-	fmt.Fprintf(&b, "%s e%d", st, s.epoch)
+	fmt.Fprintf(&b, "%s", st)
 	for i, v := range s.versions {
 		sep := ", "
 		if i == 0 {
 			sep = ": "
 		}
 		b.WriteString(sep + describeVersion(v.value, versionName(v)))
-		fmt.Fprintf(&b, " e%d", v.epoch)
+		if v.age > 0 {
+			fmt.Fprintf(&b, " (%d changes ago)", v.age)
+		}
 	}
 	return b.String()
 }
@@ -162,3 +164,7 @@ func describeOperation(in Input, out Output) string {
 	}
 	return fmt.Sprintf("%s -> %s (node %d)", req, ans, in.Node)
 }
+
+// Describe shows a request and its answer as the visualization does, for a
+// harness's own messages.
+func Describe(in Input, out Output) string { return describeOperation(in, out) }

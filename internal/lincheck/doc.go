@@ -27,7 +27,8 @@
 //     MethodNotAllowed when it is a delete marker). VersionID "null" names
 //     the null version; answers show the null version's ID as "" while the
 //     bucket is Unversioned and as "null" once it was ever versioned
-//     (listings of versions always show "null").
+//     (listings of versions always show "null"; S3 answers a PUT that made
+//     the null version without an ID, which the model accepts too).
 //   - List (ListObjectsV2) and ListVersions (ListObjectVersions) under a
 //     prefix. Redoubt's listing is not one snapshot across keys; its
 //     contract is per key: a listing started after a write was
@@ -42,9 +43,11 @@
 //     empty and Unversioned), HeadBucket, SetVersioning and GetVersioning.
 //     Every object request on a missing bucket answers NoSuchBucket.
 //
-// Version IDs are opaque to the model: it learns each from the answer that
-// names it. A version written by a request of unknown outcome has an ID
-// the model does not know until an answer (a Get, a listing) names it.
+// Version IDs are opaque to the model but for their order: it learns each
+// from the answer that names it, and checks that they sort in version
+// order (later versions greater), as Redoubt's hybrid-logical-clock IDs
+// do. A version written by a request of unknown outcome has an ID the
+// model does not know until an answer (a Get, a listing) names it.
 // Values are the identity of versions: every Put of a history writes a
 // value no other Put writes, and a harness maps what it reads back (a body,
 // an ETag in a listing) to the value that was written.
@@ -63,7 +66,13 @@
 // whose interval overlaps such an operation on the same bucket (Check
 // computes the overlap from the history's times and marks the write's
 // Input.Straddles); for those it branches over the positions the rule
-// allows. Everything else is exact.
+// allows (a write that overlaps n changes was issued at most n changes
+// before it commits), of which the write's version ID, when the answer
+// gave one, leaves one. Everything else is exact, but for one allowance: a
+// DeleteBucket of unknown outcome that did not delete counts as a change
+// (it may have been refused), since tracking whether it ran at all would
+// double the states for the rest of the history and matters only to where
+// a straddling write may go.
 //
 // # Unknown outcomes
 //
@@ -90,10 +99,19 @@
 // histories of the metadata layer name no bucket at all (Bucket ""), which
 // is one such bucket.
 //
-// The tests that guard the model itself are in model_test.go: a legal and
-// an illegal history for every rule above (TestModel), and random histories
-// of a reference store, which must check as linearizable and stop checking
-// so once an answer is corrupted (TestRandomHistories).
+// When a history is not linearizable, or porcupine cannot decide in time,
+// Check logs Explain's account of the first key that fails (the end of the
+// longest linearization found, the model's states after it, the
+// operations none of which can come next; for an undecided key, of the
+// shortest beginning of its history found not linearizable) and writes
+// porcupine's visualization and the history itself (JSON, one operation a
+// line) to the temporary directory.
+//
+// The tests that guard the model itself: a legal and an illegal history
+// for every rule above (TestModel, model_test.go), and random histories of
+// a reference store, which must check as linearizable and stop checking so
+// once an answer is corrupted, and whose checking time is logged
+// (TestRandomHistories, random_test.go).
 //
 // It is test support: no production code imports it.
 package lincheck

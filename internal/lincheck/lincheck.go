@@ -1,10 +1,13 @@
 package lincheck
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,6 +79,11 @@ type Input struct {
 	Straddles bool
 	// Node is the node that took the request, for the visualization.
 	Node int
+
+	// Set by Check's partitioning: the configuration changes of the
+	// bucket whose intervals overlap this write's (it may have straddled
+	// that many), and the most any write of the bucket overlaps.
+	window, horizon int32
 }
 
 // Output is what the request answered.
@@ -169,11 +177,20 @@ func CheckFrom(t testing.TB, start Start, history []porcupine.Operation, seed ui
 	t.Logf("%d operations (%d of unknown outcome) checked in %v: %s",
 		len(history), unknown, time.Since(began).Round(time.Millisecond), res)
 	if res != porcupine.Ok {
+		t.Logf("%s", Explain(start, history))
+	}
+	if res != porcupine.Ok {
 		path := filepath.Join(os.TempDir(), fmt.Sprintf("redoubt-linearizability-%d.html", seed))
 		if err := porcupine.VisualizePath(m.ToModel(), info, path); err != nil {
 			t.Logf("writing the visualization: %v", err)
 		} else {
 			t.Logf("visualization: %s", path)
+		}
+		path = strings.TrimSuffix(path, ".html") + ".json"
+		if err := writeHistory(path, history); err != nil {
+			t.Logf("writing the history: %v", err)
+		} else {
+			t.Logf("history: %s", path)
 		}
 	}
 	switch res {
@@ -182,6 +199,19 @@ func CheckFrom(t testing.TB, start Start, history []porcupine.Operation, seed ui
 	case porcupine.Unknown:
 		t.Fatalf("the checker timed out (seed %d); rerun with a shorter workload", seed)
 	}
+}
+
+// writeHistory writes history to path as JSON, one operation a line, for
+// a reader to study or replay.
+func writeHistory(path string, history []porcupine.Operation) error {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	for _, op := range history {
+		if err := enc.Encode(op); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(path, b.Bytes(), 0o644)
 }
 
 // Validate returns an error naming the first operation the model cannot

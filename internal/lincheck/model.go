@@ -15,11 +15,14 @@ type state struct {
 	known      bool
 	exists     bool
 	versioning string
-	// epoch counts the configuration changes of the bucket (see the
-	// package documentation); since is the epoch its incarnation was
-	// created at.
-	epoch, since int32
-	versions     []version // newest first
+	// since is the age of the bucket's incarnation. An age counts the
+	// configuration changes of the bucket (see the package documentation)
+	// made since, up to the history's horizon: no write overlaps more
+	// changes than that, so no write can tell older ages apart. Counting
+	// back from now, not up from the start, lets states that differ only
+	// in how many changes are long past be one state.
+	since    int32
+	versions []version // newest first
 }
 
 // version is one version of a key.
@@ -29,7 +32,7 @@ type version struct {
 	id    string
 	value string // "" for a delete marker
 	null  bool
-	epoch int32 // the epoch it was written under
+	age   int32 // configuration changes since it was written, up to the horizon
 }
 
 func (v version) marker() bool { return v.value == "" }
@@ -163,14 +166,17 @@ func stepPut(s state, in Input, out Output) []state {
 	if failed != "" {
 		return check(s, out.Unknown || out.Err == failed)
 	}
-	straddles := in.Straddles && in.Op == Put && in.IfMatch == ""
+	window := in.window
+	if in.Op != Put || in.IfMatch != "" {
+		window = 0 // a conditional write is never ordered below
+	}
 	if out.Unknown {
-		return append([]state{s}, s.write(in.Value, "", straddles, true)...)
+		return append([]state{s}, s.write(in.Value, "", window, true)...)
 	}
 	if out.Err != "" {
 		return nil
 	}
-	return s.write(in.Value, out.VersionID, straddles, false)
+	return s.write(in.Value, out.VersionID, window, false)
 }
 
 func stepDelete(s state, in Input, out Output) []state {
@@ -188,12 +194,12 @@ func stepDelete(s state, in Input, out Output) []state {
 		return check(n, out.Err == "" && !out.DeleteMarker && out.VersionID == "")
 	}
 	if out.Unknown {
-		return append([]state{s}, s.write("", "", in.Straddles, true)...)
+		return append([]state{s}, s.write("", "", in.window, true)...)
 	}
 	if out.Err != "" || !out.DeleteMarker {
 		return nil
 	}
-	return s.write("", out.VersionID, in.Straddles, false)
+	return s.write("", out.VersionID, in.window, false)
 }
 
 func stepDeleteVersion(s state, in Input, out Output) []state {
@@ -275,7 +281,7 @@ func stepCreateBucket(s state, out Output) []state {
 	if s.exists {
 		return check(s, out.Unknown || out.Err == BucketExists)
 	}
-	created := state{known: true, exists: true, epoch: s.epoch, since: s.epoch}
+	created := state{known: true, exists: true}
 	if out.Unknown {
 		return []state{s, created}
 	}
@@ -289,9 +295,8 @@ func stepDeleteBucket(s state, in Input, out Output) []state {
 	// In a key's partition, deletion needs the key empty; in the
 	// bucket's own, nothing is known of the keys.
 	empty := in.Key == "" || len(s.versions) == 0
-	gone := state{known: true, epoch: s.epoch}
-	kept := s
-	kept.epoch++ // a refused deletion is a configuration change too
+	gone := state{known: true}
+	kept := s.changed(in.horizon) // a refused deletion is a configuration change too
 	// Of unknown outcome, a deletion that did not delete counts as
 	// refused: whether it ran only matters to where a straddling write
 	// may go, and one more change only allows more places. Tracking both
@@ -316,8 +321,8 @@ func stepSetVersioning(s state, in Input, out Output) []state {
 	}
 	n := s
 	if n.versioning != in.Versioning {
+		n = s.changed(in.horizon)
 		n.versioning = in.Versioning
-		n.epoch++
 	}
 	if out.Unknown {
 		return []state{s, n}
@@ -419,13 +424,16 @@ func (s state) remove(i int) state {
 // write returns the states after a write of value ("" for a delete
 // marker) answered with version ID id (unknown: the answer was lost, and
 // with it the ID). The version is the null version unless the bucket is
-// Enabled, and the latest, or, for a write that straddled a configuration
-// change, below the versions of the configurations after its own.
-func (s state) write(value, id string, straddles, unknown bool) []state {
-	v := version{value: value, null: s.versioning != Enabled, epoch: s.epoch}
+// Enabled, and the latest, or, for a write that overlaps window
+// configuration changes (it may have straddled them), possibly below the
+// versions of the configurations after its own.
+func (s state) write(value, id string, window int32, unknown bool) []state {
+	v := version{value: value, null: s.versioning != Enabled}
 	switch {
 	case v.null:
-		if !unknown && id != s.nullID() {
+		// S3 answers a PUT that made the null version without a version
+		// ID, whatever the bucket's state.
+		if !unknown && id != s.nullID() && id != "" {
 			return nil
 		}
 	case unknown:
@@ -438,29 +446,42 @@ func (s state) write(value, id string, straddles, unknown bool) []state {
 	if v.id == "" || s.fits(0, 0, v.id) {
 		next = append(next, s.insert(v, 0))
 	}
-	if !straddles {
+	if window == 0 {
 		return next
 	}
-	// The write was issued under some epoch e before the current one:
-	// Redoubt puts it right below the versions of epochs after e, so the
-	// positions are those with every version above of a later epoch than
-	// the version right below (or than the incarnation's first epoch, at
-	// the bottom). Its version ID, if the answer gave one, sorts there.
-	above := int32(1<<31 - 1)
+	// The write was issued some e configuration changes ago, 0 < e <=
+	// window (it overlaps that many): Redoubt puts it right below the
+	// versions written since, and above those written before. So a
+	// position k is one where every version above is younger than e and
+	// the version right below (or the incarnation, at the bottom) as old
+	// or older, for some such e.
+	younger := int32(-1) // the oldest age above k
 	nullAt := s.find(NullID)
 	for k := 1; k <= len(s.versions); k++ {
-		above = min(above, s.versions[k-1].epoch)
-		below := s.since
+		younger = max(younger, s.versions[k-1].age)
+		older := s.since
 		if k < len(s.versions) {
-			below = s.versions[k].epoch
+			older = s.versions[k].age
 		}
 		// A null version placed below the key's null version would not
 		// replace it: Redoubt makes it the latest instead.
-		if above > below && !(v.null && nullAt >= 0 && nullAt < k) && (v.id == "" || s.fits(k, k, v.id)) {
+		if younger < min(older, window) && !(v.null && nullAt >= 0 && nullAt < k) && (v.id == "" || s.fits(k, k, v.id)) {
 			next = append(next, s.insert(v, k))
 		}
 	}
 	return next
+}
+
+// changed returns s after a configuration change of its bucket: every age
+// one more, up to horizon.
+func (s state) changed(horizon int32) state {
+	s.since = min(s.since+1, horizon)
+	vs := slices.Clone(s.versions)
+	for i := range vs {
+		vs[i].age = min(vs[i].age+1, horizon)
+	}
+	s.versions = vs
+	return s
 }
 
 // insert returns s with v at index k (counted before the null version v

@@ -189,6 +189,9 @@ var modelCases = []modelCase{
 		req(put("k", "v1"), id("A")), req(setV(Suspended), ok), req(put("k", "v2"), id(NullID)), req(put("k", "v3"), id(NullID)),
 		req(get("k"), got("v3", NullID)), req(listV(""), versions("k", "v3@null", "v1@A")),
 	), legal: true},
+	{name: "a suspended put answers without a version ID, as S3 does", start: enabled, ops: seq(
+		req(setV(Suspended), ok), req(put("k", "v1"), ok), req(get("k"), got("v1", NullID)),
+	), legal: true},
 	{name: "a suspended bucket keeps two null versions", start: enabled, ops: seq(
 		req(put("k", "v1"), id("A")), req(setV(Suspended), ok), req(put("k", "v2"), id(NullID)), req(put("k", "v3"), id(NullID)),
 		req(listV(""), versions("k", "v3@null", "v2@null", "v1@A")),
@@ -326,6 +329,18 @@ var modelCases = []modelCase{
 		op(7, 8, bucket(CreateBucket), ok),
 	}, legal: true},
 
+	// Seen in Redoubt: a DELETE of versionId=null that read the key's head
+	// before a PUT replaced the null version (here a delete marker), and the
+	// null version after, answered that it deleted nothing.
+	{name: "the null version deleted by ID, answered absent while one existed", ops: []porcupine.Operation{
+		op(0, 1, setV(Suspended), ok), op(2, 3, del("k"), marker(NullID)),
+		op(10, 20, delV("k", NullID), ok), op(12, 14, put("k", "v1"), ok), op(30, 31, getV("k", NullID), got("v1", "")),
+	}},
+	{name: "the null version deleted by ID before it was replaced", ops: []porcupine.Operation{
+		op(0, 1, setV(Suspended), ok), op(2, 3, del("k"), marker(NullID)),
+		op(10, 20, delV("k", NullID), marker("")), op(12, 14, put("k", "v1"), ok), op(30, 31, getV("k", NullID), got("v1", "")),
+	}, legal: true},
+
 	// Writes that straddle a configuration change.
 	{name: "a straddling write ordered below a newer one", ops: []porcupine.Operation{
 		op(0, 1, put("k", "v0"), ok), op(10, 20, setV(Enabled), ok), op(5, 40, put("k", "v1"), id("A")),
@@ -355,6 +370,8 @@ var modelCases = []modelCase{
 		op(32, 34, listV(""), versions("k", "v2@C", "v0@A")),
 		op(45, 50, listV(""), versions("k", "v2@C", "v1@D", "v0@A")),
 	}},
+	{name: "a straddling write ordered below as many changes as it overlaps", start: enabled, ops: straddlingWindow("v2@E", "v1@D", "v0@C", "v00@A"), legal: true},
+	{name: "a straddling write ordered below more changes than it overlaps", start: enabled, ops: straddlingWindow("v2@E", "v0@C", "v1@B", "v00@A")},
 	{name: "a straddling marker ordered below a refused bucket deletion's successors", start: enabled, ops: []porcupine.Operation{
 		op(0, 1, put("k", "v0"), id("A")), op(10, 20, bucket(DeleteBucket), fail(BucketNotEmpty)),
 		op(5, 40, del("k"), marker("B")), op(25, 26, put("k", "v2"), id("C")),
@@ -387,6 +404,34 @@ func straddlingNull(listed ...string) []porcupine.Operation {
 		op(20, 21, listV(""), versions("k", "v3@null", "v2@C", "v0@A")),
 		op(110, 111, listV(""), versions("k", listed...)),
 	}
+}
+
+// straddlingWindow is a history in which a write of k overlapping one
+// configuration change (a refused bucket deletion) commits after a write
+// issued after that change, when its bucket saw two changes before, and a
+// listing shows the key's versions as listed.
+func straddlingWindow(listed ...string) []porcupine.Operation {
+	return []porcupine.Operation{
+		op(0, 1, put("k", "v00"), id("A")), op(2, 3, setV(Suspended), ok), op(4, 5, setV(Enabled), ok),
+		op(6, 7, put("k", "v0"), id("C")), op(8, 40, put("k", "v1"), id(listedID(listed, "v1"))),
+		op(10, 11, bucket(DeleteBucket), fail(BucketNotEmpty)), op(15, 16, put("k", "v2"), id("E")),
+		op(20, 21, listV(""), versions("k", "v2@E", "v0@C", "v00@A")),
+		op(45, 46, listV(""), versions("k", listed...)),
+		// A write of another key that overlaps every change: the
+		// model cannot tell the first two apart by their number alone.
+		op(1, 50, put("j", "vj"), id("A")),
+	}
+}
+
+// listedID is the version ID that listed, as versions takes it, gives
+// value.
+func listedID(listed []string, value string) string {
+	for _, l := range listed {
+		if v, id, _ := strings.Cut(l, "@"); v == value {
+			return id
+		}
+	}
+	return ""
 }
 
 // TestModel checks a legal and an illegal history for each rule of the

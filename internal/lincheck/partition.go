@@ -107,17 +107,33 @@ func partition(history []porcupine.Operation) [][]porcupine.Operation {
 	})
 	out := make([][]porcupine.Operation, len(order))
 	for i, p := range order {
-		out[i] = parts[p]
+		out[i] = withHorizon(parts[p])
 	}
 	return out
 }
 
+// withHorizon sets on every operation of a partition the largest window of
+// its writes: the model need not tell apart versions written longer ago.
+func withHorizon(part []porcupine.Operation) []porcupine.Operation {
+	var horizon int32
+	for _, op := range part {
+		horizon = max(horizon, op.Input.(Input).window)
+	}
+	for i := range part {
+		in := part[i].Input.(Input)
+		in.horizon = horizon
+		part[i].Input = in
+	}
+	return part
+}
+
 // markStraddles returns history with Input.Straddles set on every write
 // that may be ordered below writes issued after it (see the package
-// documentation): a Put without condition or a Delete without version ID
-// whose interval overlaps a configuration change of its bucket, that is a
-// SetVersioning that succeeded, or a DeleteBucket refused as not empty,
-// or either of unknown outcome. Intervals are closed, as porcupine's are.
+// documentation) and its window: a Put without condition or a Delete
+// without version ID whose interval overlaps window > 0 configuration
+// changes of its bucket, that is SetVersionings that succeeded and
+// DeleteBuckets refused as not empty, or either of unknown outcome.
+// Intervals are closed, as porcupine's are.
 func markStraddles(history []porcupine.Operation) []porcupine.Operation {
 	changes := map[string][][2]int64{} // bucket -> intervals
 	for _, op := range history {
@@ -131,16 +147,15 @@ func markStraddles(history []porcupine.Operation) []porcupine.Operation {
 	marked := make([]porcupine.Operation, len(history))
 	for i, op := range history {
 		in := op.Input.(Input)
-		write := (in.Op == Put && in.IfMatch == "") || (in.Op == Delete && in.VersionID == "")
-		in.Straddles = false
-		if write {
+		in.window = 0
+		if (in.Op == Put && in.IfMatch == "") || (in.Op == Delete && in.VersionID == "") {
 			for _, c := range changes[in.Bucket] {
 				if c[0] <= op.Return && op.Call <= c[1] {
-					in.Straddles = true
-					break
+					in.window++
 				}
 			}
 		}
+		in.Straddles = in.window > 0
 		op.Input = in
 		marked[i] = op
 	}
