@@ -105,8 +105,13 @@ func describeOperation(in Input, out Output) string {
 	case SetVersioning:
 		req = in.Op + " " + in.Bucket + " " + in.Versioning
 	}
-	if in.Straddles {
-		req += " (straddling a configuration change)"
+	switch {
+	case in.window == 1:
+		req += " (overlapping a configuration change)"
+	case in.window > 1:
+		req += fmt.Sprintf(" (overlapping %d configuration changes)", in.window)
+	case in.Straddles:
+		req += " (overlapping a configuration change)"
 	}
 
 	var ans string
@@ -130,6 +135,8 @@ func describeOperation(in Input, out Output) string {
 		if out.VersionID != "" && in.VersionID == "" {
 			ans += " " + out.VersionID
 		}
+	case (in.Op == List || in.Op == ListVersions) && in.Key == "" && out.Objects == nil && out.Versions == nil:
+		ans = "ok" // in the bucket's own partition, which sees no key
 	case in.Op == List && in.Key != "":
 		ans = in.Key + " absent"
 		if len(out.Objects) > 0 {
