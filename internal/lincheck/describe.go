@@ -10,7 +10,7 @@ import (
 
 func equal(a, b state) bool {
 	return a.known == b.known && a.exists == b.exists && a.versioning == b.versioning &&
-		a.since == b.since && slices.Equal(a.versions, b.versions)
+		a.since == b.since && slices.Equal(a.versions, b.versions) && slices.Equal(a.changes, b.changes)
 }
 
 func hash(s state) uint64 {
@@ -20,6 +20,9 @@ func hash(s state) uint64 {
 	b = strconv.AppendBool(b, s.exists)
 	b = append(b, s.versioning...)
 	b = strconv.AppendInt(append(b, 0), int64(s.since), 10)
+	for _, r := range s.changes {
+		b = strconv.AppendInt(append(b, 1), r, 10)
+	}
 	for _, v := range s.versions {
 		b = append(append(append(b, 0), v.id...), 0)
 		b = append(append(b, v.value...), 0)

@@ -66,9 +66,9 @@
 // whose interval overlaps such an operation on the same bucket (Check
 // computes the overlap from the history's times and marks the write's
 // Input.Straddles); for those it branches over the positions the rule
-// allows (a write that overlaps n changes was issued at most n changes
-// before it commits), of which the write's version ID, when the answer
-// gave one, leaves one. Everything else is exact, but for one allowance: a
+// allows (a write was issued before at most as many changes as returned
+// after its call and overlap it), of which the write's version ID, when
+// the answer gave one, leaves one. Everything else is exact, but for one allowance: a
 // DeleteBucket of unknown outcome that did not delete counts as a change
 // (it may have been refused), since tracking whether it ran at all would
 // double the states for the rest of the history and matters only to where

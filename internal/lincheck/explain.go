@@ -20,7 +20,7 @@ import (
 // most.
 func Explain(start Start, history []porcupine.Operation) string {
 	m := NewModel(start)
-	model := m.ToModel()
+	model := m
 	model.Partition = nil // each part is checked whole
 	deadline := time.Now().Add(time.Minute)
 	for _, part := range partition(history) {

@@ -82,8 +82,11 @@ type Input struct {
 
 	// Set by Check's partitioning: the configuration changes of the
 	// bucket whose intervals overlap this write's (it may have straddled
-	// that many), and the most any write of the bucket overlaps.
+	// that many), the most any write of the partition overlaps, the
+	// operation's call and return times, and the first call of a write
+	// of unknown outcome in the partition.
 	window, horizon int32
+	call, ret, lost int64
 }
 
 // Output is what the request answered.
@@ -173,7 +176,7 @@ func CheckFrom(t testing.TB, start Start, history []porcupine.Operation, seed ui
 			unknown++
 		}
 	}
-	res, info := porcupine.CheckOperationsVerbose(m.ToModel(), history, 60*time.Second)
+	res, info := porcupine.CheckOperationsVerbose(m, history, 60*time.Second)
 	t.Logf("%d operations (%d of unknown outcome) checked in %v: %s",
 		len(history), unknown, time.Since(began).Round(time.Millisecond), res)
 	if res != porcupine.Ok {
@@ -181,7 +184,7 @@ func CheckFrom(t testing.TB, start Start, history []porcupine.Operation, seed ui
 	}
 	if res != porcupine.Ok {
 		path := filepath.Join(os.TempDir(), fmt.Sprintf("redoubt-linearizability-%d.html", seed))
-		if err := porcupine.VisualizePath(m.ToModel(), info, path); err != nil {
+		if err := porcupine.VisualizePath(m, info, path); err != nil {
 			t.Logf("writing the visualization: %v", err)
 		} else {
 			t.Logf("visualization: %s", path)

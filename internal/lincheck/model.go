@@ -2,6 +2,7 @@ package lincheck
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/anishathalye/porcupine"
 )
@@ -23,6 +24,13 @@ type state struct {
 	// in how many changes are long past be one state.
 	since    int32
 	versions []version // newest first
+	// changes are the return times of the latest configuration changes,
+	// newest first, up to the horizon, that returned after the first
+	// call of a write of unknown outcome: such a write, issued at its
+	// call, can only have straddled those that returned after it, which
+	// bounds it more tightly than its window (every later change). Other
+	// changes are left out so that they do not keep states apart.
+	changes []int64
 }
 
 // version is one version of a key.
@@ -37,28 +45,87 @@ type version struct {
 
 func (v version) marker() bool { return v.value == "" }
 
-// NewModel returns the model of histories that begin in start.
-func NewModel(start Start) porcupine.NondeterministicModel {
-	return porcupine.NondeterministicModel{
+// NewModel returns the model of histories that begin in start. The model
+// is nondeterministic (a write of unknown outcome may or may not have
+// happened; a straddling write may go in several places), so porcupine's
+// state is the set of states the model may be in. Porcupine's own
+// construction of that set (NondeterministicModel.ToModel) merges states
+// by comparing every pair, which histories with several writes of
+// unknown outcome in a versioned bucket turn into thousands of states per
+// step; this one merges by hash.
+func NewModel(start Start) porcupine.Model {
+	return porcupine.Model{
 		Partition: partition,
-		Init:      func() []any { return []any{state{}} },
-		Step: func(st, input, output any) []any {
-			s, in, out := st.(state), input.(Input), output.(Output)
-			if !s.known {
-				s = start.state(in.Bucket)
+		Init:      func() any { return newStates([]state{{}}) },
+		Step: func(st, input, output any) (bool, any) {
+			in, out := input.(Input), output.(Output)
+			var next []state
+			for _, s := range st.(*states).members {
+				if !s.known {
+					s = start.state(in.Bucket)
+				}
+				next = append(next, step(s, in, out)...)
 			}
-			next := step(s, in, out)
-			res := make([]any, len(next))
-			for i, n := range next {
-				res[i] = n
-			}
-			return res
+			set := newStates(next)
+			return len(set.members) > 0, set
 		},
-		Equal:             func(a, b any) bool { return equal(a.(state), b.(state)) },
-		Hash:              func(s any) uint64 { return hash(s.(state)) },
+		Equal:             func(a, b any) bool { return a.(*states).equal(b.(*states)) },
+		Hash:              func(s any) uint64 { return s.(*states).sum },
 		DescribeOperation: func(in, out any) string { return describeOperation(in.(Input), out.(Output)) },
-		DescribeState:     func(s any) string { return describeState(s.(state)) },
+		DescribeState: func(s any) string {
+			var ds []string
+			for _, m := range s.(*states).members {
+				ds = append(ds, describeState(m))
+			}
+			return "{" + strings.Join(ds, " | ") + "}"
+		},
 	}
+}
+
+// states is a set of states, each with its hash; sum is the set's hash.
+// It is never changed once made.
+type states struct {
+	members []state
+	hashes  []uint64
+	byHash  map[uint64][]int
+	sum     uint64
+}
+
+// newStates returns the set of ss, without duplicates.
+func newStates(ss []state) *states {
+	set := &states{byHash: make(map[uint64][]int, len(ss))}
+	for _, s := range ss {
+		h := hash(s)
+		if set.has(s, h) {
+			continue
+		}
+		set.byHash[h] = append(set.byHash[h], len(set.members))
+		set.members = append(set.members, s)
+		set.hashes = append(set.hashes, h)
+		set.sum += h * 0x9e3779b97f4a7c15 // order-independent, unlike a plain sum of close hashes
+	}
+	return set
+}
+
+func (set *states) has(s state, h uint64) bool {
+	for _, i := range set.byHash[h] {
+		if equal(set.members[i], s) {
+			return true
+		}
+	}
+	return false
+}
+
+func (set *states) equal(o *states) bool {
+	if set.sum != o.sum || len(set.members) != len(o.members) {
+		return false
+	}
+	for i, s := range set.members {
+		if !o.has(s, set.hashes[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // step returns the states s may be in after in answered out: none if it
@@ -166,7 +233,7 @@ func stepPut(s state, in Input, out Output) []state {
 	if failed != "" {
 		return check(s, out.Unknown || out.Err == failed)
 	}
-	window := in.window
+	window := s.straddled(in, out.Unknown)
 	if in.Op != Put || in.IfMatch != "" {
 		window = 0 // a conditional write is never ordered below
 	}
@@ -194,7 +261,7 @@ func stepDelete(s state, in Input, out Output) []state {
 		return check(n, out.Err == "" && !out.DeleteMarker && out.VersionID == "")
 	}
 	if out.Unknown {
-		return append([]state{s}, s.write("", "", in.window, true)...)
+		return append([]state{s}, s.write("", "", s.straddled(in, true), true)...)
 	}
 	if out.Err != "" || !out.DeleteMarker {
 		return nil
@@ -296,7 +363,7 @@ func stepDeleteBucket(s state, in Input, out Output) []state {
 	// bucket's own, nothing is known of the keys.
 	empty := in.Key == "" || len(s.versions) == 0
 	gone := state{known: true}
-	kept := s.changed(in.horizon) // a refused deletion is a configuration change too
+	kept := s.changed(in) // a refused deletion is a configuration change too
 	// Of unknown outcome, a deletion that did not delete counts as
 	// refused: whether it ran only matters to where a straddling write
 	// may go, and one more change only allows more places. Tracking both
@@ -321,7 +388,7 @@ func stepSetVersioning(s state, in Input, out Output) []state {
 	}
 	n := s
 	if n.versioning != in.Versioning {
-		n = s.changed(in.horizon)
+		n = s.changed(in)
 		n.versioning = in.Versioning
 	}
 	if out.Unknown {
@@ -472,16 +539,36 @@ func (s state) write(value, id string, window int32, unknown bool) []state {
 	return next
 }
 
-// changed returns s after a configuration change of its bucket: every age
-// one more, up to horizon.
-func (s state) changed(horizon int32) state {
-	s.since = min(s.since+1, horizon)
+// changed returns s after in, a configuration change of its bucket: every
+// age one more, up to the horizon.
+func (s state) changed(in Input) state {
+	s.since = min(s.since+1, in.horizon)
 	vs := slices.Clone(s.versions)
 	for i := range vs {
-		vs[i].age = min(vs[i].age+1, horizon)
+		vs[i].age = min(vs[i].age+1, in.horizon)
 	}
 	s.versions = vs
+	if in.horizon > 0 && in.ret >= in.lost {
+		s.changes = append([]int64{in.ret}, s.changes[:min(len(s.changes), int(in.horizon)-1)]...)
+	}
 	return s
+}
+
+// straddled returns how many configuration changes a write may have
+// straddled: at most as many as its interval overlaps, and, of unknown
+// outcome, at most as many of those made so far as returned after its
+// call.
+func (s state) straddled(in Input, unknown bool) int32 {
+	if !unknown {
+		return in.window
+	}
+	var n int32
+	for _, r := range s.changes {
+		if r >= in.call {
+			n++
+		}
+	}
+	return min(n, in.window)
 }
 
 // insert returns s with v at index k (counted before the null version v

@@ -443,7 +443,7 @@ func TestModel(t *testing.T) {
 				c.ops[i].ClientId = i
 			}
 			m := NewModel(c.start)
-			res := porcupine.CheckOperations(m.ToModel(), c.ops)
+			res := porcupine.CheckOperations(m, c.ops)
 			if res != c.legal {
 				var b strings.Builder
 				for _, o := range c.ops {
@@ -480,7 +480,8 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%s: Validate = %v, want an error with %q", c.name, err, c.want)
 		}
 	}
-	if err := Validate(randomHistory(rand.New(rand.NewPCG(1, 2)), 500, 4)); err != nil {
+	h, _ := randomHistory(rand.New(rand.NewPCG(1, 2)), 500, 4, 50)
+	if err := Validate(h); err != nil {
 		t.Errorf("a history of the reference store: %v", err)
 	}
 }

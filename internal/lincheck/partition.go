@@ -113,15 +113,21 @@ func partition(history []porcupine.Operation) [][]porcupine.Operation {
 }
 
 // withHorizon sets on every operation of a partition the largest window of
-// its writes: the model need not tell apart versions written longer ago.
+// its writes (the model need not tell apart versions written longer ago)
+// and the first call of a write of unknown outcome that may straddle.
 func withHorizon(part []porcupine.Operation) []porcupine.Operation {
 	var horizon int32
+	lost := int64(1<<63 - 1)
 	for _, op := range part {
-		horizon = max(horizon, op.Input.(Input).window)
+		in := op.Input.(Input)
+		horizon = max(horizon, in.window)
+		if in.window > 0 && op.Output.(Output).Unknown {
+			lost = min(lost, op.Call)
+		}
 	}
 	for i := range part {
 		in := part[i].Input.(Input)
-		in.horizon = horizon
+		in.horizon, in.lost = horizon, lost
 		part[i].Input = in
 	}
 	return part
@@ -156,6 +162,7 @@ func markStraddles(history []porcupine.Operation) []porcupine.Operation {
 			}
 		}
 		in.Straddles = in.window > 0
+		in.call, in.ret = op.Call, op.Return
 		op.Input = in
 		marked[i] = op
 	}
