@@ -100,7 +100,8 @@ type Output struct {
 	// Value is what a Get read.
 	Value string
 	// VersionID is the version a Put or a Delete without VersionID made,
-	// or the one a Get of the latest version read.
+	// or the one a Get of the latest version read, as the answer named it
+	// ("" when it named none).
 	VersionID string
 	// DeleteMarker: a Delete without VersionID added a delete marker; one
 	// with VersionID removed one.

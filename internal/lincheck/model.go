@@ -18,8 +18,8 @@ type state struct {
 	versioning string
 	// since is the age of the bucket's incarnation. An age counts the
 	// configuration changes of the bucket (see the package documentation)
-	// made since, up to the history's horizon: no write overlaps more
-	// changes than that, so no write can tell older ages apart. Counting
+	// made since, up to the horizon, the most changes a write of the
+	// partition overlaps: no write can tell older ages apart. Counting
 	// back from now, not up from the start, lets states that differ only
 	// in how many changes are long past be one state.
 	since    int32
@@ -102,7 +102,7 @@ func newStates(ss []state) *states {
 		set.byHash[h] = append(set.byHash[h], len(set.members))
 		set.members = append(set.members, s)
 		set.hashes = append(set.hashes, h)
-		set.sum += h * 0x9e3779b97f4a7c15 // order-independent, unlike a plain sum of close hashes
+		set.sum += h * 0x9e3779b97f4a7c15 // a sum, so that order does not count
 	}
 	return set
 }
