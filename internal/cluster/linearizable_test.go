@@ -130,27 +130,24 @@ func kvDo(s meta.Store, in lincheck.Input) (out lincheck.Output, keep bool) {
 	key := []byte(in.Key)
 	var err error
 	switch in.Op {
-	case "get":
+	case lincheck.Get:
 		var it meta.Item
 		it, err = s.Get(ctx, p, key)
 		switch {
 		case err == nil:
-			return lincheck.Output{Value: string(it.Value), Found: true}, true
+			return lincheck.Output{Value: string(it.Value)}, true
 		case errors.Is(err, meta.ErrNotFound):
-			return lincheck.Output{}, true
+			return lincheck.Output{Err: lincheck.NoSuchKey}, true
 		}
 		return lincheck.Output{}, false
-	case "put":
+	case lincheck.Put:
 		_, err = s.Commit(ctx, p, meta.Txn{Puts: []meta.KV{{Key: key, Value: []byte(in.Value)}}})
-	case "del":
+	case lincheck.Delete:
 		_, err = s.Commit(ctx, p, meta.Txn{Deletes: [][]byte{key}})
-	case "create":
+	case lincheck.Create:
 		_, err = s.Commit(ctx, p, meta.Txn{Conds: []meta.Cond{{Key: key}}, Puts: []meta.KV{{Key: key, Value: []byte(in.Value)}}})
 		if errors.Is(err, meta.ErrConflict) {
-			return lincheck.Output{OK: false}, true
-		}
-		if err == nil {
-			return lincheck.Output{OK: true}, true
+			return lincheck.Output{Err: lincheck.PreconditionFailed}, true
 		}
 	}
 	if err != nil {

@@ -1,17 +1,13 @@
-// Package lincheck is the linearizability model Redoubt's fault tests check
-// their histories against, with github.com/anishathalye/porcupine: a
-// register per key, written by PUT, DELETE and create-if-absent
-// (If-None-Match: *) and read by GET. The tests of the metadata layer and
-// of the S3 API record the same kinds of operations and share it.
-//
-// It is test support: no production code imports it.
 package lincheck
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,122 +16,185 @@ import (
 
 // Ops of an Input.
 const (
-	Get    = "get"
-	Put    = "put"
-	Delete = "del"
+	Get    = "get"    // the latest version, or VersionID's
+	Put    = "put"    // with IfMatch: the conditional PUT
+	Delete = "del"    // without VersionID: by the bucket's state; with: that version
 	Create = "create" // PUT with If-None-Match: *
+
+	List         = "list"          // ListObjectsV2 under Prefix, all pages
+	ListVersions = "list-versions" // ListObjectVersions under Prefix, one page
+
+	CreateBucket  = "create-bucket"
+	DeleteBucket  = "delete-bucket"
+	HeadBucket    = "head-bucket"
+	SetVersioning = "set-versioning"
+	GetVersioning = "get-versioning"
 )
 
-// Input is one request: Op on Key, with the Value a put or create writes.
-// Values are never empty: the empty string stands for "absent".
+// Versioning states of a bucket, as GetBucketVersioning shows them.
+const (
+	Unversioned = ""
+	Enabled     = "Enabled"
+	Suspended   = "Suspended"
+)
+
+// NullID is the version ID that names the null version.
+const NullID = "null"
+
+// Answers the model knows, as S3 error codes, for Output.Err.
+const (
+	NoSuchBucket       = "NoSuchBucket"
+	NoSuchKey          = "NoSuchKey"
+	NoSuchVersion      = "NoSuchVersion"
+	MethodNotAllowed   = "MethodNotAllowed" // a Get of a delete marker's version
+	PreconditionFailed = "PreconditionFailed"
+	BucketExists       = "BucketAlreadyOwnedByYou"
+	BucketNotEmpty     = "BucketNotEmpty"
+)
+
+// Input is one request.
 type Input struct {
-	Op    string
-	Key   string
+	Op     string
+	Bucket string
+	Key    string // object requests
+	// Value is what a Put or Create writes: never empty, and written by no
+	// other request of the history.
 	Value string
-	Node  int // which node took the request, for the visualization
+	// IfMatch makes a Put conditional on the key's current value being
+	// this one (a harness sends that value's ETag).
+	IfMatch string
+	// VersionID names one version for a Get or a Delete ("null": the
+	// null version); "" means the latest (Get) or the bucket's state
+	// decides (Delete).
+	VersionID string
+	// Versioning is the state a SetVersioning asks for: Enabled or
+	// Suspended.
+	Versioning string
+	// Prefix is a listing's.
+	Prefix string
+	// Straddles marks a write whose interval overlaps a configuration
+	// change of its bucket, which may be ordered below writes issued
+	// after the change (see the package documentation). Check sets it
+	// from the history's times, replacing what the harness recorded.
+	Straddles bool
+	// Node is the node that took the request, for the visualization.
+	Node int
+
+	// Set by Check's partitioning: the configuration changes of the
+	// bucket whose intervals overlap this write's (it may have straddled
+	// that many), the most any write of the partition overlaps, the
+	// operation's call and return times, and the first call of a write
+	// of unknown outcome in the partition.
+	window, horizon int32
+	call, ret, lost int64
 }
 
 // Output is what the request answered.
 type Output struct {
-	Value   string // get: the value
-	Found   bool   // get: the key had a value
-	OK      bool   // create: it was absent and is now set
-	Unknown bool   // a write that failed in a way that leaves its effect unknown
+	// Err is the error the request answered with, one of the codes
+	// above, or "" for success.
+	Err string
+	// Unknown: the request failed in a way that leaves its effect
+	// unknown (record it with return time Pending).
+	Unknown bool
+	// Value is what a Get read.
+	Value string
+	// VersionID is the version a Put or a Delete without VersionID made,
+	// or the one a Get of the latest version read, as the answer named it
+	// ("" when it named none).
+	VersionID string
+	// DeleteMarker: a Delete without VersionID added a delete marker; one
+	// with VersionID removed one.
+	DeleteMarker bool
+	// Versioning is the state GetVersioning answered.
+	Versioning string
+	// Objects are a List's entries, in any order.
+	Objects []Object
+	// Versions are a ListVersions' entries in the order listed: by key,
+	// then newest first.
+	Versions []Version
 }
 
-// Model is the register per key. An operation whose outcome is unknown may
-// or may not have happened; record it with a return time after every other
-// operation (it may take effect any time after its call).
-var Model = porcupine.NondeterministicModel{
-	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		var keys []string
-		for _, op := range history {
-			k := op.Input.(Input).Key
-			if _, ok := byKey[k]; !ok {
-				keys = append(keys, k)
-			}
-			byKey[k] = append(byKey[k], op)
-		}
-		out := make([][]porcupine.Operation, 0, len(keys))
-		for _, k := range keys {
-			out = append(out, byKey[k])
-		}
-		return out
-	},
-	Init: func() []any { return []any{""} },
-	Step: func(state, input, output any) []any {
-		s, in, out := state.(string), input.(Input), output.(Output)
-		var next string
-		switch in.Op {
-		case Get:
-			if out.Found == (s != "") && out.Value == s {
-				return []any{s}
-			}
-			return nil
-		case Put:
-			next = in.Value
-		case Delete:
-			next = "" // deleting a missing key succeeds too
-		case Create:
-			switch {
-			case out.Unknown && s == "":
-				return []any{s, in.Value}
-			case out.Unknown:
-				return []any{s}
-			case out.OK != (s == ""):
-				return nil
-			case out.OK:
-				return []any{in.Value}
-			}
-			return []any{s}
-		}
-		if out.Unknown {
-			return []any{s, next}
-		}
-		return []any{next}
-	},
-	Equal: func(a, b any) bool { return a == b },
-	DescribeOperation: func(input, output any) string {
-		in, out := input.(Input), output.(Output)
-		switch {
-		case out.Unknown:
-			return fmt.Sprintf("%s(%s) %s -> ? (node %d)", in.Op, in.Key, in.Value, in.Node)
-		case in.Op == Get && out.Found:
-			return fmt.Sprintf("get(%s) -> %s (node %d)", in.Key, out.Value, in.Node)
-		case in.Op == Get:
-			return fmt.Sprintf("get(%s) -> absent (node %d)", in.Key, in.Node)
-		case in.Op == Create:
-			return fmt.Sprintf("create(%s) %s -> %v (node %d)", in.Key, in.Value, out.OK, in.Node)
-		}
-		return fmt.Sprintf("%s(%s) %s (node %d)", in.Op, in.Key, in.Value, in.Node)
-	},
+// Object is one entry of a List.
+type Object struct {
+	Key   string
+	Value string
 }
+
+// Version is one entry of a ListVersions.
+type Version struct {
+	Key          string
+	VersionID    string
+	Value        string // "" for a delete marker
+	DeleteMarker bool
+}
+
+// Start is the state a history begins in. Its zero value has every bucket
+// the history names exist, empty and Unversioned: tests that create their
+// buckets before they start recording.
+type Start struct {
+	// Missing are buckets that do not exist when the history begins.
+	Missing []string
+	// Versioning is the state of buckets that begin versioned.
+	Versioning map[string]string
+}
+
+func (s Start) state(bucket string) state {
+	for _, b := range s.Missing {
+		if b == bucket {
+			return state{known: true}
+		}
+	}
+	return state{known: true, exists: true, versioning: s.Versioning[bucket]}
+}
+
+// Model is the model of histories that begin as Start{} says.
+var Model = NewModel(Start{})
 
 // Pending is the return time to record for an operation of unknown outcome.
 const Pending = int64(1) << 62
 
-// Check checks history against Model, logs the result with seed, writes
-// porcupine's visualization to a temporary file on failure, and fails t if
-// the history is not linearizable or the check did not finish.
+// Check checks history against Model, as CheckFrom does.
 func Check(t testing.TB, history []porcupine.Operation, seed uint64) {
 	t.Helper()
-	start := time.Now()
+	CheckFrom(t, Start{}, history, seed)
+}
+
+// CheckFrom checks history, begun in start, against the model, logs the
+// result with seed, writes porcupine's visualization to a temporary file
+// on failure, and fails t if the history is not linearizable or the check
+// did not finish.
+func CheckFrom(t testing.TB, start Start, history []porcupine.Operation, seed uint64) {
+	t.Helper()
+	if err := Validate(history); err != nil {
+		t.Fatalf("the history cannot be checked (seed %d): %v", seed, err)
+	}
+	m := NewModel(start)
+	began := time.Now()
 	unknown := 0
 	for _, op := range history {
 		if op.Output.(Output).Unknown {
 			unknown++
 		}
 	}
-	res, info := porcupine.CheckOperationsVerbose(Model.ToModel(), history, 60*time.Second)
+	res, info := porcupine.CheckOperationsVerbose(m, history, 60*time.Second)
 	t.Logf("%d operations (%d of unknown outcome) checked in %v: %s",
-		len(history), unknown, time.Since(start).Round(time.Millisecond), res)
+		len(history), unknown, time.Since(began).Round(time.Millisecond), res)
+	if res != porcupine.Ok {
+		t.Logf("%s", Explain(start, history))
+	}
 	if res != porcupine.Ok {
 		path := filepath.Join(os.TempDir(), fmt.Sprintf("redoubt-linearizability-%d.html", seed))
-		if err := porcupine.VisualizePath(Model.ToModel(), info, path); err != nil {
+		if err := porcupine.VisualizePath(m, info, path); err != nil {
 			t.Logf("writing the visualization: %v", err)
 		} else {
 			t.Logf("visualization: %s", path)
+		}
+		path = strings.TrimSuffix(path, ".html") + ".json"
+		if err := writeHistory(path, history); err != nil {
+			t.Logf("writing the history: %v", err)
+		} else {
+			t.Logf("history: %s", path)
 		}
 	}
 	switch res {
@@ -146,8 +205,62 @@ func Check(t testing.TB, history []porcupine.Operation, seed uint64) {
 	}
 }
 
-// RandomInput draws one request of the tests' mix: 40% GET, 30% PUT, 10%
-// DELETE, 20% create-if-absent, on one of keys, writing value.
+// writeHistory writes history to path as JSON, one operation a line, for
+// a reader to study or replay.
+func writeHistory(path string, history []porcupine.Operation) error {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	for _, op := range history {
+		if err := enc.Encode(op); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(path, b.Bytes(), 0o644)
+}
+
+// Validate returns an error naming the first operation the model cannot
+// check: an unknown op, a write of an empty or repeated value, a
+// versioning state other than Enabled or Suspended, or an Input or Output
+// of another type. The model would take any of these for a violation.
+func Validate(history []porcupine.Operation) error {
+	written := map[string]bool{}
+	for i, op := range history {
+		in, ok := op.Input.(Input)
+		if !ok {
+			return fmt.Errorf("operation %d: input %T is not a lincheck.Input", i, op.Input)
+		}
+		if _, ok := op.Output.(Output); !ok {
+			return fmt.Errorf("operation %d: output %T is not a lincheck.Output", i, op.Output)
+		}
+		switch in.Op {
+		case Put, Create:
+			if in.Value == "" {
+				return fmt.Errorf("operation %d: %s of %q writes an empty value", i, in.Op, in.Key)
+			}
+			if written[in.Value] {
+				return fmt.Errorf("operation %d: %s of %q writes %q, which another write wrote too", i, in.Op, in.Key, in.Value)
+			}
+			written[in.Value] = true
+		case SetVersioning:
+			if in.Versioning != Enabled && in.Versioning != Suspended {
+				return fmt.Errorf("operation %d: versioning state %q", i, in.Versioning)
+			}
+		case Get, Delete, List, ListVersions, CreateBucket, DeleteBucket, HeadBucket, GetVersioning:
+		default:
+			return fmt.Errorf("operation %d: unknown op %q", i, in.Op)
+		}
+		if (in.Op == Get || in.Op == Put || in.Op == Create || in.Op == Delete) && in.Key == "" {
+			return fmt.Errorf("operation %d: %s names no key", i, in.Op)
+		}
+		if op.Call > op.Return {
+			return fmt.Errorf("operation %d: %s of %q returns (%d) before its call (%d)", i, in.Op, in.Key, op.Return, op.Call)
+		}
+	}
+	return nil
+}
+
+// RandomInput draws one request of the register subset: 40% GET, 30% PUT,
+// 10% DELETE, 20% create-if-absent, on one of keys, writing value.
 func RandomInput(rng *rand.Rand, keys []string, value string) Input {
 	in := Input{Key: keys[rng.IntN(len(keys))], Value: value}
 	switch r := rng.IntN(10); {

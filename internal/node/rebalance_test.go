@@ -277,7 +277,7 @@ func (w *rebalanceLoad) do(cl int, rng *rand.Rand, in lincheck.Input, size int) 
 	node := w.mu.nodes[rng.IntN(len(w.mu.nodes))]
 	c := w.mu.clients[node]
 	w.mu.Unlock()
-	in.Node = node
+	in.Node, in.Bucket = node, w.bucket
 	var body string
 	if in.Op == lincheck.Put || in.Op == lincheck.Create {
 		switch {
@@ -295,11 +295,11 @@ func (w *rebalanceLoad) do(cl int, rng *rand.Rand, in lincheck.Input, size int) 
 	// Long enough for the SDK's three attempts and their back-off.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	call := time.Since(w.start)
-	out, err := s3Call(ctx, c, w.bucket, req)
+	out, err := s3Call(ctx, c, req, nil)
 	ret := time.Since(w.start)
 	cancel()
 	w.ops.Add(1)
-	if err == nil && out.Found {
+	if err == nil && in.Op == lincheck.Get && out.Err == "" {
 		var bad error
 		out.Value, bad = rebalanceValue(out.Value)
 		if bad != nil {
