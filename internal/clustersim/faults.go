@@ -104,21 +104,6 @@ func (f *faulter) start(ctx context.Context, done chan struct{}) {
 			f.s.net.heal()
 		})
 	}
-	if fl.Versioning {
-		f.loop(ctx, "fault-versioning", done, func(ctx context.Context, r *rand.Rand, i int) {
-			f.s.sleep(time.Duration(1000+r.IntN(3000))*time.Millisecond, fmt.Sprintf("versioning wait %d", i))
-			n := f.nodes[r.IntN(len(f.nodes))]
-			state := objects.Enabled
-			if r.IntN(2) == 0 {
-				state = objects.Suspended
-			}
-			if inc := n.current(); inc != nil {
-				octx, cancel := context.WithTimeout(ctx, opTimeout)
-				_ = inc.obj.SetVersioning(octx, bucket, state)
-				cancel()
-			}
-		})
-	}
 	if fl.Layout {
 		f.loop(ctx, "fault-layout", done, func(ctx context.Context, r *rand.Rand, i int) {
 			f.s.sleep(time.Duration(2000+r.IntN(4000))*time.Millisecond, fmt.Sprintf("layout wait %d", i))

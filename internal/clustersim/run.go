@@ -20,6 +20,8 @@ type Result struct {
 	// History is every operation the workload completed (or left with
 	// an unknown outcome), then the final reads.
 	History []porcupine.Operation
+	// Start is the state the history begins in.
+	Start lincheck.Start
 	// Trace fingerprints the run's sequence of events; a seed replayed
 	// gives the same trace.
 	Trace uint64
@@ -37,6 +39,7 @@ type Result struct {
 func Run(cfg Config) (res Result) {
 	s := newSim(cfg)
 	res.Config = cfg
+	res.Start = lincheck.Start{Missing: []string{churned}}
 	start := time.Now()
 	defer func() {
 		res.Trace, res.Steps, res.Elapsed, res.TraceLines = s.Trace(), s.steps, time.Since(start), s.lines
@@ -126,13 +129,14 @@ func Run(cfg Config) (res Result) {
 
 	// The workload, and the faults beside it.
 	h := &history{}
+	w := newWorkload(cfg)
 	var work sync.WaitGroup
 	for c := 0; c < cfg.Clients; c++ {
 		cl := &client{sim: s, id: c, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(1000+c)))}
 		work.Add(1)
 		s.spawn(func() {
 			defer work.Done()
-			cl.run(ctx, nodes, cfg.Ops, h, fail)
+			cl.run(ctx, nodes, cfg.Ops, w, h, fail)
 		})
 	}
 	workDone := make(chan struct{})
@@ -161,27 +165,30 @@ func Run(cfg Config) (res Result) {
 		return res
 	}
 
-	// Final reads: every acknowledged write must be there.
+	// Final reads: every acknowledged write must be there, read back key
+	// by key and listed.
 	final := make(chan struct{})
 	s.spawn(func() {
 		defer close(final)
 		fctx := withActor(ctx, "final")
-		keys := make([]string, cfg.Keys)
-		for i := range keys {
-			keys[i] = fmt.Sprintf("key-%d", i)
+		var reads []lincheck.Input
+		for _, b := range []string{bucket, churned} {
+			for _, k := range w.mix.Keys {
+				reads = append(reads, lincheck.Input{Op: lincheck.Get, Bucket: b, Key: k})
+			}
+			reads = append(reads, lincheck.Input{Op: lincheck.List, Bucket: b}, lincheck.Input{Op: lincheck.ListVersions, Bucket: b})
 		}
 		fc := &client{sim: s, id: cfg.Clients}
-		for _, k := range keys {
-			in := lincheck.Input{Op: lincheck.Get, Key: k, Node: 0}
+		for _, in := range reads {
 			var out lincheck.Output
 			call := time.Now()
 			err := retry(fctx, s, func() error {
 				var err error
-				out, err = fc.do(fctx, nodes[0].current(), in)
+				out, err = fc.do(fctx, nodes[0].current(), w, in)
 				return err
 			})
 			if err != nil {
-				fail(fmt.Errorf("final read of %s: %w", k, err))
+				fail(fmt.Errorf("final %s: %w", lincheck.Describe(in, out), err))
 				return
 			}
 			h.add(fc.id, in, call, time.Now(), out)
@@ -203,13 +210,6 @@ func Run(cfg Config) (res Result) {
 		fail(err)
 	}
 	return res
-}
-
-// Check checks a run's history against the linearizability model; it
-// returns the porcupine verdict.
-func Check(res Result) porcupine.CheckResult {
-	v, _ := porcupine.CheckOperationsVerbose(lincheck.Model.ToModel(), res.History, time.Minute)
-	return v
 }
 
 func closed(ch chan struct{}) bool {

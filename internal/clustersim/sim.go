@@ -77,8 +77,6 @@ type Faults struct {
 	// Background runs garbage collection and relocation passes on every
 	// node during the workload.
 	Background bool
-	// Versioning changes the bucket's versioning state during the run.
-	Versioning bool
 	// Layout takes nodes out of the layout and puts them back during the
 	// run (every group they were in gets new voters, data moves), with
 	// relocation passes moving data to the new layout.
@@ -111,7 +109,6 @@ func Swarm(cfg Config) Config {
 	f.Crashes = on(0.5)
 	f.ClockSkew = on(0.5)
 	f.Background = on(0.5)
-	f.Versioning = on(0.5)
 	f.Layout = on(0.4)
 	cfg.Nodes = 3 + 2*r.IntN(2) // 3 or 5
 	return cfg
@@ -119,8 +116,8 @@ func Swarm(cfg Config) Config {
 
 func (c Config) String() string {
 	f := c.Faults
-	return fmt.Sprintf("seed %d: %d nodes, %d partitions, %d clients x %d ops; drop %.3f dup %.2f slow %.2f reorder %.2f partitions %v crashes %v skew %v background %v versioning %v layout %v",
-		c.Seed, c.Nodes, c.Partitions, c.Clients, c.Ops, f.Drop, f.Duplicate, f.Slow, f.Reorder, f.Partitions, f.Crashes, f.ClockSkew, f.Background, f.Versioning, f.Layout)
+	return fmt.Sprintf("seed %d: %d nodes, %d partitions, %d clients x %d ops; drop %.3f dup %.2f slow %.2f reorder %.2f partitions %v crashes %v skew %v background %v layout %v",
+		c.Seed, c.Nodes, c.Partitions, c.Clients, c.Ops, f.Drop, f.Duplicate, f.Slow, f.Reorder, f.Partitions, f.Crashes, f.ClockSkew, f.Background, f.Layout)
 }
 
 // Sim is one run: the nodes, the network, the event queue, the actors.

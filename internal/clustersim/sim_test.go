@@ -14,8 +14,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/anishathalye/porcupine"
-
+	"github.com/redoubt-io/redoubt/internal/lincheck"
 	"github.com/redoubt-io/redoubt/internal/testlog"
 )
 
@@ -75,10 +74,8 @@ func check(t *testing.T, res Result) {
 	if res.Err != nil {
 		t.Fatalf("%v\n%s\nreplay: go test ./internal/clustersim -run TestSimulation -sim.seed=%d", res.Err, res.Config, res.Config.Seed)
 	}
-	if v := Check(res); v != porcupine.Ok {
-		t.Fatalf("history of %d operations is not linearizable (%v)\n%s\nreplay: go test ./internal/clustersim -run TestSimulation -sim.seed=%d",
-			len(res.History), v, res.Config, res.Config.Seed)
-	}
+	t.Logf("%s\nreplay: go test ./internal/clustersim -run TestSimulation -sim.seed=%d", res.Config, res.Config.Seed)
+	lincheck.CheckFrom(t, res.Start, res.History, res.Config.Seed)
 }
 
 func seeds(t *testing.T, n int) []uint64 {

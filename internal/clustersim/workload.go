@@ -3,6 +3,8 @@ package clustersim
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +17,6 @@ import (
 	"github.com/zeebo/xxh3"
 
 	"github.com/redoubt-io/redoubt/internal/lincheck"
-	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/objects"
 )
 
@@ -74,6 +75,10 @@ func valueOf(b []byte, inlineMax int) (string, error) {
 	return v, nil
 }
 
+// Buckets of the workload: one created before the history begins, one the
+// workload deletes and creates again.
+const churned = "simchurn"
+
 // client is one actor of the workload.
 type client struct {
 	sim *Sim
@@ -82,24 +87,56 @@ type client struct {
 	n   int // values written so far
 }
 
+// workload is what the clients share: the request mix (which learns the
+// version IDs answers name) and the map from ETags back to values.
+type workload struct {
+	mix   *lincheck.Mix
+	mu    sync.Mutex
+	etags map[string]string
+}
+
+func newWorkload(cfg Config) *workload {
+	keys := make([]string, cfg.Keys)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%c/%d", 'a'+i%2, i)
+	}
+	return &workload{
+		mix:   &lincheck.Mix{Buckets: []string{bucket, churned}, Churned: []string{churned}, Keys: keys, Prefixes: []string{"", "a/", "b/"}},
+		etags: map[string]string{},
+	}
+}
+
+// etag is the ETag of the body written for value; the workload notes it
+// before the write, so that a listing naming it is read back as value.
+func (w *workload) etag(value string, inlineMax int) string {
+	sum := md5.Sum(body(value, inlineMax))
+	e := hex.EncodeToString(sum[:])
+	w.mu.Lock()
+	w.etags[e] = value
+	w.mu.Unlock()
+	return e
+}
+
+func (w *workload) value(etag string) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.etags[strings.Trim(etag, `"`)]
+}
+
 // opTimeout bounds one operation; one that has not returned by then has
 // an unknown outcome.
 const opTimeout = 20 * time.Second
 
 // run issues the client's operations, one at a time, each through a node
 // drawn at random, until done.
-func (c *client) run(ctx context.Context, nodes []*node, ops int, h *history, fail func(error)) {
+func (c *client) run(ctx context.Context, nodes []*node, ops int, w *workload, h *history, fail func(error)) {
 	name := fmt.Sprintf("client-%02d", c.id)
 	ctx = withActor(ctx, name)
-	keys := make([]string, c.sim.cfg.Keys)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("key-%d", i)
-	}
 	for i := 0; i < ops && ctx.Err() == nil; i++ {
 		c.sim.sleep(time.Duration(c.rng.IntN(50))*time.Millisecond, fmt.Sprintf("%s think %d", name, i))
 		nd := nodes[c.rng.IntN(len(nodes))]
 		c.n++
-		in := lincheck.RandomInput(c.rng, keys, fmt.Sprintf("c%d-%d", c.id, c.n))
+		in := w.mix.Next(c.rng, fmt.Sprintf("c%d-%d", c.id, c.n))
 		in.Node = nd.i
 		inc := nd.current()
 		if inc == nil {
@@ -107,32 +144,59 @@ func (c *client) run(ctx context.Context, nodes []*node, ops int, h *history, fa
 		}
 		call := time.Now()
 		octx, cancel := context.WithTimeout(ctx, opTimeout)
-		out, err := c.do(octx, inc, in)
+		out, err := c.do(octx, inc, w, in)
 		cancel()
 		if errors.Is(err, errCorruptRead) {
-			fail(fmt.Errorf("%s, %s through %s: %w", name, in.Op, nd.id, err))
+			fail(fmt.Errorf("%s, %s through %s: %w", name, lincheck.Describe(in, out), nd.id, err))
 			return
 		}
 		if err != nil && !out.Unknown {
-			continue // failed without effect: no operation to record
+			continue // failed without effect (or a read that failed): nothing to record
 		}
+		w.mix.Learn(in, out)
 		h.add(c.id, in, call, time.Now(), out)
 	}
 }
 
-// do runs one operation. An error with a known outcome (nothing happened)
-// leaves out.Unknown false; a failure that may have taken effect sets it.
-func (c *client) do(ctx context.Context, inc *incarnation, in lincheck.Input) (lincheck.Output, error) {
+// modelErrors maps the object layer's errors to the answers of the model.
+var modelErrors = []struct {
+	err  error
+	code string
+}{
+	{objects.ErrNoSuchBucket, lincheck.NoSuchBucket},
+	{objects.ErrNoSuchKey, lincheck.NoSuchKey},
+	{objects.ErrNoSuchVersion, lincheck.NoSuchVersion},
+	{objects.ErrMethodNotAllowed, lincheck.MethodNotAllowed},
+	{objects.ErrPreconditionFailed, lincheck.PreconditionFailed},
+	{objects.ErrBucketExists, lincheck.BucketExists},
+	{objects.ErrBucketNotEmpty, lincheck.BucketNotEmpty},
+}
+
+// answer turns an operation's error into what the history records: an
+// answer of the model, or, for a write, an unknown outcome (it may have
+// taken effect); a read that failed otherwise is not recorded (err kept).
+func answer(in lincheck.Input, err error) (lincheck.Output, error) {
+	for _, m := range modelErrors {
+		if errors.Is(err, m.err) {
+			return lincheck.Output{Err: m.code}, nil
+		}
+	}
+	switch in.Op {
+	case lincheck.Get, lincheck.List, lincheck.ListVersions, lincheck.HeadBucket, lincheck.GetVersioning:
+		return lincheck.Output{}, err
+	}
+	return lincheck.Output{Unknown: true}, err
+}
+
+// do runs one operation through the node's object layer.
+func (c *client) do(ctx context.Context, inc *incarnation, w *workload, in lincheck.Input) (lincheck.Output, error) {
 	s := inc.obj
 	im := c.sim.cfg.InlineMax
 	switch in.Op {
 	case lincheck.Get:
-		_, rc, err := s.GetObject(ctx, bucket, in.Key, objects.GetOptions{})
-		if errors.Is(err, objects.ErrNoSuchKey) {
-			return lincheck.Output{}, nil
-		}
+		oi, rc, err := s.GetObject(ctx, in.Bucket, in.Key, objects.GetOptions{VersionID: in.VersionID})
 		if err != nil {
-			return lincheck.Output{}, err
+			return answer(in, err)
 		}
 		b, err := io.ReadAll(rc)
 		rc.Close()
@@ -143,40 +207,91 @@ func (c *client) do(ctx context.Context, inc *incarnation, in lincheck.Input) (l
 		if err != nil {
 			return lincheck.Output{}, err
 		}
-		return lincheck.Output{Value: v, Found: true}, nil
+		return lincheck.Output{Value: v, VersionID: oi.VersionID}, nil
 	case lincheck.Put, lincheck.Create:
 		b := body(in.Value, im)
+		w.etag(in.Value, im)
 		opts := objects.PutOptions{}
 		if in.Op == lincheck.Create {
 			opts.IfNoneMatch = "*"
 		}
-		_, err := s.PutObject(ctx, bucket, in.Key, bytes.NewReader(b), int64(len(b)), opts)
-		switch {
-		case err == nil:
-			return lincheck.Output{OK: true}, nil
-		case in.Op == lincheck.Create && errors.Is(err, objects.ErrPreconditionFailed):
-			return lincheck.Output{OK: false}, nil
+		if in.IfMatch != "" {
+			opts.IfMatch = w.etag(in.IfMatch, im)
 		}
-		return lincheck.Output{Unknown: mayHaveHappened(err)}, err
-	case lincheck.Delete:
-		_, err := s.DeleteObject(ctx, bucket, in.Key, objects.DeleteOptions{})
+		oi, err := s.PutObject(ctx, in.Bucket, in.Key, bytes.NewReader(b), int64(len(b)), opts)
 		if err != nil {
-			return lincheck.Output{Unknown: mayHaveHappened(err)}, err
+			return answer(in, err)
 		}
-		return lincheck.Output{}, nil
+		return lincheck.Output{VersionID: oi.VersionID}, nil
+	case lincheck.Delete:
+		res, err := s.DeleteObject(ctx, in.Bucket, in.Key, objects.DeleteOptions{VersionID: in.VersionID})
+		if err != nil {
+			return answer(in, err)
+		}
+		out := lincheck.Output{DeleteMarker: res.DeleteMarker}
+		if in.VersionID == "" {
+			out.VersionID = res.VersionID
+		}
+		return out, nil
+	case lincheck.List:
+		out := lincheck.Output{Objects: []lincheck.Object{}}
+		marker := ""
+		for {
+			page, err := s.ListObjects(ctx, in.Bucket, objects.ListOptions{Prefix: in.Prefix, Marker: marker})
+			if err != nil {
+				return answer(in, err)
+			}
+			for _, o := range page.Objects {
+				out.Objects = append(out.Objects, lincheck.Object{Key: o.Key, Value: w.value(o.ETag)})
+			}
+			if !page.IsTruncated {
+				return out, nil
+			}
+			marker = page.NextMarker
+		}
+	case lincheck.ListVersions:
+		page, err := s.ListObjectVersions(ctx, in.Bucket, objects.ListVersionsOptions{Prefix: in.Prefix})
+		if err != nil {
+			return answer(in, err)
+		}
+		if page.IsTruncated {
+			return lincheck.Output{}, errors.New("version listing longer than a page")
+		}
+		out := lincheck.Output{Versions: []lincheck.Version{}}
+		for _, v := range page.Versions {
+			lv := lincheck.Version{Key: v.Key, VersionID: v.VersionID, DeleteMarker: v.DeleteMarker}
+			if !v.DeleteMarker {
+				lv.Value = w.value(v.ETag)
+			}
+			out.Versions = append(out.Versions, lv)
+		}
+		return out, nil
+	case lincheck.CreateBucket:
+		return answer(in, s.CreateBucket(ctx, in.Bucket))
+	case lincheck.DeleteBucket:
+		return answer(in, s.DeleteBucket(ctx, in.Bucket))
+	case lincheck.HeadBucket:
+		_, err := s.HeadBucket(ctx, in.Bucket)
+		return answer(in, err)
+	case lincheck.SetVersioning:
+		st := objects.Enabled
+		if in.Versioning == lincheck.Suspended {
+			st = objects.Suspended
+		}
+		return answer(in, s.SetVersioning(ctx, in.Bucket, st))
+	case lincheck.GetVersioning:
+		bi, err := s.HeadBucket(ctx, in.Bucket)
+		if err != nil {
+			return answer(in, err)
+		}
+		out := lincheck.Output{Versioning: lincheck.Unversioned}
+		switch bi.Versioning {
+		case objects.Enabled:
+			out.Versioning = lincheck.Enabled
+		case objects.Suspended:
+			out.Versioning = lincheck.Suspended
+		}
+		return out, nil
 	}
 	return lincheck.Output{}, fmt.Errorf("unknown op %q", in.Op)
 }
-
-// mayHaveHappened reports whether a write that failed with err may still
-// have taken effect: any failure after it could have been sent.
-func mayHaveHappened(err error) bool {
-	switch {
-	case errors.Is(err, objects.ErrNoSuchBucket), errors.Is(err, objects.ErrPreconditionFailed),
-		errors.Is(err, objects.ErrNoSuchKey), errors.Is(err, objects.ErrInvalidArgument):
-		return false
-	}
-	return true
-}
-
-var _ = meta.ErrUnavailable

@@ -372,3 +372,51 @@ func TestDeleteNullVersionRacingItsReplacement(t *testing.T) {
 		t.Fatalf("after deleting the null version, GET = %q, %v; want NoSuchKey", got, err)
 	}
 }
+
+// A GET shows an object's version ID as the bucket's versioning state
+// says, whatever configuration changes came between: "" while the bucket
+// is unversioned, though refused deletions moved its epoch on, and "null"
+// once versioning was enabled over a version written before.
+func TestGetShowsNullVersionIDByVersioningNotEpoch(t *testing.T) {
+	s := newHookService(t, meta.NewMem(), newMemBlocks())
+	ctx := context.Background()
+	if err := s.CreateBucket(ctx, "bkt"); err != nil {
+		t.Fatal(err)
+	}
+	versionID := func() string {
+		t.Helper()
+		oi, rc, err := s.GetObject(ctx, "bkt", "k", GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc.Close()
+		return oi.VersionID
+	}
+	put := func(body string) {
+		t.Helper()
+		if _, err := s.PutObject(ctx, "bkt", "k", strings.NewReader(body), int64(len(body)), PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("before the refusal")
+	if err := s.DeleteBucket(ctx, "bkt"); !errors.Is(err, ErrBucketNotEmpty) {
+		t.Fatalf("DeleteBucket of a bucket with an object: %v", err)
+	}
+	if id := versionID(); id != "" {
+		t.Errorf("version ID of an object in an unversioned bucket, written before a refused deletion: %q, want none", id)
+	}
+	put("after the refusal")
+	if id := versionID(); id != "" {
+		t.Errorf("version ID of an object in an unversioned bucket, written after a refused deletion: %q, want none", id)
+	}
+	if err := s.SetVersioning(ctx, "bkt", Suspended); err != nil {
+		t.Fatal(err)
+	}
+	if id := versionID(); id != "null" {
+		t.Errorf("version ID once versioning was suspended: %q, want null", id)
+	}
+	put("while suspended")
+	if id := versionID(); id != "null" {
+		t.Errorf("version ID of a null version written while suspended: %q, want null", id)
+	}
+}

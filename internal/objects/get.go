@@ -197,13 +197,14 @@ func (s *Service) readInView(ctx context.Context, p meta.Partition, ob *opBucket
 // head then the version it names (from any replica that applied what the
 // head's linearizable read saw), and the bucket's fence only where the
 // answer depends on it: a version found under the incarnation proves the
-// bucket alive (a bucket is deleted only empty), and a version's own epoch
-// says whether its bucket was ever versioned, which is all a GET shows of
-// the bucket's state. The fence is read when the key is absent (the
+// bucket alive (a bucket is deleted only empty), and a version committed
+// while the bucket was versioned shows its ID the same way for good (a
+// bucket never goes back to unversioned), which is all a GET shows of the
+// bucket's state. The fence is read when the key is absent (the
 // incarnation may be gone: NoSuchBucket, or a new one to look in) and for
-// a null version of the bucket's first epoch, whose ID shows as "" only
-// while the bucket is unversioned; a fence read after the head that still
-// has that first epoch proves the bucket was unversioned when the head was
+// a null version committed while the bucket was unversioned, whose ID
+// shows as "" only while it still is; a fence read after the head that
+// says unversioned proves the bucket was unversioned when the head was
 // read. Otherwise the read starts again with the fence and the head in one
 // view (readVersion's way).
 func (s *Service) readLatest(ctx context.Context, p meta.Partition, ob *opBucket, key string) (versionRec, ObjectInfo, error) {
@@ -228,7 +229,7 @@ func (s *Service) readLatest(ctx context.Context, p meta.Partition, ob *opBucket
 			}
 		}
 		st := Suspended // any state but Unversioned: a null version shows as "null"
-		if rev == 0 || v.Null && v.Epoch == 0 {
+		if rev == 0 || v.Null && !v.Versioned {
 			f, _, _, _, err := s.readView(ctx, p, ob, noReads, meta.ReadOptions{After: at})
 			if err != nil {
 				return versionRec{}, ObjectInfo{}, err
@@ -236,7 +237,7 @@ func (s *Service) readLatest(ctx context.Context, p meta.Partition, ob *opBucket
 			if ob.rec.ID != id {
 				continue // the name stands for a new incarnation now
 			}
-			if rev != 0 && f.Epoch != 0 {
+			if rev != 0 && f.Versioning != Unversioned {
 				return s.readInView(ctx, p, ob, key, "")
 			}
 			st = f.Versioning

@@ -419,6 +419,7 @@ func (s *Service) commitVersion(ctx context.Context, ob *opBucket, key string, i
 			return committed{}, err
 		}
 		rec.Null = f.Versioning != Enabled
+		rec.Versioned = f.Versioning != Unversioned
 		rec.Epoch = f.Epoch
 		txn := meta.Txn{
 			Conds:   append([]meta.Cond{{Key: fenceKey(id), Rev: frev}, {Key: headKey(id, key), Rev: rev}}, extra.Conds...),

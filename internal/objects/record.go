@@ -24,6 +24,8 @@ import (
 //	         checksum-alg s, checksum s, checksum-type s if flagHasChecksum
 //	version: ver, flags u, size i, etag s, content-type s, headers m, user-meta m,
 //	         checksums 6×s, inline s, parts u then part×, epoch u if flagHasEpoch
+//	         (flags: 1 delete marker, 2 null, 4 multipart, 32 has epoch,
+//	         64 committed while the bucket was versioned)
 //	part:    number u, size i, etag s, modified i, checksum-alg s, checksum s, ref
 //	ref:     id s, size i, k u, m u, mirror u, chunk i, drives u then s×
 //	upload:  ver, initiated i, content-type s, headers m, user-meta m, checksum-alg s,
@@ -41,6 +43,7 @@ const (
 	flagHasNull
 	flagHasChecksum
 	flagHasEpoch
+	flagVersioned
 )
 
 type enc struct{ b []byte }
@@ -473,6 +476,10 @@ type versionRec struct {
 	// Epoch is the bucket configuration epoch the version was committed
 	// under (0 for versions written before epochs existed).
 	Epoch uint64
+	// Versioned: the bucket was versioned (Enabled or Suspended) when the
+	// version was committed, so its null version shows as "null" for
+	// good; false also for versions written before the flag existed.
+	Versioned bool
 }
 
 func (r *versionRec) encode() []byte {
@@ -490,6 +497,9 @@ func (r *versionRec) encode() []byte {
 	}
 	if r.Epoch != 0 {
 		f |= flagHasEpoch
+	}
+	if r.Versioned {
+		f |= flagVersioned
 	}
 	e.u(f)
 	e.i(r.Size)
@@ -523,6 +533,7 @@ func decodeVersion(ts hlc.Timestamp, b []byte) (versionRec, error) {
 	r.DeleteMarker = f&flagDeleteMarker != 0
 	r.Null = f&flagNull != 0
 	r.Multipart = f&flagMultipart != 0
+	r.Versioned = f&flagVersioned != 0
 	r.Size = d.i()
 	r.ETag = d.s()
 	r.ContentType = d.s()
