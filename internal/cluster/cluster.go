@@ -121,6 +121,7 @@ type Cluster struct {
 		created map[meta.Partition]bool
 	}
 	peersFile string
+	peersMu   sync.Mutex // one savePeers at a time
 	deaths    deathWatch
 	// usage caches every node's drive states for status (driveUsage).
 	usage struct {
@@ -320,7 +321,7 @@ func markRaftHome(fs vfs.FS, drives []*store.Drive) error {
 		if b, err := vfs.ReadFile(fs, p); err == nil && string(b) == want {
 			continue
 		}
-		if err := vfs.WriteFile(fs, p, []byte(want), 0o600); err != nil {
+		if err := vfs.WriteFileDurable(fs, p, []byte(want), 0o600); err != nil {
 			return fmt.Errorf("recording where the Raft state is, on %s: %w", d.Path(), err)
 		}
 	}

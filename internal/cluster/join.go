@@ -221,17 +221,27 @@ func (c *Cluster) learnNodes(nodes []NodeInfo) {
 		}
 		c.mu.nodes[n.ID] = n
 	}
-	var all []NodeInfo
-	if changed {
-		for _, n := range c.mu.nodes {
-			all = append(all, n)
-		}
-	}
 	c.mu.Unlock()
 	if changed && c.peersFile != "" {
-		if err := savePeers(c.cfg.FS, c.peersFile, all); err != nil {
-			c.log.Warn("could not save the known nodes", "err", err)
-		}
+		c.savePeers()
+	}
+}
+
+// savePeers writes the node table to disk, durably: a node restarted
+// after a crash finds its peers in it while no System leader can tell it
+// (TestKnownNodesSurviveACrash). One save at a time, each
+// of the table as it is then, so an older table never replaces a newer.
+func (c *Cluster) savePeers() {
+	c.peersMu.Lock()
+	defer c.peersMu.Unlock()
+	c.mu.RLock()
+	all := make([]NodeInfo, 0, len(c.mu.nodes))
+	for _, n := range c.mu.nodes {
+		all = append(all, n)
+	}
+	c.mu.RUnlock()
+	if err := savePeers(c.cfg.FS, c.peersFile, all); err != nil {
+		c.log.Warn("could not save the known nodes", "err", err)
 	}
 }
 
@@ -259,11 +269,7 @@ func savePeers(fs vfs.FS, path string, nodes []NodeInfo) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := vfs.WriteFile(fs, tmp, b, 0o600); err != nil {
-		return err
-	}
-	return fs.Rename(tmp, path)
+	return vfs.WriteFileDurable(fs, path, b, 0o600)
 }
 
 // loadPeers reads what savePeers wrote; a missing or damaged file is an

@@ -663,3 +663,20 @@ func TestMkdirAllDurableSurvivesCrash(t *testing.T) {
 		t.Fatalf("on the OS: %v", err)
 	}
 }
+
+func TestWriteFileDurableSurvivesCrash(t *testing.T) {
+	m := NewMem(MemConfig{})
+	must(t, MkdirAllDurable(m, "/a", 0o755))
+	must(t, WriteFileDurable(m, "/a/f", []byte("first"), 0o600))
+	if b, err := ReadFile(m.Crash(), "/a/f"); err != nil || string(b) != "first" {
+		t.Fatalf("after a crash: %q, %v; want the file written", b, err)
+	}
+	must(t, WriteFileDurable(m, "/a/f", []byte("second"), 0o600))
+	c := m.Crash()
+	if b, err := ReadFile(c, "/a/f"); err != nil || string(b) != "second" {
+		t.Fatalf("after a crash: %q, %v; want the file replaced", b, err)
+	}
+	if _, err := c.Stat("/a/f.tmp"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the temporary file outlived the write: %v", err)
+	}
+}

@@ -71,6 +71,33 @@ func WriteFile(fsys FS, name string, data []byte, perm fs.FileMode) error {
 	return err
 }
 
+// WriteFileDurable replaces name with data so that a crash leaves either
+// the old file or the new one, whole, and the new one once it returns: it
+// writes a temporary file beside name, syncs it, renames it over name and
+// syncs the directory (TestWriteFileDurableSurvivesCrash).
+func WriteFileDurable(fsys FS, name string, data []byte, perm fs.FileMode) error {
+	tmp := name + ".tmp"
+	f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = fsys.Rename(tmp, name)
+	}
+	if err == nil {
+		return fsys.SyncDir(filepath.Dir(name))
+	}
+	_ = fsys.Remove(tmp)
+	return err
+}
+
 // MkdirAllDurable creates name and any missing parents, syncing the parent
 // of each directory it creates, so that the whole path survives a crash
 // (TestMkdirAllDurableSurvivesCrash). Directories that exist already are
