@@ -33,6 +33,9 @@ type network struct {
 	// cut[{a, b}]: packets from a to b are lost (one direction).
 	cut  map[[2]transport.NodeID]bool
 	seen map[uint64]uint64 // packets of an identity sent so far
+	// quiet: no packet is lost, duplicated or slowed any more (the run's
+	// end, where invariants are checked once the faults have stopped).
+	quiet bool
 }
 
 func newNetwork(s *Sim) *network {
@@ -97,6 +100,15 @@ func (n *network) heal() {
 	n.mu.Unlock()
 }
 
+// quieten heals every link and stops losing, duplicating and slowing
+// packets, for good.
+func (n *network) quieten() {
+	n.mu.Lock()
+	clear(n.cut)
+	n.quiet = true
+	n.mu.Unlock()
+}
+
 // passes reports whether a packet from src to dst, both the incarnations
 // they were when it was sent, gets through now.
 func (n *network) passes(src, dst *endpoint) bool {
@@ -146,6 +158,7 @@ func (n *network) fateOf(from, to transport.NodeID, service string, body []byte)
 	n.mu.Lock()
 	occ := n.seen[id]
 	n.seen[id] = occ + 1
+	quiet := n.quiet
 	n.mu.Unlock()
 	if n.sim.cfg.KeepTrace {
 		n.sim.mu.Lock()
@@ -159,8 +172,15 @@ func (n *network) fateOf(from, to transport.NodeID, service string, body []byte)
 	f.dup = service == svcRaft && r.float() < fl.Duplicate
 	f.delay = n.delay(r)
 	f.back = n.delay(r)
+	if quiet {
+		f.lost, f.dup = false, false
+		f.delay, f.back = min(f.delay, lanDelay), min(f.back, lanDelay)
+	}
 	return f
 }
+
+// lanDelay bounds a quiet network's latency.
+const lanDelay = 550 * time.Microsecond
 
 // delay draws a one-way latency: mostly a LAN's, sometimes a slow link's.
 func (n *network) delay(r *splitMix) time.Duration {

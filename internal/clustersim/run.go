@@ -153,8 +153,8 @@ func Run(cfg Config) (res Result) {
 		return res
 	}
 
-	// Heal: every link back, every node up, then quiet.
-	s.net.heal()
+	// Heal: every link back and reliable, every node up.
+	s.net.quieten()
 	healed := faults.restartAll(ctx)
 	s.run(time.Now().Add(5*time.Minute), func() bool { return closed(healed) || failed() })
 	if !closed(healed) {
