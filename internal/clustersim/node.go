@@ -160,6 +160,7 @@ func (n *node) start(ctx context.Context, join []string) (*incarnation, error) {
 	ocfg := objects.DefaultConfig()
 	ocfg.Partitions = s.cfg.Partitions
 	ocfg.InlineMax = s.cfg.InlineMax
+	ocfg.MinPartSize = partMin
 	ocfg.Now = n.now
 	ocfg.Rand = &randReader{r: n.rand}
 	ocfg.Incarnation.Node = string(n.id)

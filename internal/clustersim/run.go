@@ -184,7 +184,7 @@ func Run(cfg Config) (res Result) {
 			call := time.Now()
 			err := retry(fctx, s, func() error {
 				var err error
-				out, err = fc.do(fctx, nodes[0].current(), w, in)
+				out, err = fc.do(fctx, nodes[0].current(), w, in, false)
 				return err
 			})
 			if err != nil {

@@ -107,6 +107,15 @@ func (m *Mix) value(rng *rand.Rand, bucket, key string) string {
 	return "never-written"
 }
 
+// Latest returns the value bucket/key was last seen to hold (written or
+// read), if any.
+func (m *Mix) Latest(bucket, key string) (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.mu.values[bucket+"/"+key]
+	return v, ok
+}
+
 // Learn takes in what an answer tells about versions and values.
 func (m *Mix) Learn(in Input, out Output) {
 	if out.Unknown || out.Err != "" {
