@@ -104,6 +104,16 @@ func (f *faulter) start(ctx context.Context, done chan struct{}) {
 			f.s.net.heal()
 		})
 	}
+	if fl.Disks {
+		f.loop(ctx, "fault-disk", done, func(ctx context.Context, r *rand.Rand, i int) {
+			f.s.sleep(time.Duration(500+r.IntN(3000))*time.Millisecond, fmt.Sprintf("disk wait %d", i))
+			n := f.nodes[r.IntN(len(f.nodes))]
+			dir := n.dirs()[r.IntN(drivesPerNode)]
+			heal := n.diskFault(r, dir)
+			f.s.sleep(time.Duration(200+r.IntN(3000))*time.Millisecond, fmt.Sprintf("disk fault %d", i))
+			heal()
+		})
+	}
 	if fl.Layout {
 		f.loop(ctx, "fault-layout", done, func(ctx context.Context, r *rand.Rand, i int) {
 			f.s.sleep(time.Duration(2000+r.IntN(4000))*time.Millisecond, fmt.Sprintf("layout wait %d", i))

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	pebblevfs "github.com/cockroachdb/pebble/v2/vfs"
@@ -21,6 +23,13 @@ import (
 
 // drivesPerNode is each simulated node's drive count.
 const drivesPerNode = 2
+
+// Each simulated drive is a disk of driveCapacity bytes, whose last
+// driveReserve bytes new shard data leaves free.
+const (
+	driveCapacity = 64 << 20
+	driveReserve  = 256 << 10
+)
 
 // node is one simulated node: its disks, which outlive its incarnations,
 // and the incarnation running on them now, if any.
@@ -49,6 +58,7 @@ type incarnation struct {
 	n      *node
 	gen    int
 	ep     *endpoint
+	fs     *vfs.Faulty // the node's disks, as this incarnation sees them
 	drives []*store.Drive
 	cl     *cluster.Cluster
 	data   *blocks.Set
@@ -63,6 +73,11 @@ func newNode(s *Sim, i int) *node {
 		zone: fmt.Sprintf("zone-%c", 'a'+i%max(1, s.cfg.Zones)),
 		mem:  vfs.NewMem(vfs.MemConfig{Clock: time.Now}), raft: pebblevfs.NewCrashableMem()}
 	n.rand = rand.New(rand.NewPCG(s.cfg.Seed, uint64(i)+1))
+	for _, d := range n.dirs() {
+		if err := n.mem.Mount(d, driveCapacity); err != nil {
+			panic(err) // a fresh Mem: cannot fail
+		}
+	}
 	return n
 }
 
@@ -115,9 +130,10 @@ func (n *node) start(ctx context.Context, join []string) (*incarnation, error) {
 	gen := n.gen
 	n.mu.Unlock()
 	log := s.log.With("node", n.id, "gen", gen)
-	inc := &incarnation{n: n, gen: gen, ep: s.net.attach(n.id)}
+	inc := &incarnation{n: n, gen: gen, ep: s.net.attach(n.id), fs: vfs.NewFaulty(n.mem)}
 	scfg := store.DefaultConfig()
-	scfg.FS = n.mem
+	scfg.FS = inc.fs
+	scfg.Reserve = driveReserve
 	scfg.BlockSize = 4 << 10
 	scfg.WriteBuffer = 16 << 10
 	drives, err := store.Open(ctx, scfg, n.dirs(), log.With("component", "store"))
@@ -134,7 +150,7 @@ func (n *node) start(ctx context.Context, join []string) (*incarnation, error) {
 		// wake together run in the Go scheduler's order, not the seed's.
 		RaftTick:   20*time.Millisecond + time.Duration(1000*n.i+7)*time.Nanosecond,
 		LayoutPoll: 100*time.Millisecond + time.Duration(1000*n.i+13)*time.Nanosecond,
-		FS:         n.mem, RaftFS: n.raft, Version: "sim",
+		FS:         inc.fs, RaftFS: n.raft, Version: "sim",
 	}
 	if len(join) == 0 {
 		ccfg.BootstrapExpect = s.cfg.Nodes
@@ -151,12 +167,18 @@ func (n *node) start(ctx context.Context, join []string) (*incarnation, error) {
 	bcfg := blocks.DefaultConfig(l.Policy)
 	bcfg.ChunkSize = 4 << 10
 	bcfg.Resolve, bcfg.Place = inc.cl.Drive, inc.cl.Place
+	// Failed drives are re-checked (and back in service once they pass)
+	// every few seconds, on a period of the node's own.
+	bcfg.HealthInterval = 2*time.Second + time.Duration(1000*n.i+17)*time.Nanosecond
 	inc.data, err = blocks.New(bcfg, drives, log.With("component", "blocks"))
 	if err != nil {
 		inc.cl.Close()
 		return nil, fmt.Errorf("%s: data path: %w", n.id, err)
 	}
 	inc.cl.OnLayout(func(l *layout.Layout) { inc.data.SetPolicy(l.Policy) })
+	hctx, cancel := context.WithCancel(context.Background())
+	inc.cancel = cancel
+	s.spawn(func() { _ = inc.data.Run(hctx) })
 	ocfg := objects.DefaultConfig()
 	ocfg.Partitions = s.cfg.Partitions
 	ocfg.InlineMax = s.cfg.InlineMax
@@ -167,6 +189,7 @@ func (n *node) start(ctx context.Context, join []string) (*incarnation, error) {
 	ocfg.Incarnation.Nonce = uint64(gen)
 	inc.obj, err = objects.New(ocfg, gatedStore{inner: inc.cl.Meta(), sim: s}, inc.data, log.With("component", "objects"))
 	if err != nil {
+		cancel()
 		inc.cl.Close()
 		return nil, err
 	}
@@ -189,6 +212,7 @@ func (n *node) crash(r *rand.Rand) {
 		return
 	}
 	n.sim.net.detach(inc.ep)
+	inc.cancel()
 	n.mem = n.mem.CrashClone(r)
 	n.raft = n.raft.CrashClone(pebblevfs.CrashCloneCfg{UnsyncedDataPercent: r.IntN(101),
 		RNG: rand.New(rand.NewPCG(r.Uint64(), r.Uint64()))})
@@ -205,6 +229,7 @@ func (n *node) stop() {
 		return
 	}
 	n.sim.net.detach(inc.ep)
+	inc.cancel()
 	_ = inc.cl.Close()
 }
 
@@ -256,4 +281,57 @@ func (g gatedStore) ScanRanges(ctx context.Context, ranges []meta.Range, fn func
 	err := meta.ScanRanges(ctx, g.inner, ranges, fn)
 	g.sim.gate(ctx)
 	return err
+}
+
+// diskFault makes the drive at dir fail, one of three ways drawn from r:
+// reads fail with EIO, writes and syncs fail with EIO, or the disk fills
+// up. It returns what heals the fault.
+func (n *node) diskFault(r *rand.Rand, dir string) (heal func()) {
+	kind := r.IntN(3)
+	if kind == 2 {
+		return n.fill(dir)
+	}
+	inc := n.current()
+	if inc == nil {
+		return func() {}
+	}
+	ops := vfs.OpRead
+	if kind == 1 {
+		ops = vfs.OpWrite | vfs.OpSync
+	}
+	n.sim.log.Info("disk fault", "node", n.id, "drive", dir, "ops", ops)
+	inc.fs.Fail(dir, ops, syscall.EIO)
+	return func() { inc.fs.Heal(dir) }
+}
+
+// fillerName is the file that fills a drive; the store ignores files of
+// its drive's root that are not its own.
+const fillerName = "sim-filler"
+
+// fill writes a synced file taking all of dir's disk but a sliver, below
+// the store's reserve; healing removes it from the disk as it is then
+// (the node may have crashed and restarted on it meanwhile).
+func (n *node) fill(dir string) (heal func()) {
+	path := dir + "/" + fillerName
+	u, err := n.mem.Usage(dir)
+	if err != nil || u.Avail < driveReserve/4 {
+		return func() {}
+	}
+	f, err := n.mem.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return func() {}
+	}
+	_, err = f.Write(make([]byte, u.Avail-driveReserve/4))
+	if err == nil {
+		err = f.Sync()
+	}
+	f.Close()
+	if err == nil {
+		err = n.mem.SyncDir(dir)
+	}
+	n.sim.log.Info("disk full", "node", n.id, "drive", dir, "err", err)
+	return func() {
+		_ = n.mem.Remove(path)
+		_ = n.mem.SyncDir(dir)
+	}
 }

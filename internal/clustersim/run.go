@@ -164,6 +164,11 @@ func Run(cfg Config) (res Result) {
 		res.History = h.ops
 		return res
 	}
+	// The disks are healed: every drive a fault failed is checked and back
+	// in service, as the next health check would have it.
+	for _, n := range nodes {
+		n.current().data.CheckDrives()
+	}
 
 	// Final reads: every acknowledged write must be there, read back key
 	// by key and listed.

@@ -74,6 +74,10 @@ type Faults struct {
 	// ClockSkew gives each node's wall clock an offset of up to seconds,
 	// and jumps.
 	ClockSkew bool
+	// Disks fail reads or writes with EIO for a while, or fill up (a
+	// filler file takes all but a sliver of a drive, synced, so that it
+	// outlives a crash) and are emptied again.
+	Disks bool
 	// Background runs garbage collection and relocation passes on every
 	// node during the workload.
 	Background bool
@@ -110,14 +114,15 @@ func Swarm(cfg Config) Config {
 	f.ClockSkew = on(0.5)
 	f.Background = on(0.5)
 	f.Layout = on(0.4)
+	f.Disks = on(0.4)
 	cfg.Nodes = 3 + 2*r.IntN(2) // 3 or 5
 	return cfg
 }
 
 func (c Config) String() string {
 	f := c.Faults
-	return fmt.Sprintf("seed %d: %d nodes, %d partitions, %d clients x %d ops; drop %.3f dup %.2f slow %.2f reorder %.2f partitions %v crashes %v skew %v background %v layout %v",
-		c.Seed, c.Nodes, c.Partitions, c.Clients, c.Ops, f.Drop, f.Duplicate, f.Slow, f.Reorder, f.Partitions, f.Crashes, f.ClockSkew, f.Background, f.Layout)
+	return fmt.Sprintf("seed %d: %d nodes, %d partitions, %d clients x %d ops; drop %.3f dup %.2f slow %.2f reorder %.2f partitions %v crashes %v skew %v background %v layout %v disks %v",
+		c.Seed, c.Nodes, c.Partitions, c.Clients, c.Ops, f.Drop, f.Duplicate, f.Slow, f.Reorder, f.Partitions, f.Crashes, f.ClockSkew, f.Background, f.Layout, f.Disks)
 }
 
 // Sim is one run: the nodes, the network, the event queue, the actors.

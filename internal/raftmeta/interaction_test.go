@@ -49,6 +49,9 @@ import (
 //	                                  what it had synced and is down until restarted
 //	restart node=N                    N starts again from what it kept
 //	compact node=N group=P [to=I]     N discards P's log up to I (its applied index)
+//	read node=N group=P key=K         a linearizable read of K through N, answered at
+//	                                  once if N can answer it without the loop's help
+//	                                  (else "no answer": it needs a quorum round)
 //	check-replica node=N group=P      N asks P's leader whether its replica is still
 //	                                  a member, and has it deleted if not
 //	state [node=(N...)] [group=P]     the durable state of each node's replica of P
@@ -244,6 +247,8 @@ func (e *interactionEnv) handle(t *testing.T, d *datadriven.TestData) string {
 		e.start(n)
 	case "compact":
 		err = e.cmdCompact(t, d)
+	case "read":
+		e.cmdRead(t, d, &out)
 	case "check-replica":
 		if err = e.cmdCheckReplica(t, d); errors.Is(err, meta.ErrUnavailable) {
 			// Which member it tried last depends on the wall clock.
@@ -320,6 +325,27 @@ func (e *interactionEnv) cmdPropose(t *testing.T, d *datadriven.TestData) error 
 	h.markDirty(g)
 	e.props = append(e.props, &envProp{desc: fmt.Sprintf("%s=%s via %d", key, value, h.cfg.NodeID), ch: ch})
 	return nil
+}
+
+// cmdRead reads a key through a node, giving it a little wall-clock time
+// to answer on its own: the loops do not run meanwhile, so a read that
+// needs a quorum round (a read index) is not answered, and only a host
+// that serves reads from its own state without one answers.
+func (e *interactionEnv) cmdRead(t *testing.T, d *datadriven.TestData, out *strings.Builder) {
+	var key string
+	d.ScanArgs(t, "key", &key)
+	g := e.group(t, d)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	it, err := g.h.Get(ctx, g.p, []byte(key))
+	switch {
+	case errors.Is(err, meta.ErrNotFound):
+		fmt.Fprintf(out, "%s not found\n", key)
+	case err != nil:
+		fmt.Fprintf(out, "no answer\n")
+	default:
+		fmt.Fprintf(out, "%s=%s at %d\n", key, it.Value, it.Rev)
+	}
 }
 
 func (e *interactionEnv) cmdConf(t *testing.T, d *datadriven.TestData) error {
