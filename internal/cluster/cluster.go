@@ -51,6 +51,11 @@ type Config struct {
 	LayoutPoll time.Duration
 	// RaftTick is the Raft tick; elections take 10 ticks.
 	RaftTick time.Duration
+	// RaftWake is raftmeta.Config.Wake: nil wakes the Raft loop at once;
+	// a simulation defers the wake-up to its own event loop.
+	RaftWake func(kick func())
+	// RaftTicks is raftmeta.Config.Ticks: nil ticks every RaftTick.
+	RaftTicks <-chan time.Time
 	// Net, when set, is the node-to-node transport to use instead of
 	// listening on RPCAddr with mutual TLS: tests pass an in-memory one.
 	Net transport.Caller
@@ -213,6 +218,8 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 	if cfg.RaftTick > 0 {
 		rcfg.TickInterval = cfg.RaftTick
 	}
+	rcfg.Wake = cfg.RaftWake
+	rcfg.Ticks = cfg.RaftTicks
 	c.host, err = raftmeta.New(rcfg)
 	if err != nil {
 		return nil, fmt.Errorf("opening raft state: %w", err)

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -55,15 +56,56 @@ type node struct {
 
 // incarnation is one run of a node's software on its disks.
 type incarnation struct {
-	n      *node
-	gen    int
-	ep     *endpoint
-	fs     *vfs.Faulty // the node's disks, as this incarnation sees them
-	drives []*store.Drive
-	cl     *cluster.Cluster
-	data   *blocks.Set
-	obj    *objects.Service
-	cancel context.CancelFunc
+	n       *node
+	gen     int
+	ep      *endpoint
+	fs      *vfs.Faulty // the node's disks, as this incarnation sees them
+	drives  []*store.Drive
+	cl      *cluster.Cluster
+	data    *blocks.Set
+	obj     *objects.Service
+	cancel  context.CancelFunc
+	wakeKey uint64
+	// ended stops the Raft loop's ticks (see tickRaft).
+	ended atomic.Bool
+	// woken says a wake-up of the Raft loop is scheduled (see wakeRaft).
+	woken atomic.Bool
+}
+
+// tickRaft sends the Raft loop a tick every period, from the event loop
+// (cluster.Config.RaftTicks), until the incarnation ends: at an instant
+// where a tick and a timer of the node's fall (a retry every tick, begun
+// by what a tick did), the timer's goroutine runs first and the tick
+// after it, every time, rather than in the Go scheduler's order.
+func (inc *incarnation) tickRaft(period time.Duration, ticks chan time.Time) {
+	key := fmt.Sprintf("tick %s %d", inc.n.id, inc.gen)
+	var next func()
+	next = func() {
+		if inc.ended.Load() {
+			return
+		}
+		select {
+		case ticks <- time.Now():
+		default:
+		}
+		inc.n.sim.after(period, key, next)
+	}
+	inc.n.sim.after(period, key, next)
+}
+
+// wakeRaft is the Raft loop's wake-up (cluster.Config.RaftWake): an event
+// of this instant, run once every goroutine waits, so that the loop's
+// next cycle takes all the proposals, reads and messages the goroutines
+// running now leave, not those the Go scheduler ran before it. Wake-ups
+// asked for while one is scheduled join it.
+func (inc *incarnation) wakeRaft(kick func()) {
+	if inc.woken.Swap(true) {
+		return
+	}
+	inc.n.sim.schedule(0, inc.wakeKey, "wake", func() {
+		inc.woken.Store(false)
+		kick()
+	})
 }
 
 func newNode(s *Sim, i int) *node {
@@ -123,14 +165,20 @@ func (n *node) current() *incarnation {
 // (or, node 0 on first start, bootstraps) the cluster, and builds the data
 // path and the objects layer over them. It blocks on the network, so it
 // runs on its own goroutine while the event loop runs.
-func (n *node) start(ctx context.Context, join []string) (*incarnation, error) {
+func (n *node) start(ctx context.Context, join []string) (_ *incarnation, err error) {
 	s := n.sim
 	n.mu.Lock()
 	n.gen++
 	gen := n.gen
 	n.mu.Unlock()
 	log := s.log.With("node", n.id, "gen", gen)
-	inc := &incarnation{n: n, gen: gen, ep: s.net.attach(n.id), fs: vfs.NewFaulty(n.mem)}
+	inc := &incarnation{n: n, gen: gen, ep: s.net.attach(n.id), fs: vfs.NewFaulty(n.mem),
+		wakeKey: hashString(s.cfg.Seed, fmt.Sprintf("wake %s %d", n.id, gen))}
+	defer func() {
+		if err != nil {
+			inc.ended.Store(true)
+		}
+	}()
 	scfg := store.DefaultConfig()
 	scfg.FS = inc.fs
 	scfg.Reserve = driveReserve
@@ -141,6 +189,9 @@ func (n *node) start(ctx context.Context, join []string) (*incarnation, error) {
 		return nil, fmt.Errorf("%s: drives: %w", n.id, err)
 	}
 	inc.drives = drives
+	raftTick := 20*time.Millisecond + time.Duration(1000*n.i+7)*time.Nanosecond
+	ticks := make(chan time.Time, 1)
+	inc.tickRaft(raftTick, ticks)
 	ccfg := cluster.Config{
 		Zone: n.zone, Join: join, Partitions: s.cfg.Partitions, MetaReplicas: 3,
 		Net: inc.ep, NoGossip: true,
@@ -148,7 +199,9 @@ func (n *node) start(ctx context.Context, join []string) (*incarnation, error) {
 		// another, so that a node's ticker and its layout poll (or two
 		// nodes' tickers) never fire at one instant: goroutines that
 		// wake together run in the Go scheduler's order, not the seed's.
-		RaftTick:   20*time.Millisecond + time.Duration(1000*n.i+7)*time.Nanosecond,
+		RaftTick:   raftTick,
+		RaftWake:   inc.wakeRaft,
+		RaftTicks:  ticks,
 		LayoutPoll: 100*time.Millisecond + time.Duration(1000*n.i+13)*time.Nanosecond,
 		FS:         inc.fs, RaftFS: n.raft, Version: "sim",
 	}
@@ -213,6 +266,7 @@ func (n *node) crash(r *rand.Rand) {
 	}
 	n.sim.net.detach(inc.ep)
 	inc.cancel()
+	inc.ended.Store(true)
 	n.mem = n.mem.CrashClone(r)
 	n.raft = n.raft.CrashClone(pebblevfs.CrashCloneCfg{UnsyncedDataPercent: r.IntN(101),
 		RNG: rand.New(rand.NewPCG(r.Uint64(), r.Uint64()))})
@@ -230,6 +284,7 @@ func (n *node) stop() {
 	}
 	n.sim.net.detach(inc.ep)
 	inc.cancel()
+	inc.ended.Store(true)
 	_ = inc.cl.Close()
 }
 

@@ -20,7 +20,7 @@ import (
 
 var (
 	seedFlag    = flag.Uint64("sim.seed", 0, "run only this seed (replays a failure)")
-	seedsFlag   = flag.Int("sim.seeds", 8, "seeds TestSimulation runs")
+	seedsFlag   = flag.Int("sim.seeds", 60, "seeds TestSimulation runs (TestSimulationLayout a quarter as many; -short: 8 at most)")
 	soakFlag    = flag.Duration("sim.soak", 0, "TestSimulationSoak runs seeds for this long (0: skip)")
 	logFlag     = flag.Bool("sim.log", false, "send the nodes' logs to the test log")
 	replaysFlag = flag.Int("sim.replays", 3, "seeds TestSimulationReplays runs twice")
@@ -81,6 +81,9 @@ func check(t *testing.T, res Result) {
 func seeds(t *testing.T, n int) []uint64 {
 	if *seedFlag != 0 {
 		return []uint64{*seedFlag}
+	}
+	if testing.Short() {
+		n = min(n, 8)
 	}
 	base := rand.Uint64()
 	t.Logf("seeds from %d", base)
@@ -149,7 +152,7 @@ func normalize(lines []string) []string {
 // TestSimulationLayout runs seeds whose swarm always includes layout
 // changes and relocation, the faults where Raft replicas come and go.
 func TestSimulationLayout(t *testing.T) {
-	for _, seed := range seeds(t, *seedsFlag/2) {
+	for _, seed := range seeds(t, max(1, *seedsFlag/4)) {
 		cfg := Swarm(DefaultConfig(seed))
 		cfg.Faults.Layout = true
 		cfg.Nodes = 5

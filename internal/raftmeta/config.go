@@ -91,6 +91,18 @@ type Config struct {
 	// only how soon such state goes, never whether that is safe: the
 	// answer does. Each check costs the leader one ReadIndex round.
 	ReplicaCheckInterval time.Duration
+	// Wake, when set, is how the event loop is woken for work that
+	// proposals, reads and incoming messages leave: Wake(kick) must see
+	// that kick is called soon, on any goroutine; nil calls it at once.
+	// The cluster simulation defers kick to its own event loop, so that
+	// a cycle sees all that the goroutines running at one instant left,
+	// whatever order the Go scheduler ran them in (TestSimulationReplays).
+	Wake func(kick func())
+	// Ticks, when set, replaces the loop's ticker of TickInterval: a tick
+	// is a value received from it. The cluster simulation ticks from its
+	// event loop, after the goroutines woken at that instant have run, as
+	// it wakes the loop (see Wake).
+	Ticks <-chan time.Time
 }
 
 // DefaultConfig returns the settings for a LAN cluster.

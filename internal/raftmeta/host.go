@@ -458,10 +458,7 @@ func (h *Host) stepLocked(g *group, msg *raftpb.Message) (err error) {
 			if h.broken.CompareAndSwap(nil, &err) {
 				h.log.Error("raft panicked; the host stops", "group", g.name, "panic", r)
 			}
-			select {
-			case h.wake <- struct{}{}:
-			default:
-			}
+			h.poke()
 		}
 	}()
 	return g.rn.Step(msg)
@@ -498,10 +495,7 @@ func (h *Host) markDirty(g *group) {
 	h.dirtyMu.Lock()
 	h.dirty[g] = struct{}{}
 	h.dirtyMu.Unlock()
-	select {
-	case h.wake <- struct{}{}:
-	default:
-	}
+	h.poke()
 }
 
 // pending says whether the event loop may have work.
@@ -540,15 +534,19 @@ func (h *Host) Run(ctx context.Context) error {
 	wg.Go(func() { h.checkReplicas(cctx) })
 	defer wg.Wait()
 	defer cancel()
-	ticker := time.NewTicker(h.cfg.TickInterval)
-	defer ticker.Stop()
+	ticks := h.cfg.Ticks
+	if ticks == nil {
+		ticker := time.NewTicker(h.cfg.TickInterval)
+		defer ticker.Stop()
+		ticks = ticker.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-h.done:
 			return ErrClosed
-		case <-ticker.C:
+		case <-ticks:
 			h.tick()
 		case <-h.wake:
 		}

@@ -62,8 +62,17 @@ func (h *Host) wantReplica(p meta.Partition, r replica, from uint64, m groupMsg)
 	h.poke()
 }
 
-// poke wakes the event loop.
+// poke wakes the event loop, through Config.Wake if set.
 func (h *Host) poke() {
+	if h.cfg.Wake != nil {
+		h.cfg.Wake(h.kick)
+		return
+	}
+	h.kick()
+}
+
+// kick wakes the event loop now.
+func (h *Host) kick() {
 	select {
 	case h.wake <- struct{}{}:
 	default:

@@ -167,8 +167,12 @@ func (h *Host) retryWith(ctx context.Context, q *request, local func(*group) res
 			return resp
 		}
 		// No leader yet (an election is under way, or this side has no
-		// quorum): look again shortly.
-		t := time.NewTimer(h.cfg.TickInterval)
+		// quorum): look again shortly, unless the deadline comes first.
+		wait, last := untilDeadline(ctx, h.cfg.TickInterval)
+		if last {
+			return response{status: stUnavailable, msg: "no leader within the timeout: " + resp.msg}
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -179,6 +183,22 @@ func (h *Host) retryWith(ctx context.Context, q *request, local func(*group) res
 		case <-t.C:
 		}
 	}
+}
+
+// untilDeadline bounds a wait of d by ctx's deadline: it returns how long
+// to wait, and whether the deadline ends the wait. A caller waits on one
+// timer for both: had it a timer of d and the deadline, both due at one
+// instant (as a retry every tick and a timeout of whole ticks are, on a
+// fake clock), the Go scheduler would pick which ends the wait, and one
+// seed of the cluster simulation would run two ways
+// (TestSimulationReplays).
+func untilDeadline(ctx context.Context, d time.Duration) (time.Duration, bool) {
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl); left <= d {
+			return max(left, 0), true
+		}
+	}
+	return d, false
 }
 
 // forward sends q to the leader g knows, or else to one of the group's
@@ -483,7 +503,8 @@ func (h *Host) readIndexAll(ctx context.Context, gs []*group) []error {
 			g.mu.Unlock()
 			h.markDirty(g)
 		}
-		t := time.NewTimer(election)
+		wait, last := untilDeadline(ctx, election)
+		t := time.NewTimer(wait)
 		var fatal error
 		timedOut := false
 		for _, j := range pending {
@@ -497,6 +518,10 @@ func (h *Host) readIndexAll(ctx context.Context, gs []*group) []error {
 			case <-h.done:
 				fatal = unavailable("read", ErrClosed)
 			case <-t.C:
+				if last {
+					fatal = unavailable("read not confirmed in time", context.DeadlineExceeded)
+					break
+				}
 				// Raft drops read requests when leadership changes; ask
 				// again where still leader, else let the caller find the
 				// new one.
