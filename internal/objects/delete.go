@@ -108,7 +108,9 @@ func (s *Service) deleteVersion(ctx context.Context, ob *opBucket, key, vid, ifM
 			if v, err = decodeVersion(ts, items[1].Value); err != nil {
 				return DeleteResult{}, fmt.Errorf("version of %q: %w", key, err)
 			}
-			ok = true
+			// A null version is named "null" only, never by its
+			// timestamp (TestNullVersionIsNotNamedByItsTimestamp).
+			ok = !v.Null
 		}
 		if !ok {
 			return missing()

@@ -420,3 +420,60 @@ func TestGetShowsNullVersionIDByVersioningNotEpoch(t *testing.T) {
 		t.Errorf("version ID of a null version written while suspended: %q, want null", id)
 	}
 }
+
+// A null version's ID is "null": its timestamp, which a version of
+// another key may share (version IDs are timestamps, unique per key),
+// names nothing. GET, HEAD, a copy and DELETE by that ID answer as for a
+// version that does not exist, and the null version stays. Found by the
+// cluster simulation: a GET by another key's version ID served this key's
+// null version.
+func TestNullVersionIsNotNamedByItsTimestamp(t *testing.T) {
+	s := newHookService(t, meta.NewMem(), newMemBlocks())
+	ctx := context.Background()
+	if err := s.CreateBucket(ctx, "bkt"); err != nil {
+		t.Fatal(err)
+	}
+	const body = "the null version"
+	if _, err := s.PutObject(ctx, "bkt", "k", strings.NewReader(body), int64(len(body)), PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetVersioning(ctx, "bkt", Enabled); err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := s.getBucket(ctx, "bkt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := s.md.Get(ctx, s.partition("bkt", "k"), headKey(b.ID, "k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := decodeHeadItem(it, "k")
+	if err != nil || !h.HasNull {
+		t.Fatalf("head of k: %+v, %v; want a null version", h, err)
+	}
+	ts := h.NullTS.String()
+
+	if _, rc, err := s.GetObject(ctx, "bkt", "k", GetOptions{VersionID: ts}); !errors.Is(err, ErrNoSuchVersion) {
+		if rc != nil {
+			rc.Close()
+		}
+		t.Errorf("GET k?versionId=%s (the null version's timestamp): %v, want NoSuchVersion", ts, err)
+	}
+	if _, rc, err := s.GetObject(ctx, "bkt", "k", GetOptions{VersionID: ts, HeadOnly: true}); !errors.Is(err, ErrNoSuchVersion) {
+		if rc != nil {
+			rc.Close()
+		}
+		t.Errorf("HEAD k?versionId=%s: %v, want NoSuchVersion", ts, err)
+	}
+	if _, err := s.CopyObject(ctx, CopySource{Bucket: "bkt", Key: "k", VersionID: ts}, "bkt", "copy", PutOptions{}); !errors.Is(err, ErrNoSuchVersion) {
+		t.Errorf("copy of k?versionId=%s: %v, want NoSuchVersion", ts, err)
+	}
+	if res, err := s.DeleteObject(ctx, "bkt", "k", DeleteOptions{VersionID: ts}); err != nil || res.DeleteMarker {
+		t.Errorf("DELETE k?versionId=%s: %+v, %v; want a delete of nothing", ts, res, err)
+	}
+	got, err := readAll(t, s, "bkt", "k", "null")
+	if err != nil || got != body {
+		t.Errorf("GET k?versionId=null after those: %q, %v; want %q", got, err, body)
+	}
+}

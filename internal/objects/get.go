@@ -161,6 +161,10 @@ func (s *Service) readInView(ctx context.Context, p meta.Partition, ob *opBucket
 				if v, err = decodeVersion(ts, items[1].Value); err != nil {
 					return versionRec{}, ObjectInfo{}, fmt.Errorf("version of %q: %w", key, err)
 				}
+				// A null version's ID is "null", never its timestamp,
+				// which may be another key's version ID
+				// (TestNullVersionIsNotNamedByItsTimestamp).
+				ok = !v.Null
 			}
 		case vid == "" && rev == 0:
 			return versionRec{}, ObjectInfo{}, fmt.Errorf("%w: %q", ErrNoSuchKey, key)
