@@ -42,6 +42,10 @@ func (h *Host) ScanRanges(ctx context.Context, ranges []meta.Range, fn func(i in
 	return h.scanRanges(ctx, ranges, nil, fn)
 }
 
+// testHookReadsConfirmed, set by tests, runs on a host once the reads of
+// the groups it leads are confirmed, before it reads them.
+var testHookReadsConfirmed func(h *Host)
+
 // rangeRead is the plan and progress of one range of a ScanRanges.
 type rangeRead struct {
 	rg    meta.Range
@@ -113,6 +117,9 @@ func (h *Host) scanRanges(ctx context.Context, ranges []meta.Range, limits []uin
 	}
 	if len(led) > 0 {
 		errs := h.readIndexAll(pctx, led)
+		if testHookReadsConfirmed != nil {
+			testHookReadsConfirmed(h)
+		}
 		for i := range reads {
 			rd := &reads[i]
 			if !rd.local {
@@ -150,13 +157,26 @@ func (h *Host) scanRanges(ctx context.Context, ranges []meta.Range, limits []uin
 	cancel()
 
 	// Every read is confirmed: an iterator opened now sees at least what
-	// they must see.
+	// they must see, of the replicas still held once it is open (see
+	// iterHeld); a range of one deleted or replaced meanwhile is read
+	// again through Scan.
 	var it *pebble.Iterator
 	defer func() {
 		if it != nil {
 			_ = it.Close()
 		}
 	}()
+	if len(led) > 0 {
+		var err error
+		if it, err = h.db.NewIter(nil); err != nil {
+			return err
+		}
+		for i := range reads {
+			if rd := &reads[i]; rd.local && !h.holds(led[ledIdx[rd.rg.P]]) {
+				rd.local, rd.state = false, rangeNotLed
+			}
+		}
+	}
 	for i := range reads {
 		rd := &reads[i]
 		if err := ctx.Err(); err != nil {
@@ -173,12 +193,6 @@ func (h *Host) scanRanges(ctx context.Context, ranges []meta.Range, limits []uin
 			return true
 		}
 		if rd.local {
-			if it == nil {
-				var err error
-				if it, err = h.db.NewIter(nil); err != nil {
-					return err
-				}
-			}
 			if err := readRange(it, rd.rg.P, rd.start, rd.rg.End, take); err != nil {
 				return err
 			}
@@ -324,12 +338,29 @@ func (h *Host) serveRanges(ctx context.Context, q *request) rangesResponse {
 		}
 	}
 	errs := h.readIndexAll(ctx, led)
+	if testHookReadsConfirmed != nil && len(led) > 0 {
+		testHookReadsConfirmed(h)
+	}
+	// One iterator for every range, opened once the reads are confirmed;
+	// a range whose replica was deleted or replaced meanwhile is not led
+	// here any more (see iterHeld).
 	var it *pebble.Iterator
 	defer func() {
 		if it != nil {
 			_ = it.Close()
 		}
 	}()
+	if len(led) > 0 {
+		var err error
+		if it, err = h.db.NewIter(nil); err != nil {
+			return rangesResponse{status: stError, msg: err.Error()}
+		}
+		for i, g := range led {
+			if errs[i] == nil && !h.holds(g) {
+				errs[i] = errNoLeader
+			}
+		}
+	}
 	size, full := 0, false
 	for j, rg := range q.ranges {
 		rr := &resp.ranges[j]
@@ -350,12 +381,6 @@ func (h *Host) serveRanges(ctx context.Context, q *request) rangesResponse {
 		if full {
 			rr.state = rangeMore
 			continue
-		}
-		if it == nil {
-			var err error
-			if it, err = h.db.NewIter(nil); err != nil {
-				return rangesResponse{status: stError, msg: err.Error()}
-			}
 		}
 		err := readRange(it, rg.p, rg.start, rg.end, func(k []byte, item meta.Item) bool {
 			n := len(k) + len(item.Value) + 16

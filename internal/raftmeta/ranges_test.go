@@ -521,3 +521,53 @@ func fmtRanges(rs []meta.Range) string {
 	}
 	return s
 }
+
+// TestReadOfAReplicaRemovedMeanwhileIsRefused deletes the leader's replica
+// of a group between the confirmation of a ScanRanges read and the read
+// itself, as a layout change moving the group away may: the range must
+// not show the partition empty (its state is gone), but be read again
+// from the group's new leader. Through the leader itself and through a
+// follower, whose request the leader serves. Found by the cluster
+// simulation: a listing missed a key during a layout change.
+func TestReadOfAReplicaRemovedMeanwhileIsRefused(t *testing.T) {
+	for _, through := range []string{"leader", "follower"} {
+		t.Run(through, func(t *testing.T) {
+			parts := []meta.Partition{0}
+			c := newRangesCluster(t, parts, fastConfig)
+			fill(t, c.host(c.ids[0]), 0, map[string]string{"a": "1", "b": "2"})
+			lead := c.leader(0)
+			from := lead
+			if through == "follower" {
+				for _, id := range c.ids {
+					if id != lead {
+						from = id
+						break
+					}
+				}
+			}
+			var once sync.Once
+			testHookReadsConfirmed = func(h *Host) {
+				if h.cfg.NodeID != lead {
+					return
+				}
+				once.Do(func() {
+					if err := h.removeReplica(h.replica(0), "test: a layout change moved it away"); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			defer func() { testHookReadsConfirmed = nil }()
+			got := collect(t, func(fn func(int, []byte, meta.Item) bool) error {
+				return c.host(from).ScanRanges(context.Background(), []meta.Range{{P: 0}}, fn)
+			}, nil)
+			removed := false
+			once.Do(func() { removed = true })
+			if removed {
+				t.Fatal("the leader's replica was never removed: the test tested nothing")
+			}
+			if len(got) != 2 || got[0].k != "a" || got[1].k != "b" {
+				t.Fatalf("ScanRanges through the %s while the leader's replica went: %v, want a and b", through, got)
+			}
+		})
+	}
+}

@@ -79,7 +79,15 @@ func (h *Host) Scan(ctx context.Context, p meta.Partition, start, end []byte, fn
 			return err
 		}
 		if local != nil {
-			return h.scanLocal(local.p, start, end, 0, fn)
+			it, held, err := h.iterHeld(local, start, end)
+			if err != nil {
+				return err
+			}
+			if !held {
+				continue // replaced since its read was confirmed: ask again
+			}
+			defer it.Close()
+			return forEachItem(it, fn)
 		}
 		for _, it := range resp.items {
 			if !fn(it.key, meta.Item{Value: it.value, Rev: it.rev}) {
@@ -106,6 +114,39 @@ func (h *Host) scanLocal(p meta.Partition, start, end []byte, maxBytes int, fn f
 	}
 	defer it.Close()
 	return forEachItem(it, fn)
+}
+
+// iterHeld opens an iterator over g's items in [start, end), and reports
+// whether g was still this host's replica of its group once it had: a
+// replica deleted or replaced after its read was confirmed (a layout
+// change moves the group away) has its state cleared, and an iterator
+// opened after that shows the partition empty. The state is cleared and
+// the replica forgotten together under h.mu (removeReplica, makeReplica),
+// so a look under h.mu after the iterator opened proves that it sees g's
+// state (TestReadOfAReplicaRemovedMeanwhileIsRefused). Not held, the
+// iterator is closed and nil.
+func (h *Host) iterHeld(g *group, start, end []byte) (*pebble.Iterator, bool, error) {
+	lower, upper := dataBounds(g.p, start, end)
+	it, err := h.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, false, err
+	}
+	if !h.holds(g) {
+		_ = it.Close()
+		return nil, false, nil
+	}
+	return it, true, nil
+}
+
+// holds says whether g is still this host's replica of its group (see
+// iterHeld).
+func (h *Host) holds(g *group) bool { return h.replica(g.p) == g }
+
+// replacedMeanwhile is the answer to a read whose replica was deleted or
+// replaced after its read was confirmed: the origin asks again, and finds
+// the group's leader.
+func replacedMeanwhile(g *group) response {
+	return response{status: stRetry, msg: fmt.Sprintf("replica of %s deleted or replaced during the read", g.name)}
 }
 
 // forEachItem hands fn the items within the iterator's bounds in order, until fn
@@ -329,14 +370,26 @@ func (h *Host) serveLocal(ctx context.Context, g *group, q *request) response {
 		if err := h.readIndex(ctx, g); err != nil {
 			return errResponse(err)
 		}
-		return h.getLocal(g.p, q.key)
+		resp := h.getLocal(g.p, q.key)
+		if !h.holds(g) {
+			return replacedMeanwhile(g)
+		}
+		return resp
 	case opScan:
 		if err := h.readIndex(ctx, g); err != nil {
 			return errResponse(err)
 		}
+		it, held, err := h.iterHeld(g, q.key, q.end)
+		if err != nil {
+			return errResponse(err)
+		}
+		if !held {
+			return replacedMeanwhile(g)
+		}
+		defer it.Close()
 		var resp response
 		size := 0
-		err := h.scanLocal(g.p, q.key, q.end, int(q.maxBytes), func(k []byte, it meta.Item) bool {
+		err = forEachItem(it, func(k []byte, it meta.Item) bool {
 			if size > 0 && size+len(k)+len(it.Value)+16 > int(q.maxBytes) {
 				resp.more = true
 				return false
@@ -356,6 +409,9 @@ func (h *Host) serveLocal(ctx context.Context, g *group, q *request) response {
 		items, at, ok, err := h.readMany(g.p, q.reads, 0)
 		if err != nil {
 			return errResponse(err)
+		}
+		if ok && !h.holds(g) {
+			return replacedMeanwhile(g)
 		}
 		if !ok {
 			return response{status: stRetry, msg: fmt.Sprintf("node %d holds no copy of %s", h.cfg.NodeID, partitionName(g.p))}
