@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -82,8 +83,8 @@ type testNode struct {
 }
 
 // startCluster starts opts.nodes nodes, node 0 first (it bootstraps the
-// cluster; the others join through it), and waits until every node
-// follows a layout and every group it hosts has a leader.
+// cluster; the others join through it), and waits until the cluster is
+// ready (waitReady).
 func startCluster(t *testing.T, opts clusterOptions) *testCluster {
 	t.Helper()
 	if opts.partitions == 0 {
@@ -301,7 +302,13 @@ func (tc *testCluster) newClient(url string) *s3.Client {
 
 // waitReady polls the running nodes' status until each follows a layout
 // of all the cluster's nodes and knows a leader for the System group and
-// for every partition group it hosts.
+// for every partition group it hosts, and the System group has the voters
+// the layout gives it. That group grows one voter at a time after the
+// nodes join, and may still have three or four when the partition groups
+// have leaders: two of them lost then leave it without a quorum, though
+// three nodes of five are up, and every object request, which reads its
+// bucket there, answers 503 until one comes back. The cluster survives
+// what its policy promises only once the group is whole.
 func (tc *testCluster) waitReady(d time.Duration) time.Duration {
 	tc.t.Helper()
 	start := time.Now()
@@ -323,6 +330,10 @@ func (tc *testCluster) waitReady(d time.Duration) time.Duration {
 					}
 				}
 			}
+			var system []string
+			if l := n.cluster.Layout(); l != nil {
+				system = l.SystemNodes()
+			}
 			switch {
 			case st == nil || st.LayoutVersion == 0:
 				last = fmt.Sprintf("node %d has no layout", i)
@@ -332,6 +343,9 @@ func (tc *testCluster) waitReady(d time.Duration) time.Duration {
 				return false
 			case st.System.Member && st.System.Leader == "":
 				last = fmt.Sprintf("node %d knows no System leader", i)
+				return false
+			case st.System.Member && !sameMembers(st.System.Voters, system):
+				last = fmt.Sprintf("node %d: the System group's voters are %v, the layout gives it %v", i, st.System.Voters, system)
 				return false
 			case st.Groups.Leaderless > 0:
 				last = fmt.Sprintf("node %d: %d of %d groups without a leader", i, st.Groups.Leaderless, st.Groups.Hosted)
@@ -344,6 +358,14 @@ func (tc *testCluster) waitReady(d time.Duration) time.Duration {
 		tc.t.Fatalf("cluster not ready within %v: %s", d, last)
 	}
 	return time.Since(start)
+}
+
+// sameMembers says whether a and b name the same nodes, in any order.
+func sameMembers(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }
 
 // clusterStatus is node i's view of the cluster.
