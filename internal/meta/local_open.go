@@ -13,6 +13,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	pebblevfs "github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/redoubt-io/redoubt/internal/vfs"
 )
 
 // replicaState is what open learns of one replica before reconciling.
@@ -120,7 +122,7 @@ func CheckOpenSpace(fsys pebblevfs.FS, dir string) error {
 		return nil // if the space is unknown, Pebble finds out
 	}
 	return fmt.Errorf("%s has %s free, opening the metadata there needs at least %s (free space on that drive, then start again): %w",
-		dir, formatBytes(u.AvailBytes), formatBytes(need), ErrNoSpace)
+		dir, vfs.FormatBytes(u.AvailBytes), vfs.FormatBytes(need), ErrNoSpace)
 }
 
 // readState reads the bookkeeping keys of r.

@@ -3,8 +3,9 @@ package meta
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
+
+	"github.com/redoubt-io/redoubt/internal/vfs"
 )
 
 // checkRoom returns an error wrapping ErrNoSpace if a healthy replica's
@@ -28,7 +29,7 @@ func (l *Local) checkRoom() (low bool, err error) {
 		}
 		if u.AvailBytes < l.cfg.MinFree {
 			return true, fmt.Errorf("meta: commit: replica %s: %s free, under the %s kept for the metadata store: %w",
-				r.dir, formatBytes(u.AvailBytes), formatBytes(l.cfg.MinFree), ErrNoSpace)
+				r.dir, vfs.FormatBytes(u.AvailBytes), vfs.FormatBytes(l.cfg.MinFree), ErrNoSpace)
 		}
 		low = low || u.AvailBytes < 2*l.cfg.Reserve
 	}
@@ -126,7 +127,7 @@ func (l *Local) reclaimPass(ctx context.Context) (compacted bool) {
 		compacted = true
 		after, _ := l.fs.GetDiskUsage(r.dir)
 		r.log.Info("compacted metadata to free the space of deleted keys",
-			"free_before", formatBytes(before.AvailBytes), "free_after", formatBytes(after.AvailBytes), "took", time.Since(start))
+			"free_before", vfs.FormatBytes(before.AvailBytes), "free_after", vfs.FormatBytes(after.AvailBytes), "took", time.Since(start))
 	}
 	return compacted
 }
@@ -142,22 +143,4 @@ func compactAll(ctx context.Context, r *replica) (err error) {
 		}
 	}()
 	return r.db.Compact(ctx, []byte{sysPrefix}, []byte{dataPrefix + 1}, true)
-}
-
-// formatBytes writes n for a person: "812.5 MiB", "1 GiB", "512 B".
-func formatBytes(n uint64) string {
-	const units = "KMGTPE"
-	if n < 1024 {
-		return strconv.FormatUint(n, 10) + " B"
-	}
-	v, i := float64(n)/1024, 0
-	for v >= 1024 && i < len(units)-1 {
-		v /= 1024
-		i++
-	}
-	s := strconv.FormatFloat(v, 'f', 1, 64)
-	if len(s) > 2 && s[len(s)-2:] == ".0" {
-		s = s[:len(s)-2]
-	}
-	return s + " " + units[i:i+1] + "iB"
 }

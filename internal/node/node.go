@@ -280,7 +280,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	for _, d := range n.drives {
 		if st := d.Stats(); st.TotalBytes > 0 && st.TotalBytes <= 2*cfg.Reserve {
 			logger.Warn("drive small for the reserve: little or no new data will fit; lower --reserve",
-				"drive", d.Path(), "size", store.FormatBytes(st.TotalBytes), "reserve", store.FormatBytes(cfg.Reserve))
+				"drive", d.Path(), "size", vfs.FormatBytes(st.TotalBytes), "reserve", vfs.FormatBytes(cfg.Reserve))
 		}
 	}
 

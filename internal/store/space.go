@@ -2,7 +2,8 @@ package store
 
 import (
 	"fmt"
-	"strconv"
+
+	"github.com/redoubt-io/redoubt/internal/vfs"
 )
 
 // SpaceError is a write refused because a drive's free space is under
@@ -16,7 +17,7 @@ type SpaceError struct {
 }
 
 func (e *SpaceError) Error() string {
-	return fmt.Sprintf("drive %s: %s free, under the %s it keeps free", e.Path, FormatBytes(e.Free), FormatBytes(e.Min))
+	return fmt.Sprintf("drive %s: %s free, under the %s it keeps free", e.Path, vfs.FormatBytes(e.Free), vfs.FormatBytes(e.Min))
 }
 
 func (e *SpaceError) Unwrap() error { return ErrNoSpace }
@@ -39,22 +40,4 @@ func (d *Drive) roomAbove(min uint64) error {
 		return nil
 	}
 	return &SpaceError{Path: d.path, Free: u.Avail, Min: min}
-}
-
-// FormatBytes writes n for a person: "812.5 MiB", "1 GiB", "512 B".
-func FormatBytes(n uint64) string {
-	const units = "KMGTPE"
-	if n < 1024 {
-		return strconv.FormatUint(n, 10) + " B"
-	}
-	v, i := float64(n)/1024, 0
-	for v >= 1024 && i < len(units)-1 {
-		v /= 1024
-		i++
-	}
-	s := strconv.FormatFloat(v, 'f', 1, 64)
-	if len(s) > 2 && s[len(s)-2:] == ".0" {
-		s = s[:len(s)-2]
-	}
-	return s + " " + units[i:i+1] + "iB"
 }
