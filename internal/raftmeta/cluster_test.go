@@ -1,6 +1,7 @@
 package raftmeta
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/testlog"
@@ -341,7 +344,7 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() error) {
 // replicas once quiet).
 func dump(h *Host, p meta.Partition) (map[string]string, error) {
 	out := map[string]string{}
-	err := h.scanLocal(p, nil, nil, 0, func(k []byte, it meta.Item) bool {
+	err := h.scanLocal(p, nil, nil, func(k []byte, it meta.Item) bool {
 		out[string(k)] = fmt.Sprintf("%s@%d", it.Value, it.Rev)
 		return true
 	})
@@ -379,3 +382,17 @@ func (c *cluster) converged(p meta.Partition) map[string]string {
 }
 
 func isUnavailable(err error) bool { return errors.Is(err, meta.ErrUnavailable) }
+
+// scanLocal reads this host's copy of the range, whoever leads its group.
+func (h *Host) scanLocal(p meta.Partition, start, end []byte, fn func(key []byte, item meta.Item) bool) error {
+	if end != nil && bytes.Compare(start, end) >= 0 {
+		return nil
+	}
+	lower, upper := dataBounds(p, start, end)
+	it, err := h.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	return forEachItem(it, fn)
+}

@@ -677,7 +677,7 @@ func describeReplica(h *Host, p meta.Partition) (string, error) {
 		fmt.Fprintf(&b, " tombstone %d", gen)
 	}
 	var items []string
-	err = h.scanLocal(p, nil, nil, 0, func(k []byte, it meta.Item) bool {
+	err = h.scanLocal(p, nil, nil, func(k []byte, it meta.Item) bool {
 		items = append(items, fmt.Sprintf("%s=%s@%d", k, it.Value, it.Rev))
 		return true
 	})

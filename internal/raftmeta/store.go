@@ -101,21 +101,6 @@ func (h *Host) Scan(ctx context.Context, p meta.Partition, start, end []byte, fn
 	}
 }
 
-// scanLocal reads this host's copy of the range; with maxBytes > 0 it
-// stops after about that many bytes and reports whether it did.
-func (h *Host) scanLocal(p meta.Partition, start, end []byte, maxBytes int, fn func(key []byte, item meta.Item) bool) error {
-	if end != nil && bytes.Compare(start, end) >= 0 {
-		return nil
-	}
-	lower, upper := dataBounds(p, start, end)
-	it, err := h.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	return forEachItem(it, fn)
-}
-
 // iterHeld opens an iterator over g's items in [start, end), and reports
 // whether g was still this host's replica of its group once it had: a
 // replica deleted or replaced after its read was confirmed (a layout
@@ -126,6 +111,9 @@ func (h *Host) scanLocal(p meta.Partition, start, end []byte, maxBytes int, fn f
 // state (TestReadOfAReplicaRemovedMeanwhileIsRefused). Not held, the
 // iterator is closed and nil.
 func (h *Host) iterHeld(g *group, start, end []byte) (*pebble.Iterator, bool, error) {
+	if end != nil && bytes.Compare(start, end) > 0 {
+		end = start // an empty range: bounds in order
+	}
 	lower, upper := dataBounds(g.p, start, end)
 	it, err := h.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
