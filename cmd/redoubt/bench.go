@@ -84,6 +84,7 @@ when no request succeeded.`,
 	f.BoolVar(&cfg.UnsignedPayload, "unsigned-payload", false, "send UNSIGNED-PAYLOAD over plain HTTP instead of hashing each body with SHA-256")
 	f.BoolVar(&cfg.Insecure, "insecure", false, "skip TLS certificate verification")
 	f.DurationVar(&cfg.RequestTimeout, "timeout", cfg.RequestTimeout, "per-request timeout; a timed-out request counts as an error")
+	f.IntSliceVar(&cfg.ServerPIDs, "server-pid", nil, "process ID of a local server behind the endpoint (repeatable): report the CPU time it uses per request (Linux)")
 	f.Uint64Var(&cfg.Seed, "seed", 0, "seed for key choice and body bytes (default random; printed in the report)")
 	_ = cmd.MarkFlagRequired("endpoint")
 	return cmd

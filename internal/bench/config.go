@@ -127,6 +127,12 @@ type Config struct {
 
 	// ProgressInterval is how often the progress callback is called.
 	ProgressInterval time.Duration
+	// ServerPIDs, when set, are the local processes serving Endpoint: the
+	// CPU time they use during the timed phase is reported
+	// (Result.ServerCPU), a figure that the machine's other load moves far
+	// less than a rate does. Linux only (it reads /proc).
+	ServerPIDs []int
+
 	// Seed drives key choice and the random body block. Zero picks one
 	// at random; the seed used is in Result.
 	Seed uint64

@@ -26,6 +26,9 @@ type Result struct {
 	// Elapsed is the timed phase's wall time, including the requests that
 	// were in flight when Duration ran out.
 	Elapsed time.Duration `json:"-"`
+	// ServerCPU is the CPU time Config.ServerPIDs used during the timed
+	// phase (0 without them).
+	ServerCPU time.Duration `json:"-"`
 	// Total sums Ops; its latency covers every successful request.
 	Total OpResult `json:"total"`
 	// Ops has one entry per request kind that was issued.
@@ -63,7 +66,18 @@ func (r Result) MarshalJSON() ([]byte, error) {
 		plain
 		DurationSeconds float64 `json:"duration_seconds"`
 		ElapsedSeconds  float64 `json:"elapsed_seconds"`
-	}{plain(r), r.Duration.Seconds(), r.Elapsed.Seconds()})
+		ServerCPU       float64 `json:"server_cpu_seconds,omitempty"`
+		ServerCPUPerOp  float64 `json:"server_cpu_ms_per_op,omitempty"`
+	}{plain(r), r.Duration.Seconds(), r.Elapsed.Seconds(), r.ServerCPU.Seconds(), r.serverCPUPerOp()})
+}
+
+// serverCPUPerOp is the server's CPU time per successful request, in
+// milliseconds; 0 when not measured.
+func (r Result) serverCPUPerOp() float64 {
+	if r.ServerCPU == 0 || r.Total.Ops == 0 {
+		return 0
+	}
+	return float64(r.ServerCPU.Microseconds()) / 1000 / float64(r.Total.Ops)
 }
 
 // MarshalJSON writes the latencies in milliseconds.
@@ -124,7 +138,11 @@ func WriteTable(w io.Writer, r Result) error {
 	if r.Preloaded > 0 {
 		fmt.Fprintf(&b, "preloaded %d objects (untimed)\n", r.Preloaded)
 	}
-	fmt.Fprintf(&b, "elapsed %.2fs\n\n", r.Elapsed.Seconds())
+	fmt.Fprintf(&b, "elapsed %.2fs\n", r.Elapsed.Seconds())
+	if r.ServerCPU > 0 {
+		fmt.Fprintf(&b, "server CPU %.2fs, %.3f ms per request\n", r.ServerCPU.Seconds(), r.serverCPUPerOp())
+	}
+	b.WriteString("\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "op\tops\terrors\tops/s\tMiB/s\tmean\tp50\tp90\tp99\tmax\t")
 	row := func(o OpResult) {

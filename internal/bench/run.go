@@ -193,7 +193,16 @@ func (r *runner) loadAndRun(ctx context.Context, seed uint64, res *Result) error
 		}
 		res.Preloaded = n
 	}
+	cpu0, err := processCPU(r.cfg.ServerPIDs)
+	if err != nil {
+		return err
+	}
 	res.Elapsed = r.timed(ctx, seed)
+	cpu1, err := processCPU(r.cfg.ServerPIDs)
+	if err != nil {
+		return err
+	}
+	res.ServerCPU = cpu1 - cpu0
 	r.fillResult(res)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("run interrupted: %w", err)

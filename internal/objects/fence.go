@@ -478,11 +478,25 @@ func (s *Service) abortAllUploads(ctx context.Context, id bucketID, p meta.Parti
 // bucket that no longer exists is ErrNoSuchBucket. o may let the first
 // read come from a replica (o.Stale: one that may lag; o.After: one that
 // applied what an earlier read saw); an absent or frozen fence is always
-// read again linearizably.
+// read again linearizably. A stale read takes the fence from the hints
+// when it has one (see fenceHints).
 func (s *Service) readView(ctx context.Context, p meta.Partition, ob *opBucket, keysOf func(id bucketID) []meta.Read, o meta.ReadOptions) (fenceRec, uint64, []meta.Item, uint64, error) {
 	var waited time.Duration
 	backoff := time.Millisecond
 	for attempt := 0; attempt < maxAttempts; attempt++ {
+		if o.Stale {
+			if h, ok := s.fences.get(ob.rec.ID, p); ok && !h.f.Frozen {
+				keys := keysOf(ob.rec.ID)
+				if len(keys) == 0 {
+					return h.f, h.rev, nil, 0, nil
+				}
+				items, at, err := meta.GetMany(ctx, s.md, p, keys, o)
+				if err != nil {
+					return fenceRec{}, 0, nil, 0, metaErr("read", err)
+				}
+				return h.f, h.rev, items, at, nil
+			}
+		}
 		keys := append([]meta.Read{meta.Get(fenceKey(ob.rec.ID))}, keysOf(ob.rec.ID)...)
 		items, at, err := meta.GetMany(ctx, s.md, p, keys, o)
 		if err != nil {
@@ -504,6 +518,7 @@ func (s *Service) readView(ctx context.Context, p meta.Partition, ob *opBucket, 
 			return fenceRec{}, 0, nil, 0, fmt.Errorf("fence in partition %d: %w", p, err)
 		}
 		if !f.Frozen {
+			s.fences.learn(ob.rec.ID, p, f, fit.Rev)
 			return f, fit.Rev, items[1:], at, nil
 		}
 		o = meta.ReadOptions{}

@@ -111,8 +111,7 @@ func (d *dec) raw(n uint64) []byte {
 	return v
 }
 
-func (d *dec) s() string  { return string(d.raw(d.u())) }
-func (d *dec) bs() []byte { return append([]byte(nil), d.raw(d.u())...) }
+func (d *dec) s() string { return string(d.raw(d.u())) }
 func (d *dec) count() int {
 	n := d.u()
 	// Every counted element takes at least one byte, which bounds
@@ -525,6 +524,9 @@ func (r *versionRec) encode() []byte {
 	return e.b
 }
 
+// decodeVersion decodes a version record. The record's inline data
+// aliases b, which is the caller's to give up: a 4 KiB object read is
+// then copied once (out of the metadata store), not twice.
 func decodeVersion(ts hlc.Timestamp, b []byte) (versionRec, error) {
 	d := dec{b: b}
 	d.version()
@@ -546,7 +548,7 @@ func decodeVersion(ts hlc.Timestamp, b []byte) (versionRec, error) {
 	c.SHA1 = d.s()
 	c.SHA256 = d.s()
 	c.Type = d.s()
-	r.Inline = d.bs()
+	r.Inline = d.raw(d.u())
 	if len(r.Inline) == 0 {
 		r.Inline = nil
 	}

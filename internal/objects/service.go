@@ -26,6 +26,8 @@ type Service struct {
 	clock *hlc.Clock
 	// buckets caches bucket records for object operations.
 	buckets bucketCache
+	// fences are the newest fences read, for commits' first rounds.
+	fences fenceHints
 	// writes holds the ref IDs of this incarnation's data writes that
 	// have not ended (see writeData): an intent of this incarnation whose
 	// write is not here was abandoned, and garbage collection may sweep
