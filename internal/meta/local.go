@@ -69,7 +69,7 @@ func OpenLocal(cfg LocalConfig) (*Local, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	l := &Local{cfg: cfg, log: log, fs: PebbleFS(cfg.FS)}
-	cache := pebble.NewCache(cfg.CacheBytes)
+	cache := NewBlockCache(cfg.CacheBytes, cfg.MemTableBytes, len(cfg.Dirs))
 	l.cache = cache
 	for i, d := range cfg.Dirs {
 		l.replicas = append(l.replicas, newReplica(i, l.fs, d, log))

@@ -39,12 +39,14 @@ func (l *Local) openReplica(r *replica, cache *pebble.Cache) error {
 		return err
 	}
 	opts := &pebble.Options{
-		FS:                 l.fs,
-		Cache:              cache,
-		MemTableSize:       l.cfg.MemTableBytes,
-		Logger:             pebbleLogger{r: r},
-		EventListener:      r.eventListener(),
-		FormatMajorVersion: pebble.FormatNewest,
+		FS:           l.fs,
+		Cache:        cache,
+		MemTableSize: l.cfg.MemTableBytes,
+		// NewBlockCache sizes the cache by this.
+		MemTableStopWritesThreshold: MemTableStopWrites,
+		Logger:                      pebbleLogger{r: r},
+		EventListener:               r.eventListener(),
+		FormatMajorVersion:          pebble.FormatNewest,
 	}
 	// Most point reads are of keys that may not exist (the head record of
 	// a key being created): a Bloom filter per table answers "not here"

@@ -207,7 +207,8 @@ func (s *Service) readInView(ctx context.Context, p meta.Partition, ob *opBucket
 // bucket's state. The fence is read when the key is absent (the
 // incarnation may be gone: NoSuchBucket, or a new one to look in) and for
 // a null version committed while the bucket was unversioned, whose ID
-// shows as "" only while it still is; a fence read after the head that
+// shows as "" only while it still is (read with the version when the
+// head names a null version); a fence read after the head that
 // says unversioned proves the bucket was unversioned when the head was
 // read. Otherwise the read starts again with the fence and the head in one
 // view (readVersion's way).
@@ -223,7 +224,28 @@ func (s *Service) readLatest(ctx context.Context, p meta.Partition, ob *opBucket
 			return versionRec{}, ObjectInfo{}, err
 		}
 		var v versionRec
-		if rev != 0 {
+		var f fenceRec
+		haveFence := false
+		switch {
+		case rev != 0 && h.Null:
+			// A null version may need the fence (below): one read for
+			// both, which in a cluster is one wait for the replica.
+			vk := func(id bucketID) []meta.Read { return []meta.Read{meta.Get(versionKey(id, key, h.Latest))} }
+			var vitems []meta.Item
+			if f, _, vitems, _, err = s.readView(ctx, p, ob, vk, meta.ReadOptions{After: at}); err != nil {
+				return versionRec{}, ObjectInfo{}, err
+			}
+			if ob.rec.ID != id {
+				continue // the name stands for a new incarnation now
+			}
+			haveFence = true
+			if vitems[0].Rev == 0 {
+				continue // replaced since the head was read: look again
+			}
+			if v, err = decodeVersion(h.Latest, vitems[0].Value); err != nil {
+				return versionRec{}, ObjectInfo{}, fmt.Errorf("version of %q: %w", key, err)
+			}
+		case rev != 0:
 			var ok bool
 			if v, _, ok, err = s.getVersion(ctx, p, id, key, h.Latest, at); err != nil {
 				return versionRec{}, ObjectInfo{}, err
@@ -234,12 +256,13 @@ func (s *Service) readLatest(ctx context.Context, p meta.Partition, ob *opBucket
 		}
 		st := Suspended // any state but Unversioned: a null version shows as "null"
 		if rev == 0 || v.Null && !v.Versioned {
-			f, _, _, _, err := s.readView(ctx, p, ob, noReads, meta.ReadOptions{After: at})
-			if err != nil {
-				return versionRec{}, ObjectInfo{}, err
-			}
-			if ob.rec.ID != id {
-				continue // the name stands for a new incarnation now
+			if !haveFence {
+				if f, _, _, _, err = s.readView(ctx, p, ob, noReads, meta.ReadOptions{After: at}); err != nil {
+					return versionRec{}, ObjectInfo{}, err
+				}
+				if ob.rec.ID != id {
+					continue // the name stands for a new incarnation now
+				}
 			}
 			if rev != 0 && f.Versioning != Unversioned {
 				return s.readInView(ctx, p, ob, key, "")
