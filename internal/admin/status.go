@@ -191,10 +191,27 @@ type ClusterStatus struct {
 	// the request to the commit being applied (upper bounds of ~19% wide
 	// buckets).
 	Commits LatencyStatus `json:"metadata_commits"`
+	// RaftMessages counts the Raft messages this node could not send.
+	RaftMessages RaftMessageStatus `json:"raft_messages"`
 	// Redundancy is how many more node and zone losses every object
 	// survives now, against what the policy promises; nil before the
 	// first layout.
 	Redundancy *RedundancyStatus `json:"redundancy,omitempty"`
+}
+
+// RaftMessageStatus counts Raft messages not sent since start. Raft
+// resends from its own state, so a few are harmless; a count that keeps
+// growing is a peer this node cannot reach or keep up with, and any
+// refused message is a group too large for the transport (a snapshot
+// over its limit), whose followers cannot catch up.
+type RaftMessageStatus struct {
+	// Refused: larger than the transport carries; not sent.
+	Refused uint64 `json:"refused"`
+	// QueueFull: dropped because the queue to their peer was full.
+	QueueFull uint64 `json:"queue_full"`
+	// Undelivered: the transport could not send them (peer unreachable,
+	// address unknown).
+	Undelivered uint64 `json:"undelivered"`
 }
 
 // LatencyStatus is a count and percentiles of durations.

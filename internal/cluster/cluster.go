@@ -213,6 +213,9 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 	}
 	c.peersFile = filepath.Join(home, "redoubt-peers.json")
 	rcfg.Send = c.sender
+	// The transport refuses larger messages; the host splits its batches
+	// below this and counts what it cannot send (Stats.Refused).
+	rcfg.MaxBatch = transport.DefaultConfig().MaxMessage
 	rcfg.Forward = forwarder{net: c.net, book: c.book}
 	rcfg.Logger = logger.With("component", "raft")
 	if cfg.RaftTick > 0 {

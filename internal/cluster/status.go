@@ -14,12 +14,19 @@ import (
 	"github.com/redoubt-io/redoubt/internal/store"
 )
 
+// RaftMessages counts the Raft messages this node could not send.
+func (c *Cluster) RaftMessages() admin.RaftMessageStatus {
+	ss := c.sender.stats()
+	return admin.RaftMessageStatus{Refused: c.host.Stats().Refused, QueueFull: ss.QueueFull, Undelivered: ss.Undelivered}
+}
+
 // Status is what this node knows of the cluster, for /status.
 func (c *Cluster) Status(ctx context.Context) admin.ClusterStatus {
 	st := admin.ClusterStatus{NodeID: c.ID(), Partitions: c.cfg.Partitions}
 	p50, n := c.store.commits.quantile(0.5)
 	p99, _ := c.store.commits.quantile(0.99)
 	st.Commits = admin.LatencyStatus{Count: n, P50Ms: float64(p50.Microseconds()) / 1000, P99Ms: float64(p99.Microseconds()) / 1000}
+	st.RaftMessages = c.RaftMessages()
 	l := c.Layout()
 	if l != nil {
 		st.LayoutVersion = l.Version

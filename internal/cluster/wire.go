@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redoubt-io/redoubt/internal/raftmeta"
@@ -80,6 +81,23 @@ type raftSender struct {
 	mu     sync.Mutex
 	queues map[uint64]chan []byte
 	wg     sync.WaitGroup
+
+	// queueFull counts batches dropped because their peer's queue was
+	// full, undelivered those the transport could not send; both are
+	// shown by /status and /metrics (RaftSendStats).
+	queueFull, undelivered atomic.Uint64
+	// fullLogged is when a full queue was last logged (unix ns).
+	fullLogged atomic.Int64
+}
+
+// RaftSendStats counts the Raft message batches this node dropped.
+type RaftSendStats struct {
+	QueueFull   uint64
+	Undelivered uint64
+}
+
+func (s *raftSender) stats() RaftSendStats {
+	return RaftSendStats{QueueFull: s.queueFull.Load(), Undelivered: s.undelivered.Load()}
 }
 
 const raftQueueLen = 256
@@ -102,6 +120,13 @@ func (s *raftSender) Send(to uint64, batch []byte) {
 	select {
 	case q <- batch:
 	default:
+		// Raft resends from its own state, but a peer whose queue stays
+		// full is one this node cannot keep up with: say so, now and then.
+		n := s.queueFull.Add(1)
+		now := time.Now().UnixNano()
+		if last := s.fullLogged.Load(); now-last >= int64(10*time.Second) && s.fullLogged.CompareAndSwap(last, now) {
+			s.log.Warn("raft messages dropped: the queue to a peer is full", "to", fmt.Sprintf("%x", to), "dropped_total", n)
+		}
 	}
 }
 
@@ -121,6 +146,7 @@ func (s *raftSender) run(to uint64, q chan []byte) {
 		p, ok := s.book.get(to)
 		if !ok {
 			s.log.Debug("raft message to a node of unknown address", "to", fmt.Sprintf("%x", to))
+			s.undelivered.Add(1)
 			s.onErr(to)
 			continue
 		}
@@ -128,7 +154,13 @@ func (s *raftSender) run(to uint64, q chan []byte) {
 		err := s.net.Send(ctx, p, svcRaft, batch)
 		cancel()
 		if err != nil {
-			s.log.Debug("raft message not delivered", "to", p.ID, "err", err)
+			s.undelivered.Add(1)
+			if errors.Is(err, transport.ErrMessageTooLarge) {
+				// The host splits batches below the limit: a bug if seen.
+				s.log.Warn("raft message batch refused by the transport", "to", p.ID, "bytes", len(batch), "err", err)
+			} else {
+				s.log.Debug("raft message not delivered", "to", p.ID, "err", err)
+			}
 			s.onErr(to)
 		}
 	}

@@ -285,6 +285,19 @@ func TestClusterLeaderFailover(t *testing.T) {
 		}
 	}
 	check("leader dead", alive)
+	// The messages to the dead node were not delivered, and the node
+	// says so on /status and /metrics; none was too large to send.
+	rm := tc.clusterStatus(writer).RaftMessages
+	if rm.Undelivered == 0 || rm.Refused != 0 {
+		t.Errorf("raft messages of node %d with node %d dead: %+v; want some undelivered, none refused", writer, victim, rm)
+	}
+	req, err := rootClient(tc.node(writer)).NewRequest(context.Background(), "GET", tc.node(writer).AdminURL+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := sendAdmin(t, req); !strings.Contains(rep.body, `redoubt_raft_messages_dropped_total{reason="undelivered"}`) {
+		t.Errorf("/metrics shows no dropped Raft messages:\n%s", rep.body)
+	}
 
 	tc.restart(victim)
 	t.Logf("node %d restarted and ready in %v", victim, tc.waitReady(30*time.Second).Round(time.Millisecond))

@@ -379,6 +379,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	}
 
 	reg := prometheus.NewRegistry()
+	if c := n.cluster; c != nil {
+		registerRaftMessages(reg, c)
+	}
 	acfg := admin.DefaultConfig()
 	acfg.Registry = reg
 	mux := http.NewServeMux()

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redoubt-io/redoubt/internal/admin"
 	"github.com/redoubt-io/redoubt/internal/cluster"
 	"github.com/redoubt-io/redoubt/internal/meta"
@@ -146,4 +147,21 @@ func (n *Node) redundancy(cs admin.ClusterStatus) *admin.RedundancyStatus {
 // judgeCensus is the redundancy with count c, for the census's log.
 func (n *Node) judgeCensus(ctx context.Context, c *cluster.Census) *admin.RedundancyStatus {
 	return n.cluster.Redundancy(n.cluster.Status(ctx), c)
+}
+
+// registerRaftMessages exports the Raft messages the node could not send
+// as redoubt_raft_messages_dropped_total{reason}: refused (too large for
+// the transport), queue_full, undelivered (see admin.RaftMessageStatus).
+func registerRaftMessages(reg prometheus.Registerer, c *cluster.Cluster) {
+	for reason, get := range map[string]func(admin.RaftMessageStatus) uint64{
+		"refused":     func(s admin.RaftMessageStatus) uint64 { return s.Refused },
+		"queue_full":  func(s admin.RaftMessageStatus) uint64 { return s.QueueFull },
+		"undelivered": func(s admin.RaftMessageStatus) uint64 { return s.Undelivered },
+	} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "redoubt_raft_messages_dropped_total",
+			Help:        "Raft messages this node did not send, by reason: refused (larger than the transport carries), queue_full, undelivered.",
+			ConstLabels: prometheus.Labels{"reason": reason},
+		}, func() float64 { return float64(get(c.RaftMessages())) }))
+	}
 }

@@ -69,6 +69,11 @@ type Config struct {
 	// MaxMessage bounds the entries in one append message and the items
 	// in one page of a forwarded scan or one answer to ScanRanges (bytes).
 	MaxMessage int
+	// MaxBatch is the largest batch the Sender carries (the transport's
+	// message limit); 0 means no limit. Larger batches are split; a single
+	// message larger than this (a snapshot of a large group) is not sent,
+	// but counted in Stats.Refused and logged at warn.
+	MaxBatch int
 	// MaxHops bounds how often a request is forwarded before it is
 	// answered "no leader here"; the origin then retries until
 	// ProposalTimeout.
@@ -149,6 +154,8 @@ func (c *Config) Validate() error {
 		return errors.New("raftmeta: ProposalTimeout must be at least one election timeout")
 	case c.MaxInflight < 1 || c.MaxMessage < 1024 || c.MaxHops < 1:
 		return errors.New("raftmeta: MaxInflight, MaxMessage (≥ 1 KiB) and MaxHops must be positive")
+	case c.MaxBatch != 0 && c.MaxBatch < 2*c.MaxMessage:
+		return errors.New("raftmeta: MaxBatch must be 0 (no limit) or at least twice MaxMessage")
 	case c.ReplicaCheckInterval < c.TickInterval:
 		return errors.New("raftmeta: ReplicaCheckInterval must be at least one tick")
 	}

@@ -77,9 +77,11 @@ type Host struct {
 	closed  bool
 
 	stats struct {
-		cycles, syncs, writes, groupErrors, deleted atomic.Uint64
-		quarantined                                 atomic.Int64
+		cycles, syncs, writes, groupErrors, deleted, refused atomic.Uint64
+		quarantined                                          atomic.Int64
 	}
+	// refusedLogged is when a refused message was last logged (unix ns).
+	refusedLogged atomic.Int64
 
 	// Seams for tests; nil in production. faults is asked before each
 	// operation that can fail for one group ("apply", "compact",
@@ -113,14 +115,15 @@ func New(cfg Config) (*Host, error) {
 	if err := makeDir(fs, cfg.Dir); err != nil {
 		return nil, fmt.Errorf("raftmeta: %w", err)
 	}
-	cache := pebble.NewCache(cfg.CacheBytes)
+	cache := meta.NewBlockCache(cfg.CacheBytes, cfg.MemTableBytes, 1)
 	defer cache.Unref() // the DB holds its own reference
 	opts := &pebble.Options{
-		FS:                 fs,
-		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{log},
-		Cache:              cache,
-		MemTableSize:       cfg.MemTableBytes,
+		FS:                          fs,
+		FormatMajorVersion:          pebble.FormatNewest,
+		Logger:                      pebbleLogger{log},
+		Cache:                       cache,
+		MemTableSize:                cfg.MemTableBytes,
+		MemTableStopWritesThreshold: meta.MemTableStopWrites,
 	}
 	// Applying a transaction reads the revision of each key it is
 	// conditional on, often of a key that does not exist yet: a Bloom
@@ -604,13 +607,16 @@ type Stats struct {
 	GroupErrors           uint64
 	Quarantined           int
 	Deleted               uint64
+	// Refused counts messages not sent because they were larger than
+	// Config.MaxBatch (see send).
+	Refused uint64
 }
 
 func (h *Host) Stats() Stats {
 	return Stats{
 		Cycles: h.stats.cycles.Load(), Syncs: h.stats.syncs.Load(), Writes: h.stats.writes.Load(),
 		GroupErrors: h.stats.groupErrors.Load(), Quarantined: int(h.stats.quarantined.Load()),
-		Deleted: h.stats.deleted.Load(),
+		Deleted: h.stats.deleted.Load(), Refused: h.stats.refused.Load(),
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/redoubt-io/redoubt/internal/meta"
@@ -349,12 +350,19 @@ func early(m *raftpb.Message) bool {
 }
 
 // send delivers the messages of all groups, one batch per peer: those
-// that may go before the sync (early), or the others.
+// that may go before the sync (early), or the others. A snapshot goes in
+// a batch of its own, so that one too large to carry costs only itself,
+// not every group's heartbeats to that peer; a batch larger than
+// Config.MaxBatch is split, and a single message larger than that is not
+// sent but counted and logged (refuse), a snapshot among them reported
+// failed to raft (TestSnapshotTooLargeIsRefusedAlone).
 func (h *Host) send(ws []work, beforeSync bool) {
 	per := make(map[uint64][]groupMsg)
 	type snapTo struct {
-		g  *group
-		to uint64
+		g    *group
+		to   uint64
+		node uint64
+		msg  groupMsg
 	}
 	var snaps []snapTo
 	for i := range ws {
@@ -374,31 +382,71 @@ func (h *Host) send(ws []work, beforeSync bool) {
 				h.log.Debug("message to a replica of unknown node", "group", g.name, "to", m.GetTo(), "type", m.GetType())
 				continue
 			}
-			per[r.node] = append(per[r.node], groupMsg{p: g.p, fromGen: g.self.gen, toGen: r.gen, msg: m})
+			gm := groupMsg{p: g.p, fromGen: g.self.gen, toGen: r.gen, msg: m}
 			if m.GetType() == raftpb.MsgSnap {
-				snaps = append(snaps, snapTo{g, m.GetTo()})
+				snaps = append(snaps, snapTo{g, m.GetTo(), r.node, gm})
+				continue
 			}
+			per[r.node] = append(per[r.node], gm)
 		}
 		g.mu.Unlock()
 	}
 	for _, to := range slices.Sorted(maps.Keys(per)) {
-		msgs := per[to]
-		raw, err := encodeBatch(msgs)
-		if err != nil {
-			h.log.Error("encode messages", "to", to, "err", err)
-			continue
-		}
-		h.cfg.Send.Send(to, raw)
+		h.sendBatch(to, per[to])
 	}
 	// The network gives no receipt for a snapshot; say it arrived, so the
 	// leader probes the follower again instead of waiting forever. If it
-	// was lost, the probe is refused and another snapshot follows.
+	// was lost, the probe is refused and another snapshot follows. One
+	// that was not sent at all is reported failed.
 	for _, s := range snaps {
+		status := raft.SnapshotFinish
+		if !h.sendBatch(s.node, []groupMsg{s.msg}) {
+			status = raft.SnapshotFailure
+		}
 		s.g.mu.Lock()
-		s.g.rn.ReportSnapshot(s.to, raft.SnapshotFinish)
+		s.g.rn.ReportSnapshot(s.to, status)
 		s.g.mu.Unlock()
 	}
 }
+
+// sendBatch hands msgs to the Sender for node to, in batches of at most
+// Config.MaxBatch bytes, and reports whether all of them went.
+func (h *Host) sendBatch(to uint64, msgs []groupMsg) bool {
+	raw, err := encodeBatch(msgs)
+	if err != nil {
+		h.log.Error("encode messages", "to", to, "err", err)
+		return false
+	}
+	if max := h.cfg.MaxBatch; max > 0 && len(raw) > max {
+		if len(msgs) == 1 {
+			h.refuse(to, msgs[0], len(raw))
+			return false
+		}
+		half := len(msgs) / 2
+		a := h.sendBatch(to, msgs[:half])
+		return h.sendBatch(to, msgs[half:]) && a
+	}
+	h.cfg.Send.Send(to, raw)
+	return true
+}
+
+// refuse counts and logs a message too large for the Sender to carry: a
+// snapshot of a group whose state outgrew the transport's limit, so a
+// follower that needs one cannot catch up. Logged at warn at most once
+// per refuseLogEvery for the host, so a leader retrying every round does
+// not flood the log.
+func (h *Host) refuse(to uint64, m groupMsg, size int) {
+	h.stats.refused.Add(1)
+	now := time.Now().UnixNano()
+	last := h.refusedLogged.Load()
+	if now-last < int64(refuseLogEvery) || !h.refusedLogged.CompareAndSwap(last, now) {
+		return
+	}
+	h.log.Warn("raft message too large to send: not sent", "group", m.p, "to", to, "type", m.msg.GetType(),
+		"bytes", size, "limit", h.cfg.MaxBatch, "refused_total", h.stats.refused.Load())
+}
+
+const refuseLogEvery = 10 * time.Second
 
 // note is a result for a caller of this host.
 type note struct {
