@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -110,6 +111,10 @@ func (c *Cluster) refreshDrives(ctx context.Context) {
 		}
 	}
 	c.mu.RUnlock()
+	// In the drives' order, not the map's: the refreshes start together,
+	// and the simulation replays a seed only if they start in one order
+	// (TestSimulationReplays).
+	slices.SortFunc(offline, func(a, b *shardrpc.RemoteDrive) int { return strings.Compare(a.ID(), b.ID()) })
 	var wg sync.WaitGroup
 	for _, r := range offline {
 		wg.Go(func() {

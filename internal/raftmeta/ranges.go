@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -108,7 +110,10 @@ func (h *Host) scanRanges(ctx context.Context, ranges []meta.Range, limits []uin
 	pctx, cancel := context.WithTimeout(ctx, h.cfg.ProposalTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
-	for to, idx := range remote {
+	// In node order, not the map's: requests sent together must leave in
+	// one order for a simulated run to replay (TestSimulationReplays).
+	for _, to := range slices.Sorted(maps.Keys(remote)) {
+		idx := remote[to]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -146,7 +151,8 @@ func (h *Host) scanRanges(ctx context.Context, ranges []meta.Range, limits []uin
 			again[rd.hint] = append(again[rd.hint], i)
 		}
 	}
-	for to, idx := range again {
+	for _, to := range slices.Sorted(maps.Keys(again)) {
+		idx := again[to]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
