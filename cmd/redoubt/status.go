@@ -92,6 +92,7 @@ func printStatus(w io.Writer, st admin.Status, moves []nodeMove) {
 		tw.Flush()
 		fmt.Fprintf(w, "This node: %d partition groups, leads %d, %d without a leader; metadata commits p50 %.1f ms, p99 %.1f ms\n",
 			c.Groups.Hosted, c.Groups.Leading, c.Groups.Leaderless, c.Commits.P50Ms, c.Commits.P99Ms)
+		printRaftMessages(w, c.RaftMessages)
 		printRebalance(w, c.LayoutVersion, moves)
 		fmt.Fprintln(w, "\nDrives of every node:")
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -110,6 +111,20 @@ func printStatus(w io.Writer, st admin.Status, moves []nodeMove) {
 	}
 	printServices(w, st)
 	printScrub(w, st)
+}
+
+// printRaftMessages says what Raft messages this node did not send, if
+// any: a refused one is a group its followers cannot catch up in.
+func printRaftMessages(w io.Writer, m admin.RaftMessageStatus) {
+	if m == (admin.RaftMessageStatus{}) {
+		return
+	}
+	fmt.Fprintf(w, "Raft messages not sent since start: %d undelivered (peer unreachable), %d dropped on a full queue, %d refused as too large",
+		m.Undelivered, m.QueueFull, m.Refused)
+	if m.Refused > 0 {
+		fmt.Fprint(w, " (a group's snapshot is over the transport's limit: its followers cannot catch up; see the log)")
+	}
+	fmt.Fprintln(w)
 }
 
 // printRedundancy says how many more losses every object survives now,

@@ -87,3 +87,25 @@ func TestStatusStatesRedundancy(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusSaysRaftMessagesNotSent: messages a node could not send reach
+// the operator as one line, with what a refused one means; none, no line.
+func TestStatusSaysRaftMessagesNotSent(t *testing.T) {
+	var b strings.Builder
+	printRaftMessages(&b, admin.RaftMessageStatus{})
+	if b.Len() != 0 {
+		t.Errorf("nothing dropped printed %q", b.String())
+	}
+	printRaftMessages(&b, admin.RaftMessageStatus{Undelivered: 12, QueueFull: 3, Refused: 2})
+	want := "Raft messages not sent since start: 12 undelivered (peer unreachable), 3 dropped on a full queue, 2 refused as too large (a group's snapshot is over the transport's limit: its followers cannot catch up; see the log)\n"
+	if b.String() != want {
+		t.Errorf("got %q\nwant %q", b.String(), want)
+	}
+	var st admin.ClusterStatus
+	if err := json.Unmarshal([]byte(`{"raft_messages":{"refused":1,"queue_full":2,"undelivered":3}}`), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.RaftMessages != (admin.RaftMessageStatus{Refused: 1, QueueFull: 2, Undelivered: 3}) {
+		t.Errorf("/status JSON decoded to %+v", st.RaftMessages)
+	}
+}
