@@ -131,7 +131,11 @@ func (c *Cluster) watchLayout(stop context.Context) error {
 		case <-t.C:
 		}
 		polls++
+		// A poll ends with the service too: without a quorum each of its
+		// calls waits out its timeout, and a node told to stop would wait
+		// for them all (TestClusterMinorityNodeStopsPromptly).
 		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+		release := context.AfterFunc(stop, cancel)
 		if polls%5 == 1 {
 			if nodes, err := c.readNodes(ctx); err == nil {
 				c.learnNodes(nodes)
@@ -159,7 +163,11 @@ func (c *Cluster) watchLayout(stop context.Context) error {
 		if polls%5 == 0 {
 			c.reconcileGroups(ctx, groups)
 		}
+		release()
 		cancel()
+		if err := stop.Err(); err != nil {
+			return err
+		}
 	}
 }
 
