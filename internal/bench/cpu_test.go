@@ -33,7 +33,9 @@ func TestProcessCPUOfThisProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
+	// USER_HZ ticks are 10 ms: a few seconds of spinning must show.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
 		after, err := processCPU([]int{pid})
 		if err != nil {
 			t.Fatal(err)
@@ -42,6 +44,7 @@ func TestProcessCPUOfThisProcess(t *testing.T) {
 			return
 		}
 	}
+	t.Fatalf("CPU time stayed at %v over 5 s of spinning", before)
 }
 
 func FuzzParseProcStatCPU(f *testing.F) {

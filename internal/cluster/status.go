@@ -16,8 +16,11 @@ import (
 
 // RaftMessages counts the Raft messages this node could not send.
 func (c *Cluster) RaftMessages() admin.RaftMessageStatus {
-	ss := c.sender.stats()
-	return admin.RaftMessageStatus{Refused: c.host.Stats().Refused, QueueFull: ss.QueueFull, Undelivered: ss.Undelivered}
+	return admin.RaftMessageStatus{
+		Refused:     c.host.Stats().Refused,
+		QueueFull:   c.sender.queueFull.Load(),
+		Undelivered: c.sender.undelivered.Load(),
+	}
 }
 
 // Status is what this node knows of the cluster, for /status.

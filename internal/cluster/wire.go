@@ -84,20 +84,10 @@ type raftSender struct {
 
 	// queueFull counts batches dropped because their peer's queue was
 	// full, undelivered those the transport could not send; both are
-	// shown by /status and /metrics (RaftSendStats).
+	// shown by /status and /metrics (Cluster.RaftMessages).
 	queueFull, undelivered atomic.Uint64
 	// fullLogged is when a full queue was last logged (unix ns).
 	fullLogged atomic.Int64
-}
-
-// RaftSendStats counts the Raft message batches this node dropped.
-type RaftSendStats struct {
-	QueueFull   uint64
-	Undelivered uint64
-}
-
-func (s *raftSender) stats() RaftSendStats {
-	return RaftSendStats{QueueFull: s.queueFull.Load(), Undelivered: s.undelivered.Load()}
 }
 
 const raftQueueLen = 256

@@ -16,7 +16,7 @@ import (
 // a write under the old configuration (TestFenceHintOutdatedCostsAConflict).
 // A hint is never used for an answer given without a commit.
 type fenceHints struct {
-	mu sync.Mutex
+	mu sync.RWMutex
 	m  map[fenceHintKey]fenceHint
 }
 
@@ -36,8 +36,8 @@ type fenceHint struct {
 const maxFenceHints = 1 << 14
 
 func (h *fenceHints) get(id bucketID, p meta.Partition) (fenceHint, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	e, ok := h.m[fenceHintKey{id, p}]
 	return e, ok
 }
@@ -45,6 +45,10 @@ func (h *fenceHints) get(id bucketID, p meta.Partition) (fenceHint, bool) {
 // learn records a fence read at rev, unless a newer one is known: reads
 // answered by lagging replicas must not take a hint back in time.
 func (h *fenceHints) learn(id bucketID, p meta.Partition, f fenceRec, rev uint64) {
+	// Most reads find the fence they already know: they share the lock.
+	if e, ok := h.get(id, p); ok && e.rev >= rev {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	k := fenceHintKey{id, p}

@@ -2,6 +2,7 @@ package objects
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -9,7 +10,8 @@ import (
 )
 
 // A node whose remembered fence is outdated (another node enabled
-// versioning since) still writes under the new configuration: the PUT
+// versioning since) answers a GET by the new configuration, and still
+// writes under it: the PUT
 // adds a version and keeps the null version and its data. The hint only
 // costs a conflict; without the commit's condition on the fence this
 // PUT would replace the null version.
@@ -22,8 +24,14 @@ func TestFenceHintOutdatedCostsAConflict(t *testing.T) {
 		t.Fatal(err)
 	}
 	precious := strings.Repeat("precious ", 10)
-	if _, err := a.PutObject(ctx, "bkt", "k", strings.NewReader(precious), int64(len(precious)), PutOptions{}); err != nil {
-		t.Fatal(err)
+	other := "k2" // a key of another partition than k's
+	for i := 3; a.partition("bkt", other) == a.partition("bkt", "k"); i++ {
+		other = fmt.Sprintf("k%d", i)
+	}
+	for _, key := range []string{"k", other} {
+		if _, err := a.PutObject(ctx, "bkt", key, strings.NewReader(precious), int64(len(precious)), PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := b.SetVersioning(ctx, "bkt", Enabled); err != nil {
 		t.Fatal(err)
@@ -36,6 +44,15 @@ func TestFenceHintOutdatedCostsAConflict(t *testing.T) {
 	h, ok := a.fences.get(ob.rec.ID, p)
 	if !ok || h.f.Versioning != Unversioned {
 		t.Fatalf("node a's hint = %+v, %v; the test needs an outdated one (unversioned)", h, ok)
+	}
+	// An answer without a commit never rests on a hint: a GET through
+	// node a of a key in another partition, whose hint is as outdated,
+	// shows its null version as "null", for the bucket is versioned now.
+	if h, ok := a.fences.get(ob.rec.ID, a.partition("bkt", other)); !ok || h.f.Versioning != Unversioned {
+		t.Fatalf("node a's hint for %q = %+v, %v; the test needs an outdated one", other, h, ok)
+	}
+	if oi, _, err := a.GetObject(ctx, "bkt", other, GetOptions{HeadOnly: true}); err != nil || oi.VersionID != "null" {
+		t.Errorf("GET %q through node a: version %q, %v; want \"null\" (versioning is enabled)", other, oi.VersionID, err)
 	}
 	conflicts := 0
 	md.hook(func(_ meta.Partition, txn meta.Txn) error {

@@ -239,11 +239,12 @@ func (s *Service) readLatest(ctx context.Context, p meta.Partition, ob *opBucket
 				continue // the name stands for a new incarnation now
 			}
 			haveFence = true
-			if vitems[0].Rev == 0 {
-				continue // replaced since the head was read: look again
+			var ok bool
+			if v, ok, err = decodeVersionItem(vitems[0], h.Latest, key); err != nil {
+				return versionRec{}, ObjectInfo{}, err
 			}
-			if v, err = decodeVersion(h.Latest, vitems[0].Value); err != nil {
-				return versionRec{}, ObjectInfo{}, fmt.Errorf("version of %q: %w", key, err)
+			if !ok {
+				continue // replaced since the head was read: look again
 			}
 		case rev != 0:
 			var ok bool

@@ -241,14 +241,21 @@ func (s *Service) getVersion(ctx context.Context, p meta.Partition, id bucketID,
 	if err != nil {
 		return versionRec{}, 0, false, metaErr("read version", err)
 	}
-	if items[0].Rev == 0 {
-		return versionRec{}, 0, false, nil
+	v, ok, err := decodeVersionItem(items[0], ts, key)
+	return v, items[0].Rev, ok, err
+}
+
+// decodeVersionItem decodes a version record read as it; ok is false when the
+// version does not exist (revision 0).
+func decodeVersionItem(it meta.Item, ts hlc.Timestamp, key string) (versionRec, bool, error) {
+	if it.Rev == 0 {
+		return versionRec{}, false, nil
 	}
-	v, err := decodeVersion(ts, items[0].Value)
+	v, err := decodeVersion(ts, it.Value)
 	if err != nil {
-		return versionRec{}, 0, false, fmt.Errorf("version of %q: %w", key, err)
+		return versionRec{}, false, fmt.Errorf("version of %q: %w", key, err)
 	}
-	return v, items[0].Rev, true, nil
+	return v, true, nil
 }
 
 func (v *versionRec) head() headRec {
