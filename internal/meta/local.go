@@ -27,6 +27,8 @@ type Local struct {
 
 	// stripes serialize the check and apply of commits per partition.
 	stripes [64]sync.Mutex
+	// hot holds each partition's HotKeys (Partition to *HotKeys).
+	hot sync.Map
 
 	// closeMu is held shared by every operation and exclusively by Close.
 	closeMu sync.RWMutex
@@ -196,51 +198,99 @@ func (l *Local) Get(ctx context.Context, p Partition, key []byte) (Item, error) 
 var _ ManyGetter = (*Local)(nil)
 
 // GetMany implements ManyGetter: the reads are answered from one Pebble
-// snapshot of the first healthy replica (one Get needs none). Local is
-// always current: at is 0.
+// snapshot of the first healthy replica (one Get needs none), and Hot
+// reads from memory where they can be (HotKeys). Local is always
+// current: at is 0.
 func (l *Local) GetMany(ctx context.Context, p Partition, reads []Read, _ ReadOptions) ([]Item, uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
-	if len(reads) == 1 && !reads[0].First {
-		it, err := l.Get(ctx, p, reads[0].Key)
-		if errors.Is(err, ErrNotFound) {
-			err = nil
+	hk := l.hotKeys(p)
+	tok := hk.Token()
+	out := make([]Item, len(reads))
+	cold := make([]int, 0, len(reads))
+	for i, rd := range reads {
+		if rd.Hot && !rd.First && tok.calm {
+			if it, ok := hk.Get(rd.Key); ok {
+				out[i] = it
+				continue
+			}
 		}
-		if err != nil {
+		cold = append(cold, i)
+	}
+	if err := l.readCold(ctx, p, reads, cold, out); err != nil {
+		return nil, 0, err
+	}
+	if len(cold) < len(reads) && !hk.Unchanged(tok) {
+		// A write came meanwhile: the items from memory may not be of the
+		// view read. Read them all again.
+		cold = cold[:0]
+		for i := range reads {
+			cold = append(cold, i)
+		}
+		if err := l.readCold(ctx, p, reads, cold, out); err != nil {
 			return nil, 0, err
 		}
-		return []Item{it}, 0, nil
+	}
+	for _, i := range cold {
+		if reads[i].Hot && !reads[i].First {
+			hk.Fill(tok, reads[i].Key, out[i])
+		}
+	}
+	return out, 0, nil
+}
+
+// readCold answers reads[i] for each i of which into out[i], from one view:
+// a Get when there is one key to read, else a snapshot.
+func (l *Local) readCold(ctx context.Context, p Partition, reads []Read, which []int, out []Item) error {
+	switch {
+	case len(which) == 0:
+		return nil
+	case len(which) == 1 && !reads[which[0]].First:
+		it, err := l.Get(ctx, p, reads[which[0]].Key)
+		if errors.Is(err, ErrNotFound) {
+			it, err = Item{}, nil
+		}
+		out[which[0]] = it
+		return err
 	}
 	l.closeMu.RLock()
 	defer l.closeMu.RUnlock()
 	if l.closed {
-		return nil, 0, errClosed
+		return errClosed
 	}
-	out := make([]Item, len(reads))
 	for {
 		r := l.readReplica()
 		if r == nil {
-			return nil, 0, l.unavailable("get")
+			return l.unavailable("get")
 		}
 		snap := r.db.NewSnapshot()
 		var rerr error
-		for i, rd := range reads {
-			if out[i], rerr = readOne(snap, p, rd); rerr != nil {
+		for _, i := range which {
+			if out[i], rerr = readOne(snap, p, reads[i]); rerr != nil {
 				break
 			}
 		}
 		snap.Close()
 		var ce *corruptItemError
 		if errors.As(rerr, &ce) {
-			return nil, 0, ce.err
+			return ce.err
 		}
 		if rerr != nil {
 			readFail(r, rerr)
 			continue
 		}
-		return out, 0, nil
+		return nil
 	}
+}
+
+// hotKeys returns the HotKeys of partition p.
+func (l *Local) hotKeys(p Partition) *HotKeys {
+	if h, ok := l.hot.Load(p); ok {
+		return h.(*HotKeys)
+	}
+	h, _ := l.hot.LoadOrStore(p, new(HotKeys))
+	return h.(*HotKeys)
 }
 
 // corruptItemError is a stored value that does not decode: the data's
@@ -399,8 +449,13 @@ func (l *Local) Commit(ctx context.Context, p Partition, txn Txn) (uint64, error
 		return 0, err
 	}
 
+	// The write is visible on a replica once it applies it: HotKeys
+	// must know of it from before then until every replica has.
+	hk := l.hotKeys(p)
+	hk.BeginWrite(TxnKeys(&txn))
 	seq, reqs, err := l.enqueue(p, &txn)
 	if err != nil {
+		hk.EndWrite()
 		return 0, err
 	}
 	deadline := time.NewTimer(l.cfg.ReplicaTimeout)
@@ -416,6 +471,7 @@ func (l *Local) Commit(ctx context.Context, p Partition, txn Txn) (uint64, error
 			reqs[i] = nil
 		}
 	}
+	hk.EndWrite()
 	mu.Unlock()
 	locked = false
 	// Then wait for the syncs without the lock, so that concurrent commits

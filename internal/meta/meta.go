@@ -152,10 +152,17 @@ type ReadOptions struct {
 type Read struct {
 	Key   []byte
 	First bool
+	// Hot marks a key read far more often than it is written: a store
+	// may answer it from memory (HotKeys), from the same view as the
+	// other reads. Not with First.
+	Hot bool
 }
 
 // Get is a Read of one key.
 func Get(key []byte) Read { return Read{Key: key} }
+
+// GetHot is a Read of one key that is read far more often than written.
+func GetHot(key []byte) Read { return Read{Key: key, Hot: true} }
 
 // ManyGetter is implemented by stores that read several keys of one
 // partition from one consistent view, at the cost of one read. Callers use

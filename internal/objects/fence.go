@@ -114,12 +114,13 @@ func (s *Service) forEachPartition(ctx context.Context, fn func(ctx context.Cont
 // readFence reads the fence of bucket id in p linearizably; rev 0 means
 // absent.
 func (s *Service) readFence(ctx context.Context, p meta.Partition, id bucketID) (fenceRec, uint64, error) {
-	it, err := s.md.Get(ctx, p, fenceKey(id))
-	if errors.Is(err, meta.ErrNotFound) {
-		return fenceRec{}, 0, nil
-	}
+	items, _, err := meta.GetMany(ctx, s.md, p, []meta.Read{meta.GetHot(fenceKey(id))}, meta.ReadOptions{})
 	if err != nil {
 		return fenceRec{}, 0, metaErr("read fence", err)
+	}
+	it := items[0]
+	if it.Rev == 0 {
+		return fenceRec{}, 0, nil
 	}
 	f, err := decodeFence(it.Value)
 	if err != nil {
@@ -497,7 +498,7 @@ func (s *Service) readView(ctx context.Context, p meta.Partition, ob *opBucket, 
 				return h.f, h.rev, items, at, nil
 			}
 		}
-		keys := append([]meta.Read{meta.Get(fenceKey(ob.rec.ID))}, keysOf(ob.rec.ID)...)
+		keys := append([]meta.Read{meta.GetHot(fenceKey(ob.rec.ID))}, keysOf(ob.rec.ID)...)
 		items, at, err := meta.GetMany(ctx, s.md, p, keys, o)
 		if err != nil {
 			return fenceRec{}, 0, nil, 0, metaErr("read", err)

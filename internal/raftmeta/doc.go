@@ -35,15 +35,23 @@
 //     Ranges are not one snapshot together, and a range longer than a
 //     response (Config.MaxMessage) is continued like a paged Scan. A
 //     range whose node fails or lost the lead is read with Scan.
-//  5. Durability: a host acknowledges log entries (to its leader, or as
+//  5. GetMany (meta.ManyGetter) reads several keys from one view: at the
+//     leader like Get, or, with ReadOptions.Stale or After, from this
+//     host's own copy once it has applied After. Keys read with
+//     meta.Read.Hot are answered from the group's memory (meta.HotKeys)
+//     when no write of the group's data was under way during the read;
+//     every such write (an apply batch, a snapshot installed, the replica
+//     deleted) is bracketed by the group's HotKeys
+//     (TestConformance*/HotReadsAreOneView).
+//  6. Durability: a host acknowledges log entries (to its leader, or as
 //     leader to itself) only after one synced Pebble batch holding the
 //     entries and hard states of every group that had some. Applied
 //     entries are written with their group's applied index in one batch.
 //     New restarts every group found in its directory.
-//  6. A group's log keeps at most Config.SnapshotEntries applied entries;
+//  7. A group's log keeps at most Config.SnapshotEntries applied entries;
 //     a follower that needs discarded entries gets a snapshot of the
 //     group's items, installed in one batch.
-//  7. AddVoter, AddLearner and RemoveVoter change a group's membership one
+//  8. AddVoter, AddLearner and RemoveVoter change a group's membership one
 //     node at a time (raft ConfChangeV2); they and Groups and Progress
 //     name nodes. A node added to a group, whether for the first time or
 //     again after its removal, is a new replica of it, with a Raft ID and

@@ -107,6 +107,9 @@ func (h *Host) reload(g *group) {
 		h.mu.Unlock()
 		return
 	}
+	// Writes go through ng from now on: what g holds in memory is not
+	// kept up to date any more, and must not be used (never ended).
+	g.hot.BeginWrite(nil)
 	h.mu.groups[g.p] = ng
 	if i := slices.Index(h.mu.list, g); i >= 0 {
 		h.mu.list[i] = ng

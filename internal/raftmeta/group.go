@@ -57,7 +57,18 @@ type group struct {
 	leader  atomic.Bool
 	term    atomic.Uint64
 	applied atomic.Uint64
-	voters  atomic.Pointer[[]uint64] // nodes
+	// applying is the index the data will be at once the batch being
+	// committed is (applied or a snapshot's): stored before the batch is
+	// committed, it bounds from above what a read of the data sees, as
+	// applied, stored after, bounds it from below.
+	applying atomic.Uint64
+	// hot holds the group's keys read with meta.Read.Hot; every write of
+	// its data is bracketed by hot.BeginWrite and hot.EndWrite.
+	hot meta.HotKeys
+	// gone: the replica's data is being deleted (removeReplica,
+	// makeReplica): reads of it through this group object are refused.
+	gone   atomic.Bool
+	voters atomic.Pointer[[]uint64] // nodes
 	// set is the replica set as of applied: stored under mu together
 	// with raft's configuration, so that a proposer holding mu sees both
 	// alike.
@@ -421,6 +432,7 @@ func (h *Host) loadGroup(p meta.Partition) (*group, error) {
 	g.hs, g.base = hs, base
 	g.lastLog = base + uint64(len(ents))
 	g.applied.Store(applied)
+	g.applying.Store(applied)
 	g.term.Store(hs.GetTerm())
 	g.publishSet(cs, set)
 	rn, err := raft.NewRawNode(&raft.Config{

@@ -112,6 +112,8 @@ func (h *Host) removeReplica(g *group, why string) error {
 	b := h.db.NewBatch()
 	defer b.Close()
 	clearReplica(b, g.p)
+	g.gone.Store(true)
+	g.hot.BeginWrite(nil) // never ended: nothing is read through g again
 	b.Set(tombstoneKey(g.p), encodeTombstone(minGen), nil)
 	// Unsynced: a crash that loses this batch loses it whole, and the
 	// replica comes back as it was, to be deleted again. A later
@@ -140,6 +142,8 @@ func (h *Host) makeReplica(p meta.Partition, r replica, from uint64, msgs []grou
 	defer b.Close()
 	if old != nil {
 		clearReplica(b, p)
+		old.gone.Store(true)
+		old.hot.BeginWrite(nil) // never ended: nothing is read through old again
 	}
 	b.Set(tombstoneKey(p), encodeTombstone(r.gen), nil)
 	emptyReplica(b, p, r)

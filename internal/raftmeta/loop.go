@@ -32,6 +32,8 @@ type work struct {
 	cs      *raftpb.ConfState    // the configuration after them; nil: unchanged
 	set     *replicaSet          // the replica set after them
 	applied uint64               // the last committed entry of rd; 0: none
+	// txns are the transactions apply wrote into the batch.
+	txns []*meta.Txn
 }
 
 // step is one turn of the event loop, after a tick or a wake-up: it
@@ -92,7 +94,16 @@ func (h *Host) cycle() error {
 	h.send(ws, true)
 	if !b.Empty() {
 		h.stats.writes.Add(1)
-		if err := b.Commit(pebble.NoSync); err != nil {
+		// A snapshot replaces the group's data: readers are told first.
+		snaps := beginWrites(ws, func(w *work) (uint64, func(func([]byte) bool)) {
+			if raft.IsEmptySnap(w.rd.Snapshot) {
+				return 0, nil
+			}
+			return w.rd.Snapshot.GetMetadata().GetIndex(), nil
+		})
+		err := b.Commit(pebble.NoSync)
+		endWrites(snaps)
+		if err != nil {
 			b.Close()
 			return fmt.Errorf("raftmeta: persist: %w", err)
 		}
@@ -103,9 +114,14 @@ func (h *Host) cycle() error {
 	ab := h.applyAll(ws)
 	if !ab.Empty() {
 		h.stats.writes.Add(1)
+		writes := beginWrites(ws, func(w *work) (uint64, func(func([]byte) bool)) {
+			return w.applied, w.writtenKeys
+		})
 		// Entries applied by a batch lost in a crash are applied again at
 		// restart (applied index and data are in one batch).
-		if err := ab.Commit(pebble.NoSync); err != nil {
+		err := ab.Commit(pebble.NoSync)
+		endWrites(writes)
+		if err != nil {
 			ab.Close()
 			return fmt.Errorf("raftmeta: apply: %w", err)
 		}
@@ -168,6 +184,47 @@ func (h *Host) cycle() error {
 	}
 	h.checkSnapshots(gs)
 	return nil
+}
+
+// beginWrites tells the readers of each group whose data the batch about
+// to be committed changes: of works that did not fail, those for which
+// what returns an index (the data's once committed) and the keys written
+// (nil: any key). It returns the groups to hand endWrites once the batch
+// is committed, or has failed.
+func beginWrites(ws []work, what func(*work) (uint64, func(func([]byte) bool))) []*group {
+	var gs []*group
+	for i := range ws {
+		w := &ws[i]
+		if w.failed {
+			continue
+		}
+		index, keys := what(w)
+		if index == 0 {
+			continue
+		}
+		w.g.applying.Store(index)
+		w.g.hot.BeginWrite(keys)
+		gs = append(gs, w.g)
+	}
+	return gs
+}
+
+// endWrites ends what beginWrites began.
+func endWrites(gs []*group) {
+	for _, g := range gs {
+		g.hot.EndWrite()
+	}
+}
+
+// writtenKeys yields the keys of the transactions w's apply wrote.
+func (w *work) writtenKeys(yield func([]byte) bool) {
+	for _, t := range w.txns {
+		for k := range meta.TxnKeys(t) {
+			if !yield(k) {
+				return
+			}
+		}
+	}
 }
 
 // errGroup marks errors that concern one group only.
@@ -461,7 +518,7 @@ type note struct {
 // that a failure leaves the group as it was.
 func (h *Host) apply(ab *pebble.Batch, w *work) error {
 	g, rd := w.g, &w.rd
-	w.notes, w.confs, w.cs, w.applied = nil, nil, nil, 0
+	w.notes, w.confs, w.cs, w.applied, w.txns = nil, nil, nil, 0, nil
 	if len(rd.CommittedEntries) == 0 {
 		return nil
 	}
@@ -486,6 +543,9 @@ func (h *Host) apply(ab *pebble.Batch, w *work) error {
 			rev, err := applyTxn(ab, g.p, e.GetIndex(), &prop.txn)
 			if err != nil && !errors.Is(err, meta.ErrConflict) {
 				return fmt.Errorf("%w: %s: entry %d: %w", errGroup, g.name, e.GetIndex(), err)
+			}
+			if err == nil {
+				w.txns = append(w.txns, &prop.txn)
 			}
 			if prop.node == h.cfg.NodeID {
 				w.notes = append(w.notes, note{prop.id, result{rev, err}})

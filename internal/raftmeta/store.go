@@ -394,7 +394,7 @@ func (h *Host) serveLocal(ctx context.Context, g *group, q *request) response {
 		if err := h.readIndex(ctx, g); err != nil {
 			return errResponse(err)
 		}
-		items, at, ok, err := h.readMany(g.p, q.reads, 0)
+		items, at, ok, err := h.readMany(g, q.reads, 0)
 		if err != nil {
 			return errResponse(err)
 		}
@@ -696,11 +696,10 @@ var _ meta.ManyGetter = (*Host)(nil)
 
 // GetMany implements meta.ManyGetter. A linearizable read is served by the
 // group's leader like Get: one ReadIndex round, then every read from one
-// Pebble snapshot. A stale read, or one with o.After, is served by this
+// view (readMany). A stale read, or one with o.After, is served by this
 // host's own copy when it hosts the group and, for After, has applied up
-// to After (read from the same snapshot as the items, so the check and the
-// data agree); otherwise it is a linearizable read. at is the applied
-// index of the copy read.
+// to After before its view is taken; otherwise it is a linearizable read.
+// at bounds from above the applied index of the view read.
 func (h *Host) GetMany(ctx context.Context, p meta.Partition, reads []meta.Read, o meta.ReadOptions) ([]meta.Item, uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
@@ -710,7 +709,7 @@ func (h *Host) GetMany(ctx context.Context, p meta.Partition, reads []meta.Read,
 			if err := h.enter(); err != nil {
 				return nil, 0, err
 			}
-			items, at, ok, err := h.readMany(p, reads, o.After)
+			items, at, ok, err := h.readMany(g, reads, o.After)
 			h.closeMu.RUnlock()
 			if err != nil {
 				return nil, 0, err
@@ -745,39 +744,78 @@ func itemsOf(reads []meta.Read, its []snapItem) []meta.Item {
 	return out
 }
 
-// readMany answers reads from one Pebble snapshot of this host's copy of
-// group p, if that copy has applied at least min (ok false otherwise).
-// An absent item has revision 0.
-func (h *Host) readMany(p meta.Partition, reads []meta.Read, min uint64) (items []snapItem, at uint64, ok bool, err error) {
-	snap := h.db.NewSnapshot()
-	defer snap.Close()
-	v, closer, err := snap.Get(groupKey(p, kindApply))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, 0, false, nil // dropped meanwhile
-	}
-	if err != nil {
-		return nil, 0, false, err
-	}
-	at, _, err = decodeApplyState(v)
-	closer.Close()
-	if err != nil {
-		return nil, 0, false, err
-	}
-	if at < min {
+// readMany answers reads from this host's copy of group g, all from one
+// view, if that copy has applied at least min (ok false otherwise, and
+// when the copy is being deleted): Hot reads from g.hot where it holds
+// them, the rest from one Pebble snapshot (or one Get, for one key). at
+// is an index at least that of the view (group.applying), so that a
+// later read After at sees all this one saw.
+func (h *Host) readMany(g *group, reads []meta.Read, min uint64) (items []snapItem, at uint64, ok bool, err error) {
+	tok := g.hot.Token()
+	if g.applied.Load() < min {
 		return nil, 0, false, nil
 	}
 	items = make([]snapItem, len(reads))
+	cold := make([]int, 0, len(reads))
 	for i, rd := range reads {
-		if items[i], err = readOne(snap, p, rd); err != nil {
+		if rd.Hot && !rd.First {
+			if it, ok := g.hot.Get(rd.Key); ok {
+				items[i] = snapItem{key: rd.Key, rev: it.Rev, value: it.Value}
+				continue
+			}
+		}
+		cold = append(cold, i)
+	}
+	if err := h.readCold(g.p, reads, cold, items); err != nil {
+		return nil, 0, false, err
+	}
+	if len(cold) < len(reads) && !g.hot.Unchanged(tok) {
+		// A write came meanwhile: the items from memory may not be of
+		// the view read. Read them all again.
+		cold = cold[:0]
+		for i := range reads {
+			cold = append(cold, i)
+		}
+		if err := h.readCold(g.p, reads, cold, items); err != nil {
 			return nil, 0, false, err
+		}
+	}
+	at = g.applying.Load()
+	if g.gone.Load() {
+		return nil, 0, false, nil // deleted meanwhile
+	}
+	for _, i := range cold {
+		if rd := reads[i]; rd.Hot && !rd.First {
+			g.hot.Fill(tok, rd.Key, meta.Item{Value: items[i].value, Rev: items[i].rev})
 		}
 	}
 	return items, at, true, nil
 }
 
+// readCold answers reads[i] for each i of which into items[i], from one
+// view of group p's data: a Get for one key, else a Pebble snapshot.
+func (h *Host) readCold(p meta.Partition, reads []meta.Read, which []int, items []snapItem) error {
+	if len(which) == 0 {
+		return nil
+	}
+	var r pebble.Reader = h.db
+	if len(which) > 1 || reads[which[0]].First {
+		snap := h.db.NewSnapshot()
+		defer snap.Close()
+		r = snap
+	}
+	for _, i := range which {
+		var err error
+		if items[i], err = readOne(r, p, reads[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // readOne answers one read from snap: the item at its key, or the first
 // under it as a prefix. An absent item has revision 0.
-func readOne(snap *pebble.Snapshot, p meta.Partition, rd meta.Read) (snapItem, error) {
+func readOne(snap pebble.Reader, p meta.Partition, rd meta.Read) (snapItem, error) {
 	it := snapItem{key: rd.Key}
 	var k, v []byte
 	if rd.First {

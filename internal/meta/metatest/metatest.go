@@ -357,6 +357,90 @@ func Run(t *testing.T, newStore func(t *testing.T) meta.Store) {
 		}
 	})
 
+	// A Hot read is of the same view as the others of its GetMany, and as
+	// fresh: two keys always written together read alike, and a write is
+	// seen by the reads after it (meta.HotKeys). A store without HotKeys
+	// passes trivially.
+	t.Run("HotReadsAreOneView", func(t *testing.T) {
+		s := newStore(t)
+		const p = meta.Partition(5)
+		hot, cold := []byte("hot"), []byte("cold")
+		reads := []meta.Read{meta.GetHot(hot), meta.Get(cold)}
+		var writers, readers sync.WaitGroup
+		done := make(chan struct{})
+		errs := make(chan error, 16)
+		for w := range 3 {
+			writers.Add(1)
+			go func() {
+				defer writers.Done()
+				for i := range 40 {
+					txn := meta.Txn{Puts: []meta.KV{put("hot", fmt.Sprintf("%d-%d", w, i)), put("cold", fmt.Sprintf("%d-%d", w, i))}}
+					if w == 0 && i%4 == 3 {
+						txn = meta.Txn{Deletes: [][]byte{hot, cold}}
+					}
+					rev, err := s.Commit(ctx, p, txn)
+					if err != nil {
+						errs <- err
+						return
+					}
+					items, _, err := meta.GetMany(ctx, s, p, reads[:1], meta.ReadOptions{})
+					if err != nil {
+						errs <- err
+						return
+					}
+					// Absent: writer 0 may have deleted it since.
+					if items[0].Rev < rev && items[0].Rev != 0 {
+						errs <- fmt.Errorf("a Hot read after a commit at %d reads revision %d", rev, items[0].Rev)
+						return
+					}
+				}
+			}()
+		}
+		for r := range 3 {
+			readers.Add(1)
+			go func() {
+				defer readers.Done()
+				for n := 0; ; n++ {
+					select {
+					case <-done:
+						return
+					default:
+					}
+					items, _, err := meta.GetMany(ctx, s, p, reads, meta.ReadOptions{Stale: r == 0 && n%2 == 0})
+					if err != nil {
+						errs <- err
+						return
+					}
+					if h, c := items[0], items[1]; h.Rev != c.Rev || !bytes.Equal(h.Value, c.Value) {
+						errs <- fmt.Errorf("one view read %q@%d and %q@%d", h.Value, h.Rev, c.Value, c.Rev)
+						return
+					}
+				}
+			}()
+		}
+		writers.Wait()
+		close(done)
+		readers.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		// A held key that is deleted, then written again, reads so.
+		for _, txn := range []meta.Txn{{Deletes: [][]byte{hot, cold}}, {Puts: []meta.KV{put("hot", "again"), put("cold", "again")}}} {
+			rev, err := s.Commit(ctx, p, txn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			items, _, err := meta.GetMany(ctx, s, p, reads, meta.ReadOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := len(txn.Puts) > 0; (items[0].Rev == rev) != want || (items[0].Rev == 0) == want || (want && string(items[0].Value) != "again") {
+				t.Fatalf("after a commit at %d (puts %v): Hot read %q@%d", rev, want, items[0].Value, items[0].Rev)
+			}
+		}
+	})
+
 	t.Run("CanceledContext", func(t *testing.T) {
 		s := newStore(t)
 		cctx, cancel := context.WithCancel(ctx)
