@@ -2,8 +2,8 @@ package objects
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -116,64 +116,39 @@ func (s *Service) CollectGarbage(ctx context.Context, drives []GCDrive, opts GCO
 	}
 	slices.Sort(ids)
 
-	// 2. Decide each ID by its ref record, read linearizably.
+	// 2. Decide each ID by its ref record, read linearizably, up to
+	// gcReadBatch records of a partition in one read (one round, not one
+	// per ID).
 	var firstErr error
+	byPart := map[meta.Partition][]string{}
 	for _, id := range ids {
 		p, _ := RefPartition(id)
 		if int(p) >= s.cfg.Partitions {
 			st.Untracked += int64(len(byID[id]))
 			continue
 		}
-		it, err := s.md.Get(ctx, p, refKey(id))
-		var rec refRec
-		switch {
-		case errors.Is(err, meta.ErrNotFound):
-		case err != nil:
-			st.Errors++
-			if firstErr == nil {
-				firstErr = metaErr("gc: read ref record", err)
+		byPart[p] = append(byPart[p], id)
+	}
+	for _, p := range slices.Sorted(maps.Keys(byPart)) {
+		for batch := range slices.Chunk(byPart[p], gcReadBatch) {
+			reads := make([]meta.Read, len(batch))
+			for i, id := range batch {
+				reads[i] = meta.Get(refKey(id))
 			}
-			continue
-		default:
-			if rec, err = decodeRefRec(it.Value); err != nil {
-				st.Errors++
-				s.log.Warn("gc: bad ref record; shards kept", "ref", id, "err", err)
-				continue
-			}
-		}
-		if err == nil {
-			if rec.State == refMoving && dead(rec.Inc) || rec.State == refReaping && dead(rec.Inc) {
-				// The mover or collector is gone: the record goes back
-				// to where the shards are, conditionally, before any of
-				// its unnamed copies is judged.
-				rev, ok := s.settleRef(ctx, p, id, it.Rev, &rec, &st)
-				if !ok {
-					continue
+			items, _, err := meta.GetMany(ctx, s.md, p, reads, meta.ReadOptions{})
+			if err != nil {
+				st.Errors += int64(len(batch))
+				if firstErr == nil {
+					firstErr = metaErr("gc: read ref records", err)
 				}
-				it.Rev = rev
-			}
-			if rec.live() {
-				s.collectLeftovers(ctx, p, id, it.Rev, rec, byID[id], dead, opts.LeftoverGrace, &st)
+				if ctx.Err() != nil {
+					return st, firstErr
+				}
 				continue
 			}
-			if !dead(rec.Inc) && !abandoned(id, rec) {
-				st.InFlight += int64(len(byID[id]))
-				continue
+			for i, id := range batch {
+				s.collectID(ctx, p, id, items[i], byID[id], dead, abandoned, opts, &st)
 			}
-			// The intent goes first: once it is gone the dead writer's
-			// commit, conditional on it, can never apply.
-			if !s.sweepIntent(ctx, p, id, it.Rev, &st) {
-				continue
-			}
-		}
-		for _, sh := range byID[id] {
-			if err := sh.drive.Remove(ctx, sh.info.Name); err != nil {
-				st.Errors++
-				s.log.Warn("gc: remove orphan shard", "drive", sh.drive.ID(), "shard", sh.info.Name.String(), "err", err)
-				continue
-			}
-			st.Removed++
-			st.BytesFreed += sh.info.Size
 		}
 	}
 
@@ -216,6 +191,56 @@ func (s *Service) CollectGarbage(ctx context.Context, drives []GCDrive, opts GCO
 		}
 	}
 	return st, firstErr
+}
+
+// gcReadBatch bounds the ref records one read of a collection asks for.
+const gcReadBatch = 256
+
+// collectID decides the shards of ref ID id listed on these drives by its
+// ref record it (absent: revision 0), read after they were listed, and
+// removes them when no committed record names them and no live writer may
+// still commit them.
+func (s *Service) collectID(ctx context.Context, p meta.Partition, id string, it meta.Item, shards []gcShard, dead func(Incarnation) bool, abandoned func(string, refRec) bool, opts GCOptions, st *GCStats) {
+	if it.Rev != 0 {
+		rec, err := decodeRefRec(it.Value)
+		if err != nil {
+			st.Errors++
+			s.log.Warn("gc: bad ref record; shards kept", "ref", id, "err", err)
+			return
+		}
+		if rec.State == refMoving && dead(rec.Inc) || rec.State == refReaping && dead(rec.Inc) {
+			// The mover or collector is gone: the record goes back to
+			// where the shards are, conditionally, before any of its
+			// unnamed copies is judged.
+			rev, ok := s.settleRef(ctx, p, id, it.Rev, &rec, st)
+			if !ok {
+				return
+			}
+			it.Rev = rev
+		}
+		if rec.live() {
+			s.collectLeftovers(ctx, p, id, it.Rev, rec, shards, dead, opts.LeftoverGrace, st)
+			return
+		}
+		if !dead(rec.Inc) && !abandoned(id, rec) {
+			st.InFlight += int64(len(shards))
+			return
+		}
+		// The intent goes first: once it is gone the dead writer's
+		// commit, conditional on it, can never apply.
+		if !s.sweepIntent(ctx, p, id, it.Rev, st) {
+			return
+		}
+	}
+	for _, sh := range shards {
+		if err := sh.drive.Remove(ctx, sh.info.Name); err != nil {
+			st.Errors++
+			s.log.Warn("gc: remove orphan shard", "drive", sh.drive.ID(), "shard", sh.info.Name.String(), "err", err)
+			continue
+		}
+		st.Removed++
+		st.BytesFreed += sh.info.Size
+	}
 }
 
 // sweepIntent deletes the intent of a dead writer if it is still at rev.

@@ -721,3 +721,69 @@ func TestAbandonedIntentIsCollected(t *testing.T) {
 	}
 	e.check(s, "bkt", map[string][]byte{"keep": keep})
 }
+
+// readCounting counts a store's reads: Gets, and GetManys with the keys
+// they ask for.
+type readCounting struct {
+	meta.Store
+	gets, getManys, keys atomic.Int64
+}
+
+func (r *readCounting) Get(ctx context.Context, p meta.Partition, k []byte) (meta.Item, error) {
+	r.gets.Add(1)
+	return r.Store.Get(ctx, p, k)
+}
+
+func (r *readCounting) GetMany(ctx context.Context, p meta.Partition, reads []meta.Read, o meta.ReadOptions) ([]meta.Item, uint64, error) {
+	r.getManys.Add(1)
+	r.keys.Add(int64(len(reads)))
+	return meta.GetMany(ctx, r.Store, p, reads, o)
+}
+
+// TestGCReadsRecordsInBatches: a collection reads the ref records of the
+// IDs it lists a partition's worth at a time (gcReadBatch), not one read
+// per ID, and still removes exactly the orphans.
+func TestGCReadsRecordsInBatches(t *testing.T) {
+	ctx := context.Background()
+	e := newGCEnv(t)
+	rng := rand.New(rand.NewPCG(3, 4))
+	_, _, data := e.crashing()
+	rc := &readCounting{Store: e.md}
+	s := e.service(rc, data)
+	if err := s.CreateBucket(ctx, "bkt"); err != nil {
+		t.Fatal(err)
+	}
+	const objects = 200
+	want := map[string][]byte{}
+	for i := range objects {
+		k := fmt.Sprintf("k%03d", i)
+		want[k] = body(rng, 2<<10)
+		if _, err := s.PutObject(ctx, "bkt", k, bytes.NewReader(want[k]), int64(len(want[k])), PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data.failDeletes.Store(true) // the deletes leave their shards: orphans
+	for i := 0; i < objects; i += 4 {
+		k := fmt.Sprintf("k%03d", i)
+		if _, err := s.DeleteObject(ctx, "bkt", k, DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		delete(want, k)
+	}
+	data.failDeletes.Store(false)
+	rc.gets.Store(0)
+	rc.getManys.Store(0)
+	rc.keys.Store(0)
+	st := e.gc(s)
+	if st.Removed == 0 {
+		t.Fatalf("no orphan removed: %s", st)
+	}
+	if n := rc.gets.Load(); n != 0 {
+		t.Errorf("%d single reads; want none", n)
+	}
+	// 8 partitions, fewer than gcReadBatch IDs in each: one read each.
+	if n, k := rc.getManys.Load(), rc.keys.Load(); n > 8 || k != objects {
+		t.Errorf("%d reads of %d records; want at most 8 reads of %d", n, k, objects)
+	}
+	e.check(s, "bkt", want)
+}
