@@ -107,9 +107,11 @@ type Cluster struct {
 	gossip gossipState
 	book   *addressBook
 	sender *raftSender
-	shards *shardrpc.Server
-	local  []*store.Drive
-	self   NodeInfo
+	// placeIx is Place's index of the layout it last saw.
+	placeIx atomic.Pointer[placeIndex]
+	shards  *shardrpc.Server
+	local   []*store.Drive
+	self    NodeInfo
 
 	ctx    context.Context
 	cancel context.CancelFunc
