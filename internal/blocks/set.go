@@ -225,59 +225,75 @@ func (s *Set) putBuf(b *[]byte) { s.bufs.Put(b) }
 // pick chooses the drive of each shard of a new ref in partition p: the
 // first online drives of the candidates (Config.Place, or a rotation over
 // the local drives starting at a hash of the ID to spread load); the
-// online candidates after them are the spares, in order. While at least
-// quorum candidates are online but fewer than shards, the rest of the
-// shards go to offline candidates: the Ref names them, the write counts
-// them as failed, and repair fills them once they are back. Fewer than
-// quorum online candidates, or fewer than shards in all, is ErrQuorum.
+// online candidates after them, up to maxSpares(shards), are the spares, in
+// order. While at least quorum candidates are online but fewer than
+// shards, the rest of the shards go to offline candidates: the Ref names
+// them, the write counts them as failed, and repair fills them once they
+// are back. Fewer than quorum online candidates, or fewer than shards in
+// all, is ErrQuorum. It looks at the candidates only until it has its
+// targets and spares, so a write to a large cluster costs what it uses,
+// not every drive the placement lists (BenchmarkPick).
 func (s *Set) pick(p uint32, id string, shards, quorum int) (targets, spares []shardrpc.Drive, err error) {
-	var cands []shardrpc.Drive
-	if s.cfg.Place == nil {
-		n := len(s.drives)
-		start := int(xxh3.HashString(id) % uint64(n))
-		cands = make([]shardrpc.Drive, n)
-		for j := range n {
-			cands[j] = s.local[s.drives[(start+j)%n].ID()]
+	cands := func(yield func(shardrpc.Drive) bool) {
+		if s.cfg.Place == nil {
+			n := len(s.drives)
+			start := int(xxh3.HashString(id) % uint64(n))
+			for j := range n {
+				if !yield(s.local[s.drives[(start+j)%n].ID()]) {
+					return
+				}
+			}
+			return
 		}
-	} else {
 		ids := s.cfg.Place(p, id)
-		seen := make(map[string]bool, len(ids))
+		seen := make(map[string]bool, 2*shards)
 		for _, did := range ids {
 			if seen[did] {
 				continue
 			}
 			seen[did] = true
-			if d, ok := s.drive(did); ok {
-				cands = append(cands, d)
+			if d, ok := s.drive(did); ok && !yield(d) {
+				return
 			}
 		}
 	}
 	out := make([]shardrpc.Drive, 0, shards)
 	var offline []shardrpc.Drive
-	for j, d := range cands {
+	n := 0
+	for d := range cands {
+		n++
+		if len(out) == shards {
+			if d.Online() {
+				if spares = append(spares, d); len(spares) == maxSpares(shards) {
+					break
+				}
+			}
+			continue
+		}
 		if !d.Online() {
 			offline = append(offline, d)
 			continue
 		}
-		if out = append(out, d); len(out) == shards {
-			for _, d := range cands[j+1:] {
-				if d.Online() {
-					spares = append(spares, d)
-				}
-			}
-			return out, spares, nil
-		}
+		out = append(out, d)
+	}
+	if len(out) == shards {
+		return out, spares, nil
 	}
 	if len(out) < quorum {
 		return nil, nil, fmt.Errorf("%w: %d of %d candidate drives online for partition %d, need %d",
-			ErrQuorum, len(out), len(cands), p, quorum)
+			ErrQuorum, len(out), n, p, quorum)
 	}
 	if len(out)+len(offline) < shards {
 		return nil, nil, fmt.Errorf("%w: %d candidate drives for partition %d, need %d",
-			ErrQuorum, len(cands), p, shards)
+			ErrQuorum, n, p, shards)
 	}
 	return append(out, offline[:shards-len(out)]...), nil, nil
 }
+
+// maxSpares bounds the spares of a write of shards shards: enough to
+// replace every target three times over (openSinks takes one per target
+// whose drive fails to create its shard).
+func maxSpares(shards int) int { return 3 * shards }
 
 // geometry of a Ref's chunks.
 type geometry struct {
