@@ -27,6 +27,8 @@ type faulter struct {
 	mu sync.Mutex
 	// down counts nodes crashed and not yet up again.
 	down int
+	// zonesLost counts the zone losses (Faults.ZoneLoss).
+	zonesLost int
 	// lastErr is each node's last failed restart, for the report.
 	lastErr map[string]error
 	// starting tracks restarts under way.
@@ -94,6 +96,36 @@ func (f *faulter) start(ctx context.Context, done chan struct{}) {
 			n.crash(r)
 			f.s.sleep(time.Duration(200+r.IntN(3000))*time.Millisecond, fmt.Sprintf("down %d", i))
 			f.restart(n)
+		})
+	}
+	if fl.ZoneLoss {
+		f.loop(ctx, "fault-zone", done, func(ctx context.Context, r *rand.Rand, i int) {
+			f.s.sleep(time.Duration(300+r.IntN(1000))*time.Millisecond, fmt.Sprintf("zone wait %d", i))
+			zone := fmt.Sprintf("zone-%c", 'a'+r.IntN(max(1, f.s.cfg.Zones)))
+			var lost []*node
+			f.mu.Lock()
+			if f.down == 0 { // one zone at a time
+				for _, n := range f.nodes {
+					if n.zone == zone && n.current() != nil {
+						lost = append(lost, n)
+					}
+				}
+				f.down += len(lost)
+				if len(lost) > 0 {
+					f.zonesLost++
+				}
+			}
+			f.mu.Unlock()
+			for _, n := range lost {
+				n.crash(r)
+			}
+			if len(lost) == 0 {
+				return
+			}
+			f.s.sleep(time.Duration(1000+r.IntN(3000))*time.Millisecond, fmt.Sprintf("zone %s down %d", zone, i))
+			for _, n := range lost {
+				f.restart(n)
+			}
 		})
 	}
 	if fl.Partitions {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"time"
 
@@ -32,6 +33,13 @@ type Result struct {
 	Elapsed time.Duration
 	// Err is the first invariant found broken, or nil.
 	Err error
+	// Goroutines and HeapBytes are the process's, with every node up
+	// after the final reads (runtime.NumGoroutine, MemStats.HeapInuse):
+	// divided by the nodes, what a node costs.
+	Goroutines int
+	HeapBytes  uint64
+	// ZonesLost counts the times a whole zone went down (Faults.ZoneLoss).
+	ZonesLost int
 }
 
 // Run simulates one seed. It must be called inside a testing/synctest
@@ -148,6 +156,9 @@ func Run(cfg Config) (res Result) {
 		fail(errors.New("the workload did not finish in 30 simulated minutes"))
 	}
 	faults.stop()
+	faults.mu.Lock()
+	res.ZonesLost = faults.zonesLost
+	faults.mu.Unlock()
 	if failed() {
 		res.History = h.ops
 		return res
@@ -207,6 +218,9 @@ func Run(cfg Config) (res Result) {
 	if failed() {
 		return res
 	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	res.Goroutines, res.HeapBytes = runtime.NumGoroutine(), ms.HeapInuse
 	if err := checkReplicas(s, nodes); err != nil {
 		fail(err)
 		return res

@@ -22,7 +22,8 @@ type Config struct {
 	// faults and their timing, every packet's fate, the order of events
 	// at one instant.
 	Seed uint64
-	// Nodes is the size of the cluster (3 to 7).
+	// Nodes is the size of the cluster (3 to 7 in the swarm; 50 in
+	// TestFiftyNodes).
 	Nodes int
 	// Zones spreads the nodes over this many zones.
 	Zones int
@@ -85,6 +86,9 @@ type Faults struct {
 	// run (every group they were in gets new voters, data moves), with
 	// relocation passes moving data to the new layout.
 	Layout bool
+	// ZoneLoss crashes every node of one zone at once, now and then, and
+	// restarts them seconds later.
+	ZoneLoss bool
 }
 
 // DefaultConfig is a small cluster and a short workload.
@@ -121,8 +125,12 @@ func Swarm(cfg Config) Config {
 
 func (c Config) String() string {
 	f := c.Faults
-	return fmt.Sprintf("seed %d: %d nodes, %d partitions, %d clients x %d ops; drop %.3f dup %.2f slow %.2f reorder %.2f partitions %v crashes %v skew %v background %v layout %v disks %v",
-		c.Seed, c.Nodes, c.Partitions, c.Clients, c.Ops, f.Drop, f.Duplicate, f.Slow, f.Reorder, f.Partitions, f.Crashes, f.ClockSkew, f.Background, f.Layout, f.Disks)
+	zones := ""
+	if f.ZoneLoss {
+		zones = fmt.Sprintf(" zone loss (%d zones)", c.Zones)
+	}
+	return fmt.Sprintf("seed %d: %d nodes, %d partitions, %d clients x %d ops; drop %.3f dup %.2f slow %.2f reorder %.2f partitions %v crashes %v skew %v background %v layout %v disks %v%s",
+		c.Seed, c.Nodes, c.Partitions, c.Clients, c.Ops, f.Drop, f.Duplicate, f.Slow, f.Reorder, f.Partitions, f.Crashes, f.ClockSkew, f.Background, f.Layout, f.Disks, zones)
 }
 
 // Sim is one run: the nodes, the network, the event queue, the actors.
