@@ -80,11 +80,11 @@ func (h *HotKeys) Fill(t HotToken, key []byte, it Item) {
 	next := make(map[string]Item, 1)
 	if old != nil {
 		next = make(map[string]Item, len(*old)+1)
-		for ok, ov := range *old {
-			if len(next) == maxHotKeys-1 && ok != k {
-				break
+		for ek, ev := range *old {
+			if len(next) == maxHotKeys-1 && ek != k {
+				break // full: an arbitrary key makes room
 			}
-			next[ok] = ov
+			next[ek] = ev
 		}
 	}
 	next[k] = Item{Value: bytes.Clone(it.Value), Rev: it.Rev}
@@ -124,8 +124,8 @@ func (h *HotKeys) removeLocked(keys func(yield func([]byte) bool)) {
 		}
 		if next == nil {
 			next = make(map[string]Item, len(*m))
-			for ok, ov := range *m {
-				next[ok] = ov
+			for ek, ev := range *m {
+				next[ek] = ev
 			}
 		}
 		delete(next, string(k))
