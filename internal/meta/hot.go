@@ -67,6 +67,43 @@ func (h *HotKeys) Get(key []byte) (Item, bool) {
 	return it, ok
 }
 
+// Read answers reads into out, all from one view: the Hot ones from
+// memory where it holds them, the rest through cold, which must answer
+// reads[i] into out[i] for each i of which from one view of the store's
+// own. If a write was under way meanwhile, every read goes through cold
+// again. The Hot reads that went through cold are then held.
+func (h *HotKeys) Read(reads []Read, out []Item, cold func(which []int) error) error {
+	t := h.Token()
+	which := make([]int, 0, len(reads))
+	for i, rd := range reads {
+		if rd.Hot && !rd.First && t.calm {
+			if it, ok := h.Get(rd.Key); ok {
+				out[i] = it
+				continue
+			}
+		}
+		which = append(which, i)
+	}
+	if err := cold(which); err != nil {
+		return err
+	}
+	if len(which) < len(reads) && !h.Unchanged(t) {
+		which = which[:0]
+		for i := range reads {
+			which = append(which, i)
+		}
+		if err := cold(which); err != nil {
+			return err
+		}
+	}
+	for _, i := range which {
+		if rd := reads[i]; rd.Hot && !rd.First {
+			h.Fill(t, rd.Key, out[i])
+		}
+	}
+	return nil
+}
+
 // Fill stores it as key's item, read from a view taken after t, unless a
 // write was under way since t. An absent key (Rev 0) is held too.
 func (h *HotKeys) Fill(t HotToken, key []byte, it Item) {

@@ -205,37 +205,10 @@ func (l *Local) GetMany(ctx context.Context, p Partition, reads []Read, _ ReadOp
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
-	hk := l.hotKeys(p)
-	tok := hk.Token()
 	out := make([]Item, len(reads))
-	cold := make([]int, 0, len(reads))
-	for i, rd := range reads {
-		if rd.Hot && !rd.First && tok.calm {
-			if it, ok := hk.Get(rd.Key); ok {
-				out[i] = it
-				continue
-			}
-		}
-		cold = append(cold, i)
-	}
-	if err := l.readCold(ctx, p, reads, cold, out); err != nil {
+	err := l.hotKeys(p).Read(reads, out, func(which []int) error { return l.readCold(ctx, p, reads, which, out) })
+	if err != nil {
 		return nil, 0, err
-	}
-	if len(cold) < len(reads) && !hk.Unchanged(tok) {
-		// A write came meanwhile: the items from memory may not be of the
-		// view read. Read them all again.
-		cold = cold[:0]
-		for i := range reads {
-			cold = append(cold, i)
-		}
-		if err := l.readCold(ctx, p, reads, cold, out); err != nil {
-			return nil, 0, err
-		}
-	}
-	for _, i := range cold {
-		if reads[i].Hot && !reads[i].First {
-			hk.Fill(tok, reads[i].Key, out[i])
-		}
 	}
 	return out, 0, nil
 }

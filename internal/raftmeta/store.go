@@ -751,50 +751,30 @@ func itemsOf(reads []meta.Read, its []snapItem) []meta.Item {
 // is an index at least that of the view (group.applying), so that a
 // later read After at sees all this one saw.
 func (h *Host) readMany(g *group, reads []meta.Read, min uint64) (items []snapItem, at uint64, ok bool, err error) {
-	tok := g.hot.Token()
 	if g.applied.Load() < min {
 		return nil, 0, false, nil
 	}
-	items = make([]snapItem, len(reads))
-	cold := make([]int, 0, len(reads))
-	for i, rd := range reads {
-		if rd.Hot && !rd.First {
-			if it, ok := g.hot.Get(rd.Key); ok {
-				items[i] = snapItem{key: rd.Key, rev: it.Rev, value: it.Value}
-				continue
-			}
-		}
-		cold = append(cold, i)
-	}
-	if err := h.readCold(g.p, reads, cold, items); err != nil {
+	out := make([]meta.Item, len(reads))
+	if err := g.hot.Read(reads, out, func(which []int) error { return h.readCold(g.p, reads, which, out) }); err != nil {
 		return nil, 0, false, err
-	}
-	if len(cold) < len(reads) && !g.hot.Unchanged(tok) {
-		// A write came meanwhile: the items from memory may not be of
-		// the view read. Read them all again.
-		cold = cold[:0]
-		for i := range reads {
-			cold = append(cold, i)
-		}
-		if err := h.readCold(g.p, reads, cold, items); err != nil {
-			return nil, 0, false, err
-		}
 	}
 	at = g.applying.Load()
 	if g.gone.Load() {
 		return nil, 0, false, nil // deleted meanwhile
 	}
-	for _, i := range cold {
-		if rd := reads[i]; rd.Hot && !rd.First {
-			g.hot.Fill(tok, rd.Key, meta.Item{Value: items[i].value, Rev: items[i].rev})
+	items = make([]snapItem, len(reads))
+	for i, it := range out {
+		items[i] = snapItem{key: reads[i].Key, rev: it.Rev, value: it.Value}
+		if reads[i].First {
+			items[i].key = it.Key
 		}
 	}
 	return items, at, true, nil
 }
 
-// readCold answers reads[i] for each i of which into items[i], from one
+// readCold answers reads[i] for each i of which into out[i], from one
 // view of group p's data: a Get for one key, else a Pebble snapshot.
-func (h *Host) readCold(p meta.Partition, reads []meta.Read, which []int, items []snapItem) error {
+func (h *Host) readCold(p meta.Partition, reads []meta.Read, which []int, out []meta.Item) error {
 	if len(which) == 0 {
 		return nil
 	}
@@ -805,9 +785,13 @@ func (h *Host) readCold(p meta.Partition, reads []meta.Read, which []int, items 
 		r = snap
 	}
 	for _, i := range which {
-		var err error
-		if items[i], err = readOne(r, p, reads[i]); err != nil {
+		it, err := readOne(r, p, reads[i])
+		if err != nil {
 			return err
+		}
+		out[i] = meta.Item{Value: it.value, Rev: it.rev}
+		if reads[i].First && it.rev != 0 {
+			out[i].Key = it.key
 		}
 	}
 	return nil
