@@ -66,7 +66,8 @@ type group struct {
 	// its data is bracketed by hot.BeginWrite and hot.EndWrite.
 	hot meta.HotKeys
 	// gone: the replica's data is being deleted (removeReplica,
-	// makeReplica): reads of it through this group object are refused.
+	// makeReplica): reads of it through this group object are refused
+	// (TestGetManyOfADeletedReplicaIsRefused).
 	gone   atomic.Bool
 	voters atomic.Pointer[[]uint64] // nodes
 	// set is the replica set as of applied: stored under mu together

@@ -571,3 +571,25 @@ func TestReadOfAReplicaRemovedMeanwhileIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestGetManyOfADeletedReplicaIsRefused: a read through a group object
+// whose replica was deleted meanwhile answers nothing, rather than the
+// nothing that is left of its data (group.gone), and its Hot keys are not
+// answered from memory either.
+func TestGetManyOfADeletedReplicaIsRefused(t *testing.T) {
+	c := newRangesCluster(t, []meta.Partition{0}, fastConfig)
+	fill(t, c.host(c.ids[0]), 0, map[string]string{"a": "1", "b": "2"})
+	h := c.host(c.leader(0))
+	g := h.replica(0)
+	reads := []meta.Read{meta.Get([]byte("a")), meta.GetHot([]byte("b"))}
+	items, _, ok, err := h.readMany(g, reads, 0)
+	if err != nil || !ok || string(items[0].value) != "1" || string(items[1].value) != "2" {
+		t.Fatalf("before: %v, %v, %v", items, ok, err)
+	}
+	if err := h.removeReplica(g, "test: a layout change moved it away"); err != nil {
+		t.Fatal(err)
+	}
+	if items, _, ok, err := h.readMany(g, reads, 0); err != nil || ok {
+		t.Fatalf("after the replica was deleted: %v, ok %v, %v; want it refused", items, ok, err)
+	}
+}
