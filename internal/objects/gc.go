@@ -232,15 +232,24 @@ func (s *Service) collectID(ctx context.Context, p meta.Partition, id string, it
 			return
 		}
 	}
+	s.removeShards(ctx, shards, "orphan shard", st)
+}
+
+// removeShards removes shards from their drives, counting them in st, and
+// returns how many went; what names them in the log of a failure.
+func (s *Service) removeShards(ctx context.Context, shards []gcShard, what string, st *GCStats) int64 {
+	var n int64
 	for _, sh := range shards {
 		if err := sh.drive.Remove(ctx, sh.info.Name); err != nil {
 			st.Errors++
-			s.log.Warn("gc: remove orphan shard", "drive", sh.drive.ID(), "shard", sh.info.Name.String(), "err", err)
+			s.log.Warn("gc: remove "+what, "drive", sh.drive.ID(), "shard", sh.info.Name.String(), "err", err)
 			continue
 		}
+		n++
 		st.Removed++
 		st.BytesFreed += sh.info.Size
 	}
+	return n
 }
 
 // sweepIntent deletes the intent of a dead writer if it is still at rev.
@@ -322,16 +331,7 @@ func (s *Service) collectLeftovers(ctx context.Context, p meta.Partition, id str
 		}
 		return
 	}
-	for _, sh := range gone {
-		if err := sh.drive.Remove(ctx, sh.info.Name); err != nil {
-			st.Errors++
-			s.log.Warn("gc: remove a moved shard's old copy", "drive", sh.drive.ID(), "shard", sh.info.Name.String(), "err", err)
-			continue
-		}
-		st.Removed++
-		st.Leftovers++
-		st.BytesFreed += sh.info.Size
-	}
+	st.Leftovers += s.removeShards(ctx, gone, "a moved shard's old copy", st)
 	_, err = s.md.Commit(context.WithoutCancel(ctx), p, meta.Txn{
 		Conds: []meta.Cond{{Key: k, Rev: mrev}},
 		Puts:  []meta.KV{{Key: k, Value: rec.encode()}},

@@ -785,35 +785,30 @@ func (h *Host) readCold(p meta.Partition, reads []meta.Read, which []int, out []
 		r = snap
 	}
 	for _, i := range which {
-		it, err := readOne(r, p, reads[i])
-		if err != nil {
+		var err error
+		if out[i], err = readOne(r, p, reads[i]); err != nil {
 			return err
-		}
-		out[i] = meta.Item{Value: it.value, Rev: it.rev}
-		if reads[i].First && it.rev != 0 {
-			out[i].Key = it.key
 		}
 	}
 	return nil
 }
 
 // readOne answers one read from snap: the item at its key, or the first
-// under it as a prefix. An absent item has revision 0.
-func readOne(snap pebble.Reader, p meta.Partition, rd meta.Read) (snapItem, error) {
-	it := snapItem{key: rd.Key}
+// under it as a prefix (Item.Key set). An absent item is the zero Item.
+func readOne(snap pebble.Reader, p meta.Partition, rd meta.Read) (meta.Item, error) {
 	var k, v []byte
 	if rd.First {
 		lower, upper := dataBounds(p, rd.Key, meta.PrefixEnd(rd.Key))
 		iter, err := snap.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 		if err != nil {
-			return it, err
+			return meta.Item{}, err
 		}
 		defer iter.Close()
 		if !iter.First() {
-			return it, iter.Error()
+			return meta.Item{}, iter.Error()
 		}
 		if v, err = iter.ValueAndErr(); err != nil {
-			return it, err
+			return meta.Item{}, err
 		}
 		k = iter.Key()[dataKeyHeader:]
 	} else {
@@ -821,20 +816,20 @@ func readOne(snap pebble.Reader, p meta.Partition, rd meta.Read) (snapItem, erro
 		var err error
 		v, closer, err = snap.Get(dataKey(p, rd.Key))
 		if errors.Is(err, pebble.ErrNotFound) {
-			return it, nil
+			return meta.Item{}, nil
 		}
 		if err != nil {
-			return it, err
+			return meta.Item{}, err
 		}
 		defer closer.Close()
 	}
 	rev, val, err := decodeItem(v)
 	if err != nil {
-		return it, err
+		return meta.Item{}, err
 	}
-	it.rev, it.value = rev, bytes.Clone(val)
+	it := meta.Item{Value: bytes.Clone(val), Rev: rev}
 	if rd.First {
-		it.key = bytes.Clone(k)
+		it.Key = bytes.Clone(k)
 	}
 	return it, nil
 }
