@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,23 +34,58 @@ type cluster struct {
 
 // freeAddrs returns n loopback addresses whose ports were free a moment
 // ago. Cluster nodes advertise their RPC and gossip addresses, so they
-// cannot ask for port 0.
+// cannot ask for port 0. The ports come from below the kernel's ephemeral
+// range: a port the kernel handed out for a listener on port 0 is also
+// one it hands out as the source port of an outgoing connection, and the
+// nodes already running make many, so such a port can be taken between
+// the check and the new node's bind (a CI run failed on exactly that).
 func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	low := ephemeralLow()
 	var out []string
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 10000 {
+			t.Fatalf("no free port below %d after %d tries", low, tries)
 		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	for _, ln := range lns {
+		port := 10000 + rand.IntN(low-10000)
+		if portsGiven[port] {
+			continue
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
 		ln.Close()
+		portsGiven[port] = true
+		out = append(out, addr)
 	}
 	return out
+}
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{} // handed out already by this test binary
+)
+
+// ephemeralLow is the lowest port the kernel chooses for port 0 and for
+// outgoing connections, or 32768 where that cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil || low <= 11000 {
+		return 32768
+	}
+	return low
 }
 
 // startCluster starts n nodes spread over zones, node 0 first, and waits
@@ -242,9 +280,12 @@ func TestDevCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts server processes")
 	}
-	// A base port whose ten-port blocks are free.
+	// A base port whose ten-port blocks are free, below the ephemeral
+	// range for the reason freeAddrs gives.
 	var base int
-	for p := 20000 + os.Getpid()%2000*10; p < 60000; p += 1000 {
+	low := ephemeralLow()
+	for range 100 {
+		p := 10000 + rand.IntN(low-10000-40)
 		free := true
 		for i := range 40 {
 			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+i))
