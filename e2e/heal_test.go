@@ -38,8 +38,10 @@ func repairOf(ctx context.Context, s *server) (repairState, error) {
 // TestClusterHealsALostNode is the self-healing acceptance case with real
 // processes: six nodes in three zones, EC 3+2, --repair-after 3s. One
 // node is killed for good; the cluster notices by gossip, takes it out of
-// the layout by itself, and rebuilds its shards on the others; then two
-// more nodes are killed, and every object still reads back byte-exact.
+// the layout by itself, rebuilds its shards on the others and replaces
+// its metadata replicas, until /status says the metadata survives two
+// more node losses; then two more nodes are killed, and every object
+// still reads back byte-exact.
 func TestClusterHealsALostNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts six server processes")
@@ -95,6 +97,16 @@ func TestClusterHealsALostNode(t *testing.T) {
 				last = fmt.Sprintf("live node %d has not moved its data in line with layout %d: %+v %v", i, version, r, err)
 				return false
 			}
+		}
+		// The metadata too: every partition's Raft group has its five
+		// voters on live nodes again, so it survives two more losses.
+		st, err := clusterStatus(ctx, c.nodes[0])
+		if err != nil || st.Cluster == nil || st.Cluster.Redundancy == nil || st.Cluster.Redundancy.Metadata.NodeLosses < 2 {
+			last = fmt.Sprintf("the metadata does not survive two more node losses yet: %v", err)
+			if err == nil && st.Cluster != nil && st.Cluster.Redundancy != nil {
+				last += " " + st.Cluster.Redundancy.Line()
+			}
+			return false
 		}
 		return true
 	})
