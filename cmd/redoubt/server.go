@@ -21,6 +21,7 @@ func newServerCmd() *cobra.Command {
 	cl := node.DefaultClusterConfig()
 	var secretFile string
 	repairRate := bench.FormatSize(node.DefaultRepairRate)
+	snapshotRate := bench.FormatSize(node.DefaultSnapshotRate)
 	reserve := bench.FormatSize(node.DefaultReserve)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -58,6 +59,15 @@ process without it is refused by the other nodes. The first node waits for
 					return fmt.Errorf("--repair-rate %q: want bytes per second such as 64MiB, or 0 for no limit", repairRate)
 				}
 				cfg.RepairRate = r
+			}
+			if snapshotRate == "0" || snapshotRate == "" {
+				cfg.SnapshotRate = 0
+			} else {
+				r, err := bench.ParseSize(snapshotRate)
+				if err != nil || r < 0 {
+					return fmt.Errorf("--snapshot-rate %q: want bytes per second such as 64MiB, or 0 for no limit", snapshotRate)
+				}
+				cfg.SnapshotRate = r
 			}
 			r, err := bench.ParseSize(reserve)
 			if err != nil {
@@ -120,6 +130,7 @@ process without it is refused by the other nodes. The first node waits for
 	f.DurationVar(&cfg.MultipartExpiry, "multipart-expiry", cfg.MultipartExpiry, "abort incomplete multipart uploads older than this; 0 keeps them forever")
 	f.StringVar(&reserve, "reserve", reserve, "free space kept on every drive (e.g. 1GiB) for reads, deletes and the metadata store: below it, new data is refused with 507 InsufficientStorage until space is freed; 0: off")
 	f.StringVar(&repairRate, "repair-rate", repairRate, "bytes per second that repair and rebalancing may write on this node (e.g. 64MiB), so that requests keep their latency; 0: no limit")
+	f.StringVar(&snapshotRate, "snapshot-rate", snapshotRate, "bytes per second at which this node streams metadata snapshots to nodes catching up (e.g. 64MiB), so that requests keep their latency; 0: no limit")
 	f.StringVar(&cl.RPCAddr, "rpc-addr", "", "node-to-node listen address; enables cluster mode")
 	f.StringVar(&cl.GossipAddr, "gossip-addr", "", "gossip (membership) listen address (default: the RPC port + 1); a wildcard host such as 0.0.0.0 is advertised with the --rpc-addr host")
 	f.StringArrayVar(&cl.Join, "join", nil, "RPC address of a cluster member to join; repeatable")

@@ -93,6 +93,7 @@ func printStatus(w io.Writer, st admin.Status, moves []nodeMove) {
 		fmt.Fprintf(w, "This node: %d partition groups, leads %d, %d without a leader; metadata commits p50 %.1f ms, p99 %.1f ms\n",
 			c.Groups.Hosted, c.Groups.Leading, c.Groups.Leaderless, c.Commits.P50Ms, c.Commits.P99Ms)
 		printRaftMessages(w, c.RaftMessages)
+		printSnapshots(w, c.Snapshots)
 		printRebalance(w, c.LayoutVersion, moves)
 		fmt.Fprintln(w, "\nDrives of every node:")
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -122,9 +123,19 @@ func printRaftMessages(w io.Writer, m admin.RaftMessageStatus) {
 	fmt.Fprintf(w, "Raft messages not sent since start: %d undelivered (peer unreachable), %d dropped on a full queue, %d refused as too large",
 		m.Undelivered, m.QueueFull, m.Refused)
 	if m.Refused > 0 {
-		fmt.Fprint(w, " (a group's snapshot is over the transport's limit: its followers cannot catch up; see the log)")
+		fmt.Fprint(w, " (a message over the transport's limit; see the log)")
 	}
 	fmt.Fprintln(w)
+}
+
+// printSnapshots says what partition snapshots this node streamed and
+// installed, if any.
+func printSnapshots(w io.Writer, s admin.SnapshotStatus) {
+	if s == (admin.SnapshotStatus{}) {
+		return
+	}
+	fmt.Fprintf(w, "Partition snapshots since start: %d sent (%s), %d failed and retried, %d installed here\n",
+		s.Sent, humanBytes(int64(s.BytesSent)), s.Failed, s.Installed)
 }
 
 // printRedundancy says how many more losses every object survives now,

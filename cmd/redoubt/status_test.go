@@ -97,7 +97,7 @@ func TestStatusSaysRaftMessagesNotSent(t *testing.T) {
 		t.Errorf("nothing dropped printed %q", b.String())
 	}
 	printRaftMessages(&b, admin.RaftMessageStatus{Undelivered: 12, QueueFull: 3, Refused: 2})
-	want := "Raft messages not sent since start: 12 undelivered (peer unreachable), 3 dropped on a full queue, 2 refused as too large (a group's snapshot is over the transport's limit: its followers cannot catch up; see the log)\n"
+	want := "Raft messages not sent since start: 12 undelivered (peer unreachable), 3 dropped on a full queue, 2 refused as too large (a message over the transport's limit; see the log)\n"
 	if b.String() != want {
 		t.Errorf("got %q\nwant %q", b.String(), want)
 	}
@@ -107,5 +107,20 @@ func TestStatusSaysRaftMessagesNotSent(t *testing.T) {
 	}
 	if st.RaftMessages != (admin.RaftMessageStatus{Refused: 1, QueueFull: 2, Undelivered: 3}) {
 		t.Errorf("/status JSON decoded to %+v", st.RaftMessages)
+	}
+}
+
+// TestStatusSaysSnapshots: the partition snapshots a node streamed and
+// installed reach the operator as one line; none, no line.
+func TestStatusSaysSnapshots(t *testing.T) {
+	var b strings.Builder
+	printSnapshots(&b, admin.SnapshotStatus{})
+	if b.Len() != 0 {
+		t.Errorf("no snapshot printed %q", b.String())
+	}
+	printSnapshots(&b, admin.SnapshotStatus{Sent: 3, BytesSent: 3 << 30, Failed: 1, Installed: 2})
+	want := "Partition snapshots since start: 3 sent (3.0 GiB), 1 failed and retried, 2 installed here\n"
+	if b.String() != want {
+		t.Errorf("got %q\nwant %q", b.String(), want)
 	}
 }

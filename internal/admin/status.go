@@ -193,10 +193,24 @@ type ClusterStatus struct {
 	Commits LatencyStatus `json:"metadata_commits"`
 	// RaftMessages counts the Raft messages this node could not send.
 	RaftMessages RaftMessageStatus `json:"raft_messages"`
+	// Snapshots counts the partition snapshots this node streamed to
+	// nodes catching up, and installed from others, since start.
+	Snapshots SnapshotStatus `json:"snapshots"`
 	// Redundancy is how many more node and zone losses every object
 	// survives now, against what the policy promises; nil before the
 	// first layout.
 	Redundancy *RedundancyStatus `json:"redundancy,omitempty"`
+}
+
+// SnapshotStatus counts streamed partition snapshots since start: a node
+// that is new, replaced, or fell behind a partition's log catches up by
+// one. Failed streams are retried; one that keeps failing is a follower
+// that cannot catch up (the log says why).
+type SnapshotStatus struct {
+	Sent      uint64 `json:"sent"`
+	BytesSent uint64 `json:"bytes_sent"`
+	Failed    uint64 `json:"failed"`
+	Installed uint64 `json:"installed"`
 }
 
 // RaftMessageStatus counts Raft messages not sent since start. Raft

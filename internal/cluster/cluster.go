@@ -49,6 +49,9 @@ type Config struct {
 	Version string
 	// LayoutPoll is how often a node checks for a new layout version.
 	LayoutPoll time.Duration
+	// SnapshotRate is raftmeta.Config.SnapshotRate: bytes per second of
+	// the snapshots this node streams; 0: no limit.
+	SnapshotRate int64
 	// RaftTick is the Raft tick; elections take 10 ticks.
 	RaftTick time.Duration
 	// RaftWake is raftmeta.Config.Wake: nil wakes the Raft loop at once;
@@ -225,6 +228,7 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 	}
 	rcfg.Wake = cfg.RaftWake
 	rcfg.Ticks = cfg.RaftTicks
+	rcfg.SnapshotRate = cfg.SnapshotRate
 	c.host, err = raftmeta.New(rcfg)
 	if err != nil {
 		return nil, fmt.Errorf("opening raft state: %w", err)

@@ -23,6 +23,13 @@ func (c *Cluster) RaftMessages() admin.RaftMessageStatus {
 	}
 }
 
+// Snapshots counts the partition snapshots this node streamed and
+// installed.
+func (c *Cluster) Snapshots() admin.SnapshotStatus {
+	s := c.host.Stats()
+	return admin.SnapshotStatus{Sent: s.SnapshotsSent, BytesSent: s.SnapshotBytesSent, Failed: s.SnapshotsFailed, Installed: s.SnapshotsInstalled}
+}
+
 // Status is what this node knows of the cluster, for /status.
 func (c *Cluster) Status(ctx context.Context) admin.ClusterStatus {
 	st := admin.ClusterStatus{NodeID: c.ID(), Partitions: c.cfg.Partitions}
@@ -30,6 +37,7 @@ func (c *Cluster) Status(ctx context.Context) admin.ClusterStatus {
 	p99, _ := c.store.commits.quantile(0.99)
 	st.Commits = admin.LatencyStatus{Count: n, P50Ms: float64(p50.Microseconds()) / 1000, P99Ms: float64(p99.Microseconds()) / 1000}
 	st.RaftMessages = c.RaftMessages()
+	st.Snapshots = c.Snapshots()
 	l := c.Layout()
 	if l != nil {
 		st.LayoutVersion = l.Version

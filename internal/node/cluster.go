@@ -32,7 +32,7 @@ func (n *Node) startCluster(ctx context.Context) error {
 		BootstrapExpect: cc.BootstrapExpect, Partitions: cc.Partitions, MetaReplicas: cc.MetaReplicas,
 		Policy: n.cfg.Policy, Version: n.cfg.Version,
 		Net: cc.Net, NoGossip: cc.NoGossip, RaftTick: cc.RaftTick, LayoutPoll: cc.LayoutPoll,
-		RepairAfter: cc.RepairAfter, Supervise: n.supervise,
+		RepairAfter: cc.RepairAfter, SnapshotRate: max(n.cfg.SnapshotRate, 0), Supervise: n.supervise,
 		Fatal: func(err error) {
 			select {
 			case n.fatal <- err:

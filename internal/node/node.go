@@ -80,6 +80,10 @@ type Config struct {
 	// relocation write, so that foreground requests keep their latency
 	// while data is rebuilt or moved; 0 or less: no limit.
 	RepairRate int64
+	// SnapshotRate bounds, in bytes per second, the metadata snapshots
+	// this node streams to nodes that catch up (a new or replaced node, or
+	// one that fell behind a partition's log); 0 or less: no limit.
+	SnapshotRate int64
 	// Reserve is the free space, in bytes, kept on every drive for what
 	// must go on when the drives are full: reads, listings, and the
 	// deletes that free space, whose metadata commits need room, as does
@@ -117,6 +121,7 @@ func DefaultConfig() Config {
 		Scrub:           DefaultScrubConfig(),
 		MultipartExpiry: 7 * 24 * time.Hour,
 		RepairRate:      DefaultRepairRate,
+		SnapshotRate:    DefaultSnapshotRate,
 		BodyIdleTimeout: s3api.DefaultConfig().BodyIdleTimeout,
 		Reserve:         DefaultReserve,
 	}

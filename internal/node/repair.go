@@ -47,6 +47,11 @@ type RepairProgress struct {
 // competes with it, rebuilds take a share of one disk's bandwidth.
 const DefaultRepairRate = 64 << 20
 
+// DefaultSnapshotRate is 64 MiB/s, for the same reason: a metadata
+// snapshot of a gibibyte reaches a node catching up in about 16 s, and
+// takes a fraction of a disk's bandwidth meanwhile.
+const DefaultSnapshotRate = 64 << 20
+
 // repairer runs full repair passes: every data ref that committed metadata
 // names is checked shard by shard and what is missing or corrupt is
 // rebuilt from the survivors. One pass runs at a time.

@@ -164,4 +164,19 @@ func registerRaftMessages(reg prometheus.Registerer, c *cluster.Cluster) {
 			ConstLabels: prometheus.Labels{"reason": reason},
 		}, func() float64 { return float64(get(c.RaftMessages())) }))
 	}
+	for outcome, get := range map[string]func(admin.SnapshotStatus) uint64{
+		"sent":      func(s admin.SnapshotStatus) uint64 { return s.Sent },
+		"failed":    func(s admin.SnapshotStatus) uint64 { return s.Failed },
+		"installed": func(s admin.SnapshotStatus) uint64 { return s.Installed },
+	} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "redoubt_raft_snapshots_total",
+			Help:        "Partition snapshots streamed by this node to nodes catching up (sent, failed) and installed from others (installed).",
+			ConstLabels: prometheus.Labels{"outcome": outcome},
+		}, func() float64 { return float64(get(c.Snapshots())) }))
+	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "redoubt_raft_snapshot_sent_bytes_total",
+		Help: "Bytes of the partition snapshots this node streamed whole.",
+	}, func() float64 { return float64(c.Snapshots().BytesSent) }))
 }

@@ -337,7 +337,44 @@ func decodeBatch(b []byte) ([]groupMsg, error) {
 //	version(2) len replicaSet count {key rev value}
 //
 // Version 1 data has no replica set: its members are their nodes.
-const snapshotVersion = 2
+// Version 3 data carries no items: they were streamed to the receiver
+// beforehand (snapstream.go), and the data names the stream:
+//
+//	version(3) len replicaSet node(8) id(8)
+const (
+	snapshotVersion = 2
+	streamedVersion = 3
+)
+
+// streamHeader is the data of a streamed snapshot: the replica set as
+// of it, and the stream that carried its items, by the sending node and
+// an ID of that node's.
+type streamHeader struct {
+	set      *replicaSet
+	node, id uint64
+}
+
+func encodeStreamHeader(h streamHeader) []byte {
+	b := []byte{streamedVersion}
+	b = appendBytes(b, appendReplicaSet(nil, h.set))
+	b = binary.BigEndian.AppendUint64(b, h.node)
+	return binary.BigEndian.AppendUint64(b, h.id)
+}
+
+// decodeStreamHeader decodes the data of a streamed snapshot; ok is
+// false for data of an older version, which carries its items inline.
+func decodeStreamHeader(b []byte) (h streamHeader, ok bool, err error) {
+	if len(b) == 0 || b[0] != streamedVersion {
+		return h, false, nil
+	}
+	r := reader{b: b[1:]}
+	sr := reader{b: r.bytes("replica set")}
+	if h.set = sr.replicaSet(); r.err == nil && sr.end() != nil {
+		r.fail("replica set")
+	}
+	h.node, h.id = r.u64("node"), r.u64("stream")
+	return h, true, r.end()
+}
 
 type snapItem struct {
 	key, value []byte
@@ -370,6 +407,24 @@ func decodeSnapshotData(b []byte, fn func(snapItem)) (*replicaSet, error) {
 	return set, r.end()
 }
 
+// decodeChunkItems hands fn the items of a chunk's payload (count {key
+// rev value}), stopping at fn's first error, and returns how many there
+// were.
+func decodeChunkItems(b []byte, fn func(snapItem) error) (uint64, error) {
+	r := reader{b: b}
+	n := r.count("items", 3)
+	for range n {
+		it := snapItem{key: r.bytes("key"), rev: r.uvarint("rev"), value: r.bytes("value")}
+		if r.err != nil {
+			break
+		}
+		if err := fn(it); err != nil {
+			return 0, err
+		}
+	}
+	return uint64(n), r.end()
+}
+
 // Forwarded requests and their responses.
 type op byte
 
@@ -387,6 +442,9 @@ const (
 	// opReplica asks the group's leader, after a ReadIndex round, whether
 	// replica node (a Raft ID) is a member: value 1 if it is, 0 if not.
 	opReplica
+	// opChunk carries one chunk of a streamed snapshot (snapstream.go);
+	// it is never forwarded further.
+	opChunk
 )
 
 type request struct {
@@ -401,6 +459,21 @@ type request struct {
 	node     uint64                // opConf: a node; opReplica: a replica
 	ranges   []scanRange           // opRanges
 	reads    []meta.Read           // opGetMany
+	chunk    chunk                 // opChunk
+}
+
+// chunk is one piece of a streamed snapshot of group p: items in key
+// order, encoded as in snapshot data (count {key rev value}), and their
+// CRC-32C. Chunks go in sequence, each after the last was acknowledged;
+// the last one says how many items the stream held in all.
+type chunk struct {
+	node, id uint64 // the stream: the sending node, and its ID there
+	seq      uint64
+	last     bool
+	total    uint64 // last: the items of the whole stream
+	index    uint64 // the snapshot's index, for the receiver's log
+	crc      uint32
+	items    []byte
 }
 
 // scanRange is one range of an opRanges request. limit > 0 caps the keys
@@ -456,6 +529,20 @@ func encodeRequest(q *request) []byte {
 		b = binary.BigEndian.AppendUint64(b, q.node)
 	case opReplica:
 		b = binary.BigEndian.AppendUint64(b, q.node)
+	case opChunk:
+		c := &q.chunk
+		b = binary.BigEndian.AppendUint64(b, c.node)
+		b = binary.BigEndian.AppendUint64(b, c.id)
+		b = binary.AppendUvarint(b, c.seq)
+		last := byte(0)
+		if c.last {
+			last = 1
+		}
+		b = append(b, last)
+		b = binary.AppendUvarint(b, c.total)
+		b = binary.AppendUvarint(b, c.index)
+		b = binary.BigEndian.AppendUint32(b, c.crc)
+		b = appendBytes(b, c.items)
 	case opRanges:
 		b = binary.BigEndian.AppendUint32(b, q.maxBytes)
 		b = binary.AppendUvarint(b, uint64(len(q.ranges)))
@@ -507,6 +594,18 @@ func decodeRequest(b []byte) (request, error) {
 		}
 	case opReplica:
 		q.node = r.u64("replica")
+	case opChunk:
+		c := &q.chunk
+		c.node, c.id, c.seq = r.u64("node"), r.u64("stream"), r.uvarint("sequence")
+		switch r.byte1("last flag") {
+		case 0:
+		case 1:
+			c.last = true
+		default:
+			r.fail("last flag")
+		}
+		c.total, c.index, c.crc = r.uvarint("total"), r.uvarint("index"), r.u32("crc")
+		c.items = r.bytes("items")
 	case opRanges:
 		q.maxBytes = r.u32("page size")
 		if n := r.count("ranges", 7); n > 0 {

@@ -96,6 +96,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		{op: opScan, p: 5, key: []byte("a"), end: []byte("z"), maxBytes: 100},
 		{op: opConf, p: 5, change: raftpb.ConfChangeType_ConfChangeAddNode, node: 9},
 		{op: opReplica, p: 5, node: 7},
+		{op: opChunk, p: 5, chunk: chunk{node: 2, id: 77, seq: 3, last: true, total: 9, index: 40, crc: 0xdeadbeef, items: []byte{1, 1, 'k', 5, 1, 'v'}}},
 		sampleRanges(),
 	} {
 		f.Add(encodeRequest(&q))
@@ -137,8 +138,16 @@ func FuzzDecodeSnapshotData(f *testing.F) {
 	f.Add([]byte{formatVersion, 1, 1, 'k', 5, 1, 'v'})
 	set := appendReplicaSet(nil, initialSet([]uint64{1, 2, 3}))
 	f.Add(append(appendBytes([]byte{snapshotVersion}, set), 1, 1, 'k', 5, 1, 'v'))
+	f.Add(encodeStreamHeader(streamHeader{set: initialSet([]uint64{1, 2, 3}), node: 2, id: 99}))
+	f.Add([]byte{1, 1, 'k', 5, 1, 'v'})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = decodeSnapshotData(b, func(snapItem) {})
+		if h, ok, err := decodeStreamHeader(b); ok && err == nil {
+			if !bytes.Equal(encodeStreamHeader(h), b) {
+				t.Fatalf("stream header %x does not re-encode to itself", b)
+			}
+		}
+		_, _ = decodeChunkItems(b, func(snapItem) error { return nil })
 	})
 }
 

@@ -66,13 +66,15 @@ type Config struct {
 	// MaxInflight is how many append messages a leader sends a follower
 	// before waiting for an acknowledgement.
 	MaxInflight int
-	// MaxMessage bounds the entries in one append message and the items
-	// in one page of a forwarded scan or one answer to ScanRanges (bytes).
+	// MaxMessage bounds the entries in one append message, the items in
+	// one page of a forwarded scan or one answer to ScanRanges, and the
+	// items in one chunk of a streamed snapshot (bytes).
 	MaxMessage int
 	// MaxBatch is the largest batch the Sender carries (the transport's
 	// message limit); 0 means no limit. Larger batches are split; a single
-	// message larger than this (a snapshot of a large group) is not sent,
-	// but counted in Stats.Refused and logged at warn.
+	// message larger than this is not sent, but counted in Stats.Refused
+	// and logged at warn. (Snapshots are streamed in chunks of about
+	// MaxMessage, whatever their size.)
 	MaxBatch int
 	// MaxHops bounds how often a request is forwarded before it is
 	// answered "no leader here"; the origin then retries until
@@ -86,6 +88,10 @@ type Config struct {
 	// and, once the log is compacted, deleted: the larger the memtable,
 	// the more of them die before they are flushed and compacted.
 	MemTableBytes uint64
+	// SnapshotRate bounds, in bytes per second, the snapshots this host
+	// streams to followers (see snapstream.go), so that a node catching
+	// up does not take the disks and network from requests; 0: no limit.
+	SnapshotRate int64
 	// FS is the file system of Dir; nil is the operating system's. Tests
 	// pass a crashable one, to see what a crash keeps.
 	FS vfs.FS

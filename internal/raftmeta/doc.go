@@ -50,7 +50,13 @@
 //     New restarts every group found in its directory.
 //  7. A group's log keeps at most Config.SnapshotEntries applied entries;
 //     a follower that needs discarded entries gets a snapshot of the
-//     group's items, installed in one batch.
+//     group's items. The items are streamed outside the message path, in
+//     acknowledged, checksummed chunks paced by Config.SnapshotRate, and
+//     staged; the snapshot is then installed in one atomic Pebble
+//     ingestion that replaces the group's whole state, so a crash leaves
+//     the old state or the new (snapstream.go;
+//     TestSnapshotLargerThanABatchIsStreamed, TestGigabyteSnapshot and
+//     testdata/streamed_snapshot_crash.txt).
 //  8. AddVoter, AddLearner and RemoveVoter change a group's membership one
 //     node at a time (raft ConfChangeV2); they and Groups and Progress
 //     name nodes. A node added to a group, whether for the first time or
@@ -195,7 +201,9 @@
 // batches are version 2 (with generations); the group record, the apply
 // state, configuration change contexts and snapshot data are version 2
 // (with replica IDs and the replica set), and version 1 of those is read
-// as a group from before replica IDs. The Pebble key layout is in
+// as a group from before replica IDs. Snapshot data is sent as version 3,
+// which names a stream of items instead of holding them; versions 1 and
+// 2, with the items inline, are still installed. The Pebble key layout is in
 // keys.go.
 //
 // # Concurrency

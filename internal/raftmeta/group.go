@@ -102,8 +102,9 @@ type storage struct {
 	g *group
 }
 
-// Snapshot returns the group's data as of its applied index, read from
-// one Pebble snapshot so that data, index and ConfState agree.
+// Snapshot returns a snapshot of the group as of its applied index, made
+// from one Pebble snapshot so that data, index and ConfState agree; its
+// items are streamed (see snapstream.go).
 // Raft panics on any error but ErrSnapshotTemporarilyUnavailable: a
 // failure is recorded for the event loop, which stops the group
 // (checkSnapshots), and raft is told to try later.
@@ -115,62 +116,6 @@ func (s storage) Snapshot() (*raftpb.Snapshot, error) {
 		return nil, raft.ErrSnapshotTemporarilyUnavailable
 	}
 	return snap, nil
-}
-
-func (h *Host) makeSnapshot(g *group) (*raftpb.Snapshot, error) {
-	if h.faults != nil {
-		if err := h.faults("snapshot", g.p); err != nil {
-			return nil, err
-		}
-	}
-	snap := h.db.NewSnapshot()
-	defer snap.Close()
-	v, closer, err := snap.Get(groupKey(g.p, kindApply))
-	if err != nil {
-		return nil, fmt.Errorf("raftmeta: snapshot of %s: %w", g.name, err)
-	}
-	applied, cs, set, err := decodeApplyStateSet(v)
-	closer.Close()
-	if err != nil {
-		return nil, err
-	}
-	term, err := g.ms.Term(applied)
-	if err != nil {
-		return nil, fmt.Errorf("raftmeta: snapshot of %s at %d: %w", g.name, applied, err)
-	}
-	lower, upper := dataBounds(g.p, nil, nil)
-	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
-	data := []byte{snapshotVersion}
-	data = appendBytes(data, appendReplicaSet(nil, set))
-	var body []byte
-	n := 0
-	for ok := it.First(); ok; ok = it.Next() {
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return nil, err
-		}
-		rev, val, err := decodeItem(v)
-		if err != nil {
-			return nil, err
-		}
-		body = appendBytes(body, it.Key()[dataKeyHeader:])
-		body = binary.AppendUvarint(body, rev)
-		body = appendBytes(body, val)
-		n++
-	}
-	if err := it.Error(); err != nil {
-		return nil, err
-	}
-	data = binary.AppendUvarint(data, uint64(n))
-	data = append(data, body...)
-	return &raftpb.Snapshot{
-		Data:     data,
-		Metadata: &raftpb.SnapshotMetadata{Index: new(applied), Term: new(term), ConfState: cs},
-	}, nil
 }
 
 // The apply state is written with the entries it covers: the applied

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/redoubt-io/redoubt/internal/meta"
 	"go.etcd.io/raft/v3"
@@ -33,6 +34,13 @@ type Host struct {
 	cfg Config
 	log *slog.Logger
 	db  *pebble.DB
+	fs  vfs.FS
+	// tables writes the sstables of streamed snapshots, as Pebble writes
+	// its own.
+	tables sstable.WriterOptions
+
+	// streams holds the snapshots being streamed, both ways.
+	streams snapStreams
 
 	mu struct {
 		sync.Mutex
@@ -78,6 +86,7 @@ type Host struct {
 
 	stats struct {
 		cycles, syncs, writes, groupErrors, deleted, refused atomic.Uint64
+		snapSent, snapBytesSent, snapFailed, snapReceived    atomic.Uint64
 		quarantined                                          atomic.Int64
 	}
 	// refusedLogged is when a refused message was last logged (unix ns).
@@ -90,6 +99,9 @@ type Host struct {
 	// sync.
 	faults     func(op string, p meta.Partition) error
 	beforeSync func()
+	// goStream runs a snapshot's stream; nil runs it on a goroutine of
+	// its own.
+	goStream func(func())
 }
 
 // result is the outcome of a proposal, given to its waiting proposer.
@@ -142,6 +154,7 @@ func New(cfg Config) (*Host, error) {
 		cfg:   cfg,
 		log:   log,
 		db:    db,
+		fs:    fs,
 		dirty: make(map[*group]struct{}),
 		wake:  make(chan struct{}, 1),
 		props: make(map[uint64]chan result),
@@ -149,13 +162,21 @@ func New(cfg Config) (*Host, error) {
 		done:  make(chan struct{}),
 		hints: make(map[meta.Partition]uint64),
 	}
+	wopts := opts.Clone()
+	wopts.EnsureDefaults()
+	h.tables = wopts.MakeWriterOptions(0, db.TableFormat())
 	h.mu.groups = make(map[meta.Partition]*group)
 	h.mu.members = make(map[meta.Partition][]uint64)
 	h.mu.tombs = make(map[meta.Partition]uint64)
 	// Proposal IDs must not repeat across restarts, or a result meant for
 	// a proposal of an earlier run could reach a new caller.
 	h.nextID.Store(uint64(time.Now().UnixNano()))
+	if err := h.initStreams(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	if err := h.open(); err != nil {
+		h.stopStreams()
 		_ = db.Close()
 		return nil, err
 	}
@@ -242,6 +263,7 @@ func (h *Host) Close() error {
 		return ErrClosed
 	}
 	h.closed = true
+	h.stopStreams()
 	return h.db.Close()
 }
 
@@ -464,6 +486,10 @@ func (h *Host) stepLocked(g *group, msg *raftpb.Message) (err error) {
 			h.poke()
 		}
 	}()
+	if msg.GetType() == raftpb.MsgSnap && !h.admitSnapshot(g.p, msg) {
+		h.log.Debug("snapshot message before its stream was staged: dropped", "group", g.name)
+		return nil
+	}
 	return g.rn.Step(msg)
 }
 
@@ -573,6 +599,7 @@ func (h *Host) tick() {
 
 // tickAll ticks every group.
 func (h *Host) tickAll() {
+	h.ageStreams()
 	h.mu.Lock()
 	list := h.mu.list
 	h.mu.Unlock()
@@ -610,6 +637,11 @@ type Stats struct {
 	// Refused counts messages not sent because they were larger than
 	// Config.MaxBatch (see send).
 	Refused uint64
+	// SnapshotsSent counts the snapshots streamed to followers whole, and
+	// SnapshotBytesSent their bytes; SnapshotsFailed the streams that
+	// failed (each logged at warn). SnapshotsInstalled counts those this
+	// host received and installed.
+	SnapshotsSent, SnapshotBytesSent, SnapshotsFailed, SnapshotsInstalled uint64
 }
 
 func (h *Host) Stats() Stats {
@@ -617,6 +649,8 @@ func (h *Host) Stats() Stats {
 		Cycles: h.stats.cycles.Load(), Syncs: h.stats.syncs.Load(), Writes: h.stats.writes.Load(),
 		GroupErrors: h.stats.groupErrors.Load(), Quarantined: int(h.stats.quarantined.Load()),
 		Deleted: h.stats.deleted.Load(), Refused: h.stats.refused.Load(),
+		SnapshotsSent: h.stats.snapSent.Load(), SnapshotBytesSent: h.stats.snapBytesSent.Load(),
+		SnapshotsFailed: h.stats.snapFailed.Load(), SnapshotsInstalled: h.stats.snapReceived.Load(),
 	}
 }
 

@@ -184,6 +184,9 @@ func (e *interactionEnv) start(n *envNode) {
 	if err != nil {
 		e.t.Fatalf("node %d: %v", n.id, err)
 	}
+	// Snapshots stream in the cycle that sends them, so that a script
+	// runs the same every time.
+	h.goStream = func(fn func()) { fn() }
 	n.h, n.down = h, false
 }
 
@@ -687,6 +690,13 @@ func describeReplica(h *Host, p meta.Partition) (string, error) {
 	if len(items) > 0 {
 		fmt.Fprintf(&b, "\n  items %s", strings.Join(items, " "))
 	}
+	h.streams.mu.Lock()
+	for _, in := range h.streams.in {
+		if in.p == p && in.done {
+			fmt.Fprintf(&b, "\n  staged: a snapshot of %d items from node %d", in.items, in.node)
+		}
+	}
+	h.streams.mu.Unlock()
 	return b.String(), nil
 }
 

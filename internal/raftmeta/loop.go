@@ -24,6 +24,9 @@ type work struct {
 
 	// snapSet is the replica set of rd's snapshot.
 	snapSet *replicaSet
+	// installed: rd's snapshot was streamed, and is installed
+	// (installStream); persist writes only what follows it.
+	installed bool
 
 	// What applying rd computed, handed to the group and raft once the
 	// apply batch is committed.
@@ -90,6 +93,8 @@ func (h *Host) cycle() error {
 	h.stats.cycles.Add(1)
 
 	// 1. Write hard states, entries and snapshots, not yet synced.
+	// Streamed snapshots are installed first, each on its own.
+	h.installStreams(ws)
 	b, mustSync := h.persistAll(ws)
 	h.send(ws, true)
 	if !b.Empty() {
@@ -310,7 +315,9 @@ func (h *Host) persist(b *pebble.Batch, w *work) (bool, error) {
 		g.lead.Store(lead)
 		g.leader.Store(rd.SoftState.RaftState == raft.StateLeader)
 	}
-	if snap := rd.Snapshot; !raft.IsEmptySnap(snap) {
+	if snap := rd.Snapshot; !raft.IsEmptySnap(snap) && w.installed {
+		sync = true
+	} else if !raft.IsEmptySnap(snap) {
 		md := snap.GetMetadata()
 		// Read whole before anything is written: a snapshot that does not
 		// decode leaves the batch as it was.
@@ -407,12 +414,10 @@ func early(m *raftpb.Message) bool {
 }
 
 // send delivers the messages of all groups, one batch per peer: those
-// that may go before the sync (early), or the others. A snapshot goes in
-// a batch of its own, so that one too large to carry costs only itself,
-// not every group's heartbeats to that peer; a batch larger than
-// Config.MaxBatch is split, and a single message larger than that is not
-// sent but counted and logged (refuse), a snapshot among them reported
-// failed to raft (TestSnapshotTooLargeIsRefusedAlone).
+// that may go before the sync (early), or the others. A snapshot's items
+// are streamed first (startStream), and its message follows in a batch
+// of its own. A batch larger than Config.MaxBatch is split, and a single
+// message larger than that is not sent but counted and logged (refuse).
 func (h *Host) send(ws []work, beforeSync bool) {
 	per := make(map[uint64][]groupMsg)
 	type snapTo struct {
@@ -451,18 +456,8 @@ func (h *Host) send(ws []work, beforeSync bool) {
 	for _, to := range slices.Sorted(maps.Keys(per)) {
 		h.sendBatch(to, per[to])
 	}
-	// The network gives no receipt for a snapshot; say it arrived, so the
-	// leader probes the follower again instead of waiting forever. If it
-	// was lost, the probe is refused and another snapshot follows. One
-	// that was not sent at all is reported failed.
 	for _, s := range snaps {
-		status := raft.SnapshotFinish
-		if !h.sendBatch(s.node, []groupMsg{s.msg}) {
-			status = raft.SnapshotFailure
-		}
-		s.g.mu.Lock()
-		s.g.rn.ReportSnapshot(s.to, status)
-		s.g.mu.Unlock()
+		h.startStream(s.g, s.to, s.node, s.msg)
 	}
 }
 

@@ -1,21 +1,25 @@
 package raftmeta
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redoubt-io/redoubt/internal/meta"
 )
 
-// A snapshot larger than the Sender carries is not sent, and it is
-// counted (Stats.Refused): the follower that needs it stays behind in
-// that group, visibly. It goes in a batch of its own, so the node's other
-// groups keep their heartbeats and appends and the follower catches up
-// in them.
-func TestSnapshotTooLargeIsRefusedAlone(t *testing.T) {
+// A snapshot larger than the Sender carries is streamed in chunks
+// outside the message path, and the follower that needed it catches up:
+// it holds every key, nothing was refused, and the leader counts the
+// snapshot sent. Group 1 meanwhile goes on with the returning node in it.
+func TestSnapshotLargerThanABatchIsStreamed(t *testing.T) {
 	c := newCluster(t, 3, []meta.Partition{0, 1}, func(cfg *Config) {
 		fastConfig(cfg)
 		cfg.SnapshotEntries = 8
@@ -31,11 +35,13 @@ func TestSnapshotTooLargeIsRefusedAlone(t *testing.T) {
 	// compacted on every live node, so the returning node needs a
 	// snapshot of it.
 	big := strings.Repeat("x", 1000)
+	var want []string
 	for i := range 100 {
 		k := fmt.Sprintf("big%04d", i)
 		if _, err := c.host(c.leader(0)).Commit(context.Background(), 0, meta.Txn{Puts: []meta.KV{{Key: []byte(k), Value: []byte(big)}}}); err != nil {
 			t.Fatal(err)
 		}
+		want = append(want, k)
 	}
 	eventually(t, 10*time.Second, "logs compacted", func() error {
 		for _, id := range c.ids {
@@ -49,17 +55,6 @@ func TestSnapshotTooLargeIsRefusedAlone(t *testing.T) {
 		return nil
 	})
 	c.start(down)
-	eventually(t, 10*time.Second, "the snapshot refused", func() error {
-		var n uint64
-		for _, id := range c.ids {
-			n += c.host(id).Stats().Refused
-		}
-		if n == 0 {
-			return fmt.Errorf("no message refused")
-		}
-		return nil
-	})
-	// Group 1 goes on with the returning node in it.
 	acked := commitKeys(t, c.host(c.leader(1)), 1, "small", 5)
 	got := c.converged(1)
 	for _, k := range acked {
@@ -67,7 +62,155 @@ func TestSnapshotTooLargeIsRefusedAlone(t *testing.T) {
 			t.Fatalf("group 1 lacks %s", k)
 		}
 	}
-	if d, _ := dump(c.host(down), 0); len(d) >= 100 {
-		t.Fatalf("the returning node holds %d keys of group 0: the refused snapshot arrived", len(d))
+	eventually(t, 20*time.Second, "the returning node caught up", func() error {
+		d, err := dump(c.host(down), 0)
+		if err != nil {
+			return err
+		}
+		for _, k := range want {
+			if !strings.HasPrefix(d[k], big+"@") {
+				return fmt.Errorf("node %d lacks %s", down, k)
+			}
+		}
+		return nil
+	})
+	var sent, installed, refused uint64
+	for _, id := range c.ids {
+		st := c.host(id).Stats()
+		sent += st.SnapshotsSent
+		installed += st.SnapshotsInstalled
+		refused += st.Refused
+	}
+	if sent == 0 || installed == 0 || refused != 0 {
+		t.Fatalf("snapshots sent %d, installed %d, messages refused %d; want sent and installed, none refused", sent, installed, refused)
+	}
+}
+
+// TestGigabyteSnapshot: a follower that missed a gibibyte of a group's
+// items, written while it was down and then compacted out of the log,
+// catches up by one streamed snapshot. It then holds every item, and
+// the hosts' heap stays far below the snapshot's size throughout: no
+// one holds the snapshot in memory, which a single message would.
+func TestGigabyteSnapshot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 1 GiB through Raft on two nodes, then streams it to a third")
+	}
+	const (
+		valueSize = 120 << 10
+		perTxn    = 8
+		total     = 1<<30 + 64<<20 // a little over 1 GiB of values
+	)
+	c := newCluster(t, 3, []meta.Partition{0}, func(cfg *Config) {
+		fastConfig(cfg)
+		cfg.ProposalTimeout = 20 * time.Second
+		cfg.SnapshotEntries = 64
+		cfg.MaxBatch = 64 << 20 // the transport's limit
+	})
+	l := c.leader(0)
+	down := l%3 + 1
+	c.stop(down)
+
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	value := func(i int) []byte {
+		b := make([]byte, valueSize)
+		_, _ = rand.NewChaCha8([32]byte{byte(i), byte(i >> 8), byte(i >> 16), byte(seed)}).Read(b)
+		return b
+	}
+	n := total / valueSize
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for w := range 4 {
+		wg.Go(func() {
+			for first := w * perTxn; first < n; first += 4 * perTxn {
+				var txn meta.Txn
+				for i := first; i < min(first+perTxn, n); i++ {
+					txn.Puts = append(txn.Puts, meta.KV{Key: fmt.Appendf(nil, "item%06d", i), Value: value(i)})
+				}
+				if _, err := c.host(c.leader(0, l, l%3+1, (l+1)%3+1)).Commit(context.Background(), 0, txn); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	t.Logf("%d items of %d KiB written in %v", n, valueSize>>10, time.Since(start).Round(time.Millisecond))
+	eventually(t, 60*time.Second, "logs compacted", func() error {
+		for _, id := range c.ids {
+			if id == down {
+				continue
+			}
+			if s := c.host(id).Groups()[0].LogStart; s < 100 {
+				return fmt.Errorf("node %d's log of group 0 starts at %d", id, s)
+			}
+		}
+		return nil
+	})
+
+	// The heap, sampled while the follower catches up.
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			if ms.HeapAlloc > peak.Load() {
+				peak.Store(ms.HeapAlloc)
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	start = time.Now()
+	c.start(down)
+	eventually(t, 5*time.Minute, "the follower installed the snapshot", func() error {
+		if st := c.host(down).Stats(); st.SnapshotsInstalled == 0 {
+			return fmt.Errorf("no snapshot installed")
+		}
+		return nil
+	})
+	took := time.Since(start)
+	close(stop)
+	<-sampled
+	var sent uint64
+	for _, id := range c.ids {
+		sent += c.host(id).Stats().SnapshotBytesSent
+	}
+	t.Logf("snapshot of %d MiB sent and installed in %v; heap peak %d MiB", sent>>20, took.Round(time.Millisecond), peak.Load()>>20)
+	if sent < 1<<30 {
+		t.Fatalf("the snapshot sent was %d bytes, want at least 1 GiB", sent)
+	}
+	if peak.Load() > 512<<20 {
+		t.Errorf("heap peaked at %d MiB while a 1 GiB snapshot was sent: something holds it in memory", peak.Load()>>20)
+	}
+	// Every item, byte for byte.
+	got := 0
+	err := c.host(down).scanLocal(0, nil, nil, func(k []byte, it meta.Item) bool {
+		var i int
+		if _, err := fmt.Sscanf(string(k), "item%06d", &i); err != nil || !bytes.Equal(it.Value, value(i)) {
+			t.Errorf("item %s differs from what was written", k)
+			return false
+		}
+		got++
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != n {
+		t.Fatalf("the follower holds %d items, want %d", got, n)
 	}
 }

@@ -327,6 +327,10 @@ func (h *Host) HandleForward(ctx context.Context, req []byte) ([]byte, error) {
 		rr := h.serveRanges(ctx, &q)
 		return encodeRangesResponse(&rr), nil
 	}
+	if q.op == opChunk {
+		resp := h.receiveChunk(q.p, &q.chunk)
+		return encodeResponse(&resp), nil
+	}
 	var resp response
 	g := h.group(q.p)
 	switch {
