@@ -160,6 +160,39 @@ func checkGarbage(ctx context.Context, s *Sim, nodes []*node) error {
 	return <-done
 }
 
+// checkCounts requires the partitions' object counters, which every
+// transaction that adds or removes a version keeps (objects.Stats), to
+// agree with a count of the version records themselves, after every
+// fault the run injected: crashes, lost and repeated messages, commits
+// whose answers were lost and were retried.
+func checkCounts(ctx context.Context, s *Sim, nodes []*node) error {
+	ctx = withActor(ctx, "count-check")
+	done := make(chan error, 1)
+	s.spawn(func() {
+		obj := nodes[0].current().obj
+		n, b, err := obj.Stats(ctx)
+		if err != nil {
+			done <- fmt.Errorf("Stats: %w", err)
+			return
+		}
+		wn, wb, err := obj.CountByScan(ctx)
+		if err != nil {
+			done <- fmt.Errorf("counting versions: %w", err)
+			return
+		}
+		if n != wn || b != wb {
+			done <- fmt.Errorf("the counters say %d objects, %d bytes; the version records hold %d objects, %d bytes", n, b, wn, wb)
+			return
+		}
+		done <- nil
+	})
+	s.run(time.Now().Add(5*time.Minute), func() bool { return len(done) > 0 })
+	if len(done) == 0 {
+		return fmt.Errorf("counting did not finish in 5 simulated minutes")
+	}
+	return <-done
+}
+
 // collectAll is collect with no grace: everything collectable goes.
 func (inc *incarnation) collectAll(ctx context.Context) (objects.GCStats, error) {
 	drives := make([]objects.GCDrive, len(inc.drives))

@@ -227,6 +227,10 @@ func Run(cfg Config) (res Result) {
 	}
 	if err := checkGarbage(ctx, s, nodes); err != nil {
 		fail(err)
+		return res
+	}
+	if err := checkCounts(ctx, s, nodes); err != nil {
+		fail(err)
 	}
 	return res
 }

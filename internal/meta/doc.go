@@ -17,7 +17,10 @@
 //     exactly Cond.Rev, or absent for Rev 0) all Deletes, then all Puts, are
 //     applied at one new revision; otherwise it returns ErrConflict and
 //     changes nothing. A key both deleted and put ends up put; of two puts of
-//     one key the later wins. Commit returns only when the Txn is durable.
+//     one key the later wins. Then the Adds add to their counters, on top
+//     of the Txn's own puts; Adds need no condition, and concurrent ones
+//     all count (metatest AddsCommute). Commit returns only when the Txn
+//     is durable.
 //  4. Revisions increase with every commit to a partition and are never
 //     reused, so (key, revision) names one exact value. They need not be
 //     consecutive, and need not be comparable across partitions.

@@ -185,5 +185,10 @@ func TxnKeys(txn *Txn) func(yield func([]byte) bool) {
 				return
 			}
 		}
+		for _, a := range txn.Adds {
+			if !yield(a.Key) {
+				return
+			}
+		}
 	}
 }

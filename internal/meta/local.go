@@ -421,6 +421,12 @@ func (l *Local) Commit(ctx context.Context, p Partition, txn Txn) (uint64, error
 	if err := l.checkConds(p, txn.Conds); err != nil {
 		return 0, err
 	}
+	// Every earlier commit to p is applied on every replica (see below):
+	// any replica has the counters' current values.
+	txn, err = ResolveAdds(txn, func(key []byte) ([]byte, error) { return l.currentValue(p, key) })
+	if err != nil {
+		return 0, err
+	}
 
 	// The write is visible on a replica once it applies it: HotKeys
 	// must know of it from before then until every replica has.
@@ -530,6 +536,30 @@ retry:
 			}
 		}
 		return nil
+	}
+}
+
+// currentValue reads key's value in p from a readable replica; nil is
+// absent.
+func (l *Local) currentValue(p Partition, key []byte) ([]byte, error) {
+	k := appendDataKey(nil, p, key)
+	for {
+		r := l.readReplica()
+		if r == nil {
+			return nil, l.unavailable("commit")
+		}
+		var val []byte
+		var derr error
+		_, err := getRaw(r, k, func(v []byte) {
+			var rest []byte
+			_, rest, derr = decodeItem(v)
+			val = bytes.Clone(rest)
+		})
+		if err != nil {
+			readFail(r, err)
+			continue
+		}
+		return val, derr
 	}
 }
 

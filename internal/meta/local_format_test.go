@@ -2,6 +2,7 @@ package meta
 
 import (
 	"bytes"
+	"fmt"
 	"errors"
 	"testing"
 )
@@ -52,6 +53,21 @@ func FuzzDecodeLogEntry(f *testing.F) {
 			if !bytes.Equal(keys[i], keys2[i]) {
 				t.Fatalf("key %d re-decoded %q, want %q", i, keys2[i], keys[i])
 			}
+		}
+	})
+}
+
+func FuzzDecodeCounters(f *testing.F) {
+	f.Add(EncodeCounters([]int64{1, -2, 1 << 40}))
+	f.Add([]byte{countersVersion, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := DecodeCounters(b)
+		if err != nil {
+			return
+		}
+		again, err := DecodeCounters(EncodeCounters(c))
+		if err != nil || fmt.Sprint(again) != fmt.Sprint(c) {
+			t.Fatalf("counters %v of %x do not survive re-encoding: %v %v", c, b, again, err)
 		}
 	})
 }

@@ -106,6 +106,15 @@ func (m *Mem) Commit(ctx context.Context, p Partition, txn Txn) (uint64, error) 
 			return 0, ErrConflict
 		}
 	}
+	txn, err := ResolveAdds(txn, func(k []byte) ([]byte, error) {
+		if it, ok := mp.vals[string(k)]; ok {
+			return it.Value, nil
+		}
+		return nil, nil
+	})
+	if err != nil {
+		return 0, err
+	}
 	mp.rev++
 	for _, k := range txn.Deletes {
 		if _, ok := mp.vals[string(k)]; ok {

@@ -34,12 +34,26 @@ type Cond struct {
 }
 
 // Txn is an atomic, conditional write to one partition: when every Cond
-// holds, all Puts and Deletes are applied together; otherwise nothing is.
-// Txns are deterministic so that a Raft group can replicate them as-is.
+// holds, all Deletes, Puts and Adds are applied together, in that order;
+// otherwise nothing is. Txns are deterministic so that a Raft group can
+// replicate them as-is.
 type Txn struct {
 	Conds   []Cond
 	Puts    []KV
 	Deletes [][]byte
+	Adds    []Add
+}
+
+// Add adds Delta, element by element, to the counters stored at Key: a
+// vector of signed integers (DecodeCounters), all zeros while the key is
+// absent. Adds commute, so transactions that only add to a counter need
+// no condition on it and never conflict over it; a partition keeps its
+// object count and bytes this way, in the transactions that change them.
+// A counter value that does not decode fails the commit with ErrCorrupt
+// and changes nothing.
+type Add struct {
+	Key   []byte
+	Delta []int64
 }
 
 // KV is one key and value of a Txn.

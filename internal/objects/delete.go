@@ -127,6 +127,7 @@ func (s *Service) deleteVersion(ctx context.Context, ob *opBucket, key, vid, ifM
 			Deletes: [][]byte{vk},
 		}
 		unref(&txn, v.refs()...)
+		countVersion(&txn, id, &v, -1)
 		nh := h
 		headGone := false
 		if v.Null || (h.HasNull && h.NullTS == ts) {

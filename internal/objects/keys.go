@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"github.com/redoubt-io/redoubt/internal/hlc"
+	"github.com/redoubt-io/redoubt/internal/meta"
 )
 
 // Metadata keys. Records of one object key live in the partition its
@@ -26,6 +27,10 @@ const (
 	tagUpload  = 'u'
 	tagPart    = 'p'
 	tagFence   = 'f'
+	// tagCount: a bucket's object count and bytes in one partition,
+	// meta.Add counters kept by the transactions that add and remove
+	// versions (countVersion).
+	tagCount = 'c'
 )
 
 type bucketID [8]byte
@@ -33,6 +38,18 @@ type bucketID [8]byte
 const keyHdr = 1 + len(bucketID{})
 
 func bucketKey(name string) []byte { return append([]byte{tagBucket}, name...) }
+
+func countKey(id bucketID) []byte { return tagPrefix(tagCount, id) }
+
+// countVersion adds to txn the change of bucket id's counters in the
+// txn's partition that adding (sign 1) or removing (sign -1) version v
+// makes: one object and its bytes, unless v is a delete marker.
+func countVersion(txn *meta.Txn, id bucketID, v *versionRec, sign int64) {
+	if v.DeleteMarker {
+		return
+	}
+	txn.Adds = append(txn.Adds, meta.Add{Key: countKey(id), Delta: []int64{sign, sign * v.Size}})
+}
 
 func tagPrefix(tag byte, id bucketID) []byte {
 	b := make([]byte, 0, 64)

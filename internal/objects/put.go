@@ -438,6 +438,7 @@ func (s *Service) commitVersion(ctx context.Context, ob *opBucket, key string, i
 			nh := rec.head()
 			nh.HasNull, nh.NullTS = h.HasNull, h.NullTS
 			txn.Puts = append(txn.Puts, meta.KV{Key: versionKey(id, key, rec.TS), Value: rec.encode()})
+			countVersion(&txn, id, &rec, 1)
 			if rec.Null {
 				if h.HasNull {
 					if err := s.replaceNull(ctx, p, id, key, h.NullTS, at, &txn, &c); err != nil {
@@ -489,6 +490,7 @@ func (s *Service) replaceNull(ctx context.Context, p meta.Partition, id bucketID
 		txn.Conds = append(txn.Conds, meta.Cond{Key: vk, Rev: vrev})
 		c.replaced = old.refs()
 		unref(txn, c.replaced...)
+		countVersion(txn, id, &old, -1)
 	}
 	txn.Deletes = append(txn.Deletes, vk)
 	return nil
@@ -556,6 +558,7 @@ func (s *Service) placeBelow(ctx context.Context, p meta.Partition, id bucketID,
 	txn.Puts = append(txn.Puts,
 		meta.KV{Key: versionKey(id, key, ts), Value: rec.encode()},
 		meta.KV{Key: headKey(id, key), Value: nh.encode()})
+	countVersion(txn, id, rec, 1)
 	return true, nil
 }
 

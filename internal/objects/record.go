@@ -182,7 +182,11 @@ type bucketRec struct {
 	Versioning Versioning
 	Epoch      uint64
 	Fenced     bool
-	Pending    bucketChange
+	// Counted: the bucket's partitions count its objects and bytes
+	// (countKey) since it was created; a bucket from before counters is
+	// counted by scanning its versions.
+	Counted bool
+	Pending bucketChange
 }
 
 // bucketChange is a configuration change under way.
@@ -210,6 +214,9 @@ func (r *bucketRec) encode() []byte {
 	if r.Fenced {
 		f |= 1
 	}
+	if r.Counted {
+		f |= 2
+	}
 	e.u(f)
 	e.u(uint64(r.Pending.Kind))
 	e.u(uint64(r.Pending.Versioning))
@@ -226,10 +233,10 @@ func decodeBucket(b []byte) (bucketRec, error) {
 	if d.err == nil && len(d.b) > 0 { // absent in records written before fences
 		r.Epoch = d.u()
 		f := d.u()
-		if f > 1 {
+		if f > 3 {
 			d.fail()
 		}
-		r.Fenced = f&1 != 0
+		r.Fenced, r.Counted = f&1 != 0, f&2 != 0
 		k := d.u()
 		if k > uint64(changeDelete) {
 			d.fail()

@@ -123,7 +123,7 @@ func (s *Service) CreateBucket(ctx context.Context, name string) error {
 	} else if !errors.Is(err, ErrNoSuchBucket) {
 		return err
 	}
-	r := bucketRec{Created: s.cfg.Now().UnixMilli(), Fenced: true}
+	r := bucketRec{Created: s.cfg.Now().UnixMilli(), Fenced: true, Counted: true}
 	if _, err := io.ReadFull(s.cfg.Rand, r.ID[:]); err != nil {
 		return fmt.Errorf("objects: bucket id: %w", err)
 	}

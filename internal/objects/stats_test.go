@@ -3,8 +3,11 @@ package objects
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redoubt-io/redoubt/internal/blocks"
 	"github.com/redoubt-io/redoubt/internal/meta"
@@ -124,4 +127,108 @@ func TestUnavailableMetadata(t *testing.T) {
 	if _, _, err := s.Stats(ctx); !errors.Is(err, meta.ErrUnavailable) {
 		t.Errorf("stats: %v", err)
 	}
+}
+
+// countingMeta counts the items the scans through it visit, by tag.
+type countingMeta struct {
+	meta.Store
+	visited map[byte]int
+}
+
+func (c *countingMeta) Scan(ctx context.Context, p meta.Partition, s, e []byte, fn func([]byte, meta.Item) bool) error {
+	return c.Store.Scan(ctx, p, s, e, func(k []byte, it meta.Item) bool {
+		if len(k) > 0 {
+			c.visited[k[0]]++
+		}
+		return fn(k, it)
+	})
+}
+
+// TestStatsReadsCounters: after a random mix of PUTs (inline and
+// stored, overwriting null versions), copies, multipart uploads,
+// deletes, deletes of versions and versioning changes, Stats equals a
+// count of every version record, and it read only the partitions'
+// counters to get it: its cost does not grow with the objects stored.
+func TestStatsReadsCounters(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	e := newEnv(t)
+	buckets := []string{"cnt-a", "cnt-b", "cnt-c"}
+	for _, b := range buckets {
+		e.bucket(b, Unversioned)
+	}
+	versions := map[string][]string{} // bucket/key -> version IDs seen
+	for i := range 400 {
+		b := buckets[rng.IntN(len(buckets))]
+		key := fmt.Sprintf("k%d", rng.IntN(12))
+		switch op := rng.IntN(10); {
+		case op < 4:
+			body := big(rng.IntN(120), byte(i))
+			oi := e.put(b, key, body)
+			versions[b+"/"+key] = append(versions[b+"/"+key], oi.VersionID)
+		case op == 4:
+			src := buckets[rng.IntN(len(buckets))]
+			if oi, err := e.s.CopyObject(e.ctx, CopySource{Bucket: src, Key: key}, b, key+"c", PutOptions{}); err == nil {
+				versions[b+"/"+key+"c"] = append(versions[b+"/"+key+"c"], oi.VersionID)
+			}
+		case op == 5:
+			id, err := e.s.CreateMultipartUpload(e.ctx, b, key, PutOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pi := e.part(b, key, id, 1, big(20+rng.IntN(80), byte(i)))
+			oi, err := e.s.CompleteMultipartUpload(e.ctx, b, key, id, []CompletePart{{Number: 1, ETag: pi.ETag}}, CompleteOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			versions[b+"/"+key] = append(versions[b+"/"+key], oi.VersionID)
+		case op == 6:
+			_, _ = e.s.DeleteObject(e.ctx, b, key, DeleteOptions{})
+		case op == 7:
+			if vs := versions[b+"/"+key]; len(vs) > 0 {
+				_, _ = e.s.DeleteObject(e.ctx, b, key, DeleteOptions{VersionID: vs[rng.IntN(len(vs))]})
+			}
+		case op == 8:
+			v := []Versioning{Enabled, Suspended}[rng.IntN(2)]
+			if err := e.s.SetVersioning(e.ctx, b, v); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			if vs := versions[b+"/"+key]; len(vs) > 0 && rng.IntN(2) == 0 {
+				_, _ = e.s.DeleteObject(e.ctx, b, key, DeleteOptions{VersionID: "null"})
+			}
+		}
+	}
+	// What a scan of every version record counts.
+	var want, wantBytes int64
+	for p := 0; p < e.s.cfg.Partitions; p++ {
+		err := e.md.Scan(e.ctx, meta.Partition(p), []byte{tagVersion}, []byte{tagVersion + 1}, func(k []byte, it meta.Item) bool {
+			v, err := versionItem(k, it)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !v.DeleteMarker {
+				want++
+				wantBytes += v.Size
+			}
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	cm := &countingMeta{Store: e.md, visited: map[byte]int{}}
+	s, err := New(e.s.cfg, cm, e.data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, b, err := s.Stats(e.ctx)
+	if err != nil || n != want || b != wantBytes {
+		t.Fatalf("Stats %d objects, %d bytes (%v); the version records hold %d objects, %d bytes", n, b, err, want, wantBytes)
+	}
+	if cm.visited[tagVersion] != 0 || cm.visited[tagHead] != 0 {
+		t.Fatalf("Stats visited %d version and %d head records; it should read counters only", cm.visited[tagVersion], cm.visited[tagHead])
+	}
+	t.Logf("%d objects, %d bytes, from %d counter records", n, b, cm.visited[tagCount])
 }

@@ -76,6 +76,17 @@ func (r *reader) uvarint(what string) uint64 {
 	return v
 }
 
+// varint reads a zig-zag varint, refusing padded ones as uvarint does.
+func (r *reader) varint(what string) int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 || (n > 1 && r.b[n-1] == 0) {
+		r.fail(what)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
 // bytes returns a length-prefixed byte string, copied so that the result
 // does not alias the input.
 func (r *reader) bytes(what string) []byte {
@@ -142,6 +153,18 @@ func appendTxn(b []byte, txn *meta.Txn) []byte {
 	for _, k := range txn.Deletes {
 		b = appendBytes(b, k)
 	}
+	// The adds follow only when there are some, so that a transaction
+	// without them is encoded as before they existed.
+	if len(txn.Adds) > 0 {
+		b = binary.AppendUvarint(b, uint64(len(txn.Adds)))
+		for _, a := range txn.Adds {
+			b = appendBytes(b, a.Key)
+			b = binary.AppendUvarint(b, uint64(len(a.Delta)))
+			for _, d := range a.Delta {
+				b = binary.AppendVarint(b, d)
+			}
+		}
+	}
 	return b
 }
 
@@ -163,6 +186,25 @@ func (r *reader) txn() meta.Txn {
 		txn.Deletes = make([][]byte, n)
 		for i := range txn.Deletes {
 			txn.Deletes[i] = r.bytes("delete key")
+		}
+	}
+	// A transaction is the last field of what holds it: bytes after its
+	// deletes are its adds, at least one.
+	if r.err == nil && len(r.b) > 0 {
+		n := r.count("adds", 2)
+		if r.err == nil && n == 0 {
+			r.fail("empty adds")
+		}
+		for range n {
+			a := meta.Add{Key: r.bytes("add key")}
+			m := r.count("deltas", 1)
+			for range m {
+				a.Delta = append(a.Delta, r.varint("delta"))
+			}
+			if r.err != nil {
+				break
+			}
+			txn.Adds = append(txn.Adds, a)
 		}
 	}
 	return txn
@@ -196,6 +238,9 @@ func txnSize(txn *meta.Txn) int {
 	}
 	for _, k := range txn.Deletes {
 		n += len(k) + 10
+	}
+	for _, a := range txn.Adds {
+		n += len(a.Key) + 10*len(a.Delta) + 10
 	}
 	return n
 }
@@ -633,6 +678,9 @@ const (
 	// send it again, to the same node or another.
 	stRetry
 	stError
+	// stCorrupt: a counter the commit adds to holds no counter
+	// (meta.ErrCorrupt); nothing was applied.
+	stCorrupt
 )
 
 type response struct {
@@ -671,7 +719,7 @@ func decodeResponse(b []byte) (response, error) {
 	r := reader{b: b}
 	r.version()
 	s := response{status: status(r.byte1("status"))}
-	if r.err == nil && s.status > stError {
+	if r.err == nil && s.status > stCorrupt {
 		r.fail("status")
 	}
 	s.msg = string(r.bytes("message"))

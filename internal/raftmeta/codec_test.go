@@ -15,6 +15,7 @@ func sampleTxn() meta.Txn {
 		Conds:   []meta.Cond{{Key: []byte("a"), Rev: 7}, {Key: []byte{}, Rev: 0}},
 		Puts:    []meta.KV{{Key: []byte("a"), Value: []byte("1")}, {Key: []byte("b"), Value: nil}},
 		Deletes: [][]byte{[]byte("c")},
+		Adds:    []meta.Add{{Key: []byte("n"), Delta: []int64{1, -4096}}, {Key: []byte("m")}},
 	}
 }
 

@@ -1,6 +1,7 @@
 package raftmeta
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -536,7 +537,7 @@ func (h *Host) apply(ab *pebble.Batch, w *work) error {
 				continue
 			}
 			rev, err := applyTxn(ab, g.p, e.GetIndex(), &prop.txn)
-			if err != nil && !errors.Is(err, meta.ErrConflict) {
+			if err != nil && !errors.Is(err, meta.ErrConflict) && !errors.Is(err, meta.ErrCorrupt) {
 				return fmt.Errorf("%w: %s: entry %d: %w", errGroup, g.name, e.GetIndex(), err)
 			}
 			if err == nil {
@@ -644,10 +645,28 @@ func applyTxn(ab *pebble.Batch, p meta.Partition, index uint64, txn *meta.Txn) (
 			return 0, meta.ErrConflict
 		}
 	}
-	for _, k := range txn.Deletes {
+	// Counters are added to here, as the entry applies: every replica
+	// reads the same values, so they stay identical. A counter that does
+	// not decode refuses the entry alike on every replica (ErrCorrupt).
+	resolved, err := meta.ResolveAdds(*txn, func(key []byte) ([]byte, error) {
+		v, closer, err := ab.Get(dataKey(p, key))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		defer closer.Close()
+		_, val, err := decodeItem(v)
+		return bytes.Clone(val), err
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range resolved.Deletes {
 		ab.Delete(dataKey(p, k), nil)
 	}
-	for _, kv := range txn.Puts {
+	for _, kv := range resolved.Puts {
 		ab.Set(dataKey(p, kv.Key), encodeItem(index, kv.Value), nil)
 	}
 	return index, nil

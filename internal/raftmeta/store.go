@@ -615,6 +615,8 @@ func errResponse(err error) response {
 		return response{status: stRetry, msg: err.Error()}
 	case errors.Is(err, meta.ErrUnavailable):
 		return response{status: stUnavailable, msg: err.Error()}
+	case errors.Is(err, meta.ErrCorrupt):
+		return response{status: stCorrupt, msg: err.Error()}
 	}
 	return response{status: stError, msg: err.Error()}
 }
@@ -630,6 +632,8 @@ func (s *response) err() error {
 		return meta.ErrConflict
 	case stUnavailable, stRetry:
 		return fmt.Errorf("raftmeta: %s: %w", s.msg, meta.ErrUnavailable)
+	case stCorrupt:
+		return fmt.Errorf("raftmeta: %s: %w", s.msg, meta.ErrCorrupt)
 	}
 	return fmt.Errorf("raftmeta: %s", s.msg)
 }

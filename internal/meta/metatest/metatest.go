@@ -357,6 +357,76 @@ func Run(t *testing.T, newStore func(t *testing.T) meta.Store) {
 		}
 	})
 
+	t.Run("AddsCommute", func(t *testing.T) {
+		// Adds to one counter need no condition and never conflict: every
+		// commit counts, whatever the interleaving; an Add follows the
+		// txn's own Put of the key; a conditional txn that fails adds
+		// nothing; a value that is no counter refuses the txn whole.
+		s := newStore(t)
+		const goroutines, per = 8, 25
+		key := []byte("count")
+		var wg sync.WaitGroup
+		for g := range goroutines {
+			wg.Go(func() {
+				for i := range per {
+					k := fmt.Appendf(nil, "obj-%d-%d", g, i)
+					_, err := s.Commit(ctx, 5, meta.Txn{Puts: []meta.KV{{Key: k, Value: []byte("v")}},
+						Adds: []meta.Add{{Key: key, Delta: []int64{1, int64(i)}}}})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		counters := func(k []byte) []int64 {
+			t.Helper()
+			it, err := s.Get(ctx, 5, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := meta.DecodeCounters(it.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		want := []int64{goroutines * per, goroutines * per * (per - 1) / 2}
+		if got := counters(key); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("counters %v, want %v", got, want)
+		}
+		// A failed condition adds nothing.
+		if _, err := s.Commit(ctx, 5, meta.Txn{Conds: []meta.Cond{{Key: []byte("absent"), Rev: 99}},
+			Adds: []meta.Add{{Key: key, Delta: []int64{1000}}}}); !errors.Is(err, meta.ErrConflict) {
+			t.Fatalf("conditional add: %v, want ErrConflict", err)
+		}
+		if got := counters(key); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("after a failed condition: counters %v, want %v", got, want)
+		}
+		// A Put and an Add of one key in one txn: the Add follows.
+		if _, err := s.Commit(ctx, 5, meta.Txn{Puts: []meta.KV{{Key: key, Value: meta.EncodeCounters([]int64{10})}},
+			Adds: []meta.Add{{Key: key, Delta: []int64{5, 1}}, {Key: key, Delta: []int64{1}}}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := counters(key); fmt.Sprint(got) != "[16 1]" {
+			t.Fatalf("put then adds: counters %v, want [16 1]", got)
+		}
+		// A value that is no counter refuses the txn, and nothing of it
+		// is applied.
+		if _, err := s.Commit(ctx, 5, meta.Txn{Puts: []meta.KV{{Key: []byte("plain"), Value: []byte("text")}}}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.Commit(ctx, 5, meta.Txn{Puts: []meta.KV{{Key: []byte("side"), Value: []byte("x")}},
+			Adds: []meta.Add{{Key: []byte("plain"), Delta: []int64{1}}}})
+		if !errors.Is(err, meta.ErrCorrupt) {
+			t.Fatalf("add to a non-counter: %v, want ErrCorrupt", err)
+		}
+		if _, err := s.Get(ctx, 5, []byte("side")); !errors.Is(err, meta.ErrNotFound) {
+			t.Fatalf("the refused txn's put is there: %v", err)
+		}
+	})
+
 	// A Hot read is of the same view as the others of its GetMany, and as
 	// fresh: two keys always written together read alike, and a write is
 	// seen by the reads after it (meta.HotKeys). A store without HotKeys
