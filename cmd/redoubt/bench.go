@@ -73,6 +73,7 @@ when no request succeeded.`,
 	f.StringVar(&size, "size", bench.FormatSize(cfg.ObjectSize), "object size, e.g. 4KiB, 1MiB, 64MiB, 1GiB (KB/MB/GB are powers of 1000)")
 	f.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "requests in flight")
 	f.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of the timed phase")
+	f.Int64Var(&cfg.Count, "count", 0, "end the timed phase after this many requests (failed ones included), or at --duration if that comes first; 0: no count")
 	f.StringVar(&op, "op", string(cfg.Op), "operation: put, get, list or mixed")
 	f.StringVar(&cfg.Bucket, "bucket", "", "bucket to use, created if missing (default: a fresh bucket, removed after)")
 	f.BoolVar(&cfg.Keep, "keep", false, "keep the objects (and a bucket bench created) after the run")

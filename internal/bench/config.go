@@ -92,6 +92,10 @@ type Config struct {
 	// Duration is the timed phase's length. Requests in flight when it
 	// ends complete and count; the reported elapsed time includes them.
 	Duration time.Duration
+	// Count, when positive, also ends the timed phase once that many
+	// requests were sent (failed ones included): a put run with Count N
+	// writes N objects unless some fail, as a load of a fixed size needs.
+	Count int64
 	// Objects is how many objects OpGet, OpList and OpMixed preload
 	// (untimed). Zero picks a default: 10000 for list; for get and mixed
 	// enough for 1 GiB, at least Concurrency and at most 1000.
@@ -198,6 +202,9 @@ func (c Config) Validate() error {
 	}
 	if c.Duration <= 0 {
 		return fmt.Errorf("%w: duration must be positive", ErrConfig)
+	}
+	if c.Count < 0 {
+		return fmt.Errorf("%w: count %d is negative", ErrConfig, c.Count)
 	}
 	if c.Objects < 0 || c.Objects > 10_000_000 {
 		return fmt.Errorf("%w: objects %d out of range 0..10000000", ErrConfig, c.Objects)

@@ -77,7 +77,9 @@ type runner struct {
 	// preloaded is the number of objects under prefix+"obj/".
 	preloaded int
 
-	stats   [numKinds]opStats
+	stats [numKinds]opStats
+	// issued counts the timed requests begun, against Config.Count.
+	issued  atomic.Int64
 	preload opStats
 	cleaned opStats
 
@@ -336,6 +338,9 @@ func (r *runner) worker(ctx context.Context, stop <-chan struct{}, w int, rng *r
 		case <-ctx.Done():
 			return
 		default:
+		}
+		if r.cfg.Count > 0 && r.issued.Add(1) > r.cfg.Count {
+			return
 		}
 		k := r.pick(rng)
 		t0 := time.Now()

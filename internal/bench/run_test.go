@@ -116,6 +116,27 @@ func TestRunPut(t *testing.T) {
 	}
 }
 
+// TestRunPutCount: with Count, a put run writes exactly that many
+// objects and stops, long before its duration.
+func TestRunPutCount(t *testing.T) {
+	f, srv := startFake(t)
+	cfg := testConfig(t, srv.URL)
+	cfg.Op = OpPut
+	cfg.Count = 137
+	cfg.Duration = time.Hour
+	cfg.Keep = true
+	res, err := Run(t.Context(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Total.Ops != 137 || f.puts.Load() != 137 {
+		t.Fatalf("%d puts reported, %d stored; want 137", res.Total.Ops, f.puts.Load())
+	}
+	if res.Elapsed > time.Minute {
+		t.Fatalf("the run took %v: it did not stop at its count", res.Elapsed)
+	}
+}
+
 func TestRunGetKeepsNamedBucket(t *testing.T) {
 	f, srv := startFake(t)
 	cfg := testConfig(t, srv.URL)

@@ -2,8 +2,8 @@ package meta
 
 import (
 	"bytes"
-	"fmt"
 	"errors"
+	"fmt"
 	"testing"
 )
 

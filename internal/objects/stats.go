@@ -143,7 +143,6 @@ func (s *Service) ForEachRef(ctx context.Context, fn func(blocks.Ref) error) err
 	return nil
 }
 
-
 // scanAll calls fn for each tag record of bucket id in every partition.
 func (s *Service) scanAll(ctx context.Context, tag byte, id bucketID, fn func(k []byte, it meta.Item) error) error {
 	pre := tagPrefix(tag, id)
