@@ -3,7 +3,9 @@ package raftmeta
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"runtime"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/redoubt-io/redoubt/internal/meta"
+	"go.etcd.io/raft/v3/raftpb"
 )
 
 // A snapshot larger than the Sender carries is streamed in chunks
@@ -212,5 +215,94 @@ func TestGigabyteSnapshot(t *testing.T) {
 	}
 	if got != n {
 		t.Fatalf("the follower holds %d items, want %d", got, n)
+	}
+}
+
+// A stream that stops moving (its leader died mid-way, or its snapshot
+// message never came) is dropped after snapStale, its staged file
+// deleted; one that moves is kept.
+func TestStaleStreamsAreDropped(t *testing.T) {
+	c := newCluster(t, 1, []meta.Partition{0}, fastConfig)
+	h := c.host(1)
+	items := binary.AppendUvarint(nil, 1)
+	items = appendBytes(items, []byte("k"))
+	items = binary.AppendUvarint(items, 3)
+	items = appendBytes(items, []byte("v"))
+	first := func(id uint64) {
+		t.Helper()
+		c := chunk{node: 77, id: id, seq: 0, crc: crc32.Checksum(items, castagnoli), items: items}
+		if resp := h.receiveChunk(9, &c); resp.status != stOK {
+			t.Fatalf("first chunk refused: %s", resp.msg)
+		}
+	}
+	first(1)
+	staged := func() []string {
+		names, err := h.fs.List(h.fs.PathJoin(h.cfg.Dir, stagingDir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return names
+	}
+	if len(staged()) != 1 {
+		t.Fatalf("staged files %v, want one", staged())
+	}
+	stale := int(snapStale / h.cfg.TickInterval)
+	for range stale - 1 {
+		h.ageStreams()
+	}
+	first(2) // a second stream begins late
+	h.ageStreams()
+	h.ageStreams()
+	h.streams.mu.Lock()
+	_, old := h.streams.in[streamKey{77, 1}]
+	_, young := h.streams.in[streamKey{77, 2}]
+	h.streams.mu.Unlock()
+	if old || !young {
+		t.Fatalf("after %d ticks: stale stream kept %v, young stream kept %v", stale+1, old, young)
+	}
+	if len(staged()) != 1 {
+		t.Fatalf("staged files %v, want the young stream's only", staged())
+	}
+}
+
+// A snapshot message is admitted only with its stream staged whole, of
+// its own group; one that carries its items inline (an older sender's)
+// needs none.
+func TestSnapshotMessageNeedsItsStream(t *testing.T) {
+	c := newCluster(t, 1, []meta.Partition{0}, fastConfig)
+	h := c.host(1)
+	set := initialSet([]uint64{1, 2, 3})
+	msg := func(id uint64) *raftpb.Message {
+		return &raftpb.Message{Type: raftpb.MsgSnap.Enum(), Snapshot: &raftpb.Snapshot{
+			Data: encodeStreamHeader(streamHeader{set: set, node: 77, id: id})}}
+	}
+	if h.admitSnapshot(9, msg(1)) {
+		t.Fatal("a snapshot whose stream never came was admitted")
+	}
+	items := binary.AppendUvarint(nil, 1)
+	items = appendBytes(items, []byte("k"))
+	items = binary.AppendUvarint(items, 3)
+	items = appendBytes(items, []byte("v"))
+	c0 := chunk{node: 77, id: 1, crc: crc32.Checksum(items, castagnoli), items: items}
+	if resp := h.receiveChunk(9, &c0); resp.status != stOK {
+		t.Fatal(resp.msg)
+	}
+	if h.admitSnapshot(9, msg(1)) {
+		t.Fatal("a snapshot whose stream is half staged was admitted")
+	}
+	c1 := chunk{node: 77, id: 1, seq: 1, last: true, total: 1, crc: crc32.Checksum([]byte{0}, castagnoli), items: []byte{0}}
+	if resp := h.receiveChunk(9, &c1); resp.status != stOK {
+		t.Fatal(resp.msg)
+	}
+	if h.admitSnapshot(8, msg(1)) {
+		t.Fatal("a stream of group 9 was admitted for group 8")
+	}
+	if !h.admitSnapshot(9, msg(1)) {
+		t.Fatal("a snapshot whose stream is staged whole was refused")
+	}
+	legacy := &raftpb.Message{Type: raftpb.MsgSnap.Enum(), Snapshot: &raftpb.Snapshot{
+		Data: append(appendBytes([]byte{snapshotVersion}, appendReplicaSet(nil, set)), 0)}}
+	if !h.admitSnapshot(9, legacy) {
+		t.Fatal("a snapshot with its items inline was refused")
 	}
 }

@@ -40,7 +40,8 @@ import (
 //     tells raft it failed, and raft asks for a new one later. A stream
 //     is restarted, never resumed.
 //  3. The follower steps the MsgSnap into raft only if its stream is
-//     staged whole (admitSnapshot); otherwise the message is dropped, the
+//     staged whole (admitSnapshot; TestSnapshotMessageNeedsItsStream);
+//     otherwise the message is dropped, the
 //     leader's next probe is refused and another snapshot follows.
 //  4. When raft hands the snapshot over in a Ready, the follower replaces
 //     the group's state in one atomic Pebble operation (installStream):
@@ -49,8 +50,9 @@ import (
 //     base, one with the hard state. A crash leaves either the old state
 //     or the new one, consistent either way (TestInteraction, streamed_snapshot_crash.txt).
 //
-// Staged streams that stop moving are deleted after snapStaleTicks
-// (ageStreams), as are the leader's Pebble snapshots that no stream took.
+// Staged streams that stop moving are deleted after snapStale
+// (ageStreams; TestStaleStreamsAreDropped), as are the leader's Pebble
+// snapshots that no stream took.
 
 // stagingDir is where a host stages incoming streams, inside Config.Dir
 // (so that Pebble links, not copies, them in). It is emptied at start.
