@@ -51,23 +51,12 @@ process without it is refused by the other nodes. The first node waits for
 			if ec != "" && replicas != 0 {
 				return fmt.Errorf("--ec and --replicas are alternatives; give one")
 			}
-			if repairRate == "0" || repairRate == "" {
-				cfg.RepairRate = 0
-			} else {
-				r, err := bench.ParseSize(repairRate)
-				if err != nil || r < 0 {
-					return fmt.Errorf("--repair-rate %q: want bytes per second such as 64MiB, or 0 for no limit", repairRate)
-				}
-				cfg.RepairRate = r
+			var err error
+			if cfg.RepairRate, err = parseRate("repair-rate", repairRate); err != nil {
+				return err
 			}
-			if snapshotRate == "0" || snapshotRate == "" {
-				cfg.SnapshotRate = 0
-			} else {
-				r, err := bench.ParseSize(snapshotRate)
-				if err != nil || r < 0 {
-					return fmt.Errorf("--snapshot-rate %q: want bytes per second such as 64MiB, or 0 for no limit", snapshotRate)
-				}
-				cfg.SnapshotRate = r
+			if cfg.SnapshotRate, err = parseRate("snapshot-rate", snapshotRate); err != nil {
+				return err
 			}
 			r, err := bench.ParseSize(reserve)
 			if err != nil {
@@ -166,4 +155,17 @@ func clusterFlags(cmd *cobra.Command, cfg *node.Config, cl node.ClusterConfig, s
 	cl.Secret = []byte(secret)
 	cfg.Cluster = &cl
 	return cfg.Validate()
+}
+
+// parseRate reads the bytes-per-second value of flag name: a size such as
+// 64MiB, or 0 (or empty) for no limit.
+func parseRate(name, v string) (int64, error) {
+	if v == "0" || v == "" {
+		return 0, nil
+	}
+	r, err := bench.ParseSize(v)
+	if err != nil || r < 0 {
+		return 0, fmt.Errorf("--%s %q: want bytes per second such as 64MiB, or 0 for no limit", name, v)
+	}
+	return r, nil
 }
