@@ -306,3 +306,21 @@ func TestSnapshotMessageNeedsItsStream(t *testing.T) {
 		t.Fatal("a snapshot with its items inline was refused")
 	}
 }
+
+// A host stages at most maxIncoming streams at once: the next is told
+// to retry (its leader reports the snapshot failed and tries later).
+func TestIncomingStreamsAreBounded(t *testing.T) {
+	c := newCluster(t, 1, []meta.Partition{0}, fastConfig)
+	h := c.host(1)
+	items := binary.AppendUvarint(nil, 0)
+	for id := range uint64(maxIncoming + 1) {
+		ch := chunk{node: 77, id: id + 1, crc: crc32.Checksum(items, castagnoli), items: items}
+		resp := h.receiveChunk(9, &ch)
+		if want := id < maxIncoming; (resp.status == stOK) != want {
+			t.Fatalf("stream %d: status %d (%s); admitted want %v", id+1, resp.status, resp.msg, want)
+		}
+		if id == maxIncoming && resp.status != stRetry {
+			t.Fatalf("stream over the bound: status %d, want retry", resp.status)
+		}
+	}
+}

@@ -59,7 +59,8 @@ import (
 const stagingDir = "snapshots"
 
 // maxIncoming bounds the streams a host stages at once; a stream beyond
-// it is refused, and its leader tries again later.
+// it is refused, and its leader tries again later
+// (TestIncomingStreamsAreBounded).
 const maxIncoming = 4
 
 // maxOutgoing bounds the streams a host sends at once; others wait.
