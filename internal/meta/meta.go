@@ -86,6 +86,10 @@ var (
 	// ErrUnavailable is returned when the partition cannot commit or read
 	// now (no quorum of metadata replicas); the caller answers 503.
 	ErrUnavailable = errors.New("meta: partition unavailable")
+	// ErrMoved is returned for a partition that has split: its keys are
+	// now in its two children, and the caller routes them there (see
+	// raftmeta, Splits). Nothing was applied.
+	ErrMoved = errors.New("meta: partition split; its keys are in its children")
 	// ErrNoSpace is returned by Commit when a drive of the store is too
 	// full to take the commit safely: nothing was applied, reads go on,
 	// and commits succeed again once space is freed. The caller answers

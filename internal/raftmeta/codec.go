@@ -216,15 +216,29 @@ func (r *reader) txn() meta.Txn {
 type proposal struct {
 	node, id uint64
 	txn      meta.Txn
+	// split, when set, makes the entry a split of the group into these
+	// two children (split.go) instead of a Txn.
+	split *[2]meta.Partition
 }
 
-const entryTxn = 1
+const (
+	entryTxn   = 1
+	entrySplit = 2
+)
 
 func encodeProposal(p *proposal) []byte {
 	b := make([]byte, 0, 32+txnSize(&p.txn))
-	b = append(b, formatVersion, entryTxn)
+	kind := byte(entryTxn)
+	if p.split != nil {
+		kind = entrySplit
+	}
+	b = append(b, formatVersion, kind)
 	b = binary.BigEndian.AppendUint64(b, p.node)
 	b = binary.BigEndian.AppendUint64(b, p.id)
+	if p.split != nil {
+		b = binary.BigEndian.AppendUint32(b, uint32(p.split[0]))
+		return binary.BigEndian.AppendUint32(b, uint32(p.split[1]))
+	}
 	return appendTxn(b, &p.txn)
 }
 
@@ -248,11 +262,16 @@ func txnSize(txn *meta.Txn) int {
 func decodeProposal(b []byte) (proposal, error) {
 	r := reader{b: b}
 	r.version()
-	if k := r.byte1("entry kind"); r.err == nil && k != entryTxn {
+	k := r.byte1("entry kind")
+	if r.err == nil && k != entryTxn && k != entrySplit {
 		r.fail(fmt.Sprintf("unknown entry kind %d", k))
 	}
 	p := proposal{node: r.u64("node"), id: r.u64("proposal id")}
-	p.txn = r.txn()
+	if k == entrySplit {
+		p.split = &[2]meta.Partition{meta.Partition(r.u32("child")), meta.Partition(r.u32("child"))}
+	} else {
+		p.txn = r.txn()
+	}
 	return p, r.end()
 }
 
@@ -490,6 +509,9 @@ const (
 	// opChunk carries one chunk of a streamed snapshot (snapstream.go);
 	// it is never forwarded further.
 	opChunk
+	// opSplit splits the group into the two children named in into
+	// (split.go).
+	opSplit
 )
 
 type request struct {
@@ -505,6 +527,7 @@ type request struct {
 	ranges   []scanRange           // opRanges
 	reads    []meta.Read           // opGetMany
 	chunk    chunk                 // opChunk
+	into     [2]meta.Partition     // opSplit
 }
 
 // chunk is one piece of a streamed snapshot of group p: items in key
@@ -574,6 +597,9 @@ func encodeRequest(q *request) []byte {
 		b = binary.BigEndian.AppendUint64(b, q.node)
 	case opReplica:
 		b = binary.BigEndian.AppendUint64(b, q.node)
+	case opSplit:
+		b = binary.BigEndian.AppendUint32(b, uint32(q.into[0]))
+		b = binary.BigEndian.AppendUint32(b, uint32(q.into[1]))
 	case opChunk:
 		c := &q.chunk
 		b = binary.BigEndian.AppendUint64(b, c.node)
@@ -639,6 +665,8 @@ func decodeRequest(b []byte) (request, error) {
 		}
 	case opReplica:
 		q.node = r.u64("replica")
+	case opSplit:
+		q.into = [2]meta.Partition{meta.Partition(r.u32("child")), meta.Partition(r.u32("child"))}
 	case opChunk:
 		c := &q.chunk
 		c.node, c.id, c.seq = r.u64("node"), r.u64("stream"), r.uvarint("sequence")
@@ -681,6 +709,9 @@ const (
 	// stCorrupt: a counter the commit adds to holds no counter
 	// (meta.ErrCorrupt); nothing was applied.
 	stCorrupt
+	// stMoved: the group has split (meta.ErrMoved); value names the
+	// children and the split's index (encodeMoved). Nothing was applied.
+	stMoved
 )
 
 type response struct {
@@ -719,7 +750,7 @@ func decodeResponse(b []byte) (response, error) {
 	r := reader{b: b}
 	r.version()
 	s := response{status: status(r.byte1("status"))}
-	if r.err == nil && s.status > stCorrupt {
+	if r.err == nil && s.status > stMoved {
 		r.fail("status")
 	}
 	s.msg = string(r.bytes("message"))

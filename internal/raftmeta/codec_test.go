@@ -79,6 +79,7 @@ func FuzzDecodeProposal(f *testing.F) {
 	p := proposal{node: 3, id: 99, txn: sampleTxn()}
 	f.Add(encodeProposal(&p))
 	f.Add([]byte{formatVersion, entryTxn})
+	f.Add(encodeProposal(&proposal{node: 1, id: 2, split: &[2]meta.Partition{10, 11}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := decodeProposal(b)
 		if err != nil {
@@ -97,6 +98,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		{op: opScan, p: 5, key: []byte("a"), end: []byte("z"), maxBytes: 100},
 		{op: opConf, p: 5, change: raftpb.ConfChangeType_ConfChangeAddNode, node: 9},
 		{op: opReplica, p: 5, node: 7},
+		{op: opSplit, p: 5, into: [2]meta.Partition{10, 11}},
 		{op: opChunk, p: 5, chunk: chunk{node: 2, id: 77, seq: 3, last: true, total: 9, index: 40, crc: 0xdeadbeef, items: []byte{1, 1, 'k', 5, 1, 'v'}}},
 		sampleRanges(),
 	} {
@@ -116,6 +118,8 @@ func FuzzDecodeRequest(f *testing.F) {
 func FuzzDecodeResponse(f *testing.F) {
 	s := response{status: stConflict, msg: "m", rev: 4, value: []byte("v"), items: []snapItem{{key: []byte("k"), value: []byte("v"), rev: 3}}}
 	f.Add(encodeResponse(&s))
+	moved := movedResponse(5, &splitRec{into: [2]meta.Partition{10, 11}, index: 40})
+	f.Add(encodeResponse(&moved))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := decodeResponse(b)
 		if err != nil {
@@ -160,7 +164,11 @@ func FuzzDecodeStoredState(f *testing.F) {
 	f.Add(encodeConfContext(1, 2, replica{id: 9, node: 4, gen: 3}))
 	f.Add(encodeGroupRecord(replica{id: 9, gen: 3}))
 	f.Add(encodeTombstone(4))
+	f.Add(encodeSplitRec(&splitRec{into: [2]meta.Partition{10, 11}, index: 40, term: 3, tail: applyTail(cs, initialSet(cs.Voters))}))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if r, err := decodeSplitRec(b); err == nil && !bytes.Equal(encodeSplitRec(r), b) {
+			t.Fatalf("split record %x does not re-encode to itself", b)
+		}
 		_, _, _, _ = decodeApplyStateSet(b)
 		_, _, _ = decodeBase(b)
 		_, _, _ = decodeItem(b)

@@ -67,6 +67,14 @@
 //     newer replica of the node is named, or when the group's leader
 //     confirms that it is no member. It never deletes a member's state,
 //     however long it is cut off.
+//  9. Split splits a group into two new groups, each starting with a copy
+//     of all its items, made by every replica from its own copy at the
+//     split entry (no data crosses the network); from that entry on the
+//     group applies nothing and answers every request with meta.ErrMoved.
+//     The caller routes each key to one child afterwards. Children are
+//     made only by splits: a caller must never EnsureGroup one, which
+//     would start it empty (split.go; testdata/split*.txt,
+//     TestSplitLosesNoAcknowledgedWrite).
 //
 // # Event loop
 //

@@ -124,5 +124,9 @@ func (h *Host) reload(g *group) {
 	h.stats.quarantined.Add(-1)
 	h.log.Info("raft group loaded again after its failure", "group", g.name, "failures", g.failures)
 	h.checkMembership(ng)
+	if rec := h.splitOf(g.p); rec != nil && rec.tail != nil {
+		ng.split.Store(rec)
+		h.finishSplit(ng)
+	}
 	h.markDirty(ng)
 }

@@ -46,6 +46,9 @@ type group struct {
 	// or replaced, or it was loaded again after a failure); a Ready
 	// caused by a late Step is not handled. Written under mu.
 	retired bool
+	// splitting: the tables of the group's children are being written
+	// (finishSplit).
+	splitting bool
 	// failures counts the failures since the group last ran well for as
 	// long as its back-off; retryTicks counts down the ticks before a
 	// quarantined group is loaded again; healthyTicks counts the ticks
@@ -88,6 +91,10 @@ type group struct {
 	// again from its durable state; it is neither ticked, stepped nor
 	// served meanwhile.
 	quarantined atomic.Bool
+	// split is set once the replica applied a split of the group
+	// (split.go): it serves nothing more, and its data, frozen, waits to
+	// be made into the children.
+	split atomic.Pointer[splitRec]
 	// snapErr is set by makeSnapshot, which raft calls where it cannot
 	// return an error, for the event loop to stop the group.
 	snapErr atomic.Pointer[error]
@@ -109,6 +116,11 @@ type storage struct {
 // failure is recorded for the event loop, which stops the group
 // (checkSnapshots), and raft is told to try later.
 func (s storage) Snapshot() (*raftpb.Snapshot, error) {
+	if s.g.split.Load() != nil {
+		// A group that split sends no snapshots: a replica behind it gets
+		// its children's (split.go).
+		return nil, raft.ErrSnapshotTemporarilyUnavailable
+	}
 	snap, err := s.g.h.makeSnapshot(s.g)
 	if err != nil {
 		s.g.snapErr.Store(&err)

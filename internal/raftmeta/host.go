@@ -50,6 +50,11 @@ type Host struct {
 		// tombs holds the tombstones: the lowest generation of each
 		// group this host may still have a replica of.
 		tombs map[meta.Partition]uint64
+		// splits holds the split records of the groups known to have
+		// split (split.go), and parents the group each of their
+		// children came from.
+		splits  map[meta.Partition]*splitRec
+		parents map[meta.Partition]meta.Partition
 	}
 
 	// life holds the replicas to make and delete at the next turn of the
@@ -87,6 +92,7 @@ type Host struct {
 	stats struct {
 		cycles, syncs, writes, groupErrors, deleted, refused atomic.Uint64
 		snapSent, snapBytesSent, snapFailed, snapReceived    atomic.Uint64
+		splits                                               atomic.Uint64
 		quarantined                                          atomic.Int64
 	}
 	// refusedLogged is when a refused message was last logged (unix ns).
@@ -168,6 +174,8 @@ func New(cfg Config) (*Host, error) {
 	h.mu.groups = make(map[meta.Partition]*group)
 	h.mu.members = make(map[meta.Partition][]uint64)
 	h.mu.tombs = make(map[meta.Partition]uint64)
+	h.mu.splits = make(map[meta.Partition]*splitRec)
+	h.mu.parents = make(map[meta.Partition]meta.Partition)
 	// Proposal IDs must not repeat across restarts, or a result meant for
 	// a proposal of an earlier run could reach a new caller.
 	h.nextID.Store(uint64(time.Now().UnixNano()))
@@ -202,6 +210,9 @@ func (h *Host) open() error {
 	if err := h.loadTombstones(); err != nil {
 		return err
 	}
+	if err := h.loadSplits(); err != nil {
+		return err
+	}
 	it, err := h.db.NewIter(&pebble.IterOptions{LowerBound: []byte{groupRecordPrefix}, UpperBound: []byte{groupRecordPrefix + 1}})
 	if err != nil {
 		return err
@@ -221,8 +232,13 @@ func (h *Host) open() error {
 		}
 		h.addGroupLocked(g)
 		// A replica that applied its own removal before a restart is
-		// deleted at the first turn of the loop.
+		// deleted at the first turn of the loop; one that applied a
+		// split has its children made then.
 		h.checkMembership(g)
+		if rec := h.mu.splits[p]; rec != nil && rec.tail != nil {
+			g.split.Store(rec)
+			h.life = append(h.life, lifeOp{g: g, p: p, split: true})
+		}
 	}
 	return it.Error()
 }
@@ -304,6 +320,10 @@ func (h *Host) EnsureGroup(p meta.Partition, voters []uint64) error {
 			"group", partitionName(p))
 		return nil
 	}
+	if _, ok := h.mu.splits[p]; ok {
+		h.log.Info("not starting a group that split", "group", partitionName(p))
+		return nil
+	}
 	_, closer, err := h.db.Get(groupRecordKey(p))
 	if err == nil {
 		closer.Close()
@@ -344,10 +364,11 @@ func (h *Host) SetMembers(p meta.Partition, voters []uint64) {
 // group returns the group p this host hosts: nil if it has no replica,
 // or one that applied its own removal (leaving), or one quarantined after
 // a failure, so that requests treat it as a group this host is not in
-// (and go to its other members).
+// (and go to its other members), or one that split (they are answered
+// meta.ErrMoved).
 func (h *Host) group(p meta.Partition) *group {
 	g := h.replica(p)
-	if g == nil || g.leaving.Load() || g.quarantined.Load() {
+	if g == nil || g.leaving.Load() || g.quarantined.Load() || g.split.Load() != nil {
 		return nil
 	}
 	return g
@@ -486,6 +507,9 @@ func (h *Host) stepLocked(g *group, msg *raftpb.Message) (err error) {
 			h.poke()
 		}
 	}()
+	if msg.GetType() == raftpb.MsgSnap && g.split.Load() != nil {
+		return nil // its data is frozen for its children (split.go)
+	}
 	if msg.GetType() == raftpb.MsgSnap && !h.admitSnapshot(g.p, msg) {
 		h.log.Debug("snapshot message before its stream was staged: dropped", "group", g.name)
 		return nil
@@ -642,6 +666,8 @@ type Stats struct {
 	// failed (each logged at warn). SnapshotsInstalled counts those this
 	// host received and installed.
 	SnapshotsSent, SnapshotBytesSent, SnapshotsFailed, SnapshotsInstalled uint64
+	// Splits counts the groups this host split into children (split.go).
+	Splits uint64
 }
 
 func (h *Host) Stats() Stats {
@@ -651,6 +677,7 @@ func (h *Host) Stats() Stats {
 		Deleted: h.stats.deleted.Load(), Refused: h.stats.refused.Load(),
 		SnapshotsSent: h.stats.snapSent.Load(), SnapshotBytesSent: h.stats.snapBytesSent.Load(),
 		SnapshotsFailed: h.stats.snapFailed.Load(), SnapshotsInstalled: h.stats.snapReceived.Load(),
+		Splits: h.stats.splits.Load(),
 	}
 }
 

@@ -36,6 +36,7 @@ import (
 //	add-replica node=N group=P target=T [learner]
 //	remove-replica node=N group=P target=T
 //	                                  N, which leads P, proposes a membership change
+//	split node=N group=P into=(A,B)   N, which leads P, proposes to split P into A and B
 //	step node=N                       one cycle of N's event loop
 //	tick node=(N...) [n=K]            K ticks of the nodes' loops (1)
 //	deliver [from=N] [to=M]           delivers the messages queued on the matching
@@ -207,6 +208,8 @@ func (e *interactionEnv) handle(t *testing.T, d *datadriven.TestData) string {
 		err = e.cmdPropose(t, d)
 	case "add-replica", "remove-replica":
 		err = e.cmdConf(t, d)
+	case "split":
+		err = e.cmdSplit(t, d)
 	case "step":
 		for _, n := range e.nodeArgs(t, d) {
 			if err = e.stepNode(n); err != nil {
@@ -377,6 +380,27 @@ func (e *interactionEnv) cmdConf(t *testing.T, d *datadriven.TestData) error {
 	}
 	h.markDirty(g)
 	e.props = append(e.props, &envProp{desc: fmt.Sprintf("%s %d via %d", d.Cmd, target, h.cfg.NodeID), ch: ch})
+	return nil
+}
+
+func (e *interactionEnv) cmdSplit(t *testing.T, d *datadriven.TestData) error {
+	var a, b uint32
+	d.ScanArgs(t, "into", &a, &b)
+	g := e.group(t, d)
+	h := g.h
+	id := h.newID()
+	into := [2]meta.Partition{meta.Partition(a), meta.Partition(b)}
+	data := encodeProposal(&proposal{node: h.cfg.NodeID, id: id, split: &into})
+	ch := h.register(id)
+	g.mu.Lock()
+	err := g.rn.Propose(data)
+	g.mu.Unlock()
+	if err != nil {
+		h.unregister(id)
+		return err
+	}
+	h.markDirty(g)
+	e.props = append(e.props, &envProp{desc: fmt.Sprintf("split into %d,%d via %d", a, b, h.cfg.NodeID), ch: ch})
 	return nil
 }
 
@@ -678,6 +702,15 @@ func describeReplica(h *Host, p meta.Partition) (string, error) {
 			return "", err
 		}
 		fmt.Fprintf(&b, " tombstone %d", gen)
+	}
+	if v, err := get(splitKey(p)); err != nil {
+		return "", err
+	} else if v != nil {
+		rec, err := decodeSplitRec(v)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, " split into %d,%d at %d", rec.into[0], rec.into[1], rec.index)
 	}
 	var items []string
 	err = h.scanLocal(p, nil, nil, func(k []byte, it meta.Item) bool {

@@ -15,6 +15,7 @@ import (
 //	'G' p               group record: this host has a replica of the group, and which
 //	'T' p               tombstone: the lowest generation of the group's replicas still
 //	                    allowed here (kept when a replica's state is deleted)
+//	'S' p               split record: the group split, into which children (split.go)
 //	'g' p 'a'           apply state: applied index and ConfState (same batch as the data it covers)
 //	'g' p 'b'           log base: index and term of the last discarded entry
 //	'g' p 'h'           HardState
@@ -23,6 +24,7 @@ import (
 const (
 	groupRecordPrefix = 'G'
 	tombstonePrefix   = 'T'
+	splitPrefix       = 'S'
 	groupPrefix       = 'g'
 	kindApply         = 'a'
 	kindBase          = 'b'
@@ -39,6 +41,10 @@ func groupRecordKey(p meta.Partition) []byte {
 
 func tombstoneKey(p meta.Partition) []byte {
 	return binary.BigEndian.AppendUint32([]byte{tombstonePrefix}, uint32(p))
+}
+
+func splitKey(p meta.Partition) []byte {
+	return binary.BigEndian.AppendUint32([]byte{splitPrefix}, uint32(p))
 }
 
 func groupKey(p meta.Partition, kind byte) []byte {

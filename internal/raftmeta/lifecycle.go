@@ -28,6 +28,13 @@ type lifeOp struct {
 	// rather than waiting for raft to send them again.
 	msgs []groupMsg
 	from uint64
+	// split: make g's children and delete it (finishSplit); moved:
+	// delete g, which split, keeping this record (removeSplit).
+	split bool
+	moved *splitRec
+	// built: install g's children, whose tables are written
+	// (installSplit).
+	built *builtSplit
 }
 
 // maxEarlyMsgs bounds the messages kept for a replica being made.
@@ -88,9 +95,16 @@ func (h *Host) runLifecycle() error {
 	h.lifeMu.Unlock()
 	for _, op := range ops {
 		var err error
-		if op.g != nil {
+		switch {
+		case op.split:
+			h.finishSplit(op.g)
+		case op.built != nil:
+			err = h.installSplit(op.g, op.built)
+		case op.moved != nil:
+			err = h.removeSplit(op.g, op.moved, op.why)
+		case op.g != nil:
 			err = h.removeReplica(op.g, op.why)
-		} else {
+		default:
 			err = h.makeReplica(op.p, op.r, op.from, op.msgs)
 		}
 		if err != nil {
@@ -135,7 +149,7 @@ func (h *Host) makeReplica(p meta.Partition, r replica, from uint64, msgs []grou
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	old := h.mu.groups[p]
-	if r.gen < h.mu.tombs[p] || (old != nil && old.self.gen >= r.gen) {
+	if r.gen < h.mu.tombs[p] || (old != nil && old.self.gen >= r.gen) || h.mu.splits[p] != nil {
 		return nil
 	}
 	b := h.db.NewBatch()
@@ -254,6 +268,10 @@ func (h *Host) checkReplica(ctx context.Context, p meta.Partition) error {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.ProposalTimeout)
 	defer cancel()
 	resp := h.retry(ctx, &request{op: opReplica, p: p, node: g.self.id})
+	if resp.status == stMoved {
+		h.checkMoved(g, resp.moved())
+		return nil
+	}
 	if err := resp.err(); err != nil {
 		return err
 	}

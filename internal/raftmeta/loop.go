@@ -38,6 +38,8 @@ type work struct {
 	applied uint64               // the last committed entry of rd; 0: none
 	// txns are the transactions apply wrote into the batch.
 	txns []*meta.Txn
+	// split is the split apply wrote into the batch, if any.
+	split *splitRec
 }
 
 // step is one turn of the event loop, after a tick or a wake-up: it
@@ -514,7 +516,7 @@ type note struct {
 // that a failure leaves the group as it was.
 func (h *Host) apply(ab *pebble.Batch, w *work) error {
 	g, rd := w.g, &w.rd
-	w.notes, w.confs, w.cs, w.applied, w.txns = nil, nil, nil, 0, nil
+	w.notes, w.confs, w.cs, w.applied, w.txns, w.split = nil, nil, nil, 0, nil, nil
 	if len(rd.CommittedEntries) == 0 {
 		return nil
 	}
@@ -536,6 +538,28 @@ func (h *Host) apply(ab *pebble.Batch, w *work) error {
 				h.log.Error("undecodable log entry", "group", g.name, "index", e.GetIndex(), "err", err)
 				continue
 			}
+			if split := g.split.Load(); split != nil || w.split != nil {
+				// After a split the group applies nothing (split.go).
+				if split == nil {
+					split = w.split
+				}
+				if prop.node == h.cfg.NodeID {
+					w.notes = append(w.notes, note{prop.id, result{err: &movedError{p: g.p, into: split.into, index: split.index}}})
+				}
+				continue
+			}
+			if prop.split != nil {
+				rec, err := applySplit(ab, g, e, *prop.split, cs, set)
+				if err != nil {
+					h.log.Warn("split refused", "group", g.name, "index", e.GetIndex(), "err", err)
+				} else {
+					w.split = rec
+				}
+				if prop.node == h.cfg.NodeID {
+					w.notes = append(w.notes, note{prop.id, result{rev: e.GetIndex(), err: err}})
+				}
+				continue
+			}
 			rev, err := applyTxn(ab, g.p, e.GetIndex(), &prop.txn)
 			if err != nil && !errors.Is(err, meta.ErrConflict) && !errors.Is(err, meta.ErrCorrupt) {
 				return fmt.Errorf("%w: %s: entry %d: %w", errGroup, g.name, e.GetIndex(), err)
@@ -555,6 +579,14 @@ func (h *Host) apply(ab *pebble.Batch, w *work) error {
 			}
 			node, id, _, _, ctxErr := decodeConfContext(ctx)
 			mine := ctxErr == nil && node == h.cfg.NodeID
+			if split := g.split.Load(); split != nil || w.split != nil {
+				// Refused alike after a split: the children have the
+				// configuration as of the split (split.go).
+				if mine {
+					w.notes = append(w.notes, note{id, result{err: fmt.Errorf("%w: %s split", errConfRefused, g.name)}})
+				}
+				continue
+			}
 			nextCS, nextSet, err := nextConf(cs, set, cc, ctx)
 			if err != nil {
 				h.log.Warn("configuration change refused", "group", g.name, "index", e.GetIndex(), "err", err)
@@ -604,6 +636,21 @@ func (h *Host) applied(w *work) {
 	}
 	if w.applied > 0 {
 		g.applied.Store(w.applied)
+	}
+	if w.split != nil {
+		g.split.Store(w.split)
+		h.mu.Lock()
+		h.mu.splits[g.p] = w.split
+		for _, c := range w.split.into {
+			h.mu.parents[c] = g.p
+		}
+		h.mu.Unlock()
+		// The children are made at the next turn of the loop, once the
+		// split record is durable.
+		h.lifeMu.Lock()
+		h.life = append(h.life, lifeOp{g: g, p: g.p, split: true})
+		h.lifeMu.Unlock()
+		h.poke()
 	}
 }
 

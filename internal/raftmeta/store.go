@@ -185,6 +185,9 @@ func (h *Host) retryWith(ctx context.Context, q *request, local func(*group) res
 		local = func(g *group) response { return h.serveLocal(ctx, g, q) }
 	}
 	for attempt := 0; ; attempt++ {
+		if resp, ok := h.movedHere(q.p); ok {
+			return resp
+		}
 		var resp response
 		g := h.group(q.p)
 		if g != nil && g.leader.Load() {
@@ -253,6 +256,9 @@ func (h *Host) forward(ctx context.Context, q *request, g *group, attempt int) r
 		}
 		return response{status: stUnavailable, msg: err.Error()}
 	}
+	if resp.status == stMoved {
+		h.learnMoved(q.p, resp.moved())
+	}
 	return resp
 }
 
@@ -272,7 +278,13 @@ func (h *Host) forwardTarget(p meta.Partition, g *group, attempt int) (uint64, r
 	}
 	var members []uint64
 	h.mu.Lock()
-	for _, id := range h.mu.members[p] {
+	known := h.mu.members[p]
+	if parent, ok := h.mu.parents[p]; ok && len(known) == 0 && g == nil {
+		// A child of a split this host knows of, but not its members:
+		// its parent's were its first.
+		known = h.mu.members[parent]
+	}
+	for _, id := range known {
 		if id != h.cfg.NodeID {
 			members = append(members, id)
 		}
@@ -329,6 +341,9 @@ func (h *Host) HandleForward(ctx context.Context, req []byte) ([]byte, error) {
 	}
 	if q.op == opChunk {
 		resp := h.receiveChunk(q.p, &q.chunk)
+		return encodeResponse(&resp), nil
+	}
+	if resp, ok := h.movedHere(q.p); ok {
 		return encodeResponse(&resp), nil
 	}
 	var resp response
@@ -409,6 +424,17 @@ func (h *Host) serveLocal(ctx context.Context, g *group, q *request) response {
 			return response{status: stRetry, msg: fmt.Sprintf("node %d holds no copy of %s", h.cfg.NodeID, partitionName(g.p))}
 		}
 		return response{rev: at, items: items}
+	case opSplit:
+		id := h.newID()
+		data := encodeProposal(&proposal{node: h.cfg.NodeID, id: id, split: &q.into})
+		res, err := h.propose(ctx, g, id, func() error { return g.rn.Propose(data) })
+		if err != nil {
+			return errResponse(err)
+		}
+		if res.err != nil {
+			return errResponse(res.err)
+		}
+		return response{rev: res.rev}
 	case opConf:
 		id := h.newID()
 		g.mu.Lock()
@@ -602,10 +628,21 @@ func (h *Host) readIndexAll(ctx context.Context, gs []*group) []error {
 		}
 		pending = again
 	}
+	for j, g := range gs {
+		if errs[j] == nil && g.split.Load() != nil {
+			// The group split before the read's index: it is served no
+			// more, and the caller, trying again, learns where its keys
+			// went.
+			errs[j] = errNoLeader
+		}
+	}
 	return errs
 }
 
 func errResponse(err error) response {
+	if me := (*movedError)(nil); errors.As(err, &me) {
+		return movedResponse(me.p, &splitRec{into: me.into, index: me.index})
+	}
 	switch {
 	case errors.Is(err, meta.ErrNotFound):
 		return response{status: stNotFound}
@@ -634,6 +671,8 @@ func (s *response) err() error {
 		return fmt.Errorf("raftmeta: %s: %w", s.msg, meta.ErrUnavailable)
 	case stCorrupt:
 		return fmt.Errorf("raftmeta: %s: %w", s.msg, meta.ErrCorrupt)
+	case stMoved:
+		return s.moved()
 	}
 	return fmt.Errorf("raftmeta: %s", s.msg)
 }

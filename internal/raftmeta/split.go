@@ -1,0 +1,451 @@
+package raftmeta
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/redoubt-io/redoubt/internal/meta"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Splits. A group splits into two new groups, its children, each of
+// which starts with a copy of all its data; the caller (the objects
+// layer) routes each key to one child afterwards and removes from each
+// the keys it routes to the other. Nothing crosses the network: as
+// CockroachDB's replicas do on a split trigger, each replica makes the
+// children from its own copy.
+//
+//  1. Split proposes a split entry to the group. Every replica applies it
+//     alike: it writes the split record ('S' p: the children, the entry's
+//     index and term, the configuration then) in the apply batch, and
+//     from then on the group refuses everything: the Txns of later
+//     entries are not applied and their callers get meta.ErrMoved, as
+//     does every read and every request forwarded here. So the group's
+//     data never changes after the split entry, on any replica.
+//  2. Once that batch is durable, at the next turn of the event loop
+//     (finishSplit), the replica writes each child's state into an
+//     sstable: its copy of the group's items, an apply state and log
+//     base at the split entry with the group's configuration and replica
+//     set as of it (the same replica IDs), and a hard state of the
+//     entry's term committed to it. It ingests each table in place of
+//     whatever the child had, then, in one synced batch, names the
+//     children as its replicas and deletes the group's state, keeping
+//     the split record. Every replica that applies the split makes the
+//     same children, identical, so they elect leaders among themselves
+//     as any new group does. A crash before the batch leaves the group
+//     as it was with its split record, and the children are made again
+//     at restart.
+//  3. A child this host already has is left as it is: it was made by a
+//     message of the child's leader and may have voted, or been filled
+//     by a snapshot already, and is at least as new. A child this host
+//     has a tombstone of is not made.
+//
+// A replica of the group that never applies the split (cut off while
+// the others did, and left without a quorum once they stopped) asks, as
+// any quiet replica does, whether it is still a member (checkReplica);
+// the answer is that the group split. It deletes its copy only once its
+// replicas of both children hold at least the split's index, which the
+// children's leaders send it, so a split never lowers the number of
+// copies of any item. The split record keeps the group from being made
+// again by a late message (makeReplica, EnsureGroup).
+//
+// Hosts that do not know a child yet forward its requests to the
+// members of its parent, which are the child's first members
+// (forwardTarget).
+//
+// Tests: testdata/split.txt, testdata/split_straggler.txt, TestSplit*.
+
+// splitRec is what a host keeps of a group that split: its children
+// and, while its replica's data waits to be made into them, the split
+// entry's index and term and the apply tail (configuration and replica
+// set) then. A record kept only to refuse the group (learned from
+// another member) has no tail.
+type splitRec struct {
+	into        [2]meta.Partition
+	index, term uint64
+	tail        []byte
+}
+
+const splitRecVersion = 1
+
+func encodeSplitRec(r *splitRec) []byte {
+	b := make([]byte, 0, 32+len(r.tail))
+	b = append(b, splitRecVersion)
+	b = binary.BigEndian.AppendUint32(b, uint32(r.into[0]))
+	b = binary.BigEndian.AppendUint32(b, uint32(r.into[1]))
+	b = binary.AppendUvarint(b, r.index)
+	b = binary.AppendUvarint(b, r.term)
+	return appendBytes(b, r.tail)
+}
+
+func decodeSplitRec(b []byte) (*splitRec, error) {
+	r := reader{b: b}
+	if v := r.byte1("version"); r.err == nil && v != splitRecVersion {
+		r.fail(fmt.Sprintf("unknown split record version %d", v))
+	}
+	s := &splitRec{into: [2]meta.Partition{meta.Partition(r.u32("child")), meta.Partition(r.u32("child"))}}
+	s.index, s.term = r.uvarint("index"), r.uvarint("term")
+	s.tail = r.bytes("tail")
+	if len(s.tail) == 0 {
+		s.tail = nil
+	}
+	return s, r.end()
+}
+
+// movedError is meta.ErrMoved for group p, which split into into at index.
+type movedError struct {
+	p     meta.Partition
+	into  [2]meta.Partition
+	index uint64
+}
+
+func (e *movedError) Error() string {
+	return fmt.Sprintf("raftmeta: group %s split into %s and %s at index %d", partitionName(e.p),
+		partitionName(e.into[0]), partitionName(e.into[1]), e.index)
+}
+
+func (e *movedError) Is(target error) bool { return target == meta.ErrMoved }
+
+func movedResponse(p meta.Partition, r *splitRec) response {
+	v := binary.BigEndian.AppendUint32(nil, uint32(p))
+	v = binary.BigEndian.AppendUint32(v, uint32(r.into[0]))
+	v = binary.BigEndian.AppendUint32(v, uint32(r.into[1]))
+	return response{status: stMoved, value: v, rev: r.index}
+}
+
+// moved is the error of a stMoved response.
+func (s *response) moved() *movedError {
+	e := &movedError{index: s.rev}
+	if len(s.value) == 12 {
+		e.p = meta.Partition(binary.BigEndian.Uint32(s.value))
+		e.into = [2]meta.Partition{meta.Partition(binary.BigEndian.Uint32(s.value[4:])), meta.Partition(binary.BigEndian.Uint32(s.value[8:]))}
+	}
+	return e
+}
+
+// Split splits group p into the new groups into[0] and into[1] (see
+// Splits): it returns once the split is applied at p's leader. Splitting
+// again into the same children succeeds at once; into other ones fails
+// with meta.ErrMoved. The children must be distinct groups that never
+// existed; that is the caller's to ensure.
+func (h *Host) Split(ctx context.Context, p meta.Partition, into [2]meta.Partition) error {
+	if into[0] == into[1] || into[0] == p || into[1] == p || p == meta.System || into[0] == meta.System || into[1] == meta.System {
+		return fmt.Errorf("raftmeta: cannot split %s into %s and %s", partitionName(p), partitionName(into[0]), partitionName(into[1]))
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.ProposalTimeout)
+	defer cancel()
+	resp := h.retry(ctx, &request{op: opSplit, p: p, into: into})
+	if resp.status == stMoved && resp.moved().into == into {
+		return nil
+	}
+	return resp.err()
+}
+
+// splitOf returns the split record of group p, nil if p has not split
+// as far as this host knows.
+func (h *Host) splitOf(p meta.Partition) *splitRec {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.mu.splits[p]
+}
+
+// movedHere answers a request for group p if p split: a stMoved
+// response, and true.
+func (h *Host) movedHere(p meta.Partition) (response, bool) {
+	if r := h.splitOf(p); r != nil {
+		return movedResponse(p, r), true
+	}
+	return response{}, false
+}
+
+// learnMoved records, from a response, that group p split: requests for
+// its children go to p's members until this host knows theirs.
+func (h *Host) learnMoved(p meta.Partition, e *movedError) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range e.into {
+		if _, ok := h.mu.parents[c]; !ok {
+			h.mu.parents[c] = p
+		}
+	}
+}
+
+// applySplit applies a split entry e of g, proposed as prop, into the
+// apply batch ab, with cs and set the configuration as of e. It returns
+// the split record, or the error every replica refuses the entry with.
+func applySplit(ab *pebble.Batch, g *group, e *raftpb.Entry, into [2]meta.Partition, cs *raftpb.ConfState, set *replicaSet) (*splitRec, error) {
+	if into[0] == into[1] || into[0] == g.p || into[1] == g.p || g.p == meta.System || into[0] == meta.System || into[1] == meta.System {
+		return nil, fmt.Errorf("raftmeta: cannot split %s into %s and %s", g.name, partitionName(into[0]), partitionName(into[1]))
+	}
+	r := &splitRec{into: into, index: e.GetIndex(), term: e.GetTerm(), tail: applyTail(cs, set)}
+	ab.Set(splitKey(g.p), encodeSplitRec(r), nil)
+	return r, nil
+}
+
+// finishSplit starts making this host's replicas of g's children from
+// g's data (step 2 of Splits): their tables are written on a goroutine
+// of their own, since that takes time in proportion to the data, and
+// installed at a later turn of the loop (installSplit). Event loop only.
+func (h *Host) finishSplit(g *group) {
+	rec := g.split.Load()
+	h.mu.Lock()
+	ok := h.mu.groups[g.p] == g && rec != nil && rec.tail != nil && !g.splitting
+	h.mu.Unlock()
+	if !ok {
+		return
+	}
+	s := &h.streams
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	g.splitting = true
+	run := h.goStream
+	if run == nil {
+		run = func(fn func()) { go fn() }
+	}
+	run(func() {
+		defer s.wg.Done()
+		built := &builtSplit{}
+		for i, c := range rec.into {
+			built.paths[i], built.err = h.writeChild(g, c, rec)
+			if built.err != nil {
+				break
+			}
+		}
+		h.lifeMu.Lock()
+		h.life = append(h.life, lifeOp{g: g, p: g.p, built: built})
+		h.lifeMu.Unlock()
+		h.poke()
+	})
+}
+
+// builtSplit is the outcome of writing the tables of a group's children.
+type builtSplit struct {
+	paths [2]string
+	err   error
+}
+
+// installSplit installs the tables of g's children that finishSplit
+// wrote, and deletes g's state. Event loop only.
+func (h *Host) installSplit(g *group, built *builtSplit) error {
+	g.splitting = false
+	for _, p := range built.paths {
+		if p != "" {
+			defer h.fs.Remove(p)
+		}
+	}
+	rec := g.split.Load()
+	if built.err != nil {
+		// The split is made again once the group is loaded again.
+		h.groupFailed(g, "split", built.err)
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.mu.groups[g.p] != g || rec == nil {
+		return nil
+	}
+	var made []meta.Partition
+	for i, c := range rec.into {
+		if h.mu.groups[c] != nil || g.self.gen < h.mu.tombs[c] {
+			h.log.Info("split: child already here or deleted here; left as it is", "group", g.name, "child", partitionName(c))
+			continue
+		}
+		lower, upper := groupBounds(c)
+		if _, err := h.db.IngestAndExcise(context.Background(), []string{built.paths[i]}, nil, nil, pebble.KeyRange{Start: lower, End: upper}); err != nil {
+			return fmt.Errorf("raftmeta: split %s: child %s: %w", g.name, partitionName(c), err)
+		}
+		made = append(made, c)
+	}
+	b := h.db.NewBatch()
+	defer b.Close()
+	for _, c := range made {
+		b.Set(groupRecordKey(c), encodeGroupRecord(g.self), nil)
+	}
+	g.gone.Store(true)
+	g.hot.BeginWrite(nil) // never ended: nothing is read through g again
+	clearReplica(b, g.p)
+	// Synced: the children may acknowledge writes as soon as they run,
+	// and the split record, written unsynced by the apply batch, must
+	// last as long as they do.
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("raftmeta: split %s: %w", g.name, err)
+	}
+	h.dropLocked(g)
+	h.stats.splits.Add(1)
+	h.log.Info("group split", "group", g.name, "into", []string{partitionName(rec.into[0]), partitionName(rec.into[1])},
+		"index", rec.index, "made", len(made))
+	for _, c := range made {
+		h.mu.parents[c] = g.p
+		cg, err := h.loadGroup(c)
+		if err != nil {
+			cg = h.brokenGroup(c, err)
+		}
+		h.addGroupLocked(cg)
+		if cg.rn != nil {
+			h.markDirty(cg)
+		}
+	}
+	return nil
+}
+
+// writeChild writes, to a table in the staging directory, child c's
+// initial state made from g's data as rec describes, and returns its
+// path. g's data does not change after the split, and one iterator reads
+// it in one view.
+func (h *Host) writeChild(g *group, c meta.Partition, rec *splitRec) (string, error) {
+	name := h.fs.PathJoin(h.cfg.Dir, stagingDir, fmt.Sprintf("split-%d-%d.sst", g.p, c))
+	if h.faults != nil {
+		if err := h.faults("split", c); err != nil {
+			return "", err
+		}
+	}
+	hs, err := proto.Marshal(&raftpb.HardState{Term: new(rec.term), Commit: new(rec.index)})
+	if err != nil {
+		return "", err
+	}
+	f, err := h.fs.Create(name, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return "", err
+	}
+	w := newTableWriter(f, h.tables)
+	// Apply state and log base ('a', 'b'), the items ('d'), the hard
+	// state ('h'): in key order.
+	w.set(groupKey(c, kindApply), encodeApplyState(rec.index, rec.tail))
+	w.set(groupKey(c, kindBase), encodeBase(rec.index, rec.term))
+	lower, upper := dataBounds(g.p, nil, nil)
+	it, err := h.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		w.abort()
+		h.fs.Remove(name)
+		return "", err
+	}
+	prefix := len(dataKey(g.p, nil))
+	for ok := it.First(); ok && w.err == nil; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			w.err = err
+			break
+		}
+		w.set(dataKey(c, it.Key()[prefix:]), v)
+	}
+	if err := it.Close(); err != nil && w.err == nil {
+		w.err = err
+	}
+	w.set(groupKey(c, kindHard), hs)
+	if err := w.close(); err != nil {
+		h.fs.Remove(name)
+		return "", err
+	}
+	return name, nil
+}
+
+// checkMoved handles the answer to a replica check of this host's
+// replica g of a group that split, which names its children (e): a
+// replica that never applied the split is deleted, and the split
+// recorded, once this host's replicas of both children hold the split's
+// index; until then it stays, so that no item loses a copy.
+func (h *Host) checkMoved(g *group, e *movedError) {
+	h.learnMoved(g.p, e)
+	if g.split.Load() != nil {
+		return // applied here: finishSplit makes the children
+	}
+	for _, c := range e.into {
+		cg := h.replica(c)
+		if cg == nil || cg.applied.Load() < e.index {
+			h.log.Info("split: waiting for the children before deleting the group", "group", g.name, "child", partitionName(c))
+			return
+		}
+	}
+	h.lifeMu.Lock()
+	h.life = append(h.life, lifeOp{g: g, p: g.p, why: "its group split", moved: &splitRec{into: e.into, index: e.index}})
+	h.lifeMu.Unlock()
+	h.poke()
+}
+
+// removeSplit deletes g's state, as removeReplica does, keeping rec in
+// place of a tombstone. Event loop only.
+func (h *Host) removeSplit(g *group, rec *splitRec, why string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.mu.groups[g.p] != g {
+		return nil
+	}
+	b := h.db.NewBatch()
+	defer b.Close()
+	clearReplica(b, g.p)
+	b.Set(splitKey(g.p), encodeSplitRec(rec), nil)
+	g.gone.Store(true)
+	g.hot.BeginWrite(nil)
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("raftmeta: delete replica of %s: %w", g.name, err)
+	}
+	h.mu.splits[g.p] = rec
+	h.dropLocked(g)
+	h.log.Info("replica deleted", "group", g.name, "replica", g.self.id, "generation", g.self.gen, "why", why)
+	return nil
+}
+
+// loadSplits reads the split records into h.mu.splits and h.mu.parents.
+func (h *Host) loadSplits() error {
+	it, err := h.db.NewIter(&pebble.IterOptions{LowerBound: []byte{splitPrefix}, UpperBound: []byte{splitPrefix + 1}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		if len(k) != 5 {
+			return fmt.Errorf("raftmeta: %w: split record key %x", ErrCorrupt, k)
+		}
+		p := meta.Partition(binary.BigEndian.Uint32(k[1:]))
+		rec, err := decodeSplitRec(it.Value())
+		if err != nil {
+			return fmt.Errorf("raftmeta: split record of %s: %w", partitionName(p), err)
+		}
+		h.mu.splits[p] = rec
+		for _, c := range rec.into {
+			h.mu.parents[c] = p
+		}
+	}
+	return it.Error()
+}
+
+// tableWriter writes an sstable, keeping its first error.
+type tableWriter struct {
+	w   *sstable.Writer
+	err error
+}
+
+func newTableWriter(f vfs.File, o sstable.WriterOptions) *tableWriter {
+	return &tableWriter{w: sstable.NewWriter(objstorageprovider.NewFileWritable(f), o)}
+}
+
+func (t *tableWriter) set(k, v []byte) {
+	if t.err == nil {
+		t.err = t.w.Set(k, v)
+	}
+}
+
+// close finishes the table, synced, and returns the first error.
+func (t *tableWriter) close() error {
+	if err := t.w.Close(); t.err == nil {
+		t.err = err
+	}
+	return t.err
+}
+
+func (t *tableWriter) abort() { _ = t.w.Close() }
