@@ -47,6 +47,10 @@ type Config struct {
 	Send    Sender
 	Forward Forwarder
 	Logger  *slog.Logger
+	// Splitter, when set, divides a splitting group's items between its
+	// children (see Splits in split.go); without it each child gets all
+	// of them.
+	Splitter Splitter
 
 	// TickInterval is Raft's unit of time. Election timeout is
 	// ElectionTicks × TickInterval (randomised up to twice that), so a

@@ -59,7 +59,8 @@ import (
 // members of its parent, which are the child's first members
 // (forwardTarget).
 //
-// Tests: testdata/split.txt, testdata/split_straggler.txt, TestSplit*.
+// Tests: testdata/split*.txt, TestSplit* (TestSplitterDividesItems for
+// Config.Splitter).
 
 // splitRec is what a host keeps of a group that split: its children
 // and, while its replica's data waits to be made into them, the split
@@ -219,12 +220,7 @@ func (h *Host) finishSplit(g *group) {
 	run(func() {
 		defer s.wg.Done()
 		built := &builtSplit{}
-		for i, c := range rec.into {
-			built.paths[i], built.err = h.writeChild(g, c, rec)
-			if built.err != nil {
-				break
-			}
-		}
+		built.paths, built.err = h.writeChildren(g, rec)
 		h.lifeMu.Lock()
 		h.life = append(h.life, lifeOp{g: g, p: g.p, built: built})
 		h.lifeMu.Unlock()
@@ -302,55 +298,109 @@ func (h *Host) installSplit(g *group, built *builtSplit) error {
 	return nil
 }
 
-// writeChild writes, to a table in the staging directory, child c's
-// initial state made from g's data as rec describes, and returns its
-// path. g's data does not change after the split, and one iterator reads
-// it in one view.
-func (h *Host) writeChild(g *group, c meta.Partition, rec *splitRec) (string, error) {
-	name := h.fs.PathJoin(h.cfg.Dir, stagingDir, fmt.Sprintf("split-%d-%d.sst", g.p, c))
+// Splitter divides the items of a splitting group between its two
+// children. Split reads the parent's items with scan, which it may call
+// more than once (each call reads them all, in key order, from one
+// view), and hands each child's items to emit, in key order for each
+// child: child 0 is into[0]. An item may go to both, or to neither.
+// Split must decide alike on every host, since every replica of the
+// group makes the children from its own copy; an error stops the
+// replica's split, which is tried again later.
+type Splitter interface {
+	Split(parent meta.Partition, into [2]meta.Partition,
+		scan func(fn func(key []byte, it meta.Item) error) error,
+		emit func(child int, key []byte, it meta.Item) error) error
+}
+
+// writeChildren writes, to two tables in the staging directory, the
+// initial state of g's children made from g's data as rec describes
+// (and Config.Splitter divides it), and returns their paths. g's data
+// does not change after the split; each scan reads it in one view.
+func (h *Host) writeChildren(g *group, rec *splitRec) (paths [2]string, err error) {
 	if h.faults != nil {
-		if err := h.faults("split", c); err != nil {
-			return "", err
+		if err := h.faults("split", g.p); err != nil {
+			return paths, err
 		}
 	}
 	hs, err := proto.Marshal(&raftpb.HardState{Term: new(rec.term), Commit: new(rec.index)})
 	if err != nil {
-		return "", err
+		return paths, err
 	}
-	f, err := h.fs.Create(name, vfs.WriteCategoryUnspecified)
-	if err != nil {
-		return "", err
-	}
-	w := newTableWriter(f, h.tables)
-	// Apply state and log base ('a', 'b'), the items ('d'), the hard
-	// state ('h'): in key order.
-	w.set(groupKey(c, kindApply), encodeApplyState(rec.index, rec.tail))
-	w.set(groupKey(c, kindBase), encodeBase(rec.index, rec.term))
-	lower, upper := dataBounds(g.p, nil, nil)
-	it, err := h.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		w.abort()
-		h.fs.Remove(name)
-		return "", err
-	}
-	prefix := len(dataKey(g.p, nil))
-	for ok := it.First(); ok && w.err == nil; ok = it.Next() {
-		v, err := it.ValueAndErr()
-		if err != nil {
-			w.err = err
-			break
+	var ws [2]*tableWriter
+	defer func() {
+		if err == nil {
+			return
 		}
-		w.set(dataKey(c, it.Key()[prefix:]), v)
+		for i, w := range ws {
+			if w != nil {
+				w.abort()
+				h.fs.Remove(paths[i])
+			}
+		}
+	}()
+	for i, c := range rec.into {
+		paths[i] = h.fs.PathJoin(h.cfg.Dir, stagingDir, fmt.Sprintf("split-%d-%d.sst", g.p, c))
+		f, err := h.fs.Create(paths[i], vfs.WriteCategoryUnspecified)
+		if err != nil {
+			return paths, err
+		}
+		ws[i] = newTableWriter(f, h.tables)
+		// Apply state and log base ('a', 'b'), the items ('d'), the
+		// hard state ('h'): in key order.
+		ws[i].set(groupKey(c, kindApply), encodeApplyState(rec.index, rec.tail))
+		ws[i].set(groupKey(c, kindBase), encodeBase(rec.index, rec.term))
 	}
-	if err := it.Close(); err != nil && w.err == nil {
-		w.err = err
+	lower, upper := dataBounds(g.p, nil, nil)
+	prefix := len(lower)
+	scan := func(fn func(key []byte, it meta.Item) error) error {
+		it, err := h.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		for ok := it.First(); ok; ok = it.Next() {
+			v, err := it.ValueAndErr()
+			if err != nil {
+				return err
+			}
+			rev, val, err := decodeItem(v)
+			if err != nil {
+				return err
+			}
+			if err := fn(it.Key()[prefix:], meta.Item{Value: val, Rev: rev}); err != nil {
+				return err
+			}
+		}
+		return it.Error()
 	}
-	w.set(groupKey(c, kindHard), hs)
-	if err := w.close(); err != nil {
-		h.fs.Remove(name)
-		return "", err
+	emit := func(child int, key []byte, it meta.Item) error {
+		if child != 0 && child != 1 {
+			return fmt.Errorf("split of %s: no child %d", g.name, child)
+		}
+		w := ws[child]
+		w.set(dataKey(rec.into[child], key), encodeItem(it.Rev, it.Value))
+		return w.err
 	}
-	return name, nil
+	if s := h.cfg.Splitter; s != nil {
+		err = s.Split(g.p, rec.into, scan, emit)
+	} else {
+		err = scan(func(key []byte, it meta.Item) error {
+			if err := emit(0, key, it); err != nil {
+				return err
+			}
+			return emit(1, key, it)
+		})
+	}
+	if err != nil {
+		return paths, err
+	}
+	for i, w := range ws {
+		w.set(groupKey(rec.into[i], kindHard), hs)
+		if err = w.close(); err != nil {
+			return paths, err
+		}
+	}
+	return paths, nil
 }
 
 // checkMoved handles the answer to a replica check of this host's
@@ -426,8 +476,9 @@ func (h *Host) loadSplits() error {
 
 // tableWriter writes an sstable, keeping its first error.
 type tableWriter struct {
-	w   *sstable.Writer
-	err error
+	w      *sstable.Writer
+	err    error
+	closed bool
 }
 
 func newTableWriter(f vfs.File, o sstable.WriterOptions) *tableWriter {
@@ -442,10 +493,18 @@ func (t *tableWriter) set(k, v []byte) {
 
 // close finishes the table, synced, and returns the first error.
 func (t *tableWriter) close() error {
+	t.closed = true
 	if err := t.w.Close(); t.err == nil {
 		t.err = err
 	}
 	return t.err
 }
 
-func (t *tableWriter) abort() { _ = t.w.Close() }
+// abort closes the table if close did not; its file is the caller's to
+// remove.
+func (t *tableWriter) abort() {
+	if !t.closed {
+		t.closed = true
+		_ = t.w.Close()
+	}
+}

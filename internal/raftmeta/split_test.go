@@ -7,7 +7,9 @@ import (
 	"hash/crc32"
 	"sync"
 	"sync/atomic"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/redoubt-io/redoubt/internal/meta"
 )
@@ -159,4 +161,65 @@ func TestSplitLosesNoAcknowledgedWrite(t *testing.T) {
 		}
 	}
 	t.Logf("%d writes acknowledged, %d met the split", len(acked), moved.Load())
+}
+
+// parity sends an item to the child its key's last byte's parity names,
+// and items whose key starts with "*" to both.
+type parity struct{}
+
+func (parity) Split(parent meta.Partition, into [2]meta.Partition,
+	scan func(fn func(key []byte, it meta.Item) error) error,
+	emit func(child int, key []byte, it meta.Item) error) error {
+	return scan(func(key []byte, it meta.Item) error {
+		if len(key) > 0 && key[0] == '*' {
+			if err := emit(0, key, it); err != nil {
+				return err
+			}
+			return emit(1, key, it)
+		}
+		return emit(int(key[len(key)-1]%2), key, it)
+	})
+}
+
+// TestSplitterDividesItems: with a Config.Splitter, each child holds the
+// items the splitter gave it, with their revisions.
+func TestSplitterDividesItems(t *testing.T) {
+	c := newCluster(t, 3, []meta.Partition{0}, func(cfg *Config) { fastConfig(cfg); cfg.Splitter = parity{} })
+	ctx := context.Background()
+	h := c.host(1)
+	revs := map[string]uint64{}
+	for _, k := range []string{"a0", "a1", "b2", "b3", "*shared"} {
+		rev, err := h.Commit(ctx, 0, meta.Txn{Puts: []meta.KV{{Key: []byte(k), Value: []byte(k)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		revs[k] = rev
+	}
+	into := [2]meta.Partition{20, 21}
+	if err := h.Split(ctx, 0, into); err != nil {
+		t.Fatal(err)
+	}
+	want := [2]string{"*shared a0 b2", "*shared a1 b3"}
+	for i, p := range into {
+		for _, id := range c.ids {
+			var got []string
+			eventually(t, 10*time.Second, "child made", func() error {
+				got = nil
+				err := c.host(id).scanLocal(p, nil, nil, func(k []byte, it meta.Item) bool {
+					if it.Rev != revs[string(k)] {
+						t.Errorf("node %d child %d: %s at revision %d, was %d", id, p, k, it.Rev, revs[string(k)])
+					}
+					got = append(got, string(k))
+					return true
+				})
+				if err == nil && len(got) == 0 {
+					return errors.New("empty")
+				}
+				return err
+			})
+			if s := strings.Join(got, " "); s != want[i] {
+				t.Errorf("node %d child %d holds %q, want %q", id, p, s, want[i])
+			}
+		}
+	}
 }
