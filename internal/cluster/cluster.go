@@ -52,6 +52,9 @@ type Config struct {
 	// SnapshotRate is raftmeta.Config.SnapshotRate: bytes per second of
 	// the snapshots this node streams; 0: no limit.
 	SnapshotRate int64
+	// Splitter is raftmeta.Config.Splitter: how a splitting partition's
+	// records are divided (objects.NewSplitter).
+	Splitter raftmeta.Splitter
 	// RaftTick is the Raft tick; elections take 10 ticks.
 	RaftTick time.Duration
 	// RaftWake is raftmeta.Config.Wake: nil wakes the Raft loop at once;
@@ -229,6 +232,7 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 	rcfg.Wake = cfg.RaftWake
 	rcfg.Ticks = cfg.RaftTicks
 	rcfg.SnapshotRate = cfg.SnapshotRate
+	rcfg.Splitter = cfg.Splitter
 	c.host, err = raftmeta.New(rcfg)
 	if err != nil {
 		return nil, fmt.Errorf("opening raft state: %w", err)

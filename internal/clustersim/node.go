@@ -204,6 +204,7 @@ func (n *node) start(ctx context.Context, join []string) (_ *incarnation, err er
 		RaftTicks:  ticks,
 		LayoutPoll: 100*time.Millisecond + time.Duration(1000*n.i+13)*time.Nanosecond,
 		FS:         inc.fs, RaftFS: n.raft, Version: "sim",
+		Splitter: objects.NewSplitter(s.cfg.Partitions),
 	}
 	if len(join) == 0 {
 		ccfg.BootstrapExpect = s.cfg.Nodes

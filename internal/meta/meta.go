@@ -240,3 +240,16 @@ func PrefixEnd(p []byte) []byte {
 	}
 	return nil
 }
+
+// MovedError is ErrMoved for partition P, which split into Into. Stores
+// wrap it (errors.As finds it) where they know which partition split.
+type MovedError struct {
+	P    Partition
+	Into [2]Partition
+}
+
+func (e *MovedError) Error() string {
+	return fmt.Sprintf("meta: partition %d split into %d and %d", e.P, e.Into[0], e.Into[1])
+}
+
+func (e *MovedError) Is(target error) bool { return target == ErrMoved }

@@ -13,6 +13,7 @@ import (
 	"github.com/redoubt-io/redoubt/internal/cluster"
 	"github.com/redoubt-io/redoubt/internal/layout"
 	"github.com/redoubt-io/redoubt/internal/meta"
+	"github.com/redoubt-io/redoubt/internal/objects"
 )
 
 // credsKey holds the cluster's root credentials in the System partition,
@@ -33,6 +34,7 @@ func (n *Node) startCluster(ctx context.Context) error {
 		Policy: n.cfg.Policy, Version: n.cfg.Version,
 		Net: cc.Net, NoGossip: cc.NoGossip, RaftTick: cc.RaftTick, LayoutPoll: cc.LayoutPoll,
 		RepairAfter: cc.RepairAfter, SnapshotRate: max(n.cfg.SnapshotRate, 0), Supervise: n.supervise,
+		Splitter: objects.NewSplitter(cc.Partitions),
 		Fatal: func(err error) {
 			select {
 			case n.fatal <- err:

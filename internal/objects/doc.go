@@ -6,8 +6,10 @@
 // Contract:
 //
 //  1. Placement. The records of an object key live in the metadata
-//     partition placement.PartitionOf(bucket, key, Partitions); bucket
-//     records live in meta.System. Record keys are laid out in keys.go,
+//     partition placement.PartitionOf(bucket, key, Partitions), or, once
+//     it has split, in the descendant of it the key's route resolves to
+//     (route.go: Partitions that split); bucket records live in
+//     meta.System. Record keys are laid out in keys.go,
 //     record values in record.go; every value starts with a format version.
 //  2. Atomicity. Every key has a head record naming its latest version and
 //     its null version. Every change to a key's versions rewrites the head

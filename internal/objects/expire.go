@@ -48,12 +48,12 @@ func (s *Service) expireUploads(ctx context.Context, age time.Duration, batchMax
 	}
 	var errs []error
 	pre := []byte{tagUpload}
-	for p := 0; p < s.cfg.Partitions; p++ {
+	for _, p := range s.md.parts() {
 		start := pre
 		for start != nil {
 			var batch []stale
 			var next, ferr = []byte(nil), error(nil)
-			err := s.md.Scan(ctx, meta.Partition(p), start, prefixEnd(pre), func(k []byte, it meta.Item) bool {
+			err := s.md.Scan(ctx, p, start, prefixEnd(pre), func(k []byte, it meta.Item) bool {
 				if len(batch) == batchMax {
 					next = bytes.Clone(k)
 					return false
@@ -89,7 +89,7 @@ func (s *Service) expireUploads(ctx context.Context, age time.Duration, batchMax
 			}
 			for _, st := range batch {
 				ob := &opBucket{name: st.bucket.name, rec: st.bucket.rec}
-				err := s.abortUpload(ctx, ob, meta.Partition(p), st.key, st.upload)
+				err := s.abortUpload(ctx, ob, s.partition(st.bucket.name, st.key), st.key, st.upload)
 				switch {
 				case err == nil:
 					aborted++

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -75,38 +76,58 @@ var errChangeDone = errors.New("objects: bucket change already made")
 func fenceKey(id bucketID) []byte { return tagPrefix(tagFence, id) }
 
 // forEachPartition runs fn for every object partition, fanOut at a time,
-// and returns the first error (errChangeDone before others).
+// and returns the first error (errChangeDone before others). A partition
+// fn finds split (meta.ErrMoved) is replaced by its children, which hold
+// its keys and a copy of its fences as they were when it split (see
+// Partitions that split): fn runs on them in a later round.
 func (s *Service) forEachPartition(ctx context.Context, fn func(ctx context.Context, p meta.Partition) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var mu sync.Mutex
 	var first error
 	sem := make(chan struct{}, fanOut)
-	var wg sync.WaitGroup
-	for p := 0; p < s.cfg.Partitions; p++ {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+	for round := s.md.parts(); len(round) > 0; {
+		var split []meta.Partition
+		var wg sync.WaitGroup
+		for _, p := range round {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			wg.Add(1)
+			go func(p meta.Partition) {
+				defer func() { <-sem; wg.Done() }()
+				err := fn(ctx, p)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+				case s.md.learnFrom(err):
+					split = append(split, p)
+				default:
+					if first == nil || (errors.Is(err, errChangeDone) && !errors.Is(first, errChangeDone)) {
+						first = err
+					}
+					cancel()
+				}
+			}(p)
+		}
+		wg.Wait()
+		if first != nil {
+			return first
 		}
 		if ctx.Err() != nil {
 			break
 		}
-		wg.Add(1)
-		go func(p meta.Partition) {
-			defer func() { <-sem; wg.Done() }()
-			if err := fn(ctx, p); err != nil {
-				mu.Lock()
-				if first == nil || (errors.Is(err, errChangeDone) && !errors.Is(first, errChangeDone)) {
-					first = err
-				}
-				mu.Unlock()
-				cancel()
-			}
-		}(meta.Partition(p))
-	}
-	wg.Wait()
-	if first != nil {
-		return first
+		slices.Sort(split) // rounds run in one order, for the simulation to replay
+		round = nil
+		for _, p := range split {
+			c := s.md.tree.children(p)
+			round = append(round, c[0], c[1])
+		}
 	}
 	return context.Cause(ctx) // the caller's, if it ended
 }
@@ -243,10 +264,12 @@ func (s *Service) change(ctx context.Context, name string, want func(r bucketRec
 // undoable, nil otherwise once the change is decided and released.
 func (s *Service) settle(ctx context.Context, name string, r bucketRec, rev uint64) error {
 	epoch := r.Epoch + 1
-	frozen := make([]uint64, s.cfg.Partitions) // the frozen fences' revisions
+	frozen := &partRevs{tree: s.md.tree, m: map[meta.Partition]uint64{}} // the frozen fences' revisions
 	err := s.forEachPartition(ctx, func(ctx context.Context, p meta.Partition) error {
-		var err error
-		frozen[p], err = s.freeze(ctx, p, r.ID, epoch, r.Versioning)
+		rev, err := s.freeze(ctx, p, r.ID, epoch, r.Versioning)
+		if err == nil {
+			frozen.set(p, rev)
+		}
 		return err
 	})
 	if err != nil && !errors.Is(err, errChangeDone) {
@@ -302,7 +325,7 @@ func (s *Service) settle(ctx context.Context, name string, r bucketRec, rev uint
 // deletion of a bucket found not empty), and gone after a deletion, whose
 // fences it removed (or left frozen for the next operation that meets one
 // to remove). errChangeDone means someone else decided.
-func (s *Service) decide(ctx context.Context, name string, r bucketRec, rev uint64, frozen []uint64) (result error, gone bool, err error) {
+func (s *Service) decide(ctx context.Context, name string, r bucketRec, rev uint64, frozen *partRevs) (result error, gone bool, err error) {
 	k := bucketKey(name)
 	n := r
 	n.Epoch, n.Pending = r.Epoch+1, bucketChange{}
@@ -322,7 +345,7 @@ func (s *Service) decide(ctx context.Context, name string, r bucketRec, rev uint
 		// are aborted, under the frozen fences (no one else may touch
 		// them now).
 		err = s.forEachPartition(ctx, func(ctx context.Context, p meta.Partition) error {
-			return s.abortAllUploads(ctx, r.ID, p, meta.Cond{Key: fenceKey(r.ID), Rev: frozen[p]})
+			return s.abortAllUploads(ctx, r.ID, p, meta.Cond{Key: fenceKey(r.ID), Rev: frozen.get(p)})
 		})
 		if err != nil {
 			return nil, false, err
@@ -486,7 +509,7 @@ func (s *Service) readView(ctx context.Context, p meta.Partition, ob *opBucket, 
 	backoff := time.Millisecond
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if o.Stale {
-			if h, ok := s.fences.get(ob.rec.ID, p); ok && !h.f.Frozen {
+			if h, ok := s.fences.get(ob.rec.ID, s.md.resolve(p)); ok && !h.f.Frozen {
 				keys := keysOf(ob.rec.ID)
 				if len(keys) == 0 {
 					return h.f, h.rev, nil, 0, nil
@@ -519,7 +542,7 @@ func (s *Service) readView(ctx context.Context, p meta.Partition, ob *opBucket, 
 			return fenceRec{}, 0, nil, 0, fmt.Errorf("fence in partition %d: %w", p, err)
 		}
 		if !f.Frozen {
-			s.fences.learn(ob.rec.ID, p, f, fit.Rev)
+			s.fences.learn(ob.rec.ID, s.md.resolve(p), f, fit.Rev)
 			return f, fit.Rev, items[1:], at, nil
 		}
 		o = meta.ReadOptions{}

@@ -25,7 +25,7 @@ func TestFenceHintOutdatedCostsAConflict(t *testing.T) {
 	}
 	precious := strings.Repeat("precious ", 10)
 	other := "k2" // a key of another partition than k's
-	for i := 3; a.partition("bkt", other) == a.partition("bkt", "k"); i++ {
+	for i := 3; a.md.resolve(a.partition("bkt", other)) == a.md.resolve(a.partition("bkt", "k")); i++ {
 		other = fmt.Sprintf("k%d", i)
 	}
 	for _, key := range []string{"k", other} {
@@ -41,14 +41,14 @@ func TestFenceHintOutdatedCostsAConflict(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := a.partition("bkt", "k")
-	h, ok := a.fences.get(ob.rec.ID, p)
+	h, ok := a.fences.get(ob.rec.ID, a.md.resolve(p))
 	if !ok || h.f.Versioning != Unversioned {
 		t.Fatalf("node a's hint = %+v, %v; the test needs an outdated one (unversioned)", h, ok)
 	}
 	// An answer without a commit never rests on a hint: a GET through
 	// node a of a key in another partition, whose hint is as outdated,
 	// shows its null version as "null", for the bucket is versioned now.
-	if h, ok := a.fences.get(ob.rec.ID, a.partition("bkt", other)); !ok || h.f.Versioning != Unversioned {
+	if h, ok := a.fences.get(ob.rec.ID, a.md.resolve(a.partition("bkt", other))); !ok || h.f.Versioning != Unversioned {
 		t.Fatalf("node a's hint for %q = %+v, %v; the test needs an outdated one", other, h, ok)
 	}
 	if oi, _, err := a.GetObject(ctx, "bkt", other, GetOptions{HeadOnly: true}); err != nil || oi.VersionID != "null" {
@@ -77,7 +77,7 @@ func TestFenceHintOutdatedCostsAConflict(t *testing.T) {
 	if got, err := readAll(t, a, "bkt", "k", "null"); err != nil || got != precious {
 		t.Errorf("null version: %q, %v; want the first body", got, err)
 	}
-	if h, _ := a.fences.get(ob.rec.ID, p); h.f.Versioning != Enabled {
+	if h, _ := a.fences.get(ob.rec.ID, a.md.resolve(p)); h.f.Versioning != Enabled {
 		t.Errorf("hint after the conflict = %+v, want versioning enabled", h.f)
 	}
 }

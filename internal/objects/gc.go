@@ -123,11 +123,12 @@ func (s *Service) CollectGarbage(ctx context.Context, drives []GCDrive, opts GCO
 	byPart := map[meta.Partition][]string{}
 	for _, id := range ids {
 		p, _ := RefPartition(id)
-		if int(p) >= s.cfg.Partitions {
+		leaf, ok := s.refHome(p)
+		if !ok {
 			st.Untracked += int64(len(byID[id]))
 			continue
 		}
-		byPart[p] = append(byPart[p], id)
+		byPart[leaf] = append(byPart[leaf], id)
 	}
 	for _, p := range slices.Sorted(maps.Keys(byPart)) {
 		for batch := range slices.Chunk(byPart[p], gcReadBatch) {
@@ -157,7 +158,7 @@ func (s *Service) CollectGarbage(ctx context.Context, drives []GCDrive, opts GCO
 	// become plain orphans for their drives' next pass), and settle the
 	// records of dead movers and collectors likewise (the copies they
 	// leave are collected by the passes of their drives).
-	for p := 0; p < s.cfg.Partitions; p++ {
+	for _, p := range s.md.parts() {
 		type found struct {
 			id  string
 			rev uint64
@@ -165,7 +166,7 @@ func (s *Service) CollectGarbage(ctx context.Context, drives []GCDrive, opts GCO
 		}
 		var gone []found
 		pre := []byte{tagRef}
-		err := s.md.Scan(ctx, meta.Partition(p), pre, prefixEnd(pre), func(k []byte, it meta.Item) bool {
+		err := s.md.Scan(ctx, p, pre, prefixEnd(pre), func(k []byte, it meta.Item) bool {
 			rec, err := decodeRefRec(it.Value)
 			if err == nil && ((rec.State == refIntent || rec.State == refMoving || rec.State == refReaping) && dead(rec.Inc) || abandoned(string(k[1:]), rec)) {
 				gone = append(gone, found{string(k[1:]), it.Rev, rec})
@@ -184,9 +185,9 @@ func (s *Service) CollectGarbage(ctx context.Context, drives []GCDrive, opts GCO
 		}
 		for _, g := range gone {
 			if g.rec.State == refIntent {
-				s.sweepIntent(ctx, meta.Partition(p), g.id, g.rev, &st)
+				s.sweepIntent(ctx, p, g.id, g.rev, &st)
 			} else {
-				s.settleRef(ctx, meta.Partition(p), g.id, g.rev, &g.rec, &st)
+				s.settleRef(ctx, p, g.id, g.rev, &g.rec, &st)
 			}
 		}
 	}

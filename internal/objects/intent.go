@@ -57,8 +57,10 @@ func newNonce(r io.Reader) uint64 {
 //	        collector to be dead), so a copy being removed is never one a
 //	        move is writing.
 //
-// A ref ID is 32 random hex digits then the partition as 8 hex digits.
-// IDs of any other shape (written before ref records existed, or by a data
+// A ref ID is 32 random hex digits then the partition as 8 hex digits:
+// the route of its key (route.go), so that its record goes where the key's
+// records go when a partition splits, or, for IDs made before routes,
+// the key's base partition. IDs of any other shape (written before ref records existed, or by a data
 // store without blocks.IDWriter) have no record and are never collected.
 const (
 	tagRef       = 'r'
@@ -73,7 +75,8 @@ const (
 	refReaping byte = 5
 )
 
-// newRefID returns a fresh ref ID, drawn from r, for data of partition p.
+// newRefID returns a fresh ref ID, drawn from r, for data of the key
+// whose route is p.
 func newRefID(r io.Reader, p meta.Partition) string {
 	var b [refRandHex/2 + 4]byte
 	_, _ = io.ReadFull(r, b[:refRandHex/2])
@@ -81,8 +84,9 @@ func newRefID(r io.Reader, p meta.Partition) string {
 	return hex.EncodeToString(b[:])
 }
 
-// RefPartition returns the partition whose ref record tracks data ID id,
-// and false for an ID this package did not issue with a record.
+// RefPartition returns the route (or, for an older ID, the base
+// partition) whose ref record tracks data ID id, and false for an ID this
+// package did not issue with a record.
 func RefPartition(id string) (meta.Partition, bool) {
 	if len(id) != refIDLen {
 		return 0, false
@@ -262,7 +266,7 @@ var errIntentLost = errors.New("objects: write intent lost")
 func (s *Service) writeData(ctx context.Context, p meta.Partition, r io.Reader) (ref blocks.Ref, rev uint64, err error) {
 	w, ok := s.data.(blocks.IDWriter)
 	if !ok {
-		ref, err = s.data.Write(ctx, uint32(p), r)
+		ref, err = s.data.Write(ctx, placementOf(p), r)
 		return ref, 0, err
 	}
 	id := newRefID(s.cfg.Rand, p)
@@ -280,7 +284,7 @@ func (s *Service) writeData(ctx context.Context, p meta.Partition, r io.Reader) 
 		s.endWrite(id)
 		return blocks.Ref{}, 0, metaErr("commit write intent", err)
 	}
-	ref, err = w.WriteID(ctx, uint32(p), id, r)
+	ref, err = w.WriteID(ctx, placementOf(p), id, r)
 	if err != nil {
 		// The store removed what it could reach; the rest is an orphan
 		// without a record once the intent is gone.

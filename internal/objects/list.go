@@ -39,14 +39,14 @@ type cursor struct {
 
 type merger struct {
 	ctx     context.Context
-	md      meta.Store
-	n       int
-	hi      []byte // end of the listing; nil: end of the partition
-	horizon []byte // streams hold all their keys below it; nil: hi reached
-	done    bool   // the horizon has reached hi
-	want    int    // entries the caller may still take
-	sample  int    // next partition to sample
-	skipped bool   // the horizon was last moved by a skip
+	r       *router
+	parts   []meta.Partition // the partitions read, as the router knew them
+	hi      []byte           // end of the listing; nil: end of the partition
+	horizon []byte           // streams hold all their keys below it; nil: hi reached
+	done    bool             // the horizon has reached hi
+	want    int              // entries the caller may still take
+	sample  int              // next partition to sample
+	skipped bool             // the horizon was last moved by a skip
 	h       cursorHeap
 }
 
@@ -66,8 +66,8 @@ func (h *cursorHeap) Pop() any {
 // newMerger streams the keys in [lo, hi) of partitions 0..n-1 in order.
 // page is the number of entries the caller expects to take; probe says
 // the caller will skip common prefixes, so reading starts small.
-func newMerger(ctx context.Context, md meta.Store, n int, lo, hi []byte, page int, probe bool) *merger {
-	m := &merger{ctx: ctx, md: md, n: n, hi: hi, horizon: lo, want: page + 1, skipped: probe}
+func newMerger(ctx context.Context, r *router, lo, hi []byte, page int, probe bool) *merger {
+	m := &merger{ctx: ctx, r: r, parts: r.parts(), hi: hi, horizon: lo, want: page + 1, skipped: probe}
 	if hi != nil && bytes.Compare(lo, hi) >= 0 {
 		m.done = true
 	}
@@ -82,9 +82,24 @@ func (m *merger) took() {
 }
 
 // advance moves the horizon forward and reads every partition up to it.
+// A partition that split since the listing began is read through its
+// children from then on: they hold its keys (see Partitions that split).
 func (m *merger) advance() error {
+	for range splitDepth + 1 {
+		err := m.advanceOnce()
+		if err == nil || !m.r.learnFrom(err) {
+			return err
+		}
+		m.parts = m.r.parts()
+		m.sample %= len(m.parts)
+	}
+	return metaErr("list", meta.ErrMoved)
+}
+
+func (m *merger) advanceOnce() error {
 	from := m.horizon
-	per := 2*m.want/m.n + 2
+	n := len(m.parts)
+	per := 2*m.want/n + 2
 	if m.skipped {
 		// Past a common prefix the density of what follows is unknown:
 		// probe a little, so that a run of prefixes costs a few records
@@ -92,8 +107,7 @@ func (m *merger) advance() error {
 		per, m.skipped = 2, false
 	}
 	sp := m.sample
-	m.sample = (m.sample + 1) % m.n
-	got, err := m.scan(sp, from, m.hi, per)
+	got, err := m.scan(m.parts[sp], from, m.hi, per)
 	if err != nil {
 		return err
 	}
@@ -101,23 +115,26 @@ func (m *merger) advance() error {
 	if len(got) == per {
 		to = successor(got[len(got)-1].key)
 	}
-	if len(got) > 0 {
-		m.h = append(m.h, &cursor{buf: got})
-	}
 	// Every other partition up to the horizon, in one pass over the store.
-	ranges := make([]meta.Range, 0, m.n-1)
-	for p := 0; p < m.n; p++ {
-		if p != sp {
-			ranges = append(ranges, meta.Range{P: meta.Partition(p), Start: from, End: to})
+	ranges := make([]meta.Range, 0, n-1)
+	for i, p := range m.parts {
+		if i != sp {
+			ranges = append(ranges, meta.Range{P: p, Start: from, End: to})
 		}
 	}
 	bufs := make([]collector, len(ranges))
-	err = meta.ScanRanges(m.ctx, m.md, ranges, func(i int, k []byte, it meta.Item) bool {
+	err = meta.ScanRanges(m.ctx, m.r, ranges, func(i int, k []byte, it meta.Item) bool {
 		bufs[i].add(k, it.Value)
 		return true
 	})
 	if err != nil {
 		return metaErr("list", err)
+	}
+	// Nothing read is kept until every read succeeded: a split met on
+	// the way has the whole step made again.
+	m.sample = (sp + 1) % n
+	if len(got) > 0 {
+		m.h = append(m.h, &cursor{buf: got})
 	}
 	for i := range bufs {
 		if buf := bufs[i].entries(); len(buf) > 0 {
@@ -131,9 +148,9 @@ func (m *merger) advance() error {
 }
 
 // scan reads up to limit (< 0: all) records of partition p in [from, to).
-func (m *merger) scan(p int, from, to []byte, limit int) ([]entry, error) {
+func (m *merger) scan(p meta.Partition, from, to []byte, limit int) ([]entry, error) {
 	var c collector
-	err := m.md.Scan(m.ctx, meta.Partition(p), from, to, func(k []byte, it meta.Item) bool {
+	err := m.r.Scan(m.ctx, p, from, to, func(k []byte, it meta.Item) bool {
 		c.add(k, it.Value)
 		return limit < 0 || len(c.lens)/2 < limit
 	})
@@ -267,7 +284,7 @@ func (s *Service) ListObjects(ctx context.Context, bucket string, opts ListOptio
 	limit := pageSize(opts.MaxKeys)
 	lo := listStart(tagHead, b.ID, opts.Prefix, opts.Delimiter, opts.Marker, []byte{0})
 	hi := prefixEnd(keyPrefix(tagHead, b.ID, opts.Prefix))
-	m := newMerger(ctx, s.md, s.cfg.Partitions, lo, hi, limit, opts.Delimiter != "")
+	m := newMerger(ctx, s.md, lo, hi, limit, opts.Delimiter != "")
 	var res ListResult
 	count := 0
 	for {
@@ -360,7 +377,7 @@ func (s *Service) ListObjectVersions(ctx context.Context, bucket string, opts Li
 		lo = listStart(tagVersion, b.ID, opts.Prefix, opts.Delimiter, opts.KeyMarker, []byte{1})
 	}
 	hi := prefixEnd(keyPrefix(tagVersion, b.ID, opts.Prefix))
-	m := newMerger(ctx, s.md, s.cfg.Partitions, lo, hi, limit, opts.Delimiter != "")
+	m := newMerger(ctx, s.md, lo, hi, limit, opts.Delimiter != "")
 	var res ListVersionsResult
 	prev := midKey
 	hasPrev := midKey != ""
@@ -430,7 +447,7 @@ func (s *Service) ListMultipartUploads(ctx context.Context, bucket string, opts 
 		lo = listStart(tagUpload, b.ID, opts.Prefix, opts.Delimiter, opts.KeyMarker, []byte{1})
 	}
 	hi := prefixEnd(keyPrefix(tagUpload, b.ID, opts.Prefix))
-	m := newMerger(ctx, s.md, s.cfg.Partitions, lo, hi, limit, opts.Delimiter != "")
+	m := newMerger(ctx, s.md, lo, hi, limit, opts.Delimiter != "")
 	var res ListUploadsResult
 	for {
 		e, ok, err := m.peek()

@@ -138,5 +138,10 @@ func FuzzDecodeRecords(f *testing.F) {
 		}
 		splitVersionKey(b)
 		splitUploadKey(b)
+		for d := range splitDepth {
+			if c := side(b, d); c != both && c != 0 && c != 1 {
+				t.Fatalf("side(%x, %d) = %d", b, d, c)
+			}
+		}
 	})
 }

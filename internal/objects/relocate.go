@@ -88,11 +88,33 @@ const relocateBatch = 256
 // Ref opts.Plan wants on other drives (see the comment above). It returns
 // the first metadata error of a scan; failed moves are counted, reported
 // to opts.After, and left for the next pass.
+// A partition that split is relocated through the partitions now holding
+// its keys; opts.Plan is still asked with p, whose drives their data was
+// placed on.
 func (s *Service) Relocate(ctx context.Context, p meta.Partition, opts RelocateOptions) (RelocateStats, error) {
 	var st RelocateStats
+	queue := s.md.under(p)
+	for len(queue) > 0 {
+		leaf := queue[0]
+		queue = queue[1:]
+		err := s.relocate(ctx, p, leaf, opts, &st)
+		if err != nil && s.md.learnFrom(err) {
+			c := s.md.tree.children(leaf)
+			queue = append([]meta.Partition{c[0], c[1]}, queue...)
+			continue
+		}
+		if err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+// relocate is Relocate of partition p for the keys partition leaf holds.
+func (s *Service) relocate(ctx context.Context, p, leaf meta.Partition, opts RelocateOptions, st *RelocateStats) error {
 	mover, ok := s.data.(blocks.Mover)
 	if !ok && !opts.DryRun {
-		return st, fmt.Errorf("objects: relocate: the data store cannot move data")
+		return fmt.Errorf("objects: relocate: the data store cannot move data")
 	}
 	dead := opts.Dead
 	if dead == nil {
@@ -109,7 +131,7 @@ func (s *Service) Relocate(ctx context.Context, p meta.Partition, opts RelocateO
 	for {
 		var batch []found
 		var ferr error
-		err := s.md.Scan(ctx, p, start, end, func(k []byte, it meta.Item) bool {
+		err := s.md.Scan(ctx, leaf, start, end, func(k []byte, it meta.Item) bool {
 			v, err := versionItem(k, it)
 			if err != nil {
 				ferr = err
@@ -128,10 +150,10 @@ func (s *Service) Relocate(ctx context.Context, p meta.Partition, opts RelocateO
 			return len(batch) < relocateBatch
 		})
 		if err != nil {
-			return st, metaErr("relocate: scan versions", err)
+			return metaErr("relocate: scan versions", err)
 		}
 		if ferr != nil {
-			return st, ferr
+			return ferr
 		}
 		for _, f := range batch {
 			rev, rec := f.rev, f.rec
@@ -152,10 +174,10 @@ func (s *Service) Relocate(ctx context.Context, p meta.Partition, opts RelocateO
 				}
 				if opts.Before != nil {
 					if err := opts.Before(ctx, n); err != nil {
-						return st, err
+						return err
 					}
 				}
-				nrev, nref, err := s.moveRef(ctx, mover, p, f.key, rev, &rec, i, to, dead)
+				nrev, nref, err := s.moveRef(ctx, mover, leaf, f.key, rev, &rec, i, to, dead)
 				switch {
 				case err == nil:
 					st.Moved++
@@ -178,11 +200,11 @@ func (s *Service) Relocate(ctx context.Context, p meta.Partition, opts RelocateO
 				}
 			}
 			if ctx.Err() != nil {
-				return st, ctx.Err()
+				return ctx.Err()
 			}
 		}
 		if len(batch) < relocateBatch {
-			return st, nil
+			return nil
 		}
 	}
 }
@@ -220,7 +242,7 @@ func (s *Service) moveRef(ctx context.Context, mover blocks.Mover, p meta.Partit
 	ref := rec.Parts[i].Ref
 	rk := refKey(ref.ID)
 	rp, tracked := RefPartition(ref.ID)
-	tracked = tracked && rp == p
+	tracked = tracked && s.md.resolve(rp) == p
 	var moving refRec
 	var mrev uint64
 	if tracked {

@@ -20,7 +20,7 @@ import (
 // Service implements API over a metadata store and a data store.
 type Service struct {
 	cfg   Config
-	md    meta.Store
+	md    *router // the metadata store, through splits (route.go)
 	data  blocks.Store
 	log   *slog.Logger
 	clock *hlc.Clock
@@ -63,12 +63,13 @@ func New(cfg Config, md meta.Store, data blocks.Store, logger *slog.Logger) (*Se
 	if cfg.Incarnation.Nonce == 0 {
 		cfg.Incarnation.Nonce = newNonce(cfg.Rand)
 	}
-	return &Service{cfg: cfg, md: md, data: data, log: logger, clock: hlc.New(cfg.Now),
+	return &Service{cfg: cfg, md: newRouter(md, cfg.Partitions), data: data, log: logger, clock: hlc.New(cfg.Now),
 		buckets: bucketCache{ttl: cfg.BucketCacheTTL}}, nil
 }
 
+// partition is the route of key's records (route.go).
 func (s *Service) partition(bucket, key string) meta.Partition {
-	return meta.Partition(placement.PartitionOf(bucket, key, s.cfg.Partitions))
+	return routeOf(placement.PartitionOf(bucket, key, s.cfg.Partitions), key)
 }
 
 // deleteData removes data no committed record refers to any more. A

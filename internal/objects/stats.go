@@ -29,9 +29,10 @@ func (s *Service) Stats(ctx context.Context) (objects, bytes int64, err error) {
 	}
 	if len(counted) > 0 {
 		pre := []byte{tagCount}
-		for p := 0; p < s.cfg.Partitions; p++ {
+		err := s.walkParts(func(p meta.Partition) error {
 			var ferr error
-			err := s.md.Scan(ctx, meta.Partition(p), pre, prefixEnd(pre), func(k []byte, it meta.Item) bool {
+			var objs, byts int64 // added once the whole partition is read
+			err := s.md.Scan(ctx, p, pre, prefixEnd(pre), func(k []byte, it meta.Item) bool {
 				var id bucketID
 				if len(k) != keyHdr {
 					ferr = fmt.Errorf("counter key %x: %w", k, errCorrupt)
@@ -46,16 +47,21 @@ func (s *Service) Stats(ctx context.Context) (objects, bytes int64, err error) {
 					ferr = fmt.Errorf("counters %x: %w", k, errCorrupt)
 					return false
 				}
-				objects += c[0]
-				bytes += c[1]
+				objs += c[0]
+				byts += c[1]
 				return true
 			})
 			if err != nil {
-				return 0, 0, metaErr("scan counters", err)
+				return metaErr("scan counters", err)
 			}
 			if ferr != nil {
-				return 0, 0, ferr
+				return ferr
 			}
+			objects, bytes = objects+objs, bytes+byts
+			return nil
+		})
+		if err != nil {
+			return 0, 0, err
 		}
 	}
 	n, b, err := s.scanCount(ctx, legacy)
@@ -101,11 +107,11 @@ func (s *Service) scanCount(ctx context.Context, ids []bucketID) (objects, bytes
 // collection never frees data a record still names. It stops at the first
 // error fn returns.
 func (s *Service) ForEachRef(ctx context.Context, fn func(blocks.Ref) error) error {
-	for p := 0; p < s.cfg.Partitions; p++ {
+	return s.walkParts(func(p meta.Partition) error {
 		for _, tag := range []byte{tagVersion, tagPart} {
 			pre := []byte{tag}
 			var ferr error
-			err := s.md.Scan(ctx, meta.Partition(p), pre, prefixEnd(pre), func(k []byte, it meta.Item) bool {
+			err := s.md.Scan(ctx, p, pre, prefixEnd(pre), func(k []byte, it meta.Item) bool {
 				if tag == tagPart {
 					pr, err := decodePendingPart(it.Value)
 					if err != nil {
@@ -139,27 +145,25 @@ func (s *Service) ForEachRef(ctx context.Context, fn func(blocks.Ref) error) err
 				return ferr
 			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
-// scanAll calls fn for each tag record of bucket id in every partition.
+// scanAll calls fn for each tag record of bucket id in every partition
+// (a partition that splits meanwhile may show some twice: walkParts).
 func (s *Service) scanAll(ctx context.Context, tag byte, id bucketID, fn func(k []byte, it meta.Item) error) error {
 	pre := tagPrefix(tag, id)
-	for p := 0; p < s.cfg.Partitions; p++ {
+	return s.walkParts(func(p meta.Partition) error {
 		var ferr error
-		err := s.md.Scan(ctx, meta.Partition(p), pre, prefixEnd(pre), func(k []byte, it meta.Item) bool {
+		err := s.md.Scan(ctx, p, pre, prefixEnd(pre), func(k []byte, it meta.Item) bool {
 			ferr = fn(k, it)
 			return ferr == nil
 		})
 		if err != nil {
 			return metaErr("scan", err)
 		}
-		if ferr != nil {
-			return ferr
-		}
-	}
-	return nil
+		return ferr
+	})
 }
 
 // versionItem decodes the version record k, it of a scan.

@@ -113,6 +113,15 @@ func (e *movedError) Error() string {
 
 func (e *movedError) Is(target error) bool { return target == meta.ErrMoved }
 
+// As gives a *meta.MovedError for errors.As.
+func (e *movedError) As(target any) bool {
+	if t, ok := target.(**meta.MovedError); ok {
+		*t = &meta.MovedError{P: e.p, Into: e.into}
+		return true
+	}
+	return false
+}
+
 func movedResponse(p meta.Partition, r *splitRec) response {
 	v := binary.BigEndian.AppendUint32(nil, uint32(p))
 	v = binary.BigEndian.AppendUint32(v, uint32(r.into[0]))
