@@ -165,12 +165,44 @@ movement.`,
 			return c.call(cmd.Context(), c.addr, http.MethodPost, "/cluster/layout/revert", nil, nil)
 		},
 	}
-	cmd.AddCommand(show, stage, preview, apply, revert)
+	split := &cobra.Command{
+		Use:   "split",
+		Short: "Split every metadata partition in two, online; no data moves",
+		Long: `Split doubles the cluster's metadata partitions while it serves: each
+partition's Raft group splits into two whose replicas are made on the same nodes
+from the copies they hold, and the layout's next version names them. Requests go
+on throughout; object data stays where it is. Split when partitions grow large
+or when more nodes should share the metadata load. Running it again after a
+failure finishes the split.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := af.conn(cmd)
+			if err != nil {
+				return err
+			}
+			var before admin.LayoutView
+			if err := c.call(cmd.Context(), c.addr, http.MethodGet, "/cluster/layout", nil, &before); err != nil {
+				return err
+			}
+			var v admin.LayoutView
+			if err := c.call(cmd.Context(), c.addr, http.MethodPost, "/cluster/layout/split", nil, &v); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "split: %d metadata partitions, now %d (layout v%d); no data moved\n",
+				before.MetaPartitions, v.MetaPartitions, v.Version)
+			return nil
+		},
+	}
+	cmd.AddCommand(show, stage, preview, apply, revert, split)
 	return withEnv(cmd)
 }
 
 func printLayout(w io.Writer, v admin.LayoutView) {
-	fmt.Fprintf(w, "Layout v%d: %s, %d partitions\n", v.Version, v.Policy, v.Partitions)
+	fmt.Fprintf(w, "Layout v%d: %s, %d partitions", v.Version, v.Policy, v.Partitions)
+	if v.MetaPartitions > v.Partitions {
+		fmt.Fprintf(w, ", split into %d metadata partitions", v.MetaPartitions)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tZONE\tDRIVES\tCAPACITY\tSLOTS\tRPC")
 	for _, n := range v.Nodes {

@@ -6,11 +6,14 @@ package admin
 
 // LayoutView is the current layout and the edits staged on top of it.
 type LayoutView struct {
-	Version    uint64           `json:"version"`
-	Policy     string           `json:"policy"`
-	Partitions int              `json:"partitions"`
-	Nodes      []LayoutNodeView `json:"nodes"`
-	Staged     []LayoutEdit     `json:"staged"`
+	Version    uint64 `json:"version"`
+	Policy     string `json:"policy"`
+	Partitions int    `json:"partitions"`
+	// MetaPartitions is the metadata partitions: Partitions, split
+	// (redoubt layout split) as often as the layout says.
+	MetaPartitions int              `json:"metadata_partitions"`
+	Nodes          []LayoutNodeView `json:"nodes"`
+	Staged         []LayoutEdit     `json:"staged"`
 }
 
 // LayoutNodeView is one node of a layout.

@@ -224,11 +224,21 @@ func (c *Cluster) applyLayout(l *layout.Layout) {
 	if sys := c.raftIDs(l.SystemNodes()); len(sys) > 0 {
 		c.host.SetMembers(meta.System, sys)
 	}
-	for p := range l.Partitions {
-		voters := c.raftIDs(l.MetaNodes(p))
+	// The partitions that split, to forward to their members, who
+	// answer where their keys went; they had their base's nodes.
+	tree := placement.SplitTree{Base: uint32(l.Partitions)}
+	for d := range l.Depth {
+		for _, p := range tree.Level(d) {
+			c.host.SetMembers(meta.Partition(p), c.raftIDs(l.GroupNodes(p)))
+		}
+	}
+	for _, p := range l.Groups() {
+		voters := c.raftIDs(l.GroupNodes(p))
 		part := meta.Partition(p)
 		c.host.SetMembers(part, voters)
-		if !slices.Contains(voters, c.raftID) {
+		if !slices.Contains(voters, c.raftID) || l.Depth > 0 {
+			// Groups made by splits are made by the split alone
+			// (raftmeta, Splits): one started here would be empty.
 			continue
 		}
 		c.mu.RLock()
@@ -346,13 +356,13 @@ func (c *Cluster) reconcileGroups(ctx context.Context, groups map[meta.Partition
 		return
 	}
 	lv := c.newLiveness()
-	for p := range l.Partitions {
+	for _, p := range l.Groups() {
 		part := meta.Partition(p)
 		g, ok := groups[part]
 		if !ok || g.Leader != c.raftID {
 			continue
 		}
-		c.reconcileVoters(ctx, g, c.raftIDs(l.MetaNodes(p)), lv)
+		c.reconcileVoters(ctx, g, c.raftIDs(l.GroupNodes(p)), lv)
 	}
 }
 

@@ -177,8 +177,8 @@ func Survival(f Facts) admin.RedundancyStatus {
 		}
 		meta.add(v.nodes, v.zones, 1, 0, func() string { return fmt.Sprintf("%s: %s", name, v.describeGroup()) })
 	}
-	for p := range l.Partitions {
-		group(fmt.Sprintf("partition %d", p), l.MetaNodes(p))
+	for _, p := range l.Groups() {
+		group(fmt.Sprintf("partition %d", p), l.GroupNodes(p))
 	}
 	group(systemGroupName, l.SystemNodes())
 

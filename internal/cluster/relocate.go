@@ -27,7 +27,7 @@ func (c *Cluster) Leaderless(p meta.Partition) bool {
 		return false
 	}
 	l := c.Layout()
-	return l != nil && slices.Contains(l.MetaNodes(int(p)), string(c.nodeID))
+	return l != nil && slices.Contains(l.GroupNodes(uint32(p)), string(c.nodeID))
 }
 
 // Relocation says where the shards of a stored object part of partition
@@ -170,7 +170,7 @@ func (c *Cluster) GroupsInLine() (inLine, led int) {
 			continue
 		}
 		led++
-		want := c.raftIDs(l.MetaNodes(int(p)))
+		want := c.raftIDs(l.GroupNodes(uint32(p)))
 		if len(want) == len(g.Voters) && len(g.Learners) == 0 && !slices.ContainsFunc(want, func(id uint64) bool { return !slices.Contains(g.Voters, id) }) {
 			inLine++
 		}

@@ -235,7 +235,7 @@ func (c *Cluster) View(ctx context.Context) (admin.LayoutView, error) {
 }
 
 func view(l *layout.Layout, edits []StageEdit) admin.LayoutView {
-	v := admin.LayoutView{Version: l.Version, Policy: l.Policy.String(), Partitions: l.Partitions}
+	v := admin.LayoutView{Version: l.Version, Policy: l.Policy.String(), Partitions: l.Partitions, MetaPartitions: l.Partitions << l.Depth}
 	slots := map[string]int{}
 	for _, part := range l.Parts {
 		for _, d := range part {

@@ -60,8 +60,8 @@ func (c *Cluster) Status(ctx context.Context) admin.ClusterStatus {
 	hosts := map[string]int{}
 	leads := map[string]int{}
 	if l != nil {
-		for p := range l.Partitions {
-			for _, n := range l.MetaNodes(p) {
+		for _, p := range l.Groups() {
+			for _, n := range l.GroupNodes(p) {
 				hosts[n]++
 			}
 			g, ok := groups[meta.Partition(p)]

@@ -3,6 +3,7 @@ package clustersim
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -22,10 +23,20 @@ type replicaDigest struct {
 
 // digests reads every up node's digest of every group it keeps a copy of.
 func digests(s *Sim, nodes []*node) (map[meta.Partition][]replicaDigest, error) {
-	parts := []meta.Partition{meta.System}
+	// Every group some node keeps a copy of: the base partitions, and
+	// those splits made.
+	set := map[meta.Partition]bool{meta.System: true}
 	for p := 0; p < s.cfg.Partitions; p++ {
-		parts = append(parts, meta.Partition(p))
+		set[meta.Partition(p)] = true
 	}
+	for _, n := range nodes {
+		if inc := n.current(); inc != nil {
+			for _, st := range inc.cl.Raft().Groups() {
+				set[st.Partition] = true
+			}
+		}
+	}
+	parts := slices.Sorted(maps.Keys(set))
 	out := map[meta.Partition][]replicaDigest{}
 	for _, n := range nodes {
 		inc := n.current()

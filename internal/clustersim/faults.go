@@ -152,6 +152,16 @@ func (f *faulter) start(ctx context.Context, done chan struct{}) {
 			f.changeLayout(ctx, r)
 		})
 	}
+	if fl.Splits {
+		f.loop(ctx, "fault-split", done, func(ctx context.Context, r *rand.Rand, i int) {
+			if i >= 2 {
+				f.s.sleep(10*time.Second, fmt.Sprintf("split idle %d", i))
+				return
+			}
+			f.s.sleep(time.Duration(1000+r.IntN(3000))*time.Millisecond, fmt.Sprintf("split wait %d", i))
+			f.split(ctx, r)
+		})
+	}
 	if fl.Background || fl.Layout {
 		for _, n := range f.nodes {
 			f.loop(ctx, fmt.Sprintf("relocate-%s", n.id), done, func(ctx context.Context, r *rand.Rand, i int) {
@@ -314,6 +324,27 @@ func (f *faulter) changeLayout(ctx context.Context, r *rand.Rand) {
 	}
 }
 
+// split splits every metadata partition through a node that is up.
+func (f *faulter) split(ctx context.Context, r *rand.Rand) {
+	var via *incarnation
+	for _, i := range r.Perm(len(f.nodes)) {
+		if via = f.nodes[i].current(); via != nil {
+			break
+		}
+	}
+	if via == nil {
+		return
+	}
+	octx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	v, err := via.cl.Split(octx)
+	if err != nil {
+		f.s.log.Info("split failed", "err", err)
+		return
+	}
+	f.s.log.Info("partitions split", "metadata_partitions", v.MetaPartitions, "layout", v.Version)
+}
+
 // relocate moves the data of the partitions this node leads toward the
 // layout, as the node's relocator does.
 func (inc *incarnation) relocate(ctx context.Context) {
@@ -322,10 +353,10 @@ func (inc *incarnation) relocate(ctx context.Context) {
 		return
 	}
 	plan := func(p meta.Partition, ref blocks.Ref) ([]string, bool) {
-		to, move, _ := inc.cl.Relocation(l, uint32(p), ref.ID, ref.Drives)
+		to, move, _ := inc.cl.Relocation(l, uint32(l.BaseOf(uint32(p))), ref.ID, ref.Drives)
 		return to, move
 	}
-	for p := 0; p < l.Partitions; p++ {
+	for _, p := range l.Groups() {
 		if inc.cl.Leads(meta.Partition(p)) {
 			_, _ = inc.obj.Relocate(ctx, meta.Partition(p), objects.RelocateOptions{Plan: plan})
 		}

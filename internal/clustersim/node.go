@@ -247,6 +247,11 @@ func (n *node) start(ctx context.Context, join []string) (_ *incarnation, err er
 		inc.cl.Close()
 		return nil, err
 	}
+	// As a node does: partitions the layout says split are not asked.
+	inc.cl.OnLayout(func(l *layout.Layout) { inc.obj.SplitTo(l.Depth) })
+	if l := inc.cl.Layout(); l != nil {
+		inc.obj.SplitTo(l.Depth)
+	}
 	n.mu.Lock()
 	n.inc = inc
 	n.mu.Unlock()

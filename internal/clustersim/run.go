@@ -40,6 +40,9 @@ type Result struct {
 	HeapBytes  uint64
 	// ZonesLost counts the times a whole zone went down (Faults.ZoneLoss).
 	ZonesLost int
+	// MetaPartitions is the metadata partitions of the final layout
+	// (more than Config.Partitions once splits were made).
+	MetaPartitions int
 }
 
 // Run simulates one seed. It must be called inside a testing/synctest
@@ -221,6 +224,9 @@ func Run(cfg Config) (res Result) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	res.Goroutines, res.HeapBytes = runtime.NumGoroutine(), ms.HeapInuse
+	if l := nodes[0].current().cl.Layout(); l != nil {
+		res.MetaPartitions = len(l.Groups())
+	}
 	if err := checkReplicas(s, nodes); err != nil {
 		fail(err)
 		return res

@@ -89,6 +89,9 @@ type Faults struct {
 	// ZoneLoss crashes every node of one zone at once, now and then, and
 	// restarts them seconds later.
 	ZoneLoss bool
+	// Splits splits every metadata partition while the workload runs,
+	// twice (cluster.Split), through a node drawn at random.
+	Splits bool
 }
 
 // DefaultConfig is a small cluster and a short workload.
@@ -120,6 +123,9 @@ func Swarm(cfg Config) Config {
 	f.Layout = on(0.4)
 	f.Disks = on(0.4)
 	cfg.Nodes = 3 + 2*r.IntN(2) // 3 or 5
+	// Drawn last, so that the draws above, and what a seed ran before
+	// splits existed, stay as they were.
+	f.Splits = on(0.4)
 	return cfg
 }
 
@@ -129,8 +135,8 @@ func (c Config) String() string {
 	if f.ZoneLoss {
 		zones = fmt.Sprintf(" zone loss (%d zones)", c.Zones)
 	}
-	return fmt.Sprintf("seed %d: %d nodes, %d partitions, %d clients x %d ops; drop %.3f dup %.2f slow %.2f reorder %.2f partitions %v crashes %v skew %v background %v layout %v disks %v%s",
-		c.Seed, c.Nodes, c.Partitions, c.Clients, c.Ops, f.Drop, f.Duplicate, f.Slow, f.Reorder, f.Partitions, f.Crashes, f.ClockSkew, f.Background, f.Layout, f.Disks, zones)
+	return fmt.Sprintf("seed %d: %d nodes, %d partitions, %d clients x %d ops; drop %.3f dup %.2f slow %.2f reorder %.2f partitions %v crashes %v skew %v background %v layout %v disks %v splits %v%s",
+		c.Seed, c.Nodes, c.Partitions, c.Clients, c.Ops, f.Drop, f.Duplicate, f.Slow, f.Reorder, f.Partitions, f.Crashes, f.ClockSkew, f.Background, f.Layout, f.Disks, f.Splits, zones)
 }
 
 // Sim is one run: the nodes, the network, the event queue, the actors.

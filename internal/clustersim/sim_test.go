@@ -163,6 +163,30 @@ func TestSimulationLayout(t *testing.T) {
 	}
 }
 
+// TestSimulationSplits runs seeds whose swarm always includes splits:
+// every metadata partition splits twice while clients write, read and
+// list, and the history must stay linearizable, every acknowledged write
+// readable, replicas identical, counters exact and no data lost or
+// leaked (the checks of every run).
+func TestSimulationSplits(t *testing.T) {
+	split := 0
+	for _, seed := range seeds(t, max(1, *seedsFlag/4)) {
+		cfg := Swarm(DefaultConfig(seed))
+		cfg.Faults.Splits = true
+		start := time.Now()
+		res := runSeed(t, cfg)
+		t.Logf("%s: %d ops, %d events, %v simulated in %v, %d metadata partitions at the end", cfg, len(res.History), res.Steps,
+			res.Elapsed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), res.MetaPartitions)
+		check(t, res)
+		if res.MetaPartitions > cfg.Partitions {
+			split++
+		}
+	}
+	if split == 0 {
+		t.Errorf("no seed split its partitions")
+	}
+}
+
 // TestSimulationSoak runs random seeds for -sim.soak and reports seeds
 // per second; the first failing seed ends it (scripts/sim-soak).
 func TestSimulationSoak(t *testing.T) {

@@ -37,7 +37,9 @@ func Compute(prev *Layout, nodes []Node, cfg Config) (*Layout, error) {
 		return nil, fmt.Errorf("%w: %d metadata replicas over %d nodes", ErrNotEnoughNodes, replicas, len(nodes))
 	}
 	version := uint64(1)
+	depth := 0
 	if prev != nil {
+		depth = prev.Depth
 		if err := prev.Validate(); err != nil {
 			return nil, fmt.Errorf("previous layout: %w", err)
 		}
@@ -65,6 +67,7 @@ func Compute(prev *Layout, nodes []Node, cfg Config) (*Layout, error) {
 		MetaReplicas: replicas,
 		Nodes:        sorted,
 		Parts:        make([][]string, cfg.Partitions),
+		Depth:        depth,
 	}
 	for p, part := range a.parts {
 		ids := make([]string, len(part))

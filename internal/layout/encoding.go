@@ -26,6 +26,7 @@ type wire struct {
 	MetaReplicas int        `json:"meta_replicas"`
 	Nodes        []wireNode `json:"nodes"`
 	Parts        [][]int    `json:"parts"`
+	Depth        int        `json:"depth,omitempty"`
 }
 
 type wireNode struct {
@@ -47,7 +48,7 @@ func (l *Layout) MarshalBinary() ([]byte, error) {
 		return nil, err
 	}
 	w := wire{
-		Format: Format, Version: l.Version, Partitions: l.Partitions,
+		Format: Format, Version: l.Version, Partitions: l.Partitions, Depth: l.Depth,
 		K: l.Policy.K, M: l.Policy.M, Mirror: l.Policy.Mirror, MetaReplicas: l.MetaReplicas,
 	}
 	idx := make(map[string]int)
@@ -86,7 +87,7 @@ func (l *Layout) UnmarshalBinary(data []byte) error {
 		return fmt.Errorf("%w: format %d, this version reads %d", ErrFormat, w.Format, Format)
 	}
 	out := Layout{
-		Version: w.Version, Partitions: w.Partitions, MetaReplicas: w.MetaReplicas,
+		Version: w.Version, Partitions: w.Partitions, MetaReplicas: w.MetaReplicas, Depth: w.Depth,
 		Policy: placement.Policy{K: w.K, M: w.M, Mirror: w.Mirror},
 	}
 	var ids []string

@@ -87,7 +87,47 @@ type Layout struct {
 	// Parts[p][i] is the drive holding shard i of every chunk of partition
 	// p; each list has Policy.Shards() distinct drives.
 	Parts [][]string
+	// Depth is how often every base partition's metadata has split
+	// (Split): the metadata is in Partitions<<Depth groups, numbered by
+	// placement.SplitTree, each a descendant of the base partition whose
+	// drives hold its data and whose metadata nodes it keeps. Data never
+	// moves for a split.
+	Depth int
 }
+
+// Groups is the metadata partitions of l: the base partitions split
+// Depth times.
+func (l *Layout) Groups() []uint32 {
+	return placement.SplitTree{Base: uint32(l.Partitions)}.Level(l.Depth)
+}
+
+// BaseOf is the base partition of metadata partition g: the one whose
+// drives its data is on.
+func (l *Layout) BaseOf(g uint32) int {
+	return int(placement.SplitTree{Base: uint32(l.Partitions)}.BaseOf(g))
+}
+
+// GroupNodes is MetaNodes of metadata partition g's base partition: a
+// split partition's halves keep its nodes.
+func (l *Layout) GroupNodes(g uint32) []string { return l.MetaNodes(l.BaseOf(g)) }
+
+// Split returns l with every metadata partition split once more, as the
+// next version. The data placement is l's, unchanged.
+func (l *Layout) Split() (*Layout, error) {
+	if l.Depth >= placement.MaxSplitDepth {
+		return nil, fmt.Errorf("%w: partitions split %d times already", ErrInvalid, l.Depth)
+	}
+	if l.Partitions<<(l.Depth+1) > MaxGroups {
+		return nil, fmt.Errorf("%w: %d metadata partitions, at most %d", ErrInvalid, l.Partitions<<(l.Depth+1), MaxGroups)
+	}
+	n := *l
+	n.Version++
+	n.Depth++
+	return &n, nil
+}
+
+// MaxGroups bounds the metadata partitions of a layout (Groups).
+const MaxGroups = 1 << 20
 
 // Drives returns partition p's ordered drive list (shared, do not modify),
 // or nil if p is out of range.
@@ -303,6 +343,9 @@ func (l *Layout) Validate() error {
 	}
 	if len(l.Parts) != l.Partitions {
 		return fmt.Errorf("%w: %d partition lists for %d partitions", ErrInvalid, len(l.Parts), l.Partitions)
+	}
+	if l.Depth < 0 || l.Depth > placement.MaxSplitDepth || l.Partitions<<l.Depth > MaxGroups {
+		return fmt.Errorf("%w: partitions split %d times", ErrInvalid, l.Depth)
 	}
 	known := l.driveNodes()
 	for p, part := range l.Parts {

@@ -95,6 +95,8 @@ func (n *Node) clusterCredentials(ctx context.Context) (Credentials, error) {
 func (n *Node) followLayout(l *layout.Layout) {
 	n.setPolicy(l.Policy)
 	n.data.SetPolicy(l.Policy)
+	// Partitions the layout says split are not asked first.
+	n.objects.SplitTo(l.Depth)
 }
 
 // registerCluster adds the layout endpoints to the admin API.
@@ -114,6 +116,10 @@ func (n *Node) registerCluster(mux *http.ServeMux) {
 			return
 		}
 		v, err := n.cluster.Stage(r.Context(), e)
+		writeAdmin(w, v, err)
+	})
+	mux.HandleFunc("POST /cluster/layout/split", func(w http.ResponseWriter, r *http.Request) {
+		v, err := n.cluster.Split(r.Context())
 		writeAdmin(w, v, err)
 	})
 	mux.HandleFunc("POST /cluster/layout/apply", func(w http.ResponseWriter, r *http.Request) {

@@ -120,37 +120,50 @@ func (s *Service) CollectGarbage(ctx context.Context, drives []GCDrive, opts GCO
 	// gcReadBatch records of a partition in one read (one round, not one
 	// per ID).
 	var firstErr error
-	byPart := map[meta.Partition][]string{}
-	for _, id := range ids {
-		p, _ := RefPartition(id)
-		leaf, ok := s.refHome(p)
-		if !ok {
-			st.Untracked += int64(len(byID[id]))
-			continue
-		}
-		byPart[leaf] = append(byPart[leaf], id)
-	}
-	for _, p := range slices.Sorted(maps.Keys(byPart)) {
-		for batch := range slices.Chunk(byPart[p], gcReadBatch) {
-			reads := make([]meta.Read, len(batch))
-			for i, id := range batch {
-				reads[i] = meta.Get(refKey(id))
-			}
-			items, _, err := meta.GetMany(ctx, s.md, p, reads, meta.ReadOptions{})
-			if err != nil {
-				st.Errors += int64(len(batch))
-				if firstErr == nil {
-					firstErr = metaErr("gc: read ref records", err)
-				}
-				if ctx.Err() != nil {
-					return st, firstErr
-				}
+	// group sorts IDs by the partition holding their records now; a
+	// partition that split under a read has its IDs sorted again.
+	group := func(ids []string) map[meta.Partition][]string {
+		byPart := map[meta.Partition][]string{}
+		for _, id := range ids {
+			p, _ := RefPartition(id)
+			leaf, ok := s.refHome(p)
+			if !ok {
+				st.Untracked += int64(len(byID[id]))
 				continue
 			}
-			for i, id := range batch {
-				s.collectID(ctx, p, id, items[i], byID[id], dead, abandoned, opts, &st)
+			byPart[leaf] = append(byPart[leaf], id)
+		}
+		return byPart
+	}
+	for byPart := group(ids); len(byPart) > 0; {
+		var again []string
+		for _, p := range slices.Sorted(maps.Keys(byPart)) {
+			for batch := range slices.Chunk(byPart[p], gcReadBatch) {
+				reads := make([]meta.Read, len(batch))
+				for i, id := range batch {
+					reads[i] = meta.Get(refKey(id))
+				}
+				items, _, err := meta.GetMany(ctx, s.md, p, reads, meta.ReadOptions{})
+				if err != nil && s.md.learnFrom(err) {
+					again = append(again, batch...)
+					continue
+				}
+				if err != nil {
+					st.Errors += int64(len(batch))
+					if firstErr == nil {
+						firstErr = metaErr("gc: read ref records", err)
+					}
+					if ctx.Err() != nil {
+						return st, firstErr
+					}
+					continue
+				}
+				for i, id := range batch {
+					s.collectID(ctx, p, id, items[i], byID[id], dead, abandoned, opts, &st)
+				}
 			}
 		}
+		byPart = group(again)
 	}
 
 	// 3. Sweep intents of dead writers that left no shard on these
@@ -158,7 +171,9 @@ func (s *Service) CollectGarbage(ctx context.Context, drives []GCDrive, opts GCO
 	// become plain orphans for their drives' next pass), and settle the
 	// records of dead movers and collectors likewise (the copies they
 	// leave are collected by the passes of their drives).
-	for _, p := range s.md.parts() {
+	for queue := s.md.parts(); len(queue) > 0; {
+		p := queue[0]
+		queue = queue[1:]
 		type found struct {
 			id  string
 			rev uint64
@@ -173,6 +188,12 @@ func (s *Service) CollectGarbage(ctx context.Context, drives []GCDrive, opts GCO
 			}
 			return true
 		})
+		if err != nil && s.md.learnFrom(err) {
+			// It split: its children hold its records.
+			c := s.md.tree.children(p)
+			queue = append([]meta.Partition{c[0], c[1]}, queue...)
+			continue
+		}
 		if err != nil {
 			st.Errors++
 			if firstErr == nil {

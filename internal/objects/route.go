@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/bits"
 	"slices"
 	"sync"
 
@@ -44,7 +43,7 @@ import (
 
 // splitDepth bounds how often a base partition may split: a route keeps
 // that many bits of the split hash.
-const splitDepth = 14
+const splitDepth = placement.MaxSplitDepth
 
 // routeFlag marks a partition value as a route. Real partition IDs stay
 // below it (partTree.valid); meta.System has it set but is no route
@@ -54,48 +53,28 @@ const routeFlag = 1 << 31
 // splitHash is the hash whose bits choose a key's child at each split.
 func splitHash(key []byte) uint64 { return placement.KeyHash("", string(key)) }
 
-// partTree is the numbering of the partitions over B base partitions.
-type partTree struct{ base uint32 }
+// partTree is placement.SplitTree over meta.Partition values.
+type partTree struct{ t placement.SplitTree }
 
-// id is the ID of the partition at depth d, index i.
-func (t partTree) id(d int, i uint32) meta.Partition {
-	if d == 0 {
-		return meta.Partition(i)
-	}
-	return meta.Partition(t.base<<d + i)
-}
+func newPartTree(base int) partTree { return partTree{placement.SplitTree{Base: uint32(base)}} }
 
-// pos is the depth and index of partition ID p.
-func (t partTree) pos(p meta.Partition) (d int, i uint32) {
-	if uint32(p) < t.base {
-		return 0, uint32(p)
-	}
-	d = bits.Len32(uint32(p)/t.base) - 1
-	return d, uint32(p) - t.base<<d
-}
+func (t partTree) base() uint32 { return t.t.Base }
+
+func (t partTree) pos(p meta.Partition) (d int, i uint32) { return t.t.Pos(uint32(p)) }
 
 // valid says whether p is a partition of the tree.
-func (t partTree) valid(p meta.Partition) bool {
-	if p == meta.System || uint32(p)&routeFlag != 0 {
-		return false
-	}
-	d, _ := t.pos(p)
-	return d <= splitDepth
-}
+func (t partTree) valid(p meta.Partition) bool { return p != meta.System && t.t.Valid(uint32(p)) }
 
 // children are the two partitions p splits into.
 func (t partTree) children(p meta.Partition) [2]meta.Partition {
-	d, i := t.pos(p)
-	return [2]meta.Partition{t.id(d+1, i), t.id(d+1, i+t.base<<d)}
+	c := t.t.Children(uint32(p))
+	return [2]meta.Partition{meta.Partition(c[0]), meta.Partition(c[1])}
 }
 
 // parent is the partition p split from; ok is false at depth 0.
 func (t partTree) parent(p meta.Partition) (meta.Partition, bool) {
-	d, i := t.pos(p)
-	if d == 0 {
-		return 0, false
-	}
-	return t.id(d-1, i%(t.base<<(d-1))), true
+	up, ok := t.t.Parent(uint32(p))
+	return meta.Partition(up), ok
 }
 
 // partRevs holds a revision per partition, such as those of the fences
@@ -172,7 +151,7 @@ var (
 )
 
 func newRouter(inner meta.Store, base int) *router {
-	return &router{inner: inner, tree: partTree{base: uint32(base)}, split: map[meta.Partition]bool{}}
+	return &router{inner: inner, tree: newPartTree(base), split: map[meta.Partition]bool{}}
 }
 
 // resolve is the partition that holds p's keys, as far as r knows: p
@@ -214,7 +193,7 @@ func (r *router) parts() []meta.Partition {
 		}
 		out = append(out, p)
 	}
-	for p0 := range r.tree.base {
+	for p0 := range r.tree.base() {
 		walk(meta.Partition(p0), 0)
 	}
 	return out
@@ -330,6 +309,20 @@ func (r *router) learnFrom(err error) bool {
 	return true
 }
 
+// SplitTo records that every partition split depth times (as a layout
+// says): operations go straight to the partitions that hold their keys,
+// rather than learning each split from a partition's answer.
+func (s *Service) SplitTo(depth int) {
+	r := s.md
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for d := range min(depth, splitDepth) {
+		for _, p := range r.tree.t.Level(d) {
+			r.split[meta.Partition(p)] = true
+		}
+	}
+}
+
 // walkParts calls fn for every partition that holds keys, one at a
 // time, in order. A partition fn finds split (meta.ErrMoved) is walked
 // again as its children, which hold its keys: fn must be content to see
@@ -359,9 +352,9 @@ func (s *Service) walkParts(fn func(p meta.Partition) error) error {
 // see splitRecords), is never collected.
 func (s *Service) refHome(p meta.Partition) (meta.Partition, bool) {
 	if p0, _, ok := isRoute(p); ok {
-		return s.md.resolve(p), p0 < s.md.tree.base
+		return s.md.resolve(p), p0 < s.md.tree.base()
 	}
-	if uint32(p) >= s.md.tree.base {
+	if uint32(p) >= s.md.tree.base() {
 		return 0, false
 	}
 	s.md.mu.RLock()

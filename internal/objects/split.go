@@ -30,7 +30,7 @@ type Splitter struct{ tree partTree }
 // NewSplitter returns the Splitter of a cluster of the given base
 // partitions (Config.Partitions).
 func NewSplitter(partitions int) *Splitter {
-	return &Splitter{tree: partTree{base: uint32(partitions)}}
+	return &Splitter{tree: newPartTree(partitions)}
 }
 
 // Children returns the partitions p splits into, in the numbering

@@ -378,7 +378,7 @@ func TestObjectsSurviveSplits(t *testing.T) {
 // after split, to the child that Splitter gives the key's records.
 func TestRouteFollowsSplits(t *testing.T) {
 	for _, base := range []uint32{1, 3, 256} {
-		tree := partTree{base: base}
+		tree := newPartTree(int(base))
 		seen := map[meta.Partition]bool{}
 		level := []meta.Partition{}
 		for i := range base {

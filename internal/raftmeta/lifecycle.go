@@ -152,6 +152,11 @@ func (h *Host) makeReplica(p meta.Partition, r replica, from uint64, msgs []grou
 	if r.gen < h.mu.tombs[p] || (old != nil && old.self.gen >= r.gen) || h.mu.splits[p] != nil {
 		return nil
 	}
+	if old == nil && h.splitPending(p) {
+		// This host's own split makes the replica in a moment, from its
+		// copy: an empty one now would wait for a snapshot instead.
+		return nil
+	}
 	b := h.db.NewBatch()
 	defer b.Close()
 	if old != nil {

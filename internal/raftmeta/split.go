@@ -177,6 +177,17 @@ func (h *Host) movedHere(p meta.Partition) (response, bool) {
 	return response{}, false
 }
 
+// splitPending says whether p is a child of a split this host applied
+// and has not made the children of yet. h.mu is held.
+func (h *Host) splitPending(p meta.Partition) bool {
+	parent, ok := h.mu.parents[p]
+	if !ok {
+		return false
+	}
+	rec := h.mu.splits[parent]
+	return rec != nil && rec.tail != nil && h.mu.groups[parent] != nil
+}
+
 // learnMoved records, from a response, that group p split: requests for
 // its children go to p's members until this host knows theirs.
 func (h *Host) learnMoved(p meta.Partition, e *movedError) {
@@ -263,10 +274,22 @@ func (h *Host) installSplit(g *group, built *builtSplit) error {
 	if h.mu.groups[g.p] != g || rec == nil {
 		return nil
 	}
-	var made []meta.Partition
+	var made, replaced []meta.Partition
+	var hardStates []*raftpb.HardState
 	for i, c := range rec.into {
-		if h.mu.groups[c] != nil || g.self.gen < h.mu.tombs[c] {
-			h.log.Info("split: child already here or deleted here; left as it is", "group", g.name, "child", partitionName(c))
+		var hs *raftpb.HardState
+		if old := h.mu.groups[c]; old != nil {
+			if old.self != g.self || old.applied.Load() != 0 || old.rn == nil {
+				h.log.Info("split: child already here; left as it is", "group", g.name, "child", partitionName(c))
+				continue
+			}
+			// Made empty for a message of the child's leader before this
+			// replica applied the split: it is made from the copy
+			// instead, keeping the term and vote it may have given.
+			hs = old.hs
+			replaced = append(replaced, c)
+		} else if g.self.gen < h.mu.tombs[c] {
+			h.log.Info("split: child deleted here; not made again", "group", g.name, "child", partitionName(c))
 			continue
 		}
 		lower, upper := groupBounds(c)
@@ -274,11 +297,23 @@ func (h *Host) installSplit(g *group, built *builtSplit) error {
 			return fmt.Errorf("raftmeta: split %s: child %s: %w", g.name, partitionName(c), err)
 		}
 		made = append(made, c)
+		hardStates = append(hardStates, hs)
 	}
 	b := h.db.NewBatch()
 	defer b.Close()
-	for _, c := range made {
+	for i, c := range made {
 		b.Set(groupRecordKey(c), encodeGroupRecord(g.self), nil)
+		if hs := hardStates[i]; hs != nil && hs.GetTerm() >= rec.term {
+			merged := &raftpb.HardState{Term: new(hs.GetTerm()), Commit: new(rec.index)}
+			if hs.GetTerm() > rec.term || hs.GetVote() != 0 {
+				merged.Vote = new(hs.GetVote())
+			}
+			raw, err := proto.Marshal(merged)
+			if err != nil {
+				return err
+			}
+			b.Set(groupKey(c, kindHard), raw, nil)
+		}
 	}
 	g.gone.Store(true)
 	g.hot.BeginWrite(nil) // never ended: nothing is read through g again
@@ -289,10 +324,21 @@ func (h *Host) installSplit(g *group, built *builtSplit) error {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("raftmeta: split %s: %w", g.name, err)
 	}
+	// The parent's leader campaigns in the children at once, as
+	// CockroachDB's does: they would otherwise wait out an election
+	// timeout, and the others' votes are likely (they make their
+	// children from their copies as this host did).
+	wasLeader := g.leader.Load()
 	h.dropLocked(g)
 	h.stats.splits.Add(1)
 	h.log.Info("group split", "group", g.name, "into", []string{partitionName(rec.into[0]), partitionName(rec.into[1])},
 		"index", rec.index, "made", len(made))
+	for _, c := range replaced {
+		old := h.mu.groups[c]
+		old.gone.Store(true)
+		old.hot.BeginWrite(nil)
+		h.dropLocked(old)
+	}
 	for _, c := range made {
 		h.mu.parents[c] = g.p
 		cg, err := h.loadGroup(c)
@@ -301,6 +347,11 @@ func (h *Host) installSplit(g *group, built *builtSplit) error {
 		}
 		h.addGroupLocked(cg)
 		if cg.rn != nil {
+			if wasLeader {
+				cg.mu.Lock()
+				_ = cg.rn.Campaign()
+				cg.mu.Unlock()
+			}
 			h.markDirty(cg)
 		}
 	}

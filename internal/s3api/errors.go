@@ -126,6 +126,11 @@ func toAPIError(err error) (e *Error, internal bool) {
 	if errors.Is(err, meta.ErrUnavailable) {
 		return errUnavailable, false
 	}
+	if errors.Is(err, meta.ErrMoved) {
+		// The objects layer follows splits: one it could not follow is
+		// worth a retry, and a look.
+		return errUnavailable, true
+	}
 	if errors.Is(err, context.Canceled) {
 		return errInternal, false
 	}
