@@ -40,7 +40,16 @@ type NodeInfo struct {
 	AdminAddr string      `json:"admin_addr"`
 	Drives    []DriveInfo `json:"drives"`
 	Version   string      `json:"version"`
+	// Features names what the node's software can take part in, as
+	// recorded at its last start: operations that every node must
+	// understand (featureSplit) wait for all of them to have it.
+	Features []string `json:"features,omitempty"`
 }
+
+// featureSplit: the node applies partition splits (raftmeta split
+// entries). A node of an earlier version would skip the entry and its
+// replicas would part from the others'.
+const featureSplit = "split"
 
 // DriveInfo is one drive a node brings.
 type DriveInfo struct {

@@ -39,6 +39,9 @@ func (c *Cluster) Split(ctx context.Context) (admin.LayoutView, error) {
 	if err != nil {
 		return admin.LayoutView{}, fmt.Errorf("%w: %w", ErrStage, err)
 	}
+	if err := c.allCan(ctx, l, featureSplit); err != nil {
+		return admin.LayoutView{}, err
+	}
 	start := time.Now()
 	if err := c.splitGroups(ctx, l); err != nil {
 		return admin.LayoutView{}, err
@@ -61,6 +64,24 @@ func (c *Cluster) Split(ctx context.Context) (admin.LayoutView, error) {
 		"took", time.Since(start).Round(time.Millisecond))
 	edits, _, _ := c.readStaged(ctx)
 	return view(next, edits), nil
+}
+
+// allCan checks that every node of l recorded feature at its last start.
+func (c *Cluster) allCan(ctx context.Context, l *layout.Layout, feature string) error {
+	nodes, err := c.readNodes(ctx)
+	if err != nil {
+		return err
+	}
+	can := map[string]bool{}
+	for _, n := range nodes {
+		can[n.ID] = slices.Contains(n.Features, feature)
+	}
+	for _, n := range l.Nodes {
+		if !can[n.ID] {
+			return fmt.Errorf("%w: node %s runs a version that cannot %s partitions; upgrade it (and restart it) first", ErrStage, n.ID, feature)
+		}
+	}
+	return nil
 }
 
 // splitAttempts bounds the rounds splitGroups makes: a group whose split
