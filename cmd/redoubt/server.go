@@ -126,7 +126,7 @@ process without it is refused by the other nodes. The first node waits for
 	f.StringVar(&cl.Zone, "zone", cl.Zone, "failure domain (site, room or rack) of this node")
 	f.StringVar(&secretFile, "cluster-secret-file", "", "file holding the cluster secret (or set REDOUBT_CLUSTER_SECRET)")
 	f.IntVar(&cl.BootstrapExpect, "bootstrap-expect", cl.BootstrapExpect, "nodes the first node waits for before the first layout")
-	f.IntVar(&cl.Partitions, "partitions", cl.Partitions, "partitions of the key space (fixed when the cluster is created)")
+	f.IntVar(&cl.Partitions, "partitions", cl.Partitions, "partitions of the key space (fixed when the cluster is created; their metadata splits later with redoubt layout split)")
 	f.DurationVar(&cl.RepairAfter, "repair-after", cl.RepairAfter, "a node dead this long is taken out of the layout (and put back when it returns); 0: only by operators")
 	f.IntVar(&cl.MetaReplicas, "meta-replicas", cl.MetaReplicas, "metadata Raft replicas per partition; 0: enough to survive as many node losses as the data (2M+1, 3 to 5)")
 	return withEnv(cmd)

@@ -30,8 +30,10 @@ type ClusterConfig struct {
 	// commits the first layout, so that the first layout already spreads
 	// data over all of them instead of moving it a moment later.
 	BootstrapExpect int
-	// Partitions is P, fixed when the cluster is created. 256 suits up to
-	// a few hundred drives.
+	// Partitions is P, the base partitions, fixed when the cluster is
+	// created: the unit of data placement. 256 suits up to a few hundred
+	// drives. The metadata partitions split from them online (redoubt
+	// layout split).
 	Partitions int
 	// MetaReplicas is R, the voters of each partition's Raft group (capped
 	// by the node count). 0 picks enough to lose as many nodes as the data
