@@ -15,36 +15,40 @@ import (
 )
 
 // Splits. A group splits into two new groups, its children, each of
-// which starts with a copy of all its data; the caller (the objects
-// layer) routes each key to one child afterwards and removes from each
-// the keys it routes to the other. Nothing crosses the network: as
-// CockroachDB's replicas do on a split trigger, each replica makes the
-// children from its own copy.
+// which starts with the part of its data that Config.Splitter gives it
+// (all of it without one). Nothing crosses the network: as CockroachDB's
+// replicas do on a split trigger, each replica makes the children from
+// its own copy.
 //
 //  1. Split proposes a split entry to the group. Every replica applies it
 //     alike: it writes the split record ('S' p: the children, the entry's
 //     index and term, the configuration then) in the apply batch, and
 //     from then on the group refuses everything: the Txns of later
 //     entries are not applied and their callers get meta.ErrMoved, as
-//     does every read and every request forwarded here. So the group's
-//     data never changes after the split entry, on any replica.
-//  2. Once that batch is durable, at the next turn of the event loop
-//     (finishSplit), the replica writes each child's state into an
-//     sstable: its copy of the group's items, an apply state and log
-//     base at the split entry with the group's configuration and replica
-//     set as of it (the same replica IDs), and a hard state of the
-//     entry's term committed to it. It ingests each table in place of
-//     whatever the child had, then, in one synced batch, names the
-//     children as its replicas and deletes the group's state, keeping
-//     the split record. Every replica that applies the split makes the
-//     same children, identical, so they elect leaders among themselves
-//     as any new group does. A crash before the batch leaves the group
-//     as it was with its split record, and the children are made again
-//     at restart.
-//  3. A child this host already has is left as it is: it was made by a
-//     message of the child's leader and may have voted, or been filled
-//     by a snapshot already, and is at least as new. A child this host
-//     has a tombstone of is not made.
+//     does every read and every request forwarded here; configuration
+//     changes are refused alike. So the group's data never changes after
+//     the split entry, on any replica.
+//  2. At the next turn of the event loop (finishSplit), a goroutine
+//     writes each child's state into an sstable: its share of the
+//     group's items, an apply state and log base at the split entry with
+//     the group's configuration and replica set as of it (the same
+//     replica IDs), and a hard state of the entry's term committed to
+//     it. The loop then (installSplit) ingests each table in place of
+//     whatever the child had and, in one synced batch (which makes the
+//     split record durable too), names the children as its replicas and
+//     deletes the group's state, keeping the split record. Every replica
+//     that applies the split makes the same children, so they elect
+//     leaders among themselves as any new group does; the group's leader
+//     campaigns in them at once. A crash before the batch leaves the
+//     group with its split record (or, if the apply batch was lost too,
+//     before the split entry, applied again), and the children are made
+//     again; a table ingested before the crash is replaced.
+//  3. A child this host already has is left as it is if it holds any
+//     state (a leader's snapshot filled it): it is at least as new. One
+//     made empty for a message (a vote request of the child's leader
+//     that came before this replica applied the split) is replaced by
+//     the one made from the copy, keeping the term and vote it gave. A
+//     child this host has a tombstone of is not made.
 //
 // A replica of the group that never applies the split (cut off while
 // the others did, and left without a quorum once they stopped) asks, as
