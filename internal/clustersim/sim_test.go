@@ -20,7 +20,7 @@ import (
 
 var (
 	seedFlag    = flag.Uint64("sim.seed", 0, "run only this seed (replays a failure)")
-	seedsFlag   = flag.Int("sim.seeds", 160, "seeds TestSimulation runs (TestSimulationLayout a quarter as many, TestSimulationSplits an eighth; -short: 8 at most)")
+	seedsFlag   = flag.Int("sim.seeds", 160, "seeds TestSimulation runs (TestSimulationLayout a quarter as many, TestSimulationSplits a sixteenth; -short: 8 at most)")
 	soakFlag    = flag.Duration("sim.soak", 0, "TestSimulationSoak runs seeds for this long (0: skip)")
 	logFlag     = flag.Bool("sim.log", false, "send the nodes' logs to the test log")
 	replaysFlag = flag.Int("sim.replays", 3, "seeds TestSimulationReplays runs twice")
@@ -170,7 +170,7 @@ func TestSimulationLayout(t *testing.T) {
 // leaked (the checks of every run).
 func TestSimulationSplits(t *testing.T) {
 	split := 0
-	for _, seed := range seeds(t, max(1, *seedsFlag/8)) {
+	for _, seed := range seeds(t, max(1, *seedsFlag/16)) {
 		cfg := Swarm(DefaultConfig(seed))
 		cfg.Faults.Splits = true
 		start := time.Now()
