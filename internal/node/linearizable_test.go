@@ -57,53 +57,8 @@ func TestLinearizableS3UnderFaults(t *testing.T) {
 		Prefixes: []string{"", "a/", "b/"},
 	}
 
-	start := time.Now()
-	var (
-		hmu     sync.Mutex
-		history []porcupine.Operation
-		counter atomic.Int64
-		dropped atomic.Int64
-		etags   etagValues
-		stop    = make(chan struct{})
-		wg      sync.WaitGroup
-	)
-	const clients = 8
-	for cl := range clients {
-		crng := rand.New(rand.NewPCG(rng.Uint64(), uint64(cl)))
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				in := mix.Next(crng, fmt.Sprintf("v%d", counter.Add(1)))
-				node := crng.IntN(nodes)
-				in.Node = node
-				c := tc.client(node)
-				if c == nil {
-					continue // the node is down; a client would try another
-				}
-				call := time.Since(start).Nanoseconds()
-				out, keep, bug := s3Do(c, in, &etags)
-				ret := time.Since(start).Nanoseconds()
-				if bug != nil {
-					t.Errorf("%s through node %d: %v", lincheck.Describe(in, out), node, bug)
-				}
-				if !keep {
-					dropped.Add(1)
-					continue
-				}
-				mix.Learn(in, out)
-				if out.Unknown {
-					ret = lincheck.Pending // may take effect at any time after its call
-				}
-				hmu.Lock()
-				history = append(history, porcupine.Operation{ClientId: cl, Input: in, Call: call, Output: out, Return: ret})
-				hmu.Unlock()
-			}
-		})
-	}
+	load := startS3Load(t, tc, mix, rng, nodes, 8)
+	start := load.start
 
 	// The fault schedule: crash a node or bring the crashed one back;
 	// split the network (one or two nodes cut off); heal. At most one
@@ -149,13 +104,83 @@ func TestLinearizableS3UnderFaults(t *testing.T) {
 	if crashed >= 0 {
 		tc.restart(crashed)
 	}
-	close(stop)
-	wg.Wait()
+	history, dropped := load.finish()
 	t.Logf("faults: %s", strings.Join(faults, ", "))
 
-	t.Logf("%d failed reads, truncated version listings or refused connections left out of the history", dropped.Load())
+	t.Logf("%d failed reads, truncated version listings or refused connections left out of the history", dropped)
 	t.Logf("answers: %s", answers(history))
 	lincheck.Check(t, history, seed)
+}
+
+// s3Load is clients sending mix's requests through random nodes of a
+// test cluster, each one at a time, and the history they record.
+type s3Load struct {
+	start   time.Time
+	mu      sync.Mutex
+	history []porcupine.Operation
+	dropped atomic.Int64
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// startS3Load starts clients that run until finish.
+func startS3Load(t *testing.T, tc *testCluster, mix *lincheck.Mix, rng *rand.Rand, nodes, clients int) *s3Load {
+	l := &s3Load{start: time.Now(), stop: make(chan struct{})}
+	var counter atomic.Int64
+	var etags etagValues
+	for cl := range clients {
+		crng := rand.New(rand.NewPCG(rng.Uint64(), uint64(cl)))
+		l.wg.Go(func() {
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				in := mix.Next(crng, fmt.Sprintf("v%d", counter.Add(1)))
+				node := crng.IntN(nodes)
+				in.Node = node
+				c := tc.client(node)
+				if c == nil {
+					continue // the node is down; a client would try another
+				}
+				call := time.Since(l.start).Nanoseconds()
+				out, keep, bug := s3Do(c, in, &etags)
+				ret := time.Since(l.start).Nanoseconds()
+				if bug != nil {
+					t.Errorf("%s through node %d: %v", lincheck.Describe(in, out), node, bug)
+				}
+				if !keep {
+					l.dropped.Add(1)
+					continue
+				}
+				mix.Learn(in, out)
+				if out.Unknown {
+					ret = lincheck.Pending // may take effect at any time after its call
+				}
+				l.mu.Lock()
+				l.history = append(l.history, porcupine.Operation{ClientId: cl, Input: in, Call: call, Output: out, Return: ret})
+				l.mu.Unlock()
+			}
+		})
+	}
+	return l
+}
+
+// ops is how many operations the history holds so far.
+func (l *s3Load) ops() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.history)
+}
+
+// finish stops the clients and returns the history and how many
+// requests were left out of it (failed reads, truncated listings,
+// refused connections).
+func (l *s3Load) finish() ([]porcupine.Operation, int64) {
+	close(l.stop)
+	l.wg.Wait()
+	return l.history, l.dropped.Load()
 }
 
 // answers counts the history's operations by kind and answer, for the log:

@@ -3,13 +3,8 @@ package node
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/anishathalye/porcupine"
 
 	"github.com/redoubt-io/redoubt/internal/lincheck"
 )
@@ -36,54 +31,8 @@ func TestSplitUnderLoad(t *testing.T) {
 		Keys:     []string{"a/1", "a/2", "b/3", "b/4", "c/5", "c/6"},
 		Prefixes: []string{"", "a/", "b/"},
 	}
-	start := time.Now()
-	var (
-		hmu     sync.Mutex
-		history []porcupine.Operation
-		counter atomic.Int64
-		dropped atomic.Int64
-		etags   etagValues
-		stop    = make(chan struct{})
-		wg      sync.WaitGroup
-	)
-	const clients = 6
-	for cl := range clients {
-		crng := rand.New(rand.NewPCG(rng.Uint64(), uint64(cl)))
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				in := mix.Next(crng, fmt.Sprintf("v%d", counter.Add(1)))
-				node := crng.IntN(nodes)
-				in.Node = node
-				call := time.Since(start).Nanoseconds()
-				out, keep, bug := s3Do(tc.client(node), in, &etags)
-				ret := time.Since(start).Nanoseconds()
-				if bug != nil {
-					t.Errorf("%s through node %d: %v", lincheck.Describe(in, out), node, bug)
-				}
-				if !keep {
-					dropped.Add(1)
-					continue
-				}
-				mix.Learn(in, out)
-				if out.Unknown {
-					ret = lincheck.Pending
-				}
-				hmu.Lock()
-				history = append(history, porcupine.Operation{ClientId: cl, Input: in, Call: call, Output: out, Return: ret})
-				hmu.Unlock()
-			}
-		})
-	}
-	opsNow := func() int {
-		hmu.Lock()
-		defer hmu.Unlock()
-		return len(history)
-	}
+	load := startS3Load(t, tc, mix, rng, nodes, 6)
+	opsNow := load.ops
 	// Each split begins once the clients have done some work since the
 	// last, and runs while they go on.
 	var splits []string
@@ -106,10 +55,9 @@ func TestSplitUnderLoad(t *testing.T) {
 	for n := opsNow(); opsNow() < n+150; {
 		time.Sleep(10 * time.Millisecond)
 	}
-	close(stop)
-	wg.Wait()
+	history, dropped := load.finish()
 	t.Logf("splits: %v", splits)
-	t.Logf("%d failed reads or truncated listings left out of the history", dropped.Load())
+	t.Logf("%d failed reads or truncated listings left out of the history", dropped)
 	t.Logf("answers: %s", answers(history))
 	lincheck.Check(t, history, seed)
 	for i := range nodes {

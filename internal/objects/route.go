@@ -183,18 +183,8 @@ func (r *router) parts() []meta.Partition {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	var out []meta.Partition
-	var walk func(p meta.Partition, d int)
-	walk = func(p meta.Partition, d int) {
-		if d < splitDepth && r.split[p] {
-			for _, c := range r.tree.children(p) {
-				walk(c, d+1)
-			}
-			return
-		}
-		out = append(out, p)
-	}
 	for p0 := range r.tree.base() {
-		walk(meta.Partition(p0), 0)
+		out = r.leavesLocked(out, meta.Partition(p0))
 	}
 	return out
 }
@@ -204,20 +194,18 @@ func (r *router) parts() []meta.Partition {
 func (r *router) under(p meta.Partition) []meta.Partition {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	var out []meta.Partition
-	var walk func(p meta.Partition, d int)
-	walk = func(p meta.Partition, d int) {
-		if d < splitDepth && r.split[p] {
-			for _, c := range r.tree.children(p) {
-				walk(c, d+1)
-			}
-			return
+	return r.leavesLocked(nil, p)
+}
+
+// leavesLocked appends to out the leaves at or below p. r.mu is held.
+func (r *router) leavesLocked(out []meta.Partition, p meta.Partition) []meta.Partition {
+	if d, _ := r.tree.pos(p); d < splitDepth && r.split[p] {
+		for _, c := range r.tree.children(p) {
+			out = r.leavesLocked(out, c)
 		}
-		out = append(out, p)
+		return out
 	}
-	d, _ := r.tree.pos(p)
-	walk(p, d)
-	return out
+	return append(out, p)
 }
 
 // do runs fn on the partition holding p's keys, following splits for a

@@ -213,22 +213,12 @@ func (h *Host) open() error {
 	if err := h.loadSplits(); err != nil {
 		return err
 	}
-	it, err := h.db.NewIter(&pebble.IterOptions{LowerBound: []byte{groupRecordPrefix}, UpperBound: []byte{groupRecordPrefix + 1}})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for ok := it.First(); ok; ok = it.Next() {
-		k := it.Key()
-		if len(k) != 5 {
-			return fmt.Errorf("raftmeta: %w: group record key %x", ErrCorrupt, k)
-		}
-		p := meta.Partition(binary.BigEndian.Uint32(k[1:]))
+	return h.forEachRecord(groupRecordPrefix, "group record", func(p meta.Partition, _ []byte) error {
 		g, err := h.loadGroup(p)
 		if err != nil {
 			// The others start; this one is retried (see Failures).
 			h.addGroupLocked(h.brokenGroup(p, err))
-			continue
+			return nil
 		}
 		h.addGroupLocked(g)
 		// A replica that applied its own removal before a restart is
@@ -239,12 +229,14 @@ func (h *Host) open() error {
 			g.split.Store(rec)
 			h.life = append(h.life, lifeOp{g: g, p: p, split: true})
 		}
-	}
-	return it.Error()
+		return nil
+	})
 }
 
-func (h *Host) loadTombstones() error {
-	it, err := h.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tombstonePrefix}, UpperBound: []byte{tombstonePrefix + 1}})
+// forEachRecord calls fn with the partition and value of every host
+// record of kind prefix ('G', 'T', 'S': one key per group).
+func (h *Host) forEachRecord(prefix byte, what string, fn func(p meta.Partition, v []byte) error) error {
+	it, err := h.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefix}, UpperBound: []byte{prefix + 1}})
 	if err != nil {
 		return err
 	}
@@ -252,15 +244,24 @@ func (h *Host) loadTombstones() error {
 	for ok := it.First(); ok; ok = it.Next() {
 		k := it.Key()
 		if len(k) != 5 {
-			return fmt.Errorf("raftmeta: %w: tombstone key %x", ErrCorrupt, k)
+			return fmt.Errorf("raftmeta: %w: %s key %x", ErrCorrupt, what, k)
 		}
-		gen, err := decodeTombstone(it.Value())
-		if err != nil {
-			return fmt.Errorf("raftmeta: tombstone of %s: %w", partitionName(meta.Partition(binary.BigEndian.Uint32(k[1:]))), err)
+		if err := fn(meta.Partition(binary.BigEndian.Uint32(k[1:])), it.Value()); err != nil {
+			return err
 		}
-		h.mu.tombs[meta.Partition(binary.BigEndian.Uint32(k[1:]))] = gen
 	}
 	return it.Error()
+}
+
+func (h *Host) loadTombstones() error {
+	return h.forEachRecord(tombstonePrefix, "tombstone", func(p meta.Partition, v []byte) error {
+		gen, err := decodeTombstone(v)
+		if err != nil {
+			return fmt.Errorf("raftmeta: tombstone of %s: %w", partitionName(p), err)
+		}
+		h.mu.tombs[p] = gen
+		return nil
+	})
 }
 
 func (h *Host) addGroupLocked(g *group) {

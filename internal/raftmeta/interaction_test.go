@@ -317,19 +317,26 @@ func (e *interactionEnv) cmdPropose(t *testing.T, d *datadriven.TestData) error 
 	d.ScanArgs(t, "key", &key)
 	d.ScanArgs(t, "value", &value)
 	g := e.group(t, d)
+	return e.propose(g, proposal{txn: meta.Txn{Puts: []meta.KV{{Key: []byte(key), Value: []byte(value)}}}},
+		fmt.Sprintf("%s=%s via %d", key, value, g.h.cfg.NodeID))
+}
+
+// propose has g, whose host leads it, propose prop (given an ID of the
+// host's), described in results by desc.
+func (e *interactionEnv) propose(g *group, prop proposal, desc string) error {
 	h := g.h
-	id := h.newID()
-	data := encodeProposal(&proposal{node: h.cfg.NodeID, id: id, txn: meta.Txn{Puts: []meta.KV{{Key: []byte(key), Value: []byte(value)}}}})
-	ch := h.register(id)
+	prop.node, prop.id = h.cfg.NodeID, h.newID()
+	data := encodeProposal(&prop)
+	ch := h.register(prop.id)
 	g.mu.Lock()
 	err := g.rn.Propose(data)
 	g.mu.Unlock()
 	if err != nil {
-		h.unregister(id)
+		h.unregister(prop.id)
 		return err
 	}
 	h.markDirty(g)
-	e.props = append(e.props, &envProp{desc: fmt.Sprintf("%s=%s via %d", key, value, h.cfg.NodeID), ch: ch})
+	e.props = append(e.props, &envProp{desc: desc, ch: ch})
 	return nil
 }
 
@@ -387,21 +394,8 @@ func (e *interactionEnv) cmdSplit(t *testing.T, d *datadriven.TestData) error {
 	var a, b uint32
 	d.ScanArgs(t, "into", &a, &b)
 	g := e.group(t, d)
-	h := g.h
-	id := h.newID()
 	into := [2]meta.Partition{meta.Partition(a), meta.Partition(b)}
-	data := encodeProposal(&proposal{node: h.cfg.NodeID, id: id, split: &into})
-	ch := h.register(id)
-	g.mu.Lock()
-	err := g.rn.Propose(data)
-	g.mu.Unlock()
-	if err != nil {
-		h.unregister(id)
-		return err
-	}
-	h.markDirty(g)
-	e.props = append(e.props, &envProp{desc: fmt.Sprintf("split into %d,%d via %d", a, b, h.cfg.NodeID), ch: ch})
-	return nil
+	return e.propose(g, proposal{split: &into}, fmt.Sprintf("split into %d,%d via %d", a, b, g.h.cfg.NodeID))
 }
 
 func (e *interactionEnv) cmdCompact(t *testing.T, d *datadriven.TestData) error {

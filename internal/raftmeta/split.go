@@ -515,18 +515,8 @@ func (h *Host) removeSplit(g *group, rec *splitRec, why string) error {
 
 // loadSplits reads the split records into h.mu.splits and h.mu.parents.
 func (h *Host) loadSplits() error {
-	it, err := h.db.NewIter(&pebble.IterOptions{LowerBound: []byte{splitPrefix}, UpperBound: []byte{splitPrefix + 1}})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for ok := it.First(); ok; ok = it.Next() {
-		k := it.Key()
-		if len(k) != 5 {
-			return fmt.Errorf("raftmeta: %w: split record key %x", ErrCorrupt, k)
-		}
-		p := meta.Partition(binary.BigEndian.Uint32(k[1:]))
-		rec, err := decodeSplitRec(it.Value())
+	return h.forEachRecord(splitPrefix, "split record", func(p meta.Partition, v []byte) error {
+		rec, err := decodeSplitRec(v)
 		if err != nil {
 			return fmt.Errorf("raftmeta: split record of %s: %w", partitionName(p), err)
 		}
@@ -534,8 +524,8 @@ func (h *Host) loadSplits() error {
 		for _, c := range rec.into {
 			h.mu.parents[c] = p
 		}
-	}
-	return it.Error()
+		return nil
+	})
 }
 
 // tableWriter writes an sstable, keeping its first error.
