@@ -286,13 +286,18 @@ func (inc *incarnation) collect(ctx context.Context) (objects.GCStats, error) {
 
 // changeLayout takes a node out of the layout, or puts one back, through
 // a node that is up.
-func (f *faulter) changeLayout(ctx context.Context, r *rand.Rand) {
-	var via *incarnation
+// anyUp is a node that is up, drawn at random, or nil.
+func (f *faulter) anyUp(r *rand.Rand) *incarnation {
 	for _, i := range r.Perm(len(f.nodes)) {
-		if via = f.nodes[i].current(); via != nil {
-			break
+		if via := f.nodes[i].current(); via != nil {
+			return via
 		}
 	}
+	return nil
+}
+
+func (f *faulter) changeLayout(ctx context.Context, r *rand.Rand) {
+	via := f.anyUp(r)
 	if via == nil {
 		return
 	}
@@ -326,12 +331,7 @@ func (f *faulter) changeLayout(ctx context.Context, r *rand.Rand) {
 
 // split splits every metadata partition through a node that is up.
 func (f *faulter) split(ctx context.Context, r *rand.Rand) {
-	var via *incarnation
-	for _, i := range r.Perm(len(f.nodes)) {
-		if via = f.nodes[i].current(); via != nil {
-			break
-		}
-	}
+	via := f.anyUp(r)
 	if via == nil {
 		return
 	}

@@ -415,27 +415,21 @@ func (h *Host) writeChildren(g *group, rec *splitRec) (paths [2]string, err erro
 		ws[i].set(groupKey(c, kindBase), encodeBase(rec.index, rec.term))
 	}
 	lower, upper := dataBounds(g.p, nil, nil)
-	prefix := len(lower)
 	scan := func(fn func(key []byte, it meta.Item) error) error {
 		it, err := h.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 		if err != nil {
 			return err
 		}
 		defer it.Close()
-		for ok := it.First(); ok; ok = it.Next() {
-			v, err := it.ValueAndErr()
-			if err != nil {
-				return err
-			}
-			rev, val, err := decodeItem(v)
-			if err != nil {
-				return err
-			}
-			if err := fn(it.Key()[prefix:], meta.Item{Value: val, Rev: rev}); err != nil {
-				return err
-			}
+		var ferr error
+		err = forEachItem(it, func(k []byte, item meta.Item) bool {
+			ferr = fn(k, item)
+			return ferr == nil
+		})
+		if ferr != nil {
+			return ferr
 		}
-		return it.Error()
+		return err
 	}
 	emit := func(child int, key []byte, it meta.Item) error {
 		if child != 0 && child != 1 {
