@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/placement"
@@ -139,6 +140,9 @@ func isRoute(p meta.Partition) (p0, bits uint32, ok bool) {
 type router struct {
 	inner meta.Store
 	tree  partTree
+	// any: some partition is known to have split; until then routes
+	// resolve to their base partitions without taking mu.
+	any   atomic.Bool
 	mu    sync.RWMutex
 	split map[meta.Partition]bool // partitions known to have split
 }
@@ -161,6 +165,9 @@ func (r *router) resolve(p meta.Partition) meta.Partition {
 	if !ok {
 		return p
 	}
+	if !r.any.Load() {
+		return meta.Partition(p0)
+	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	id := meta.Partition(p0)
@@ -174,6 +181,7 @@ func (r *router) resolve(p meta.Partition) meta.Partition {
 func (r *router) learn(p meta.Partition) {
 	r.mu.Lock()
 	r.split[p] = true
+	r.any.Store(true)
 	r.mu.Unlock()
 }
 
@@ -301,8 +309,12 @@ func (r *router) learnFrom(err error) bool {
 // says): operations go straight to the partitions that hold their keys,
 // rather than learning each split from a partition's answer.
 func (s *Service) SplitTo(depth int) {
+	if depth <= 0 {
+		return
+	}
 	r := s.md
 	r.mu.Lock()
+	r.any.Store(true)
 	defer r.mu.Unlock()
 	for d := range min(depth, splitDepth) {
 		for _, p := range r.tree.t.Level(d) {

@@ -126,7 +126,9 @@ func (h *Host) reload(g *group) {
 	h.checkMembership(ng)
 	if rec := h.splitOf(g.p); rec != nil && rec.tail != nil {
 		ng.split.Store(rec)
-		h.finishSplit(ng)
+		h.lifeMu.Lock()
+		h.life = append(h.life, lifeOp{g: ng, p: ng.p, split: true})
+		h.lifeMu.Unlock()
 	}
 	h.markDirty(ng)
 }

@@ -56,6 +56,10 @@ type Host struct {
 		splits  map[meta.Partition]*splitRec
 		parents map[meta.Partition]meta.Partition
 	}
+	// anySplit: this host knows of a split (h.mu.splits or parents is
+	// not empty), so requests must look there; until then they take no
+	// lock for it.
+	anySplit atomic.Bool
 
 	// life holds the replicas to make and delete at the next turn of the
 	// event loop (runLifecycle).

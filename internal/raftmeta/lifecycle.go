@@ -97,7 +97,7 @@ func (h *Host) runLifecycle() error {
 		var err error
 		switch {
 		case op.split:
-			h.finishSplit(op.g)
+			err = h.finishSplit(op.g)
 		case op.built != nil:
 			err = h.installSplit(op.g, op.built)
 		case op.moved != nil:

@@ -644,6 +644,7 @@ func (h *Host) applied(w *work) {
 		for _, c := range w.split.into {
 			h.mu.parents[c] = g.p
 		}
+		h.anySplit.Store(true)
 		h.mu.Unlock()
 		// The children are made at the next turn of the loop, once the
 		// split record is durable.

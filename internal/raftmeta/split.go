@@ -28,8 +28,9 @@ import (
 //     does every read and every request forwarded here; configuration
 //     changes are refused alike. So the group's data never changes after
 //     the split entry, on any replica.
-//  2. At the next turn of the event loop (finishSplit), a goroutine
-//     writes each child's state into an sstable: its share of the
+//  2. At the next turn of the event loop (finishSplit), the loop, or for
+//     a group of more than inlineSplitBytes a goroutine, writes each
+//     child's state into an sstable: its share of the
 //     group's items, an apply state and log base at the split entry with
 //     the group's configuration and replica set as of it (the same
 //     replica IDs), and a hard state of the entry's term committed to
@@ -175,6 +176,9 @@ func (h *Host) splitOf(p meta.Partition) *splitRec {
 // movedHere answers a request for group p if p split: a stMoved
 // response, and true.
 func (h *Host) movedHere(p meta.Partition) (response, bool) {
+	if !h.anySplit.Load() {
+		return response{}, false
+	}
 	if r := h.splitOf(p); r != nil {
 		return movedResponse(p, r), true
 	}
@@ -197,6 +201,7 @@ func (h *Host) splitPending(p meta.Partition) bool {
 func (h *Host) learnMoved(p meta.Partition, e *movedError) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.anySplit.Store(true)
 	for _, c := range e.into {
 		if _, ok := h.mu.parents[c]; !ok {
 			h.mu.parents[c] = p
@@ -220,19 +225,28 @@ func applySplit(ab *pebble.Batch, g *group, e *raftpb.Entry, into [2]meta.Partit
 // g's data (step 2 of Splits): their tables are written on a goroutine
 // of their own, since that takes time in proportion to the data, and
 // installed at a later turn of the loop (installSplit). Event loop only.
-func (h *Host) finishSplit(g *group) {
+func (h *Host) finishSplit(g *group) error {
 	rec := g.split.Load()
 	h.mu.Lock()
 	ok := h.mu.groups[g.p] == g && rec != nil && rec.tail != nil && !g.splitting
 	h.mu.Unlock()
 	if !ok {
-		return
+		return nil
+	}
+	lower, upper := groupBounds(g.p)
+	if size, err := h.db.EstimateDiskUsage(lower, upper); err == nil && size < inlineSplitBytes {
+		// Small (its tables, and at most a memtable's worth besides):
+		// made in this turn, which also keeps a simulated run's order
+		// of events the seed's alone.
+		built := &builtSplit{}
+		built.paths, built.err = h.writeChildren(g, rec)
+		return h.installSplit(g, built)
 	}
 	s := &h.streams
 	s.mu.Lock()
 	if s.stopped {
 		s.mu.Unlock()
-		return
+		return nil
 	}
 	s.wg.Add(1)
 	s.mu.Unlock()
@@ -250,7 +264,12 @@ func (h *Host) finishSplit(g *group) {
 		h.lifeMu.Unlock()
 		h.poke()
 	})
+	return nil
 }
+
+// inlineSplitBytes bounds the stored size of a group whose children the
+// event loop makes itself; larger ones are written on a goroutine.
+const inlineSplitBytes = 8 << 20
 
 // builtSplit is the outcome of writing the tables of a group's children.
 type builtSplit struct {
@@ -502,6 +521,7 @@ func (h *Host) removeSplit(g *group, rec *splitRec, why string) error {
 		return fmt.Errorf("raftmeta: delete replica of %s: %w", g.name, err)
 	}
 	h.mu.splits[g.p] = rec
+	h.anySplit.Store(true)
 	h.dropLocked(g)
 	h.log.Info("replica deleted", "group", g.name, "replica", g.self.id, "generation", g.self.gen, "why", why)
 	return nil
@@ -518,6 +538,7 @@ func (h *Host) loadSplits() error {
 		for _, c := range rec.into {
 			h.mu.parents[c] = p
 		}
+		h.anySplit.Store(true)
 		return nil
 	})
 }
