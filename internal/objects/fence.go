@@ -101,10 +101,12 @@ func (s *Service) forEachPartition(ctx context.Context, fn func(ctx context.Cont
 			go func(p meta.Partition) {
 				defer func() { <-sem; wg.Done() }()
 				err := fn(ctx, p)
+				if err == nil {
+					return // no lock: goroutines that finish together must not contend
+				}
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
-				case err == nil:
 				case s.md.learnFrom(err):
 					split = append(split, p)
 				default:
