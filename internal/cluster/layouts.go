@@ -119,7 +119,12 @@ func inLayout(l *layout.Layout, id string) bool {
 // cluster's housekeeping: the first layout, the System group's voters.
 // Every node also brings the groups it leads in line with the layout.
 func (c *Cluster) watchLayout(stop context.Context) error {
-	t := time.NewTicker(c.cfg.LayoutPoll)
+	// The next poll is timed from the end of the last one, not by a
+	// ticker: a ticker's tick could fall due at the instant a call of the
+	// poll waited out its timeout, and on the simulation's fake clock the
+	// Go scheduler would then choose whether one poll or two ran at that
+	// instant (TestSimulationReplays, seed 10076216263927335233).
+	t := time.NewTimer(c.cfg.LayoutPoll)
 	defer t.Stop()
 	polls := 0
 	for {
@@ -168,6 +173,7 @@ func (c *Cluster) watchLayout(stop context.Context) error {
 		if err := stop.Err(); err != nil {
 			return err
 		}
+		t.Reset(c.cfg.LayoutPoll)
 	}
 }
 
