@@ -152,7 +152,6 @@ func New(cfg Config) (*Host, error) {
 	// filter per table answers "not here" without reading a data block.
 	// Lower levels inherit L0's policy.
 	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
-	meta.SeparateValues(opts)
 	// Pebble opening without room for its WAL's flush retries forever.
 	if err := meta.CheckOpenSpace(fs, cfg.Dir); err != nil {
 		return nil, fmt.Errorf("raftmeta: %w", err)
