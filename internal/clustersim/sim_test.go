@@ -108,8 +108,21 @@ func TestSimulation(t *testing.T) {
 
 // TestSimulationReplays runs seeds twice: each must run the same events
 // in the same order (the trace) and give the same history.
+// replayed are seeds that once ran two ways, each through a cause since
+// removed; every TestSimulationReplays runs them (unless -sim.seed picks
+// one seed). A divergence shows in some of a seed's pairs of runs only:
+// with the layout poll's ticker put back, this test failed 1 time in 6,
+// and 0 times in 13 without it.
+var replayed = []uint64{
+	10076216263927335233, // the layout poll's ticker (cluster.watchLayout)
+}
+
 func TestSimulationReplays(t *testing.T) {
-	for _, seed := range seeds(t, *replaysFlag) {
+	list := seeds(t, *replaysFlag)
+	if *seedFlag == 0 {
+		list = slices.Concat(replayed, list)
+	}
+	for _, seed := range list {
 		cfg := Swarm(DefaultConfig(seed))
 		cfg.KeepTrace = true
 		a, b := runSeed(t, cfg), runSeed(t, cfg)
