@@ -90,6 +90,7 @@ func printStatus(w io.Writer, st admin.Status, moves []nodeMove) {
 				n.Drives, humanBytes(int64(n.Capacity)), n.ShardSlots, n.Hosts, n.Leads, s3AddrOf(n))
 		}
 		tw.Flush()
+		printCatchingUp(w, c.Nodes)
 		fmt.Fprintf(w, "This node: %d partition groups, leads %d, %d without a leader; metadata commits p50 %.1f ms, p99 %.1f ms\n",
 			c.Groups.Hosted, c.Groups.Leading, c.Groups.Leaderless, c.Commits.P50Ms, c.Commits.P99Ms)
 		printRaftMessages(w, c.RaftMessages)
@@ -112,6 +113,22 @@ func printStatus(w io.Writer, st admin.Status, moves []nodeMove) {
 	}
 	printServices(w, st)
 	printScrub(w, st)
+}
+
+// printCatchingUp names the nodes whose replicas of metadata groups are
+// still catching up, which redundancy counts as lost until they are in.
+func printCatchingUp(w io.Writer, nodes []admin.NodeStatus) {
+	for _, n := range nodes {
+		if len(n.CatchingUp) == 0 {
+			continue
+		}
+		names := n.CatchingUp
+		more := ""
+		if len(names) > 3 {
+			names, more = names[:3], fmt.Sprintf(" and %d more", len(n.CatchingUp)-3)
+		}
+		fmt.Fprintf(w, "Node %s is catching up in %d metadata group(s): %s%s\n", short(n.ID), len(n.CatchingUp), strings.Join(names, ", "), more)
+	}
 }
 
 // printRaftMessages says what Raft messages this node did not send, if

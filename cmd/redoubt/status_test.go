@@ -124,3 +124,18 @@ func TestStatusSaysSnapshots(t *testing.T) {
 		t.Errorf("got %q\nwant %q", b.String(), want)
 	}
 }
+
+// TestStatusSaysReplicasCatchingUp: a node whose metadata replicas are
+// still catching up is named, with a few of its groups; none, no line.
+func TestStatusSaysReplicasCatchingUp(t *testing.T) {
+	var b strings.Builder
+	printCatchingUp(&b, []admin.NodeStatus{{ID: "n1"}})
+	if b.Len() != 0 {
+		t.Errorf("nothing catching up printed %q", b.String())
+	}
+	printCatchingUp(&b, []admin.NodeStatus{{ID: "n1"}, {ID: "n4", CatchingUp: []string{"partition 0", "partition 2", "partition 5", "partition 9", "the System group"}}})
+	want := "Node n4 is catching up in 5 metadata group(s): partition 0, partition 2, partition 5 and 2 more\n"
+	if b.String() != want {
+		t.Errorf("got %q\nwant %q", b.String(), want)
+	}
+}

@@ -49,6 +49,10 @@ type RedundancyStatus struct {
 	// the layout (taken out, or being drained); those shards are counted
 	// as lost until they are rebuilt or moved.
 	Moving int64 `json:"moving_parts"`
+	// CatchingUp counts the metadata groups with a replica still catching
+	// up (a learner, or a voter waiting for a snapshot), counted as lost
+	// until it holds its group's state.
+	CatchingUp int64 `json:"catching_up_groups"`
 	// Down lists the layout's nodes that are down now or do not answer.
 	Down []string `json:"down_nodes,omitempty"`
 	// FailedDrives lists the layout's drives that their node reports

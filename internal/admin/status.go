@@ -268,6 +268,11 @@ type NodeStatus struct {
 	// DriveUsage is each drive's state and usage as the node reported it
 	// just now; empty when the node did not answer.
 	DriveUsage []DriveStatus `json:"drive_usage,omitempty"`
+	// CatchingUp names the metadata groups ("partition 12", "the System
+	// group") whose leader reports the node's replica as catching up: a
+	// learner, or a voter waiting for a snapshot. Such a replica does not
+	// hold its group's state yet, so redundancy counts it as lost.
+	CatchingUp []string `json:"catching_up,omitempty"`
 }
 
 // GroupStatus is one Raft group as the answering node sees it.

@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redoubt-io/redoubt/internal/admin"
 	"github.com/redoubt-io/redoubt/internal/layout"
 	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/placement"
@@ -136,10 +135,11 @@ type Cluster struct {
 	peersFile string
 	peersMu   sync.Mutex // one savePeers at a time
 	deaths    deathWatch
-	// usage caches every node's drive states for status (driveUsage).
+	// usage caches every node's drive states and the replicas catching up
+	// in the groups it leads, for status (askNodes).
 	usage struct {
 		sync.Mutex
-		m  map[string][]admin.DriveStatus
+		m  map[string]nodeReport
 		at time.Time
 	}
 	closeOnce  sync.Once
@@ -249,6 +249,7 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 		return c.host.HandleForward(ctx, req)
 	})
 	c.net.Handle(svcJoin, c.handleJoin)
+	c.net.Handle(svcGroups, c.handleGroups)
 	c.net.Handle(svcShard, func(ctx context.Context, from transport.NodeID, req []byte) ([]byte, error) {
 		return c.shards.Handle(ctx, string(from), req)
 	})

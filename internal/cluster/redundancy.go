@@ -10,6 +10,7 @@ import (
 
 	"github.com/redoubt-io/redoubt/internal/admin"
 	"github.com/redoubt-io/redoubt/internal/layout"
+	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/placement"
 )
 
@@ -46,6 +47,10 @@ type Facts struct {
 	Groups []GroupVoters
 	// Census is the stored data as last counted; nil before a count.
 	Census *Census
+	// CatchingUp holds, by node, the groups (by GroupVoters.Name) whose
+	// leader reports the node's replica as catching up: a learner, or a
+	// voter waiting for a snapshot. Its vote and copy count as lost.
+	CatchingUp map[string][]string
 }
 
 // GroupVoters is one Raft group's voters by node ID.
@@ -163,22 +168,25 @@ func Survival(f Facts) admin.RedundancyStatus {
 	}
 	slices.SortStableFunc(policies[1:], func(a, b placement.Policy) int { return cmp.Compare(a.String(), b.String()) })
 
-	meta := tally{st: &out.Metadata}
+	groups := tally{st: &out.Metadata}
 	seen := map[string][][]string{}
 	for _, g := range f.Groups {
 		seen[g.Name] = append(seen[g.Name], g.Voters)
 	}
 	group := func(name string, voters []string) {
-		v := j.group(voters)
+		v := j.group(name, voters)
 		for _, other := range seen[name] {
-			if w := j.group(other); w.nodes < v.nodes || w.nodes == v.nodes && w.zones < v.zones {
+			if w := j.group(name, other); w.nodes < v.nodes || w.nodes == v.nodes && w.zones < v.zones {
 				v = w
 			}
 		}
-		meta.add(v.nodes, v.zones, 1, 0, func() string { return fmt.Sprintf("%s: %s", name, v.describeGroup()) })
+		if v.behind > 0 {
+			out.CatchingUp++
+		}
+		groups.add(v.nodes, v.zones, 1, 0, func() string { return fmt.Sprintf("%s: %s", name, v.describeGroup()) })
 	}
 	for _, p := range l.Groups() {
-		group(fmt.Sprintf("partition %d", p), l.GroupNodes(p))
+		group(groupName(meta.Partition(p)), l.GroupNodes(p))
 	}
 	group(systemGroupName, l.SystemNodes())
 
@@ -238,6 +246,10 @@ func explain(out *admin.RedundancyStatus, l *layout.Layout, policies []placement
 		out.Reasons = append(out.Reasons, fmt.Sprintf("%s still %s shards on nodes out of the layout, counted as lost until they are rebuilt or moved",
 			plural(int(out.Moving), "object part", "object parts"), hasHave(int(out.Moving))))
 	}
+	if n := int(out.CatchingUp); n > 0 {
+		out.Reasons = append(out.Reasons, fmt.Sprintf("%s %s a replica still catching up (a new replica, or one waiting for a snapshot): it counts as lost until it holds the group's state",
+			plural(n, "metadata group", "metadata groups"), hasHave(n)))
+	}
 	if n := len(out.FailedDrives); n > 0 {
 		out.Reasons = append(out.Reasons, fmt.Sprintf("%s failed or %s to be refilled: %s shards count as lost",
 			plural(n, "drive", "drives"), waitWaits(n), itsTheir(n)))
@@ -294,6 +306,9 @@ func explain(out *admin.RedundancyStatus, l *layout.Layout, policies []placement
 	if len(out.FailedDrives) > 0 {
 		do = append(do, "refill the failed drives (redoubt repair status)")
 	}
+	if out.CatchingUp > 0 {
+		do = append(do, "let the replicas catch up (redoubt status)")
+	}
 	if out.Moving > 0 && len(out.Down) == 0 {
 		do = append(do, "let the data finish moving (redoubt repair status)")
 	}
@@ -311,10 +326,19 @@ type judge struct {
 	zoneOf map[string]string // layout node -> zone
 	nodeOf map[string]string // layout drive -> node
 	zones  map[string]int    // zone -> nodes of the layout
+	behind map[string]map[string]bool // group name -> nodes catching up in it
 }
 
 func newJudge(f Facts) *judge {
-	j := &judge{f: f, zoneOf: map[string]string{}, nodeOf: map[string]string{}, zones: map[string]int{}}
+	j := &judge{f: f, zoneOf: map[string]string{}, nodeOf: map[string]string{}, zones: map[string]int{}, behind: map[string]map[string]bool{}}
+	for n, groups := range f.CatchingUp {
+		for _, g := range groups {
+			if j.behind[g] == nil {
+				j.behind[g] = map[string]bool{}
+			}
+			j.behind[g][n] = true
+		}
+	}
 	for _, n := range f.Layout.Nodes {
 		j.zoneOf[n.ID] = n.Zone
 		j.zones[n.Zone]++
@@ -332,6 +356,7 @@ type verdict struct {
 	perZone      map[string]int
 	total        int // shards or voters
 	down, off    int // lost on down nodes or failed drives; off the layout
+	behind       int // groups only: voters catching up
 	quorum       int // groups only
 }
 
@@ -355,8 +380,8 @@ func (j *judge) part(p placement.Policy, drives []string) verdict {
 	return v
 }
 
-// group judges a Raft group of the given voters.
-func (j *judge) group(voters []string) verdict {
+// group judges the Raft group named name with the given voters.
+func (j *judge) group(name string, voters []string) verdict {
 	v := verdict{perNode: map[string]int{}, perZone: map[string]int{}, total: len(voters), quorum: len(voters)/2 + 1}
 	for _, n := range voters {
 		_, in := j.zoneOf[n]
@@ -365,12 +390,14 @@ func (j *judge) group(voters []string) verdict {
 			v.off++
 		case j.f.Down[n]:
 			v.down++
+		case j.behind[name][n]:
+			v.behind++
 		default:
 			v.perNode[n]++
 			v.perZone[j.zoneOf[n]]++
 		}
 	}
-	budget := v.total - v.quorum - v.down - v.off
+	budget := v.total - v.quorum - v.down - v.off - v.behind
 	v.nodes, v.zones = tolerate(v.perNode, budget), tolerate(v.perZone, budget)
 	return v
 }
@@ -433,6 +460,9 @@ func (v verdict) describeGroup() string {
 	}
 	if v.off > 0 {
 		fmt.Fprintf(&b, "; %d out of the layout", v.off)
+	}
+	if v.behind > 0 {
+		fmt.Fprintf(&b, "; %d catching up", v.behind)
 	}
 	return b.String()
 }

@@ -97,9 +97,14 @@ func (c *Cluster) Status(ctx context.Context) admin.ClusterStatus {
 			}
 		}
 	}
-	usage := c.driveUsage(ctx)
+	reports := c.askNodes(ctx)
+	var catchUps [][]catchUp
+	for _, r := range reports {
+		catchUps = append(catchUps, r.catchingUp)
+	}
+	catchingUp := catchingUpByNode(catchUps, name)
 	for _, n := range c.knownNodes() {
-		ns := admin.NodeStatus{DriveUsage: usage[n.ID], ID: n.ID, Zone: n.Zone, RPCAddr: n.RPCAddr, S3Addr: n.S3Addr, AdminAddr: n.AdminAddr,
+		ns := admin.NodeStatus{DriveUsage: reports[n.ID].drives, CatchingUp: catchingUp[n.ID], ID: n.ID, Zone: n.Zone, RPCAddr: n.RPCAddr, S3Addr: n.S3Addr, AdminAddr: n.AdminAddr,
 			Drives: len(n.Drives), Hosts: hosts[n.ID], Leads: leads[n.ID], ShardSlots: slots[n.ID]}
 		for _, d := range n.Drives {
 			ns.Capacity += d.Capacity
@@ -149,9 +154,10 @@ func (c *Cluster) raftNames() func(uint64) string {
 
 // Redundancy is how many more node and zone losses every object survives
 // now (Survival), judged from the layout this node follows, the liveness
-// and drive states in st (this node's Status), the Raft groups this node
-// is a voter of and knows a leader of, and census, the stored data as
-// last counted (nil before a count). It is nil before the first layout.
+// and drive states in st (this node's Status), the replicas the groups'
+// leaders report catching up (also in st), the Raft groups this node is a
+// voter of and knows a leader of, and census, the stored data as last
+// counted (nil before a count). It is nil before the first layout.
 //
 // A layout node counts as down when gossip says it is dead or gone, or
 // when it did not answer for its drives just now: the figure must not
@@ -161,10 +167,13 @@ func (c *Cluster) Redundancy(st admin.ClusterStatus, census *Census) *admin.Redu
 	if l == nil {
 		return nil
 	}
-	f := Facts{Layout: l, Down: map[string]bool{}, FailedDrives: map[string]bool{}, Census: census}
+	f := Facts{Layout: l, Down: map[string]bool{}, FailedDrives: map[string]bool{}, Census: census, CatchingUp: map[string][]string{}}
 	known := map[string]admin.NodeStatus{}
 	for _, n := range st.Nodes {
 		known[n.ID] = n
+		if len(n.CatchingUp) > 0 {
+			f.CatchingUp[n.ID] = n.CatchingUp
+		}
 	}
 	for _, n := range l.Nodes {
 		ns, ok := known[n.ID]
@@ -182,10 +191,7 @@ func (c *Cluster) Redundancy(st admin.ClusterStatus, census *Census) *admin.Redu
 		if g.Leader == 0 || !slices.Contains(g.Voters, c.raftID) {
 			continue
 		}
-		gv := GroupVoters{Name: systemGroupName}
-		if p != meta.System {
-			gv.Name = fmt.Sprintf("partition %d", p)
-		}
+		gv := GroupVoters{Name: groupName(p)}
 		for _, v := range g.Voters {
 			gv.Voters = append(gv.Voters, name(v))
 		}
@@ -195,36 +201,46 @@ func (c *Cluster) Redundancy(st admin.ClusterStatus, census *Census) *admin.Redu
 	return &r
 }
 
-// driveUsage asks every known node, in parallel and briefly, for the state
-// and usage of its drives (its own drives directly).
+// nodeReport is what a node answered for status: its drives (nil when
+// it did not answer) and the replicas catching up in the groups it leads.
+type nodeReport struct {
+	drives     []admin.DriveStatus
+	catchingUp []catchUp
+}
+
+// askNodes asks every known node, in parallel and briefly, for the state
+// and usage of its drives and for the replicas catching up in the groups
+// it leads (its own directly).
 //
-// The answer is kept for driveUsageTTL: status pages are polled (redoubt
+// The answer is kept for nodeReportTTL: status pages are polled (redoubt
 // dev polls every node every second), and each poll asking every other
 // node would cost N² calls a second for figures that change slowly.
-func (c *Cluster) driveUsage(ctx context.Context) map[string][]admin.DriveStatus {
+func (c *Cluster) askNodes(ctx context.Context) map[string]nodeReport {
 	c.usage.Lock()
 	defer c.usage.Unlock()
-	if c.usage.m != nil && time.Since(c.usage.at) < driveUsageTTL {
+	if c.usage.m != nil && time.Since(c.usage.at) < nodeReportTTL {
 		return c.usage.m
 	}
-	c.usage.m, c.usage.at = c.askDriveUsage(ctx), time.Now()
+	c.usage.m, c.usage.at = c.askNodesNow(ctx), time.Now()
 	return c.usage.m
 }
 
-const driveUsageTTL = 5 * time.Second
+const nodeReportTTL = 5 * time.Second
 
-func (c *Cluster) askDriveUsage(ctx context.Context) map[string][]admin.DriveStatus {
+func (c *Cluster) askNodesNow(ctx context.Context) map[string]nodeReport {
 	nodes := c.knownNodes()
-	out := make(map[string][]admin.DriveStatus, len(nodes))
+	out := make(map[string]nodeReport, len(nodes))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		wg.Go(func() {
+			var r nodeReport
 			var stats []store.Stats
 			if n.ID == c.ID() {
 				for _, d := range c.local {
 					stats = append(stats, d.Stats())
 				}
+				r.catchingUp = c.catchingUp()
 			} else {
 				cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 				defer cancel()
@@ -232,8 +248,11 @@ func (c *Cluster) askDriveUsage(ctx context.Context) map[string][]admin.DriveSta
 				if stats, err = shardrpc.DriveStates(cctx, shardCaller{net: c.net, book: c.book}, n.ID); err != nil {
 					return
 				}
+				// A node of an earlier version does not answer this; the
+				// groups it leads are then judged by their voters alone.
+				r.catchingUp, _ = c.askCatchingUp(cctx, n.ID)
 			}
-			ds := make([]admin.DriveStatus, 0, len(stats))
+			r.drives = make([]admin.DriveStatus, 0, len(stats))
 			for _, s := range stats {
 				st := admin.DriveOK
 				switch {
@@ -242,12 +261,12 @@ func (c *Cluster) askDriveUsage(ctx context.Context) map[string][]admin.DriveSta
 				case s.NeedsRepair:
 					st = admin.DriveNeedsRepair
 				}
-				ds = append(ds, admin.DriveStatus{ID: s.ID, Path: s.Path, State: st, UsedBytes: int64(s.UsedBytes),
+				r.drives = append(r.drives, admin.DriveStatus{ID: s.ID, Path: s.Path, State: st, UsedBytes: int64(s.UsedBytes),
 					TotalBytes: int64(s.TotalBytes), FreeBytes: int64(s.FreeBytes), ShardsRead: int64(s.ShardsRead),
 					CorruptBlocks: int64(s.CorruptBlocks), IOErrors: int64(s.IOErrors)})
 			}
 			mu.Lock()
-			out[n.ID] = ds
+			out[n.ID] = r
 			mu.Unlock()
 		})
 	}

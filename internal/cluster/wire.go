@@ -21,6 +21,8 @@ const (
 	svcMeta  = "meta"  // forwarded metadata operations
 	svcJoin  = "join"  // a new node asks to be admitted
 	svcShard = "shard" // shard I/O on this node's drives
+	// svcGroups: the replicas catching up in the groups a node leads
+	svcGroups = "groups"
 )
 
 // RaftID is a node's ID in every Raft group: the first 8 bytes of its

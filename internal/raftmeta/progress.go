@@ -43,6 +43,10 @@ type MemberProgress struct {
 	// while between the check and its answer to the next heartbeat, so
 	// Active false alone does not prove a member dead.
 	Active bool
+	// Snapshot says the leader is sending the member a snapshot: it
+	// needs entries the leader's log no longer holds, so until the
+	// snapshot is in it holds none of the group's recent state.
+	Snapshot bool
 	// AddedAt, for a learner, is the index of the log entry that made it
 	// a learner, or LogStart-1 when that entry is no longer in the log
 	// (it was then added at or before that index). 0 for voters.
@@ -84,7 +88,8 @@ func (h *Host) Progress(p meta.Partition) (Progress, error) {
 		if !ok {
 			return // cannot be: raft's configuration is the set's
 		}
-		m := MemberProgress{ID: r.node, Learner: typ == raft.ProgressTypeLearner, Match: pr.Match, Active: pr.RecentActive || id == g.self.id}
+		m := MemberProgress{ID: r.node, Learner: typ == raft.ProgressTypeLearner, Match: pr.Match,
+			Active: pr.RecentActive || id == g.self.id, Snapshot: pr.State == tracker.StateSnapshot}
 		learners = learners || m.Learner
 		out.Members = append(out.Members, m)
 		ids = append(ids, id)
