@@ -323,9 +323,9 @@ func explain(out *admin.RedundancyStatus, l *layout.Layout, policies []placement
 // judge evaluates parts and groups against one set of facts.
 type judge struct {
 	f      Facts
-	zoneOf map[string]string // layout node -> zone
-	nodeOf map[string]string // layout drive -> node
-	zones  map[string]int    // zone -> nodes of the layout
+	zoneOf map[string]string          // layout node -> zone
+	nodeOf map[string]string          // layout drive -> node
+	zones  map[string]int             // zone -> nodes of the layout
 	behind map[string]map[string]bool // group name -> nodes catching up in it
 }
 
