@@ -30,6 +30,10 @@ func (c *Cluster) Snapshots() admin.SnapshotStatus {
 	return admin.SnapshotStatus{Sent: s.SnapshotsSent, BytesSent: s.SnapshotBytesSent, Failed: s.SnapshotsFailed, Installed: s.SnapshotsInstalled}
 }
 
+// EngineStats is what the database of this node's Raft groups reports of
+// its compactions and caches.
+func (c *Cluster) EngineStats() meta.EngineStats { return c.host.EngineStats() }
+
 // Status is what this node knows of the cluster, for /status.
 func (c *Cluster) Status(ctx context.Context) admin.ClusterStatus {
 	st := admin.ClusterStatus{NodeID: c.ID(), Partitions: c.cfg.Partitions}

@@ -79,6 +79,8 @@ type replica struct {
 	exited chan struct{} // closed when the syncer has drained
 
 	failed atomic.Bool
+	// stalls counts Pebble's write stalls since open (EngineStats).
+	stalls atomic.Int64
 	// testNoPresenceCheck lets tests reach Pebble's own failure paths.
 	testNoPresenceCheck bool
 	// failedCh is closed when the replica fails, so that waiters need not
@@ -270,6 +272,7 @@ func (r *replica) eventListener() *pebble.EventListener {
 			r.log.Warn("slow metadata disk", "info", info.String())
 		},
 		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
+			r.stalls.Add(1)
 			r.log.Warn("metadata writes stalled", "reason", info.Reason)
 		},
 	}

@@ -386,6 +386,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	reg := prometheus.NewRegistry()
 	if c := n.cluster; c != nil {
 		registerRaftMessages(reg, c)
+		reg.MustRegister(newEngineCollector(c.EngineStats))
+	}
+	if md := n.md; md != nil {
+		reg.MustRegister(newEngineCollector(md.EngineStats))
 	}
 	acfg := admin.DefaultConfig()
 	acfg.Registry = reg

@@ -99,6 +99,8 @@ type Host struct {
 		splits                                               atomic.Uint64
 		quarantined                                          atomic.Int64
 	}
+	// stalls counts Pebble's write stalls since open (EngineStats).
+	stalls *atomic.Int64
 	// refusedLogged is when a refused message was last logged (unix ns).
 	refusedLogged atomic.Int64
 
@@ -139,6 +141,7 @@ func New(cfg Config) (*Host, error) {
 	}
 	cache := meta.NewBlockCache(cfg.CacheBytes, cfg.MemTableBytes, 1)
 	defer cache.Unref() // the DB holds its own reference
+	stalls := new(atomic.Int64)
 	opts := &pebble.Options{
 		FS:                          fs,
 		FormatMajorVersion:          pebble.FormatNewest,
@@ -146,6 +149,11 @@ func New(cfg Config) (*Host, error) {
 		Cache:                       cache,
 		MemTableSize:                cfg.MemTableBytes,
 		MemTableStopWritesThreshold: meta.MemTableStopWrites,
+		CompactionConcurrencyRange:  meta.CompactionConcurrency,
+		EventListener: &pebble.EventListener{WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
+			stalls.Add(1)
+			log.Warn("metadata writes stalled", "reason", info.Reason)
+		}},
 	}
 	// Applying a transaction reads the revision of each key it is
 	// conditional on, often of a key that does not exist yet: a Bloom
@@ -161,16 +169,17 @@ func New(cfg Config) (*Host, error) {
 		return nil, fmt.Errorf("raftmeta: open %s: %w", cfg.Dir, err)
 	}
 	h := &Host{
-		cfg:   cfg,
-		log:   log,
-		db:    db,
-		fs:    fs,
-		dirty: make(map[*group]struct{}),
-		wake:  make(chan struct{}, 1),
-		props: make(map[uint64]chan result),
-		reads: make(map[uint64]chan struct{}),
-		done:  make(chan struct{}),
-		hints: make(map[meta.Partition]uint64),
+		stalls: stalls,
+		cfg:    cfg,
+		log:    log,
+		db:     db,
+		fs:     fs,
+		dirty:  make(map[*group]struct{}),
+		wake:   make(chan struct{}, 1),
+		props:  make(map[uint64]chan result),
+		reads:  make(map[uint64]chan struct{}),
+		done:   make(chan struct{}),
+		hints:  make(map[meta.Partition]uint64),
 	}
 	wopts := opts.Clone()
 	wopts.EnsureDefaults()
@@ -276,6 +285,17 @@ func (h *Host) addGroupLocked(g *group) {
 // Close closes the database. Run must have returned, and no Commit, Get
 // or Scan may be in progress; calls from the network (Step,
 // HandleForward) are waited for, and refused afterwards.
+// EngineStats is what the host's database reports of its compactions and
+// caches; zero once the host is closed.
+func (h *Host) EngineStats() meta.EngineStats {
+	h.closeMu.RLock()
+	defer h.closeMu.RUnlock()
+	if h.closed {
+		return meta.EngineStats{}
+	}
+	return meta.EngineStatsOf(h.db, h.stalls.Load())
+}
+
 func (h *Host) Close() error {
 	h.runOnce.Do(func() { close(h.done) })
 	h.closeMu.Lock()
