@@ -1,10 +1,6 @@
 package meta
 
-import (
-	"runtime"
-
-	"github.com/cockroachdb/pebble/v2"
-)
+import "github.com/cockroachdb/pebble/v2"
 
 // MemTableStopWrites is how many memtables a Pebble database of Redoubt's
 // may hold before writes wait for a flush (Pebble's default, set
@@ -20,16 +16,4 @@ const MemTableStopWrites = 2
 // not memory, so the cache is made larger by what the memtables can take.
 func NewBlockCache(blockBytes int64, memTableBytes uint64, dbs int) *pebble.Cache {
 	return pebble.NewCache(blockBytes + int64(dbs)*MemTableStopWrites*int64(memTableBytes))
-}
-
-// CompactionConcurrency is the Pebble CompactionConcurrencyRange of
-// Redoubt's databases: one compaction at a time while compactions keep
-// up, and up to two (more on machines with more than four cores) once
-// the level-0 files or the compaction debt pile up. With one, a store of
-// millions of small objects, whose bodies are rewritten by every
-// compaction, falls behind its writes: level 0 fills until writes stall
-// ("L0 file count limit exceeded"), and reads seek through every file
-// there. BENCHMARKS.md "Compactions at once" measures it.
-func CompactionConcurrency() (lower, upper int) {
-	return 1, max(2, min(4, runtime.GOMAXPROCS(0)/2))
 }

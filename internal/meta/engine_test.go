@@ -30,10 +30,3 @@ func TestEngineStatsSumReplicas(t *testing.T) {
 		t.Errorf("after close: %+v", s)
 	}
 }
-
-func TestCompactionConcurrencyAllowsASecond(t *testing.T) {
-	lo, hi := CompactionConcurrency()
-	if lo != 1 || hi < 2 || hi > 4 {
-		t.Errorf("compactions at once: %d to %d", lo, hi)
-	}
-}

@@ -47,7 +47,6 @@ func (l *Local) openReplica(r *replica, cache *pebble.Cache) error {
 		Logger:                      pebbleLogger{r: r},
 		EventListener:               r.eventListener(),
 		FormatMajorVersion:          pebble.FormatNewest,
-		CompactionConcurrencyRange:  CompactionConcurrency,
 	}
 	// Most point reads are of keys that may not exist (the head record of
 	// a key being created): a Bloom filter per table answers "not here"

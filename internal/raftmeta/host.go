@@ -149,7 +149,6 @@ func New(cfg Config) (*Host, error) {
 		Cache:                       cache,
 		MemTableSize:                cfg.MemTableBytes,
 		MemTableStopWritesThreshold: meta.MemTableStopWrites,
-		CompactionConcurrencyRange:  meta.CompactionConcurrency,
 		EventListener: &pebble.EventListener{WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
 			stalls.Add(1)
 			log.Warn("metadata writes stalled", "reason", info.Reason)
