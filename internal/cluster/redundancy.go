@@ -122,7 +122,9 @@ func (c *Census) Add(p placement.Policy, size int64, drives []string) {
 //     budget, and likewise for zones;
 //   - a Raft group serves while a majority of its voters is up: with v
 //     voters, it survives j more losses when the j nodes or zones holding
-//     most of its live voters hold at most v - (v/2+1) - (voters lost);
+//     most of its live voters hold at most v - (v/2+1) - (voters lost:
+//     down, out of the layout, or catching up, whose copy is not there
+//     yet; TestRedundancyCountsReplicasCatchingUp);
 //   - the cluster survives the least of its stored parts (as counted),
 //     of the parts new writes make (each partition's drive list under the
 //     layout's policy) and of its metadata groups (the layout's voters

@@ -216,6 +216,12 @@ func TestSurvival(t *testing.T) {
 				"EC 3+2 writes 5 shards per chunk and the layout has 3 nodes: a node holds 2 shards of a part",
 				"metadata groups have 3 voters, which keep a majority through 1 loss; surviving 2 losses takes 5 voters"}},
 	}, {
+		name: "a replica still catching up counts as lost: its group survives no loss",
+		f:    Facts{Layout: mustLayout(t, nil, testNodes(3, 3), ec21), CatchingUp: map[string][]string{"n2": {"partition 0"}}},
+		want: survivalWant{nodes: 0, zones: 0, newWrites: 1, meta: 0, promisedNodes: 1, promZones: 1,
+			policies: []string{"EC 2+1"}, advice: "let the replicas catch up",
+			reasons: []string{"1 metadata group has a replica still catching up"}},
+	}, {
 		name: "EC 2+1 on three nodes in three zones keeps its promise",
 		f:    Facts{Layout: mustLayout(t, nil, testNodes(3, 3), ec21)},
 		want: survivalWant{nodes: 1, zones: 1, newWrites: 1, meta: 1, promisedNodes: 1, promZones: 1, kept: true,
