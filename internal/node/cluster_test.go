@@ -295,8 +295,12 @@ func TestClusterLeaderFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep := sendAdmin(t, req); !strings.Contains(rep.body, `redoubt_raft_messages_dropped_total{reason="undelivered"}`) {
+	rep := sendAdmin(t, req)
+	if !strings.Contains(rep.body, `redoubt_raft_messages_dropped_total{reason="undelivered"}`) {
 		t.Errorf("/metrics shows no dropped Raft messages:\n%s", rep.body)
+	}
+	if !strings.Contains(rep.body, "redoubt_meta_engine_read_amplification") {
+		t.Errorf("/metrics shows nothing of the Raft groups' database:\n%s", rep.body)
 	}
 
 	tc.restart(victim)
