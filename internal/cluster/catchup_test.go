@@ -150,3 +150,18 @@ func TestDecodeGroupsReportRefusesBadAnswers(t *testing.T) {
 		}
 	}
 }
+
+// A replica that two leaders report (one deposed) is named once, and a
+// node's groups come in partition order.
+func TestCatchingUpByNodeListsEachOnce(t *testing.T) {
+	name := func(id uint64) string { return fmt.Sprintf("n%d", id) }
+	got := catchingUpByNode([][]catchUp{
+		{{P: 12, Node: 4}, {P: 2, Node: 4}, {P: meta.System, Node: 4}},
+		{{P: 2, Node: 4}, {P: 3, Node: 5}},
+		nil,
+	}, name)
+	want := map[string][]string{"n4": {"partition 2", "partition 12", "the System group"}, "n5": {"partition 3"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
