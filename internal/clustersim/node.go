@@ -270,12 +270,16 @@ func (n *node) crash(r *rand.Rand) {
 	if inc == nil {
 		return
 	}
-	n.sim.net.detach(inc.ep)
-	inc.cancel()
-	inc.ended.Store(true)
+	// What the disks keep is taken first, while the node's goroutines
+	// still wait: taking the network away or cancelling wakes them, and
+	// whatever they then wrote or synced before the clone would be the
+	// Go scheduler's choice, not the seed's.
 	n.mem = n.mem.CrashClone(r)
 	n.raft = n.raft.CrashClone(pebblevfs.CrashCloneCfg{UnsyncedDataPercent: r.IntN(101),
 		RNG: rand.New(rand.NewPCG(r.Uint64(), r.Uint64()))})
+	n.sim.net.detach(inc.ep)
+	inc.cancel()
+	inc.ended.Store(true)
 	n.sim.closing.Go(func() { _ = inc.cl.Close() })
 }
 
