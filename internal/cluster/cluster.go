@@ -61,6 +61,10 @@ type Config struct {
 	RaftWake func(kick func())
 	// RaftTicks is raftmeta.Config.Ticks: nil ticks every RaftTick.
 	RaftTicks <-chan time.Time
+	// After is raftmeta.Config.After, and makes the cluster's own waits
+	// too (the layout poll's period, a join's retries): nil: time's
+	// timers.
+	After func(d time.Duration, what string) <-chan time.Time
 	// Net, when set, is the node-to-node transport to use instead of
 	// listening on RPCAddr with mutual TLS: tests pass an in-memory one.
 	Net transport.Caller
@@ -231,6 +235,7 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 	}
 	rcfg.Wake = cfg.RaftWake
 	rcfg.Ticks = cfg.RaftTicks
+	rcfg.After = cfg.After
 	rcfg.SnapshotRate = cfg.SnapshotRate
 	rcfg.Splitter = cfg.Splitter
 	c.host, err = raftmeta.New(rcfg)

@@ -113,7 +113,7 @@ func (c *Cluster) askJoin(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("could not join the cluster: %w (last: %v)", ctx.Err(), last)
-		case <-time.After(time.Duration(min(attempt+1, 10)) * 200 * time.Millisecond):
+		case <-c.after(time.Duration(min(attempt+1, 10))*200*time.Millisecond, "join retry"):
 		}
 	}
 }
@@ -184,9 +184,17 @@ func (c *Cluster) putSelf(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("recording this node in the cluster: %w", err)
-		case <-time.After(100 * time.Millisecond):
+		case <-c.after(100*time.Millisecond, "record retry"):
 		}
 	}
+}
+
+// after is a channel that receives once d has passed (Config.After).
+func (c *Cluster) after(d time.Duration, what string) <-chan time.Time {
+	if c.cfg.After != nil {
+		return c.cfg.After(d, what)
+	}
+	return time.After(d)
 }
 
 func (c *Cluster) putNode(ctx context.Context, info NodeInfo) error {

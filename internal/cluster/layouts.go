@@ -124,8 +124,6 @@ func (c *Cluster) watchLayout(stop context.Context) error {
 	// poll waited out its timeout, and on the simulation's fake clock the
 	// Go scheduler would then choose whether one poll or two ran at that
 	// instant (TestSimulationReplays, seed 10076216263927335233).
-	t := time.NewTimer(c.cfg.LayoutPoll)
-	defer t.Stop()
 	polls := 0
 	for {
 		select {
@@ -133,7 +131,7 @@ func (c *Cluster) watchLayout(stop context.Context) error {
 			return nil
 		case <-stop.Done():
 			return stop.Err()
-		case <-t.C:
+		case <-c.after(c.cfg.LayoutPoll, "layout poll"):
 		}
 		polls++
 		// A poll ends with the service too: without a quorum each of its
@@ -173,7 +171,6 @@ func (c *Cluster) watchLayout(stop context.Context) error {
 		if err := stop.Err(); err != nil {
 			return err
 		}
-		t.Reset(c.cfg.LayoutPoll)
 	}
 }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -162,7 +164,7 @@ func (n *network) fateOf(from, to transport.NodeID, service string, body []byte)
 	n.mu.Unlock()
 	if n.sim.cfg.KeepTrace {
 		n.sim.mu.Lock()
-		n.sim.lines = append(n.sim.lines, fmt.Sprintf("%d   sent %s %s->%s %x/%d %d bytes", time.Now().UnixNano(), service, from, to, id, occ, len(body)))
+		n.sim.lines = append(n.sim.lines, fmt.Sprintf("%d   sent %s %s->%s %x/%d %d bytes %s", time.Now().UnixNano(), service, from, to, id, occ, len(body), sender()))
 		n.sim.mu.Unlock()
 	}
 	r := newSplitMix(n.sim.cfg.Seed ^ id ^ (occ+1)*0x9e3779b97f4a7c15)
@@ -224,6 +226,9 @@ func (e *endpoint) Call(ctx context.Context, to transport.Peer, service string, 
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %w", transport.ErrNotSent, err)
 	}
+	if err := e.stopped(); err != nil {
+		return nil, err
+	}
 	dst, err := e.net.resolve(to)
 	if err != nil {
 		return nil, err
@@ -276,6 +281,18 @@ func (e *endpoint) Call(ctx context.Context, to transport.Peer, service string, 
 	}
 }
 
+// stopped fails a call or send of an incarnation that crashed or
+// stopped: its goroutines wind down as the Go scheduler runs them, and
+// what they try to send then must neither reach the network nor draw a
+// fate (fates count the packets of each identity), or two runs of a seed
+// would part on that order.
+func (e *endpoint) stopped() error {
+	if e.life.Err() != nil {
+		return fmt.Errorf("%w: %w: %s stopped", transport.ErrNotSent, transport.ErrUnreachable, e.id)
+	}
+	return nil
+}
+
 // handlerContext is the context a handler runs with: the caller's values
 // and deadline (the real transport sends the deadline along), ended when
 // the receiving incarnation dies.
@@ -294,6 +311,9 @@ func handlerContext(caller context.Context, life context.Context) (context.Conte
 // Send delivers msg one way, as an event; Raft batches may also be
 // duplicated or delayed past later ones (Slow, Reorder).
 func (e *endpoint) Send(ctx context.Context, to transport.Peer, service string, msg []byte) error {
+	if err := e.stopped(); err != nil {
+		return err
+	}
 	dst, err := e.net.resolve(to)
 	if err != nil {
 		return err
@@ -352,3 +372,25 @@ func (r *splitMix) float() float64 { return float64(r.next()>>11) / (1 << 53) }
 // hashString hashes s with the seed, for keys of the simulation's own
 // events.
 func hashString(seed uint64, s string) uint64 { return xxh3.HashStringSeed(s, seed) }
+
+// sender names the functions that are sending a packet, innermost
+// first: where two runs of a seed part, the trace then says which code
+// sent what the other run did not.
+func sender() string {
+	pcs := make([]uintptr, 30)
+	k := runtime.Callers(3, pcs)
+	fr := runtime.CallersFrames(pcs[:k])
+	var out []string
+	for {
+		f, more := fr.Next()
+		name := f.Function
+		if i := strings.LastIndex(name, "/"); i >= 0 {
+			name = name[i+1:]
+		}
+		out = append(out, name)
+		if !more {
+			break
+		}
+	}
+	return strings.Join(out, "<")
+}

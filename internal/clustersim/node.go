@@ -2,6 +2,7 @@ package clustersim
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	pebblevfs "github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/zeebo/xxh3"
 
 	"github.com/redoubt-io/redoubt/internal/blocks"
 	"github.com/redoubt-io/redoubt/internal/cluster"
@@ -108,6 +110,16 @@ func (inc *incarnation) wakeRaft(kick func()) {
 	})
 }
 
+// after makes the node's own waits (cluster.Config.After) events of the
+// simulation, keyed by the node and what it waits for: a wait that ends
+// at the instant of another event ends before or after it as the seed
+// says, and alone, not beside whatever else the fake clock wakes then.
+func (inc *incarnation) after(d time.Duration, what string) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	inc.n.sim.after(d, fmt.Sprintf("after %s %d %s", inc.n.id, inc.gen, what), func() { ch <- time.Now() })
+	return ch
+}
+
 func newNode(s *Sim, i int) *node {
 	// Node IDs are hex, as the hashes of real node keys are (Raft IDs
 	// are read from them), and readable: 51..01 is node 1.
@@ -202,6 +214,7 @@ func (n *node) start(ctx context.Context, join []string) (_ *incarnation, err er
 		RaftTick:   raftTick,
 		RaftWake:   inc.wakeRaft,
 		RaftTicks:  ticks,
+		After:      inc.after,
 		LayoutPoll: 100*time.Millisecond + time.Duration(1000*n.i+13)*time.Nanosecond,
 		FS:         inc.fs, RaftFS: n.raft, Version: "sim",
 		Splitter: objects.NewSplitter(s.cfg.Partitions),
@@ -314,38 +327,75 @@ var (
 
 func (g gatedStore) Get(ctx context.Context, p meta.Partition, key []byte) (meta.Item, error) {
 	it, err := g.inner.Get(ctx, p, key)
-	g.sim.gate(ctx)
+	g.sim.gate(ctx, callName("get", p, key))
 	return it, err
 }
 
 func (g gatedStore) Scan(ctx context.Context, p meta.Partition, start, end []byte, fn func([]byte, meta.Item) bool) error {
 	err := g.inner.Scan(ctx, p, start, end, fn)
-	g.sim.gate(ctx)
+	g.sim.gate(ctx, callName("scan", p, start, end))
 	return err
 }
 
 func (g gatedStore) Commit(ctx context.Context, p meta.Partition, txn meta.Txn) (uint64, error) {
 	rev, err := g.inner.Commit(ctx, p, txn)
-	g.sim.gate(ctx)
+	g.sim.gate(ctx, callName("commit", p, txnKeys(txn)...))
 	return rev, err
 }
 
 func (g gatedStore) GetMany(ctx context.Context, p meta.Partition, reads []meta.Read, o meta.ReadOptions) ([]meta.Item, uint64, error) {
 	items, at, err := meta.GetMany(ctx, g.inner, p, reads, o)
-	g.sim.gate(ctx)
+	keys := make([][]byte, len(reads))
+	for i, r := range reads {
+		keys[i] = r.Key
+	}
+	g.sim.gate(ctx, callName("getmany", p, keys...))
 	return items, at, err
 }
 
 func (g gatedStore) GetStale(ctx context.Context, p meta.Partition, key []byte) (meta.Item, error) {
 	it, err := meta.GetStale(ctx, g.inner, p, key)
-	g.sim.gate(ctx)
+	g.sim.gate(ctx, callName("getstale", p, key))
 	return it, err
 }
 
 func (g gatedStore) ScanRanges(ctx context.Context, ranges []meta.Range, fn func(int, []byte, meta.Item) bool) error {
 	err := meta.ScanRanges(ctx, g.inner, ranges, fn)
-	g.sim.gate(ctx)
+	var keys [][]byte
+	for _, r := range ranges {
+		keys = append(keys, binary.BigEndian.AppendUint32(nil, uint32(r.P)), r.Start, r.End)
+	}
+	g.sim.gate(ctx, callName("scanranges", 0, keys...))
 	return err
+}
+
+// callName names a metadata call for the gate: its operation, partition
+// and keys. Calls of one actor that wait at the gate together (its
+// goroutines in parallel) are told apart by it, not by the order they
+// reached the gate in, which is the Go scheduler's.
+func callName(op string, p meta.Partition, keys ...[]byte) string {
+	h := xxh3.New()
+	for _, k := range keys {
+		h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(k))))
+		h.Write(k)
+	}
+	return fmt.Sprintf("%s %d %x", op, p, h.Sum64())
+}
+
+// txnKeys are the keys a transaction reads or writes, in its order.
+func txnKeys(txn meta.Txn) [][]byte {
+	var keys [][]byte
+	for _, c := range txn.Conds {
+		keys = append(keys, c.Key)
+	}
+	for _, kv := range txn.Puts {
+		keys = append(keys, kv.Key)
+	}
+	keys = append(keys, txn.Deletes...)
+	for _, a := range txn.Adds {
+		keys = append(keys, a.Key)
+	}
+	return keys
 }
 
 // diskFault makes the drive at dir fail, one of three ways drawn from r:

@@ -1,6 +1,7 @@
 package clustersim
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing/synctest"
@@ -202,9 +204,10 @@ func (q *eventQueue) Pop() any {
 	return e
 }
 
-// gated is an actor waiting at a gate.
+// gated is an actor waiting at a gate, after the call named what.
 type gated struct {
 	actor   string
+	what    string
 	seq     uint64
 	release chan struct{}
 }
@@ -254,12 +257,12 @@ func withActor(ctx context.Context, name string) context.Context {
 // order of what they do next (their next requests, the random IDs they
 // draw) the Go scheduler's choice; the event loop lets them go one at a
 // time, in an order drawn from the seed.
-func (s *Sim) gate(ctx context.Context) {
+func (s *Sim) gate(ctx context.Context, what string) {
 	a, ok := ctx.Value(actorKey{}).(*actor)
 	if !ok {
 		return
 	}
-	g := &gated{actor: a.name, release: make(chan struct{})}
+	g := &gated{actor: a.name, what: what, release: make(chan struct{})}
 	s.mu.Lock()
 	a.seq++
 	g.seq = a.seq
@@ -276,14 +279,11 @@ func (s *Sim) takeGated() *gated {
 	if len(s.gated) == 0 {
 		return nil
 	}
+	// By actor and call; the sequence number (the order an actor's
+	// goroutines reached the gate in, which the Go scheduler decides when
+	// they run in parallel) only between identical calls.
 	slices.SortFunc(s.gated, func(a, b *gated) int {
-		if a.actor != b.actor {
-			if a.actor < b.actor {
-				return -1
-			}
-			return 1
-		}
-		return int(a.seq) - int(b.seq)
+		return cmp.Or(strings.Compare(a.actor, b.actor), strings.Compare(a.what, b.what), cmp.Compare(a.seq, b.seq))
 	})
 	i := s.rng.IntN(len(s.gated))
 	g := s.gated[i]
@@ -297,7 +297,7 @@ func (s *Sim) run(deadline time.Time, stop func() bool) {
 	for {
 		synctest.Wait()
 		if g := s.takeGated(); g != nil {
-			s.traceLine(fmt.Sprintf("%d release %s %d", time.Now().UnixNano(), g.actor, g.seq))
+			s.traceLine(fmt.Sprintf("%d release %s %s", time.Now().UnixNano(), g.actor, g.what))
 			close(g.release)
 			continue
 		}

@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -24,6 +26,7 @@ var (
 	soakFlag    = flag.Duration("sim.soak", 0, "TestSimulationSoak runs seeds for this long (0: skip)")
 	logFlag     = flag.Bool("sim.log", false, "send the nodes' logs to the test log")
 	replaysFlag = flag.Int("sim.replays", 3, "seeds TestSimulationReplays runs twice")
+	tracesFlag  = flag.String("sim.traces", "", "TestSimulationReplays writes the two traces of a seed whose runs differ to this directory")
 )
 
 // runSeed runs one seed in its own bubble, with crypto/rand drawn from
@@ -115,6 +118,7 @@ func TestSimulation(t *testing.T) {
 // and 0 times in 13 without it.
 var replayed = []uint64{
 	10076216263927335233, // the layout poll's ticker (cluster.watchLayout)
+	11813951673815376795, // a proposal's timeout due with its caller's (raftmeta.withTimeout)
 }
 
 func TestSimulationReplays(t *testing.T) {
@@ -131,10 +135,18 @@ func TestSimulationReplays(t *testing.T) {
 			for i := range min(len(a.TraceLines), len(b.TraceLines)) {
 				if a.TraceLines[i] != b.TraceLines[i] {
 					t.Logf("first difference at event %d:", i)
-					for j := max(0, i-16); j < min(i+6, len(a.TraceLines), len(b.TraceLines)); j++ {
+					for j := max(0, i-8); j < min(i+8, len(a.TraceLines), len(b.TraceLines)); j++ {
 						t.Logf("  %s    |    %s", a.TraceLines[j], b.TraceLines[j])
 					}
 					break
+				}
+			}
+			if *tracesFlag != "" {
+				for i, r := range []Result{a, b} {
+					name := filepath.Join(*tracesFlag, fmt.Sprintf("%d.%c.trace", seed, 'a'+i))
+					if err := os.WriteFile(name, []byte(strings.Join(r.TraceLines, "\n")+"\n"), 0o644); err != nil {
+						t.Error(err)
+					}
 				}
 			}
 			t.Errorf("%s: two runs differ: trace %x, %d ops, %d events; then %x, %d ops, %d events",

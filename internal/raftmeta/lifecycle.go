@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/redoubt-io/redoubt/internal/meta"
@@ -235,13 +234,11 @@ func (h *Host) suspect(g *group) bool {
 // message from a leader that removed it before sending it anything else.
 // It runs on its own goroutine, for Run.
 func (h *Host) checkReplicas(ctx context.Context) {
-	t := time.NewTicker(h.cfg.ReplicaCheckInterval)
-	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-h.after(h.cfg.ReplicaCheckInterval, "replica check"):
 		}
 		for _, g := range h.groupList() {
 			if ctx.Err() != nil {
@@ -270,7 +267,7 @@ func (h *Host) checkReplica(ctx context.Context, p meta.Partition) error {
 	if g == nil || g.leader.Load() || g.quarantined.Load() {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.ProposalTimeout)
+	ctx, cancel := withTimeout(ctx, h.cfg.ProposalTimeout)
 	defer cancel()
 	resp := h.retry(ctx, &request{op: opReplica, p: p, node: g.self.id})
 	if resp.status == stMoved {

@@ -107,7 +107,7 @@ func (h *Host) scanRanges(ctx context.Context, ranges []meta.Range, limits []uin
 		remote[to] = append(remote[to], i)
 	}
 
-	pctx, cancel := context.WithTimeout(ctx, h.cfg.ProposalTimeout)
+	pctx, cancel := withTimeout(ctx, h.cfg.ProposalTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
 	// In node order, not the map's: requests sent together must leave in
@@ -235,7 +235,7 @@ func (h *Host) scanRanges(ctx context.Context, ranges []meta.Range, limits []uin
 					idx = append(idx, j)
 				}
 			}
-			fctx, cancel := context.WithTimeout(ctx, h.cfg.ProposalTimeout)
+			fctx, cancel := withTimeout(ctx, h.cfg.ProposalTimeout)
 			h.fetchRanges(fctx, rd.node, reads, idx)
 			cancel()
 		}

@@ -292,7 +292,7 @@ func (h *Host) stream(ctx context.Context, out *outSnap, id, node uint64) (items
 				return err
 			}
 		}
-		cctx, cancel := context.WithTimeout(ctx, h.cfg.ProposalTimeout)
+		cctx, cancel := withTimeout(ctx, h.cfg.ProposalTimeout)
 		raw, err := h.cfg.Forward.Forward(cctx, node, req)
 		cancel()
 		if err != nil {

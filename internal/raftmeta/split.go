@@ -156,7 +156,7 @@ func (h *Host) Split(ctx context.Context, p meta.Partition, into [2]meta.Partiti
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.ProposalTimeout)
+	ctx, cancel := withTimeout(ctx, h.cfg.ProposalTimeout)
 	defer cancel()
 	resp := h.retry(ctx, &request{op: opSplit, p: p, into: into})
 	if resp.status == stMoved && resp.moved().into == into {
