@@ -57,7 +57,10 @@ func TestLinearizableS3UnderFaults(t *testing.T) {
 		Prefixes: []string{"", "a/", "b/"},
 	}
 
-	load := startS3Load(t, tc, mix, rng, nodes, 8)
+	// Clients give up after 2 s, as impatient ones do, rather than wait
+	// out a minority's proposal timeout: such a write has an unknown
+	// outcome.
+	load := startS3Load(t, tc, mix, rng, nodes, 8, 2*time.Second)
 	start := load.start
 
 	// The fault schedule: crash a node or bring the crashed one back;
@@ -123,8 +126,9 @@ type s3Load struct {
 	wg      sync.WaitGroup
 }
 
-// startS3Load starts clients that run until finish.
-func startS3Load(t *testing.T, tc *testCluster, mix *lincheck.Mix, rng *rand.Rand, nodes, clients int) *s3Load {
+// startS3Load starts clients that run until finish. Each gives up on a
+// request after patience; a write it gave up on has an unknown outcome.
+func startS3Load(t *testing.T, tc *testCluster, mix *lincheck.Mix, rng *rand.Rand, nodes, clients int, patience time.Duration) *s3Load {
 	l := &s3Load{start: time.Now(), stop: make(chan struct{})}
 	var counter atomic.Int64
 	var etags etagValues
@@ -145,7 +149,7 @@ func startS3Load(t *testing.T, tc *testCluster, mix *lincheck.Mix, rng *rand.Ran
 					continue // the node is down; a client would try another
 				}
 				call := time.Since(l.start).Nanoseconds()
-				out, keep, bug := s3Do(c, in, &etags)
+				out, keep, bug := s3Do(c, in, &etags, patience)
 				ret := time.Since(l.start).Nanoseconds()
 				if bug != nil {
 					t.Errorf("%s through node %d: %v", lincheck.Describe(in, out), node, bug)
@@ -245,11 +249,8 @@ var errTruncated = errors.New("version listing truncated")
 // s3Do runs one request. keep is false when the request cannot have had
 // an effect and need not be in the history: a failed read, or a
 // connection refused. bug is an answer no fault excuses.
-func s3Do(c *s3.Client, in lincheck.Input, etags *etagValues) (out lincheck.Output, keep bool, bug error) {
-	// A client that gives up after 2 s, as an impatient one does, rather
-	// than waiting out a minority's proposal timeout: its write has an
-	// unknown outcome.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+func s3Do(c *s3.Client, in lincheck.Input, etags *etagValues, patience time.Duration) (out lincheck.Output, keep bool, bug error) {
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	out, err := s3Call(ctx, c, in, etags)
 	switch {
