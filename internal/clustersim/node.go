@@ -252,6 +252,7 @@ func (n *node) start(ctx context.Context, join []string) (_ *incarnation, err er
 	ocfg.MinPartSize = partMin
 	ocfg.Now = n.now
 	ocfg.Rand = &randReader{r: n.rand}
+	ocfg.After = inc.after
 	ocfg.Incarnation.Node = string(n.id)
 	ocfg.Incarnation.Nonce = uint64(gen)
 	inc.obj, err = objects.New(ocfg, gatedStore{inner: inc.cl.Meta(), sim: s}, inc.data, log.With("component", "objects"))
