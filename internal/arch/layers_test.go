@@ -18,6 +18,7 @@ const module = "github.com/redoubt-io/redoubt/"
 var rank = map[string]int{
 	"internal/checksum":      0,
 	"internal/hlc":           0,
+	"internal/clock":         0,
 	"internal/placement":     0,
 	"internal/erasure":       0,
 	"internal/vfs":           0,

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redoubt-io/redoubt/internal/clock"
 	"github.com/redoubt-io/redoubt/internal/layout"
 	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/placement"
@@ -62,9 +63,9 @@ type Config struct {
 	// RaftTicks is raftmeta.Config.Ticks: nil ticks every RaftTick.
 	RaftTicks <-chan time.Time
 	// After is raftmeta.Config.After, and makes the cluster's own waits
-	// too (the layout poll's period, a join's retries): nil: time's
+	// too (the layout poll's period, a join's retries); nil: time's
 	// timers.
-	After func(d time.Duration, what string) <-chan time.Time
+	After clock.After
 	// Net, when set, is the node-to-node transport to use instead of
 	// listening on RPCAddr with mutual TLS: tests pass an in-memory one.
 	Net transport.Caller

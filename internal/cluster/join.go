@@ -113,7 +113,7 @@ func (c *Cluster) askJoin(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("could not join the cluster: %w (last: %v)", ctx.Err(), last)
-		case <-c.after(time.Duration(min(attempt+1, 10))*200*time.Millisecond, "join retry"):
+		case <-c.cfg.After.Wait(time.Duration(min(attempt+1, 10))*200*time.Millisecond, "join retry"):
 		}
 	}
 }
@@ -184,17 +184,9 @@ func (c *Cluster) putSelf(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("recording this node in the cluster: %w", err)
-		case <-c.after(100*time.Millisecond, "record retry"):
+		case <-c.cfg.After.Wait(100*time.Millisecond, "record retry"):
 		}
 	}
-}
-
-// after is a channel that receives once d has passed (Config.After).
-func (c *Cluster) after(d time.Duration, what string) <-chan time.Time {
-	if c.cfg.After != nil {
-		return c.cfg.After(d, what)
-	}
-	return time.After(d)
 }
 
 func (c *Cluster) putNode(ctx context.Context, info NodeInfo) error {

@@ -131,7 +131,7 @@ func (c *Cluster) watchLayout(stop context.Context) error {
 			return nil
 		case <-stop.Done():
 			return stop.Err()
-		case <-c.after(c.cfg.LayoutPoll, "layout poll"):
+		case <-c.cfg.After.Wait(c.cfg.LayoutPoll, "layout poll"):
 		}
 		polls++
 		// A poll ends with the service too: without a quorum each of its

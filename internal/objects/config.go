@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/redoubt-io/redoubt/internal/clock"
 )
 
 // Config sets the limits and the clock of a Service.
@@ -41,12 +43,10 @@ type Config struct {
 	// incarnation nonce: crypto/rand's Reader, or a seeded one in a
 	// simulation that must replay from its seed.
 	Rand io.Reader
-	// After, when set, makes the waits of a request that finds its
-	// bucket's fence frozen (the back-off before it reads the fence
-	// again): a channel that receives once d has passed. The cluster
-	// simulation makes each an event of its queue, as it does the
-	// metadata store's waits (raftmeta.Config.After). nil: time's timers.
-	After func(d time.Duration, what string) <-chan time.Time
+	// After makes the waits of a request that finds its bucket's fence
+	// frozen (the back-off before it reads the fence again); nil: time's
+	// timers. The cluster simulation makes each an event (clock.After).
+	After clock.After
 	// Incarnation names this writer in its write intents (see gc.go).
 	// Node should be the node's ID; a zero Nonce gets a random one in New,
 	// so every Service is a new incarnation.

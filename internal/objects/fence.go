@@ -562,7 +562,7 @@ func (s *Service) readView(ctx context.Context, p meta.Partition, ob *opBucket, 
 			return fenceRec{}, 0, nil, 0, context.DeadlineExceeded
 		}
 		select {
-		case <-s.after(backoff, "fence back-off"):
+		case <-s.cfg.After.Wait(backoff, "fence back-off"):
 		case <-ctx.Done():
 			return fenceRec{}, 0, nil, 0, context.Cause(ctx)
 		}
@@ -570,14 +570,6 @@ func (s *Service) readView(ctx context.Context, p meta.Partition, ob *opBucket, 
 		backoff = min(2*backoff, 64*time.Millisecond)
 	}
 	return fenceRec{}, 0, nil, 0, fmt.Errorf("%w: bucket %q", ErrConditionalConflict, ob.name)
-}
-
-// after is a channel that receives once d has passed (Config.After).
-func (s *Service) after(d time.Duration, what string) <-chan time.Time {
-	if s.cfg.After != nil {
-		return s.cfg.After(d, what)
-	}
-	return time.After(d)
 }
 
 // help finishes the change that keeps a fence of ob's bucket frozen.

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/redoubt-io/redoubt/internal/clock"
 )
 
 // Sender carries message batches to other hosts. It is best effort and
@@ -118,14 +120,10 @@ type Config struct {
 	// event loop, after the goroutines woken at that instant have run, as
 	// it wakes the loop (see Wake).
 	Ticks <-chan time.Time
-	// After, when set, makes the host's own waits (a retry's pause, a
-	// read's confirmation timeout, the replica check's period): a channel
-	// that receives once d has passed; what names the wait. The cluster
-	// simulation makes each an event of its queue: a wait that ends at
-	// the instant of another event (a retry of one tick ends at the next
-	// tick) then ends before or after it in an order drawn from the seed,
-	// not the Go scheduler's (TestSimulationReplays). nil: time's timers.
-	After func(d time.Duration, what string) <-chan time.Time
+	// After makes the host's own waits (a retry's pause, a read's
+	// confirmation timeout, the replica check's period); nil: time's
+	// timers. The cluster simulation makes each an event (clock.After).
+	After clock.After
 }
 
 // DefaultConfig returns the settings for a LAN cluster.

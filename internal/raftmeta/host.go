@@ -568,14 +568,6 @@ func (h *Host) ReportUnreachable(to uint64) {
 	}
 }
 
-// after is a channel that receives once d has passed (Config.After).
-func (h *Host) after(d time.Duration, what string) <-chan time.Time {
-	if h.cfg.After != nil {
-		return h.cfg.After(d, what)
-	}
-	return time.After(d)
-}
-
 func (h *Host) markDirty(g *group) {
 	h.dirtyMu.Lock()
 	h.dirty[g] = struct{}{}

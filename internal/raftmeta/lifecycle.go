@@ -238,7 +238,7 @@ func (h *Host) checkReplicas(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-h.after(h.cfg.ReplicaCheckInterval, "replica check"):
+		case <-h.cfg.After.Wait(h.cfg.ReplicaCheckInterval, "replica check"):
 		}
 		for _, g := range h.groupList() {
 			if ctx.Err() != nil {

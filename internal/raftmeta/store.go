@@ -209,7 +209,7 @@ func (h *Host) retryWith(ctx context.Context, q *request, local func(*group) res
 			return response{status: stUnavailable, msg: "no leader within the timeout: " + resp.msg}
 		case <-h.done:
 			return errResponse(ErrClosed)
-		case <-h.after(wait, "retry"):
+		case <-h.cfg.After.Wait(wait, "retry"):
 		}
 	}
 }
@@ -591,7 +591,7 @@ func (h *Host) readIndexAll(ctx context.Context, gs []*group) []error {
 			h.markDirty(g)
 		}
 		wait, last := untilDeadline(ctx, election)
-		expired := h.after(wait, "read confirmation")
+		expired := h.cfg.After.Wait(wait, "read confirmation")
 		var fatal error
 		timedOut := false
 		for _, j := range pending {
