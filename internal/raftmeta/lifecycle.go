@@ -227,8 +227,9 @@ func (h *Host) suspect(g *group) bool {
 	return !g.leader.Load() && !g.quarantined.Load() && g.quiet.Load() >= int64(2*h.cfg.ElectionTicks)
 }
 
-// checkReplicas asks, every Config.ReplicaCheckInterval, for each
-// suspect replica, whether it is still a member (checkReplica). A leader
+// checkReplicas asks, Config.ReplicaCheckInterval after its last round
+// ended, for each suspect replica, whether it is still a member
+// (checkReplica). A leader
 // stops sending to a replica once it applies its removal, so a replica
 // cut off then never learns it was removed; nor does one made for a
 // message from a leader that removed it before sending it anything else.
