@@ -2,10 +2,12 @@ package blocks
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/redoubt-io/redoubt/internal/placement"
 	"github.com/redoubt-io/redoubt/internal/store"
@@ -105,5 +107,47 @@ func TestReadIOErrorReconstructsAndLogsOnce(t *testing.T) {
 	}
 	if st := e.set.Status()[bad]; st.State != store.Failed || st.IOErrors == 0 {
 		t.Fatalf("status of the failed drive: %+v", st)
+	}
+}
+
+// Run brings a healed drive back at its next check, and waits for each
+// check through Config.After, so that a simulation orders the checks
+// among its own events.
+func TestRunBringsAHealedDriveBack(t *testing.T) {
+	e, faulty, _ := faultyEnv(t, placement.Policy{K: 2, M: 2})
+	waits := make(chan time.Duration)
+	fire := make(chan time.Time)
+	e.set.cfg.After = func(d time.Duration, what string) <-chan time.Time {
+		if what != "drive health" {
+			t.Errorf("wait %q, want \"drive health\"", what)
+		}
+		waits <- d
+		return fire
+	}
+	faulty.Fail(e.paths[0], vfs.OpWrite, syscall.EIO)
+	e.write(randBytes(seeded(t), 3*testChunk))
+	if e.drives[0].State() != store.Failed {
+		t.Fatal("drive with failing writes not marked failed")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.set.Run(ctx) }()
+	select {
+	case d := <-waits:
+		if d != e.set.cfg.HealthInterval {
+			t.Fatalf("Run waited %v, want the health interval %v", d, e.set.cfg.HealthInterval)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not wait through Config.After")
+	}
+	faulty.Heal(e.paths[0])
+	fire <- time.Time{}
+	<-waits // the check ran; Run waits for the next
+	if e.drives[0].State() != store.Online {
+		t.Fatal("healed drive not back online after Run's check")
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v, want context.Canceled", err)
 	}
 }

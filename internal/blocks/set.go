@@ -11,6 +11,7 @@ import (
 
 	"github.com/zeebo/xxh3"
 
+	"github.com/redoubt-io/redoubt/internal/clock"
 	"github.com/redoubt-io/redoubt/internal/erasure"
 	"github.com/redoubt-io/redoubt/internal/placement"
 	"github.com/redoubt-io/redoubt/internal/shardrpc"
@@ -63,8 +64,12 @@ type Config struct {
 	// OnNeedsRepair, if set, is called once per Open that found a missing or
 	// corrupt shard, from the reading goroutine; it must not block.
 	OnNeedsRepair func(Ref)
-	// HealthInterval is how often Run re-checks the drives. 30 s.
+	// HealthInterval is how often Run re-checks the drives, counted from
+	// the end of the last check. 30 s.
 	HealthInterval time.Duration
+	// After makes Run's waits; nil uses time's timers. A simulation
+	// passes its own, so that the checks are events of its queue.
+	After clock.After
 }
 
 // DefaultConfig returns the defaults described on each field, with policy.
@@ -382,13 +387,11 @@ func (s *Set) CheckDrives() {
 
 // Run checks the drives every HealthInterval until ctx is done.
 func (s *Set) Run(ctx context.Context) error {
-	t := time.NewTicker(s.cfg.HealthInterval)
-	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-t.C:
+		case <-s.cfg.After.Wait(s.cfg.HealthInterval, "drive health"):
 			s.CheckDrives()
 		}
 	}

@@ -235,8 +235,10 @@ func (n *node) start(ctx context.Context, join []string) (_ *incarnation, err er
 	bcfg.ChunkSize = 4 << 10
 	bcfg.Resolve, bcfg.Place = inc.cl.Drive, inc.cl.Place
 	// Failed drives are re-checked (and back in service once they pass)
-	// every few seconds, on a period of the node's own.
+	// every few seconds, on a period of the node's own, as events of the
+	// simulation.
 	bcfg.HealthInterval = 2*time.Second + time.Duration(1000*n.i+17)*time.Nanosecond
+	bcfg.After = inc.after
 	inc.data, err = blocks.New(bcfg, drives, log.With("component", "blocks"))
 	if err != nil {
 		inc.cl.Close()
