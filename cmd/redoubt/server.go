@@ -23,6 +23,7 @@ func newServerCmd() *cobra.Command {
 	repairRate := bench.FormatSize(node.DefaultRepairRate)
 	snapshotRate := bench.FormatSize(node.DefaultSnapshotRate)
 	reserve := bench.FormatSize(node.DefaultReserve)
+	requestMemory := bench.FormatSize(cfg.RequestMemory)
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Serve S3 from this machine's drives",
@@ -63,6 +64,11 @@ process without it is refused by the other nodes. The first node waits for
 				return fmt.Errorf("--reserve %q: want bytes such as 1GiB, or 0 to turn it off", reserve)
 			}
 			cfg.Reserve = uint64(r)
+			m, err := bench.ParseSize(requestMemory)
+			if err != nil {
+				return fmt.Errorf("--request-memory %q: want bytes such as 2GiB, or 0 for no bound", requestMemory)
+			}
+			cfg.RequestMemory = int64(m)
 			if ec != "" {
 				p, err := placement.ParseEC(ec)
 				if err != nil {
@@ -118,6 +124,7 @@ process without it is refused by the other nodes. The first node waits for
 	f.DurationVar(&cfg.GC.Interval, "gc-interval", cfg.GC.Interval, "time between garbage collection passes, which remove orphan shards (left by crashed writes and failed deletes) from this node's drives; 0 disables")
 	f.DurationVar(&cfg.MultipartExpiry, "multipart-expiry", cfg.MultipartExpiry, "abort incomplete multipart uploads older than this; 0 keeps them forever")
 	f.StringVar(&reserve, "reserve", reserve, "free space kept on every drive (e.g. 1GiB) for reads, deletes and the metadata store: below it, new data is refused with 507 InsufficientStorage until space is freed; 0: off")
+	f.StringVar(&requestMemory, "request-memory", requestMemory, "memory that uploads and downloads of large objects may hold in data buffers at once, half each way (default: an eighth of the memory, from 256MiB to 8GiB): past it requests wait up to 10s, then answer 503 SlowDown, which clients retry; 0: no bound")
 	f.StringVar(&repairRate, "repair-rate", repairRate, "bytes per second that repair and rebalancing may write on this node (e.g. 64MiB), so that requests keep their latency; 0: no limit")
 	f.StringVar(&snapshotRate, "snapshot-rate", snapshotRate, "bytes per second at which this node streams metadata snapshots to nodes catching up (e.g. 64MiB), so that requests keep their latency; 0: no limit")
 	f.StringVar(&cl.RPCAddr, "rpc-addr", "", "node-to-node listen address; enables cluster mode")

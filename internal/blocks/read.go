@@ -293,6 +293,7 @@ type reader struct {
 	ch     chan chunk
 	done   chan struct{}
 	cur    chunk
+	held   int64 // of the read budget, given back by Close
 	closed bool
 	err    error
 }
@@ -313,17 +314,25 @@ func (s *Set) Open(ctx context.Context, ref Ref, off, length int64) (io.ReadClos
 	if length == 0 {
 		return io.NopCloser(eofReader{}), nil
 	}
+	// No chunk is longer than the data: small refs take small buffers.
+	bufLen := g.coder.StripeSize(int(min(g.stripe, ref.Size)))
+	end := off + length
+	// A reader holds at most ReadAhead chunks sent, one being fetched and
+	// one being read, and takes them all now: it never waits for buffers
+	// once open (budget.go).
+	chunks := (end-1)/g.stripe - off/g.stripe + 1
+	held, err := s.readBudget.take(ctx, min(chunks, int64(s.cfg.ReadAhead+2))*int64(bufLen), s.cfg.BufferWait)
+	if err != nil {
+		return nil, fmt.Errorf("blocks: read: %w", err)
+	}
 	ctx, cancel := context.WithCancel(ctx)
-	rd := &reader{s: s, cancel: cancel, ch: make(chan chunk, s.cfg.ReadAhead), done: make(chan struct{})}
+	rd := &reader{s: s, cancel: cancel, held: held, ch: make(chan chunk, s.cfg.ReadAhead), done: make(chan struct{})}
 	src := newShardSource(s, ref, g)
 	go func() {
 		defer close(rd.done)
 		defer close(rd.ch)
 		defer src.close()
 		shards := make([][]byte, ref.K+ref.M)
-		// No chunk is longer than the data: small refs take small buffers.
-		bufLen := g.coder.StripeSize(int(min(g.stripe, ref.Size)))
-		end := off + length
 		for c := off / g.stripe; c*g.stripe < end; c++ {
 			buf := s.getBuf(bufLen)
 			chunkLen := g.chunkLen(ref.Size, c)
@@ -429,6 +438,8 @@ func (rd *reader) Close() error {
 		rd.s.putBuf(rd.cur.buf)
 		rd.cur.buf = nil
 	}
+	rd.s.readBudget.give(rd.held)
+	rd.held = 0
 	if rd.err == nil {
 		rd.err = errors.New("blocks: read after close")
 	}

@@ -58,6 +58,18 @@ type Config struct {
 	WriteAhead int
 	// ReadAhead is how many chunks a reader decodes ahead of its consumer. 2.
 	ReadAhead int
+	// BufferBytes bounds the bytes of stripe buffers that Writes and
+	// readers hold at once, half for each (budget.go): a Write takes a
+	// stripe's buffer before it reads each stripe of its body, a reader
+	// what it may read ahead when it opens. So memory does not grow with
+	// the number of large requests in flight: past the bound they wait
+	// (TestBufferBytesBoundLargeWrites). 0: no bound.
+	BufferBytes int64
+	// BufferWait is how long a Write or an Open waits for its first
+	// buffers before it fails with ErrBusy; once started, a Write waits
+	// for its drives to take earlier stripes as long as its context
+	// lasts. 0: as long as the context lasts. 10 s.
+	BufferWait time.Duration
 	// MaxRepairBacklog bounds the refs remembered as needing repair; more
 	// are counted and dropped (a scrub finds them again). 10000.
 	MaxRepairBacklog int
@@ -75,7 +87,7 @@ type Config struct {
 // DefaultConfig returns the defaults described on each field, with policy.
 func DefaultConfig(policy placement.Policy) Config {
 	return Config{Policy: policy, ChunkSize: 1 << 20, WriteAhead: 2, ReadAhead: 2,
-		MaxRepairBacklog: 10000, HealthInterval: 30 * time.Second}
+		MaxRepairBacklog: 10000, HealthInterval: 30 * time.Second, BufferWait: 10 * time.Second}
 }
 
 // Validate reports whether c can be used.
@@ -92,6 +104,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("blocks: negative repair backlog")
 	case c.HealthInterval <= 0:
 		return fmt.Errorf("blocks: health interval %v must be positive", c.HealthInterval)
+	case c.BufferBytes < 0 || c.BufferWait < 0:
+		return fmt.Errorf("blocks: buffer bytes %d and buffer wait %v must not be negative", c.BufferBytes, c.BufferWait)
 	}
 	return nil
 }
@@ -110,6 +124,11 @@ type Set struct {
 
 	coders sync.Map // placement.Policy -> erasure.Coder
 	bufs   sync.Pool
+
+	writeBudget, readBudget *budget
+	// bufsOut is the bytes of buffers handed out by getBuf and not yet
+	// back: what the budgets bound, counted where the memory is.
+	bufsOut, bufsPeak atomic.Int64
 
 	corruptShards atomic.Uint64
 	repairDropped atomic.Uint64
@@ -137,7 +156,8 @@ func New(cfg Config, drives []*store.Drive, logger *slog.Logger) (*Set, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Set{cfg: cfg, drives: drives, local: map[string]shardrpc.Drive{}, log: logger}
+	s := &Set{cfg: cfg, drives: drives, local: map[string]shardrpc.Drive{}, log: logger,
+		writeBudget: newBudget(cfg.BufferBytes / 2), readBudget: newBudget(cfg.BufferBytes - cfg.BufferBytes/2)}
 	for _, d := range drives {
 		if _, dup := s.local[d.ID()]; dup {
 			return nil, fmt.Errorf("blocks: drive %s given twice", d.ID())
@@ -217,6 +237,9 @@ func (s *Set) coder(k, m int, mirror bool) (erasure.Coder, error) {
 }
 
 func (s *Set) getBuf(n int) *[]byte {
+	out := s.bufsOut.Add(int64(n))
+	for p := s.bufsPeak.Load(); out > p && !s.bufsPeak.CompareAndSwap(p, out); p = s.bufsPeak.Load() {
+	}
 	if v, ok := s.bufs.Get().(*[]byte); ok && cap(*v) >= n {
 		*v = (*v)[:n]
 		return v
@@ -225,7 +248,10 @@ func (s *Set) getBuf(n int) *[]byte {
 	return &b
 }
 
-func (s *Set) putBuf(b *[]byte) { s.bufs.Put(b) }
+func (s *Set) putBuf(b *[]byte) {
+	s.bufsOut.Add(-int64(len(*b)))
+	s.bufs.Put(b)
+}
 
 // pick chooses the drive of each shard of a new ref in partition p: the
 // first online drives of the candidates (Config.Place, or a rotation over

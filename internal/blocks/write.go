@@ -16,6 +16,7 @@ import (
 // done with it returns its buffer to the pool.
 type stripe struct {
 	buf    *[]byte
+	held   int64 // of the write budget
 	shards [][]byte
 	refs   atomic.Int32
 }
@@ -23,6 +24,7 @@ type stripe struct {
 func (s *Set) release(st *stripe) {
 	if st.refs.Add(-1) == 0 {
 		s.putBuf(st.buf)
+		s.writeBudget.give(st.held)
 	}
 }
 
@@ -57,13 +59,19 @@ func (s *Set) WriteID(ctx context.Context, p uint32, id string, r io.Reader) (Re
 	stripeLen := s.cfg.ChunkSize * pol.K
 	ref := Ref{ID: id, K: pol.K, M: pol.M, Mirror: pol.Mirror, ChunkSize: int64(stripeLen), Drives: make([]string, n)}
 
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-
 	targets, spares, err := s.pick(p, id, n, quorum)
 	if err != nil {
 		return Ref{}, fmt.Errorf("blocks: write: %w", err)
 	}
+	// The first stripe's buffer before any drive is asked for anything:
+	// a Write refused for want of buffers leaves nothing to clean up.
+	first, err := s.writeBudget.take(ctx, int64(coder.StripeSize(stripeLen)), s.cfg.BufferWait)
+	if err != nil {
+		return Ref{}, fmt.Errorf("blocks: write: %w", err)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
 	var failed atomic.Int32
 	var firstErr sync.Once
 	var cause error
@@ -83,6 +91,7 @@ func (s *Set) WriteID(ctx context.Context, p uint32, id string, r io.Reader) (Re
 				sk.w.Abort()
 			}
 		}
+		s.writeBudget.give(first)
 		return Ref{}, fmt.Errorf("blocks: write: %w", err)
 	}
 	var live []*shardSink
@@ -93,7 +102,7 @@ func (s *Set) WriteID(ctx context.Context, p uint32, id string, r io.Reader) (Re
 		}
 	}
 
-	size, rerr := s.feed(ctx, r, coder, stripeLen, live)
+	size, rerr := s.feed(ctx, r, coder, stripeLen, live, first)
 	for _, sk := range live {
 		close(sk.in)
 	}
@@ -186,25 +195,40 @@ func (s *Set) openSinks(ctx context.Context, id string, targets, spares []shardr
 }
 
 // feed reads stripes from r, codes them and hands them to the sinks, until
-// EOF, a read error or cancellation. It returns the bytes read.
+// EOF, a read error or cancellation. It returns the bytes read. first is
+// what the caller took of the write budget for the first stripe; feed
+// gives it back.
 func (s *Set) feed(ctx context.Context, r io.Reader, coder interface {
 	StripeSize(int) int
 	Shards() int
 	Encode([]byte, [][]byte) error
-}, stripeLen int, live []*shardSink) (int64, error) {
+}, stripeLen int, live []*shardSink, first int64) (int64, error) {
 	var size int64
 	bufLen := coder.StripeSize(stripeLen)
 	for {
 		if err := ctx.Err(); err != nil {
+			s.writeBudget.give(first)
 			return size, context.Cause(ctx)
+		}
+		held := first
+		first = 0
+		if held == 0 {
+			// Admitted (WriteID took the first stripe's buffer): from
+			// now on buffers come free as the drives take this Write's
+			// earlier stripes, so it waits as long as it lasts.
+			var err error
+			if held, err = s.writeBudget.take(ctx, int64(bufLen), 0); err != nil {
+				return size, err
+			}
 		}
 		buf := s.getBuf(bufLen)
 		n, err := io.ReadFull(r, (*buf)[:stripeLen])
 		if n > 0 {
 			size += int64(n)
-			st := &stripe{buf: buf, shards: make([][]byte, coder.Shards())}
+			st := &stripe{buf: buf, held: held, shards: make([][]byte, coder.Shards())}
 			if eerr := coder.Encode((*buf)[:n], st.shards); eerr != nil {
 				s.putBuf(buf)
+				s.writeBudget.give(held)
 				return size, eerr
 			}
 			st.refs.Store(int32(len(live)))
@@ -218,6 +242,7 @@ func (s *Set) feed(ctx context.Context, r io.Reader, coder interface {
 			}
 		} else {
 			s.putBuf(buf)
+			s.writeBudget.give(held)
 		}
 		switch {
 		case err == nil:

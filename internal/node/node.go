@@ -80,6 +80,13 @@ type Config struct {
 	// relocation write, so that foreground requests keep their latency
 	// while data is rebuilt or moved; 0 or less: no limit.
 	RepairRate int64
+	// RequestMemory bounds the bytes of data buffers that uploads and
+	// downloads of objects stored outside their metadata hold at once,
+	// half each way (blocks.Config.BufferBytes): past it a request waits
+	// up to 10 s for buffers, then answers 503 SlowDown. So memory does
+	// not grow with the number of large requests in flight. 0: no bound.
+	// Default: DefaultRequestMemory.
+	RequestMemory int64
 	// SnapshotRate bounds, in bytes per second, the metadata snapshots
 	// this node streams to nodes that catch up (a new or replaced node, or
 	// one that fell behind a partition's log); 0 or less: no limit.
@@ -122,6 +129,7 @@ func DefaultConfig() Config {
 		MultipartExpiry: 7 * 24 * time.Hour,
 		RepairRate:      DefaultRepairRate,
 		SnapshotRate:    DefaultSnapshotRate,
+		RequestMemory:   DefaultRequestMemory(),
 		BodyIdleTimeout: s3api.DefaultConfig().BodyIdleTimeout,
 		Reserve:         DefaultReserve,
 	}
@@ -318,6 +326,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	n.setPolicy(policy)
 	n.readRepair = newReadRepair(nil, logger.With("component", "read-repair"))
 	bcfg.OnNeedsRepair = n.readRepair.note
+	bcfg.BufferBytes = max(cfg.RequestMemory, 0)
 	n.data, err = blocks.New(bcfg, n.drives, logger.With("component", "blocks"))
 	if err != nil {
 		return nil, fmt.Errorf("data path: %w", err)
@@ -384,6 +393,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	}
 
 	reg := prometheus.NewRegistry()
+	registerBuffers(reg, n.data.Buffers)
 	if c := n.cluster; c != nil {
 		registerRaftMessages(reg, c)
 		reg.MustRegister(newEngineCollector(c.EngineStats))

@@ -3,9 +3,11 @@ package objects
 import (
 	"context"
 	"errors"
-	"github.com/redoubt-io/redoubt/internal/checksum"
 	"io"
 	"time"
+
+	"github.com/redoubt-io/redoubt/internal/blocks"
+	"github.com/redoubt-io/redoubt/internal/checksum"
 )
 
 // API is what the S3 front end needs from the object layer. *Service
@@ -291,4 +293,8 @@ var (
 	ErrConditionalConflict = errors.New("conditional request conflict")        // ConditionalRequestConflict (409)
 	ErrInvalidArgument     = errors.New("invalid argument")                    // InvalidArgument
 	ErrInvalidRequest      = errors.New("invalid request")                     // InvalidRequest
+	// ErrSlowDown: the node's data buffers stayed taken by other large
+	// requests (blocks.Config.BufferBytes) for as long as a request may
+	// wait for them. SDKs retry it with back-off.
+	ErrSlowDown = blocks.ErrBusy // SlowDown (503)
 )

@@ -98,6 +98,7 @@ var objectErrors = []struct {
 	{objects.ErrConditionalConflict, apiErr("ConditionalRequestConflict", 409, "A conflicting conditional operation is currently in progress against this resource. Try again.")},
 	{objects.ErrInvalidArgument, apiErr("InvalidArgument", 400, "Invalid Argument")},
 	{objects.ErrInvalidRequest, apiErr("InvalidRequest", 400, "Invalid Request")},
+	{objects.ErrSlowDown, apiErr("SlowDown", 503, "Please reduce your request rate.")},
 }
 
 // toAPIError maps any error to its S3 answer. internal reports whether

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/redoubt-io/redoubt/internal/meta"
+	"github.com/redoubt-io/redoubt/internal/objects"
 	"github.com/redoubt-io/redoubt/internal/s3api"
 	"github.com/redoubt-io/redoubt/internal/store"
 )
@@ -215,6 +216,14 @@ func TestRequestErrors(t *testing.T) {
 	wantCode(t, resp, body, 503, "ServiceUnavailable")
 	if resp.Header.Get("Retry-After") == "" {
 		t.Fatal("no Retry-After")
+	}
+	// Data buffers all held by other large requests → SlowDown, which
+	// SDKs retry with back-off.
+	api.fail = fmt.Errorf("objects: write data: blocks: write: %w", objects.ErrSlowDown)
+	resp, body = do(t, "GET", ts.URL+"/bkt/obj", nil)
+	wantCode(t, resp, body, 503, "SlowDown")
+	if resp.Header.Get("Retry-After") == "" {
+		t.Fatal("no Retry-After on SlowDown")
 	}
 	api.fail = fmt.Errorf("disk on fire")
 	resp, body = do(t, "GET", ts.URL+"/bkt/obj", nil)
