@@ -19,13 +19,14 @@ var ErrBusy = errors.New("data buffers of this node are all in use")
 // Waiters are served in arrival order (semaphore.Weighted), so a large
 // request is not starved by small ones.
 //
-// Writes and reads have a budget each, which keeps the two free of
-// deadlock. A reader takes all it will hold when it opens and waits for
-// nothing after; a copy holds its reader while it waits for the write's
-// buffers. A Write takes a stripe's buffer at a time and waits while
-// holding earlier stripes, but those come free as its drives take them,
-// which needs no buffer. So no request waits for buffers that only
-// another waiting request could free (TestBudgetCopiesDoNotDeadlock).
+// Every request takes all it may hold when it starts, and waits for
+// nothing after: a Write its stripes in flight and its shard writers'
+// buffers (writeNeed), a reader its read-ahead. So no request ever waits
+// while holding part of a budget, which with waiters served in order
+// would be a deadlock. Writes and reads have a budget each: a copy holds
+// its reader while it waits for a Write, and a Write never waits for a
+// reader's budget, so that is no cycle either
+// (TestBudgetCopiesDoNotDeadlock).
 type budget struct {
 	sem     *semaphore.Weighted // nil: no bound
 	size    int64
@@ -72,6 +73,31 @@ func (b *budget) take(ctx context.Context, n int64, wait time.Duration) (int64, 
 	}
 	b.held.Add(n)
 	return n, nil
+}
+
+// sizeHintKey carries the bytes a Write will read, when its caller
+// knows them (WithSizeHint).
+type sizeHintKey struct{}
+
+// WithSizeHint tells a Write under ctx that it will read size bytes, so
+// that it takes buffers for what it will store rather than for the
+// largest object (a 200 KiB object needs one stripe, not four).
+func WithSizeHint(ctx context.Context, size int64) context.Context {
+	return context.WithValue(ctx, sizeHintKey{}, size)
+}
+
+// writeNeed is what a Write of shards shards, stripe bytes of buffer per
+// stripe of stripeLen bytes of data, may hold at once: WriteAhead stripes
+// waiting for the drives, one each drive is writing and the one being
+// read, fewer for a body that WithSizeHint says is shorter (one more than
+// it fills: the read that finds its end takes a buffer too), and the
+// shard writers' buffers.
+func (s *Set) writeNeed(ctx context.Context, stripe, stripeLen, shards int) int64 {
+	stripes := int64(s.cfg.WriteAhead + 2)
+	if size, ok := ctx.Value(sizeHintKey{}).(int64); ok && size >= 0 {
+		stripes = min(stripes, size/int64(stripeLen)+1)
+	}
+	return stripes*int64(stripe) + int64(shards)*int64(s.cfg.WriterBytes)
 }
 
 // give returns n bytes taken by take.

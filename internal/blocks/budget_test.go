@@ -31,8 +31,10 @@ func TestBufferBytesBoundLargeWrites(t *testing.T) {
 	pol := placement.Policy{K: 2, M: 2}
 	e := newEnv(t, 4, pol)
 	stripe := stripeBytes(e, pol)
-	e.cfg.BufferBytes = 2 * 3 * stripe // writes get three stripes' worth
-	e.cfg.BufferWait = 0               // wait as long as it takes
+	perWrite := int64(e.cfg.WriteAhead+2) * stripe
+	e.cfg.BufferBytes = 2 * 2 * perWrite // two writes at a time
+	e.cfg.WriterBytes = 0                // bufsOut counts stripes only
+	e.cfg.BufferWait = 0                 // wait as long as it takes
 	e.reopen()
 	const writers = 12
 	data := make([][]byte, writers)
@@ -48,8 +50,8 @@ func TestBufferBytesBoundLargeWrites(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if peak := e.set.bufsPeak.Load(); peak > 3*stripe {
-		t.Errorf("writes held %d bytes of buffers at once; the bound is %d", peak, 3*stripe)
+	if peak := e.set.bufsPeak.Load(); peak > 2*perWrite {
+		t.Errorf("writes held %d bytes of buffers at once; the bound is %d", peak, 2*perWrite)
 	}
 	for i, err := range errs {
 		if err != nil {
@@ -236,5 +238,37 @@ func TestReaderGivesBuffersBackOnClose(t *testing.T) {
 	rc.Close()
 	if out := e.set.bufsOut.Load(); out != 0 {
 		t.Errorf("%d bytes of buffers not given back", out)
+	}
+}
+
+// A Write told its size takes buffers for that size: one stripe for a
+// small object, one more than it fills for a larger one, never more than
+// WriteAhead+2; without a size, the most a Write may hold.
+func TestWriteNeedFollowsSizeHint(t *testing.T) {
+	pol := placement.Policy{K: 2, M: 2}
+	e := newEnv(t, 4, pol)
+	stripe := stripeBytes(e, pol)
+	stripeLen := int64(e.cfg.ChunkSize * pol.K)
+	writers := int64(4 * e.cfg.WriterBytes)
+	ctx := context.Background()
+	for _, c := range []struct {
+		size    int64 // -1: no hint
+		stripes int64
+	}{
+		{-1, int64(e.cfg.WriteAhead + 2)},
+		{0, 1},
+		{100, 1},
+		{stripeLen - 1, 1},
+		{stripeLen, 2},
+		{2*stripeLen + 1, 3},
+		{1000 * stripeLen, int64(e.cfg.WriteAhead + 2)},
+	} {
+		wctx := ctx
+		if c.size >= 0 {
+			wctx = WithSizeHint(ctx, c.size)
+		}
+		if got, want := e.set.writeNeed(wctx, int(stripe), int(stripeLen), 4), c.stripes*stripe+writers; got != want {
+			t.Errorf("size %d: need %d bytes, want %d (%d stripes and the writers)", c.size, got, want, c.stripes)
+		}
 	}
 }

@@ -58,17 +58,19 @@ type Config struct {
 	WriteAhead int
 	// ReadAhead is how many chunks a reader decodes ahead of its consumer. 2.
 	ReadAhead int
-	// BufferBytes bounds the bytes of stripe buffers that Writes and
-	// readers hold at once, half for each (budget.go): a Write takes a
-	// stripe's buffer before it reads each stripe of its body, a reader
-	// what it may read ahead when it opens. So memory does not grow with
+	// BufferBytes bounds the bytes of buffers that Writes and readers
+	// hold at once, half for each (budget.go): a Write takes what its
+	// stripes in flight and its shard writers may hold before it starts, a
+	// reader its read-ahead when it opens. So memory does not grow with
 	// the number of large requests in flight: past the bound they wait
 	// (TestBufferBytesBoundLargeWrites). 0: no bound.
 	BufferBytes int64
-	// BufferWait is how long a Write or an Open waits for its first
-	// buffers before it fails with ErrBusy; once started, a Write waits
-	// for its drives to take earlier stripes as long as its context
-	// lasts. 0: as long as the context lasts. 10 s.
+	// WriterBytes is the memory each shard writer of a Write holds while
+	// it is open (a local drive's write buffer, store.Config.WriteBuffer),
+	// counted in the Write's buffers. 1 MiB.
+	WriterBytes int
+	// BufferWait is how long a Write or an Open waits for its buffers
+	// before it fails with ErrBusy. 0: as long as its context lasts. 10 s.
 	BufferWait time.Duration
 	// MaxRepairBacklog bounds the refs remembered as needing repair; more
 	// are counted and dropped (a scrub finds them again). 10000.
@@ -87,7 +89,7 @@ type Config struct {
 // DefaultConfig returns the defaults described on each field, with policy.
 func DefaultConfig(policy placement.Policy) Config {
 	return Config{Policy: policy, ChunkSize: 1 << 20, WriteAhead: 2, ReadAhead: 2,
-		MaxRepairBacklog: 10000, HealthInterval: 30 * time.Second, BufferWait: 10 * time.Second}
+		MaxRepairBacklog: 10000, HealthInterval: 30 * time.Second, BufferWait: 10 * time.Second, WriterBytes: 1 << 20}
 }
 
 // Validate reports whether c can be used.
@@ -104,8 +106,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("blocks: negative repair backlog")
 	case c.HealthInterval <= 0:
 		return fmt.Errorf("blocks: health interval %v must be positive", c.HealthInterval)
-	case c.BufferBytes < 0 || c.BufferWait < 0:
-		return fmt.Errorf("blocks: buffer bytes %d and buffer wait %v must not be negative", c.BufferBytes, c.BufferWait)
+	case c.BufferBytes < 0 || c.BufferWait < 0 || c.WriterBytes < 0:
+		return fmt.Errorf("blocks: buffer bytes %d, writer bytes %d and buffer wait %v must not be negative", c.BufferBytes, c.WriterBytes, c.BufferWait)
 	}
 	return nil
 }

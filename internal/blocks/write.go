@@ -16,7 +16,6 @@ import (
 // done with it returns its buffer to the pool.
 type stripe struct {
 	buf    *[]byte
-	held   int64 // of the write budget
 	shards [][]byte
 	refs   atomic.Int32
 }
@@ -24,7 +23,6 @@ type stripe struct {
 func (s *Set) release(st *stripe) {
 	if st.refs.Add(-1) == 0 {
 		s.putBuf(st.buf)
-		s.writeBudget.give(st.held)
 	}
 }
 
@@ -63,12 +61,14 @@ func (s *Set) WriteID(ctx context.Context, p uint32, id string, r io.Reader) (Re
 	if err != nil {
 		return Ref{}, fmt.Errorf("blocks: write: %w", err)
 	}
-	// The first stripe's buffer before any drive is asked for anything:
-	// a Write refused for want of buffers leaves nothing to clean up.
-	first, err := s.writeBudget.take(ctx, int64(coder.StripeSize(stripeLen)), s.cfg.BufferWait)
+	// All the buffers this Write may hold, before any drive is asked for
+	// anything: a Write refused for want of them leaves nothing to clean
+	// up, and one admitted never waits for buffers again (budget.go).
+	held, err := s.writeBudget.take(ctx, s.writeNeed(ctx, coder.StripeSize(stripeLen), stripeLen, n), s.cfg.BufferWait)
 	if err != nil {
 		return Ref{}, fmt.Errorf("blocks: write: %w", err)
 	}
+	defer s.writeBudget.give(held)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
@@ -91,7 +91,6 @@ func (s *Set) WriteID(ctx context.Context, p uint32, id string, r io.Reader) (Re
 				sk.w.Abort()
 			}
 		}
-		s.writeBudget.give(first)
 		return Ref{}, fmt.Errorf("blocks: write: %w", err)
 	}
 	var live []*shardSink
@@ -102,7 +101,7 @@ func (s *Set) WriteID(ctx context.Context, p uint32, id string, r io.Reader) (Re
 		}
 	}
 
-	size, rerr := s.feed(ctx, r, coder, stripeLen, live, first)
+	size, rerr := s.feed(ctx, r, coder, stripeLen, live)
 	for _, sk := range live {
 		close(sk.in)
 	}
@@ -195,40 +194,25 @@ func (s *Set) openSinks(ctx context.Context, id string, targets, spares []shardr
 }
 
 // feed reads stripes from r, codes them and hands them to the sinks, until
-// EOF, a read error or cancellation. It returns the bytes read. first is
-// what the caller took of the write budget for the first stripe; feed
-// gives it back.
+// EOF, a read error or cancellation. It returns the bytes read.
 func (s *Set) feed(ctx context.Context, r io.Reader, coder interface {
 	StripeSize(int) int
 	Shards() int
 	Encode([]byte, [][]byte) error
-}, stripeLen int, live []*shardSink, first int64) (int64, error) {
+}, stripeLen int, live []*shardSink) (int64, error) {
 	var size int64
 	bufLen := coder.StripeSize(stripeLen)
 	for {
 		if err := ctx.Err(); err != nil {
-			s.writeBudget.give(first)
 			return size, context.Cause(ctx)
-		}
-		held := first
-		first = 0
-		if held == 0 {
-			// Admitted (WriteID took the first stripe's buffer): from
-			// now on buffers come free as the drives take this Write's
-			// earlier stripes, so it waits as long as it lasts.
-			var err error
-			if held, err = s.writeBudget.take(ctx, int64(bufLen), 0); err != nil {
-				return size, err
-			}
 		}
 		buf := s.getBuf(bufLen)
 		n, err := io.ReadFull(r, (*buf)[:stripeLen])
 		if n > 0 {
 			size += int64(n)
-			st := &stripe{buf: buf, held: held, shards: make([][]byte, coder.Shards())}
+			st := &stripe{buf: buf, shards: make([][]byte, coder.Shards())}
 			if eerr := coder.Encode((*buf)[:n], st.shards); eerr != nil {
 				s.putBuf(buf)
-				s.writeBudget.give(held)
 				return size, eerr
 			}
 			st.refs.Store(int32(len(live)))
@@ -242,7 +226,6 @@ func (s *Set) feed(ctx context.Context, r io.Reader, coder interface {
 			}
 		} else {
 			s.putBuf(buf)
-			s.writeBudget.give(held)
 		}
 		switch {
 		case err == nil:

@@ -327,6 +327,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	n.readRepair = newReadRepair(nil, logger.With("component", "read-repair"))
 	bcfg.OnNeedsRepair = n.readRepair.note
 	bcfg.BufferBytes = max(cfg.RequestMemory, 0)
+	bcfg.WriterBytes = scfg.WriteBuffer
 	n.data, err = blocks.New(bcfg, n.drives, logger.With("component", "blocks"))
 	if err != nil {
 		return nil, fmt.Errorf("data path: %w", err)

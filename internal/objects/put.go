@@ -276,7 +276,12 @@ func (s *Service) ingest(ctx context.Context, body io.Reader, o ingestOpts) (ing
 			in.inline = buf
 		}
 	} else {
-		ref, rev, err := s.writeData(ctx, o.partition, br)
+		wctx := ctx
+		if o.size >= 0 {
+			// The data store then takes buffers for this size only.
+			wctx = blocks.WithSizeHint(ctx, o.size)
+		}
+		ref, rev, err := s.writeData(wctx, o.partition, br)
 		if err != nil {
 			return ingested{}, s.writeErr(br, err)
 		}

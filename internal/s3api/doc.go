@@ -23,7 +23,9 @@
 // store.ErrNoSpace, a full disk) answer 507 InsufficientStorage, which
 // SDKs do not retry, even when they also wrap meta.ErrUnavailable; other
 // errors wrapping meta.ErrUnavailable answer 503 ServiceUnavailable with
-// Retry-After; any other error answers 500 InternalError and is logged
+// Retry-After; objects.ErrSlowDown (the node's data buffers stayed held
+// by other large requests) answers 503 SlowDown with Retry-After, which
+// SDKs retry with back-off; any other error answers 500 InternalError and is logged
 // with the request ID. HEAD and 304 answers
 // carry no body. Query subresources and headers that ask for features
 // Redoubt does not implement answer 501 NotImplemented, never a success
