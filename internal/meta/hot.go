@@ -67,6 +67,18 @@ func (h *HotKeys) Get(key []byte) (Item, bool) {
 	return it, ok
 }
 
+// Rev returns the revision of key's item, if it is held. A held item is
+// the key's item whenever no write to it is under way: one that starts
+// forgets it first.
+func (h *HotKeys) Rev(key []byte) (uint64, bool) {
+	m := h.items.Load()
+	if m == nil {
+		return 0, false
+	}
+	it, ok := (*m)[string(key)]
+	return it.Rev, ok
+}
+
 // Read answers reads into out, all from one view: the Hot ones from
 // memory where it holds them, the rest through cold, which must answer
 // reads[i] into out[i] for each i of which from one view of the store's

@@ -1,6 +1,8 @@
 package meta
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -126,5 +128,60 @@ func TestHotKeysValueIsTheCallers(t *testing.T) {
 	it.Value[0] = 'x'
 	if it, _ := h.Get([]byte("k")); string(it.Value) != "abc" {
 		t.Fatalf("held %q", it.Value)
+	}
+}
+
+// A commit's conditions on a key that HotKeys holds are checked against
+// the held item, without a read: every write to the key, whoever makes
+// it, must be seen. The fence is read hot (filling HotKeys), changed by a
+// commit, read hot again, changed by a delete: a condition on any
+// revision but the current one conflicts, and one on the current passes.
+func TestCommitCondsOnHotKeysSeeEveryWrite(t *testing.T) {
+	l, err := OpenLocal(DefaultLocalConfig(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	const p = Partition(3)
+	fence, other := []byte("fence"), []byte("other")
+	fill := func() uint64 {
+		t.Helper()
+		for range 2 { // the first read fills, the second is answered from memory
+			items, _, err := l.GetMany(ctx, p, []Read{GetHot(fence)}, ReadOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rev, ok := l.hotKeys(p).Rev(fence); !ok || rev != items[0].Rev {
+				t.Fatalf("HotKeys holds rev %d (%v); the fence is at %d", rev, ok, items[0].Rev)
+			}
+		}
+		rev, _ := l.hotKeys(p).Rev(fence)
+		return rev
+	}
+	commit := func(conds []Cond, txn Txn) error {
+		txn.Conds = conds
+		_, err := l.Commit(ctx, p, txn)
+		return err
+	}
+	r0 := fill() // absent: 0
+	if err := commit([]Cond{{Key: fence, Rev: r0}}, Txn{Puts: []KV{{Key: fence, Value: []byte("v1")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := commit([]Cond{{Key: fence, Rev: r0}}, Txn{Puts: []KV{{Key: other, Value: []byte("x")}}}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("condition on the fence's old revision after a write: %v, want a conflict", err)
+	}
+	r1 := fill()
+	if r1 == r0 {
+		t.Fatal("the fence's revision did not change")
+	}
+	if err := commit([]Cond{{Key: fence, Rev: r1}}, Txn{Deletes: [][]byte{fence}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := commit([]Cond{{Key: fence, Rev: r1}}, Txn{Puts: []KV{{Key: other, Value: []byte("y")}}}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("condition on a deleted fence's revision: %v, want a conflict", err)
+	}
+	if err := commit([]Cond{{Key: fence, Rev: fill()}}, Txn{Puts: []KV{{Key: other, Value: []byte("z")}}}); err != nil {
+		t.Fatalf("condition on the current (absent) fence: %v", err)
 	}
 }
