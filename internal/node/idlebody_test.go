@@ -24,13 +24,7 @@ import (
 func TestStalledPutStoresNothing(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	n := startNodeWith(t, func(c *Config) { c.BodyIdleTimeout = idle })
-	cl := s3.New(s3.Options{
-		Region:           "us-east-1",
-		Credentials:      credentials.NewStaticCredentialsProvider(n.Credentials.AccessKey, n.Credentials.SecretKey, ""),
-		BaseEndpoint:     aws.String(n.S3URL),
-		UsePathStyle:     true,
-		RetryMaxAttempts: 1,
-	})
+	cl := nodeClient(n)
 	ctx := context.Background()
 	if _, err := cl.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("bkt")}); err != nil {
 		t.Fatal(err)
@@ -68,6 +62,18 @@ func TestStalledPutStoresNothing(t *testing.T) {
 	if err != nil || len(vs.Versions)+len(vs.DeleteMarkers) != 0 {
 		t.Errorf("versions after the stalled PUT: %+v, %v; want none", vs, err)
 	}
+}
+
+// nodeClient is an S3 client of n with its root credentials, which
+// does not retry.
+func nodeClient(n *Node) *s3.Client {
+	return s3.New(s3.Options{
+		Region:           "us-east-1",
+		Credentials:      credentials.NewStaticCredentialsProvider(n.Credentials.AccessKey, n.Credentials.SecretKey, ""),
+		BaseEndpoint:     aws.String(n.S3URL),
+		UsePathStyle:     true,
+		RetryMaxAttempts: 1,
+	})
 }
 
 // stallUntil is a reader that blocks until release is closed, or gives up

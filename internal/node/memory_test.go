@@ -15,7 +15,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
@@ -47,19 +46,25 @@ func metric(t *testing.T, n *Node, series string) float64 {
 // holds them all, the next waits (it shows on /metrics) rather than
 // taking more memory, and goes on when they come free. Both are stored
 // whole.
+// The default bound is an eighth of the memory, from 256 MiB to 8 GiB,
+// in whole MiB.
+func TestDefaultRequestMemory(t *testing.T) {
+	got := DefaultRequestMemory()
+	if got < 256<<20 || got > 8<<30 || got%(1<<20) != 0 {
+		t.Fatalf("DefaultRequestMemory() = %d", got)
+	}
+	if mem := memoryLimit(); mem > 0 && mem/8 >= 256<<20 && mem/8 <= 8<<30 && (got > mem/8 || got < mem/8-(1<<20)) {
+		t.Fatalf("DefaultRequestMemory() = %d; an eighth of %d is %d", got, mem, mem/8)
+	}
+}
+
 func TestRequestMemoryBoundsUploads(t *testing.T) {
 	const bound = 2 << 20 // one node, one drive: stripes of 1 MiB, one for writes
 	n := startNodeWith(t, func(c *Config) { c.RequestMemory = bound })
 	if got := metric(t, n, `redoubt_request_buffer_limit_bytes{direction="write"}`); got != bound/2 {
 		t.Fatalf("write buffer limit on /metrics: %v, want %d", got, bound/2)
 	}
-	cl := s3.New(s3.Options{
-		Region:           "us-east-1",
-		Credentials:      credentials.NewStaticCredentialsProvider(n.Credentials.AccessKey, n.Credentials.SecretKey, ""),
-		BaseEndpoint:     aws.String(n.S3URL),
-		UsePathStyle:     true,
-		RetryMaxAttempts: 1,
-	})
+	cl := nodeClient(n)
 	ctx := context.Background()
 	if _, err := cl.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("bkt")}); err != nil {
 		t.Fatal(err)
