@@ -260,11 +260,18 @@ func (s *Service) ingest(ctx context.Context, body io.Reader, o ingestOpts) (ing
 	stored := false
 	if o.inline && (o.size < 0 || o.size <= int64(s.cfg.InlineMax)) {
 		// Read up to InlineMax+1 bytes to decide; allocate by what
-		// arrives, not by the limit, so small bodies stay cheap.
-		buf, err := io.ReadAll(io.LimitReader(br, int64(s.cfg.InlineMax)+1))
+		// arrives, not by the limit, so small bodies stay cheap: the
+		// declared size and room for the read that finds the end, in one
+		// buffer, or growing from 512 bytes when no size was declared.
+		var b bytes.Buffer
+		if o.size >= 0 {
+			b.Grow(int(o.size) + bytes.MinRead)
+		}
+		_, err := b.ReadFrom(io.LimitReader(br, int64(s.cfg.InlineMax)+1))
 		if err != nil {
 			return ingested{}, s.writeErr(br, err)
 		}
+		buf := b.Bytes()
 		if len(buf) > s.cfg.InlineMax {
 			// More than InlineMax: store it, starting with what was read.
 			ref, rev, err := s.writeData(ctx, o.partition, io.MultiReader(bytes.NewReader(buf), br))

@@ -489,7 +489,16 @@ type versionRec struct {
 }
 
 func (r *versionRec) encode() []byte {
-	e := enc{b: make([]byte, 0, 64+len(r.Inline)+len(r.Parts)*96)}
+	// Sized for all of it: growing the buffer would copy an inline body.
+	c := &r.Checksums
+	n := 64 + len(r.ETag) + len(r.ContentType) + len(r.Inline) + len(r.Parts)*96 +
+		len(c.CRC32) + len(c.CRC32C) + len(c.CRC64NVME) + len(c.SHA1) + len(c.SHA256) + len(c.Type)
+	for _, m := range []map[string]string{r.Headers, r.UserMeta} {
+		for k, v := range m {
+			n += len(k) + len(v) + 4
+		}
+	}
+	e := enc{b: make([]byte, 0, n)}
 	e.b = append(e.b, recordVersion)
 	var f uint64
 	if r.DeleteMarker {
@@ -513,7 +522,6 @@ func (r *versionRec) encode() []byte {
 	e.s(r.ContentType)
 	e.m(r.Headers)
 	e.m(r.UserMeta)
-	c := &r.Checksums
 	e.s(c.CRC32)
 	e.s(c.CRC32C)
 	e.s(c.CRC64NVME)
