@@ -14,9 +14,10 @@ import (
 
 // DefaultRequestMemory is Config.RequestMemory's default: an eighth of the
 // memory this process may use (its cgroup's limit where one is set, else
-// the machine's), between 256 MiB and 8 GiB. An upload of EC 4+2 holds
-// up to 24 MiB of stripes, a download up to 24 MiB of read-ahead, so on
-// a machine of 16 GiB some 40 of each run at full speed before more wait.
+// the machine's), between 256 MiB and 8 GiB. A large upload on EC 4+2
+// takes 30 MiB (four stripes of 6 MiB and a 1 MiB buffer per shard), a
+// large download 24 MiB of read-ahead, so on a machine of 16 GiB some 34
+// uploads and 42 downloads run at full speed at once before more wait.
 func DefaultRequestMemory() int64 {
 	mem := memoryLimit()
 	if mem <= 0 {
