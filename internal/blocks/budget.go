@@ -16,8 +16,8 @@ import (
 var ErrBusy = errors.New("data buffers of this node are all in use")
 
 // budget bounds the bytes of buffers one kind of request holds at once.
-// Waiters are served in arrival order (semaphore.Weighted), so a large
-// request is not starved by small ones.
+// Waiters are served in arrival order, as semaphore.Weighted documents,
+// so a large request is not starved by small ones arriving after it.
 //
 // Every request takes all it may hold when it starts, and waits for
 // nothing after: a Write its stripes in flight and its shard writers'

@@ -35,17 +35,7 @@ func TestStalledPutStoresNothing(t *testing.T) {
 	body := io.MultiReader(bytes.NewReader(full[:3<<19]), stallUntil(release))
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPut, n.S3URL+"/bkt/stalled", body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.ContentLength = int64(len(full))
-	sum := sha256.Sum256(full)
-	req.Header.Set("X-Amz-Content-Sha256", hex.EncodeToString(sum[:]))
-	creds := aws.Credentials{AccessKeyID: n.Credentials.AccessKey, SecretAccessKey: n.Credentials.SecretKey}
-	if err := v4.NewSigner().SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), "s3", "us-east-1", time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	req := signedPut(t, rctx, n, "/bkt/stalled", body, full)
 	resp, err := http.DefaultTransport.RoundTrip(req)
 	if err != nil {
 		t.Fatalf("no answer to the stalled PUT: %v", err)
@@ -62,6 +52,25 @@ func TestStalledPutStoresNothing(t *testing.T) {
 	if err != nil || len(vs.Versions)+len(vs.DeleteMarkers) != 0 {
 		t.Errorf("versions after the stalled PUT: %+v, %v; want none", vs, err)
 	}
+}
+
+// signedPut is a PUT of path on n, signed with the root credentials for
+// the payload full, whose body is read from body: a test can send part
+// of full and then stall.
+func signedPut(t *testing.T, ctx context.Context, n *Node, path string, body io.Reader, full []byte) *http.Request {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, n.S3URL+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = int64(len(full))
+	sum := sha256.Sum256(full)
+	req.Header.Set("X-Amz-Content-Sha256", hex.EncodeToString(sum[:]))
+	creds := aws.Credentials{AccessKeyID: n.Credentials.AccessKey, SecretAccessKey: n.Credentials.SecretKey}
+	if err := v4.NewSigner().SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), "s3", "us-east-1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return req
 }
 
 // nodeClient is an S3 client of n with its root credentials, which

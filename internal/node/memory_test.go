@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"io"
 	"net/http"
 	"strconv"
@@ -14,7 +12,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
@@ -74,17 +71,7 @@ func TestRequestMemoryBoundsUploads(t *testing.T) {
 	// stripe's buffer.
 	first := payload(21, 3<<20)
 	pr, pw := io.Pipe()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, n.S3URL+"/bkt/first", pr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.ContentLength = int64(len(first))
-	sum := sha256.Sum256(first)
-	req.Header.Set("X-Amz-Content-Sha256", hex.EncodeToString(sum[:]))
-	creds := aws.Credentials{AccessKeyID: n.Credentials.AccessKey, SecretAccessKey: n.Credentials.SecretKey}
-	if err := v4.NewSigner().SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), "s3", "us-east-1", time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	req := signedPut(t, ctx, n, "/bkt/first", pr, first)
 	firstDone := make(chan error, 1)
 	go func() {
 		resp, err := http.DefaultTransport.RoundTrip(req)
