@@ -52,19 +52,33 @@ file in --data (by default ./redoubt-data, then ./redoubt-dev).`,
 	var zone, drive string
 	var capacity uint64
 	stage := &cobra.Command{
-		Use:   "stage add|remove|zone|capacity NODE",
+		Use:   "stage add|remove|zone|capacity NODE | stage rebalance",
 		Short: "Stage an edit of the layout (applied by `layout apply`)",
 		Long: `Stage one edit: "add NODE" places data on a node that has joined the cluster
 (--zone and --capacity optional), "remove NODE" takes it out, "zone NODE --zone Z"
 moves it to another zone, "capacity NODE --capacity BYTES [--drive ID]" changes
-the capacity of its drives. NODE is a node ID or its unique prefix.`,
-		Args: cobra.ExactArgs(2),
+the capacity of its drives. NODE is a node ID or its unique prefix.
+"rebalance" names no node: it recomputes the placement of the nodes as they
+are, which after "layout split" places the halves of each data partition apart
+so that many drives share the data evenly.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 && args[0] == "rebalance" {
+				return nil
+			}
+			if len(args) > 0 && args[0] == "rebalance" {
+				return errors.New("rebalance names no node")
+			}
+			return cobra.ExactArgs(2)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := af.conn(cmd)
 			if err != nil {
 				return err
 			}
-			e := admin.LayoutEdit{Op: args[0], Node: args[1], Zone: zone, Drive: drive, Capacity: capacity}
+			e := admin.LayoutEdit{Op: args[0], Zone: zone, Drive: drive, Capacity: capacity}
+			if len(args) > 1 {
+				e.Node = args[1]
+			}
 			var v admin.LayoutView
 			if err := c.call(cmd.Context(), c.addr, http.MethodPost, "/cluster/layout/stage", e, &v); err != nil {
 				return err
@@ -167,12 +181,15 @@ movement.`,
 	}
 	split := &cobra.Command{
 		Use:   "split",
-		Short: "Split every metadata partition in two, online; no data moves",
+		Short: "Split every partition in two, online; no data moves",
 		Long: `Split doubles the cluster's metadata partitions while it serves: each
 partition's Raft group splits into two whose replicas are made on the same nodes
-from the copies they hold, and the layout's next version names them. Requests go
-on throughout; object data stays where it is. Split when partitions grow large
-or when more nodes should share the metadata load. Running it again after a
+from the copies they hold, and the layout's next version names them. The data
+partitions (the units of placement, up to 65,536) split with them, each half on
+its parent's drives. Requests go on throughout; object data stays where it is.
+Split when partitions grow large, when more nodes should share the metadata
+load, or when many drives share few partitions unevenly: then "layout stage
+rebalance" and "layout apply" place the halves apart. Running it again after a
 failure finishes the split.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -188,8 +205,11 @@ failure finishes the split.`,
 			if err := c.call(cmd.Context(), c.addr, http.MethodPost, "/cluster/layout/split", nil, &v); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "split: %d metadata partitions, now %d (layout v%d); no data moved\n",
-				before.MetaPartitions, v.MetaPartitions, v.Version)
+			fmt.Fprintf(cmd.OutOrStdout(), "split: %d metadata partitions, now %d, and %d data partitions (layout v%d); no data moved\n",
+				before.MetaPartitions, v.MetaPartitions, v.DataPartitions, v.Version)
+			if v.Fullest > 1.05 {
+				fmt.Fprintf(cmd.OutOrStdout(), "the fullest drive holds %.2fx its share: `redoubt layout stage rebalance` and `redoubt layout apply` even it out\n", v.Fullest)
+			}
 			return nil
 		},
 	}
@@ -200,7 +220,10 @@ failure finishes the split.`,
 func printLayout(w io.Writer, v admin.LayoutView) {
 	fmt.Fprintf(w, "Layout v%d: %s, %d partitions", v.Version, v.Policy, v.Partitions)
 	if v.MetaPartitions > v.Partitions {
-		fmt.Fprintf(w, ", split into %d metadata partitions", v.MetaPartitions)
+		fmt.Fprintf(w, ", split into %d metadata and %d data partitions", v.MetaPartitions, v.DataPartitions)
+	}
+	if v.Fullest > 0 {
+		fmt.Fprintf(w, "; fullest drive %.2fx its share", v.Fullest)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -216,7 +239,10 @@ func printLayout(w io.Writer, v admin.LayoutView) {
 	if len(v.Staged) > 0 {
 		fmt.Fprintln(w, "Staged:")
 		for _, e := range v.Staged {
-			fmt.Fprintf(w, "  %s %s", e.Op, short(e.Node))
+			fmt.Fprintf(w, "  %s", e.Op)
+			if e.Node != "" {
+				fmt.Fprintf(w, " %s", short(e.Node))
+			}
 			if e.Zone != "" {
 				fmt.Fprintf(w, " zone=%s", e.Zone)
 			}

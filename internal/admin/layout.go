@@ -11,9 +11,16 @@ type LayoutView struct {
 	Partitions int    `json:"partitions"`
 	// MetaPartitions is the metadata partitions: Partitions, split
 	// (redoubt layout split) as often as the layout says.
-	MetaPartitions int              `json:"metadata_partitions"`
-	Nodes          []LayoutNodeView `json:"nodes"`
-	Staged         []LayoutEdit     `json:"staged"`
+	MetaPartitions int `json:"metadata_partitions"`
+	// DataPartitions is the units of data placement: the metadata
+	// partitions, up to 65,536 of them.
+	DataPartitions int `json:"data_partitions"`
+	// Fullest is the most shard slots a drive holds over its fair share
+	// by capacity: 1 is perfect balance. A split and then a rebalance
+	// (stage rebalance) brings it down on a cluster of many drives.
+	Fullest float64          `json:"fullest_drive_of_share"`
+	Nodes   []LayoutNodeView `json:"nodes"`
+	Staged  []LayoutEdit     `json:"staged"`
 }
 
 // LayoutNodeView is one node of a layout.
@@ -34,8 +41,10 @@ type LayoutDriveView struct {
 }
 
 // LayoutEdit is one staged change. Op is "add" (a node that has joined
-// the cluster, by ID), "remove", "zone" (set Zone) or "capacity" (set
-// Capacity on every drive of the node, or on Drive when given).
+// the cluster, by ID), "remove", "zone" (set Zone), "capacity" (set
+// Capacity on every drive of the node, or on Drive when given) or
+// "rebalance" (no node: recompute the placement as it stands, which
+// places the halves of split data partitions apart).
 type LayoutEdit struct {
 	Op       string `json:"op"`
 	Node     string `json:"node"`

@@ -263,7 +263,7 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 	c.learnNodes(loadPeers(cfg.FS, c.peersFile))
 	c.self = NodeInfo{Format: recordFormat, ID: string(c.nodeID), RaftID: c.raftID, Zone: cfg.Zone,
 		RPCAddr: c.net.Addr(), GossipAdr: cfg.GossipAddr, S3Addr: cfg.S3Addr, AdminAddr: cfg.AdminAddr, Version: cfg.Version,
-		Features: []string{featureSplit}}
+		Features: []string{featureSplit, featureSplitData}}
 	for _, d := range drives {
 		capacity := d.Stats().TotalBytes
 		if capacity == 0 {

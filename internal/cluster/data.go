@@ -63,8 +63,9 @@ func (c *Cluster) refreshRemotes(l *layout.Layout) {
 	}
 }
 
-// Place returns the drives to write a new object part of partition p to,
-// in order: the layout's drives for p first, then every other drive of the
+// Place returns the drives to write a new object part of data key k
+// (placement.DataKey) to, in order: the drives of its data partition
+// first, then every other drive of the
 // layout, those on nodes not yet used first, so that a write can go around
 // drives that are down while keeping its shards on distinct nodes where it
 // can.
@@ -72,13 +73,13 @@ func (c *Cluster) refreshRemotes(l *layout.Layout) {
 // It costs what the list holds, not a search of the layout per drive: the
 // node of each drive comes from an index made once per layout
 // (BenchmarkPlace).
-func (c *Cluster) Place(p uint32, id string) []string {
+func (c *Cluster) Place(k uint32, id string) []string {
 	l := c.Layout()
 	if l == nil || len(l.Nodes) == 0 {
 		return nil
 	}
 	ix := c.placeIndexOf(l)
-	first := l.Drives(int(p))
+	first := l.DataDrives(k)
 	out := make([]string, 0, ix.drives+len(first))
 	out = append(out, first...)
 	used := make([]bool, len(l.Nodes))

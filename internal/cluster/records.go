@@ -51,6 +51,12 @@ type NodeInfo struct {
 // replicas would part from the others'.
 const featureSplit = "split"
 
+// featureSplitData: the node reads layouts whose data partitions split
+// with the metadata (more drive lists than base partitions) and the
+// "rebalance" staged edit. A node of an earlier version would refuse
+// such a layout as malformed and stop following the cluster's.
+const featureSplitData = "split-data"
+
 // DriveInfo is one drive a node brings.
 type DriveInfo struct {
 	ID       string `json:"id"`
@@ -125,7 +131,7 @@ func decodeStaged(b []byte) ([]StageEdit, error) {
 	}
 	for _, e := range s.Edits {
 		switch e.Op {
-		case "add", "remove", "zone", "capacity":
+		case "add", "remove", "zone", "capacity", "rebalance":
 		default:
 			return nil, fmt.Errorf("%w: staged op %q", ErrBadRecord, e.Op)
 		}

@@ -30,16 +30,17 @@ func (c *Cluster) Leaderless(p meta.Partition) bool {
 	return l != nil && slices.Contains(l.GroupNodes(uint32(p)), string(c.nodeID))
 }
 
-// Relocation says where the shards of a stored object part of partition
-// p, with ID id and shard i on drives[i], belong under layout l, moving as
+// Relocation says where the shards of a stored object part of data key k
+// (placement.DataKey), with ID id and shard i on drives[i], belong under layout l, moving as
 // few as it can, and false when they should stay where they are:
 //
 //   - a shard on a drive that is no longer in the layout moves (repair
 //     around a removed drive or node); so does one sharing a node with
 //     another shard of the part, when a drive on a node of its own is free;
-//   - a shard on a drive the layout does not give partition p moves to
-//     one it does that the part does not use yet (rebalance), and stays
-//     when there is none;
+//   - a shard on a drive the layout does not give k's data partition moves to
+//     one it does that the part does not use yet (rebalance), on a node
+//     that holds no other shard of the part (its own node is one), and
+//     stays when there is none (TestSplitThenRebalanceSpreadsData);
 //   - shards on drives the layout keeps stay, even when the drive is down
 //     for now: it is back, or its node is routed around by a layout change
 //     after the repair grace period, and then it moves.
@@ -51,11 +52,11 @@ func (c *Cluster) Leaderless(p meta.Partition) bool {
 // move but whose every possible drive is offline now (a node just back,
 // not seen up yet): the part is not where it belongs, whether or not its
 // other shards move, and a later pass must try again.
-func (c *Cluster) Relocation(l *layout.Layout, p uint32, id string, drives []string) (_ []string, move, blocked bool) {
+func (c *Cluster) Relocation(l *layout.Layout, k uint32, id string, drives []string) (_ []string, move, blocked bool) {
 	if l == nil || len(drives) == 0 {
 		return nil, false, false
 	}
-	home := l.Drives(int(p))
+	home := l.DataDrives(k)
 	nodeOf := func(d string) (string, bool) {
 		nd, ok := l.NodeOf(d)
 		return nd.ID, ok
@@ -87,14 +88,20 @@ func (c *Cluster) Relocation(l *layout.Layout, p uint32, id string, drives []str
 			away = append(away, i)
 		}
 	}
-	candidates := c.placeIn(l, p, id)
+	candidates := c.placeIn(l, k, id)
 	pick := func(i int, homeOnly, freshNode bool) bool {
 		for _, d := range candidates {
 			if used[d] || homeOnly && !slices.Contains(home, d) {
 				continue
 			}
 			nd, _ := nodeOf(d)
-			if freshNode && nodes[nd] > 0 {
+			// Shard i itself does not crowd its own node: another
+			// drive of that node is as fresh for it as one elsewhere.
+			self := 0
+			if old, in := nodeOf(out[i]); in && used[out[i]] && old == nd {
+				self = 1
+			}
+			if freshNode && nodes[nd]-self > 0 {
 				continue
 			}
 			if !online(d) {
@@ -145,7 +152,7 @@ func (c *Cluster) placeIn(l *layout.Layout, p uint32, id string) []string {
 	}
 	// Place reads the current layout; a plan for another one keeps its
 	// own partition drives first and every other drive after.
-	out := slices.Clone(l.Drives(int(p)))
+	out := slices.Clone(l.DataDrives(p))
 	for _, nd := range l.Nodes {
 		for _, d := range nd.Drives {
 			if !slices.Contains(out, d.ID) {

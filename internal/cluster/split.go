@@ -23,7 +23,8 @@ const splitFanOut = 8
 // records), then the layout's next version records the new depth
 // (layout.Split), from which nodes route to the children and keep their
 // members. Data does not move: the children keep their parent's drives
-// and metadata nodes. Requests go on throughout: one that meets a split
+// and metadata nodes, and the data partitions split with them
+// (layout.Split), to be placed apart by a later rebalance. Requests go on throughout: one that meets a split
 // partition follows its keys to the child (objects, Partitions that
 // split). Split may be called again after a failure: groups already
 // split are skipped. TestSplitUnderLoad.
@@ -39,8 +40,10 @@ func (c *Cluster) Split(ctx context.Context) (admin.LayoutView, error) {
 	if err != nil {
 		return admin.LayoutView{}, fmt.Errorf("%w: %w", ErrStage, err)
 	}
-	if err := c.allCan(ctx, l, featureSplit); err != nil {
-		return admin.LayoutView{}, err
+	for _, f := range []string{featureSplit, featureSplitData} {
+		if err := c.allCan(ctx, l, f); err != nil {
+			return admin.LayoutView{}, err
+		}
 	}
 	start := time.Now()
 	if err := c.splitGroups(ctx, l); err != nil {

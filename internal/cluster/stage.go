@@ -75,13 +75,21 @@ func (c *Cluster) resolveNode(ctx context.Context, id string) (NodeInfo, error) 
 
 // Stage adds one edit to the staged layout changes.
 func (c *Cluster) Stage(ctx context.Context, e admin.LayoutEdit) (admin.LayoutView, error) {
-	n, err := c.resolveNode(ctx, e.Node)
-	if err != nil {
-		return admin.LayoutView{}, err
+	var se StageEdit
+	if e.Op == "rebalance" {
+		if e.Node != "" {
+			return admin.LayoutView{}, fmt.Errorf("%w: rebalance names no node", ErrStage)
+		}
+		se.Op = e.Op
+	} else {
+		n, err := c.resolveNode(ctx, e.Node)
+		if err != nil {
+			return admin.LayoutView{}, err
+		}
+		se = StageEdit{Op: e.Op, Node: n.ID, Zone: e.Zone, Drive: e.Drive, Capacity: e.Capacity}
 	}
-	se := StageEdit{Op: e.Op, Node: n.ID, Zone: e.Zone, Drive: e.Drive, Capacity: e.Capacity}
 	switch e.Op {
-	case "add", "remove":
+	case "add", "remove", "rebalance":
 	case "zone":
 		if e.Zone == "" {
 			return admin.LayoutView{}, fmt.Errorf("%w: zone edit without a zone", ErrStage)
@@ -91,7 +99,7 @@ func (c *Cluster) Stage(ctx context.Context, e admin.LayoutEdit) (admin.LayoutVi
 			return admin.LayoutView{}, fmt.Errorf("%w: capacity edit without a capacity (remove the node instead)", ErrStage)
 		}
 	default:
-		return admin.LayoutView{}, fmt.Errorf("%w: unknown edit %q: want add, remove, zone or capacity", ErrStage, e.Op)
+		return admin.LayoutView{}, fmt.Errorf("%w: unknown edit %q: want add, remove, zone, capacity or rebalance", ErrStage, e.Op)
 	}
 	edits, rev, err := c.readStaged(ctx)
 	if err != nil {
@@ -163,6 +171,8 @@ func (c *Cluster) computeNext(ctx context.Context, prev *layout.Layout, edits []
 				id = e.Drive
 			}
 			st.SetCapacity(id, e.Capacity)
+		case "rebalance":
+			// No edit of the nodes: Compute balances what it is given.
 		}
 	}
 	nodes, err := st.Apply(prev.Nodes)
@@ -235,7 +245,13 @@ func (c *Cluster) View(ctx context.Context) (admin.LayoutView, error) {
 }
 
 func view(l *layout.Layout, edits []StageEdit) admin.LayoutView {
-	v := admin.LayoutView{Version: l.Version, Policy: l.Policy.String(), Partitions: l.Partitions, MetaPartitions: l.Partitions << l.Depth}
+	v := admin.LayoutView{Version: l.Version, Policy: l.Policy.String(), Partitions: l.Partitions, MetaPartitions: l.Partitions << l.Depth,
+		DataPartitions: l.DataPartitions()}
+	for _, u := range l.Usage() {
+		if u.Share > 0 {
+			v.Fullest = max(v.Fullest, float64(u.Slots)/u.Share)
+		}
+	}
 	slots := map[string]int{}
 	for _, part := range l.Parts {
 		for _, d := range part {

@@ -353,7 +353,7 @@ func (inc *incarnation) relocate(ctx context.Context) {
 		return
 	}
 	plan := func(p meta.Partition, ref blocks.Ref) ([]string, bool) {
-		to, move, _ := inc.cl.Relocation(l, uint32(l.BaseOf(uint32(p))), ref.ID, ref.Drives)
+		to, move, _ := inc.cl.Relocation(l, objects.DataKeyOf(l.Partitions, p, ref.ID), ref.ID, ref.Drives)
 		return to, move
 	}
 	for _, p := range l.Groups() {

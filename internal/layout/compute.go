@@ -56,7 +56,13 @@ func Compute(prev *Layout, nodes []Node, cfg Config) (*Layout, error) {
 	}
 	slices.SortFunc(sorted, func(a, b Node) int { return cmp.Compare(a.ID, b.ID) })
 
-	pr := newProblem(sorted, cfg.Partitions, policy.Shards())
+	// The data partitions are the metadata partitions of the data depth
+	// (Layout.Parts), as many as prev has.
+	dataParts := cfg.Partitions
+	if prev != nil {
+		dataParts = len(prev.Parts)
+	}
+	pr := newProblem(sorted, dataParts, policy.Shards())
 	a := newAssignment(pr, prev)
 	a.run()
 
@@ -66,7 +72,7 @@ func Compute(prev *Layout, nodes []Node, cfg Config) (*Layout, error) {
 		Policy:       policy,
 		MetaReplicas: replicas,
 		Nodes:        sorted,
-		Parts:        make([][]string, cfg.Partitions),
+		Parts:        make([][]string, dataParts),
 		Depth:        depth,
 	}
 	for p, part := range a.parts {

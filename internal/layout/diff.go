@@ -24,15 +24,17 @@ type Moves struct {
 }
 
 // Diff compares prev (nil for none) with next. partBytes, if not nil, gives
-// the bytes stored in each partition of prev, for Moves.Bytes; missing
-// entries count as 0.
+// the bytes stored in each data partition of next, for Moves.Bytes;
+// missing entries count as 0. When next's data partitions split from
+// prev's, each is compared with the one it split from: data partition p
+// descends from p mod len(prev.Parts) (placement.SplitTree).
 func Diff(prev, next *Layout, partBytes []uint64) Moves {
 	var m Moves
 	for p, part := range next.Parts {
 		m.Total += len(part)
 		var old []string
-		if prev != nil && p < len(prev.Parts) {
-			old = prev.Parts[p]
+		if prev != nil && len(prev.Parts) > 0 && len(next.Parts)%len(prev.Parts) == 0 {
+			old = prev.Parts[p%len(prev.Parts)]
 		}
 		var pm PartMove
 		for i, d := range part {

@@ -112,6 +112,12 @@ func (l *Layout) UnmarshalBinary(data []byte) error {
 		}
 		out.Parts = append(out.Parts, part)
 	}
+	// A layout split before data partitions split with the metadata
+	// lists the base partitions' drives alone: its data partitions are
+	// their halves, which kept their drives.
+	if out.Depth > 0 && len(out.Parts) == out.Partitions && out.Partitions > 0 && out.Partitions <= MaxPartitions {
+		out.Parts = splitParts(out.Parts, out.Partitions<<out.DataDepth())
+	}
 	if err := out.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrFormat, err)
 	}

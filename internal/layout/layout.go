@@ -84,8 +84,11 @@ type Layout struct {
 	Policy       placement.Policy
 	MetaReplicas int // voters of each partition's Raft group
 	Nodes        []Node
-	// Parts[p][i] is the drive holding shard i of every chunk of partition
-	// p; each list has Policy.Shards() distinct drives.
+	// Parts[p][i] is the drive holding shard i of every chunk of data
+	// partition p; each list has Policy.Shards() distinct drives. The data
+	// partitions are the metadata partitions of depth DataDepth, by index
+	// (placement.SplitTree): Partitions<<DataDepth() lists, of which the
+	// first Partitions are the base partitions'.
 	Parts [][]string
 	// Depth is how often every base partition's metadata has split
 	// (Split): the metadata is in Partitions<<Depth groups, numbered by
@@ -112,7 +115,10 @@ func (l *Layout) BaseOf(g uint32) int {
 func (l *Layout) GroupNodes(g uint32) []string { return l.MetaNodes(l.BaseOf(g)) }
 
 // Split returns l with every metadata partition split once more, as the
-// next version. The data placement is l's, unchanged.
+// next version. The data partitions split with them, up to MaxPartitions:
+// each half keeps its parent's drive list, so no data moves, and a later
+// Compute may then place the halves apart, which is how a split lets a
+// cluster of many drives be balanced (TestSplitThenRebalanceManyDrives).
 func (l *Layout) Split() (*Layout, error) {
 	if l.Depth >= placement.MaxSplitDepth {
 		return nil, fmt.Errorf("%w: partitions split %d times already", ErrInvalid, l.Depth)
@@ -123,14 +129,53 @@ func (l *Layout) Split() (*Layout, error) {
 	n := *l
 	n.Version++
 	n.Depth++
+	n.Parts = splitParts(l.Parts, n.Partitions<<n.DataDepth())
 	return &n, nil
 }
+
+// splitParts is parts doubled until it has n lists: the halves of data
+// partition i are i and i+len(parts), and both keep its drives.
+func splitParts(parts [][]string, n int) [][]string {
+	out := slices.Clone(parts)
+	for len(out) < n {
+		out = append(out, out...)
+	}
+	return slices.Clip(out)
+}
+
+// DataDepth is the depth of the data partitions: Depth, short of the
+// depth at which there would be more than MaxPartitions of them.
+func (l *Layout) DataDepth() int {
+	d := 0
+	for d < l.Depth && l.Partitions<<(d+1) <= MaxPartitions {
+		d++
+	}
+	return d
+}
+
+// DataPartitions is the number of data partitions: len(Parts).
+func (l *Layout) DataPartitions() int { return l.Partitions << l.DataDepth() }
+
+// DataPart is the data partition of data key k (placement.DataKey), or -1
+// if k's base partition is not one of l's.
+func (l *Layout) DataPart(k uint32) int {
+	t := placement.SplitTree{Base: uint32(l.Partitions)}
+	i := t.DataIndex(k, l.DataDepth())
+	if k&(1<<16-1) >= uint32(l.Partitions) {
+		return -1
+	}
+	return int(i)
+}
+
+// DataDrives is the drive list of data key k's data partition (shared, do
+// not modify), or nil if k is not one of l's.
+func (l *Layout) DataDrives(k uint32) []string { return l.Drives(l.DataPart(k)) }
 
 // MaxGroups bounds the metadata partitions of a layout (Groups).
 const MaxGroups = 1 << 20
 
-// Drives returns partition p's ordered drive list (shared, do not modify),
-// or nil if p is out of range.
+// Drives returns data partition p's ordered drive list (shared, do not
+// modify), or nil if p is out of range.
 func (l *Layout) Drives(p int) []string {
 	if p < 0 || p >= len(l.Parts) {
 		return nil
@@ -173,14 +218,15 @@ func (l *Layout) driveNodes() map[string]int {
 	return m
 }
 
-// MetaNodes returns the node IDs of partition p's Raft group: the first
-// MetaReplicas distinct nodes of its drive list, taking first the nodes of
+// MetaNodes returns the node IDs of base partition p's Raft group: the
+// first MetaReplicas distinct nodes of its drive list (that of data
+// partition p, the first of its descendants), taking first the nodes of
 // zones not yet picked, then the others, each pass in list order. When the
 // list spans fewer nodes it is extended with other nodes, unseen zones
 // first, ranked by a hash of (p, node ID) so that the extra load spreads
 // over the cluster. It returns nil if p is out of range.
 func (l *Layout) MetaNodes(p int) []string {
-	if p < 0 || p >= len(l.Parts) {
+	if p < 0 || p >= l.Partitions || p >= len(l.Parts) {
 		return nil
 	}
 	r := min(l.MetaReplicas, len(l.Nodes))
@@ -298,7 +344,7 @@ type DriveUsage struct {
 // Usage returns every drive's slots and fair share, in node then drive
 // order.
 func (l *Layout) Usage() []DriveUsage {
-	pr := newProblem(l.Nodes, l.Partitions, l.Policy.Shards())
+	pr := newProblem(l.Nodes, len(l.Parts), l.Policy.Shards())
 	shares := pr.shares()
 	count := make(map[string]int)
 	for _, part := range l.Parts {
@@ -341,11 +387,11 @@ func (l *Layout) Validate() error {
 	if l.MetaReplicas > len(l.Nodes) {
 		return fmt.Errorf("%w: %d metadata replicas over %d nodes", ErrNotEnoughNodes, l.MetaReplicas, len(l.Nodes))
 	}
-	if len(l.Parts) != l.Partitions {
-		return fmt.Errorf("%w: %d partition lists for %d partitions", ErrInvalid, len(l.Parts), l.Partitions)
-	}
 	if l.Depth < 0 || l.Depth > placement.MaxSplitDepth || l.Partitions<<l.Depth > MaxGroups {
 		return fmt.Errorf("%w: partitions split %d times", ErrInvalid, l.Depth)
+	}
+	if len(l.Parts) != l.DataPartitions() {
+		return fmt.Errorf("%w: %d partition lists for %d data partitions", ErrInvalid, len(l.Parts), l.DataPartitions())
 	}
 	known := l.driveNodes()
 	for p, part := range l.Parts {

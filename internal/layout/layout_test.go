@@ -138,7 +138,7 @@ func check(t fataler, l *Layout) figures {
 		}
 	}
 	var f figures
-	total := float64(l.Partitions * s)
+	total := float64(len(l.Parts) * s)
 	var capSum uint64
 	for _, n := range l.Nodes {
 		capSum += n.Capacity()

@@ -48,21 +48,23 @@ func (tc *testCluster) settle(version uint64, d time.Duration) time.Duration {
 	start := time.Now()
 	var last string
 	ok := pollUntil(d, func() bool {
-		inLine, led := 0, 0
+		inLine, led, groups := 0, 0, 0
 		for _, i := range tc.up() {
 			n := tc.node(i)
 			if n == nil {
 				continue
 			}
-			if l := n.cluster.Layout(); l == nil || l.Version < version {
+			l := n.cluster.Layout()
+			if l == nil || l.Version < version {
 				last = fmt.Sprintf("node %d does not follow layout %d yet", i, version)
 				return false
 			}
+			groups = len(l.Groups())
 			a, b := n.cluster.GroupsInLine()
 			inLine, led = inLine+a, led+b
 		}
-		if led != tc.opts.partitions || inLine != led {
-			last = fmt.Sprintf("%d of %d partition groups led by running nodes, %d of them with the layout's voters", led, tc.opts.partitions, inLine)
+		if led != groups || inLine != led {
+			last = fmt.Sprintf("%d of %d partition groups led by running nodes, %d of them with the layout's voters", led, groups, inLine)
 			return false
 		}
 		// Each node's pass moves the partitions it leads: a leadership
@@ -104,7 +106,11 @@ func (tc *testCluster) leaders() map[meta.Partition]int {
 		if n == nil {
 			continue
 		}
-		for p := range tc.opts.partitions {
+		l := n.cluster.Layout()
+		if l == nil {
+			continue
+		}
+		for _, p := range l.Groups() {
 			if n.cluster.Leads(meta.Partition(p)) {
 				out[meta.Partition(p)] = i
 			}

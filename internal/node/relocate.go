@@ -171,7 +171,7 @@ func (r *relocator) pass(ctx context.Context) bool {
 			TotalRefsMoved: p.TotalRefsMoved, TotalBytesMoved: p.TotalBytesMoved}
 	})
 	plan := func(p meta.Partition, ref blocks.Ref) ([]string, bool) {
-		to, move, _ := r.cluster.Relocation(l, uint32(l.BaseOf(uint32(p))), ref.ID, ref.Drives)
+		to, move, _ := r.cluster.Relocation(l, objects.DataKeyOf(l.Partitions, p, ref.ID), ref.ID, ref.Drives)
 		return to, move
 	}
 	// A part that should move but whose only targets are offline (a node
@@ -180,7 +180,7 @@ func (r *relocator) pass(ctx context.Context) bool {
 	// waiting for such a target.
 	var blocked atomic.Int64
 	countBlocked := func(p meta.Partition, ref blocks.Ref) ([]string, bool) {
-		to, move, stuck := r.cluster.Relocation(l, uint32(l.BaseOf(uint32(p))), ref.ID, ref.Drives)
+		to, move, stuck := r.cluster.Relocation(l, objects.DataKeyOf(l.Partitions, p, ref.ID), ref.ID, ref.Drives)
 		if stuck {
 			blocked.Add(1)
 		}

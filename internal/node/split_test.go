@@ -3,10 +3,15 @@ package node
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/redoubt-io/redoubt/internal/admin"
+	"github.com/redoubt-io/redoubt/internal/blocks"
 	"github.com/redoubt-io/redoubt/internal/lincheck"
+	"github.com/redoubt-io/redoubt/internal/objects"
+	"github.com/redoubt-io/redoubt/internal/placement"
 )
 
 // TestSplitUnderLoad splits a running cluster's 256 metadata partitions
@@ -75,4 +80,85 @@ func TestSplitUnderLoad(t *testing.T) {
 			t.Errorf("node %d moved %d refs, %d bytes after splits", i, p.TotalRefsMoved, p.TotalBytesMoved)
 		}
 	}
+}
+
+// TestSplitThenRebalanceSpreadsData: five partitions of EC 2+1 over six
+// drives leave some drives with three slots and others with two (the
+// fullest at 1.2x its share). Two splits make 20 data partitions and
+// move no stored data; a rebalance then evens the drives out (within
+// 1.05x) and relocation moves the data it places elsewhere, here from
+// one drive of a node to another of the same node, since each node
+// holds one shard of every part. Every
+// object, written before the splits and after the rebalance, reads back
+// byte-exact through every node, and every stored part sits on the
+// drives its key's data partition names.
+func TestSplitThenRebalanceSpreadsData(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 3-node cluster split and rebalanced")
+	}
+	policy := placement.Policy{K: 2, M: 1}
+	tc := startCluster(t, clusterOptions{nodes: 3, zones: 3, partitions: 5, raftTick: 20 * time.Millisecond, policy: &policy})
+	tc.createBucket(0, bucketName)
+	all := []int{0, 1, 2}
+	objs := tc.putObjects("before", 24, all)
+	c := tc.node(0).cluster
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	v, err := c.View(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Fullest <= 1.05 {
+		t.Fatalf("test bug: the fullest drive holds %.3fx its share before any split", v.Fullest)
+	}
+	before := v.Fullest
+	for _, want := range []int{10, 20} {
+		if v, err = c.Split(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if v.DataPartitions != want || v.Fullest != before {
+			t.Fatalf("split: %d data partitions, fullest drive %.3fx its share; want %d and %.3fx", v.DataPartitions, v.Fullest, want, before)
+		}
+	}
+	tc.settle(v.Version, time.Minute)
+	for i := range 3 {
+		if p := tc.node(i).repair.reloc.Progress(); p.TotalRefsMoved != 0 {
+			t.Fatalf("node %d moved %d parts after the splits alone", i, p.TotalRefsMoved)
+		}
+	}
+	if _, err := c.Stage(ctx, admin.LayoutEdit{Op: "rebalance"}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err = c.Apply(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if v.Fullest > 1.05 {
+		t.Fatalf("after the rebalance the fullest drive holds %.3fx its share", v.Fullest)
+	}
+	took := tc.settle(v.Version, 2*time.Minute)
+	var moved int64
+	for i := range 3 {
+		moved += tc.node(i).repair.reloc.Progress().TotalRefsMoved
+	}
+	t.Logf("fullest drive %.3fx its share before, %.3fx after; %d parts moved, settled in %v", before, v.Fullest, moved, took.Round(time.Millisecond))
+	if moved == 0 {
+		t.Fatal("the rebalance moved no stored part")
+	}
+	objs = append(objs, tc.putObjects("after", 12, all)...)
+	tc.readAll("after the rebalance", objs, all)
+	l := c.Layout()
+	err = tc.node(0).objects.ForEachRef(context.Background(), func(r blocks.Ref) error {
+		home := l.DataDrives(objects.DataKeyOf(l.Partitions, 0, r.ID))
+		if !sameSet(home, r.Drives) {
+			return fmt.Errorf("part %s on %v, its data partition on %v", r.ID, r.Drives, home)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sameSet(a, b []string) bool {
+	return len(a) == len(b) && !slices.ContainsFunc(a, func(s string) bool { return !slices.Contains(b, s) })
 }

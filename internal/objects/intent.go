@@ -266,7 +266,7 @@ var errIntentLost = errors.New("objects: write intent lost")
 func (s *Service) writeData(ctx context.Context, p meta.Partition, r io.Reader) (ref blocks.Ref, rev uint64, err error) {
 	w, ok := s.data.(blocks.IDWriter)
 	if !ok {
-		ref, err = s.data.Write(ctx, placementOf(p), r)
+		ref, err = s.data.Write(ctx, s.placementOf(p), r)
 		return ref, 0, err
 	}
 	id := newRefID(s.cfg.Rand, p)
@@ -284,7 +284,7 @@ func (s *Service) writeData(ctx context.Context, p meta.Partition, r io.Reader) 
 		s.endWrite(id)
 		return blocks.Ref{}, 0, metaErr("commit write intent", err)
 	}
-	ref, err = w.WriteID(ctx, placementOf(p), id, r)
+	ref, err = w.WriteID(ctx, s.placementOf(p), id, r)
 	if err != nil {
 		// The store removed what it could reach; the rest is an orphan
 		// without a record once the intent is gone.

@@ -7,15 +7,17 @@ import (
 	"github.com/redoubt-io/redoubt/internal/placement"
 )
 
-// The data of an object or part is placed by its key's metadata partition,
-// so that a cluster keeps both on the same drives.
+// The data of an object or part is placed by its key's data key: its base
+// partition and the split bits that choose its metadata partition at
+// every depth, so that a layout places it with its partition's data
+// however often the partitions split.
 func TestDataWrittenToKeyPartition(t *testing.T) {
 	e := newEnv(t)
 	e.bucket("src", Unversioned)
 	e.bucket("dst", Unversioned)
 	body := strings.Repeat("x", 100) // over InlineMax: stored as data
 	want := func(bucket, key string) uint32 {
-		return uint32(placement.PartitionOf(bucket, key, e.s.cfg.Partitions))
+		return placement.DataKey(uint32(placement.PartitionOf(bucket, key, e.s.cfg.Partitions)), uint32(splitHash([]byte(key))))
 	}
 	check := func(what string, id string, p uint32) {
 		t.Helper()

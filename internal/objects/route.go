@@ -115,13 +115,36 @@ func routeOf(p0 uint32, key string) meta.Partition {
 	return meta.Partition(routeFlag | p0<<splitDepth | uint32(h)&(1<<splitDepth-1))
 }
 
-// placementOf is the partition whose drives the data of route p's keys
-// go to: its base partition, the unit of layouts (a split moves no data).
-func placementOf(p meta.Partition) uint32 {
-	if p0, _, ok := isRoute(p); ok {
-		return p0
+// placementOf is the data key (placement.DataKey) of the keys of route
+// p: their base partition and split bits, from which a layout finds the
+// data partition whose drives their data goes to, however often the
+// partitions split. A plain partition p gives the data key of its own
+// keys.
+func (s *Service) placementOf(p meta.Partition) uint32 {
+	if p0, bits, ok := isRoute(p); ok {
+		return placement.DataKey(p0, bits)
 	}
-	return uint32(p)
+	if !s.md.tree.valid(p) {
+		return uint32(p)
+	}
+	return s.md.tree.t.DataKeyOf(uint32(p))
+}
+
+// DataKeyOf is the data key (placement.DataKey) of the data with ID id
+// whose ref record partition p holds, in a tree of base partitions:
+// the key's that the ID carries (RefPartition), else p's own. The
+// relocation of p's data asks its layout where that key's data belongs.
+func DataKeyOf(base int, p meta.Partition, id string) uint32 {
+	if rp, ok := RefPartition(id); ok {
+		if p0, bits, ok := isRoute(rp); ok {
+			return placement.DataKey(p0, bits)
+		}
+		// An ID made before routes names its base partition.
+		if uint32(rp) < uint32(base) {
+			return uint32(rp)
+		}
+	}
+	return placement.SplitTree{Base: uint32(base)}.DataKeyOf(uint32(p))
 }
 
 // isRoute says whether p is a route, and gives its base partition and

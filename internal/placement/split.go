@@ -71,3 +71,33 @@ func (t SplitTree) Level(d int) []uint32 {
 	}
 	return out
 }
+
+// A data key names where a key's data goes whatever a layout's depth: the
+// key's base partition in the low 16 bits and the low MaxSplitDepth bits
+// of its split hash above them. At depth d its data partition is the
+// partition of that depth holding the key (DataIndex). A plain base
+// partition number is the data key of its keys whose split bits are all
+// zero.
+const dataKeyBaseBits = 16
+
+// DataKey is the data key of a key in base partition base (below 1<<16)
+// with split bits bits.
+func DataKey(base, bits uint32) uint32 {
+	return base&(1<<dataKeyBaseBits-1) | (bits&(1<<MaxSplitDepth-1))<<dataKeyBaseBits
+}
+
+// DataKeyOf is the data key of the keys of partition p: its base
+// partition and the split bits that lead to it.
+func (t SplitTree) DataKeyOf(p uint32) uint32 {
+	_, i := t.Pos(p)
+	return DataKey(i%t.Base, i/t.Base)
+}
+
+// DataIndex is the index, at depth d, of the partition holding the keys
+// of data key k: its base partition plus Base times its first d split
+// bits, as Children numbers them.
+func (t SplitTree) DataIndex(k uint32, d int) uint32 {
+	base := k & (1<<dataKeyBaseBits - 1)
+	bits := k >> dataKeyBaseBits & (1<<d - 1)
+	return base + t.Base*bits
+}
