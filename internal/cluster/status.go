@@ -23,6 +23,10 @@ func (c *Cluster) RaftMessages() admin.RaftMessageStatus {
 	}
 }
 
+// QuiescedGroups counts the partition groups of this node that are idle
+// and do not tick (raftmeta, Quiescence).
+func (c *Cluster) QuiescedGroups() int { return c.host.Quiesced() }
+
 // Snapshots counts the partition snapshots this node streamed and
 // installed.
 func (c *Cluster) Snapshots() admin.SnapshotStatus {

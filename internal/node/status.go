@@ -165,6 +165,10 @@ func registerRaftMessages(reg prometheus.Registerer, c *cluster.Cluster) {
 			ConstLabels: prometheus.Labels{"reason": reason},
 		}, func() float64 { return float64(get(c.RaftMessages())) }))
 	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "redoubt_raft_quiesced_groups",
+		Help: "Partition groups of this node that are idle and do not tick: they send no heartbeat until used.",
+	}, func() float64 { return float64(c.QuiescedGroups()) }))
 	for outcome, get := range map[string]func(admin.SnapshotStatus) uint64{
 		"sent":      func(s admin.SnapshotStatus) uint64 { return s.Sent },
 		"failed":    func(s admin.SnapshotStatus) uint64 { return s.Failed },

@@ -33,6 +33,8 @@ type memNet struct {
 	// delay, when set, is the one-way latency of every link and of each
 	// way of a forwarded request (nanoseconds), as a real network adds.
 	delay atomic.Int64
+	// msgs counts the Raft messages sent, over links up or cut.
+	msgs atomic.Int64
 }
 
 type queued struct {
@@ -104,6 +106,9 @@ func (n *memNet) heal() {
 }
 
 func (n *memNet) send(from, to uint64, batch []byte) {
+	if ms, err := decodeBatch(batch); err == nil {
+		n.msgs.Add(int64(len(ms)))
+	}
 	if _, ok := n.connected(from, to); !ok {
 		return
 	}

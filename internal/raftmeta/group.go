@@ -87,6 +87,13 @@ type group struct {
 	// (an append, heartbeat or snapshot) or was one; a replica quiet for
 	// long asks whether it is still a member (checkReplicas).
 	quiet atomic.Int64
+	// quiesced: the group does not tick (quiesce.go); quiescedAt is the
+	// host's tick when it last quiesced, written under mu.
+	quiesced   atomic.Bool
+	quiescedAt uint64
+	// reading counts the reads waiting for raft to confirm them at this
+	// replica (readIndexAll).
+	reading atomic.Int32
 	// quarantined: the group failed (groupFailed) and waits to be loaded
 	// again from its durable state; it is neither ticked, stepped nor
 	// served meanwhile.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,12 @@ type Host struct {
 		splits  map[meta.Partition]*splitRec
 		parents map[meta.Partition]meta.Partition
 	}
+	// ticks counts the ticks of the event loop; heard holds, per peer
+	// node, the tick at which it last sent this host anything (quiesce.go).
+	ticks   atomic.Uint64
+	heardMu sync.Mutex
+	heard   map[uint64]uint64
+
 	// anySplit: this host knows of a split (h.mu.splits or parents is
 	// not empty), so requests must look there; until then they take no
 	// lock for it.
@@ -179,6 +186,7 @@ func New(cfg Config) (*Host, error) {
 		reads:  make(map[uint64]chan struct{}),
 		done:   make(chan struct{}),
 		hints:  make(map[meta.Partition]uint64),
+		heard:  make(map[uint64]uint64),
 	}
 	wopts := opts.Clone()
 	wopts.EnsureDefaults()
@@ -370,6 +378,7 @@ func (h *Host) EnsureGroup(p meta.Partition, voters []uint64) error {
 	if len(voters) == 1 && g.hs.GetTerm() <= 1 {
 		// A group of one need not wait an election timeout.
 		g.mu.Lock()
+		g.wake()
 		_ = g.rn.Campaign()
 		g.mu.Unlock()
 	}
@@ -484,6 +493,7 @@ func (h *Host) Step(ctx context.Context, from uint64, batch []byte) error {
 		return err
 	}
 	defer h.closeMu.RUnlock()
+	h.heardFrom(from)
 	for _, m := range msgs {
 		to := m.msg.GetTo()
 		g := h.replica(m.p)
@@ -507,6 +517,7 @@ func (h *Host) Step(ctx context.Context, from uint64, batch []byte) error {
 			g.quiet.Store(0)
 		}
 		err := h.stepLocked(g, m.msg)
+		h.afterStep(g, m.msg)
 		g.mu.Unlock()
 		if err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 			h.log.Debug("step", "group", g.name, "from", from, "err", err)
@@ -645,19 +656,40 @@ func (h *Host) tick() {
 	h.retryFailed(h.groupList())
 }
 
-// tickAll ticks every group.
+// tickAll ticks every group but the quiesced ones (quiesce.go), and
+// sends every peer node this host's quiescing heartbeats, or an empty
+// batch, so that it hears this node is alive.
 func (h *Host) tickAll() {
 	h.ageStreams()
+	now := h.ticks.Add(1)
 	h.mu.Lock()
 	list := h.mu.list
 	h.mu.Unlock()
+	ticked := make([]*group, 0, len(list))
+	out := map[uint64][]groupMsg{}
 	for _, g := range list {
 		if g.quarantined.Load() {
 			continue
 		}
+		if g.quiesced.Load() && h.stayQuiesced(g, now) {
+			continue
+		}
 		g.mu.Lock()
-		g.rn.Tick()
+		var q map[uint64][]groupMsg
+		if g.leader.Load() {
+			q = h.maybeQuiesce(g, now)
+		}
+		if q == nil {
+			g.rn.Tick()
+		}
 		g.mu.Unlock()
+		for n, ms := range q {
+			out[n] = append(out[n], ms...)
+		}
+		if q != nil {
+			continue
+		}
+		ticked = append(ticked, g)
 		if g.leader.Load() {
 			g.quiet.Store(0)
 		} else {
@@ -665,10 +697,34 @@ func (h *Host) tickAll() {
 		}
 	}
 	h.dirtyMu.Lock()
-	for _, g := range list {
+	for _, g := range ticked {
 		h.dirty[g] = struct{}{}
 	}
 	h.dirtyMu.Unlock()
+	if !h.cfg.NoQuiesce {
+		for _, n := range h.peerNodes(list) {
+			if _, ok := out[n]; !ok {
+				out[n] = nil
+			}
+		}
+	}
+	for _, n := range slices.Sorted(maps.Keys(out)) {
+		h.sendBatch(n, out[n])
+	}
+}
+
+// peerNodes is the nodes other than this one holding voters of the groups
+// in list.
+func (h *Host) peerNodes(list []*group) []uint64 {
+	seen := map[uint64]bool{}
+	for _, g := range list {
+		for _, n := range g.voterNodes() {
+			if n != h.cfg.NodeID {
+				seen[n] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // Stats counts the work of the event loop: cycles that had a Ready to

@@ -180,6 +180,7 @@ func (h *Host) TransferLeader(p meta.Partition, to uint64) error {
 		g.mu.Unlock()
 		return fmt.Errorf("raftmeta: node %d is no member of %s", to, partitionName(p))
 	}
+	g.wake()
 	g.rn.TransferLeader(r.id)
 	g.mu.Unlock()
 	h.markDirty(g)

@@ -253,6 +253,7 @@ func (h *Host) startStream(g *group, to, node uint64, m groupMsg) {
 func (h *Host) reportSnapshot(g *group, to uint64, status raft.SnapshotStatus) {
 	g.mu.Lock()
 	if !g.retired {
+		g.wake()
 		g.rn.ReportSnapshot(to, status)
 	}
 	g.mu.Unlock()

@@ -372,6 +372,7 @@ func (h *Host) installSplit(g *group, built *builtSplit) error {
 		if cg.rn != nil {
 			if wasLeader {
 				cg.mu.Lock()
+				cg.wake()
 				_ = cg.rn.Campaign()
 				cg.mu.Unlock()
 			}

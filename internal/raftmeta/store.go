@@ -194,6 +194,11 @@ func (h *Host) retryWith(ctx context.Context, q *request, local func(*group) res
 			resp = local(g)
 		} else {
 			resp = h.forward(ctx, q, g, attempt)
+			if (resp.status == stRetry || resp.status == stUnavailable) && g != nil {
+				// The leader this replica knows may be gone while
+				// the group is quiesced: let it time out and elect.
+				g.wake()
+			}
 		}
 		if resp.status != stRetry {
 			return resp
@@ -539,6 +544,7 @@ func (h *Host) propose(ctx context.Context, g *group, id uint64, prop func() err
 	ch := h.register(id)
 	defer h.unregister(id)
 	g.mu.Lock()
+	g.wake()
 	err := prop()
 	g.mu.Unlock()
 	if err != nil {
@@ -576,6 +582,16 @@ func (h *Host) readIndexAll(ctx context.Context, gs []*group) []error {
 	}
 	chs := make([]chan struct{}, len(gs))
 	ids := make([]uint64, len(gs))
+	// A group with a read to confirm does not quiesce: raft repeats the
+	// read's heartbeat at each tick until a quorum answers it.
+	for _, g := range gs {
+		g.reading.Add(1)
+	}
+	defer func() {
+		for _, g := range gs {
+			g.reading.Add(-1)
+		}
+	}()
 	for len(pending) > 0 {
 		h.waitMu.Lock()
 		for _, j := range pending {
@@ -586,6 +602,7 @@ func (h *Host) readIndexAll(ctx context.Context, gs []*group) []error {
 		for _, j := range pending {
 			g := gs[j]
 			g.mu.Lock()
+			g.wake()
 			g.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, ids[j]))
 			g.mu.Unlock()
 			h.markDirty(g)
