@@ -159,12 +159,10 @@ func (l *Layout) DataPartitions() int { return l.Partitions << l.DataDepth() }
 // DataPart is the data partition of data key k (placement.DataKey), or -1
 // if k's base partition is not one of l's.
 func (l *Layout) DataPart(k uint32) int {
-	t := placement.SplitTree{Base: uint32(l.Partitions)}
-	i := t.DataIndex(k, l.DataDepth())
 	if k&(1<<16-1) >= uint32(l.Partitions) {
 		return -1
 	}
-	return int(i)
+	return int(placement.SplitTree{Base: uint32(l.Partitions)}.DataIndex(k, l.DataDepth()))
 }
 
 // DataDrives is the drive list of data key k's data partition (shared, do

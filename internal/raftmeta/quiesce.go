@@ -32,14 +32,15 @@ import (
 //     leader's node went unheard for ElectionTicks, and a leader when a
 //     quorum of its voters' nodes did: every host sends every peer an
 //     empty batch each tick, so a node's silence is seen whatever its
-//     groups do. A follower wakes as well after maxQuiescedTicks, so that
-//     a replica removed from its group while cut off learns it
-//     (checkReplicas).
+//     groups do. A follower also wakes after maxQuiescedTicks and runs an
+//     election timeout as an unquiesced one does, so that a replica
+//     removed from its group while cut off comes to ask whether it is
+//     still a member (checkReplicas); that path has no test of its own.
 //
 // Failing over a quiesced group takes ElectionTicks more than an active
 // one: the followers first notice the silence, then time out as raft does.
 // Config.NoQuiesce turns quiescence off. Tests: TestIdleGroupsQuiesce,
-// TestQuiescedGroupFailsOver, TestQuiescedGroupServesAtOnce.
+// TestQuiescedGroupFailsOver, TestQuiescedFollowerWakesToForward.
 
 // maxQuiescedTicks bounds how long a follower stays quiesced before it
 // ticks again for an election timeout (spread by partition).

@@ -35,6 +35,20 @@ func allQuiesced(t *testing.T, c *cluster, parts []meta.Partition, live ...uint6
 	})
 }
 
+// writeAll commits n keys to every group of parts through its leader,
+// and returns those acknowledged of group of.
+func writeAll(t *testing.T, c *cluster, parts []meta.Partition, n int, of meta.Partition) []string {
+	t.Helper()
+	var acked []string
+	for _, p := range parts {
+		k := commitKeys(t, c.host(c.leader(p)), p, "k", n)
+		if p == of {
+			acked = k
+		}
+	}
+	return acked
+}
+
 // TestIdleGroupsQuiesce: 64 idle groups on three nodes stop ticking once
 // their writes are done, and then cost no Raft message at all (only each
 // node's one liveness batch per peer and tick); a write to one of them
@@ -42,13 +56,7 @@ func allQuiesced(t *testing.T, c *cluster, parts []meta.Partition, live ...uint6
 func TestIdleGroupsQuiesce(t *testing.T) {
 	parts := quiesceParts(64)
 	c := newCluster(t, 3, parts, fastConfig)
-	var acked []string
-	for _, p := range parts {
-		k := commitKeys(t, c.host(c.leader(p)), p, "k", 2)
-		if p == 7 {
-			acked = k
-		}
-	}
+	acked := writeAll(t, c, parts, 2, 7)
 	allQuiesced(t, c, parts)
 	before := c.net.msgs.Load()
 	time.Sleep(50 * fastTick) // what idle groups cost over 50 ticks
@@ -74,13 +82,7 @@ func TestIdleGroupsQuiesce(t *testing.T) {
 func TestQuiescedGroupFailsOver(t *testing.T) {
 	parts := quiesceParts(8)
 	c := newCluster(t, 3, parts, fastConfig)
-	var acked []string
-	for _, p := range parts {
-		k := commitKeys(t, c.host(c.leader(p)), p, "k", 2)
-		if p == 0 {
-			acked = k
-		}
-	}
+	acked := writeAll(t, c, parts, 2, 0)
 	allQuiesced(t, c, parts)
 	old := c.leader(0)
 	var others []uint64
@@ -113,9 +115,7 @@ func TestQuiescedGroupFailsOver(t *testing.T) {
 func TestQuiescedFollowerWakesToForward(t *testing.T) {
 	parts := quiesceParts(4)
 	c := newCluster(t, 3, parts, fastConfig)
-	for _, p := range parts {
-		commitKeys(t, c.host(c.leader(p)), p, "k", 1)
-	}
+	writeAll(t, c, parts, 1, 2)
 	allQuiesced(t, c, parts)
 	old := c.leader(2)
 	c.stop(old)
