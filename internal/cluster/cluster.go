@@ -62,6 +62,8 @@ type Config struct {
 	RaftWake func(kick func())
 	// RaftTicks is raftmeta.Config.Ticks: nil ticks every RaftTick.
 	RaftTicks <-chan time.Time
+	// RaftQuiesce is raftmeta.Config.Quiesce: idle groups stop ticking.
+	RaftQuiesce bool
 	// After is raftmeta.Config.After, and makes the cluster's own waits
 	// too (the layout poll's period, a join's retries); nil: time's
 	// timers.
@@ -236,6 +238,7 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 	}
 	rcfg.Wake = cfg.RaftWake
 	rcfg.Ticks = cfg.RaftTicks
+	rcfg.Quiesce = cfg.RaftQuiesce
 	rcfg.After = cfg.After
 	rcfg.SnapshotRate = cfg.SnapshotRate
 	rcfg.Splitter = cfg.Splitter

@@ -317,6 +317,11 @@ func (f *faulter) changeLayout(ctx context.Context, r *rand.Rand) {
 		}
 		edit = admin.LayoutEdit{Op: "remove", Node: string(n.id)}
 	}
+	f.applyEdit(ctx, via, edit)
+}
+
+// applyEdit stages edit alone through via and applies it.
+func (f *faulter) applyEdit(ctx context.Context, via *incarnation, edit admin.LayoutEdit) {
 	octx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	_ = via.cl.Revert(octx)
@@ -329,7 +334,9 @@ func (f *faulter) changeLayout(ctx context.Context, r *rand.Rand) {
 	}
 }
 
-// split splits every metadata partition through a node that is up.
+// split splits every partition through a node that is up, and half the
+// time then rebalances the data partitions' halves, which moves data
+// while the other faults go on.
 func (f *faulter) split(ctx context.Context, r *rand.Rand) {
 	via := f.anyUp(r)
 	if via == nil {
@@ -343,6 +350,9 @@ func (f *faulter) split(ctx context.Context, r *rand.Rand) {
 		return
 	}
 	f.s.log.Info("partitions split", "metadata_partitions", v.MetaPartitions, "layout", v.Version)
+	if r.IntN(2) == 0 {
+		f.applyEdit(ctx, via, admin.LayoutEdit{Op: "rebalance"})
+	}
 }
 
 // relocate moves the data of the partitions this node leads toward the

@@ -211,12 +211,13 @@ func (n *node) start(ctx context.Context, join []string) (_ *incarnation, err er
 		// another, so that a node's ticker and its layout poll (or two
 		// nodes' tickers) never fire at one instant: goroutines that
 		// wake together run in the Go scheduler's order, not the seed's.
-		RaftTick:   raftTick,
-		RaftWake:   inc.wakeRaft,
-		RaftTicks:  ticks,
-		After:      inc.after,
-		LayoutPoll: 100*time.Millisecond + time.Duration(1000*n.i+13)*time.Nanosecond,
-		FS:         inc.fs, RaftFS: n.raft, Version: "sim",
+		RaftTick:    raftTick,
+		RaftWake:    inc.wakeRaft,
+		RaftTicks:   ticks,
+		RaftQuiesce: s.cfg.Quiesce,
+		After:       inc.after,
+		LayoutPoll:  100*time.Millisecond + time.Duration(1000*n.i+13)*time.Nanosecond,
+		FS:          inc.fs, RaftFS: n.raft, Version: "sim",
 		Splitter: objects.NewSplitter(s.cfg.Partitions),
 	}
 	if len(join) == 0 {

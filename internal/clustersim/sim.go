@@ -53,6 +53,9 @@ type Config struct {
 	// Progress, when set, counts the events run, for a watchdog outside
 	// the simulation's bubble (see runSeed).
 	Progress *atomic.Uint64
+	// Quiesce lets idle Raft groups stop ticking (raftmeta, Quiescence);
+	// off unless asked for (-sim.quiesce).
+	Quiesce bool
 }
 
 // Faults switches fault classes on and sets their rates. Swarm draws a

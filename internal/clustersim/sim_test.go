@@ -26,6 +26,7 @@ var (
 	soakFlag    = flag.Duration("sim.soak", 0, "TestSimulationSoak runs seeds for this long (0: skip)")
 	logFlag     = flag.Bool("sim.log", false, "send the nodes' logs to the test log")
 	replaysFlag = flag.Int("sim.replays", 3, "seeds TestSimulationReplays runs twice")
+	quiesceFlag = flag.Bool("sim.quiesce", false, "run the seeds with idle Raft groups quiescing (raftmeta Config.Quiesce)")
 	tracesFlag  = flag.String("sim.traces", "", "TestSimulationReplays writes the two traces of a seed whose runs differ to this directory")
 )
 
@@ -102,6 +103,7 @@ func seeds(t *testing.T, n int) []uint64 {
 func TestSimulation(t *testing.T) {
 	for _, seed := range seeds(t, *seedsFlag) {
 		cfg := Swarm(DefaultConfig(seed))
+		cfg.Quiesce = *quiesceFlag
 		start := time.Now()
 		res := runSeed(t, cfg)
 		t.Logf("%s: %d ops, %d events, %v simulated in %v", cfg, len(res.History), res.Steps, res.Elapsed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
@@ -128,6 +130,7 @@ func TestSimulationReplays(t *testing.T) {
 	}
 	for _, seed := range list {
 		cfg := Swarm(DefaultConfig(seed))
+		cfg.Quiesce = *quiesceFlag
 		cfg.KeepTrace = true
 		a, b := runSeed(t, cfg), runSeed(t, cfg)
 		a.TraceLines, b.TraceLines = normalize(a.TraceLines), normalize(b.TraceLines)
@@ -179,6 +182,7 @@ func normalize(lines []string) []string {
 func TestSimulationLayout(t *testing.T) {
 	for _, seed := range seeds(t, max(1, *seedsFlag/4)) {
 		cfg := Swarm(DefaultConfig(seed))
+		cfg.Quiesce = *quiesceFlag
 		cfg.Faults.Layout = true
 		cfg.Nodes = 5
 		start := time.Now()
@@ -197,6 +201,7 @@ func TestSimulationSplits(t *testing.T) {
 	split := 0
 	for _, seed := range seeds(t, max(1, *seedsFlag/16)) {
 		cfg := Swarm(DefaultConfig(seed))
+		cfg.Quiesce = *quiesceFlag
 		cfg.Faults.Splits = true
 		start := time.Now()
 		res := runSeed(t, cfg)
@@ -223,6 +228,7 @@ func TestSimulationSoak(t *testing.T) {
 	var simulated time.Duration
 	for seed := rand.Uint64(); time.Since(start) < *soakFlag; seed++ {
 		cfg := Swarm(DefaultConfig(seed))
+		cfg.Quiesce = *quiesceFlag
 		res := runSeed(t, cfg)
 		check(t, res)
 		n++

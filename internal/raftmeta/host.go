@@ -516,8 +516,9 @@ func (h *Host) Step(ctx context.Context, from uint64, batch []byte) error {
 		case raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgSnap:
 			g.quiet.Store(0)
 		}
+		settled := isQuiesce(m.msg) && !g.rn.HasReady()
 		err := h.stepLocked(g, m.msg)
-		h.afterStep(g, m.msg)
+		h.afterStep(g, m.msg, settled)
 		g.mu.Unlock()
 		if err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 			h.log.Debug("step", "group", g.name, "from", from, "err", err)
@@ -701,7 +702,7 @@ func (h *Host) tickAll() {
 		h.dirty[g] = struct{}{}
 	}
 	h.dirtyMu.Unlock()
-	if !h.cfg.NoQuiesce {
+	if h.cfg.Quiesce {
 		for _, n := range h.peerNodes(list) {
 			if _, ok := out[n]; !ok {
 				out[n] = nil

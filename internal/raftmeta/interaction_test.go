@@ -176,10 +176,6 @@ func (e *interactionEnv) config(id uint64, fs vfs.FS) Config {
 	cfg.Send = envSender{e, id}
 	cfg.Forward = envForwarder{e, id}
 	cfg.Logger = testLogger(e.t).With("node", id)
-	// The scripts count the batches delivered: quiescence's pings
-	// (an empty batch to every peer at each tick) would add to them.
-	// Quiescence has tests of its own (quiesce_test.go).
-	cfg.NoQuiesce = true
 	return cfg
 }
 

@@ -20,7 +20,8 @@ import (
 //     Reject (raft reads only a heartbeat's Commit and Context; the mark
 //     means "quiesce"), carrying the commit index the followers hold.
 //   - A follower that steps such a heartbeat from the leader it follows, at
-//     the leader's term, holding its commit index, quiesces too.
+//     the leader's term, with nothing of its own in flight and a log that
+//     ends at the heartbeat's commit index, quiesces too.
 //   - Ticks only drive elections and heartbeats, so a quiesced group keeps
 //     stepping messages and handling Readies: quiescence changes when
 //     raft's timers run, never what it decides (safety is raft's; reads
@@ -39,8 +40,12 @@ import (
 //
 // Failing over a quiesced group takes ElectionTicks more than an active
 // one: the followers first notice the silence, then time out as raft does.
-// Config.NoQuiesce turns quiescence off. Tests: TestIdleGroupsQuiesce,
-// TestQuiescedGroupFailsOver, TestQuiescedFollowerWakesToForward.
+// Config.Quiesce turns quiescence on; it is off by default, since a seed of
+// the cluster simulation with it on (go test ./internal/clustersim -run
+// 'TestSimulation$' -sim.quiesce -sim.seed=17757375522559235133) ends with
+// one replica of a group left behind its leader's commit for good, a cause
+// not found yet. Tests: TestIdleGroupsQuiesce, TestQuiescedGroupFailsOver,
+// TestQuiescedFollowerWakesToForward.
 
 // maxQuiescedTicks bounds how long a follower stays quiesced before it
 // ticks again for an election timeout (spread by partition).
@@ -103,7 +108,7 @@ func (g *group) voterNodes() []uint64 {
 // quiesced and returns the heartbeats that quiesce its followers, by node,
 // if g has nothing in flight; else nil, and g ticks. Event loop only.
 func (h *Host) maybeQuiesce(g *group, now uint64) map[uint64][]groupMsg {
-	if h.cfg.NoQuiesce || len(g.pendingReads) > 0 || g.reading.Load() > 0 || g.splitting || g.split.Load() != nil || g.leaving.Load() || g.rn.HasReady() {
+	if !h.cfg.Quiesce || len(g.pendingReads) > 0 || g.reading.Load() > 0 || g.splitting || g.split.Load() != nil || g.leaving.Load() || g.rn.HasReady() {
 		return nil
 	}
 	st := g.rn.BasicStatus()
@@ -149,13 +154,20 @@ func isQuiesce(m *raftpb.Message) bool {
 
 // afterStep quiesces or wakes g after it stepped m (mu held): a follower
 // quiesces on its leader's quiescing heartbeat, and any message but a
-// heartbeat response wakes a replica otherwise.
-func (h *Host) afterStep(g *group, m *raftpb.Message) {
+// heartbeat response wakes a replica otherwise. settled says that g had
+// nothing to persist, send or apply before m. A follower quiesces only if
+// it holds exactly the log the heartbeat says is committed: a heartbeat
+// duplicated and delivered late, after entries it did not count, must not
+// leave the follower asleep short of the leader's commit (simulation seed
+// 17757375522559235133).
+func (h *Host) afterStep(g *group, m *raftpb.Message, settled bool) {
 	switch {
 	case isQuiesce(m):
 		st := g.rn.BasicStatus()
-		if !h.cfg.NoQuiesce && st.RaftState == raft.StateFollower && st.Lead == m.GetFrom() &&
-			st.HardState.GetTerm() == m.GetTerm() && st.HardState.GetCommit() >= m.GetCommit() {
+		last, err := g.ms.LastIndex()
+		if h.cfg.Quiesce && settled && err == nil && last == m.GetCommit() &&
+			st.RaftState == raft.StateFollower && st.Lead == m.GetFrom() &&
+			st.HardState.GetTerm() == m.GetTerm() && st.HardState.GetCommit() == m.GetCommit() {
 			g.quiescedAt = h.ticks.Load()
 			g.quiesced.Store(true)
 			return

@@ -55,7 +55,7 @@ func writeAll(t *testing.T, c *cluster, parts []meta.Partition, n int, of meta.P
 // wakes it, commits, and it quiesces again.
 func TestIdleGroupsQuiesce(t *testing.T) {
 	parts := quiesceParts(64)
-	c := newCluster(t, 3, parts, fastConfig)
+	c := newCluster(t, 3, parts, quiesceConfig)
 	acked := writeAll(t, c, parts, 2, 7)
 	allQuiesced(t, c, parts)
 	before := c.net.msgs.Load()
@@ -81,7 +81,7 @@ func TestIdleGroupsQuiesce(t *testing.T) {
 // is on every replica.
 func TestQuiescedGroupFailsOver(t *testing.T) {
 	parts := quiesceParts(8)
-	c := newCluster(t, 3, parts, fastConfig)
+	c := newCluster(t, 3, parts, quiesceConfig)
 	acked := writeAll(t, c, parts, 2, 0)
 	allQuiesced(t, c, parts)
 	old := c.leader(0)
@@ -114,7 +114,7 @@ func TestQuiescedGroupFailsOver(t *testing.T) {
 // followers elect; the request itself wakes the follower it came to.
 func TestQuiescedFollowerWakesToForward(t *testing.T) {
 	parts := quiesceParts(4)
-	c := newCluster(t, 3, parts, fastConfig)
+	c := newCluster(t, 3, parts, quiesceConfig)
 	writeAll(t, c, parts, 1, 2)
 	allQuiesced(t, c, parts)
 	old := c.leader(2)
@@ -131,6 +131,12 @@ func TestQuiescedFollowerWakesToForward(t *testing.T) {
 	if _, err := c.host(via).Commit(ctx, 2, meta.Txn{Puts: []meta.KV{{Key: []byte("after"), Value: []byte("v")}}}); err != nil {
 		t.Fatalf("commit through a follower after the leader's node stopped: %v", err)
 	}
+}
+
+// quiesceConfig is fastConfig with quiescence on.
+func quiesceConfig(c *Config) {
+	fastConfig(c)
+	c.Quiesce = true
 }
 
 // fastTick is fastConfig's tick.
