@@ -328,6 +328,16 @@ func (c *cluster) leader(p meta.Partition, among ...uint64) uint64 {
 	return 0
 }
 
+// another is the first node of c other than not.
+func (c *cluster) another(not uint64) uint64 {
+	for _, id := range c.ids {
+		if id != not {
+			return id
+		}
+	}
+	return 0
+}
+
 // poll yields between checks of a condition polled with a deadline.
 func poll() { <-time.After(5 * time.Millisecond) }
 

@@ -119,13 +119,7 @@ func TestQuiescedFollowerWakesToForward(t *testing.T) {
 	allQuiesced(t, c, parts)
 	old := c.leader(2)
 	c.stop(old)
-	var via uint64
-	for _, id := range c.ids {
-		if id != old {
-			via = id
-			break
-		}
-	}
+	via := c.another(old)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := c.host(via).Commit(ctx, 2, meta.Txn{Puts: []meta.KV{{Key: []byte("after"), Value: []byte("v")}}}); err != nil {

@@ -84,13 +84,7 @@ func TestLeaderFailover(t *testing.T) {
 	}
 	start := time.Now()
 	c.stop(l)
-	var other uint64
-	for _, id := range c.ids {
-		if id != l {
-			other = id
-			break
-		}
-	}
+	other := c.another(l)
 	// Commit through a survivor as soon as it can: the time taken is the
 	// failover time a client sees.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
