@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/redoubt-io/redoubt/internal/meta"
+	"github.com/redoubt-io/redoubt/internal/placement"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -485,15 +486,14 @@ func (h *Host) writeChildren(g *group, rec *splitRec) (paths [2]string, err erro
 // replica g of a group that split, which names its children (e): a
 // replica that never applied the split is deleted, and the split
 // recorded, once this host's replicas of both children hold the split's
-// index; until then it stays, so that no item loses a copy.
+// index (keeps); until then it stays, so that no item loses a copy.
 func (h *Host) checkMoved(g *group, e *movedError) {
 	h.learnMoved(g.p, e)
 	if g.split.Load() != nil {
 		return // applied here: finishSplit makes the children
 	}
 	for _, c := range e.into {
-		cg := h.replica(c)
-		if cg == nil || cg.applied.Load() < e.index {
+		if !h.keeps(c, e.index, 0) {
 			h.log.Info("split: waiting for the children before deleting the group", "group", g.name, "child", partitionName(c))
 			return
 		}
@@ -502,6 +502,23 @@ func (h *Host) checkMoved(g *group, e *movedError) {
 	h.life = append(h.life, lifeOp{g: g, p: g.p, why: "its group split", moved: &splitRec{into: e.into, index: e.index}})
 	h.lifeMu.Unlock()
 	h.poke()
+}
+
+// keeps says whether this host keeps the items of group p as of its log
+// index: its replica of p applied that far, or p split here at or after
+// it and the groups it split into hold their own split's index. A child
+// that split again has no replica left, only its split record: without
+// following it down, a stale replica of its parent would wait for it
+// for good (simulation seed 6990802425692535423 with -sim.quiesce).
+func (h *Host) keeps(p meta.Partition, index uint64, depth int) bool {
+	if g := h.replica(p); g != nil {
+		return g.applied.Load() >= index
+	}
+	rec := h.splitOf(p)
+	if rec == nil || rec.index < index || depth >= placement.MaxSplitDepth {
+		return false
+	}
+	return h.keeps(rec.into[0], rec.index, depth+1) && h.keeps(rec.into[1], rec.index, depth+1)
 }
 
 // removeSplit deletes g's state, as removeReplica does, keeping rec in

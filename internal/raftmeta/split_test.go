@@ -223,3 +223,34 @@ func TestSplitterDividesItems(t *testing.T) {
 		}
 	}
 }
+
+// TestStaleParentWaitsForGrandchildren: a host's stale replica of a
+// group that split may go once the host keeps the split's items. When a
+// child split again here, its replica is gone and only its split record
+// remains: the items are kept if the groups it split into hold that
+// split's index, and not before (simulation seed 6990802425692535423 with
+// -sim.quiesce waited for good on such a child).
+func TestStaleParentWaitsForGrandchildren(t *testing.T) {
+	c := newCluster(t, 1, []meta.Partition{17, 25}, fastConfig)
+	h := c.host(c.ids[0])
+	c.leader(17)
+	c.leader(25)
+	h.mu.Lock()
+	h.mu.splits[9] = &splitRec{into: [2]meta.Partition{17, 25}, index: 1000}
+	h.mu.Unlock()
+	if h.keeps(9, 900, 0) {
+		t.Fatal("a split child's items counted as kept while the groups it split into are behind its split")
+	}
+	if h.keeps(4, 900, 0) {
+		t.Fatal("a group with neither a replica nor a split record counted as kept")
+	}
+	for _, p := range []meta.Partition{17, 25} {
+		h.replica(p).applied.Store(1000)
+	}
+	if !h.keeps(9, 900, 0) {
+		t.Fatal("a child that split here after the index, into groups holding its split, not counted as kept")
+	}
+	if h.keeps(9, 1001, 0) {
+		t.Fatal("a child that split before the index counted as keeping it")
+	}
+}
