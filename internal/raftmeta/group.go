@@ -88,9 +88,9 @@ type group struct {
 	// long asks whether it is still a member (checkReplicas).
 	quiet atomic.Int64
 	// quiesced: the group does not tick (quiesce.go); quiescedAt is the
-	// host's tick when it last quiesced, written under mu.
+	// host's tick when it last quiesced.
 	quiesced   atomic.Bool
-	quiescedAt uint64
+	quiescedAt atomic.Uint64
 	// reading counts the reads waiting for raft to confirm them at this
 	// replica (readIndexAll).
 	reading atomic.Int32

@@ -493,7 +493,9 @@ func (h *Host) Step(ctx context.Context, from uint64, batch []byte) error {
 		return err
 	}
 	defer h.closeMu.RUnlock()
-	h.heardFrom(from)
+	if h.cfg.Quiesce {
+		h.heardFrom(from)
+	}
 	for _, m := range msgs {
 		to := m.msg.GetTo()
 		g := h.replica(m.p)

@@ -91,7 +91,7 @@ func (h *Host) stayQuiesced(g *group, now uint64) bool {
 			return true
 		}
 	} else if lead := g.lead.Load(); lead != 0 && !h.silent(lead, now) &&
-		now-g.quiescedAt < maxQuiescedTicks+uint64(g.p)%64 {
+		now-g.quiescedAt.Load() < maxQuiescedTicks+uint64(g.p)%64 {
 		return true
 	}
 	g.wake()
@@ -145,7 +145,7 @@ func (h *Host) maybeQuiesce(g *group, now uint64) map[uint64][]groupMsg {
 		}})
 	}
 	g.quiesced.Store(true)
-	g.quiescedAt = now
+	g.quiescedAt.Store(now)
 	return out
 }
 
@@ -170,7 +170,7 @@ func (h *Host) afterStep(g *group, m *raftpb.Message, settled bool) {
 		if h.cfg.Quiesce && settled && err == nil && last == m.GetCommit() &&
 			st.RaftState == raft.StateFollower && st.Lead == m.GetFrom() &&
 			st.HardState.GetTerm() == m.GetTerm() && st.HardState.GetCommit() == m.GetCommit() {
-			g.quiescedAt = h.ticks.Load()
+			g.quiescedAt.Store(h.ticks.Load())
 			g.quiesced.Store(true)
 			return
 		}
