@@ -60,3 +60,22 @@ func TestConformanceLocalMem(t *testing.T) {
 		return l
 	})
 }
+
+// Local with its presence filter covering every key keeps the contract.
+func TestConformanceLocalFiltered(t *testing.T) {
+	metatest.Run(t, func(t *testing.T) meta.Store {
+		cfg := meta.DefaultLocalConfig(t.TempDir())
+		cfg.Logger = slog.New(slog.NewTextHandler(testlog.Writer(t), &slog.HandlerOptions{Level: slog.LevelInfo}))
+		cfg.FilterPrefixes = [][]byte{{}}
+		l, err := meta.OpenLocal(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := l.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+		return l
+	})
+}

@@ -32,6 +32,11 @@ type EngineStats struct {
 	FileCacheHits, FileCacheMisses int64
 	// BlockCacheHits and BlockCacheMisses count reads of table blocks.
 	BlockCacheHits, BlockCacheMisses int64
+	// FilterAnswered counts reads the presence filter answered without
+	// reading the engine, since open; FilterBytes is the memory its
+	// filters take, 0 before its scan after open is done.
+	FilterAnswered int64
+	FilterBytes    uint64
 }
 
 // add adds the metrics of one database, with the write stalls counted by
@@ -76,6 +81,10 @@ func (l *Local) EngineStats() EngineStats {
 		if r.db != nil && r.healthy() {
 			s.add(r.db.Metrics(), r.stalls.Load())
 		}
+	}
+	s.FilterAnswered = int64(l.pres.answered.Load())
+	if l.pres.ready.Load() {
+		s.FilterBytes = l.pres.bytes()
 	}
 	return s
 }

@@ -29,6 +29,10 @@ type Local struct {
 	stripes [64]sync.Mutex
 	// hot holds each partition's HotKeys (Partition to *HotKeys).
 	hot sync.Map
+	// pres answers reads of covered keys that were never written.
+	pres *presence
+	// ord is the ordered index's configuration (ordered.go).
+	ord *orderedIndex
 
 	// closeMu is held shared by every operation and exclusively by Close.
 	closeMu sync.RWMutex
@@ -70,13 +74,19 @@ func OpenLocal(cfg LocalConfig) (*Local, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l := &Local{cfg: cfg, log: log, fs: PebbleFS(cfg.FS)}
+	l := &Local{cfg: cfg, log: log, fs: PebbleFS(cfg.FS), pres: newPresence(cfg.FilterPrefixes), ord: newOrderedIndex(cfg.OrderedPrefixes)}
 	cache := NewBlockCache(cfg.CacheBytes, cfg.MemTableBytes, len(cfg.Dirs))
 	l.cache = cache
 	for i, d := range cfg.Dirs {
 		l.replicas = append(l.replicas, newReplica(i, l.fs, d, log))
 	}
 	seq, err := l.openAndReconcile(cache)
+	if err == nil {
+		l.checkIndex(seq)
+		if l.readReplica() == nil {
+			err = l.unavailable("open")
+		}
+	}
 	if err != nil {
 		l.closeReplicas()
 		cache.Unref()
@@ -89,6 +99,9 @@ func OpenLocal(cfg LocalConfig) (*Local, error) {
 		}
 	}
 	l.reclaim.start(l)
+	if len(cfg.FilterPrefixes) > 0 {
+		go l.fillPresence()
+	}
 	return l, nil
 }
 
@@ -165,6 +178,9 @@ func (l *Local) Get(ctx context.Context, p Partition, key []byte) (Item, error) 
 	if l.closed {
 		return Item{}, errClosed
 	}
+	if l.pres.absent(p, key) {
+		return Item{}, ErrNotFound
+	}
 	k := appendDataKey(nil, p, key)
 	for {
 		r := l.readReplica()
@@ -240,6 +256,11 @@ func (l *Local) readCold(ctx context.Context, p Partition, reads []Read, which [
 		snap := r.db.NewSnapshot()
 		var rerr error
 		for _, i := range which {
+			// Absent now, so absent in the snapshot, which is older.
+			if rd := reads[i]; !rd.First && l.pres.absent(p, rd.Key) {
+				out[i] = Item{}
+				continue
+			}
 			if out[i], rerr = readOne(snap, p, reads[i]); rerr != nil {
 				break
 			}
@@ -432,6 +453,9 @@ func (l *Local) Commit(ctx context.Context, p Partition, txn Txn) (uint64, error
 	// must know of it from before then until every replica has.
 	hk := l.hotKeys(p)
 	hk.BeginWrite(TxnKeys(&txn))
+	for _, kv := range txn.Puts {
+		l.pres.add(p, kv.Key)
+	}
 	seq, reqs, err := l.enqueue(p, &txn)
 	if err != nil {
 		hk.EndWrite()
@@ -532,6 +556,11 @@ retry:
 				}
 				continue
 			}
+			// So does a key the presence filter knows to be absent: puts
+			// to p are made under the same lock.
+			if c.Rev == 0 && l.pres.absent(p, c.Key) {
+				continue
+			}
 			k = appendDataKey(k[:0], p, c.Key)
 			var rev uint64
 			var derr error
@@ -591,7 +620,7 @@ func (l *Local) enqueue(p Partition, txn *Txn) (uint64, []*applyReq, error) {
 			continue
 		}
 		b := r.db.NewBatch()
-		fillBatch(b, p, txn, seq, l.order.buf, l.cfg.LogRing)
+		l.fillBatch(b, p, txn, seq, l.order.buf)
 		req := &applyReq{b: b, applied: make(chan error, 1), synced: make(chan error, 1)}
 		select {
 		case r.queue <- req:
@@ -619,25 +648,38 @@ func (l *Local) enqueue(p Partition, txn *Txn) (uint64, []*applyReq, error) {
 }
 
 // fillBatch writes the effects of commit seq on partition p to b: deletes,
-// then puts (so a key both deleted and put ends up put), its log entry, the
-// trim of the entry that falls out of the ring, and the applied mark.
-func fillBatch(b *pebble.Batch, p Partition, txn *Txn, seq uint64, entry []byte, ring uint64) {
-	var k, v []byte
+// then puts (so a key both deleted and put ends up put), each with its
+// entry in the ordered index if it has one, its log entry, the trim of the
+// entry that falls out of the ring, and the applied mark.
+func (l *Local) fillBatch(b *pebble.Batch, p Partition, txn *Txn, seq uint64, entry []byte) {
+	var k, v, iv []byte
 	for _, d := range txn.Deletes {
 		k = appendDataKey(k[:0], p, d)
 		_ = b.Delete(k, nil)
+		if l.ord.covers(d) {
+			k = appendIndexKey(k[:0], d)
+			_ = b.Delete(k, nil)
+		}
 	}
 	for _, kv := range txn.Puts {
 		k = appendDataKey(k[:0], p, kv.Key)
 		v = binary.BigEndian.AppendUint64(v[:0], seq)
 		v = append(v, kv.Value...)
 		_ = b.Set(k, v, nil)
+		if l.ord.covers(kv.Key) {
+			k = appendIndexKey(k[:0], kv.Key)
+			iv = appendIndexValue(iv[:0], p, v)
+			_ = b.Set(k, iv, nil)
+		}
 	}
 	_ = b.Set(logKey(seq), entry, nil)
-	if seq > ring {
+	if ring := l.cfg.LogRing; seq > ring {
 		_ = b.Delete(logKey(seq-ring), nil)
 	}
 	_ = b.Set(appliedKey, u64(seq), nil)
+	if l.ord.on() {
+		_ = b.Set(indexedKey, l.ord.markAt(seq), nil)
+	}
 }
 
 // Close waits for operations in progress, then closes every replica. It

@@ -60,6 +60,19 @@ type LocalConfig struct {
 	// Twice: a store refused at its reserve is often just above it by the
 	// time the deletes come. 0: no such compactions.
 	Reserve uint64
+	// FilterPrefixes names the keys, by prefix, that a filter in memory
+	// tracks, so that most reads of such a key that was never written are
+	// answered without reading the store (see presence). It costs 2 to 3
+	// bytes of memory per key covered, and one scan of them after open.
+	// Nil: no filter.
+	FilterPrefixes [][]byte
+	// OrderedPrefixes names the keys, by prefix, that are also kept in one
+	// order across partitions (ordered.go), so that ScanOrdered reads a
+	// range of them in one pass. Each must live in one partition at a
+	// time. It costs a second copy of each key and value covered, and, the
+	// first time a store opens with other prefixes than before, one pass
+	// over their keys to build it. Nil: no such index.
+	OrderedPrefixes [][]byte
 
 	// testSkipOpenCheck lets tests reach Pebble's own failures at open.
 	testSkipOpenCheck bool

@@ -9,11 +9,14 @@ import (
 // On-disk layout of one replica (a Pebble database):
 //
 //	0x01 | partition (4 bytes BE) | key   -> rev (8 bytes BE) | value
+//	0x02 | key                            -> partition | rev | value (ordered.go)
 //	0x00 'v'                              -> format version (uvarint)
 //	0x00 'i'                              -> store ID (16 bytes)
 //	0x00 'a'                              -> seq of the last commit applied (8 bytes BE)
 //	0x00 'b'                              -> seq at which the log ring was last cleared
 //	0x00 'l' | seq (8 bytes BE)           -> log entry: the keys commit seq wrote
+//	0x00 'o'                              -> seq of the last commit that kept the
+//	                                         ordered index, and its prefixes
 //
 // Every commit writes its effects, its log entry and the applied key in one
 // batch, so a replica holds a commit entirely or not at all.
@@ -26,8 +29,9 @@ const localFormatVersion = 1
 const logEntryVersion = 2
 
 const (
-	dataPrefix = 0x01
-	sysPrefix  = 0x00
+	dataPrefix  = 0x01
+	sysPrefix   = 0x00
+	indexPrefix = 0x02
 )
 
 var (
@@ -35,6 +39,7 @@ var (
 	idKey      = []byte{sysPrefix, 'i'}
 	appliedKey = []byte{sysPrefix, 'a'}
 	baseKey    = []byte{sysPrefix, 'b'}
+	indexedKey = []byte{sysPrefix, 'o'}
 )
 
 // errBadLogEntry is returned when a log entry cannot be decoded.

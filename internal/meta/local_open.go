@@ -240,7 +240,7 @@ func (l *Local) openAndReconcile(cache *pebble.Cache) (uint64, error) {
 		case st.applied == M:
 		case st.applied >= states[src].base && st.applied+l.cfg.LogRing >= M:
 			l.log.Info("replaying commits on metadata replica", "dir", r.dir, "from", st.applied, "to", M)
-			if err = replay(r, S, st.applied, M); err != nil {
+			if err = replay(r, S, st.applied, M, l.ord); err != nil {
 				l.log.Warn("replay failed; rebuilding metadata replica", "dir", r.dir, "err", err)
 				err = l.rebuild(r, S, cache)
 			}
@@ -299,9 +299,11 @@ func (l *Local) initialize() error {
 
 // replay brings r from commit from to commit to: for every key that a
 // commit in (from, to] of src's log wrote, it copies src's current value, or
-// its absence, in one synced batch. r and src applied the same commits in
-// the same order up to from, so keys no such commit wrote already agree.
-func replay(r, src *replica, from, to uint64) error {
+// its absence, in one synced batch, and so does it for the key's entry in
+// the ordered index if ord covers it, and for the index's mark. r and src
+// applied the same commits in the same order up to from, so keys no such
+// commit wrote already agree.
+func replay(r, src *replica, from, to uint64, ord *orderedIndex) error {
 	it, err := src.db.NewIter(&pebble.IterOptions{LowerBound: logKey(from + 1), UpperBound: logKey(to + 1)})
 	if err != nil {
 		return err
@@ -322,22 +324,35 @@ func replay(r, src *replica, from, to uint64) error {
 		}
 		for _, key := range keys {
 			k = appendDataKey(k[:0], p, key)
-			found, err := getRaw(src, k, func(v []byte) { _ = b.Set(k, v, nil) })
-			if err != nil {
+			if err := copyKey(b, src, k); err != nil {
 				return err
 			}
-			if !found {
-				_ = b.Delete(k, nil)
+			if ord.covers(key) {
+				if err := copyKey(b, src, appendIndexKey(k[:0], key)); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	if err := it.Error(); err != nil {
 		return err
 	}
+	if err := copyKey(b, src, indexedKey); err != nil {
+		return err
+	}
 	// Commits that reached no replica leave holes in the sequence; the
 	// applied mark still moves to src's.
 	_ = b.Set(appliedKey, u64(to), nil)
 	return r.db.Apply(b, pebble.Sync)
+}
+
+// copyKey sets k in b to src's value of it, or deletes it if src has none.
+func copyKey(b *pebble.Batch, src *replica, k []byte) error {
+	found, err := getRaw(src, k, func(v []byte) { _ = b.Set(k, v, nil) })
+	if err == nil && !found {
+		_ = b.Delete(k, nil)
+	}
+	return err
 }
 
 // rebuild replaces r's database with a checkpoint of src's. The copy is

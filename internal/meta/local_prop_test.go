@@ -6,7 +6,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"sort"
 	"strconv"
+	"strings"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -32,6 +34,10 @@ func TestLocalMatchesMem(t *testing.T) {
 		}
 		cfg := DefaultLocalConfig(dirs...)
 		cfg.LogRing = 16 // reach both replay and rebuild
+		// Every key is in the presence filter; keys under "o" are in the
+		// ordered index, and are made partition-unique as it needs.
+		cfg.FilterPrefixes = [][]byte{{}}
+		cfg.OrderedPrefixes = [][]byte{[]byte("o")}
 		open := func() *Local {
 			l, err := OpenLocal(cfg)
 			if err != nil {
@@ -50,9 +56,19 @@ func TestLocalMatchesMem(t *testing.T) {
 		memToLocal := make(map[prev]uint64)
 		localToMem := make(map[uint64]uint64)
 		parts := []Partition{0, 1, System}
-		keys := []string{"", "a", "ab", "b", "c\x00", "d"}
+		keys := []string{"", "a", "ab", "b", "c\x00", "d", "o", "oa", "oab", "ob"}
 		genPart := rapid.SampledFrom(parts)
-		genKey := rapid.SampledFrom(keys)
+		genKeyOf := rapid.SampledFrom(keys)
+		// p is the partition the key drawn next is for: an "o" key names
+		// it, so that it lives in that partition only.
+		var p Partition
+		genKey := rapid.Custom(func(rt *rapid.T) string {
+			k := genKeyOf.Draw(rt, "key")
+			if strings.HasPrefix(k, "o") {
+				k = "o" + strconv.FormatUint(uint64(p), 10) + k[1:]
+			}
+			return k
+		})
 
 		// translate maps a Local item's revision to Mem's.
 		translate := func(rev uint64) uint64 {
@@ -65,7 +81,7 @@ func TestLocalMatchesMem(t *testing.T) {
 
 		rt.Repeat(map[string]func(*rapid.T){
 			"commit": func(rt *rapid.T) {
-				p := genPart.Draw(rt, "p")
+				p = genPart.Draw(rt, "p")
 				var mt, lt Txn
 				for range rapid.IntRange(0, 3).Draw(rt, "nconds") {
 					k := []byte(genKey.Draw(rt, "ck"))
@@ -108,7 +124,8 @@ func TestLocalMatchesMem(t *testing.T) {
 				}
 			},
 			"get": func(rt *rapid.T) {
-				p, k := genPart.Draw(rt, "p"), []byte(genKey.Draw(rt, "k"))
+				p = genPart.Draw(rt, "p")
+				k := []byte(genKey.Draw(rt, "k"))
 				mi, merr := mem.Get(ctx, p, k)
 				li, lerr := l.Get(ctx, p, k)
 				if (merr == nil) != (lerr == nil) || (merr != nil && !errors.Is(lerr, ErrNotFound)) {
@@ -119,7 +136,7 @@ func TestLocalMatchesMem(t *testing.T) {
 				}
 			},
 			"scan": func(rt *rapid.T) {
-				p := genPart.Draw(rt, "p")
+				p = genPart.Draw(rt, "p")
 				var start, end []byte
 				if rapid.Bool().Draw(rt, "hasStart") {
 					start = []byte(genKey.Draw(rt, "start"))
@@ -149,6 +166,47 @@ func TestLocalMatchesMem(t *testing.T) {
 					rt.Fatalf("scan %d [%q,%q) limit %d:\nMem   %s\nLocal %s", p, start, end, limit, m, lo)
 				}
 			},
+			"ordered": func(rt *rapid.T) {
+				// The index reads as the partitions' "o" keys merged.
+				start, end := []byte("o"), []byte("p")
+				if rapid.Bool().Draw(rt, "hasStart") {
+					p = genPart.Draw(rt, "sp")
+					start = []byte("o" + genKey.Draw(rt, "start"))
+				}
+				if rapid.Bool().Draw(rt, "hasEnd") {
+					p = genPart.Draw(rt, "ep")
+					end = []byte("o" + genKey.Draw(rt, "end"))
+				}
+				type kv struct{ k, s string }
+				var all []kv
+				for _, q := range parts {
+					err := mem.Scan(ctx, q, start, end, func(k []byte, it Item) bool {
+						if bytes.HasPrefix(k, []byte("o")) {
+							all = append(all, kv{string(k), fmt.Sprintf("%q=%q@%d", k, it.Value, it.Rev)})
+						}
+						return true
+					})
+					if err != nil {
+						rt.Fatal(err)
+					}
+				}
+				sort.Slice(all, func(i, j int) bool { return all[i].k < all[j].k })
+				var want []string
+				for _, e := range all {
+					want = append(want, e.s)
+				}
+				var got []string
+				err := l.ScanOrdered(ctx, start, end, func(k []byte, it Item) bool {
+					got = append(got, fmt.Sprintf("%q=%q@%d", k, it.Value, translate(it.Rev)))
+					return true
+				})
+				if err != nil {
+					rt.Fatal(err)
+				}
+				if strings.Join(got, " ") != strings.Join(want, " ") {
+					rt.Fatalf("ordered scan [%q,%q):\nMem   %v\nLocal %v", start, end, want, got)
+				}
+			},
 			"diverge": func(rt *rapid.T) {
 				// Leave replicas >= j out until the next reopen, as a crash
 				// between replicas would.
@@ -172,6 +230,9 @@ func TestLocalMatchesMem(t *testing.T) {
 					rt.Fatal(err)
 				}
 				checkIdentical(rt, dirs)
+				for _, d := range dirs {
+					checkIndexOf(rt, d, cfg.OrderedPrefixes)
+				}
 				l = open()
 				for _, st := range l.Status() {
 					if st.State != ReplicaHealthy {

@@ -114,6 +114,19 @@ type RangeScanner interface {
 	ScanRanges(ctx context.Context, ranges []Range, fn func(i int, key []byte, item Item) bool) error
 }
 
+// OrderedScanner is implemented by stores that keep some keys in one order
+// across partitions (LocalConfig.OrderedPrefixes), so that a range of them
+// is read as one range rather than one per partition and merged. Ordered
+// reports whether every key under prefix is so kept. ScanOrdered calls fn
+// with the keys in [start, end) under such a prefix in every partition,
+// in key order, from one view; key and item are valid only until fn
+// returns. A store keeps a key so only if it lives in one partition at a
+// time (an object's head: its partition is a hash of bucket and key).
+type OrderedScanner interface {
+	Ordered(prefix []byte) bool
+	ScanOrdered(ctx context.Context, start, end []byte, fn func(key []byte, item Item) bool) error
+}
+
 // ScanRanges scans each range in turn, with one consistent view where the
 // store offers it (see RangeScanner).
 func ScanRanges(ctx context.Context, s Store, ranges []Range, fn func(i int, key []byte, item Item) bool) error {

@@ -52,6 +52,10 @@ func newEngineCollector(stats func() meta.EngineStats) *engineCollector {
 			func(s meta.EngineStats) float64 { return float64(s.BlockCacheHits) }),
 		m("block_cache_misses_total", "Reads of table blocks that went to the file.", c,
 			func(s meta.EngineStats) float64 { return float64(s.BlockCacheMisses) }),
+		m("filter_answered_total", "Reads of keys never written (an object's head, at a PUT of a new key) answered by the presence filter without reading the engine.", c,
+			func(s meta.EngineStats) float64 { return float64(s.FilterAnswered) }),
+		m("filter_bytes", "Memory of the presence filter; 0 until its scan after start is done.", g,
+			func(s meta.EngineStats) float64 { return float64(s.FilterBytes) }),
 	}}
 }
 

@@ -486,6 +486,8 @@ func openLocalMeta(drives []*store.Drive, fsys vfs.FS, reserve uint64, logger *s
 	mcfg := meta.DefaultLocalConfig(metaDirs...)
 	mcfg.Logger = logger.With("component", "meta")
 	mcfg.FS = fsys
+	mcfg.FilterPrefixes = objects.PresencePrefixes()
+	mcfg.OrderedPrefixes = objects.OrderedPrefixes()
 	// A memtable is flushed into a file of about its size, so a small
 	// drive gets small ones: 1/64 of it, within [1 MiB, the default].
 	mcfg.MemTableBytes = max(1<<20, min(mcfg.MemTableBytes, smallest/64))

@@ -137,6 +137,12 @@ type env struct {
 // metadata refers to: no leak, no dangling reference.
 func newEnv(t testing.TB, edit ...func(*Config)) *env {
 	t.Helper()
+	return newEnvOn(t, nil, edit...)
+}
+
+// newEnvOn is newEnv with the service's store wrapped by wrap, if not nil.
+func newEnvOn(t testing.TB, wrap func(md *meta.Mem, partitions int) meta.Store, edit ...func(*Config)) *env {
+	t.Helper()
 	clk := &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	cfg := DefaultConfig()
 	cfg.Partitions = 16
@@ -149,7 +155,11 @@ func newEnv(t testing.TB, edit ...func(*Config)) *env {
 	md := meta.NewMem()
 	data := newMemBlocks()
 	log := slog.New(slog.NewTextHandler(testlog.Writer(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s, err := New(cfg, md, data, log)
+	var store meta.Store = md
+	if wrap != nil {
+		store = wrap(md, cfg.Partitions)
+	}
+	s, err := New(cfg, store, data, log)
 	if err != nil {
 		t.Fatal(err)
 	}

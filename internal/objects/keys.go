@@ -63,6 +63,18 @@ func keyPrefix(tag byte, id bucketID, key string) []byte {
 
 func headKey(id bucketID, key string) []byte { return keyPrefix(tagHead, id, key) }
 
+// PresencePrefixes are the keys worth a store's presence filter (see
+// meta.LocalConfig.FilterPrefixes): heads, which every PUT reads, and
+// whose reads of new keys would otherwise probe every level of the store.
+func PresencePrefixes() [][]byte { return [][]byte{{tagHead}} }
+
+// OrderedPrefixes are the keys worth keeping in one order across
+// partitions (meta.LocalConfig.OrderedPrefixes): heads, which ListObjects
+// reads in key order. A head lives in the partition its bucket and key
+// hash to, one at a time, as the index needs, on a store whose partitions
+// do not split.
+func OrderedPrefixes() [][]byte { return [][]byte{{tagHead}} }
+
 func versionPrefix(id bucketID, key string) []byte {
 	return append(keyPrefix(tagVersion, id, key), 0)
 }

@@ -28,6 +28,96 @@ import (
 
 const maxListKeys = 1000
 
+// A stream gives a listing its records in key order: a merger over the
+// partitions, or an orderedStream where the store keeps the records in
+// one order.
+type stream interface {
+	peek() (entry, bool, error)
+	pop()
+	took()
+	skipTo(k []byte)
+}
+
+// newStream streams the tag records in [lo, hi), ordered where the store
+// can, else merged over the partitions.
+func newStream(ctx context.Context, r *router, tag byte, lo, hi []byte, page int, probe bool) stream {
+	if os := r.ordered([]byte{tag}); os != nil {
+		return &orderedStream{ctx: ctx, s: os, from: lo, hi: hi, want: page + 1, probe: probe}
+	}
+	return newMerger(ctx, r, lo, hi, page, probe)
+}
+
+// An orderedStream reads a range of a store that keeps it in one order
+// (meta.OrderedScanner): a page is one read of one range, however many
+// partitions hold its keys. Past a skipped common prefix it reads a few
+// records first, as the merger does.
+type orderedStream struct {
+	ctx      context.Context
+	s        meta.OrderedScanner
+	from, hi []byte // the next read starts at from; hi: end, nil for none
+	buf      []entry
+	want     int  // entries the caller may still take
+	probe    bool // the next read follows a skip: read a few
+	done     bool // nothing is left to read past buf
+}
+
+func (o *orderedStream) peek() (entry, bool, error) {
+	for len(o.buf) == 0 {
+		if o.done {
+			return entry{}, false, nil
+		}
+		if err := o.fill(); err != nil {
+			return entry{}, false, err
+		}
+	}
+	return o.buf[0], true, nil
+}
+
+func (o *orderedStream) fill() error {
+	n := o.want
+	if o.probe {
+		n, o.probe = min(n, 2), false
+	}
+	var c collector
+	err := o.s.ScanOrdered(o.ctx, o.from, o.hi, func(k []byte, it meta.Item) bool {
+		c.add(k, it.Value)
+		return len(c.lens)/2 < n
+	})
+	if err != nil {
+		return metaErr("list", err)
+	}
+	o.buf = c.entries()
+	if len(o.buf) < n {
+		o.done = true
+	} else {
+		o.from = successor(o.buf[len(o.buf)-1].key)
+	}
+	return nil
+}
+
+func (o *orderedStream) pop() { o.buf = o.buf[1:] }
+
+func (o *orderedStream) took() {
+	if o.want > 1 {
+		o.want--
+	}
+}
+
+func (o *orderedStream) skipTo(k []byte) {
+	if k == nil {
+		o.buf, o.done = nil, true
+		return
+	}
+	o.buf = o.buf[sort.Search(len(o.buf), func(i int) bool { return bytes.Compare(o.buf[i].key, k) >= 0 }):]
+	if len(o.buf) > 0 || o.done {
+		return
+	}
+	o.from, o.probe = k, true
+	if o.hi != nil && bytes.Compare(k, o.hi) >= 0 {
+		o.done = true
+	}
+}
+
 type entry struct {
 	key []byte
 	val []byte
@@ -284,7 +374,7 @@ func (s *Service) ListObjects(ctx context.Context, bucket string, opts ListOptio
 	limit := pageSize(opts.MaxKeys)
 	lo := listStart(tagHead, b.ID, opts.Prefix, opts.Delimiter, opts.Marker, []byte{0})
 	hi := prefixEnd(keyPrefix(tagHead, b.ID, opts.Prefix))
-	m := newMerger(ctx, s.md, lo, hi, limit, opts.Delimiter != "")
+	m := newStream(ctx, s.md, tagHead, lo, hi, limit, opts.Delimiter != "")
 	var res ListResult
 	count := 0
 	for {

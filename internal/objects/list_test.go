@@ -104,7 +104,11 @@ func TestListProperty(t *testing.T) {
 		return strings.Join(parts, "")
 	})
 	rapid.Check(t, func(rt *rapid.T) {
-		e := newEnv(t, func(c *Config) { c.Partitions = rapid.IntRange(1, 9).Draw(rt, "partitions") })
+		var wrap func(*meta.Mem, int) meta.Store
+		if rapid.Bool().Draw(rt, "ordered") {
+			wrap = func(md *meta.Mem, n int) meta.Store { return newOrderedMem(md, n) }
+		}
+		e := newEnvOn(t, wrap, func(c *Config) { c.Partitions = rapid.IntRange(1, 9).Draw(rt, "partitions") })
 		e.bucket("prop", Enabled)
 		model := map[string][]modelVersion{} // newest first
 		nops := rapid.IntRange(0, 60).Draw(rt, "ops")

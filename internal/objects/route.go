@@ -317,6 +317,16 @@ func (r *router) ScanRanges(ctx context.Context, ranges []meta.Range, fn func(i 
 	return meta.ScanRanges(ctx, r.inner, rs, fn)
 }
 
+// ordered returns the store's ordered scanner if it keeps every key under
+// prefix in one order across partitions (meta.OrderedScanner), else nil.
+// A store that does never splits its partitions (one node's Local).
+func (r *router) ordered(prefix []byte) meta.OrderedScanner {
+	if os, ok := r.inner.(meta.OrderedScanner); ok && os.Ordered(prefix) {
+		return os
+	}
+	return nil
+}
+
 // learnFrom learns the split err reports, if it is meta.ErrMoved for a
 // partition of the tree, and says whether it was.
 func (r *router) learnFrom(err error) bool {
