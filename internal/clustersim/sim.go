@@ -53,8 +53,8 @@ type Config struct {
 	// Progress, when set, counts the events run, for a watchdog outside
 	// the simulation's bubble (see runSeed).
 	Progress *atomic.Uint64
-	// Quiesce lets idle Raft groups stop ticking (raftmeta, Quiescence);
-	// off unless asked for (-sim.quiesce).
+	// Quiesce lets idle Raft groups stop ticking (raftmeta, Quiescence),
+	// as nodes do; the tests set it from -sim.quiesce (default on).
 	Quiesce bool
 }
 

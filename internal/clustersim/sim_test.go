@@ -26,7 +26,7 @@ var (
 	soakFlag    = flag.Duration("sim.soak", 0, "TestSimulationSoak runs seeds for this long (0: skip)")
 	logFlag     = flag.Bool("sim.log", false, "send the nodes' logs to the test log")
 	replaysFlag = flag.Int("sim.replays", 3, "seeds TestSimulationReplays runs twice")
-	quiesceFlag = flag.Bool("sim.quiesce", false, "run the seeds with idle Raft groups quiescing (raftmeta Config.Quiesce)")
+	quiesceFlag = flag.Bool("sim.quiesce", true, "run the seeds with idle Raft groups quiescing (raftmeta Config.Quiesce), as nodes do; -sim.quiesce=false turns it off")
 	tracesFlag  = flag.String("sim.traces", "", "TestSimulationReplays writes the two traces of a seed whose runs differ to this directory")
 )
 

@@ -35,6 +35,9 @@ func (n *Node) startCluster(ctx context.Context) error {
 		Net: cc.Net, NoGossip: cc.NoGossip, RaftTick: cc.RaftTick, LayoutPoll: cc.LayoutPoll,
 		RepairAfter: cc.RepairAfter, SnapshotRate: max(n.cfg.SnapshotRate, 0), Supervise: n.supervise,
 		Splitter: objects.NewSplitter(cc.Partitions),
+		// Idle groups stop ticking: at thousands of partitions (after
+		// splits) ticking alone kept a node busy (raftmeta, Quiescence).
+		RaftQuiesce: true,
 		Fatal: func(err error) {
 			select {
 			case n.fatal <- err:

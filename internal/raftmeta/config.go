@@ -121,8 +121,7 @@ type Config struct {
 	// it wakes the loop (see Wake).
 	Ticks <-chan time.Time
 	// Quiesce lets idle groups stop ticking (see Quiescence, quiesce.go).
-	// Off by default: a simulation seed with it on leaves a replica
-	// behind for good, for a cause not found yet.
+	// Nodes turn it on (cluster.Config.RaftQuiesce).
 	Quiesce bool
 	// After makes the host's own waits (a retry's pause, a read's
 	// confirmation timeout, the replica check's period); nil: time's

@@ -386,7 +386,8 @@ func (h *Host) loadGroup(p meta.Partition) (*group, error) {
 		return nil, err
 	}
 	if applied > hs.GetCommit() {
-		// Cannot happen with Pebble's ordered WAL; raft would panic on it.
+		// The apply batch carries the hard state (apply), so this is
+		// corruption; raft would panic on it.
 		return nil, fmt.Errorf("raftmeta: group %s: %w: applied %d beyond commit %d", g.name, ErrCorrupt, applied, hs.GetCommit())
 	}
 	if !raft.IsEmptyHardState(hs) {

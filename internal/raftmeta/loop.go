@@ -62,9 +62,12 @@ func (h *Host) step() error {
 //     copy only once Advance says it is durable).
 //  2. Committed entries are applied in a second batch, also unsynced, and
 //     their callers answered: committed means a majority already holds
-//     them durably, whether or not this node is one of it. The log batch
-//     is in Pebble's write-ahead log before the apply batch, so a crash
-//     keeps a prefix: never applied state without the log beneath it.
+//     them durably, whether or not this node is one of it. A crash does
+//     not keep a prefix of what was written since the last sync (the
+//     apply batch can survive the log batch before it), so the apply
+//     batch carries the hard state again, and entries that the same
+//     Ready appends and applies are synced first: never applied state
+//     without the commit and log beneath it.
 //  3. One sync covers both batches; then the rest of the messages go out
 //     (votes, acknowledgements), since what they acknowledge is durable.
 //  4. Reads whose index is applied are released; Advance; logs grown past
@@ -117,6 +120,19 @@ func (h *Host) cycle() error {
 		}
 	}
 	b.Close()
+	// A crash keeps what was synced and any part of what was written
+	// since, not necessarily a prefix: the apply batch may survive
+	// without the log batch before it (a torn record of Pebble's WAL is
+	// skipped, and the records after it replayed). Entries appended and
+	// applied by the same Ready are therefore synced before they are
+	// applied; the hard state is written again with the applied index
+	// (apply), so that applied never outruns the commit on disk.
+	if mustSync && appliesNew(ws) {
+		if err := h.sync(); err != nil {
+			return err
+		}
+		mustSync = false
+	}
 
 	// 2. Apply committed entries and answer their callers.
 	ab := h.applyAll(ws)
@@ -146,12 +162,8 @@ func (h *Host) cycle() error {
 
 	// 3. Sync once, for the log and the state machine alike.
 	if mustSync {
-		h.stats.syncs.Add(1)
-		if h.beforeSync != nil {
-			h.beforeSync()
-		}
-		if err := h.db.LogData(nil, pebble.Sync); err != nil {
-			return fmt.Errorf("raftmeta: sync: %w", err)
+		if err := h.sync(); err != nil {
+			return err
 		}
 	}
 	for i := range ws {
@@ -192,6 +204,34 @@ func (h *Host) cycle() error {
 	}
 	h.checkSnapshots(gs)
 	return nil
+}
+
+// sync makes everything written so far durable.
+func (h *Host) sync() error {
+	h.stats.syncs.Add(1)
+	if h.beforeSync != nil {
+		h.beforeSync()
+	}
+	if err := h.db.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("raftmeta: sync: %w", err)
+	}
+	return nil
+}
+
+// appliesNew says whether a work that did not fail applies entries its
+// own Ready also writes (appended entries, or a snapshot), which must be
+// durable before the apply batch is written.
+func appliesNew(ws []work) bool {
+	for i := range ws {
+		w := &ws[i]
+		if w.failed || len(w.rd.CommittedEntries) == 0 {
+			continue
+		}
+		if len(w.rd.Entries) > 0 || !raft.IsEmptySnap(w.rd.Snapshot) {
+			return true
+		}
+	}
+	return false
 }
 
 // beginWrites tells the readers of each group whose data the batch about
@@ -609,6 +649,21 @@ func (h *Host) apply(ab *pebble.Batch, w *work) error {
 		tail = applyTail(cs, set)
 	}
 	ab.Set(groupKey(g.p, kindApply), encodeApplyState(w.applied, tail), nil)
+	// The hard state again, in the batch that records applied: the log
+	// batch that wrote it may be lost in a crash that keeps this one
+	// (cycle), and a replica whose applied index is beyond its commit
+	// cannot be loaded (loadGroup).
+	hs := rd.HardState
+	if raft.IsEmptyHardState(hs) {
+		hs = g.hs
+	}
+	if hs != nil && !raft.IsEmptyHardState(hs) {
+		raw, err := proto.Marshal(hs)
+		if err != nil {
+			return err
+		}
+		ab.Set(groupKey(g.p, kindHard), raw, nil)
+	}
 	return nil
 }
 

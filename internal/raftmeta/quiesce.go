@@ -40,11 +40,11 @@ import (
 //
 // Failing over a quiesced group takes ElectionTicks more than an active
 // one: the followers first notice the silence, then time out as raft does.
-// Config.Quiesce turns quiescence on; it is off by default, since a seed of
-// the cluster simulation with it on (go test ./internal/clustersim -run
-// 'TestSimulation$' -sim.quiesce -sim.seed=17757375522559235133, in some
-// builds) ends with a replica of a group left behind its leader's commit
-// for good, for a cause not found yet. (Another, 6990802425692535423, was a
+// Config.Quiesce turns quiescence on; nodes do. It was off until the one
+// simulation seed that failed with it (17757375522559235133) was
+// explained: a crash that kept an apply batch and lost the log batch
+// before it, which quiescence only made likely (loop.go, cycle;
+// TestApplyOutlivesItsLogBatch). (Another, 6990802425692535423, was a
 // stale replica of a split group that waited for a child that had split
 // again: split.go, keeps.) Tests: TestIdleGroupsQuiesce, TestQuiescedGroupFailsOver,
 // TestQuiescedFollowerWakesToForward.
