@@ -385,9 +385,18 @@ func (h *Host) loadGroup(p meta.Partition) (*group, error) {
 	if err := g.ms.Append(ents); err != nil {
 		return nil, err
 	}
+	if last := base + uint64(len(ents)); applied > hs.GetCommit() && applied <= last && !raft.IsEmptyHardState(hs) {
+		// A crash kept an apply batch and lost the log batch with the
+		// commit before it, as builds before the apply batch carried the
+		// hard state could leave it (loop.go, cycle). What was applied
+		// was committed, and the log holds it: commit it here again
+		// (TestAppliedBeyondCommitLoads).
+		h.log.Warn("raising a replica's commit to its applied index, which a crash left beyond it",
+			"group", g.name, "commit", hs.GetCommit(), "applied", applied, "last", last)
+		hs.Commit = new(applied)
+	}
 	if applied > hs.GetCommit() {
-		// The apply batch carries the hard state (apply), so this is
-		// corruption; raft would panic on it.
+		// Applied state without the log beneath it: raft would panic.
 		return nil, fmt.Errorf("raftmeta: group %s: %w: applied %d beyond commit %d", g.name, ErrCorrupt, applied, hs.GetCommit())
 	}
 	if !raft.IsEmptyHardState(hs) {

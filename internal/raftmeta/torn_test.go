@@ -14,6 +14,9 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/record"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/redoubt-io/redoubt/internal/meta"
 )
 
@@ -153,4 +156,58 @@ func dropLastHardStateBatch(t *testing.T, dir string, p meta.Partition) {
 		t.Fatal(err)
 	}
 	t.Logf("dropped record %d of %d in %s", drop, len(recs), wal)
+}
+
+// TestAppliedBeyondCommitLoads: a replica that a crash left with its
+// applied index beyond the commit on disk (as builds before the apply
+// batch carried the hard state could) is loaded, its commit raised to
+// what it applied, rather than quarantined for good.
+func TestAppliedBeyondCommitLoads(t *testing.T) {
+	const p = meta.Partition(3)
+	c := newCluster(t, 1, []meta.Partition{p}, fastConfig)
+	c.leader(p)
+	keys := commitKeys(t, c.host(1), p, "k", 5)
+	applied := c.host(1).group(p).applied.Load()
+	c.stop(1)
+
+	db, err := pebble.Open(c.dirs[1], &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, closer, err := db.Get(groupKey(p, kindHard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &raftpb.HardState{}
+	err = proto.Unmarshal(v, hs)
+	closer.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs.Commit = new(applied - 2)
+	raw, err := proto.Marshal(hs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Set(groupKey(p, kindHard), raw, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	h := c.start(1)
+	eventually(t, 5*time.Second, "replica loaded", func() error {
+		for _, st := range h.Groups() {
+			if st.Partition == p && st.Quarantined {
+				return errors.New("quarantined")
+			}
+			if st.Partition == p {
+				return nil
+			}
+		}
+		return errors.New("no replica")
+	})
+	c.leader(p)
+	checkKeys(t, h, p, keys)
 }
