@@ -11,14 +11,18 @@ import (
 )
 
 // localCtor returns stores backed by Local with the given number of
-// replicas, closed when their test ends.
-func localCtor(replicas int) func(t *testing.T) meta.Store {
+// replicas, closed when their test ends; edit, if any, changes their
+// configuration.
+func localCtor(replicas int, edit ...func(*meta.LocalConfig)) func(t *testing.T) meta.Store {
 	return func(t *testing.T) meta.Store {
 		var dirs []string
 		for range replicas {
 			dirs = append(dirs, t.TempDir())
 		}
 		cfg := meta.DefaultLocalConfig(dirs...)
+		for _, f := range edit {
+			f(&cfg)
+		}
 		cfg.Logger = slog.New(slog.NewTextHandler(testlog.Writer(t), &slog.HandlerOptions{Level: slog.LevelInfo}))
 		l, err := meta.OpenLocal(cfg)
 		if err != nil {
@@ -63,19 +67,5 @@ func TestConformanceLocalMem(t *testing.T) {
 
 // Local with its presence filter covering every key keeps the contract.
 func TestConformanceLocalFiltered(t *testing.T) {
-	metatest.Run(t, func(t *testing.T) meta.Store {
-		cfg := meta.DefaultLocalConfig(t.TempDir())
-		cfg.Logger = slog.New(slog.NewTextHandler(testlog.Writer(t), &slog.HandlerOptions{Level: slog.LevelInfo}))
-		cfg.FilterPrefixes = [][]byte{{}}
-		l, err := meta.OpenLocal(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := l.Close(); err != nil {
-				t.Error(err)
-			}
-		})
-		return l
-	})
+	metatest.Run(t, localCtor(1, func(c *meta.LocalConfig) { c.FilterPrefixes = [][]byte{{}} }))
 }

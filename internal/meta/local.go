@@ -342,6 +342,15 @@ func readOne(snap *pebble.Snapshot, p Partition, rd Read) (it Item, err error) {
 // Scan calls fn with key and item.Value valid only until fn returns; they
 // point into Pebble's buffers. fn may call other methods of l.
 func (l *Local) Scan(ctx context.Context, p Partition, start, end []byte, fn func(key []byte, item Item) bool) error {
+	lower, upper := partitionBounds(p, start, end)
+	return l.scanBounds(ctx, lower, upper, dataKeyHeader, 0, fn)
+}
+
+// scanBounds calls fn for the Pebble keys in [lower, upper), with their
+// first keyHdr bytes cut and the first valHdr bytes of their values
+// skipped before the item's revision and value. On a replica failure the
+// scan resumes on the next replica after the last key it delivered.
+func (l *Local) scanBounds(ctx context.Context, lower, upper []byte, keyHdr, valHdr int, fn func(key []byte, item Item) bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -350,18 +359,15 @@ func (l *Local) Scan(ctx context.Context, p Partition, start, end []byte, fn fun
 	if l.closed {
 		return errClosed
 	}
-	if end != nil && bytes.Compare(start, end) >= 0 {
+	if bytes.Compare(lower, upper) >= 0 {
 		return nil
 	}
-	lower, upper := partitionBounds(p, start, end)
 	for {
 		r := l.readReplica()
 		if r == nil {
 			return l.unavailable("scan")
 		}
-		// On a replica failure the scan resumes on the next replica
-		// after the last key it delivered.
-		next, done, err := scanReplica(r, lower, upper, fn)
+		next, done, err := scanReplica(r, lower, upper, keyHdr, valHdr, fn)
 		if err == nil {
 			return nil
 		}
@@ -375,10 +381,10 @@ func (l *Local) Scan(ctx context.Context, p Partition, start, end []byte, fn fun
 	}
 }
 
-// scanReplica iterates [lower, upper) on r. On a Pebble error it returns the
-// key to resume from (nil if nothing was delivered); done reports an error
-// that is not the replica's fault.
-func scanReplica(r *replica, lower, upper []byte, fn func(key []byte, item Item) bool) (next []byte, done bool, err error) {
+// scanReplica iterates [lower, upper) on r for scanBounds. On a Pebble
+// error it returns the key to resume from (nil if nothing was delivered);
+// done reports an error that is not the replica's fault.
+func scanReplica(r *replica, lower, upper []byte, keyHdr, valHdr int, fn func(key []byte, item Item) bool) (next []byte, done bool, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("pebble scan panicked: %v", p)
@@ -395,13 +401,16 @@ func scanReplica(r *replica, lower, upper []byte, fn func(key []byte, item Item)
 		if err != nil {
 			break
 		}
-		rev, val, err := decodeItem(v)
+		k := it.Key()
+		if len(v) < valHdr {
+			return nil, true, fmt.Errorf("meta: value of %q: %d bytes", k, len(v))
+		}
+		rev, val, err := decodeItem(v[valHdr:])
 		if err != nil {
 			return nil, true, err
 		}
-		k := it.Key()
 		last = append(last[:0], k...)
-		if !fn(k[dataKeyHeader:], Item{Value: val, Rev: rev}) {
+		if !fn(k[keyHdr:], Item{Value: val, Rev: rev}) {
 			return nil, false, nil
 		}
 	}

@@ -87,85 +87,17 @@ func (l *Local) Ordered(prefix []byte) bool {
 
 var _ OrderedScanner = (*Local)(nil)
 
-// ScanOrdered implements OrderedScanner. It reads one replica, and on a
-// replica failure resumes on the next after the last key delivered.
+// ScanOrdered implements OrderedScanner.
 func (l *Local) ScanOrdered(ctx context.Context, start, end []byte, fn func(key []byte, item Item) bool) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	if !l.Ordered(start) {
 		return fmt.Errorf("meta: ordered scan from %q: not under an ordered prefix", start)
-	}
-	l.closeMu.RLock()
-	defer l.closeMu.RUnlock()
-	if l.closed {
-		return errClosed
-	}
-	if end != nil && bytes.Compare(start, end) >= 0 {
-		return nil
 	}
 	lower := appendIndexKey(nil, start)
 	upper := []byte{indexPrefix + 1}
 	if end != nil {
 		upper = appendIndexKey(nil, end)
 	}
-	for {
-		r := l.readReplica()
-		if r == nil {
-			return l.unavailable("scan")
-		}
-		next, done, err := scanIndex(r, lower, upper, fn)
-		if err == nil {
-			return nil
-		}
-		if done {
-			return err
-		}
-		readFail(r, err)
-		if next != nil {
-			lower = next
-		}
-	}
-}
-
-// scanIndex is scanReplica over the index.
-func scanIndex(r *replica, lower, upper []byte, fn func(key []byte, item Item) bool) (next []byte, done bool, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("pebble scan panicked: %v", p)
-		}
-	}()
-	it, err := r.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return nil, false, err
-	}
-	defer it.Close()
-	var last []byte
-	for ok := it.First(); ok; ok = it.Next() {
-		v, err := it.ValueAndErr()
-		if err != nil {
-			break
-		}
-		if len(v) < 4 {
-			return nil, true, fmt.Errorf("meta: index entry %q: %d bytes", it.Key(), len(v))
-		}
-		rev, val, err := decodeItem(v[4:])
-		if err != nil {
-			return nil, true, err
-		}
-		k := it.Key()
-		last = append(last[:0], k...)
-		if !fn(k[1:], Item{Value: val, Rev: rev}) {
-			return nil, false, nil
-		}
-	}
-	if err := it.Error(); err != nil {
-		if last != nil {
-			return append(last, 0), false, err
-		}
-		return nil, false, err
-	}
-	return nil, false, nil
+	return l.scanBounds(ctx, lower, upper, 1, 4, fn)
 }
 
 // checkIndex makes the index of every healthy replica match its data, at

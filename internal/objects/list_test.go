@@ -239,6 +239,29 @@ func filterCP(xs []string, cp bool) []string {
 	return out
 }
 
+// newCostService returns a service over md with bucket "cost" holding 20
+// directories of 200 one-byte objects each.
+func newCostService(t *testing.T, cfg Config, md meta.Store) *Service {
+	t.Helper()
+	s, err := New(cfg, md, newMemBlocks(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.CreateBucket(ctx, "cost"); err != nil {
+		t.Fatal(err)
+	}
+	for d := range 20 {
+		for f := range 200 {
+			k := fmt.Sprintf("dir%02d/file%04d", d, f)
+			if _, err := s.PutObject(ctx, "cost", k, strings.NewReader("x"), 1, PutOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return s
+}
+
 // countingStore counts the records a listing reads.
 type countingStore struct {
 	meta.Store
@@ -261,22 +284,8 @@ func TestListCost(t *testing.T) {
 	cs := &countingStore{Store: md}
 	cfg := DefaultConfig()
 	cfg.Partitions = P
-	s, err := New(cfg, cs, newMemBlocks(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newCostService(t, cfg, cs)
 	ctx := context.Background()
-	if err := s.CreateBucket(ctx, "cost"); err != nil {
-		t.Fatal(err)
-	}
-	for d := 0; d < 20; d++ {
-		for f := 0; f < 200; f++ {
-			k := fmt.Sprintf("dir%02d/file%04d", d, f)
-			if _, err := s.PutObject(ctx, "cost", k, strings.NewReader("x"), 1, PutOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	for _, tt := range []struct {
 		opts     ListOptions
 		maxItems int64

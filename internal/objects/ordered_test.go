@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -62,25 +61,11 @@ func TestListOrderedCost(t *testing.T) {
 	cs := &countingStore{Store: om}
 	cfg := DefaultConfig()
 	cfg.Partitions = P
-	s, err := New(cfg, struct {
+	s := newCostService(t, cfg, struct {
 		*countingStore
 		meta.OrderedScanner
-	}{cs, om}, newMemBlocks(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	}{cs, om})
 	ctx := context.Background()
-	if err := s.CreateBucket(ctx, "cost"); err != nil {
-		t.Fatal(err)
-	}
-	for d := range 20 {
-		for f := range 200 {
-			k := fmt.Sprintf("dir%02d/file%04d", d, f)
-			if _, err := s.PutObject(ctx, "cost", k, strings.NewReader("x"), 1, PutOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	for _, tt := range []struct {
 		opts            ListOptions
 		entries         int
