@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -69,40 +70,7 @@ func TestApplyOutlivesItsLogBatch(t *testing.T) {
 func dropLastHardStateBatch(t *testing.T, dir string, p meta.Partition) {
 	t.Helper()
 	fs := vfs.Default
-	names, err := fs.List(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wal string
-	var num uint64
-	for _, name := range names {
-		if n, err := strconv.ParseUint(strings.TrimSuffix(name, ".log"), 10, 64); err == nil && strings.HasSuffix(name, ".log") && n >= num {
-			wal, num = name, n
-		}
-	}
-	if wal == "" {
-		t.Fatal("no WAL")
-	}
-	path := fs.PathJoin(dir, wal)
-	f, err := fs.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	newReader := reflect.ValueOf(record.NewReader)
-	rr := newReader.Call([]reflect.Value{reflect.ValueOf(io.Reader(f)), reflect.ValueOf(num).Convert(newReader.Type().In(1))})[0].Interface().(*record.Reader)
-	var recs [][]byte
-	for {
-		r, err := rr.Next()
-		if err != nil {
-			break
-		}
-		data, err := io.ReadAll(r)
-		if err != nil {
-			break
-		}
-		recs = append(recs, data)
-	}
-	f.Close()
+	path, recs := walRecords(t, dir)
 	has := func(data, key []byte) (found bool, count uint32) {
 		var b pebble.Batch
 		if err := b.SetRepr(data); err != nil {
@@ -130,7 +98,7 @@ func dropLastHardStateBatch(t *testing.T, dir string, p meta.Partition) {
 		}
 	}
 	if drop < 0 {
-		t.Fatalf("no hard state batch followed by an apply batch in %d records of %s", len(recs), wal)
+		t.Fatalf("no hard state batch followed by an apply batch in %d records of %s", len(recs), path)
 	}
 	out, err := fs.Create(path+".new", vfs.WriteCategoryUnspecified)
 	if err != nil {
@@ -155,7 +123,135 @@ func dropLastHardStateBatch(t *testing.T, dir string, p meta.Partition) {
 	if err := fs.Rename(path+".new", path); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("dropped record %d of %d in %s", drop, len(recs), wal)
+	t.Logf("dropped record %d of %d in %s", drop, len(recs), path)
+}
+
+// walRecords returns the path of the newest WAL of the database in dir
+// and its records, in order.
+func walRecords(t *testing.T, dir string) (string, [][]byte) {
+	t.Helper()
+	fs := vfs.Default
+	names, err := fs.List(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wal string
+	var num uint64
+	for _, name := range names {
+		if n, err := strconv.ParseUint(strings.TrimSuffix(name, ".log"), 10, 64); err == nil && strings.HasSuffix(name, ".log") && n >= num {
+			wal, num = name, n
+		}
+	}
+	if wal == "" {
+		t.Fatal("no WAL")
+	}
+	path := fs.PathJoin(dir, wal)
+	f, err := fs.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// record.NewReader takes the log's number as an internal type.
+	newReader := reflect.ValueOf(record.NewReader)
+	rr := newReader.Call([]reflect.Value{reflect.ValueOf(io.Reader(f)), reflect.ValueOf(num).Convert(newReader.Type().In(1))})[0].Interface().(*record.Reader)
+	var recs [][]byte
+	for {
+		r, err := rr.Next()
+		if err != nil {
+			break
+		}
+		data, err := io.ReadAll(r)
+		if err != nil {
+			break
+		}
+		recs = append(recs, data)
+	}
+	return path, recs
+}
+
+// isSync says whether a WAL record is a sync's (Host.sync): a batch of
+// no keys.
+func isSync(data []byte) bool {
+	var b pebble.Batch
+	return b.SetRepr(data) == nil && b.Count() == 0
+}
+
+// batchSets returns the keys and values a WAL record's batch sets.
+func batchSets(data []byte) (keys, vals [][]byte) {
+	var b pebble.Batch
+	if err := b.SetRepr(data); err != nil {
+		return nil, nil
+	}
+	br := b.Reader()
+	for {
+		kind, k, v, ok, err := br.Next()
+		if !ok || err != nil {
+			return keys, vals
+		}
+		if kind == pebble.InternalKeyKindSet {
+			keys, vals = append(keys, bytes.Clone(k)), append(vals, bytes.Clone(v))
+		}
+	}
+}
+
+// TestAppliedEntriesAreSyncedFirst: a follower cut off while entries are
+// committed gets them, with the commit that covers them, in one message
+// when the link heals, and appends and applies them in one cycle. The
+// entries must be synced before the batch that applies them is written:
+// a crash may keep that batch and lose the one before it (cycle). In the
+// follower's WAL, between the record that writes an entry and the record
+// that applies it, there must be a sync (an empty record).
+func TestAppliedEntriesAreSyncedFirst(t *testing.T) {
+	const p = meta.Partition(3)
+	c := newCluster(t, 3, []meta.Partition{p}, fastConfig)
+	l := c.leader(p)
+	f := c.another(l)
+	c.net.isolate([]uint64{f}, c.ids)
+	keys := commitKeys(t, c.host(l), p, "k", 5)
+	want := c.host(l).group(p).applied.Load()
+	c.net.heal()
+	eventually(t, 10*time.Second, "follower caught up", func() error {
+		if got := c.host(f).group(p).applied.Load(); got < want {
+			return fmt.Errorf("applied %d < %d", got, want)
+		}
+		return nil
+	})
+	c.stop(f)
+	_, recs := walRecords(t, c.dirs[f])
+	wrote := map[uint64]int{} // entry index: record that wrote it
+	checked := 0
+	for i, data := range recs {
+		if isSync(data) {
+			continue
+		}
+		keys, vals := batchSets(data)
+		for j, k := range keys {
+			for idx := uint64(1); idx <= want; idx++ {
+				if bytes.Equal(k, logKey(p, idx)) {
+					wrote[idx] = i
+				}
+			}
+			if !bytes.Equal(k, groupKey(p, kindApply)) {
+				continue
+			}
+			applied, _, err := decodeApplyState(vals[j])
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, ok := wrote[applied]
+			if !ok {
+				continue // written before this WAL
+			}
+			checked++
+			if !slices.ContainsFunc(recs[w+1:i], isSync) {
+				t.Fatalf("record %d applies entry %d, written by record %d with no sync between", i, applied, w)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no apply of an entry written in the same WAL")
+	}
+	t.Logf("%d applies checked; keys %v", checked, keys)
 }
 
 // TestAppliedBeyondCommitLoads: a replica that a crash left with its
