@@ -126,7 +126,8 @@ func (h *Host) cycle() error {
 	// skipped, and the records after it replayed). Entries appended and
 	// applied by the same Ready are therefore synced before they are
 	// applied; the hard state is written again with the applied index
-	// (apply), so that applied never outruns the commit on disk.
+	// (apply), so that applied never outruns the commit on disk
+	// (TestAppliedEntriesAreSyncedFirst, TestApplyOutlivesItsLogBatch).
 	if mustSync && appliesNew(ws) {
 		if err := h.sync(); err != nil {
 			return err
