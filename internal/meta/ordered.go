@@ -160,32 +160,24 @@ func (l *Local) buildIndex(r *replica, applied uint64) error {
 	}
 	for _, prefix := range l.ord.prefixes {
 		valid := it.SeekGE(appendDataKey(nil, 0, prefix))
-		for valid {
-			key := it.Key()
-			p := Partition(binary.BigEndian.Uint32(key[1:dataKeyHeader]))
-			rest := key[dataKeyHeader:]
-			switch {
-			case bytes.HasPrefix(rest, prefix):
-				val, err := it.ValueAndErr()
-				if err != nil {
+		for {
+			p, key, ok := underPrefix(it, prefix, valid)
+			if !ok {
+				break
+			}
+			val, err := it.ValueAndErr()
+			if err != nil {
+				return err
+			}
+			k = appendIndexKey(k[:0], key)
+			v = appendIndexValue(v[:0], p, val)
+			_ = b.Set(k, v, nil)
+			if n++; b.Len() >= buildIndexBatch {
+				if err := flush(); err != nil {
 					return err
 				}
-				k = appendIndexKey(k[:0], rest)
-				v = appendIndexValue(v[:0], p, val)
-				_ = b.Set(k, v, nil)
-				if n++; b.Len() >= buildIndexBatch {
-					if err := flush(); err != nil {
-						return err
-					}
-				}
-				valid = it.Next()
-			case bytes.Compare(rest, prefix) < 0:
-				valid = it.SeekGE(appendDataKey(nil, p, prefix))
-			case p == System:
-				valid = false
-			default:
-				valid = it.SeekGE(appendDataKey(nil, p+1, prefix))
 			}
+			valid = it.Next()
 		}
 		if err := it.Error(); err != nil {
 			return err

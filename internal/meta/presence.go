@@ -211,6 +211,32 @@ func (l *Local) fillPresence() {
 
 var errNoReplica = fmt.Errorf("meta: no healthy replica")
 
+// underPrefix moves it, positioned on a data key if valid, to the first
+// key from there on that lies under prefix within its partition, seeking
+// past the rest of each partition, and returns its partition and its key
+// within it; ok is false past the last partition.
+func underPrefix(it *pebble.Iterator, prefix []byte, valid bool) (p Partition, key []byte, ok bool) {
+	for valid {
+		k := it.Key()
+		if len(k) < dataKeyHeader {
+			valid = it.Next()
+			continue
+		}
+		p, key = Partition(binary.BigEndian.Uint32(k[1:dataKeyHeader])), k[dataKeyHeader:]
+		switch {
+		case bytes.HasPrefix(key, prefix):
+			return p, key, true
+		case bytes.Compare(key, prefix) < 0:
+			valid = it.SeekGE(appendDataKey(nil, p, prefix))
+		case p == System:
+			return 0, nil, false
+		default:
+			valid = it.SeekGE(appendDataKey(nil, p+1, prefix))
+		}
+	}
+	return 0, nil, false
+}
+
 // presenceChunk adds up to ps.chunk keys under prefix to the filter,
 // from Pebble key next on (nil: the first partition). done: every
 // partition's keys under prefix were read; else resume is where to go on.
@@ -240,30 +266,16 @@ func (l *Local) presenceChunk(prefix, next []byte) (done bool, resume []byte, er
 		next = appendDataKey(nil, 0, prefix)
 	}
 	valid := it.SeekGE(next)
-	for n := 0; valid; n++ {
-		k := it.Key()
-		if len(k) < dataKeyHeader {
-			valid = it.Next()
-			continue
+	for n := 0; ; n++ {
+		p, key, ok := underPrefix(it, prefix, valid)
+		if !ok {
+			break
 		}
-		p := Partition(binary.BigEndian.Uint32(k[1:dataKeyHeader]))
-		key := k[dataKeyHeader:]
-		switch c := bytes.Compare(key, prefix); {
-		case bytes.HasPrefix(key, prefix):
-			if n >= l.pres.chunk {
-				return false, bytes.Clone(k), nil
-			}
-			l.pres.part(p).add(key)
-			valid = it.Next()
-		case c < 0:
-			valid = it.SeekGE(appendDataKey(nil, p, prefix))
-		default:
-			// Past the prefix in p: on to the next partition.
-			if p == System {
-				return true, nil, it.Error()
-			}
-			valid = it.SeekGE(appendDataKey(nil, p+1, prefix))
+		if n >= l.pres.chunk {
+			return false, bytes.Clone(it.Key()), nil
 		}
+		l.pres.part(p).add(key)
+		valid = it.Next()
 	}
 	if err := it.Error(); err != nil {
 		readFail(r, err)
