@@ -96,15 +96,22 @@
 //     says it is durable;
 //  4. applies the committed entries into a second batch, also unsynced,
 //     and answers their callers: an entry is committed once a majority
-//     holds it durably, whether or not this node is one of it. Pebble's
-//     write-ahead log keeps the two batches in order, so a crash keeps a
-//     prefix: never applied state without the log beneath it
-//     (TestCrashKeepsAcknowledgedCommits, testdata/crash_before_sync.txt);
+//     holds it durably, whether or not this node is one of it. A crash
+//     keeps what was synced and any part of what was written since, not
+//     necessarily a prefix (a torn record of Pebble's write-ahead log is
+//     skipped and the records after it replayed), so the apply batch
+//     carries the hard state again, and entries the same cycle appends
+//     and applies are synced before they are applied: never applied
+//     state without the log beneath it (TestCrashKeepsAcknowledgedCommits,
+//     TestApplyOutlivesItsLogBatch, TestAppliedEntriesAreSyncedFirst);
 //  5. syncs once, for both batches;
 //  6. sends the other messages (votes, append and heartbeat responses),
 //     which acknowledge what is now durable;
 //  7. releases the reads whose index is applied, calls Advance, and
-//     compacts the logs that grew past Config.SnapshotEntries.
+//     compacts the logs that grew past Config.SnapshotEntries, after a
+//     sync if an apply batch was written since the last: never a log
+//     compacted past the applied state on disk
+//     (TestCompactionFollowsDurableApply).
 //
 // Each group's RawNode is guarded by its own mutex, taken briefly by
 // Step, proposals and reads on other goroutines. An idle group costs one

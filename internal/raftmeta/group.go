@@ -395,6 +395,14 @@ func (h *Host) loadGroup(p meta.Partition) (*group, error) {
 			"group", g.name, "commit", hs.GetCommit(), "applied", applied, "last", last)
 		hs.Commit = new(applied)
 	}
+	if applied < base {
+		// A log compacted past what was applied: the entries between are
+		// neither in the log nor in the state (compact syncs the apply
+		// state first; TestCompactionFollowsDurableApply). Raft would
+		// panic: the replica is quarantined instead, the other groups
+		// serve (TestAppliedBehindBaseQuarantined).
+		return nil, fmt.Errorf("raftmeta: group %s: %w: applied %d behind the log's base %d", g.name, ErrCorrupt, applied, base)
+	}
 	if applied > hs.GetCommit() {
 		// Applied state without the log beneath it: raft would panic.
 		return nil, fmt.Errorf("raftmeta: group %s: %w: applied %d beyond commit %d", g.name, ErrCorrupt, applied, hs.GetCommit())

@@ -42,6 +42,9 @@ type Host struct {
 
 	// streams holds the snapshots being streamed, both ways.
 	streams snapStreams
+	// applyUnsynced says an apply batch was written since the last sync
+	// (event loop only).
+	applyUnsynced bool
 
 	mu struct {
 		sync.Mutex

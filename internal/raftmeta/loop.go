@@ -71,7 +71,8 @@ func (h *Host) step() error {
 //  3. One sync covers both batches; then the rest of the messages go out
 //     (votes, acknowledgements), since what they acknowledge is durable.
 //  4. Reads whose index is applied are released; Advance; logs grown past
-//     Config.SnapshotEntries are compacted.
+//     Config.SnapshotEntries are compacted, after a sync if an apply
+//     batch was written since the last.
 //
 // An error that concerns one group (its data does not decode, its log in
 // memory refuses an operation, a snapshot of it cannot be read) stops that
@@ -150,6 +151,7 @@ func (h *Host) cycle() error {
 			ab.Close()
 			return fmt.Errorf("raftmeta: apply: %w", err)
 		}
+		h.applyUnsynced = true
 	}
 	ab.Close()
 	var notes []note
@@ -216,6 +218,7 @@ func (h *Host) sync() error {
 	if err := h.db.LogData(nil, pebble.Sync); err != nil {
 		return fmt.Errorf("raftmeta: sync: %w", err)
 	}
+	h.applyUnsynced = false
 	return nil
 }
 
@@ -845,6 +848,15 @@ func (h *Host) compact(g *group, to uint64) error {
 	g.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("%w: %s: compact to %d: %w", errGroup, g.name, to, err)
+	}
+	// The log goes only once the state that applied it is durable: a
+	// crash may keep this batch and lose an unsynced apply batch before
+	// it, which would leave entries neither in the log nor applied
+	// (TestCompactionFollowsDurableApply).
+	if h.applyUnsynced {
+		if err := h.sync(); err != nil {
+			return err
+		}
 	}
 	b := h.db.NewBatch()
 	defer b.Close()

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -306,4 +307,131 @@ func TestAppliedBeyondCommitLoads(t *testing.T) {
 	})
 	c.leader(p)
 	checkKeys(t, h, p, keys)
+}
+
+// TestCompactionFollowsDurableApply: compacting a log deletes entries
+// that only the applied state then holds. A crash may keep the compaction's
+// batch and lose an unsynced apply batch before it, so the apply state
+// that covers the compacted entries must be synced first: in the WAL,
+// between the record that applies up to an index and the record that
+// compacts the log to it, there must be a sync (an empty record).
+func TestCompactionFollowsDurableApply(t *testing.T) {
+	const p = meta.Partition(3)
+	c := newCluster(t, 1, []meta.Partition{p}, func(cfg *Config) {
+		fastConfig(cfg)
+		// The log is compacted to a quarter of this below the index
+		// applied: to the one before it.
+		cfg.SnapshotEntries = 4
+	})
+	c.leader(p)
+	// Commits in waves of four at once: the last cycle of a wave applies
+	// several entries and appends none, so no sync follows its apply
+	// batch in that cycle, and its compaction reaches into that batch.
+	var keys []string
+	for w := range 10 {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for i := range 4 {
+			wg.Go(func() {
+				acked := commitKeys(t, c.host(1), p, fmt.Sprintf("w%02d-%d-", w, i), 1)
+				mu.Lock()
+				keys = append(keys, acked...)
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+	}
+	if len(keys) != 40 {
+		t.Fatalf("%d of 40 commits acknowledged", len(keys))
+	}
+	c.stop(1)
+	_, recs := walRecords(t, c.dirs[1])
+	appliedBy := map[uint64]int{} // applied index: record that wrote it
+	checked := 0
+	for i, data := range recs {
+		keys, vals := batchSets(data)
+		var base uint64
+		compacts := false
+		for j, k := range keys {
+			switch {
+			case bytes.Equal(k, groupKey(p, kindApply)):
+				applied, _, err := decodeApplyState(vals[j])
+				if err != nil {
+					t.Fatal(err)
+				}
+				appliedBy[applied] = i
+			case bytes.Equal(k, groupKey(p, kindBase)):
+				to, _, err := decodeBase(vals[j])
+				if err != nil {
+					t.Fatal(err)
+				}
+				base, compacts = to, true
+			}
+		}
+		if !compacts || slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, groupKey(p, kindApply)) }) {
+			continue
+		}
+		// The first record that applied base or beyond.
+		first := -1
+		for idx, r := range appliedBy {
+			if idx >= base && (first < 0 || r < first) {
+				first = r
+			}
+		}
+		if first < 0 {
+			continue // applied before this WAL
+		}
+		checked++
+		if !slices.ContainsFunc(recs[first+1:i], isSync) {
+			t.Fatalf("record %d compacts the log to %d, applied by record %d with no sync between", i, base, first)
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no compaction of entries applied in the same WAL")
+	}
+	t.Logf("%d compactions checked", checked)
+	h := c.start(1)
+	c.leader(p)
+	checkKeys(t, h, p, keys)
+}
+
+// TestAppliedBehindBaseQuarantined: a replica whose log was compacted
+// past its applied index (which compact's sync now prevents) lacks the
+// entries between in both its log and its state. It is quarantined, not
+// loaded into a raft that would panic, and the host's other groups serve.
+func TestAppliedBehindBaseQuarantined(t *testing.T) {
+	const p, q = meta.Partition(3), meta.Partition(4)
+	c := newCluster(t, 1, []meta.Partition{p, q}, fastConfig)
+	c.leader(p)
+	c.leader(q)
+	commitKeys(t, c.host(1), p, "k", 5)
+	keys := commitKeys(t, c.host(1), q, "k", 5)
+	applied := c.host(1).group(p).applied.Load()
+	c.stop(1)
+
+	db, err := pebble.Open(c.dirs[1], &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := db.NewBatch()
+	b.DeleteRange(logKey(p, 1), logKey(p, applied+3), nil)
+	b.Set(groupKey(p, kindBase), encodeBase(applied+2, 1), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	h := c.start(1)
+	eventually(t, 5*time.Second, "replica quarantined", func() error {
+		for _, st := range h.Groups() {
+			if st.Partition == p && st.Quarantined {
+				return nil
+			}
+		}
+		return errors.New("not quarantined")
+	})
+	c.leader(q)
+	checkKeys(t, h, q, keys)
 }
