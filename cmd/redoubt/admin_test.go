@@ -69,6 +69,14 @@ func TestAdminVerbsSign(t *testing.T) {
 	if code, out, errOut := runCLI(t, "repair", "status", "--admin-addr", addr); code != 0 || !strings.Contains(out, "Degraded:") {
 		t.Errorf("repair status: exit %d\n%s%s", code, out, errOut)
 	}
+	// The default scrub interval is days: a pass now is one on request.
+	code, out, errOut = runCLI(t, "scrub", "--admin-addr", addr)
+	if code != 0 || !strings.Contains(out, "scrub finished") {
+		t.Errorf("scrub: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := runCLI(t, "status", "--admin-addr", addr); code != 0 || !strings.Contains(out, "last full pass") || !strings.Contains(out, "next pass due") {
+		t.Errorf("status after a scrub: exit %d\n%s%s", code, out, errOut)
+	}
 
 	// From elsewhere: --data, the keys as flags, the keys in the
 	// environment as `redoubt server` reads them.

@@ -77,6 +77,7 @@ Environment:
 		newBenchCmd(),
 		newServerCmd(),
 		newRepairCmd(),
+		newScrubCmd(),
 		newDevCmd(),
 		newStatusCmd(),
 		newLayoutCmd(),

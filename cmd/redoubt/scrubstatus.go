@@ -25,14 +25,21 @@ func printScrub(w io.Writer, st admin.Status) {
 			if s.PassBytesTotal > 0 {
 				pct = min(100, 100*float64(s.PassBytesChecked)/float64(s.PassBytesTotal))
 			}
-			fmt.Fprintf(w, "  pass running since %s: %d of %d shards, %.1f%%\n",
-				s.PassStarted.Local().Format(time.DateTime), s.PassShardsChecked, s.PassShardsTotal, pct)
+			if s.Planning {
+				fmt.Fprintf(w, "  pass running since %s: listing the shards to check\n", s.PassStarted.Local().Format(time.DateTime))
+			} else {
+				fmt.Fprintf(w, "  pass running since %s: %d of %d shards, %.1f%%\n",
+					s.PassStarted.Local().Format(time.DateTime), s.PassShardsChecked, s.PassShardsTotal, pct)
+			}
 		}
-		if s.Passes == 0 {
+		if s.LastPassFinished.IsZero() {
 			fmt.Fprintln(w, "  no full pass yet")
 		} else {
 			fmt.Fprintf(w, "  last full pass %s .. %s (%s)\n", s.LastPassStarted.Local().Format(time.DateTime),
 				s.LastPassFinished.Local().Format(time.DateTime), s.LastPassFinished.Sub(s.LastPassStarted).Round(time.Second))
+		}
+		if !s.Running && !s.NextPass.IsZero() {
+			fmt.Fprintf(w, "  next pass due %s\n", s.NextPass.Local().Format(time.DateTime))
 		}
 		if s.LastError != "" {
 			fmt.Fprintf(w, "  last error: %s\n", s.LastError)

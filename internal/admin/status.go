@@ -125,6 +125,9 @@ type RepairStatus struct {
 // the partitions it leads.
 type RelocationStatus struct {
 	Running bool `json:"running"`
+	// Planning is true while a running pass lists, from the metadata,
+	// the shards it will check; the Pass totals are known after.
+	Planning bool `json:"planning"`
 	// Layout is the version the current or last pass worked toward;
 	// SettledLayout the last one whose data this node has fully moved.
 	Layout        uint64 `json:"layout"`
@@ -150,6 +153,9 @@ type ScrubStatus struct {
 	// Running is true while a pass reads; between passes it waits out the
 	// rest of the interval.
 	Running bool `json:"running"`
+	// Planning is true while a running pass lists, from the metadata,
+	// the shards it will check; the Pass totals are known after.
+	Planning bool `json:"planning"`
 	// PassStarted and the Pass counts are the current or last pass's.
 	PassStarted       time.Time `json:"pass_started,omitzero"`
 	PassShardsTotal   int64     `json:"pass_shards_total"`
@@ -166,12 +172,16 @@ type ScrubStatus struct {
 	// (with the other bad shards of the same object part, on any node).
 	RepairedShards int64 `json:"repaired_shards"`
 	RepairFailures int64 `json:"repair_failures"`
-	// Passes counts full passes finished; LastPassStarted and
-	// LastPassFinished are the last one's, zero until one finished.
+	// Passes counts full passes finished since the node started;
+	// LastPassStarted and LastPassFinished are the last one's, also from
+	// before the node started, zero until one finished.
 	Passes           int64     `json:"passes"`
 	LastPassStarted  time.Time `json:"last_pass_started,omitzero"`
 	LastPassFinished time.Time `json:"last_pass_finished,omitzero"`
-	LastError        string    `json:"last_error,omitempty"`
+	// NextPass is when the next pass is due to start (an interval after
+	// the last one started, kept across restarts).
+	NextPass  time.Time `json:"next_pass,omitzero"`
+	LastError string    `json:"last_error,omitempty"`
 }
 
 // ClusterStatus is what a clustered node knows of the whole cluster.

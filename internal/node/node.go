@@ -407,6 +407,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	mux := http.NewServeMux()
 	mux.Handle("/", admin.New(acfg, n, logger.With("component", "admin")))
 	mux.HandleFunc("/repair", n.serveRepair)
+	mux.HandleFunc("/scrub", n.serveScrub)
 	if n.cluster != nil {
 		n.registerCluster(mux)
 	}

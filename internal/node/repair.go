@@ -203,3 +203,19 @@ func (n *Node) serveRepair(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(n.repair.Progress())
 }
+
+// serveScrub answers /scrub: GET the scrubber's status, POST to start a
+// pass now (unless one is running) and the status after.
+func (n *Node) serveScrub(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+	case http.MethodPost:
+		n.upkeep.scrub.Start()
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(n.upkeep.scrub.Status())
+}

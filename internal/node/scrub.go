@@ -3,8 +3,10 @@ package node
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -32,9 +34,9 @@ type ScrubConfig struct {
 	// than dribbled over the whole interval. 1 MiB/s: a few percent of
 	// one disk.
 	MinRate int64
-	// StartDelay is the wait before the first pass, so that a node that
-	// restarts often does not reread its first shards on every start,
-	// and a starting node serves before it scrubs. 1 minute.
+	// StartDelay is the wait before the first pass when the drives hold
+	// no record of a full pass within the interval, so that a starting
+	// node serves before it scrubs. 1 minute.
 	StartDelay time.Duration
 	// YieldPoll is how often a drive that yields to S3 traffic looks
 	// whether the traffic has stopped. 20 ms.
@@ -91,6 +93,8 @@ type scrubber struct {
 	// pauses while it holds.
 	busy     func() bool
 	inflight atomic.Int64
+	// now carries a request for a pass now (Start).
+	now chan struct{}
 
 	mu struct {
 		sync.Mutex
@@ -99,7 +103,7 @@ type scrubber struct {
 }
 
 func newScrubber(cfg ScrubConfig, o *objects.Service, data *blocks.Set, logger *slog.Logger) *scrubber {
-	s := &scrubber{cfg: cfg, objects: o, data: data, log: logger}
+	s := &scrubber{cfg: cfg, objects: o, data: data, log: logger, now: make(chan struct{}, 1)}
 	s.busy = func() bool { return s.inflight.Load() > 0 }
 	s.mu.st.Enabled = cfg.Interval > 0
 	s.mu.st.IntervalSeconds = cfg.Interval.Seconds()
@@ -135,21 +139,112 @@ func (s *scrubber) Run(ctx context.Context) error {
 	if s.cfg.Interval <= 0 {
 		return nil
 	}
-	if !waitUntil(ctx, time.Now().Add(s.cfg.StartDelay)) {
-		return nil
-	}
+	next := s.firstDue(time.Now())
 	for {
+		s.update(func(st *admin.ScrubStatus) { st.NextPass = next })
+		if !s.waitPass(ctx, next) {
+			return nil
+		}
 		start := time.Now()
-		next := start.Add(s.cfg.Interval)
+		next = start.Add(s.cfg.Interval)
 		if !s.pass(ctx, start) {
 			// Metadata unavailable (a cluster without a layout yet, a lost
 			// quorum): try again soon rather than an interval later.
 			next = start.Add(min(s.cfg.Interval, upkeepRetry))
 		}
-		if !waitUntil(ctx, next) {
-			return nil
+	}
+}
+
+// waitPass blocks until t, a Start, or the end of ctx; it reports whether
+// a pass should start.
+func (s *scrubber) waitPass(ctx context.Context, t time.Time) bool {
+	tm := time.NewTimer(time.Until(t))
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return true
+	case <-s.now:
+		return ctx.Err() == nil
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Start asks for a pass now, unless one is running (POST /scrub,
+// `redoubt scrub`). The next one is then due an interval after it.
+func (s *scrubber) Start() {
+	if s.Status().Running {
+		return
+	}
+	select {
+	case s.now <- struct{}{}:
+	default:
+	}
+}
+
+// scrubNote is the file on each drive that records the node's last full
+// pass, so that a restart keeps to the interval instead of reading every
+// record and shard again.
+const scrubNote = "redoubt-scrub.json"
+
+type scrubNoteRec struct {
+	Format   int       `json:"format"`
+	Started  time.Time `json:"last_pass_started"`
+	Finished time.Time `json:"last_pass_finished"`
+}
+
+// firstDue is when the first pass after a start at now is due: an
+// interval after the last full pass that every local drive recorded, and
+// no sooner than StartDelay; StartDelay from now if a drive recorded
+// none (a new or replaced drive, or a pass that never finished), so that
+// a node that restarts does not plan a pass again while the interval has
+// not passed (TestScrubKeepsItsIntervalAcrossRestarts).
+func (s *scrubber) firstDue(now time.Time) time.Time {
+	soonest := now.Add(s.cfg.StartDelay)
+	var last scrubNoteRec
+	for i, d := range s.data.Drives() {
+		b, err := d.ReadNote(scrubNote)
+		var rec scrubNoteRec
+		if err == nil {
+			err = json.Unmarshal(b, &rec)
+		}
+		if err != nil || rec.Format != 1 || rec.Started.IsZero() {
+			if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, store.ErrDriveFailed) {
+				s.log.Warn("scrub: the record of the last pass is unreadable; a pass starts soon", "drive", d.Path(), "err", err)
+			}
+			return soonest
+		}
+		if i == 0 || rec.Started.Before(last.Started) {
+			last = rec
 		}
 	}
+	if last.Started.IsZero() {
+		return soonest
+	}
+	s.update(func(st *admin.ScrubStatus) {
+		st.LastPassStarted, st.LastPassFinished = last.Started, last.Finished
+	})
+	return later(soonest, last.Started.Add(s.cfg.Interval))
+}
+
+// noteFull records a full pass on every drive that is online.
+func (s *scrubber) noteFull(started, finished time.Time) {
+	b, err := json.Marshal(scrubNoteRec{Format: 1, Started: started, Finished: finished})
+	if err != nil {
+		return
+	}
+	for _, d := range s.data.Drives() {
+		if err := d.WriteNote(scrubNote, b); err != nil && !errors.Is(err, store.ErrDriveFailed) {
+			s.log.Warn("scrub: recording the pass", "drive", d.Path(), "err", err)
+		}
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // upkeepRetry is the wait before the scrubber or the multipart expiry
@@ -165,7 +260,9 @@ type scrubItem struct {
 
 // plan lists the shards of every committed ref on each local drive, by
 // drive ID, sorted by ref ID so that a drive's directories are visited in
-// order. A ref named twice (a copied part) is listed once.
+// order. A ref named twice (a copied part) is listed once. Between
+// partitions it yields to foreground traffic while ahead of its schedule
+// (planAhead).
 func (s *scrubber) plan(ctx context.Context) (map[string][]scrubItem, error) {
 	local := map[string]bool{}
 	for _, d := range s.data.Drives() {
@@ -173,7 +270,16 @@ func (s *scrubber) plan(ctx context.Context) (map[string][]scrubItem, error) {
 	}
 	seen := map[store.Name]bool{}
 	items := map[string][]scrubItem{}
-	err := s.objects.ForEachRef(ctx, func(ref blocks.Ref) error {
+	start := time.Now()
+	pause := func(done, total int) error {
+		for s.busy() && planAhead(start, s.cfg.Interval, done, total, time.Now()) {
+			if !waitUntil(ctx, time.Now().Add(s.cfg.YieldPoll)) {
+				break
+			}
+		}
+		return ctx.Err()
+	}
+	err := s.objects.ForEachRefPaced(ctx, pause, func(ref blocks.Ref) error {
 		var r *blocks.Ref
 		for i, id := range ref.Drives {
 			name := store.Name{ID: ref.ID, Shard: i}
@@ -196,6 +302,20 @@ func (s *scrubber) plan(ctx context.Context) (map[string][]scrubItem, error) {
 	return items, err
 }
 
+// planAhead reports whether a pass's listing, begun at start and through
+// done of total partitions at now, is ahead of a schedule that lists them
+// all in a tenth of the interval: only then may it pause for foreground
+// traffic. A listing reads every object's records, which at ten million
+// objects is minutes of a drive's and a processor's time; under traffic
+// it spreads them over the tenth (TestScrubListingYieldsToTraffic).
+func planAhead(start time.Time, interval time.Duration, done, total int, now time.Time) bool {
+	if total <= 0 {
+		return false
+	}
+	due := start.Add(time.Duration(float64(interval) / 10 * float64(done) / float64(total)))
+	return now.Before(due)
+}
+
 // shardSize estimates the bytes of one shard of ref: its share of the
 // data, without the padding of the last chunk.
 func shardSize(ref blocks.Ref) int64 {
@@ -208,14 +328,22 @@ func shardSize(ref blocks.Ref) int64 {
 // pass scrubs every local drive once. It returns false if the shards to
 // check could not be listed.
 func (s *scrubber) pass(ctx context.Context, start time.Time) bool {
+	s.update(func(st *admin.ScrubStatus) {
+		st.Running, st.Planning, st.PassStarted = true, true, start
+		st.PassShardsTotal, st.PassShardsChecked = 0, 0
+		st.PassBytesTotal, st.PassBytesChecked = 0, 0
+	})
 	items, err := s.plan(ctx)
+	s.update(func(st *admin.ScrubStatus) { st.Planning = false })
 	if err != nil {
+		s.update(func(st *admin.ScrubStatus) { st.Running = false })
 		if ctx.Err() == nil {
 			s.log.Warn("scrub: listing the shards to check", "err", err)
 			s.update(func(st *admin.ScrubStatus) { st.LastError = err.Error() })
 		}
 		return false
 	}
+	s.log.Info("scrub: listed the shards to check", "took", time.Since(start))
 	var shards, bytes int64
 	for _, list := range items {
 		for _, it := range list {
@@ -224,9 +352,7 @@ func (s *scrubber) pass(ctx context.Context, start time.Time) bool {
 		}
 	}
 	s.update(func(st *admin.ScrubStatus) {
-		st.Running, st.PassStarted = true, start
-		st.PassShardsTotal, st.PassShardsChecked = shards, 0
-		st.PassBytesTotal, st.PassBytesChecked = bytes, 0
+		st.PassShardsTotal, st.PassBytesTotal = shards, bytes
 	})
 	s.log.Info("scrub pass started", "shards", shards, "bytes", bytes)
 	var wg sync.WaitGroup
@@ -253,6 +379,7 @@ func (s *scrubber) pass(ctx context.Context, start time.Time) bool {
 	})
 	st := s.Status()
 	if full {
+		s.noteFull(start, st.LastPassFinished)
 		s.log.Info("scrub pass finished", "shards", st.PassShardsChecked, "bytes", st.PassBytesChecked,
 			"took", st.LastPassFinished.Sub(start))
 	} else if ctx.Err() == nil {

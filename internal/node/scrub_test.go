@@ -172,6 +172,9 @@ func TestScrubYieldsToForegroundTraffic(t *testing.T) {
 	var asked atomic.Int64
 	busy.Store(true)
 	n.upkeep.scrub.busy = func() bool {
+		if n.upkeep.scrub.Status().Planning {
+			return false // the listing's yield is TestScrubListingYieldsToTraffic's
+		}
 		asked.Add(1)
 		return busy.Load()
 	}
@@ -188,6 +191,153 @@ func TestScrubYieldsToForegroundTraffic(t *testing.T) {
 	}
 	if st := scrubStatus(n); st.ShardsChecked != 4 || st.BytesChecked < 300<<10 || st.Running {
 		t.Errorf("after the pass: %+v", st)
+	}
+}
+
+// While S3 is busy, a pass's listing of the shards to check, which reads
+// every object's records, keeps to a tenth of the interval and no faster:
+// it pauses between partitions while ahead of that schedule, and goes on
+// at full speed once the traffic stops.
+func TestScrubListingYieldsToTraffic(t *testing.T) {
+	n, serve := startUpkeepNode(t, 4, func(c *Config) {
+		c.Scrub.Interval = time.Hour
+		c.Scrub.StartDelay = 0
+	})
+	putObject(t, n, "scrub", "obj", 300<<10)
+	var busy atomic.Bool
+	var asked atomic.Int64
+	busy.Store(true)
+	n.upkeep.scrub.busy = func() bool {
+		asked.Add(1)
+		return busy.Load()
+	}
+	serve()
+	if !pollUntil(10*time.Second, func() bool { return asked.Load() >= 20 }) {
+		t.Fatalf("the listing never asked whether S3 is busy: %+v", scrubStatus(n))
+	}
+	if st := scrubStatus(n); !st.Running || !st.Planning || st.PassShardsTotal != 0 {
+		t.Fatalf("listed while busy and ahead: %+v", st)
+	}
+	busy.Store(false)
+	if !pollUntil(10*time.Second, func() bool { return scrubStatus(n).Passes == 1 }) {
+		t.Fatalf("pass did not finish once idle: %+v", scrubStatus(n))
+	}
+	if st := scrubStatus(n); st.PassShardsChecked != 4 || st.Planning {
+		t.Errorf("after the pass: %+v", st)
+	}
+}
+
+func TestScrubPlanAhead(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	const day = 24 * time.Hour
+	// 10 days: the listing may take a day, 256 partitions.
+	if planAhead(start, 10*day, 0, 256, start) {
+		t.Error("the first partition is never ahead")
+	}
+	if !planAhead(start, 10*day, 128, 256, start.Add(11*time.Hour)) {
+		t.Error("half listed at 11 h of a one-day budget is ahead")
+	}
+	if planAhead(start, 10*day, 128, 256, start.Add(13*time.Hour)) {
+		t.Error("half listed at 13 h of a one-day budget counts as ahead")
+	}
+	if planAhead(start, 10*day, 5, 0, start) {
+		t.Error("no partitions: ahead")
+	}
+}
+
+// A full pass is recorded on the drives: a node that restarts keeps to
+// the interval instead of listing every object and reading every shard
+// again, and shows the last pass and when the next is due. A drive
+// without the record (new, or replaced) brings the pass forward.
+func TestScrubKeepsItsIntervalAcrossRestarts(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DataDirs = nil
+	for i := range 4 {
+		cfg.DataDirs = append(cfg.DataDirs, filepath.Join(t.TempDir(), fmt.Sprintf("d%d", i)))
+	}
+	cfg.S3Addr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Credentials = &Credentials{AccessKey: "testaccesskey", SecretKey: "testsecretkey1234"}
+	cfg.Scrub.Interval = time.Hour
+	cfg.Scrub.StartDelay = 0
+	logger := slog.New(slog.NewTextHandler(testlog.Writer(t), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// run starts the node, calls f while it serves, and stops it.
+	run := func(f func(n *Node)) {
+		ctx, cancel := context.WithCancel(t.Context())
+		n, err := Start(ctx, cfg, logger)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- n.Serve(ctx) }()
+		f(n)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	}
+	var first admin.ScrubStatus
+	run(func(n *Node) {
+		putObject(t, n, "scrub", "obj", 300<<10)
+		if !pollUntil(10*time.Second, func() bool { return scrubStatus(n).Passes == 1 }) {
+			t.Fatalf("no first pass: %+v", scrubStatus(n))
+		}
+		first = scrubStatus(n)
+	})
+	run(func(n *Node) {
+		st := scrubStatus(n)
+		if !st.LastPassStarted.Equal(first.LastPassStarted) || !st.LastPassFinished.Equal(first.LastPassFinished) {
+			t.Errorf("after a restart the last pass is %v .. %v, want %v .. %v", st.LastPassStarted, st.LastPassFinished, first.LastPassStarted, first.LastPassFinished)
+		}
+		if want := first.LastPassStarted.Add(time.Hour); !st.NextPass.Equal(want) {
+			t.Errorf("next pass due %v, want an interval after the last, %v", st.NextPass, want)
+		}
+		if st.Running || st.Passes != 0 || st.ShardsChecked != 0 {
+			t.Errorf("a pass began after the restart: %+v", st)
+		}
+	})
+	if err := os.Remove(filepath.Join(cfg.DataDirs[2], scrubNote)); err != nil {
+		t.Fatal(err)
+	}
+	run(func(n *Node) {
+		if !pollUntil(10*time.Second, func() bool { return scrubStatus(n).Passes == 1 }) {
+			t.Fatalf("a drive without the record did not bring the pass forward: %+v", scrubStatus(n))
+		}
+		if st := scrubStatus(n); !st.LastPassStarted.After(first.LastPassStarted) || st.PassShardsChecked != 4 {
+			t.Errorf("pass after the record was lost: %+v", st)
+		}
+	})
+}
+
+// POST /scrub starts a pass now, however far the next one is due, and the
+// next is then due an interval after it.
+func TestScrubStartsOnRequest(t *testing.T) {
+	n, serve := startUpkeepNode(t, 4, func(c *Config) {
+		c.Scrub.Interval = time.Hour
+		c.Scrub.StartDelay = time.Hour
+	})
+	putObject(t, n, "scrub", "obj", 300<<10)
+	serve()
+	if !pollUntil(10*time.Second, func() bool { return !scrubStatus(n).NextPass.IsZero() }) {
+		t.Fatal("no next pass scheduled")
+	}
+	if st := scrubStatus(n); st.Running || st.Passes != 0 {
+		t.Fatalf("a pass began before it was due: %+v", st)
+	}
+	rec := httptest.NewRecorder()
+	n.serveScrub(rec, httptest.NewRequest(http.MethodPost, "/scrub", nil))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"enabled": true`) && !strings.Contains(rec.Body.String(), `"enabled":true`) {
+		t.Fatalf("POST /scrub: %d %s", rec.Code, rec.Body)
+	}
+	if !pollUntil(10*time.Second, func() bool { return scrubStatus(n).Passes == 1 }) {
+		t.Fatalf("no pass after the request: %+v", scrubStatus(n))
+	}
+	st := scrubStatus(n)
+	if st.PassShardsChecked != 4 {
+		t.Errorf("pass on request checked %d shards, want 4", st.PassShardsChecked)
+	}
+	if want := st.LastPassStarted.Add(time.Hour); !st.NextPass.Equal(want) {
+		t.Errorf("next pass due %v, want %v", st.NextPass, want)
 	}
 }
 

@@ -107,7 +107,23 @@ func (s *Service) scanCount(ctx context.Context, ids []bucketID) (objects, bytes
 // collection never frees data a record still names. It stops at the first
 // error fn returns.
 func (s *Service) ForEachRef(ctx context.Context, fn func(blocks.Ref) error) error {
+	return s.ForEachRefPaced(ctx, nil, fn)
+}
+
+// ForEachRefPaced is ForEachRef that calls pause, if not nil, before it
+// reads each partition, with the partitions done and the number there
+// were when it began (a partition that splits meanwhile adds one), so
+// that a background reader can yield between partitions. An error from
+// pause ends the walk with it.
+func (s *Service) ForEachRefPaced(ctx context.Context, pause func(done, total int) error, fn func(blocks.Ref) error) error {
+	total, done := len(s.md.parts()), 0
 	return s.walkParts(func(p meta.Partition) error {
+		if pause != nil {
+			if err := pause(done, total); err != nil {
+				return err
+			}
+		}
+		done++
 		for _, tag := range []byte{tagVersion, tagPart} {
 			pre := []byte{tag}
 			var ferr error

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -611,4 +612,45 @@ func equal(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// ReadNote returns the small file name at the drive's root, which another
+// component keeps there with WriteNote; an error wrapping fs.ErrNotExist
+// if there is none.
+func (d *Drive) ReadNote(name string) ([]byte, error) {
+	if err := checkNoteName(name); err != nil {
+		return nil, err
+	}
+	if err := d.usable(context.Background()); err != nil {
+		return nil, err
+	}
+	b, err := vfs.ReadFile(d.fs, filepath.Join(d.path, name))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, d.ioError("read "+name, err)
+	}
+	return b, err
+}
+
+// WriteNote replaces the small file name at the drive's root: a crash
+// leaves the old content or the new, whole.
+func (d *Drive) WriteNote(name string, data []byte) error {
+	if err := checkNoteName(name); err != nil {
+		return err
+	}
+	if err := d.usable(context.Background()); err != nil {
+		return err
+	}
+	if err := vfs.WriteFileDurable(d.fs, filepath.Join(d.path, name), data, 0o644); err != nil {
+		return d.ioError("write "+name, err)
+	}
+	return nil
+}
+
+// checkNoteName admits plain names of the form redoubt-*.json other than
+// the drive's marker.
+func checkNoteName(name string) error {
+	if filepath.Base(name) != name || !strings.HasPrefix(name, "redoubt-") || !strings.HasSuffix(name, ".json") || name == markerName {
+		return fmt.Errorf("store: %q is not a drive note's name", name)
+	}
+	return nil
 }

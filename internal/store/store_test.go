@@ -6,6 +6,7 @@ import (
 	"errors"
 	"github.com/redoubt-io/redoubt/internal/testlog"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -364,4 +365,29 @@ func FuzzParseMarker(f *testing.F) {
 			t.Fatalf("accepted bad marker %+v", m)
 		}
 	})
+}
+
+// A note is kept at the drive's root under a name of its own, across a
+// reopen; names that could reach elsewhere, or the marker, are refused.
+func TestDriveNotes(t *testing.T) {
+	paths := tempPaths(t, 1)
+	d := openDrives(t, DefaultConfig(), paths)[0]
+	if _, err := d.ReadNote("redoubt-scrub.json"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("no note yet: %v", err)
+	}
+	if err := d.WriteNote("redoubt-scrub.json", []byte(`{"a":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	again := openDrives(t, DefaultConfig(), paths)[0]
+	if b, err := again.ReadNote("redoubt-scrub.json"); err != nil || string(b) != `{"a":1}` {
+		t.Fatalf("after a reopen: %q, %v", b, err)
+	}
+	for _, bad := range []string{"../redoubt-x.json", "redoubt-drive.json", "shards", "x.json", "redoubt-x", "a/redoubt-x.json"} {
+		if err := d.WriteNote(bad, nil); err == nil {
+			t.Errorf("note %q written", bad)
+		}
+		if _, err := d.ReadNote(bad); err == nil {
+			t.Errorf("note %q read", bad)
+		}
+	}
 }
