@@ -59,6 +59,55 @@ func TestPartFilterFalsePositives(t *testing.T) {
 	t.Logf("%d keys: %d bytes, %d of %d absent keys held", n, f.bytes(), held, n)
 }
 
+// The keys a store held at open go into one filter sized for them: about
+// 16 bits a key rather than the 20 to 27 of a filter grown by doubling,
+// as false-positive-free for them and as sparing of absent keys; keys
+// added after fill its spare quarter, then the doubling chain.
+func TestPartFilterSizedAtOpen(t *testing.T) {
+	var f partFilter
+	const n = 100_000
+	// Commits before the scan reaches the partition.
+	for i := range 100 {
+		f.add(fmt.Appendf(nil, "early/%d", i))
+	}
+	var keys [][]byte
+	for i := range n {
+		keys = append(keys, fmt.Appendf(nil, "in/%d", i))
+	}
+	f.addSized(keys)
+	if b := f.bytes(); b > n*17/8 {
+		t.Errorf("%d bytes for %d keys, want at most 17 bits a key", b, n)
+	}
+	for i := range n / 2 {
+		f.add(fmt.Appendf(nil, "later/%d", i))
+	}
+	for _, k := range keys {
+		if !f.mayHold(k) {
+			t.Fatalf("key %q not held", k)
+		}
+	}
+	for i := range 100 {
+		if !f.mayHold(fmt.Appendf(nil, "early/%d", i)) {
+			t.Fatalf("early key %d not held", i)
+		}
+	}
+	for i := range n / 2 {
+		if !f.mayHold(fmt.Appendf(nil, "later/%d", i)) {
+			t.Fatalf("later key %d not held", i)
+		}
+	}
+	held := 0
+	for i := range n {
+		if f.mayHold(fmt.Appendf(nil, "out/%d", i)) {
+			held++
+		}
+	}
+	if rate := float64(held) / n; rate > 5*firstFP {
+		t.Errorf("%.2f%% of absent keys held, want under %.1f%%", 100*rate, 500*firstFP)
+	}
+	t.Logf("%d keys at open, %d after: %d bytes, %d of %d absent keys held", n, n/2, f.bytes(), held, n)
+}
+
 // openFiltered opens a Local over dirs whose filter covers keys under
 // "h/", scanning chunk keys at a time.
 func openFiltered(t *testing.T, chunk int, dirs ...string) *Local {
