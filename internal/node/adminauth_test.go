@@ -209,7 +209,8 @@ func TestAdminSignedRequestsWork(t *testing.T) {
 	// Prometheus's way in: the bearer token, for /metrics only.
 	rep := sendAdmin(t, unsignedAdmin(t, "GET", n.AdminURL+"/metrics", "", "Authorization", "Bearer scrape-token-0123"))
 	if rep.status != 200 || !strings.Contains(rep.body, `redoubt_admin_auth_failures_total{code="AccessDenied"} 3`) ||
-		!strings.Contains(rep.body, "redoubt_meta_engine_read_amplification") {
+		!strings.Contains(rep.body, "redoubt_meta_engine_read_amplification") ||
+		!strings.Contains(rep.body, "process_resident_memory_bytes") || !strings.Contains(rep.body, "go_memstats_heap_inuse_bytes") {
 		t.Errorf("/metrics with the token: %d\n%s", rep.status, rep.body)
 	}
 	sendAdmin(t, unsignedAdmin(t, "GET", n.AdminURL+"/status", "", "Authorization", "Bearer scrape-token-0123")).

@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/redoubt-io/redoubt/internal/admin"
 	"github.com/redoubt-io/redoubt/internal/blocks"
@@ -393,7 +392,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
 
-	reg := prometheus.NewRegistry()
+	// With the Go runtime and process collectors: resident memory, heap, GC.
+	reg := admin.NewRegistry()
 	registerBuffers(reg, n.data.Buffers)
 	if c := n.cluster; c != nil {
 		registerRaftMessages(reg, c)

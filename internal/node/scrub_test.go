@@ -285,6 +285,9 @@ func TestScrubKeepsItsIntervalAcrossRestarts(t *testing.T) {
 		first = scrubStatus(n)
 	})
 	run(func(n *Node) {
+		if !pollUntil(10*time.Second, func() bool { return !scrubStatus(n).NextPass.IsZero() }) {
+			t.Fatal("no next pass scheduled after the restart")
+		}
 		st := scrubStatus(n)
 		if !st.LastPassStarted.Equal(first.LastPassStarted) || !st.LastPassFinished.Equal(first.LastPassFinished) {
 			t.Errorf("after a restart the last pass is %v .. %v, want %v .. %v", st.LastPassStarted, st.LastPassFinished, first.LastPassStarted, first.LastPassFinished)
