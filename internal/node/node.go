@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/redoubt-io/redoubt/internal/admin"
 	"github.com/redoubt-io/redoubt/internal/blocks"
 	"github.com/redoubt-io/redoubt/internal/cluster"

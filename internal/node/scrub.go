@@ -224,7 +224,10 @@ func (s *scrubber) firstDue(now time.Time) time.Time {
 	s.update(func(st *admin.ScrubStatus) {
 		st.LastPassStarted, st.LastPassFinished = last.Started, last.Finished
 	})
-	return later(soonest, last.Started.Add(s.cfg.Interval))
+	if due := last.Started.Add(s.cfg.Interval); due.After(soonest) {
+		return due
+	}
+	return soonest
 }
 
 // noteFull records a full pass on every drive that is online.
@@ -238,13 +241,6 @@ func (s *scrubber) noteFull(started, finished time.Time) {
 			s.log.Warn("scrub: recording the pass", "drive", d.Path(), "err", err)
 		}
 	}
-}
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
 
 // upkeepRetry is the wait before the scrubber or the multipart expiry

@@ -632,7 +632,8 @@ func (d *Drive) ReadNote(name string) ([]byte, error) {
 }
 
 // WriteNote replaces the small file name at the drive's root: a crash
-// leaves the old content or the new, whole.
+// leaves the old content or the new, whole (vfs.WriteFileDurable,
+// TestWriteFileDurableSurvivesCrash).
 func (d *Drive) WriteNote(name string, data []byte) error {
 	if err := checkNoteName(name); err != nil {
 		return err
