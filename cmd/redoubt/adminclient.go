@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -119,4 +122,27 @@ func (c *adminConn) call(ctx context.Context, addr, method, path string, in, out
 		return fmt.Errorf("%w (signed with access key %s from %s; the admin API takes the server's root credentials)", err, c.AccessKey, c.source)
 	}
 	return err
+}
+
+// follow shows the progress of a pass that runs on the server: while
+// more(*v), it writes line(*v) over the last one on w and reads *v again
+// from path half a second later; then it writes the last line.
+func follow[T any](ctx context.Context, c *adminConn, path string, w io.Writer, v *T, more func(T) bool, line func(T) string) error {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for more(*v) {
+		fmt.Fprintf(w, "\r%s", line(*v))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+		var next T
+		if err := c.call(ctx, c.addr, http.MethodGet, path, nil, &next); err != nil {
+			return err
+		}
+		*v = next
+	}
+	fmt.Fprintf(w, "\r%s\n", line(*v))
+	return nil
 }

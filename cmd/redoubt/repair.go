@@ -41,21 +41,10 @@ or the credentials file in --data (by default ./redoubt-data).`,
 				fmt.Fprintln(out, "repair pass started")
 				return nil
 			}
-			tick := time.NewTicker(500 * time.Millisecond)
-			defer tick.Stop()
-			for p.Running {
-				fmt.Fprintf(cmd.ErrOrStderr(), "\r%s", repairLine(p))
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-tick.C:
-				}
-				p = node.RepairProgress{}
-				if err := c.call(ctx, c.addr, http.MethodGet, "/repair", nil, &p); err != nil {
-					return err
-				}
+			running := func(p node.RepairProgress) bool { return p.Running }
+			if err := follow(ctx, c, "/repair", cmd.ErrOrStderr(), &p, running, repairLine); err != nil {
+				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "\r%s\n", repairLine(p))
 			fmt.Fprintf(out, "repair finished: %d refs checked, %d shards rebuilt, %d failed, in %s\n",
 				p.RefsDone, p.Rebuilt, p.Failed, p.Finished.Sub(p.Started).Round(time.Millisecond))
 			if p.LastError != "" {

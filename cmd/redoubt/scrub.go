@@ -49,23 +49,16 @@ file in --data (by default ./redoubt-data).`,
 			if st.Running {
 				since = st.PassStarted
 			}
-			tick := time.NewTicker(500 * time.Millisecond)
-			defer tick.Stop()
-			for st.Running || st.PassStarted.Before(since) {
-				if st.Running {
-					fmt.Fprintf(cmd.ErrOrStderr(), "\r%s", scrubLine(st))
+			waiting := func(st admin.ScrubStatus) bool { return st.Running || st.PassStarted.Before(since) }
+			line := func(st admin.ScrubStatus) string {
+				if !st.Running && st.PassStarted.Before(since) {
+					return "scrub: waiting for the pass to start"
 				}
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-tick.C:
-				}
-				st = admin.ScrubStatus{}
-				if err := c.call(ctx, c.addr, http.MethodGet, "/scrub", nil, &st); err != nil {
-					return err
-				}
+				return scrubLine(st)
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "\r%s\n", scrubLine(st))
+			if err := follow(ctx, c, "/scrub", cmd.ErrOrStderr(), &st, waiting, line); err != nil {
+				return err
+			}
 			if !st.LastPassStarted.Equal(st.PassStarted) {
 				return fmt.Errorf("scrub pass ended early: %s", st.LastError)
 			}

@@ -160,24 +160,33 @@ func TestScrubRebuildsBadShards(t *testing.T) {
 	}
 }
 
-// While S3 is busy, a drive ahead of its schedule does not read; it goes
-// on once the traffic stops.
-func TestScrubYieldsToForegroundTraffic(t *testing.T) {
-	n, serve := startUpkeepNode(t, 4, func(c *Config) {
+// busyScrubNode starts a node holding one object coded 2+2, scrubbing
+// hourly from its start, whose S3 front end reads as busy until busy is
+// cleared. asked counts the scrubber's questions in the phase a test is
+// about: the listing (listing), or the drives' reads, for which the
+// listing is told the node is idle.
+func busyScrubNode(t *testing.T, listing bool) (n *Node, serve func(), busy *atomic.Bool, asked *atomic.Int64) {
+	n, serve = startUpkeepNode(t, 4, func(c *Config) {
 		c.Scrub.Interval = time.Hour
 		c.Scrub.StartDelay = 0
 	})
 	putObject(t, n, "scrub", "obj", 300<<10)
-	var busy atomic.Bool
-	var asked atomic.Int64
+	busy, asked = new(atomic.Bool), new(atomic.Int64)
 	busy.Store(true)
 	n.upkeep.scrub.busy = func() bool {
-		if n.upkeep.scrub.Status().Planning {
-			return false // the listing's yield is TestScrubListingYieldsToTraffic's
+		if !listing && n.upkeep.scrub.Status().Planning {
+			return false
 		}
 		asked.Add(1)
 		return busy.Load()
 	}
+	return n, serve, busy, asked
+}
+
+// While S3 is busy, a drive ahead of its schedule does not read; it goes
+// on once the traffic stops.
+func TestScrubYieldsToForegroundTraffic(t *testing.T) {
+	n, serve, busy, asked := busyScrubNode(t, false)
 	serve()
 	if !pollUntil(10*time.Second, func() bool { return asked.Load() >= 20 }) {
 		t.Fatalf("scrubber never asked whether S3 is busy: %+v", scrubStatus(n))
@@ -199,18 +208,7 @@ func TestScrubYieldsToForegroundTraffic(t *testing.T) {
 // it pauses between partitions while ahead of that schedule, and goes on
 // at full speed once the traffic stops.
 func TestScrubListingYieldsToTraffic(t *testing.T) {
-	n, serve := startUpkeepNode(t, 4, func(c *Config) {
-		c.Scrub.Interval = time.Hour
-		c.Scrub.StartDelay = 0
-	})
-	putObject(t, n, "scrub", "obj", 300<<10)
-	var busy atomic.Bool
-	var asked atomic.Int64
-	busy.Store(true)
-	n.upkeep.scrub.busy = func() bool {
-		asked.Add(1)
-		return busy.Load()
-	}
+	n, serve, busy, asked := busyScrubNode(t, true)
 	serve()
 	if !pollUntil(10*time.Second, func() bool { return asked.Load() >= 20 }) {
 		t.Fatalf("the listing never asked whether S3 is busy: %+v", scrubStatus(n))
