@@ -3,10 +3,8 @@ package node
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"testing"
 
 	"github.com/redoubt-io/redoubt/internal/objects"
@@ -30,14 +28,9 @@ func writeShard(t *testing.T, d *store.Drive, id string) {
 }
 
 func TestGCPassOnNode(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.DataDirs = nil
-	for i := range 3 {
-		cfg.DataDirs = append(cfg.DataDirs, filepath.Join(t.TempDir(), fmt.Sprintf("d%d", i)))
-	}
-	cfg.S3Addr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Credentials = &Credentials{AccessKey: "testaccesskey", SecretKey: "testsecretkey1234"}
-	cfg.GC = GCConfig{} // passes are run by hand
+	cfg := upkeepConfig(t, 3, func(c *Config) {
+		c.GC = GCConfig{} // passes are run by hand
+	})
 	logger := slog.New(slog.NewTextHandler(testlog.Writer(t), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	n, err := Start(t.Context(), cfg, logger)
 	if err != nil {

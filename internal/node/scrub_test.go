@@ -26,14 +26,7 @@ import (
 // called, so a test can store data and set hooks first.
 func startUpkeepNode(t *testing.T, drives int, edit func(*Config)) (*Node, func()) {
 	t.Helper()
-	cfg := DefaultConfig()
-	cfg.DataDirs = nil
-	for i := range drives {
-		cfg.DataDirs = append(cfg.DataDirs, filepath.Join(t.TempDir(), fmt.Sprintf("d%d", i)))
-	}
-	cfg.S3Addr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Credentials = &Credentials{AccessKey: "testaccesskey", SecretKey: "testsecretkey1234"}
-	edit(&cfg)
+	cfg := upkeepConfig(t, drives, edit)
 	logger := slog.New(slog.NewTextHandler(testlog.Writer(t), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, cancel := context.WithCancel(t.Context())
 	n, err := Start(ctx, cfg, logger)
@@ -57,6 +50,20 @@ func startUpkeepNode(t *testing.T, drives int, edit func(*Config)) (*Node, func(
 		served = true
 		go func() { done <- n.Serve(ctx) }()
 	}
+}
+
+// upkeepConfig is the config of a standalone node on drives fresh drives,
+// listening on free ports, with edit applied.
+func upkeepConfig(t *testing.T, drives int, edit func(*Config)) Config {
+	cfg := DefaultConfig()
+	cfg.DataDirs = nil
+	for i := range drives {
+		cfg.DataDirs = append(cfg.DataDirs, filepath.Join(t.TempDir(), fmt.Sprintf("d%d", i)))
+	}
+	cfg.S3Addr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Credentials = &Credentials{AccessKey: "testaccesskey", SecretKey: "testsecretkey1234"}
+	edit(&cfg)
+	return cfg
 }
 
 // shardFiles returns the path of every shard file of the node's drives.
@@ -248,15 +255,10 @@ func TestScrubPlanAhead(t *testing.T) {
 // again, and shows the last pass and when the next is due. A drive
 // without the record (new, or replaced) brings the pass forward.
 func TestScrubKeepsItsIntervalAcrossRestarts(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.DataDirs = nil
-	for i := range 4 {
-		cfg.DataDirs = append(cfg.DataDirs, filepath.Join(t.TempDir(), fmt.Sprintf("d%d", i)))
-	}
-	cfg.S3Addr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Credentials = &Credentials{AccessKey: "testaccesskey", SecretKey: "testsecretkey1234"}
-	cfg.Scrub.Interval = time.Hour
-	cfg.Scrub.StartDelay = 0
+	cfg := upkeepConfig(t, 4, func(c *Config) {
+		c.Scrub.Interval = time.Hour
+		c.Scrub.StartDelay = 0
+	})
 	logger := slog.New(slog.NewTextHandler(testlog.Writer(t), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	// run starts the node, calls f while it serves, and stops it.
 	run := func(f func(n *Node)) {
