@@ -52,6 +52,7 @@ func (l *Local) openReplica(r *replica, cache *pebble.Cache) error {
 	// a key being created): a Bloom filter per table answers "not here"
 	// without reading a data block. Lower levels inherit L0's policy.
 	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	separateValues(opts, len(l.replicas))
 	// Pebble opening on a disk without room retries its first flush
 	// forever, or parks in a fatal error: it runs aside, and a failure it
 	// reports meanwhile (eventListener, pebbleLogger) ends the wait. The
