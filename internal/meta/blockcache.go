@@ -15,5 +15,11 @@ const MemTableStopWrites = 2
 // (TestBlockCacheHoldsBlocksWithFullMemtables). The charge is accounting,
 // not memory, so the cache is made larger by what the memtables can take.
 func NewBlockCache(blockBytes int64, memTableBytes uint64, dbs int) *pebble.Cache {
-	return pebble.NewCache(blockBytes + int64(dbs)*MemTableStopWrites*int64(memTableBytes))
+	return pebble.NewCache(CacheCapacity(blockBytes, memTableBytes, dbs))
+}
+
+// CacheCapacity is the size of the cache NewBlockCache makes: the most
+// memory the blocks and memtables of dbs databases take together.
+func CacheCapacity(blockBytes int64, memTableBytes uint64, dbs int) int64 {
+	return blockBytes + int64(dbs)*MemTableStopWrites*int64(memTableBytes)
 }

@@ -63,6 +63,10 @@ const applyQueueDepth = 1024
 // a crash must not have its revision reused for another value.
 const revGap = 1 << 32
 
+// CacheCapacity is the most memory the store's block cache and memtables
+// take together.
+func (l *Local) CacheCapacity() int64 { return l.cache.MaxSize() }
+
 // OpenLocal opens, or creates, the replicas in cfg.Dirs, brings them to the
 // same state and returns the store. Replicas that cannot be opened are
 // marked failed; it is an error if none can.

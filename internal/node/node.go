@@ -21,6 +21,7 @@ import (
 	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/objects"
 	"github.com/redoubt-io/redoubt/internal/placement"
+	"github.com/redoubt-io/redoubt/internal/raftmeta"
 	"github.com/redoubt-io/redoubt/internal/s3api"
 	"github.com/redoubt-io/redoubt/internal/s3api/sigv4"
 	"github.com/redoubt-io/redoubt/internal/store"
@@ -211,12 +212,15 @@ type Node struct {
 	// S3URL and AdminURL are the bound endpoints.
 	S3URL, AdminURL string
 
-	drives  []*store.Drive
-	data    *blocks.Set
-	md      *meta.Local
-	space   *space
-	objects *objects.Service
-	repair  *repairer
+	drives []*store.Drive
+	data   *blocks.Set
+	md     *meta.Local
+	// releaseHeap takes this node's caches from the heap governor
+	// (governHeap).
+	releaseHeap func()
+	space       *space
+	objects     *objects.Service
+	repair      *repairer
 	// fatal receives the failure of a part the node cannot go on without
 	// and cannot restart in place (the Raft loop): Serve then ends with it.
 	fatal  chan error
@@ -284,8 +288,13 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		if n.md, err = openLocalMeta(n.drives, fsys, cfg.Reserve, logger); err != nil {
 			return nil, err
 		}
+		n.releaseHeap = governHeap(n.md.CacheCapacity())
 	} else if err := checkRaftSpace(n.drives, fsys); err != nil {
 		return nil, err
+	} else {
+		// The cluster's Raft host keeps raftmeta's default cache.
+		r := raftmeta.DefaultConfig()
+		n.releaseHeap = governHeap(meta.CacheCapacity(r.CacheBytes, r.MemTableBytes, 1))
 	}
 	n.space = newSpace(n.drives, cfg.Cluster != nil, logger.With("component", "space"))
 	for _, d := range n.drives {
@@ -612,6 +621,9 @@ func (n *Node) close() {
 			n.log.Warn("closing metadata", "err", err)
 		}
 		n.md = nil
+	}
+	if n.releaseHeap != nil {
+		n.releaseHeap()
 	}
 }
 
