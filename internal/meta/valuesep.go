@@ -36,9 +36,9 @@ const blobReferenceDepth = 10000
 // databases of the process share a quarter of its open-file limit (Go
 // raises the soft limit to the hard one at start), each keeping at least
 // Pebble's default of 1,000. The database must be
-// at pebble.FormatValueSeparation or later, which FormatNewest is; an
-// older store is ratcheted when it opens, and its existing values move
-// beside the tables as compactions rewrite them.
+// at pebble.FormatValueSeparation or later, which FormatNewest is (Pebble
+// ratchets an older store to it at open). Values an older binary wrote
+// into the tables stay there until a compaction rewrites them.
 func separateValues(opts *pebble.Options, dbs int) {
 	opts.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
 		return pebble.ValueSeparationPolicy{
