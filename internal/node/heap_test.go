@@ -42,8 +42,15 @@ func TestHeapGovernorSetsAndReleases(t *testing.T) {
 	if limit == math.MaxInt64 || limit <= 0 {
 		t.Fatalf("no memory limit set while nodes run (%d)", limit)
 	}
+	// A test process's live heap is far below the caches' 384 MiB: the
+	// limit is that heap plus the floor, not twice the caches.
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	if limit < heapFloor || limit > heapFloor+2*int64(ms.Sys) {
+		t.Fatalf("memory limit %d MiB with %d MiB mapped; want the floor (%d MiB) over the live heap", limit>>20, ms.Sys>>20, heapFloor>>20)
+	}
 	runtime.GC()
-	runtime.GC() // the sentinel's finalizer runs after the collection that freed it
+	runtime.GC() // the sentinel's finalizer runs after a collection that freed it; not awaited
 	if l := debug.SetMemoryLimit(-1); l == math.MaxInt64 {
 		t.Fatal("memory limit lifted by a collection while nodes run")
 	}
