@@ -94,6 +94,18 @@ type Config struct {
 	// node has confirmed the suspicion: a node that suspects alone waits
 	// up to this many times longer. ProfileLAN: 2.
 	SuspicionMaxTimeoutMult int
+	// ReconnectInterval is how often this node tries to reach one member
+	// it lists as Dead (not Left), for up to ReconnectTimeout after it
+	// died. memberlist probes only live members and gossips to dead ones
+	// only briefly, so two sides of a network partition that each
+	// declared the other dead would stay apart after the link came back;
+	// one exchange with any member of the other side merges them. Lower
+	// heals faster and costs a connection attempt per interval while a
+	// member is dead. ProfileLAN: 5 s; ProfileLocal: 1 s.
+	ReconnectInterval time.Duration
+	// ReconnectTimeout is how long after its death a member is still
+	// tried. Default 72 h.
+	ReconnectTimeout time.Duration
 }
 
 // DefaultConfig returns a LAN configuration that gossips on every
@@ -134,6 +146,9 @@ func (c Config) Validate() error {
 	if c.SuspicionMult < 1 || c.SuspicionMaxTimeoutMult < 1 {
 		return fmt.Errorf("%w: SuspicionMult and SuspicionMaxTimeoutMult must be at least 1", ErrInvalidConfig)
 	}
+	if c.ReconnectInterval <= 0 || c.ReconnectTimeout <= 0 {
+		return fmt.Errorf("%w: ReconnectInterval and ReconnectTimeout must be positive", ErrInvalidConfig)
+	}
 	return nil
 }
 
@@ -142,9 +157,11 @@ func (c Config) withProfile() (Config, error) {
 	var p Config
 	switch c.Profile {
 	case "", ProfileLAN:
-		p = Config{ProbeInterval: 500 * time.Millisecond, ProbeTimeout: 250 * time.Millisecond, SuspicionMult: 3, SuspicionMaxTimeoutMult: 2}
+		p = Config{ProbeInterval: 500 * time.Millisecond, ProbeTimeout: 250 * time.Millisecond, SuspicionMult: 3, SuspicionMaxTimeoutMult: 2,
+			ReconnectInterval: 5 * time.Second}
 	case ProfileLocal:
-		p = Config{ProbeInterval: 250 * time.Millisecond, ProbeTimeout: 150 * time.Millisecond, SuspicionMult: 3, SuspicionMaxTimeoutMult: 2}
+		p = Config{ProbeInterval: 250 * time.Millisecond, ProbeTimeout: 150 * time.Millisecond, SuspicionMult: 3, SuspicionMaxTimeoutMult: 2,
+			ReconnectInterval: time.Second}
 	default:
 		return c, fmt.Errorf("%w: unknown Profile %q", ErrInvalidConfig, c.Profile)
 	}
@@ -159,6 +176,12 @@ func (c Config) withProfile() (Config, error) {
 	}
 	if c.SuspicionMaxTimeoutMult == 0 {
 		c.SuspicionMaxTimeoutMult = p.SuspicionMaxTimeoutMult
+	}
+	if c.ReconnectInterval == 0 {
+		c.ReconnectInterval = p.ReconnectInterval
+	}
+	if c.ReconnectTimeout == 0 {
+		c.ReconnectTimeout = 72 * time.Hour
 	}
 	return c, nil
 }

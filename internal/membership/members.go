@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
@@ -131,9 +132,15 @@ func Start(ctx context.Context, cfg Config) (*Members, error) {
 	mc.Logger = log.New(logWriter{logger.With("source", "memberlist")}, "", 0)
 	mc.Delegate = delegate{m}
 	mc.Events = events{m}
+	if err := boundTransportFor(mc, mc.Logger); err != nil {
+		return nil, err
+	}
 
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		if mc.Transport != nil {
+			mc.Transport.Shutdown()
+		}
 		return nil, fmt.Errorf("membership: start on %s: %w", cfg.BindAddr, err)
 	}
 	m.ml = ml
@@ -141,6 +148,7 @@ func Start(ctx context.Context, cfg Config) (*Members, error) {
 	m.localAddr = net.JoinHostPort(mc.BindAddr, strconv.Itoa(mc.BindPort))
 	self := ml.LocalNode()
 	m.self.name, m.self.addr = self.Name, &net.UDPAddr{IP: slices.Clone(self.Addr), Port: int(self.Port)}
+	go m.reconnect(cfg.ReconnectInterval, cfg.ReconnectTimeout, rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0)))
 	logger.Info("gossip started", "bind", m.localAddr, "advertise", ml.LocalNode().Address(), "profile", cmp.Or(cfg.Profile, ProfileLAN))
 	return m, nil
 }

@@ -372,7 +372,7 @@ func (n *Net) connTo(ctx context.Context, to Peer) (*conn, error) {
 // dial connects, handshakes and admits. It runs under the Net's lifetime
 // rather than one caller's context, since callers share it.
 func (n *Net) dial(to Peer) (*conn, error) {
-	d := net.Dialer{Timeout: n.cfg.DialTimeout}
+	d := net.Dialer{Timeout: n.cfg.DialTimeout, LocalAddr: SourceAddr(n.ln.Addr(), to.Addr)}
 	raw, err := d.DialContext(n.ctx, "tcp", to.Addr)
 	if err != nil {
 		if n.ctx.Err() != nil {
