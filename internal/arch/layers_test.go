@@ -16,37 +16,39 @@ const module = "github.com/redoubt-io/redoubt/"
 // rank orders the internal packages: a package may import only packages of
 // a lower rank. Pure packages are at the bottom, front ends near the top.
 var rank = map[string]int{
-	"internal/checksum":      0,
-	"internal/hlc":           0,
-	"internal/clock":         0,
-	"internal/placement":     0,
-	"internal/erasure":       0,
-	"internal/vfs":           0,
-	"internal/testlog":       0,
-	"internal/lincheck":      0,
-	"internal/layout":        1,
-	"internal/store":         1,
-	"internal/meta":          1,
-	"internal/transport":     1,
-	"internal/membership":    1,
-	"internal/shardrpc":      2,
-	"internal/raftmeta":      2,
-	"internal/meta/metatest": 2,
-	"internal/blocks":        3,
-	"internal/objects":       4,
-	"internal/s3api/sigv4":   5,
-	"internal/admin":         5,
-	"internal/bench":         5,
-	"internal/s3api":         6,
-	"internal/cluster":       6,
-	"internal/node":          7,
-	"internal/clustersim":    7,
-	"internal/arch":          8,
+	"internal/checksum":        0,
+	"internal/hlc":             0,
+	"internal/clock":           0,
+	"internal/placement":       0,
+	"internal/erasure":         0,
+	"internal/vfs":             0,
+	"internal/testlog":         0,
+	"internal/lincheck":        0,
+	"internal/layout":          1,
+	"internal/vset":            1,
+	"internal/store":           1,
+	"internal/meta":            1,
+	"internal/transport":       1,
+	"internal/membership":      1,
+	"internal/shardrpc":        2,
+	"internal/raftmeta":        2,
+	"internal/meta/metatest":   2,
+	"internal/blocks":          3,
+	"internal/objects":         4,
+	"internal/s3api/sigv4":     5,
+	"internal/admin":           5,
+	"internal/bench":           5,
+	"internal/lincheck/s3load": 5,
+	"internal/s3api":           6,
+	"internal/cluster":         6,
+	"internal/node":            7,
+	"internal/clustersim":      7,
+	"internal/arch":            8,
 }
 
 // pure packages do no I/O and use no global randomness: effects come in
 // through their callers.
-var pure = []string{"internal/checksum", "internal/hlc", "internal/placement", "internal/erasure", "internal/layout"}
+var pure = []string{"internal/checksum", "internal/hlc", "internal/placement", "internal/erasure", "internal/layout", "internal/vset"}
 
 var effects = []string{"os", "net", "net/http", "math/rand", "math/rand/v2", "crypto/rand"}
 

@@ -1,0 +1,233 @@
+package vset
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"testing"
+
+	"pgregory.net/rapid"
+
+	"github.com/redoubt-io/redoubt/internal/hlc"
+)
+
+// genVersion draws a version among a small set of IDs, so that states
+// often hold the same versions and remove each other's.
+func genID() *rapid.Generator[ID] {
+	return rapid.Custom(func(t *rapid.T) ID {
+		return ID{
+			TS:   hlc.Timestamp{Wall: rapid.Int64Range(1, 4).Draw(t, "wall"), Logical: rapid.Uint32Range(0, 2).Draw(t, "logical")},
+			Node: rapid.Uint64Range(1, 3).Draw(t, "node"),
+		}
+	})
+}
+
+func genVersion() *rapid.Generator[Version] {
+	return rapid.Custom(func(t *rapid.T) Version {
+		id := genID().Draw(t, "id")
+		return Version{
+			ID:     id,
+			Marker: rapid.Bool().Draw(t, "marker"),
+			Saw:    rapid.SliceOfN(genID(), 0, 3).Draw(t, "saw"),
+			Body:   []byte(id.String()), // one ID, one content (contract 2)
+		}
+	})
+}
+
+func genState() *rapid.Generator[State] {
+	return rapid.Custom(func(t *rapid.T) State {
+		var s State
+		for _, v := range rapid.SliceOfN(genVersion(), 0, 6).Draw(t, "versions") {
+			s.Add(v)
+		}
+		for _, id := range rapid.SliceOfN(genID(), 0, 3).Draw(t, "removed") {
+			s.Remove(id)
+		}
+		return s
+	})
+}
+
+func merged(states ...State) State {
+	var out State
+	for _, s := range states {
+		out.Merge(s)
+	}
+	return out
+}
+
+// Merge is a join: commutative, associative, idempotent; and merging in
+// anything only grows a state.
+func TestMergeIsASemilattice(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		a, b, c := genState().Draw(t, "a"), genState().Draw(t, "b"), genState().Draw(t, "c")
+		if !merged(a, b).Equal(merged(b, a)) {
+			t.Fatal("merge is not commutative")
+		}
+		ab := merged(a, b)
+		ab.Merge(c)
+		bc := merged(b, c)
+		a2 := a.Clone()
+		a2.Merge(bc)
+		if !ab.Equal(a2) {
+			t.Fatal("merge is not associative")
+		}
+		if !merged(a, a).Equal(a) || !merged(a).Equal(a) {
+			t.Fatal("merge is not idempotent")
+		}
+		for _, id := range a.IDs() {
+			if !slices.Contains(ab.IDs(), id) {
+				t.Fatalf("merge dropped version %s", id)
+			}
+		}
+	})
+}
+
+// A removed ID stays removed whatever is merged after the removal.
+func TestRemovedStaysRemoved(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		s := genState().Draw(t, "s")
+		id := genID().Draw(t, "id")
+		s.Remove(id)
+		for _, o := range rapid.SliceOfN(genState(), 1, 4).Draw(t, "later") {
+			s.Merge(o)
+		}
+		for _, v := range s.Visible() {
+			if v.ID == id {
+				t.Fatalf("removed %s is visible again", id)
+			}
+		}
+	})
+}
+
+// Replicas that accept writes while cut off from each other, each writer
+// seeing only its own replica, then exchange states in any order: they
+// end equal, every write that no other writer saw is visible, the
+// current version is the greatest visible one, and a key written on two
+// sides reports the conflict.
+func TestNoWriteIsLostUnseen(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		unversioned := rapid.Bool().Draw(t, "unversioned")
+		replicas := make([]State, rapid.IntRange(2, 4).Draw(t, "replicas"))
+		var written []ID
+		seenBy := map[ID]bool{}
+		clock := int64(0)
+		for i := range rapid.IntRange(1, 20).Draw(t, "steps") {
+			r := rapid.IntRange(0, len(replicas)-1).Draw(t, "replica")
+			switch op := rapid.IntRange(0, 3).Draw(t, "op"); op {
+			case 0, 1: // a write at replica r, by its node
+				clock += rapid.Int64Range(0, 2).Draw(t, "tick")
+				id := ID{TS: hlc.Timestamp{Wall: clock, Logical: uint32(i)}, Node: uint64(r + 1)}
+				v, remove := Write(replicas[r], id, op == 1, []byte(fmt.Sprint(i)), unversioned)
+				for _, s := range v.Saw {
+					seenBy[s] = true
+				}
+				replicas[r].Add(v)
+				for _, id := range remove {
+					replicas[r].Remove(id)
+				}
+				written = append(written, id)
+			case 2: // r learns everything another replica holds
+				o := rapid.IntRange(0, len(replicas)-1).Draw(t, "from")
+				replicas[r].Merge(replicas[o])
+			case 3: // nothing
+			}
+		}
+		// Heal: exchanges in a drawn order until everyone has everything.
+		order := rapid.Permutation(seq(len(replicas))).Draw(t, "order")
+		var all State
+		for _, r := range order {
+			all.Merge(replicas[r])
+		}
+		for _, r := range order {
+			replicas[r].Merge(all)
+		}
+		for r := range replicas {
+			if !replicas[r].Equal(replicas[0]) {
+				t.Fatalf("replica %d differs after the heal", r)
+			}
+		}
+		s := replicas[0]
+		visible := map[ID]bool{}
+		for _, v := range s.Visible() {
+			visible[v.ID] = true
+		}
+		for _, id := range written {
+			if !seenBy[id] && !visible[id] {
+				t.Fatalf("write %s, seen by no other writer, is lost", id)
+			}
+			if !unversioned && !visible[id] {
+				t.Fatalf("versioned write %s is not visible", id)
+			}
+		}
+		cur, ok := s.Current()
+		if ok {
+			for _, v := range s.Visible() {
+				if v.ID.Compare(cur.ID) > 0 {
+					t.Fatalf("current %s is not the greatest visible (%s)", cur.ID, v.ID)
+				}
+			}
+		} else if len(s.Visible()) > 0 {
+			t.Fatal("visible versions but no current one")
+		}
+		unseen := 0
+		for _, id := range written {
+			if !seenBy[id] {
+				unseen++
+			}
+		}
+		if heads := s.Heads(); len(heads) != unseen {
+			t.Fatalf("%d heads, want the %d writes no one saw", len(heads), unseen)
+		}
+	})
+}
+
+func seq(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+func TestVersionEncodingRoundTrips(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		v := genVersion().Draw(t, "v")
+		var s State
+		s.Add(v) // sorts and compacts Saw, as stored versions are
+		v = s.Visible()[0]
+		got, err := DecodeVersion(v.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Encode(), v.Encode()) {
+			t.Fatalf("round trip: %+v, want %+v", got, v)
+		}
+	})
+}
+
+func TestIDOrderIsByteOrder(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		a, b := genID().Draw(t, "a"), genID().Draw(t, "b")
+		if got, want := bytes.Compare(a.AppendBinary(nil), b.AppendBinary(nil)), a.Compare(b); got != want {
+			t.Fatalf("%s vs %s: bytes %d, IDs %d", a, b, got, want)
+		}
+		back, err := IDFromBinary(a.AppendBinary(nil))
+		if err != nil || back != a {
+			t.Fatalf("round trip of %s: %s, %v", a, back, err)
+		}
+	})
+}
+
+func FuzzDecodeVersion(f *testing.F) {
+	f.Add(Version{ID: ID{TS: hlc.Timestamp{Wall: 5, Logical: 1}, Node: 2}, Saw: []ID{{Node: 1}}, Body: []byte("x")}.Encode())
+	f.Add([]byte{formatVersion})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := DecodeVersion(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(v.Encode(), b) {
+			t.Fatalf("accepted a non-canonical encoding")
+		}
+	})
+}
