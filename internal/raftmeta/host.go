@@ -65,6 +65,13 @@ type Host struct {
 	ticks   atomic.Uint64
 	heardMu sync.Mutex
 	heard   map[uint64]uint64
+	// expected holds the nodes this host sends a batch every tick, which
+	// send it theirs (cutoff.go). Guarded by heardMu.
+	expected map[uint64]bool
+	// watched holds the waits to end when this host is cut off from
+	// their group (cutoff.go).
+	watchMu sync.Mutex
+	watched map[*watched]struct{}
 
 	// anySplit: this host knows of a split (h.mu.splits or parents is
 	// not empty), so requests must look there; until then they take no
@@ -178,18 +185,19 @@ func New(cfg Config) (*Host, error) {
 		return nil, fmt.Errorf("raftmeta: open %s: %w", cfg.Dir, err)
 	}
 	h := &Host{
-		stalls: stalls,
-		cfg:    cfg,
-		log:    log,
-		db:     db,
-		fs:     fs,
-		dirty:  make(map[*group]struct{}),
-		wake:   make(chan struct{}, 1),
-		props:  make(map[uint64]chan result),
-		reads:  make(map[uint64]chan struct{}),
-		done:   make(chan struct{}),
-		hints:  make(map[meta.Partition]uint64),
-		heard:  make(map[uint64]uint64),
+		stalls:  stalls,
+		cfg:     cfg,
+		log:     log,
+		db:      db,
+		fs:      fs,
+		dirty:   make(map[*group]struct{}),
+		wake:    make(chan struct{}, 1),
+		props:   make(map[uint64]chan result),
+		reads:   make(map[uint64]chan struct{}),
+		done:    make(chan struct{}),
+		hints:   make(map[meta.Partition]uint64),
+		heard:   make(map[uint64]uint64),
+		watched: make(map[*watched]struct{}),
 	}
 	wopts := opts.Clone()
 	wopts.EnsureDefaults()
@@ -708,29 +716,18 @@ func (h *Host) tickAll() {
 	}
 	h.dirtyMu.Unlock()
 	if h.cfg.Quiesce {
-		for _, n := range h.peerNodes(list) {
+		peers := h.metadataNodes(list, now)
+		for _, n := range peers {
 			if _, ok := out[n]; !ok {
 				out[n] = nil
 			}
 		}
+		h.expect(peers)
 	}
 	for _, n := range slices.Sorted(maps.Keys(out)) {
 		h.sendBatch(n, out[n])
 	}
-}
-
-// peerNodes is the nodes other than this one holding voters of the groups
-// in list.
-func (h *Host) peerNodes(list []*group) []uint64 {
-	seen := map[uint64]bool{}
-	for _, g := range list {
-		for _, n := range g.voterNodes() {
-			if n != h.cfg.NodeID {
-				seen[n] = true
-			}
-		}
-	}
-	return slices.Sorted(maps.Keys(seen))
+	h.endCutOff(now)
 }
 
 // Stats counts the work of the event loop: cycles that had a Ready to

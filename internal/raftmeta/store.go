@@ -181,12 +181,21 @@ func (h *Host) retry(ctx context.Context, q *request) response {
 // retryWith is retry with local serving the request when this host leads
 // the group (nil: serveLocal).
 func (h *Host) retryWith(ctx context.Context, q *request, local func(*group) response) response {
+	ctx, stop := h.watch(ctx, q.p)
+	defer stop()
 	if local == nil {
 		local = func(g *group) response { return h.serveLocal(ctx, g, q) }
 	}
 	for attempt := 0; ; attempt++ {
 		if resp, ok := h.movedHere(q.p); ok {
 			return resp
+		}
+		if attempt > 0 {
+			// Not before a first try: a stale view of the group's
+			// voters must not refuse what a live quorum would serve.
+			if err := h.cutOff(q.p, h.ticks.Load()); err != nil {
+				return response{status: stUnavailable, msg: err.Error()}
+			}
 		}
 		var resp response
 		g := h.group(q.p)
@@ -200,6 +209,9 @@ func (h *Host) retryWith(ctx context.Context, q *request, local func(*group) res
 				g.wake()
 			}
 		}
+		if r, ok := cutOffResponse(ctx); ok && (resp.status == stRetry || resp.status == stUnavailable) {
+			return r
+		}
 		if resp.status != stRetry {
 			return resp
 		}
@@ -211,6 +223,9 @@ func (h *Host) retryWith(ctx context.Context, q *request, local func(*group) res
 		}
 		select {
 		case <-ctx.Done():
+			if r, ok := cutOffResponse(ctx); ok {
+				return r
+			}
 			return response{status: stUnavailable, msg: "no leader within the timeout: " + resp.msg}
 		case <-h.done:
 			return errResponse(ErrClosed)
