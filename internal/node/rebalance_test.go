@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/redoubt-io/redoubt/internal/lincheck"
+	"github.com/redoubt-io/redoubt/internal/lincheck/s3load"
 	"github.com/redoubt-io/redoubt/internal/placement"
 )
 
@@ -295,7 +296,7 @@ func (w *rebalanceLoad) do(cl int, rng *rand.Rand, in lincheck.Input, size int) 
 	// Long enough for the SDK's three attempts and their back-off.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	call := time.Since(w.start)
-	out, err := s3Call(ctx, c, req, nil)
+	out, err := s3load.Call(ctx, c, req, nil)
 	ret := time.Since(w.start)
 	cancel()
 	w.ops.Add(1)

@@ -10,6 +10,7 @@ import (
 	"github.com/redoubt-io/redoubt/internal/admin"
 	"github.com/redoubt-io/redoubt/internal/blocks"
 	"github.com/redoubt-io/redoubt/internal/lincheck"
+	"github.com/redoubt-io/redoubt/internal/lincheck/s3load"
 	"github.com/redoubt-io/redoubt/internal/objects"
 	"github.com/redoubt-io/redoubt/internal/placement"
 )
@@ -43,7 +44,7 @@ func TestSplitUnderLoad(t *testing.T) {
 	// search: one run beside the simulation left 102 of 516 unknown, and
 	// the checker undecided after 60 s.
 	load := startS3Load(t, tc, mix, rng, nodes, 6, 10*time.Second)
-	opsNow := load.ops
+	opsNow := load.Ops
 	// Each split begins once the clients have done some work since the
 	// last, and runs while they go on.
 	var splits []string
@@ -66,10 +67,10 @@ func TestSplitUnderLoad(t *testing.T) {
 	for n := opsNow(); opsNow() < n+150; {
 		time.Sleep(10 * time.Millisecond)
 	}
-	history, dropped := load.finish()
+	history, dropped := load.Finish()
 	t.Logf("splits: %v", splits)
 	t.Logf("%d failed reads or truncated listings left out of the history", dropped)
-	t.Logf("answers: %s", answers(history))
+	t.Logf("answers: %s", s3load.Answers(history))
 	lincheck.Check(t, history, seed)
 	for i := range nodes {
 		n := tc.node(i)
