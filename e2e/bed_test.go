@@ -72,15 +72,9 @@ func startBed(t *testing.T, n, zones int, extra ...string) *bed {
 		b.ips = append(b.ips, bedIP(i))
 		addrs := freeAddrsOn(t, bedIP(i), 2)
 		c.rpc = append(c.rpc, addrs[0])
-		args := []string{"--s3-addr", bedIP(i) + ":0", "--admin-addr", bedIP(i) + ":0",
-			"--rpc-addr", addrs[0], "--gossip-addr", addrs[1],
-			"--zone", fmt.Sprintf("zone-%c", 'a'+i%zones), "--cluster-secret-file", c.secret,
-			"--bootstrap-expect", fmt.Sprint(n)}
-		if i > 0 {
-			args = append(args, "--join", c.rpc[0])
-		}
-		args = append(args, extra...)
-		c.nodes = append(c.nodes, startServer(t, serverOptions{drives: 2, args: args}))
+		args := append([]string{"--s3-addr", bedIP(i) + ":0", "--admin-addr", bedIP(i) + ":0"},
+			c.nodeArgs(i, n, zones, addrs[0], addrs[1])...)
+		c.nodes = append(c.nodes, startServer(t, serverOptions{drives: 2, args: append(args, extra...)}))
 	}
 	c.waitReady(c.nodes, n)
 	return b

@@ -102,17 +102,23 @@ func startCluster(t *testing.T, n, zones int, extra ...string) *cluster {
 		c.rpc = append(c.rpc, addrs[2*i])
 	}
 	for i := range n {
-		args := []string{"--rpc-addr", addrs[2*i], "--gossip-addr", addrs[2*i+1],
-			"--zone", fmt.Sprintf("zone-%c", 'a'+i%zones), "--cluster-secret-file", c.secret,
-			"--bootstrap-expect", fmt.Sprint(n)}
-		if i > 0 {
-			args = append(args, "--join", c.rpc[0])
-		}
-		args = append(args, extra...)
-		c.nodes = append(c.nodes, startServer(t, serverOptions{drives: 2, args: args}))
+		args := c.nodeArgs(i, n, zones, addrs[2*i], addrs[2*i+1])
+		c.nodes = append(c.nodes, startServer(t, serverOptions{drives: 2, args: append(args, extra...)}))
 	}
 	c.waitReady(c.nodes, n)
 	return c
+}
+
+// nodeArgs are the flags of node i of n, spread over zones, that listens
+// for its peers on rpc and gossip and joins through node 0.
+func (c *cluster) nodeArgs(i, n, zones int, rpc, gossip string) []string {
+	args := []string{"--rpc-addr", rpc, "--gossip-addr", gossip,
+		"--zone", fmt.Sprintf("zone-%c", 'a'+i%zones), "--cluster-secret-file", c.secret,
+		"--bootstrap-expect", fmt.Sprint(n)}
+	if i > 0 {
+		args = append(args, "--join", c.rpc[0])
+	}
+	return args
 }
 
 // clusterStatus fetches a node's /status.

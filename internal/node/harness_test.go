@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -18,12 +16,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go"
 
 	"github.com/redoubt-io/redoubt/internal/admin"
+	"github.com/redoubt-io/redoubt/internal/lincheck/s3load"
 	"github.com/redoubt-io/redoubt/internal/placement"
 	"github.com/redoubt-io/redoubt/internal/testlog"
 	"github.com/redoubt-io/redoubt/internal/transport"
@@ -428,31 +425,9 @@ func getBytes(ctx context.Context, c *s3.Client, bucket, key string) ([]byte, er
 	return io.ReadAll(out.Body)
 }
 
-// errStatus is the HTTP status of a failed SDK call, or 0 when there was
-// no response.
-func errStatus(err error) int {
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		return re.HTTPStatusCode()
-	}
-	return 0
-}
-
-// errCode is the S3 error code of err, or "".
-func errCode(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorCode()
-	}
-	return ""
-}
-
-// notSent says the request never reached a server: the connection was
-// refused, so it cannot have had an effect.
-func notSent(err error) bool {
-	var oe *net.OpError
-	return errors.As(err, &oe) && oe.Op == "dial"
-}
+// errStatus and errCode read a failed SDK call: its HTTP status (0 when
+// there was no response) and its S3 error code ("").
+var errStatus, errCode = s3load.ErrStatus, s3load.ErrCode
 
 // payload is n deterministic pseudo-random bytes derived from seed.
 func payload(seed uint64, n int) []byte {
