@@ -245,25 +245,41 @@ func TestStepPanicStopsTheHost(t *testing.T) {
 		}
 	}
 	h := c.host(follower)
-	g := h.group(0)
-	hb := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: new(lead), To: new(follower),
-		Term: new(g.term.Load()), Commit: new(uint64(1 << 40))}
-	batch, err := encodeBatch([]groupMsg{{p: 0, msg: hb}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Step(context.Background(), lead, batch); err != nil {
-		t.Fatal(err)
-	}
 	c.mu.Lock()
 	n := c.nodes[follower]
 	c.mu.Unlock()
-	select {
-	case err := <-n.done:
-		if err == nil || !strings.Contains(err.Error(), "panicked") {
-			t.Fatalf("Run ended with %v, want raft's panic", err)
+	// A heartbeat whose commit index is past the follower's log makes
+	// raft panic. It must be at the follower's term from the leader it
+	// follows, or raft ignores it: an election between reading them and
+	// stepping it (the machine is busy, elections are fast here) made
+	// this test fail now and then, so it is sent again, as read anew.
+	var batch []byte
+	stopped := false
+	for attempt := 0; attempt < 10 && !stopped; attempt++ {
+		g := h.group(0)
+		lead := g.lead.Load()
+		if lead == 0 || lead == follower {
+			lead = c.leader(0)
 		}
-	case <-time.After(10 * time.Second):
+		hb := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: new(lead), To: new(follower),
+			Term: new(g.term.Load()), Commit: new(uint64(1 << 40))}
+		var err error
+		if batch, err = encodeBatch([]groupMsg{{p: 0, msg: hb}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Step(context.Background(), lead, batch); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-n.done:
+			if err == nil || !strings.Contains(err.Error(), "panicked") {
+				t.Fatalf("Run ended with %v, want raft's panic", err)
+			}
+			stopped = true
+		case <-time.After(time.Second):
+		}
+	}
+	if !stopped {
 		t.Fatal("the host went on after raft panicked in Step")
 	}
 	c.mu.Lock()
