@@ -16,12 +16,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/redoubt-io/redoubt/internal/lincheck/s3load"
 )
 
 // sdkClient returns an aws-sdk-go-v2 S3 client for s, path style, with
@@ -62,23 +62,9 @@ func countMissingRequestIDs(n *atomic.Int64) func(*s3.Options) {
 	}
 }
 
-// errCode returns the S3 error code of err, or "" if it carries none.
-func errCode(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorCode()
-	}
-	return ""
-}
-
-// errStatus returns the HTTP status of a failed SDK call, or 0.
-func errStatus(err error) int {
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		return re.HTTPStatusCode()
-	}
-	return 0
-}
+// errCode and errStatus read a failed SDK call: its S3 error code ("" if
+// it carries none) and its HTTP status (0).
+var errCode, errStatus = s3load.ErrCode, s3load.ErrStatus
 
 // wantErr fails t unless err is an S3 error with the given status and code
 // (code "" accepts any code; HEAD responses carry none).
