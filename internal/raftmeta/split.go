@@ -58,7 +58,10 @@ import (
 // the answer is that the group split. It deletes its copy only once its
 // replicas of both children hold at least the split's index, which the
 // children's leaders send it, so a split never lowers the number of
-// copies of any item. The split record keeps the group from being made
+// copies of any item. A replica removed before the split (cut off while
+// it was removed) never gets replicas of the children, and is no copy
+// the group counts: the answer says so, from the configuration a
+// member's split record keeps, and it is deleted at once. The split record keeps the group from being made
 // again by a late message (makeReplica, EnsureGroup).
 //
 // Hosts that do not know a child yet forward its requests to the
@@ -110,7 +113,21 @@ type movedError struct {
 	p     meta.Partition
 	into  [2]meta.Partition
 	index uint64
+	// member answers a replica check (opReplica): whether the replica
+	// asked about was in the group's configuration at the split, as the
+	// answering host's split record has it.
+	member splitMember
 }
+
+// splitMember is whether a replica was a member of its group when the
+// group split.
+type splitMember byte
+
+const (
+	memberUnknown splitMember = iota // the answering host kept no configuration
+	memberAtSplit
+	removedBeforeSplit
+)
 
 func (e *movedError) Error() string {
 	return fmt.Sprintf("raftmeta: group %s split into %s and %s at index %d", partitionName(e.p),
@@ -135,12 +152,41 @@ func movedResponse(p meta.Partition, r *splitRec) response {
 	return response{status: stMoved, value: v, rev: r.index}
 }
 
+// movedReply is movedResponse for request q; a replica check (opReplica)
+// also learns whether its replica was a member at the split.
+func movedReply(q *request, r *splitRec) response {
+	resp := movedResponse(q.p, r)
+	if q.op == opReplica {
+		resp.value = append(resp.value, byte(r.member(q.node)))
+	}
+	return resp
+}
+
+// member says whether replica id was in the group's configuration at the
+// split, from the record's tail; a record without one cannot say.
+func (r *splitRec) member(id uint64) splitMember {
+	if r.tail == nil {
+		return memberUnknown
+	}
+	_, _, set, err := decodeApplyStateSet(encodeApplyState(r.index, r.tail))
+	if err != nil {
+		return memberUnknown
+	}
+	if _, ok := set.get(id); ok {
+		return memberAtSplit
+	}
+	return removedBeforeSplit
+}
+
 // moved is the error of a stMoved response.
 func (s *response) moved() *movedError {
 	e := &movedError{index: s.rev}
-	if len(s.value) == 12 {
+	if len(s.value) >= 12 {
 		e.p = meta.Partition(binary.BigEndian.Uint32(s.value))
 		e.into = [2]meta.Partition{meta.Partition(binary.BigEndian.Uint32(s.value[4:])), meta.Partition(binary.BigEndian.Uint32(s.value[8:]))}
+	}
+	if len(s.value) == 13 && splitMember(s.value[12]) <= removedBeforeSplit {
+		e.member = splitMember(s.value[12])
 	}
 	return e
 }
@@ -174,14 +220,14 @@ func (h *Host) splitOf(p meta.Partition) *splitRec {
 	return h.mu.splits[p]
 }
 
-// movedHere answers a request for group p if p split: a stMoved
-// response, and true.
-func (h *Host) movedHere(p meta.Partition) (response, bool) {
+// movedHere answers request q if its group split: a stMoved response,
+// and true.
+func (h *Host) movedHere(q *request) (response, bool) {
 	if !h.anySplit.Load() {
 		return response{}, false
 	}
-	if r := h.splitOf(p); r != nil {
-		return movedResponse(p, r), true
+	if r := h.splitOf(q.p); r != nil {
+		return movedReply(q, r), true
 	}
 	return response{}, false
 }
@@ -486,11 +532,22 @@ func (h *Host) writeChildren(g *group, rec *splitRec) (paths [2]string, err erro
 // replica g of a group that split, which names its children (e): a
 // replica that never applied the split is deleted, and the split
 // recorded, once this host's replicas of both children hold the split's
-// index (keeps); until then it stays, so that no item loses a copy.
+// index (keeps); until then it stays, so that no item loses a copy. A
+// replica the answer says was removed before the split is deleted at
+// once: it was out of the configuration for good (an ID is never given
+// twice), the children started without it, and it is no copy the group
+// counts (testdata/split_removed_straggler.txt).
 func (h *Host) checkMoved(g *group, e *movedError) {
 	h.learnMoved(g.p, e)
 	if g.split.Load() != nil {
 		return // applied here: finishSplit makes the children
+	}
+	if e.member == removedBeforeSplit {
+		h.lifeMu.Lock()
+		h.life = append(h.life, lifeOp{g: g, p: g.p, why: "removed from its group before the group split", moved: &splitRec{into: e.into, index: e.index}})
+		h.lifeMu.Unlock()
+		h.poke()
+		return
 	}
 	for _, c := range e.into {
 		if !h.keeps(c, e.index, 0) {

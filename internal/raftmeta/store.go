@@ -187,7 +187,7 @@ func (h *Host) retryWith(ctx context.Context, q *request, local func(*group) res
 		local = func(g *group) response { return h.serveLocal(ctx, g, q) }
 	}
 	for attempt := 0; ; attempt++ {
-		if resp, ok := h.movedHere(q.p); ok {
+		if resp, ok := h.movedHere(q); ok {
 			return resp
 		}
 		if attempt > 0 {
@@ -376,7 +376,7 @@ func (h *Host) HandleForward(ctx context.Context, req []byte) ([]byte, error) {
 		resp := h.receiveChunk(q.p, &q.chunk)
 		return encodeResponse(&resp), nil
 	}
-	if resp, ok := h.movedHere(q.p); ok {
+	if resp, ok := h.movedHere(&q); ok {
 		return encodeResponse(&resp), nil
 	}
 	var resp response
