@@ -81,6 +81,7 @@ Environment:
 		newDevCmd(),
 		newStatusCmd(),
 		newLayoutCmd(),
+		newBucketCmd(),
 	)
 	return root
 }

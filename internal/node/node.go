@@ -382,7 +382,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	s3cfg.Region = cfg.Region
 	s3cfg.Domains = cfg.Domains
 	s3cfg.BodyIdleTimeout = cfg.BodyIdleTimeout
-	front, err := s3api.New(s3cfg, spaceGate{API: n.objects, space: n.space, policy: n.Policy}, s3api.SigV4(verifier), logger.With("component", "s3api"))
+	gated := spaceGate{API: n.objects, space: n.space, policy: n.Policy}
+	front, err := s3api.New(s3cfg, gated, s3api.SigV4(verifier), logger.With("component", "s3api"))
 	if err != nil {
 		return nil, err
 	}
@@ -416,6 +417,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	mux.Handle("/", admin.New(acfg, n, logger.With("component", "admin")))
 	mux.HandleFunc("/repair", n.serveRepair)
 	mux.HandleFunc("/scrub", n.serveScrub)
+	registerBuckets(mux, gated)
 	if n.cluster != nil {
 		n.registerCluster(mux)
 	}

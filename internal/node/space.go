@@ -129,6 +129,13 @@ func (g spaceGate) CreateBucket(ctx context.Context, name string) error {
 	return g.API.CreateBucket(ctx, name)
 }
 
+func (g spaceGate) CreateBucketWith(ctx context.Context, name string, cfg objects.BucketConfig) error {
+	if err := g.room(); err != nil {
+		return err
+	}
+	return g.API.CreateBucketWith(ctx, name, cfg)
+}
+
 func (g spaceGate) SetVersioning(ctx context.Context, bucket string, state objects.Versioning) error {
 	if err := g.room(); err != nil {
 		return err

@@ -3,7 +3,9 @@ package objects
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/redoubt-io/redoubt/internal/blocks"
@@ -14,6 +16,9 @@ import (
 // implements it; front ends depend on this interface, never on storage.
 type API interface {
 	CreateBucket(ctx context.Context, name string) error
+	// CreateBucketWith creates a bucket with the configuration cfg,
+	// which is the bucket's for life (see Consistency).
+	CreateBucketWith(ctx context.Context, name string, cfg BucketConfig) error
 	HeadBucket(ctx context.Context, name string) (BucketInfo, error)
 	DeleteBucket(ctx context.Context, name string) error
 	ListBuckets(ctx context.Context) ([]BucketInfo, error)
@@ -56,6 +61,57 @@ type BucketInfo struct {
 	Name       string
 	Created    time.Time
 	Versioning Versioning
+	BucketConfig
+}
+
+// Consistency is what a bucket promises when the network splits its
+// nodes, chosen when it is created and kept for its life. It cannot be
+// changed later: a strong bucket's readers rely on every write having
+// been ordered by one Raft group, which writes accepted apart on both
+// sides of a partition never were, and an available bucket's concurrent
+// versions have no single order to be put into after the fact
+// (docs/architecture.md "Available buckets").
+type Consistency uint8
+
+const (
+	// Strong: every operation is linearizable; a side of a partition
+	// without a majority of a partition's replicas refuses (503).
+	Strong Consistency = iota
+	// Available: writes are accepted on every side of a partition and
+	// merged after it heals, with nothing lost.
+	Available
+)
+
+// ConsistencyHeader is the request header of CreateBucket that chooses
+// the bucket's Consistency, and the response header of HeadBucket that
+// shows it.
+const ConsistencyHeader = "X-Redoubt-Consistency"
+
+func (c Consistency) String() string {
+	switch c {
+	case Strong:
+		return "strong"
+	case Available:
+		return "available"
+	}
+	return fmt.Sprintf("consistency(%d)", uint8(c))
+}
+
+// ParseConsistency reads a Consistency by its name; "" is Strong.
+func ParseConsistency(s string) (Consistency, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "strong":
+		return Strong, nil
+	case "available":
+		return Available, nil
+	}
+	return 0, fmt.Errorf("%w: consistency %q: want strong or available", ErrInvalidArgument, s)
+}
+
+// BucketConfig is what a bucket is created with. The zero value is a
+// strong bucket.
+type BucketConfig struct {
+	Consistency Consistency
 }
 
 // Checksums holds the additional S3 checksums of an object or part, base64
@@ -293,6 +349,7 @@ var (
 	ErrConditionalConflict = errors.New("conditional request conflict")        // ConditionalRequestConflict (409)
 	ErrInvalidArgument     = errors.New("invalid argument")                    // InvalidArgument
 	ErrInvalidRequest      = errors.New("invalid request")                     // InvalidRequest
+	ErrNotImplemented      = errors.New("not implemented")                     // NotImplemented (501)
 	// ErrSlowDown: the node's data buffers stayed taken by other large
 	// requests (blocks.Config.BufferBytes) for as long as a request may
 	// wait for them. SDKs retry it with back-off.

@@ -187,6 +187,9 @@ type bucketRec struct {
 	// counted by scanning its versions.
 	Counted bool
 	Pending bucketChange
+	// Config is what the bucket was created with, for its life. Absent
+	// (a strong bucket) in records written before buckets had one.
+	Config BucketConfig
 }
 
 // bucketChange is a configuration change under way.
@@ -220,6 +223,9 @@ func (r *bucketRec) encode() []byte {
 	e.u(f)
 	e.u(uint64(r.Pending.Kind))
 	e.u(uint64(r.Pending.Versioning))
+	if r.Config != (BucketConfig{}) {
+		e.u(uint64(r.Config.Consistency))
+	}
 	return e.b
 }
 
@@ -242,6 +248,13 @@ func decodeBucket(b []byte) (bucketRec, error) {
 			d.fail()
 		}
 		r.Pending = bucketChange{Kind: changeKind(k), Versioning: d.versioning()}
+	}
+	if d.err == nil && len(d.b) > 0 { // absent in strong buckets' records
+		c := d.u()
+		if c > uint64(Available) {
+			d.fail()
+		}
+		r.Config.Consistency = Consistency(c)
 	}
 	return r, d.done()
 }

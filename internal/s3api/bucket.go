@@ -145,7 +145,16 @@ func (s *Server) createBucket(w http.ResponseWriter, r *http.Request, rc *reqCtx
 		return apiErrf("IllegalLocationConstraintException", 400,
 			"The %s location constraint is incompatible for the region specific endpoint this request was sent to.", loc)
 	}
-	if err := s.api.CreateBucket(r.Context(), rc.bucket); err != nil {
+	var cfg objects.BucketConfig
+	if v, ok := r.Header[objects.ConsistencyHeader]; ok {
+		if len(v) != 1 {
+			return invalidArg("%s must be given once", objects.ConsistencyHeader)
+		}
+		if cfg.Consistency, err = objects.ParseConsistency(v[0]); err != nil {
+			return invalidArg("%s must be strong or available, not %q", objects.ConsistencyHeader, v[0])
+		}
+	}
+	if err := s.api.CreateBucketWith(r.Context(), rc.bucket, cfg); err != nil {
 		return err
 	}
 	w.Header().Set("Location", "/"+rc.bucket)
@@ -155,10 +164,12 @@ func (s *Server) createBucket(w http.ResponseWriter, r *http.Request, rc *reqCtx
 }
 
 func (s *Server) headBucket(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	if _, err := s.api.HeadBucket(r.Context(), rc.bucket); err != nil {
+	bi, err := s.api.HeadBucket(r.Context(), rc.bucket)
+	if err != nil {
 		return err
 	}
 	w.Header().Set("X-Amz-Bucket-Region", s.cfg.Region)
+	w.Header().Set(objects.ConsistencyHeader, bi.Consistency.String())
 	w.WriteHeader(http.StatusOK)
 	return nil
 }

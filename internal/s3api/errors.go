@@ -98,6 +98,7 @@ var objectErrors = []struct {
 	{objects.ErrConditionalConflict, apiErr("ConditionalRequestConflict", 409, "A conflicting conditional operation is currently in progress against this resource. Try again.")},
 	{objects.ErrInvalidArgument, apiErr("InvalidArgument", 400, "Invalid Argument")},
 	{objects.ErrInvalidRequest, apiErr("InvalidRequest", 400, "Invalid Request")},
+	{objects.ErrNotImplemented, errNotImpl},
 	{objects.ErrSlowDown, apiErr("SlowDown", 503, "Please reduce your request rate.")},
 }
 
@@ -115,6 +116,10 @@ func toAPIError(err error) (e *Error, internal bool) {
 			}
 			if m.err == objects.ErrInvalidRequest {
 				return invalidReq("%s", detail(err, m.err)), false
+			}
+			if m.err == objects.ErrNotImplemented {
+				// Say what is missing, not the generic sentence.
+				return apiErr(m.api.Code, m.api.Status, detail(err, m.err)), false
 			}
 			return m.api, false
 		}

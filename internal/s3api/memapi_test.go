@@ -78,6 +78,13 @@ func (m *memAPI) bucket(name string) (*memBucket, error) {
 	return b, nil
 }
 
+func (m *memAPI) CreateBucketWith(ctx context.Context, name string, cfg objects.BucketConfig) error {
+	if cfg != (objects.BucketConfig{}) {
+		return fmt.Errorf("%w: memAPI makes strong buckets only", objects.ErrNotImplemented)
+	}
+	return m.CreateBucket(ctx, name)
+}
+
 func (m *memAPI) CreateBucket(ctx context.Context, name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

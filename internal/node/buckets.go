@@ -1,0 +1,85 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"syscall"
+
+	"github.com/redoubt-io/redoubt/internal/admin"
+	"github.com/redoubt-io/redoubt/internal/meta"
+	"github.com/redoubt-io/redoubt/internal/objects"
+)
+
+// registerBuckets adds the bucket endpoints to the admin API: GET
+// /buckets lists every bucket with its configuration, POST /buckets
+// creates one (admin.BucketCreate) through api, as an S3 CreateBucket
+// would (TestAdminBuckets).
+func registerBuckets(mux *http.ServeMux, api objects.API) {
+	mux.HandleFunc("GET /buckets", func(w http.ResponseWriter, r *http.Request) {
+		bs, err := api.ListBuckets(r.Context())
+		out := make([]admin.Bucket, 0, len(bs))
+		for _, b := range bs {
+			out = append(out, adminBucket(b))
+		}
+		writeBucketAnswer(w, out, err)
+	})
+	mux.HandleFunc("POST /buckets", func(w http.ResponseWriter, r *http.Request) {
+		var c admin.BucketCreate
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&c); err != nil {
+			writeBucketAnswer(w, nil, fmt.Errorf("%w: body: %w", objects.ErrInvalidArgument, err))
+			return
+		}
+		cons, err := objects.ParseConsistency(c.Consistency)
+		if err != nil {
+			writeBucketAnswer(w, nil, err)
+			return
+		}
+		if err := api.CreateBucketWith(r.Context(), c.Name, objects.BucketConfig{Consistency: cons}); err != nil {
+			writeBucketAnswer(w, nil, err)
+			return
+		}
+		b, err := api.HeadBucket(r.Context(), c.Name)
+		writeBucketAnswer(w, adminBucket(b), err)
+	})
+}
+
+func adminBucket(b objects.BucketInfo) admin.Bucket {
+	v := map[objects.Versioning]string{objects.Unversioned: "unversioned", objects.Enabled: "enabled", objects.Suspended: "suspended"}[b.Versioning]
+	return admin.Bucket{Name: b.Name, Created: b.Created, Versioning: v, Consistency: b.Consistency.String()}
+}
+
+// bucketErrors are the answers to the object layer's errors, with the S3
+// code of each, so that a script can tell them apart.
+var bucketErrors = []struct {
+	err    error
+	status int
+	code   string
+}{
+	{objects.ErrInvalidBucketName, http.StatusBadRequest, "InvalidBucketName"},
+	{objects.ErrInvalidArgument, http.StatusBadRequest, "InvalidArgument"},
+	{objects.ErrBucketExists, http.StatusConflict, "BucketAlreadyOwnedByYou"},
+	{objects.ErrNoSuchBucket, http.StatusNotFound, "NoSuchBucket"},
+	{objects.ErrNotImplemented, http.StatusNotImplemented, "NotImplemented"},
+	{syscall.ENOSPC, http.StatusInsufficientStorage, "InsufficientStorage"},
+	{meta.ErrUnavailable, http.StatusServiceUnavailable, "ServiceUnavailable"},
+}
+
+func writeBucketAnswer(w http.ResponseWriter, v any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if err != nil {
+		status, code := http.StatusInternalServerError, "InternalError"
+		for _, m := range bucketErrors {
+			if errors.Is(err, m.err) {
+				status, code = m.status, m.code
+				break
+			}
+		}
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(admin.APIError{Error: err.Error(), Code: code})
+		return
+	}
+	json.NewEncoder(w).Encode(v)
+}
