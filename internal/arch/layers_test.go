@@ -26,6 +26,7 @@ var rank = map[string]int{
 	"internal/lincheck":        0,
 	"internal/layout":          1,
 	"internal/vset":            1,
+	"internal/merkle":          0,
 	"internal/store":           1,
 	"internal/meta":            1,
 	"internal/transport":       1,
@@ -48,7 +49,7 @@ var rank = map[string]int{
 
 // pure packages do no I/O and use no global randomness: effects come in
 // through their callers.
-var pure = []string{"internal/checksum", "internal/hlc", "internal/placement", "internal/erasure", "internal/layout", "internal/vset"}
+var pure = []string{"internal/checksum", "internal/hlc", "internal/placement", "internal/erasure", "internal/layout", "internal/vset", "internal/merkle"}
 
 var effects = []string{"os", "net", "net/http", "math/rand", "math/rand/v2", "crypto/rand"}
 
