@@ -27,6 +27,7 @@ var rank = map[string]int{
 	"internal/layout":          1,
 	"internal/vset":            1,
 	"internal/merkle":          0,
+	"internal/records":         2,
 	"internal/store":           1,
 	"internal/meta":            1,
 	"internal/transport":       1,

@@ -74,6 +74,15 @@ func New(levels int) (*Tree, error) {
 	return t, nil
 }
 
+// Clone returns a copy of t that shares nothing with it.
+func (t *Tree) Clone() *Tree {
+	c := &Tree{levels: t.levels, nodes: make([][]Hash, len(t.nodes))}
+	for l := range t.nodes {
+		c.nodes[l] = slices.Clone(t.nodes[l])
+	}
+	return c
+}
+
 // Levels is the number of levels below the root.
 func (t *Tree) Levels() int { return t.levels }
 
