@@ -1,0 +1,311 @@
+package records
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/redoubt-io/redoubt/internal/merkle"
+	"github.com/redoubt-io/redoubt/internal/transport"
+	"github.com/redoubt-io/redoubt/internal/vset"
+)
+
+// Service is the transport service a node's Store answers Sync on.
+const Service = "records"
+
+// The requests, each an op byte and the partition (4 bytes, big-endian),
+// then:
+//
+//	opRoot      nothing                      -> the root digest
+//	opChildren  merkle.AppendRequest's form  -> merkle.AppendHashes' form
+//	opLeaves    count, then leaf indexes (uvarints, increasing) -> records
+//	opPut       records                      -> the count added (uvarint)
+//
+// Records are a count, then each: the key's length and the key, a kind
+// byte (0 version, 1 removal), then the version's encoding with its length
+// before it, or the removed ID.
+const (
+	opRoot byte = iota + 1
+	opChildren
+	opLeaves
+	opPut
+)
+
+// leavesPerCall bounds the leaves one opLeaves names, and so, with the
+// records of a leaf, what one answer carries.
+const leavesPerCall = 256
+
+// Serve answers other nodes' Syncs with s's records.
+func Serve(c transport.Caller, s *Store) {
+	c.Handle(Service, func(_ context.Context, _ transport.NodeID, req []byte) ([]byte, error) {
+		return s.answer(req)
+	})
+}
+
+func (s *Store) answer(req []byte) ([]byte, error) {
+	op, p, body, err := decodeHeader(req)
+	if err != nil {
+		return nil, err
+	}
+	switch op {
+	case opRoot:
+		if len(body) != 0 {
+			return nil, fmt.Errorf("%w: root request of %d bytes", ErrInvalidRequest, len(req))
+		}
+		r := s.Root(p)
+		return r[:], nil
+	case opChildren:
+		l, parents, err := merkle.DecodeRequest(body, Levels)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+		}
+		hs, err := s.Children(p, l, parents)
+		if err != nil {
+			return nil, err
+		}
+		return merkle.AppendHashes(nil, hs), nil
+	case opLeaves:
+		leaves, err := decodeLeaves(body)
+		if err != nil {
+			return nil, err
+		}
+		recs, err := s.Leaves(p, leaves)
+		if err != nil {
+			return nil, err
+		}
+		return appendRecords(nil, recs), nil
+	case opPut:
+		recs, err := decodeRecords(body)
+		if err != nil {
+			return nil, err
+		}
+		n, err := s.Put(p, recs)
+		if err != nil {
+			return nil, err
+		}
+		return binary.AppendUvarint(nil, uint64(n)), nil
+	}
+	return nil, fmt.Errorf("%w: op %d", ErrInvalidRequest, op)
+}
+
+// ErrInvalidRequest is returned (wrapped) for a request or an answer that
+// does not decode.
+var ErrInvalidRequest = errors.New("records: invalid request")
+
+func header(op byte, p Partition) []byte {
+	return binary.BigEndian.AppendUint32([]byte{op}, uint32(p))
+}
+
+func decodeHeader(b []byte) (op byte, p Partition, body []byte, err error) {
+	if len(b) < 5 {
+		return 0, 0, nil, fmt.Errorf("%w: %d bytes", ErrInvalidRequest, len(b))
+	}
+	return b[0], Partition(binary.BigEndian.Uint32(b[1:5])), b[5:], nil
+}
+
+func appendLeaves(b []byte, leaves []int) []byte {
+	b = binary.AppendUvarint(b, uint64(len(leaves)))
+	for _, l := range leaves {
+		b = binary.AppendUvarint(b, uint64(l))
+	}
+	return b
+}
+
+// reader reads uvarints and byte strings in their shortest forms only.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) uvarint(what string) uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 || n != len(binary.AppendUvarint(nil, v)) {
+		r.err = fmt.Errorf("%w: bad %s", ErrInvalidRequest, what)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) bytes(n uint64, what string) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n > uint64(len(r.b)) {
+		r.err = fmt.Errorf("%w: %s of %d bytes, %d left", ErrInvalidRequest, what, n, len(r.b))
+		return nil
+	}
+	out := r.b[:n:n]
+	r.b = r.b[n:]
+	return out
+}
+
+func (r *reader) end() error {
+	if r.err == nil && len(r.b) != 0 {
+		r.err = fmt.Errorf("%w: %d bytes after the end", ErrInvalidRequest, len(r.b))
+	}
+	return r.err
+}
+
+func decodeLeaves(b []byte) ([]int, error) {
+	r := reader{b: b}
+	n := r.uvarint("count")
+	if n > leavesPerCall {
+		return nil, fmt.Errorf("%w: %d leaves in one request", ErrInvalidRequest, n)
+	}
+	leaves := make([]int, 0, n)
+	for range n {
+		l := r.uvarint("leaf")
+		if r.err == nil && (l >= 1<<(4*Levels) || len(leaves) > 0 && l <= uint64(leaves[len(leaves)-1])) {
+			return nil, fmt.Errorf("%w: leaf %d out of order or range", ErrInvalidRequest, l)
+		}
+		leaves = append(leaves, int(l))
+	}
+	return leaves, r.end()
+}
+
+func appendRecords(b []byte, recs []Record) []byte {
+	b = binary.AppendUvarint(b, uint64(len(recs)))
+	for i := range recs {
+		r := &recs[i]
+		b = binary.AppendUvarint(b, uint64(len(r.Key)))
+		b = append(b, r.Key...)
+		if r.Removal {
+			b = append(b, kindRemoval)
+			b = r.Version.ID.AppendBinary(b)
+			continue
+		}
+		v := r.Version.Encode()
+		b = append(b, kindVersion)
+		b = binary.AppendUvarint(b, uint64(len(v)))
+		b = append(b, v...)
+	}
+	return b
+}
+
+func decodeRecords(b []byte) ([]Record, error) {
+	r := reader{b: b}
+	n := r.uvarint("count")
+	if n > uint64(len(b)) { // each record takes more than a byte
+		return nil, fmt.Errorf("%w: %d records in %d bytes", ErrInvalidRequest, n, len(b))
+	}
+	recs := make([]Record, 0, n)
+	for range n {
+		key := r.bytes(r.uvarint("key length"), "key")
+		kind := r.bytes(1, "kind")
+		if r.err != nil {
+			return nil, r.err
+		}
+		var rec Record
+		switch kind[0] {
+		case kindRemoval:
+			id, err := vset.IDFromBinary(r.bytes(vset.IDLen, "removed ID"))
+			if r.err != nil {
+				return nil, r.err
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+			}
+			rec = Record{Removal: true, Version: vset.Version{ID: id}}
+		case kindVersion:
+			raw := r.bytes(r.uvarint("version length"), "version")
+			if r.err != nil {
+				return nil, r.err
+			}
+			v, err := vset.DecodeVersion(raw)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+			}
+			rec = Record{Version: v}
+		default:
+			return nil, fmt.Errorf("%w: kind %d", ErrInvalidRequest, kind[0])
+		}
+		rec.Key = key
+		recs = append(recs, rec)
+	}
+	return recs, r.end()
+}
+
+// RemotePeer is the Store of node to, reached through c; ctx bounds
+// every call it makes.
+func RemotePeer(ctx context.Context, c transport.Caller, to transport.Peer) Peer {
+	return remote{ctx: ctx, c: c, to: to}
+}
+
+type remote struct {
+	ctx context.Context
+	c   transport.Caller
+	to  transport.Peer
+}
+
+func (r remote) call(req []byte) ([]byte, error) {
+	return r.c.Call(r.ctx, r.to, Service, req)
+}
+
+func (r remote) Root(p Partition) (merkle.Hash, error) {
+	b, err := r.call(header(opRoot, p))
+	if err != nil {
+		return merkle.Hash{}, err
+	}
+	if len(b) != merkle.Size {
+		return merkle.Hash{}, fmt.Errorf("%w: root of %d bytes", ErrInvalidRequest, len(b))
+	}
+	return merkle.Hash(b), nil
+}
+
+func (r remote) Children(p Partition, l int, parents []int) ([]merkle.Hash, error) {
+	b, err := r.call(merkle.AppendRequest(header(opChildren, p), l, parents))
+	if err != nil {
+		return nil, err
+	}
+	return merkle.DecodeHashes(b)
+}
+
+func (r remote) Leaves(p Partition, leaves []int) ([]Record, error) {
+	var out []Record
+	for len(leaves) > 0 {
+		chunk := leaves[:min(len(leaves), leavesPerCall)]
+		leaves = leaves[len(chunk):]
+		b, err := r.call(appendLeaves(header(opLeaves, p), chunk))
+		if err != nil {
+			return nil, err
+		}
+		recs, err := decodeRecords(b)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, recs...)
+	}
+	return out, nil
+}
+
+// putBytes bounds the records one opPut carries, well under the
+// transport's message limit.
+const putBytes = 4 << 20
+
+func (r remote) Put(p Partition, recs []Record) (int, error) {
+	added := 0
+	for len(recs) > 0 {
+		n, size := 0, 0
+		for n < len(recs) && (n == 0 || size < putBytes) {
+			size += len(recs[n].Key) + len(recs[n].Version.Body) + 64
+			n++
+		}
+		b, err := r.call(appendRecords(header(opPut, p), recs[:n]))
+		if err != nil {
+			return added, err
+		}
+		recs = recs[n:]
+		rd := reader{b: b}
+		k := rd.uvarint("count")
+		if err := rd.end(); err != nil {
+			return added, err
+		}
+		added += int(k)
+	}
+	return added, nil
+}

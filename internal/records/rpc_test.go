@@ -1,0 +1,94 @@
+package records
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/redoubt-io/redoubt/internal/transport"
+)
+
+// TestSyncOverTheNetwork: Sync between two nodes' stores through the
+// transport: cut apart it fails and changes nothing; healed, one Sync
+// makes both hold every record, in both directions.
+func TestSyncOverTheNetwork(t *testing.T) {
+	mn := transport.NewMemNetwork()
+	epA, epB := mn.Node("a"), mn.Node("b")
+	a, b := memStore(t), memStore(t)
+	Serve(epA, a)
+	Serve(epB, b)
+	put := func(s *Store, from, n int, node uint64) {
+		var recs []Record
+		for i := from; i < from+n; i++ {
+			recs = append(recs, Record{Key: fmt.Appendf(nil, "k%d", i%40), Version: version(int64(i+1), node, "v")})
+		}
+		if _, err := s.Put(3, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(a, 0, 100, 1)
+	put(b, 50, 100, 2)
+	mn.Disconnect("a", "b")
+	toB := RemotePeer(t.Context(), epA, transport.Peer{ID: "b", Addr: epB.Addr()})
+	rootA, rootB := a.Root(3), b.Root(3)
+	if _, err := Sync(a, toB, 3); !errors.Is(err, transport.ErrUnreachable) {
+		t.Fatalf("Sync across a cut: %v, want ErrUnreachable", err)
+	}
+	if a.Root(3) != rootA || b.Root(3) != rootB {
+		t.Fatal("a failed Sync changed a replica")
+	}
+	mn.Connect("a", "b")
+	st, err := Sync(a, toB, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Fetched != 100 || st.Sent != 100 || a.Root(3) != b.Root(3) {
+		t.Fatalf("after Sync: %+v, roots equal %v", st, a.Root(3) == b.Root(3))
+	}
+	for i := range 40 {
+		k := fmt.Appendf(nil, "k%d", i)
+		sa, _ := a.Get(3, k)
+		sb, _ := b.Get(3, k)
+		if !sa.Equal(sb) || len(sa.IDs()) == 0 {
+			t.Fatalf("%s: %v on a, %v on b", k, sa.IDs(), sb.IDs())
+		}
+	}
+}
+
+// FuzzAnswer: whatever a peer sends, the store answers with a value or
+// an error, and a request that does not decode changes nothing.
+func FuzzAnswer(f *testing.F) {
+	f.Add(header(opRoot, 1))
+	f.Add(appendLeaves(header(opLeaves, 1), []int{0, 7, 4095}))
+	f.Add(appendRecords(header(opPut, 2), []Record{{Key: []byte("k"), Version: version(1, 1, "b")}, {Key: []byte("k"), Version: version(1, 1, ""), Removal: true}}))
+	f.Add(append(header(opChildren, 0), 0, 1, 0))
+	s := memStore(f)
+	f.Fuzz(func(t *testing.T, req []byte) {
+		before := [3][16]byte{s.Root(0), s.Root(1), s.Root(2)}
+		_, err := s.answer(req)
+		if err != nil && errors.Is(err, ErrInvalidRequest) {
+			if after := [3][16]byte{s.Root(0), s.Root(1), s.Root(2)}; after != before {
+				t.Fatalf("a refused request %x changed the store", req)
+			}
+		}
+	})
+}
+
+// FuzzDecodeRecords: a records encoding that decodes encodes back to
+// itself.
+func FuzzDecodeRecords(f *testing.F) {
+	f.Add(appendRecords(nil, []Record{{Key: []byte("k"), Version: version(1, 1, "b")}}))
+	f.Add(appendRecords(nil, []Record{{Key: nil, Version: version(2, 3, ""), Removal: true}}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		recs, err := decodeRecords(b)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidRequest) {
+				t.Fatalf("error %v is not ErrInvalidRequest", err)
+			}
+			return
+		}
+		if got := appendRecords(nil, recs); string(got) != string(b) {
+			t.Fatalf("%x decodes to records that encode as %x", b, got)
+		}
+	})
+}
