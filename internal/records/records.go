@@ -260,31 +260,50 @@ func (s *Store) Put(p Partition, recs []Record) (added int, err error) {
 
 // Get returns the state of key in partition p.
 func (s *Store) Get(p Partition, key []byte) (vset.State, error) {
-	var st vset.State
+	recs, err := s.Records(p, key)
+	if err != nil {
+		return vset.State{}, err
+	}
+	return StateOf(recs), nil
+}
+
+// Records returns the records of key in partition p, in key order.
+func (s *Store) Records(p Partition, key []byte) ([]Record, error) {
 	// The key's length precedes it, so every stored key that starts
 	// with pre is one of this key's records.
 	pre := keyPrefix(p, key)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: pre, UpperBound: prefixEnd(pre)})
 	if err != nil {
-		return st, err
+		return nil, err
 	}
 	defer it.Close()
+	var out []Record
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
 		if len(k) != len(pre)+vset.IDLen+1 {
-			return vset.State{}, fmt.Errorf("%w: key %x", ErrCorrupt, k)
+			return nil, fmt.Errorf("%w: key %x", ErrCorrupt, k)
 		}
 		r, err := decodeRecord(k[len(pre):], it.Value())
 		if err != nil {
-			return vset.State{}, err
+			return nil, err
 		}
-		if r.Removal {
-			st.Remove(r.Version.ID)
+		r.Key = bytes.Clone(key)
+		out = append(out, r)
+	}
+	return out, it.Error()
+}
+
+// StateOf merges records of one key into its state.
+func StateOf(recs []Record) vset.State {
+	var st vset.State
+	for i := range recs {
+		if recs[i].Removal {
+			st.Remove(recs[i].Version.ID)
 		} else {
-			st.Add(r.Version)
+			st.Add(recs[i].Version)
 		}
 	}
-	return st, it.Error()
+	return st
 }
 
 // prefixEnd is the least key above every key that starts with pre, which
@@ -402,6 +421,7 @@ type Peer interface {
 	Children(p Partition, l int, parents []int) ([]merkle.Hash, error)
 	Leaves(p Partition, leaves []int) ([]Record, error)
 	Put(p Partition, recs []Record) (int, error)
+	Records(p Partition, key []byte) ([]Record, error)
 }
 
 // SyncStats says what a Sync exchanged.

@@ -21,6 +21,7 @@ const Service = "records"
 //	opChildren  merkle.AppendRequest's form  -> merkle.AppendHashes' form
 //	opLeaves    count, then leaf indexes (uvarints, increasing) -> records
 //	opPut       records                      -> the count added (uvarint)
+//	opGet       a key                        -> its records
 //
 // Records are a count, then each: the key's length and the key, a kind
 // byte (0 version, 1 removal), then the version's encoding with its length
@@ -30,6 +31,7 @@ const (
 	opChildren
 	opLeaves
 	opPut
+	opGet
 )
 
 // leavesPerCall bounds the leaves one opLeaves names, and so, with the
@@ -85,6 +87,12 @@ func (s *Store) answer(req []byte) ([]byte, error) {
 			return nil, err
 		}
 		return binary.AppendUvarint(nil, uint64(n)), nil
+	case opGet:
+		recs, err := s.Records(p, body)
+		if err != nil {
+			return nil, err
+		}
+		return appendRecords(nil, recs), nil
 	}
 	return nil, fmt.Errorf("%w: op %d", ErrInvalidRequest, op)
 }
@@ -281,6 +289,14 @@ func (r remote) Leaves(p Partition, leaves []int) ([]Record, error) {
 		out = append(out, recs...)
 	}
 	return out, nil
+}
+
+func (r remote) Records(p Partition, key []byte) ([]Record, error) {
+	b, err := r.call(append(header(opGet, p), key...))
+	if err != nil {
+		return nil, err
+	}
+	return decodeRecords(b)
 }
 
 // putBytes bounds the records one opPut carries, well under the

@@ -62,6 +62,7 @@ func FuzzAnswer(f *testing.F) {
 	f.Add(appendLeaves(header(opLeaves, 1), []int{0, 7, 4095}))
 	f.Add(appendRecords(header(opPut, 2), []Record{{Key: []byte("k"), Version: version(1, 1, "b")}, {Key: []byte("k"), Version: version(1, 1, ""), Removal: true}}))
 	f.Add(append(header(opChildren, 0), 0, 1, 0))
+	f.Add(append(header(opGet, 2), 'k'))
 	s := memStore(f)
 	f.Fuzz(func(t *testing.T, req []byte) {
 		before := [3][16]byte{s.Root(0), s.Root(1), s.Root(2)}

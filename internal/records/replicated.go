@@ -1,0 +1,143 @@
+package records
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+)
+
+// A Replica is one copy of a partition as a write or a read reaches it:
+// this node's Store, or another node's (RemotePeer).
+type Replica interface {
+	Put(p Partition, recs []Record) (int, error)
+	Records(p Partition, key []byte) ([]Record, error)
+}
+
+// ErrNoCopy: a write reached no replica, so nothing holds it.
+var ErrNoCopy = errors.New("records: no replica reachable")
+
+// Write puts recs on every replica of partition p in reps, in parallel,
+// and returns once want of them hold the records durably, or every
+// replica has answered: copies is how many held them by then. A write
+// that no replica holds fails with ErrNoCopy; one that fewer than want
+// hold succeeds, since an available bucket takes what is reachable, and
+// the caller says how durable it is. Calls still under way go on after
+// Write returns, each bounded by its replica's own context.
+func Write(reps []Replica, p Partition, recs []Record, want int) (copies int, err error) {
+	want = max(1, min(want, len(reps)))
+	done := make(chan error, len(reps))
+	for _, r := range reps {
+		go func() {
+			_, err := r.Put(p, recs)
+			done <- err
+		}()
+	}
+	var errs []error
+	for range reps {
+		if err := <-done; err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if copies++; copies >= want {
+			return copies, nil
+		}
+	}
+	if copies == 0 {
+		return 0, fmt.Errorf("%w: %w", ErrNoCopy, errors.Join(errs...))
+	}
+	return copies, nil
+}
+
+// ErrNoAnswer: a read reached no replica.
+var ErrNoAnswer = errors.New("records: no replica answered")
+
+// Read returns the state of key in partition p as the replicas in reps
+// hold it, merged, in key order: it waits for every replica's answer, or,
+// once one has answered, at most wait more. Each replica that answered
+// and lacked records the others had is sent them (read repair) before
+// Read returns. answered counts the replicas merged.
+func Read(reps []Replica, p Partition, key []byte, wait time.Duration) (recs []Record, answered int, err error) {
+	type answer struct {
+		r    Replica
+		recs []Record
+		err  error
+	}
+	got := make(chan answer, len(reps))
+	for _, r := range reps {
+		go func() {
+			recs, err := r.Records(p, key)
+			got <- answer{r, recs, err}
+		}()
+	}
+	var answers []answer
+	var errs []error
+	var deadline <-chan time.Time
+	for range reps {
+		var a answer
+		select {
+		case a = <-got:
+		case <-deadline:
+		}
+		if deadline != nil && a.r == nil {
+			break // waited long enough after the first answer
+		}
+		if a.err != nil {
+			errs = append(errs, a.err)
+			continue
+		}
+		answers = append(answers, a)
+		if deadline == nil {
+			deadline = time.After(wait)
+		}
+	}
+	if len(answers) == 0 {
+		return nil, 0, fmt.Errorf("%w: %w", ErrNoAnswer, errors.Join(errs...))
+	}
+	union := map[string]Record{}
+	for _, a := range answers {
+		for _, r := range a.recs {
+			k := string(recordKey(p, &r))
+			if old, ok := union[k]; ok && bytes.Compare(old.value(), r.value()) >= 0 {
+				continue // two versions of one ID: the one that sorts last, as Put keeps
+			}
+			union[k] = r
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(union)) {
+		recs = append(recs, union[k])
+	}
+	// Repairs go to replicas that have just answered, so they are quick;
+	// Read waits for them, so a read that returned has made its replicas
+	// agree. A failed repair is left to anti-entropy.
+	repaired := make(chan struct{}, len(answers))
+	for _, a := range answers {
+		go func() {
+			if missing := lacking(p, a.recs, union); len(missing) > 0 {
+				a.r.Put(p, missing)
+			}
+			repaired <- struct{}{}
+		}()
+	}
+	for range answers {
+		<-repaired
+	}
+	return recs, len(answers), nil
+}
+
+// lacking returns the records of union that have lacks.
+func lacking(p Partition, have []Record, union map[string]Record) []Record {
+	held := make(map[string]bool, len(have))
+	for i := range have {
+		held[string(recordKey(p, &have[i]))] = true
+	}
+	var out []Record
+	for k, r := range union {
+		if !held[k] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
