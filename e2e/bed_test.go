@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -8,7 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // The partition bed: each node a real process with an address of its own
@@ -28,8 +31,11 @@ type bed struct {
 	ips   []string // node i's address
 	chain string   // this test's iptables chain
 
-	mu   sync.Mutex
-	cuts map[[2]int]bool // directed links now cut
+	mu     sync.Mutex
+	cuts   map[[2]int]bool // directed links now cut
+	paused map[int]bool    // nodes stopped by SIGSTOP
+	netem  bool            // the loopback's qdisc is this test's
+	flap   chan struct{}   // closed to stop a flapping link
 }
 
 // bedIP is node i's address on the bed.
@@ -55,7 +61,7 @@ func startBed(t *testing.T, n, zones int, extra ...string) *bed {
 	t.Helper()
 	needBed(t)
 	c := &cluster{t: t, secret: filepath.Join(t.TempDir(), "secret")}
-	b := &bed{cluster: c, cuts: map[[2]int]bool{}}
+	b := &bed{cluster: c, cuts: map[[2]int]bool{}, paused: map[int]bool{}}
 	b.chain = fmt.Sprintf("REDOUBT-BED-%d", os.Getpid())
 	b.iptables("-N", b.chain)
 	t.Cleanup(func() {
@@ -64,6 +70,9 @@ func startBed(t *testing.T, n, zones int, extra ...string) *bed {
 		b.iptablesQuiet("-X", b.chain)
 	})
 	b.iptables("-I", "INPUT", "-j", b.chain)
+	// Registered after the servers' own cleanups, so it runs before
+	// them: a stopped process must run again to shut down.
+	defer t.Cleanup(b.heal)
 
 	if err := os.WriteFile(c.secret, []byte(testClusterSecret), 0o600); err != nil {
 		t.Fatal(err)
@@ -136,10 +145,123 @@ func (b *bed) partition(sides ...[]int) {
 	}
 }
 
-// heal restores every link.
+// heal restores every link and every link's speed, stops a flapping
+// link and resumes paused nodes.
 func (b *bed) heal() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.flap != nil {
+		close(b.flap)
+		b.flap = nil
+	}
 	b.iptables("-F", b.chain)
 	clear(b.cuts)
+	for i := range b.paused {
+		if err := b.nodes[i].cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			b.t.Errorf("resume node %d: %v", i, err)
+		}
+	}
+	clear(b.paused)
+	if b.netem {
+		if out, err := exec.Command("tc", "qdisc", "del", "dev", "lo", "root").CombinedOutput(); err != nil {
+			b.t.Errorf("tc qdisc del dev lo root: %v\n%s", err, out)
+		}
+		b.netem = false
+	}
+}
+
+// pause stops node i (SIGSTOP) until the heal: a process that neither
+// runs nor closes its connections, as a long GC pause or a stalled VM.
+func (b *bed) pause(i int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.nodes[i].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		b.t.Fatalf("pause node %d: %v", i, err)
+	}
+	b.paused[i] = true
+}
+
+// degrade drops loss of the packets between the nodes of a and those of
+// c, both ways, with the packet filter, and delays them by delay with tc
+// netem where the kernel has it (the loopback's root qdisc is then this
+// test's until the heal, and only the pairs' packets are filtered into
+// netem's band), until the heal. It says what it did.
+func (b *bed) degrade(a, c []int, delay time.Duration, loss float64) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, x := range a {
+		for _, y := range c {
+			for _, p := range [][2]int{{x, y}, {y, x}} {
+				b.iptables("-A", b.chain, "-s", b.ips[p[0]], "-d", b.ips[p[1]],
+					"-m", "statistic", "--mode", "random", "--probability", fmt.Sprint(loss), "-j", "DROP")
+			}
+		}
+	}
+	desc := fmt.Sprintf("%g%% loss", loss*100)
+	tc := func(args ...string) error {
+		if out, err := exec.Command("tc", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("tc %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+		}
+		return nil
+	}
+	// A fourth band, reached by filters only (the priority map sends
+	// nothing to it), holds netem.
+	if out, err := exec.Command("tc", "qdisc", "show", "dev", "lo").Output(); err != nil || !strings.HasPrefix(string(out), "qdisc noqueue") {
+		return desc + " (no delay: the loopback's qdisc is not free)"
+	}
+	if err := tc("qdisc", "add", "dev", "lo", "root", "handle", "1:", "prio", "bands", "4",
+		"priomap", "1", "2", "2", "2", "1", "2", "0", "0", "1", "1", "1", "1", "1", "1", "1", "1"); err != nil {
+		return desc + " (no delay: this kernel has no prio qdisc)"
+	}
+	b.netem = true
+	if err := tc("qdisc", "add", "dev", "lo", "parent", "1:4", "handle", "40:", "netem",
+		"delay", fmt.Sprintf("%dms", delay.Milliseconds())); err != nil {
+		return desc + " (no delay: this kernel has no netem)"
+	}
+	for _, x := range a {
+		for _, y := range c {
+			for _, p := range [][2]int{{x, y}, {y, x}} {
+				if err := tc("filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+					"match", "ip", "src", b.ips[p[0]]+"/32", "match", "ip", "dst", b.ips[p[1]]+"/32", "flowid", "1:4"); err != nil {
+					b.t.Fatal(err)
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("%s and %v delay", desc, delay)
+}
+
+// flapLink cuts and restores the link between x and y, both ways, every
+// period until the heal.
+func (b *bed) flapLink(x, y int, period time.Duration) {
+	b.mu.Lock()
+	stop := make(chan struct{})
+	b.flap = stop
+	b.mu.Unlock()
+	go func() {
+		cut := false
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(period):
+			}
+			b.mu.Lock()
+			select {
+			case <-stop: // healed meanwhile: leave the links to heal
+				b.mu.Unlock()
+				return
+			default:
+			}
+			verb := "-A"
+			if cut {
+				verb = "-D"
+			}
+			for _, p := range [][2]int{{x, y}, {y, x}} {
+				b.iptablesQuiet(verb, b.chain, "-s", b.ips[p[0]], "-d", b.ips[p[1]], "-j", "DROP")
+			}
+			cut = !cut
+			b.mu.Unlock()
+		}
+	}()
 }

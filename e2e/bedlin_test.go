@@ -26,6 +26,9 @@ var (
 // unknown outcome) was more than the checker could decide in a minute.
 const cyclesPerRound = 10
 
+// bedZones is the zones of the linearizability bed's five nodes.
+const bedZones = 3
+
 // A strong bucket on 5 nodes in 3 zones while the network is cut and
 // healed at random, with clients on every side: 2|3, 1|4 and 1|1|3
 // splits and a one-way cut. The history of every request (the lincheck
@@ -41,7 +44,7 @@ func TestBedStrongLinearizableThroughCuts(t *testing.T) {
 	t.Logf("seed %d (replay the schedule with -bed.seed=%d)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	const nodes = 5
-	b := startBed(t, nodes, 3)
+	b := startBed(t, nodes, bedZones)
 	clients := make([]*s3.Client, nodes)
 	for i := range clients {
 		clients[i] = sdkClient(b.nodes[i])
@@ -97,11 +100,14 @@ func TestBedStrongLinearizableThroughCuts(t *testing.T) {
 		}, rng)
 		var schedule []string
 		for range min(cyclesPerRound, *bedCycles-round*cyclesPerRound) {
-			schedule = append(schedule, b.randomCut(rng))
-			mu.Lock()
-			cutSince = time.Now()
-			mu.Unlock()
-			<-time.After(time.Duration(1500+rng.IntN(1500)) * time.Millisecond) // how long the cut holds
+			desc, cut, hold := b.randomCut(rng)
+			schedule = append(schedule, desc)
+			if cut {
+				mu.Lock()
+				cutSince = time.Now()
+				mu.Unlock()
+			}
+			<-time.After(hold)
 			mu.Lock()
 			cutSince = time.Time{}
 			mu.Unlock()
@@ -122,21 +128,45 @@ func TestBedStrongLinearizableThroughCuts(t *testing.T) {
 	}
 }
 
-// randomCut cuts the bed at random, 2|3, 1|4, 1|1|3 or one direction of
-// one link, and says which.
-func (b *bed) randomCut(rng *rand.Rand) string {
+// randomCut harms the bed at random until the heal and says how: a
+// 2|3, 1|4 or 1|1|3 partition or one direction of one link cut (cuts:
+// the side without a quorum must refuse within 2 s), or a node paused
+// (SIGSTOP) for 8 s, longer than gossip takes to declare it dead, a link
+// cut and restored every 300 ms, or 5% loss and (where the kernel has
+// netem) 200 ms of delay between one zone and the others (harms that slow
+// answers rather than refuse them). cut says which kind it was; the harm holds for hold.
+func (b *bed) randomCut(rng *rand.Rand) (desc string, cut bool, hold time.Duration) {
+	hold = time.Duration(1500+rng.IntN(1500)) * time.Millisecond
 	perm := rng.Perm(len(b.nodes))
-	switch rng.IntN(4) {
+	switch rng.IntN(7) {
 	case 0:
 		b.partition(perm[:2], perm[2:])
-		return fmt.Sprintf("%v|%v", perm[:2], perm[2:])
+		return fmt.Sprintf("%v|%v", perm[:2], perm[2:]), true, hold
 	case 1:
 		b.partition(perm[:1], perm[1:])
-		return fmt.Sprintf("%v|%v", perm[:1], perm[1:])
+		return fmt.Sprintf("%v|%v", perm[:1], perm[1:]), true, hold
 	case 2:
 		b.partition(perm[:1], perm[1:2], perm[2:])
-		return fmt.Sprintf("%v|%v|%v", perm[:1], perm[1:2], perm[2:])
+		return fmt.Sprintf("%v|%v|%v", perm[:1], perm[1:2], perm[2:]), true, hold
+	case 3:
+		b.cutOneWay(perm[0], perm[1])
+		return fmt.Sprintf("%d→%d", perm[0], perm[1]), true, hold
+	case 4:
+		b.pause(perm[0])
+		return fmt.Sprintf("%d paused", perm[0]), false, 8 * time.Second
+	case 5:
+		b.flapLink(perm[0], perm[1], 300*time.Millisecond)
+		return fmt.Sprintf("%d~%d flapping", perm[0], perm[1]), false, hold
 	}
-	b.cutOneWay(perm[0], perm[1])
-	return fmt.Sprintf("%d→%d", perm[0], perm[1])
+	zone := rng.IntN(bedZones)
+	var in, out []int
+	for i := range b.nodes {
+		if i%bedZones == zone {
+			in = append(in, i)
+		} else {
+			out = append(out, i)
+		}
+	}
+	how := b.degrade(in, out, 200*time.Millisecond, 0.05)
+	return fmt.Sprintf("%v to %v: %s", in, out, how), false, hold
 }
