@@ -18,6 +18,7 @@ import (
 	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/placement"
 	"github.com/redoubt-io/redoubt/internal/raftmeta"
+	"github.com/redoubt-io/redoubt/internal/records"
 	"github.com/redoubt-io/redoubt/internal/shardrpc"
 	"github.com/redoubt-io/redoubt/internal/store"
 	"github.com/redoubt-io/redoubt/internal/transport"
@@ -95,6 +96,11 @@ type Config struct {
 	// passes in-memory, crashable ones.
 	FS     vfs.FS
 	RaftFS pebblevfs.FS
+	// AntiEntropy is how often the node compares its available buckets'
+	// records with each other replica of each partition it replicates,
+	// and copies what either lacks (antientropy.go). 0 keeps no records at
+	// all: no store, no service, no loop.
+	AntiEntropy time.Duration
 	// RepairAfter is how long a node of the layout may be dead (by gossip)
 	// before the System leader commits a layout without it, so that every
 	// partition's Raft group gets its voters back and new data goes to live
@@ -122,6 +128,9 @@ type Cluster struct {
 	// placeIx is Place's index of the layout it last saw.
 	placeIx atomic.Pointer[placeIndex]
 	shards  *shardrpc.Server
+	// records holds the available buckets' records this node
+	// replicates (antientropy.go).
+	records *records.Store
 	local   []*store.Drive
 	self    NodeInfo
 
@@ -252,6 +261,14 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 	c.sender.onErr = c.host.ReportUnreachable
 	c.store = &guardedStore{s: c.host}
 
+	if cfg.AntiEntropy > 0 {
+		c.records, err = records.Open(filepath.Join(home, "records"), cfg.RaftFS, logger.With("component", "records"))
+		if err != nil {
+			return nil, fmt.Errorf("opening the available buckets' records: %w", err)
+		}
+		records.Serve(c.net, c.records)
+	}
+
 	c.shards = shardrpc.NewServer(drives, shardrpc.DefaultServerConfig(), logger.With("component", "shardrpc"))
 	c.net.Handle(svcRaft, c.handleRaft)
 	c.net.Handle(svcMeta, func(ctx context.Context, _ transport.NodeID, req []byte) ([]byte, error) {
@@ -313,6 +330,17 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 			defer c.wg.Done()
 			c.watchLayout(c.ctx)
 		}()
+	}
+	if cfg.AntiEntropy > 0 {
+		if cfg.Supervise != nil {
+			cfg.Supervise("anti-entropy", c.runAntiEntropy)
+		} else {
+			c.wg.Add(1)
+			go func() {
+				defer c.wg.Done()
+				c.runAntiEntropy(c.ctx)
+			}()
+		}
 	}
 	return c, nil
 }
@@ -440,6 +468,9 @@ func (c *Cluster) close() error {
 	c.wg.Wait()
 	if c.sender != nil {
 		c.sender.wg.Wait()
+	}
+	if c.records != nil {
+		c.records.Close()
 	}
 	if c.host != nil {
 		return c.host.Close()

@@ -38,6 +38,9 @@ func (n *Node) startCluster(ctx context.Context) error {
 		// Idle groups stop ticking: at thousands of partitions (after
 		// splits) ticking alone kept a node busy (raftmeta, Quiescence).
 		RaftQuiesce: true,
+		// Available buckets' replicas compare their records this often
+		// (cluster.SyncRecords).
+		AntiEntropy: 30 * time.Second,
 		Fatal: func(err error) {
 			select {
 			case n.fatal <- err:
