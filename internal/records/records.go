@@ -209,12 +209,19 @@ func (s *Store) Put(p Partition, recs []Record) (added int, err error) {
 	defer b.Close()
 	type toggle struct{ out, in merkle.Hash }
 	var toggles []toggle
-	written := map[string]bool{}
+	// Of two records of one key in recs, the one whose value sorts last.
+	pick := map[string]int{}
+	for i := range recs {
+		k := string(recordKey(p, &recs[i]))
+		if j, ok := pick[k]; !ok || bytes.Compare(recs[i].value(), recs[j].value()) > 0 {
+			pick[k] = i
+		}
+	}
 	for i := range recs {
 		r := &recs[i]
 		k, v := recordKey(p, r), r.value()
-		if written[string(k)] {
-			continue // the batch has one record of this key already
+		if pick[string(k)] != i {
+			continue
 		}
 		old, closer, err := s.db.Get(k)
 		switch {
@@ -237,7 +244,6 @@ func (s *Store) Put(p Partition, recs []Record) (added int, err error) {
 		b.Set(k, v, nil)
 		b.Set(hashKey(p, h), k, nil)
 		toggles = append(toggles, toggle{in: h})
-		written[string(k)] = true
 		added++
 	}
 	if b.Empty() {

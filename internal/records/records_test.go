@@ -190,3 +190,29 @@ func TestSyncTime(t *testing.T) {
 		t.Logf("d=%d differing records: one Sync in %v (%d leaves, %d copied)", d, took.Round(time.Millisecond), st.Leaves, st.Fetched)
 	}
 }
+
+// TestOneBatchTwoVersionsOfOneID: of two versions of one ID in one Put,
+// the store keeps the one vset keeps, as it does when they come apart.
+func TestOneBatchTwoVersionsOfOneID(t *testing.T) {
+	a, b := memStore(t), memStore(t)
+	lo, hi := version(9, 1, "a"), version(9, 1, "b")
+	if _, err := a.Put(1, []Record{{Key: []byte("k"), Version: lo}, {Key: []byte("k"), Version: hi}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []vset.Version{lo, hi} {
+		if _, err := b.Put(1, []Record{{Key: []byte("k"), Version: v}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want vset.State
+	want.Add(lo)
+	want.Add(hi)
+	for name, s := range map[string]*Store{"one batch": a, "two puts": b} {
+		if st, err := s.Get(1, []byte("k")); err != nil || !st.Equal(want) {
+			t.Errorf("%s: %v %v", name, st.Visible(), err)
+		}
+	}
+	if a.Root(1) != b.Root(1) {
+		t.Error("the two stores' trees differ")
+	}
+}
