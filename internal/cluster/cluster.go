@@ -266,7 +266,7 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 		if err != nil {
 			return nil, fmt.Errorf("opening the available buckets' records: %w", err)
 		}
-		records.Serve(c.net, c.records)
+		records.Serve(c.net, c.records, time.Now)
 	}
 
 	c.shards = shardrpc.NewServer(drives, shardrpc.DefaultServerConfig(), logger.With("component", "shardrpc"))

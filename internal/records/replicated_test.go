@@ -19,7 +19,7 @@ func newTrio(t *testing.T) *trio {
 	tr := &trio{mn: transport.NewMemNetwork(), stores: map[transport.NodeID]*Store{}}
 	for _, id := range []transport.NodeID{"a", "b", "c"} {
 		tr.stores[id] = memStore(t)
-		Serve(tr.mn.Node(id), tr.stores[id])
+		Serve(tr.mn.Node(id), tr.stores[id], time.Now)
 	}
 	return tr
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redoubt-io/redoubt/internal/merkle"
 	"github.com/redoubt-io/redoubt/internal/transport"
@@ -20,7 +21,8 @@ const Service = "records"
 //	opRoot      nothing                      -> the root digest
 //	opChildren  merkle.AppendRequest's form  -> merkle.AppendHashes' form
 //	opLeaves    count, then leaf indexes (uvarints, increasing) -> records
-//	opPut       records                      -> the count added (uvarint)
+//	opPut       records                      -> putDone and the count added (uvarint),
+//	                                            or putClockAhead and why
 //	opGet       a key                        -> its records
 //
 // Records are a count, then each: the key's length and the key, a kind
@@ -34,18 +36,50 @@ const (
 	opGet
 )
 
+// The first byte of an answer to opPut.
+const (
+	putDone       byte = 0
+	putClockAhead byte = 1
+)
+
 // leavesPerCall bounds the leaves one opLeaves names, and so, with the
 // records of a leaf, what one answer carries.
 const leavesPerCall = 256
 
-// Serve answers other nodes' Syncs with s's records.
-func Serve(c transport.Caller, s *Store) {
+// MaxOffset is how far ahead of this node's clock a version's timestamp
+// may be for the node to take it from another: a version stamped further
+// ahead was written by a node whose clock runs ahead, and would be the
+// current version of its key everywhere until the others' clocks caught
+// up. CockroachDB's default bound on clock offset is the same.
+const MaxOffset = 500 * time.Millisecond
+
+// ErrClockAhead refuses records whose writer's clock runs ahead of the
+// receiver's by more than MaxOffset.
+var ErrClockAhead = errors.New("records: the writer's clock is ahead of this node's by more than the maximum offset")
+
+// Serve answers other nodes' reads, writes and Syncs with s's records,
+// refusing versions stamped more than MaxOffset ahead of now().
+func Serve(c transport.Caller, s *Store, now func() time.Time) {
 	c.Handle(Service, func(_ context.Context, _ transport.NodeID, req []byte) ([]byte, error) {
-		return s.answer(req)
+		return s.answer(req, now)
 	})
 }
 
-func (s *Store) answer(req []byte) ([]byte, error) {
+// checkClock refuses recs if a version among them is stamped more than
+// MaxOffset ahead of now. Removals name older versions and are not
+// checked.
+func checkClock(recs []Record, now time.Time) error {
+	limit := now.Add(MaxOffset).UnixMilli()
+	for i := range recs {
+		if r := &recs[i]; !r.Removal && r.Version.ID.TS.Wall > limit {
+			return fmt.Errorf("%w: version %s is %v ahead", ErrClockAhead, r.Version.ID,
+				time.Duration(r.Version.ID.TS.Wall-now.UnixMilli())*time.Millisecond)
+		}
+	}
+	return nil
+}
+
+func (s *Store) answer(req []byte, now func() time.Time) ([]byte, error) {
 	op, p, body, err := decodeHeader(req)
 	if err != nil {
 		return nil, err
@@ -82,11 +116,16 @@ func (s *Store) answer(req []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := checkClock(recs, now()); err != nil {
+			// An answer, not an error, so that the writer can tell it
+			// apart: the transport carries errors as text.
+			return append([]byte{putClockAhead}, err.Error()...), nil
+		}
 		n, err := s.Put(p, recs)
 		if err != nil {
 			return nil, err
 		}
-		return binary.AppendUvarint(nil, uint64(n)), nil
+		return binary.AppendUvarint([]byte{putDone}, uint64(n)), nil
 	case opGet:
 		recs, err := s.Records(p, body)
 		if err != nil {
@@ -316,7 +355,13 @@ func (r remote) Put(p Partition, recs []Record) (int, error) {
 			return added, err
 		}
 		recs = recs[n:]
-		rd := reader{b: b}
+		if len(b) > 0 && b[0] == putClockAhead {
+			return added, fmt.Errorf("%w (said %s)", ErrClockAhead, b[1:])
+		}
+		if len(b) == 0 || b[0] != putDone {
+			return added, fmt.Errorf("%w: answer to a put", ErrInvalidRequest)
+		}
+		rd := reader{b: b[1:]}
 		k := rd.uvarint("count")
 		if err := rd.end(); err != nil {
 			return added, err

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/redoubt-io/redoubt/internal/transport"
 )
@@ -15,8 +16,8 @@ func TestSyncOverTheNetwork(t *testing.T) {
 	mn := transport.NewMemNetwork()
 	epA, epB := mn.Node("a"), mn.Node("b")
 	a, b := memStore(t), memStore(t)
-	Serve(epA, a)
-	Serve(epB, b)
+	Serve(epA, a, time.Now)
+	Serve(epB, b, time.Now)
 	put := func(s *Store, from, n int, node uint64) {
 		var recs []Record
 		for i := from; i < from+n; i++ {
@@ -66,7 +67,7 @@ func FuzzAnswer(f *testing.F) {
 	s := memStore(f)
 	f.Fuzz(func(t *testing.T, req []byte) {
 		before := [3][16]byte{s.Root(0), s.Root(1), s.Root(2)}
-		_, err := s.answer(req)
+		_, err := s.answer(req, time.Now)
 		if err != nil && errors.Is(err, ErrInvalidRequest) {
 			if after := [3][16]byte{s.Root(0), s.Root(1), s.Root(2)}; after != before {
 				t.Fatalf("a refused request %x changed the store", req)
@@ -92,4 +93,28 @@ func FuzzDecodeRecords(f *testing.F) {
 			t.Fatalf("%x decodes to records that encode as %x", b, got)
 		}
 	})
+}
+
+// TestClockAheadRefused: a node takes no version stamped more than
+// MaxOffset ahead of its clock from another, and says why; one within
+// the offset is taken. The writer then holds the only copy, and Write
+// says so.
+func TestClockAheadRefused(t *testing.T) {
+	mn := transport.NewMemNetwork()
+	epA, epB := mn.Node("a"), mn.Node("b")
+	a, b := memStore(t), memStore(t)
+	now := time.UnixMilli(1_000_000_000_000)
+	Serve(epB, b, func() time.Time { return now })
+	toB := RemotePeer(t.Context(), epA, transport.Peer{ID: "b", Addr: epB.Addr()})
+	ahead := Record{Key: []byte("k"), Version: version(now.Add(MaxOffset+time.Millisecond).UnixMilli(), 1, "from the future")}
+	if _, err := toB.Put(1, []Record{ahead}); !errors.Is(err, ErrClockAhead) {
+		t.Fatalf("a version %v ahead: %v, want ErrClockAhead", MaxOffset+time.Millisecond, err)
+	}
+	if n, err := Write([]Replica{a, toB}, 1, []Record{ahead}, 2); err != nil || n != 1 {
+		t.Fatalf("write with the peer refusing: %d copies, %v; want 1", n, err)
+	}
+	within := Record{Key: []byte("k"), Version: version(now.Add(MaxOffset).UnixMilli(), 1, "just in time")}
+	if n, err := toB.Put(1, []Record{within}); err != nil || n != 1 {
+		t.Fatalf("a version MaxOffset ahead: %d, %v; want it taken", n, err)
+	}
 }
