@@ -95,6 +95,7 @@ func printStatus(w io.Writer, st admin.Status, moves []nodeMove) {
 			c.Groups.Hosted, c.Groups.Leading, c.Groups.Leaderless, c.Commits.P50Ms, c.Commits.P99Ms)
 		printRaftMessages(w, c.RaftMessages)
 		printSnapshots(w, c.Snapshots)
+		printAntiEntropy(w, c.AntiEntropy, time.Now())
 		printRebalance(w, c.LayoutVersion, moves)
 		fmt.Fprintln(w, "\nDrives of every node:")
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -153,6 +154,16 @@ func printSnapshots(w io.Writer, s admin.SnapshotStatus) {
 	}
 	fmt.Fprintf(w, "Partition snapshots since start: %d sent (%s), %d failed and retried, %d installed here\n",
 		s.Sent, humanBytes(int64(s.BytesSent)), s.Failed, s.Installed)
+}
+
+// printAntiEntropy says what the last comparison of available buckets'
+// records with the other replicas found, if there was one.
+func printAntiEntropy(w io.Writer, a *admin.AntiEntropyStatus, now time.Time) {
+	if a == nil {
+		return
+	}
+	fmt.Fprintf(w, "Available buckets' records, last compared %s ago: %d partition-peer pairs, %d differed, %d records fetched, %d sent, %d pairs failed\n",
+		now.Sub(a.Finished).Round(time.Second), a.Pairs, a.Differed, a.Fetched, a.Sent, a.Failed)
 }
 
 // printRedundancy says how many more losses every object survives now,

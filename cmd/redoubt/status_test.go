@@ -125,6 +125,27 @@ func TestStatusSaysSnapshots(t *testing.T) {
 	}
 }
 
+// TestStatusSaysAntiEntropy: the last comparison of available buckets'
+// records reaches the operator as one line, read from /status's JSON;
+// before the first, no line.
+func TestStatusSaysAntiEntropy(t *testing.T) {
+	var b strings.Builder
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	printAntiEntropy(&b, nil, now)
+	if b.Len() != 0 {
+		t.Errorf("no pass printed %q", b.String())
+	}
+	var st admin.ClusterStatus
+	if err := json.Unmarshal([]byte(`{"anti_entropy":{"finished":"2026-12-07T11:59:48Z","pairs":512,"differed":2,"failed":1,"fetched":30,"sent":4}}`), &st); err != nil {
+		t.Fatal(err)
+	}
+	printAntiEntropy(&b, st.AntiEntropy, now)
+	want := "Available buckets' records, last compared 12s ago: 512 partition-peer pairs, 2 differed, 30 records fetched, 4 sent, 1 pairs failed\n"
+	if b.String() != want {
+		t.Errorf("got %q\nwant %q", b.String(), want)
+	}
+}
+
 // TestStatusSaysReplicasCatchingUp: a node whose metadata replicas are
 // still catching up is named, with a few of its groups; none, no line.
 func TestStatusSaysReplicasCatchingUp(t *testing.T) {

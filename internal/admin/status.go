@@ -210,6 +210,24 @@ type ClusterStatus struct {
 	// survives now, against what the policy promises; nil before the
 	// first layout.
 	Redundancy *RedundancyStatus `json:"redundancy,omitempty"`
+	// AntiEntropy is the last pass comparing available buckets' records
+	// with the other replicas; nil before the first.
+	AntiEntropy *AntiEntropyStatus `json:"anti_entropy,omitempty"`
+}
+
+// AntiEntropyStatus is one pass of the comparison of this node's
+// available buckets' records with each other replica's.
+type AntiEntropyStatus struct {
+	Finished time.Time `json:"finished"`
+	// Pairs counts the (partition, peer) pairs compared; Differed those
+	// whose records differed; Failed those that could not be compared
+	// (the peer unreachable, say), left for the next pass.
+	Pairs    int `json:"pairs"`
+	Differed int `json:"differed"`
+	Failed   int `json:"failed"`
+	// Fetched and Sent count the records copied in and out.
+	Fetched int `json:"fetched"`
+	Sent    int `json:"sent"`
 }
 
 // SnapshotStatus counts streamed partition snapshots since start: a node

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/redoubt-io/redoubt/internal/admin"
 	"github.com/redoubt-io/redoubt/internal/records"
 )
 
@@ -75,7 +76,10 @@ func (c *Cluster) runAntiEntropy(ctx context.Context) error {
 			return nil
 		case <-c.cfg.After.Wait(c.cfg.AntiEntropy, "anti-entropy"):
 		}
-		if st := c.SyncRecords(ctx); st.Fetched+st.Sent > 0 || st.Failed > 0 {
+		st := c.SyncRecords(ctx)
+		c.lastSync.Store(&admin.AntiEntropyStatus{Finished: time.Now(), Pairs: st.Pairs, Differed: st.Differed,
+			Failed: st.Failed, Fetched: st.Fetched, Sent: st.Sent})
+		if st.Fetched+st.Sent > 0 || st.Failed > 0 {
 			c.log.Info("anti-entropy pass", "pairs", st.Pairs, "differed", st.Differed,
 				"fetched", st.Fetched, "sent", st.Sent, "failed", st.Failed)
 		}

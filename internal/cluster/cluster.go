@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redoubt-io/redoubt/internal/admin"
 	"github.com/redoubt-io/redoubt/internal/clock"
 	"github.com/redoubt-io/redoubt/internal/layout"
 	"github.com/redoubt-io/redoubt/internal/meta"
@@ -131,8 +132,10 @@ type Cluster struct {
 	// records holds the available buckets' records this node
 	// replicates (antientropy.go).
 	records *records.Store
-	local   []*store.Drive
-	self    NodeInfo
+	// lastSync is the last anti-entropy pass, for /status.
+	lastSync atomic.Pointer[admin.AntiEntropyStatus]
+	local    []*store.Drive
+	self     NodeInfo
 
 	ctx    context.Context
 	cancel context.CancelFunc

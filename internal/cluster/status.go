@@ -46,6 +46,7 @@ func (c *Cluster) Status(ctx context.Context) admin.ClusterStatus {
 	st.Commits = admin.LatencyStatus{Count: n, P50Ms: float64(p50.Microseconds()) / 1000, P99Ms: float64(p99.Microseconds()) / 1000}
 	st.RaftMessages = c.RaftMessages()
 	st.Snapshots = c.Snapshots()
+	st.AntiEntropy = c.lastSync.Load()
 	l := c.Layout()
 	if l != nil {
 		st.LayoutVersion = l.Version
