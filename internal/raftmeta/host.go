@@ -162,7 +162,7 @@ func New(cfg Config) (*Host, error) {
 	opts := &pebble.Options{
 		FS:                          fs,
 		FormatMajorVersion:          pebble.FormatNewest,
-		Logger:                      pebbleLogger{log},
+		Logger:                      meta.PebbleLogger{L: log},
 		Cache:                       cache,
 		MemTableSize:                cfg.MemTableBytes,
 		MemTableStopWritesThreshold: meta.MemTableStopWrites,
@@ -765,18 +765,6 @@ func (h *Host) Stats() Stats {
 }
 
 func (h *Host) newID() uint64 { return h.nextID.Add(1) }
-
-// pebbleLogger routes Pebble's log to slog; Pebble's fatal errors panic
-// rather than exit the process.
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(f string, a ...any)  { p.l.Debug(fmt.Sprintf(f, a...)) }
-func (p pebbleLogger) Errorf(f string, a ...any) { p.l.Error(fmt.Sprintf(f, a...)) }
-func (p pebbleLogger) Fatalf(f string, a ...any) {
-	m := fmt.Sprintf(f, a...)
-	p.l.Error(m)
-	panic(m)
-}
 
 var _ raftpb.ConfChangeI = (*raftpb.ConfChangeV2)(nil)
 

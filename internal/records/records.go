@@ -8,7 +8,8 @@
 //
 // Contract:
 //
-//  1. Put adds records and returns once they are durable (synced). A
+//  1. Put adds records and returns once they are durable (synced;
+//     TestPutSurvivesACrash). A
 //     record already held is not written again. Two versions of one ID
 //     in one key are one record: the replica keeps the one whose encoding
 //     sorts last, as vset.State.Add does, so replicas agree whatever came
@@ -37,6 +38,7 @@ import (
 	"github.com/zeebo/blake3"
 
 	"github.com/redoubt-io/redoubt/internal/merkle"
+	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/vset"
 )
 
@@ -148,7 +150,7 @@ func Open(dir string, fs pebblevfs.FS, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	db, err := pebble.Open(dir, &pebble.Options{FS: fs, Logger: pebbleLogger{log}})
+	db, err := pebble.Open(dir, &pebble.Options{FS: fs, Logger: meta.PebbleLogger{L: log}})
 	if err != nil {
 		return nil, fmt.Errorf("records: open %s: %w", dir, err)
 	}
@@ -158,16 +160,6 @@ func Open(dir string, fs pebblevfs.FS, log *slog.Logger) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(f string, a ...any)  { p.l.Debug(fmt.Sprintf(f, a...)) }
-func (p pebbleLogger) Errorf(f string, a ...any) { p.l.Error(fmt.Sprintf(f, a...)) }
-func (p pebbleLogger) Fatalf(f string, a ...any) {
-	m := fmt.Sprintf(f, a...)
-	p.l.Error(m)
-	panic(m)
 }
 
 // Close closes the store.
