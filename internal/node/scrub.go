@@ -147,6 +147,9 @@ func (s *scrubber) Run(ctx context.Context) error {
 		}
 		start := time.Now()
 		next = start.Add(s.cfg.Interval)
+		// Known now: a status read as the pass ends must show it, not
+		// the due time of the pass that is ending (TestScrubStartsOnRequest).
+		s.update(func(st *admin.ScrubStatus) { st.NextPass = next })
 		if !s.pass(ctx, start) {
 			// Metadata unavailable (a cluster without a layout yet, a lost
 			// quorum): try again soon rather than an interval later.
