@@ -325,27 +325,26 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 		c.superviseGossip()
 	}
 
-	if cfg.Supervise != nil {
-		cfg.Supervise("layout-watcher", c.watchLayout)
-	} else {
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			c.watchLayout(c.ctx)
-		}()
-	}
+	c.loop("layout-watcher", c.watchLayout)
 	if cfg.AntiEntropy > 0 {
-		if cfg.Supervise != nil {
-			cfg.Supervise("anti-entropy", c.runAntiEntropy)
-		} else {
-			c.wg.Add(1)
-			go func() {
-				defer c.wg.Done()
-				c.runAntiEntropy(c.ctx)
-			}()
-		}
+		c.loop("anti-entropy", c.runAntiEntropy)
 	}
 	return c, nil
+}
+
+// loop runs fn as the node's long-lived loop name: under the caller's
+// supervisor when there is one (Config.Supervise), else as a goroutine
+// that Close waits for.
+func (c *Cluster) loop(name string, fn func(context.Context) error) {
+	if c.cfg.Supervise != nil {
+		c.cfg.Supervise(name, fn)
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		fn(c.ctx)
+	}()
 }
 
 // raftHomeFile, on every drive of a cluster node, names the drive that

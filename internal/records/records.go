@@ -270,7 +270,7 @@ func (s *Store) Records(p Partition, key []byte) ([]Record, error) {
 	// The key's length precedes it, so every stored key that starts
 	// with pre is one of this key's records.
 	pre := keyPrefix(p, key)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: pre, UpperBound: prefixEnd(pre)})
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: pre, UpperBound: meta.PrefixEnd(pre)})
 	if err != nil {
 		return nil, err
 	}
@@ -302,19 +302,6 @@ func StateOf(recs []Record) vset.State {
 		}
 	}
 	return st
-}
-
-// prefixEnd is the least key above every key that starts with pre, which
-// starts with the tag byte and so is never all 0xff.
-func prefixEnd(pre []byte) []byte {
-	e := bytes.Clone(pre)
-	for i := len(e) - 1; i >= 0; i-- {
-		if e[i] != 0xff {
-			e[i]++
-			return e[:i+1]
-		}
-	}
-	return nil
 }
 
 // decodeRecord decodes a record from the tail of its key (ID and kind)
