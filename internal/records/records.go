@@ -64,11 +64,14 @@ var ErrCorrupt = errors.New("records: corrupt record")
 
 // Keys in the store:
 //
-//	'k' p(4) len(key) key id(vset.IDLen) kind(1)  -> version encoding, or empty for a removal
-//	'h' p(4) hash(16)                             -> the 'k' key of the record
+//	'k' p(4) esc(key) 0x00 0x01 id(vset.IDLen) kind(1)  -> version encoding, or empty for a removal
+//	'h' p(4) hash(16)                                   -> the 'k' key of the record
 //
-// kind is 0 for a version, 1 for a removal. The hash index orders a
-// partition's records by hash, so a leaf's records are one range.
+// esc writes each 0x00 of the key as 0x00 0xFF, so the key ends at the
+// first 0x00 0x01 and a partition's records are in the order of their
+// keys' bytes (a range of keys is a range of the store: Scan). kind is 0
+// for a version, 1 for a removal. The hash index orders a partition's
+// records by hash, so a leaf's records are one range.
 const (
 	tagRecord = 'k'
 	tagHash   = 'h'
@@ -79,10 +82,50 @@ const (
 	kindRemoval = 1
 )
 
+// keyPrefix is what every stored record of key starts with, and nothing
+// else does.
 func keyPrefix(p Partition, key []byte) []byte {
-	b := binary.BigEndian.AppendUint32([]byte{tagRecord}, uint32(p))
-	b = binary.AppendUvarint(b, uint64(len(key)))
-	return append(b, key...)
+	return append(keyStart(p, key), 0x00, 0x01)
+}
+
+// keyStart is the escaped key without its end: the least stored key of
+// any key from key on.
+func keyStart(p Partition, key []byte) []byte {
+	b := append(make([]byte, 0, 5+len(key)+2+vset.IDLen+1), tagRecord)
+	b = binary.BigEndian.AppendUint32(b, uint32(p))
+	for _, c := range key {
+		if c == 0 {
+			b = append(b, 0x00, 0xFF)
+			continue
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+// splitKey returns the key a stored record's key (after 'k' p) holds and
+// the rest (the ID and kind).
+func splitKey(rest []byte) (key, tail []byte, ok bool) {
+	key = make([]byte, 0, len(rest))
+	for i := 0; i < len(rest); i++ {
+		if rest[i] != 0 {
+			key = append(key, rest[i])
+			continue
+		}
+		if i+1 == len(rest) {
+			return nil, nil, false
+		}
+		switch rest[i+1] {
+		case 0xFF:
+			key = append(key, 0)
+			i++
+		case 0x01:
+			return key, rest[i+2:], true
+		default:
+			return nil, nil, false
+		}
+	}
+	return nil, nil, false
 }
 
 func recordKey(p Partition, r *Record) []byte {
@@ -267,8 +310,8 @@ func (s *Store) Get(p Partition, key []byte) (vset.State, error) {
 
 // Records returns the records of key in partition p, in key order.
 func (s *Store) Records(p Partition, key []byte) ([]Record, error) {
-	// The key's length precedes it, so every stored key that starts
-	// with pre is one of this key's records.
+	// The key's end follows it, so every stored key that starts with
+	// pre is one of this key's records.
 	pre := keyPrefix(p, key)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: pre, UpperBound: meta.PrefixEnd(pre)})
 	if err != nil {
@@ -379,16 +422,15 @@ func recordOfKey(p Partition, k, v []byte) (Record, error) {
 	if !bytes.HasPrefix(k, pre) {
 		return Record{}, fmt.Errorf("%w: key %x outside partition %d", ErrCorrupt, k, p)
 	}
-	rest := k[len(pre):]
-	n, w := binary.Uvarint(rest)
-	if w <= 0 || uint64(len(rest)-w) != n+vset.IDLen+1 {
+	key, tail, ok := splitKey(k[len(pre):])
+	if !ok || len(tail) != vset.IDLen+1 {
 		return Record{}, fmt.Errorf("%w: key %x", ErrCorrupt, k)
 	}
-	r, err := decodeRecord(rest[w+int(n):], v)
+	r, err := decodeRecord(tail, v)
 	if err != nil {
 		return Record{}, err
 	}
-	r.Key = bytes.Clone(rest[w : w+int(n)])
+	r.Key = key
 	return r, nil
 }
 
@@ -402,11 +444,10 @@ func (l localPeer) Root(p Partition) (merkle.Hash, error) { return l.Store.Root(
 // Peer is another replica's store of a partition, as Sync reaches it:
 // typically over the network.
 type Peer interface {
+	Replica
 	Root(p Partition) (merkle.Hash, error)
 	Children(p Partition, l int, parents []int) ([]merkle.Hash, error)
 	Leaves(p Partition, leaves []int) ([]Record, error)
-	Put(p Partition, recs []Record) (int, error)
-	Records(p Partition, key []byte) ([]Record, error)
 }
 
 // SyncStats says what a Sync exchanged.
@@ -452,4 +493,44 @@ func Sync(s *Store, peer Peer, p Partition) (SyncStats, error) {
 		return st, err
 	}
 	return st, nil
+}
+
+// ScanBytes is about the most one Scan returns: the records of a key
+// are never split, so it may return one key's more.
+const ScanBytes = 4 << 20
+
+// Scan returns the records of the keys of partition p from from (inclusive)
+// to to (exclusive; nil: the partition's end), in key order, of at most
+// limit keys, every record of each; more says whether keys beyond those
+// remain in the range. It stops at a key's end once the records passed
+// ScanBytes, so that one answer stays bounded.
+func (s *Store) Scan(p Partition, from, to []byte, limit int) (recs []Record, more bool, err error) {
+	lower := keyStart(p, from)
+	upper := binary.BigEndian.AppendUint32([]byte{tagRecord}, uint32(p)+1)
+	if to != nil {
+		upper = keyStart(p, to)
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, false, err
+	}
+	defer it.Close()
+	keys, size := 0, 0
+	var last []byte
+	for it.First(); it.Valid(); it.Next() {
+		r, err := recordOfKey(p, it.Key(), it.Value())
+		if err != nil {
+			return nil, false, err
+		}
+		if last == nil || !bytes.Equal(r.Key, last) {
+			if keys == limit || size >= ScanBytes {
+				return recs, true, nil
+			}
+			keys++
+			last = r.Key
+		}
+		size += len(it.Key()) + len(it.Value())
+		recs = append(recs, r)
+	}
+	return recs, false, it.Error()
 }

@@ -14,6 +14,7 @@ import (
 type Replica interface {
 	Put(p Partition, recs []Record) (int, error)
 	Records(p Partition, key []byte) ([]Record, error)
+	Scan(p Partition, from, to []byte, limit int) (recs []Record, more bool, err error)
 }
 
 // ErrNoCopy: a write reached no replica, so nothing holds it.
@@ -21,12 +22,13 @@ var ErrNoCopy = errors.New("records: no replica reachable")
 
 // Write puts recs on every replica of partition p in reps, in parallel,
 // and returns once want of them hold the records durably, or every
-// replica has answered: copies is how many held them by then. A write
-// that no replica holds fails with ErrNoCopy; one that fewer than want
-// hold succeeds, since an available bucket takes what is reachable, and
-// the caller says how durable it is. Calls still under way go on after
-// Write returns, each bounded by its replica's own context.
-func Write(reps []Replica, p Partition, recs []Record, want int) (copies int, err error) {
+// replica has answered, or, once one holds them, wait has passed: copies
+// is how many held them by then. A write that no replica holds fails with
+// ErrNoCopy; one that fewer than want hold succeeds, since an available
+// bucket takes what is reachable, and the caller says how durable it is.
+// Calls still under way go on after Write returns, each bounded by its
+// replica's own context.
+func Write(reps []Replica, p Partition, recs []Record, want int, wait time.Duration) (copies int, err error) {
 	want = max(1, min(want, len(reps)))
 	done := make(chan error, len(reps))
 	for _, r := range reps {
@@ -36,13 +38,23 @@ func Write(reps []Replica, p Partition, recs []Record, want int) (copies int, er
 		}()
 	}
 	var errs []error
+	var deadline <-chan time.Time
 	for range reps {
-		if err := <-done; err != nil {
+		var err error
+		select {
+		case err = <-done:
+		case <-deadline:
+			return copies, nil // waited long enough after the first copy
+		}
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		if copies++; copies >= want {
 			return copies, nil
+		}
+		if deadline == nil {
+			deadline = time.After(wait)
 		}
 	}
 	if copies == 0 {
@@ -96,9 +108,27 @@ func Read(reps []Replica, p Partition, key []byte, wait time.Duration) (recs []R
 	if len(answers) == 0 {
 		return nil, 0, fmt.Errorf("%w: %w", ErrNoAnswer, errors.Join(errs...))
 	}
-	union := map[string]Record{}
+	held := make([][]Record, len(answers))
+	for i, a := range answers {
+		held[i] = a.recs
+	}
+	reps = reps[:0:0]
 	for _, a := range answers {
-		for _, r := range a.recs {
+		reps = append(reps, a.r)
+	}
+	return merge(reps, p, held), len(answers), nil
+}
+
+// merge returns the union of what the replicas in reps answered (held[i]
+// from reps[i]), in the store's order, and sends each replica the records
+// of the union it lacked (read repair). Repairs go to replicas that have
+// just answered, so they are quick; merge waits for them, so a read that
+// returned has made its replicas agree. A failed repair is left to
+// anti-entropy.
+func merge(reps []Replica, p Partition, held [][]Record) []Record {
+	union := map[string]Record{}
+	for _, recs := range held {
+		for _, r := range recs {
 			k := string(recordKey(p, &r))
 			if old, ok := union[k]; ok && bytes.Compare(old.value(), r.value()) >= 0 {
 				continue // two versions of one ID: the one that sorts last, as Put keeps
@@ -106,25 +136,96 @@ func Read(reps []Replica, p Partition, key []byte, wait time.Duration) (recs []R
 			union[k] = r
 		}
 	}
+	var recs []Record
 	for _, k := range slices.Sorted(maps.Keys(union)) {
 		recs = append(recs, union[k])
 	}
-	// Repairs go to replicas that have just answered, so they are quick;
-	// Read waits for them, so a read that returned has made its replicas
-	// agree. A failed repair is left to anti-entropy.
-	repaired := make(chan struct{}, len(answers))
-	for _, a := range answers {
+	repaired := make(chan struct{}, len(reps))
+	for i, r := range reps {
 		go func() {
-			if missing := lacking(p, a.recs, union); len(missing) > 0 {
-				a.r.Put(p, missing)
+			if missing := lacking(p, held[i], union); len(missing) > 0 {
+				r.Put(p, missing)
 			}
 			repaired <- struct{}{}
 		}()
 	}
-	for range answers {
+	for range reps {
 		<-repaired
 	}
-	return recs, len(answers), nil
+	return recs
+}
+
+// ReadRange is Read for the keys of partition p from from to to (nil: the
+// partition's end), at most limit of them: the records of the first keys
+// of the range as the answering replicas hold them, merged, in key order,
+// and repaired. more says whether keys may remain after the last key
+// returned. Each replica returns its first keys, so a key one replica
+// lacks may come after another's last: the answer stops at the least
+// last key of the replicas that had more.
+func ReadRange(reps []Replica, p Partition, from, to []byte, limit int, wait time.Duration) (recs []Record, more bool, answered int, err error) {
+	type answer struct {
+		r    Replica
+		recs []Record
+		more bool
+		err  error
+	}
+	limit = max(limit, 1) // a replica that has more returns a key
+	got := make(chan answer, len(reps))
+	for _, r := range reps {
+		go func() {
+			recs, more, err := r.Scan(p, from, to, limit)
+			got <- answer{r, recs, more, err}
+		}()
+	}
+	var answers []answer
+	var errs []error
+	var deadline <-chan time.Time
+	for range reps {
+		var a answer
+		select {
+		case a = <-got:
+		case <-deadline:
+		}
+		if deadline != nil && a.r == nil {
+			break
+		}
+		if a.err != nil {
+			errs = append(errs, a.err)
+			continue
+		}
+		answers = append(answers, a)
+		if deadline == nil {
+			deadline = time.After(wait)
+		}
+	}
+	if len(answers) == 0 {
+		return nil, false, 0, fmt.Errorf("%w: %w", ErrNoAnswer, errors.Join(errs...))
+	}
+	// bound: the least last key of the answers that stopped early.
+	var bound []byte
+	for _, a := range answers {
+		if a.more && len(a.recs) > 0 {
+			last := a.recs[len(a.recs)-1].Key
+			if !more || bytes.Compare(last, bound) < 0 {
+				bound = last
+			}
+			more = true
+		}
+	}
+	reps = reps[:0:0]
+	held := make([][]Record, 0, len(answers))
+	for _, a := range answers {
+		reps = append(reps, a.r)
+		var keep []Record
+		for _, r := range a.recs {
+			if more && bytes.Compare(r.Key, bound) > 0 {
+				break
+			}
+			keep = append(keep, r)
+		}
+		held = append(held, keep)
+	}
+	return merge(reps, p, held), more, len(answers), nil
 }
 
 // lacking returns the records of union that have lacks.

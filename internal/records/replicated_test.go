@@ -54,10 +54,10 @@ func TestWritesOnBothSidesOfACut(t *testing.T) {
 	tr.mn.Partition([]transport.NodeID{"a"}, []transport.NodeID{"b", "c"})
 	lone := Record{Key: []byte("k"), Version: version(10, 1, "written alone")}
 	pair := Record{Key: []byte("k"), Version: version(11, 2, "written by two")}
-	if n, err := Write(tr.replicas(t, "a"), 1, []Record{lone}, 2); err != nil || n != 1 {
+	if n, err := Write(tr.replicas(t, "a"), 1, []Record{lone}, 2, time.Second); err != nil || n != 1 {
 		t.Fatalf("write on the lone side: %d copies, %v; want 1", n, err)
 	}
-	if n, err := Write(tr.replicas(t, "b"), 1, []Record{pair}, 2); err != nil || n != 2 {
+	if n, err := Write(tr.replicas(t, "b"), 1, []Record{pair}, 2, time.Second); err != nil || n != 2 {
 		t.Fatalf("write on the pair's side: %d copies, %v; want 2", n, err)
 	}
 	if heads := tr.state(t, "a", "k").Heads(); len(heads) != 1 || heads[0].ID != lone.Version.ID {
@@ -88,7 +88,7 @@ func TestNoReplicaNoWrite(t *testing.T) {
 	reps := tr.replicas(t, "a")[1:]
 	tr.mn.Partition([]transport.NodeID{"a"}, []transport.NodeID{"b", "c"})
 	rec := Record{Key: []byte("k"), Version: version(5, 1, "x")}
-	if _, err := Write(reps, 1, []Record{rec}, 2); !errors.Is(err, ErrNoCopy) || !errors.Is(err, transport.ErrUnreachable) {
+	if _, err := Write(reps, 1, []Record{rec}, 2, time.Second); !errors.Is(err, ErrNoCopy) || !errors.Is(err, transport.ErrUnreachable) {
 		t.Fatalf("write to unreachable replicas: %v, want ErrNoCopy from ErrUnreachable", err)
 	}
 	if _, _, err := Read(reps, 1, []byte("k"), time.Second); !errors.Is(err, ErrNoAnswer) {
@@ -96,7 +96,7 @@ func TestNoReplicaNoWrite(t *testing.T) {
 	}
 	tr.mn.Heal()
 	tr.mn.Disconnect("a", "c")
-	if n, err := Write(reps, 1, []Record{rec}, 2); err != nil || n != 1 {
+	if n, err := Write(reps, 1, []Record{rec}, 2, time.Second); err != nil || n != 1 {
 		t.Fatalf("write with one replica reachable: %d copies, %v", n, err)
 	}
 	recs, answered, err := Read(reps, 1, []byte("k"), time.Second)

@@ -24,6 +24,8 @@ const Service = "records"
 //	opPut       records                      -> putDone and the count added (uvarint),
 //	                                            or putClockAhead and why
 //	opGet       a key                        -> its records
+//	opScan      from, to (lengths first; to's length+1, 0 for none),
+//	            limit (uvarints)             -> more (a byte, 1: keys remain), records
 //
 // Records are a count, then each: the key's length and the key, a kind
 // byte (0 version, 1 removal), then the version's encoding with its length
@@ -34,7 +36,11 @@ const (
 	opLeaves
 	opPut
 	opGet
+	opScan
 )
+
+// maxScanKeys bounds the keys one opScan returns.
+const maxScanKeys = 1000
 
 // The first byte of an answer to opPut.
 const (
@@ -132,6 +138,20 @@ func (s *Store) answer(req []byte, now func() time.Time) ([]byte, error) {
 			return nil, err
 		}
 		return appendRecords(nil, recs), nil
+	case opScan:
+		from, to, limit, err := decodeScan(body)
+		if err != nil {
+			return nil, err
+		}
+		recs, more, err := s.Scan(p, from, to, min(limit, maxScanKeys))
+		if err != nil {
+			return nil, err
+		}
+		b := []byte{0}
+		if more {
+			b[0] = 1
+		}
+		return appendRecords(b, recs), nil
 	}
 	return nil, fmt.Errorf("%w: op %d", ErrInvalidRequest, op)
 }
@@ -277,6 +297,34 @@ func decodeRecords(b []byte) ([]Record, error) {
 	return recs, r.end()
 }
 
+func appendScan(b, from, to []byte, limit int) []byte {
+	b = binary.AppendUvarint(b, uint64(len(from)))
+	b = append(b, from...)
+	if to == nil {
+		b = binary.AppendUvarint(b, 0)
+	} else {
+		b = binary.AppendUvarint(b, uint64(len(to))+1)
+		b = append(b, to...)
+	}
+	return binary.AppendUvarint(b, uint64(limit))
+}
+
+func decodeScan(b []byte) (from, to []byte, limit int, err error) {
+	r := reader{b: b}
+	from = r.bytes(r.uvarint("from length"), "from")
+	if n := r.uvarint("to length"); n > 0 {
+		to = r.bytes(n-1, "to")
+		if to == nil && r.err == nil {
+			to = []byte{}
+		}
+	}
+	l := r.uvarint("limit")
+	if err := r.end(); err != nil {
+		return nil, nil, 0, err
+	}
+	return from, to, int(min(l, maxScanKeys)), nil
+}
+
 // RemotePeer is the Store of node to, reached through c; ctx bounds
 // every call it makes.
 func RemotePeer(ctx context.Context, c transport.Caller, to transport.Peer) Peer {
@@ -336,6 +384,18 @@ func (r remote) Records(p Partition, key []byte) ([]Record, error) {
 		return nil, err
 	}
 	return decodeRecords(b)
+}
+
+func (r remote) Scan(p Partition, from, to []byte, limit int) ([]Record, bool, error) {
+	b, err := r.call(appendScan(header(opScan, p), from, to, limit))
+	if err != nil {
+		return nil, false, err
+	}
+	if len(b) == 0 || b[0] > 1 {
+		return nil, false, fmt.Errorf("%w: answer to a scan", ErrInvalidRequest)
+	}
+	recs, err := decodeRecords(b[1:])
+	return recs, b[0] == 1, err
 }
 
 // putBytes bounds the records one opPut carries, well under the

@@ -64,6 +64,8 @@ func FuzzAnswer(f *testing.F) {
 	f.Add(appendRecords(header(opPut, 2), []Record{{Key: []byte("k"), Version: version(1, 1, "b")}, {Key: []byte("k"), Version: version(1, 1, ""), Removal: true}}))
 	f.Add(append(header(opChildren, 0), 0, 1, 0))
 	f.Add(append(header(opGet, 2), 'k'))
+	f.Add(appendScan(header(opScan, 2), []byte("a"), nil, 10))
+	f.Add(appendScan(header(opScan, 2), nil, []byte{0, 0xff}, 1000))
 	s := memStore(f)
 	f.Fuzz(func(t *testing.T, req []byte) {
 		before := [3][16]byte{s.Root(0), s.Root(1), s.Root(2)}
@@ -110,7 +112,7 @@ func TestClockAheadRefused(t *testing.T) {
 	if _, err := toB.Put(1, []Record{ahead}); !errors.Is(err, ErrClockAhead) {
 		t.Fatalf("a version %v ahead: %v, want ErrClockAhead", MaxOffset+time.Millisecond, err)
 	}
-	if n, err := Write([]Replica{a, toB}, 1, []Record{ahead}, 2); err != nil || n != 1 {
+	if n, err := Write([]Replica{a, toB}, 1, []Record{ahead}, 2, time.Second); err != nil || n != 1 {
 		t.Fatalf("write with the peer refusing: %d copies, %v; want 1", n, err)
 	}
 	within := Record{Key: []byte("k"), Version: version(now.Add(MaxOffset).UnixMilli(), 1, "just in time")}
