@@ -112,6 +112,11 @@ func ParseConsistency(s string) (Consistency, error) {
 // strong bucket.
 type BucketConfig struct {
 	Consistency Consistency
+	// WriteCopies is how many nodes must hold an available bucket's
+	// write durably before it is acknowledged, as far as that many are
+	// reachable (never fewer than one); 0 means DefaultWriteCopies.
+	// Strong buckets' writes wait for a majority and leave it 0.
+	WriteCopies int
 }
 
 // Checksums holds the additional S3 checksums of an object or part, base64
@@ -162,6 +167,9 @@ type ObjectInfo struct {
 	UserMeta  map[string]string // x-amz-meta-* without the prefix, lower-case names
 	Checksums Checksums
 	Parts     int // number of multipart parts, 0 for a single PUT
+	// Copies is, for a write to an available bucket, on how many nodes
+	// the version was durable when the write returned; 0 otherwise.
+	Copies int
 	// Range is set by GetObject when a range was served: the first byte
 	// and the length of the returned body.
 	RangeStart, RangeLength int64
@@ -224,6 +232,9 @@ type DeleteOptions struct {
 type DeleteResult struct {
 	VersionID    string
 	DeleteMarker bool
+	// Copies: as ObjectInfo.Copies, for a delete in an available bucket
+	// that wrote something.
+	Copies int
 }
 
 type CopySource struct {

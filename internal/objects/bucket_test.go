@@ -216,19 +216,10 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// TestAvailableBucketRefusedForNow: until available buckets have their
-// own write path, asking for one is refused, precisely and with nothing
-// made, and a bucket made without asking, or asking for strong, is
-// strong and says so.
-func TestAvailableBucketRefusedForNow(t *testing.T) {
+// TestStrongIsTheDefault: a bucket made without asking, or asking for
+// strong, is strong and says so; an unknown consistency is refused.
+func TestStrongIsTheDefault(t *testing.T) {
 	e := newEnv(t)
-	err := e.s.CreateBucketWith(e.ctx, "avail", BucketConfig{Consistency: Available})
-	if !errors.Is(err, ErrNotImplemented) {
-		t.Fatalf("create available: %v, want ErrNotImplemented", err)
-	}
-	if _, err := e.s.HeadBucket(e.ctx, "avail"); !errors.Is(err, ErrNoSuchBucket) {
-		t.Fatalf("head of the refused bucket: %v, want ErrNoSuchBucket", err)
-	}
 	if err := e.s.CreateBucketWith(e.ctx, "odd", BucketConfig{Consistency: 7}); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("create with consistency 7: %v", err)
 	}

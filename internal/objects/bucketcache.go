@@ -94,6 +94,9 @@ func (s *Service) openBucket(ctx context.Context, name string) (*opBucket, error
 	if r, ok := s.buckets.get(name); ok {
 		return &opBucket{name: name, rec: r}, nil
 	}
+	if ob, ok := s.rememberedBucket(ctx, name); ok {
+		return ob, nil
+	}
 	start := time.Now()
 	r, rev, err := s.getBucket(ctx, name)
 	if err != nil {

@@ -47,6 +47,9 @@ type Config struct {
 	// frozen (the back-off before it reads the fence again); nil: time's
 	// timers. The cluster simulation makes each an event (clock.After).
 	After clock.After
+	// Records reaches the replicas of available buckets' records
+	// (available.go); nil: the node makes strong buckets only.
+	Records RecordReplicas
 	// Incarnation names this writer in its write intents (see gc.go).
 	// Node should be the node's ID; a zero Nonce gets a random one in New,
 	// so every Service is a new incarnation.

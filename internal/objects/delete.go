@@ -17,6 +17,9 @@ func (s *Service) DeleteObject(ctx context.Context, bucket, key string, opts Del
 	if err := ValidKey(key); err != nil {
 		return DeleteResult{}, err
 	}
+	if ob.available() {
+		return s.deleteAvailable(ctx, ob, key, opts)
+	}
 	if opts.VersionID != "" {
 		return s.deleteVersion(ctx, ob, key, opts.VersionID, opts.IfMatch, false)
 	}

@@ -336,6 +336,9 @@ func (s *Service) decide(ctx context.Context, name string, r bucketRec, rev uint
 		n.Versioning = r.Pending.Versioning
 	case changeDelete:
 		empty, err := s.bucketEmpty(ctx, r.ID)
+		if err == nil && empty && r.Config.Consistency == Available {
+			empty, err = s.availEmpty(ctx, r.ID)
+		}
 		if err != nil {
 			return nil, false, err
 		}

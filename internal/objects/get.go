@@ -114,6 +114,9 @@ func resolveRange(v *versionRec, r Range, partNumber int) (start, length int64, 
 // ErrMethodNotAllowed when named by version ID), so the front end can set
 // x-amz-delete-marker.
 func (s *Service) readVersion(ctx context.Context, ob *opBucket, key, vid string) (versionRec, ObjectInfo, error) {
+	if ob.available() {
+		return s.readAvailable(ctx, ob, key, vid)
+	}
 	p := s.partition(ob.name, key)
 	if vid == "" {
 		return s.readLatest(ctx, p, ob, key)

@@ -130,6 +130,9 @@ type env struct {
 	data *memBlocks
 	clk  *fakeClock
 	ctx  context.Context
+	// moreRefs, when set, names data that records outside the metadata
+	// store refer to (available buckets' versions); nil: none.
+	moreRefs func() []string
 }
 
 // newEnv returns a service over fresh in-memory stores with small limits.
@@ -178,6 +181,9 @@ func (e *env) checkRefs() {
 	if err != nil {
 		e.t.Errorf("ForEachRef: %v", err)
 		return
+	}
+	if e.moreRefs != nil {
+		refs = append(refs, e.moreRefs()...)
 	}
 	sort.Strings(refs)
 	for i := 1; i < len(refs); i++ {

@@ -368,8 +368,11 @@ func (s *Service) ListObjects(ctx context.Context, bucket string, opts ListOptio
 	// for a page that reads every partition, and a bucket deleted or
 	// re-created before the listing began is never listed.
 	b, _, err := s.getBucket(ctx, bucket)
-	if err != nil {
+	if b, err = s.availableOrErr(bucket, b, err); err != nil {
 		return ListResult{}, err
+	}
+	if b.Config.Consistency == Available {
+		return s.listAvailable(ctx, b, bucket, opts)
 	}
 	limit := pageSize(opts.MaxKeys)
 	lo := listStart(tagHead, b.ID, opts.Prefix, opts.Delimiter, opts.Marker, []byte{0})
@@ -431,8 +434,11 @@ func (s *Service) ListObjectVersions(ctx context.Context, bucket string, opts Li
 	// for a page that reads every partition, and a bucket deleted or
 	// re-created before the listing began is never listed.
 	b, _, err := s.getBucket(ctx, bucket)
-	if err != nil {
+	if b, err = s.availableOrErr(bucket, b, err); err != nil {
 		return ListVersionsResult{}, err
+	}
+	if b.Config.Consistency == Available {
+		return s.listAvailableVersions(ctx, b, bucket, opts)
 	}
 	limit := pageSize(opts.MaxKeys)
 	var lo []byte

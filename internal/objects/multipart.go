@@ -500,9 +500,7 @@ func (s *Service) CompleteMultipartUpload(ctx context.Context, bucket, key, uplo
 	}
 	s.deleteData(ctx, unlisted...)
 	s.deleteData(ctx, c.replaced...)
-	oi := c.rec.info(bucket, key, c.versioning)
-	oi.IsLatest = c.latest
-	return oi, nil
+	return c.info(ob, key), nil
 }
 
 // completedBefore answers a completion whose upload is gone: when the

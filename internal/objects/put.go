@@ -15,6 +15,7 @@ import (
 	"github.com/redoubt-io/redoubt/internal/checksum"
 	"github.com/redoubt-io/redoubt/internal/hlc"
 	"github.com/redoubt-io/redoubt/internal/meta"
+	"github.com/redoubt-io/redoubt/internal/vset"
 )
 
 func msTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
@@ -34,6 +35,9 @@ type ingestOpts struct {
 	// partition is the key's metadata partition; the data path places
 	// the shards by it.
 	partition meta.Partition
+	// available: the body is an available bucket's, written without a
+	// write intent (writeAvailData).
+	available bool
 }
 
 // ingested is a body taken in: stored (ref) or held (inline), with its
@@ -274,7 +278,7 @@ func (s *Service) ingest(ctx context.Context, body io.Reader, o ingestOpts) (ing
 		buf := b.Bytes()
 		if len(buf) > s.cfg.InlineMax {
 			// More than InlineMax: store it, starting with what was read.
-			ref, rev, err := s.writeData(ctx, o.partition, io.MultiReader(bytes.NewReader(buf), br))
+			ref, rev, err := s.ingestData(ctx, o, io.MultiReader(bytes.NewReader(buf), br))
 			if err != nil {
 				return ingested{}, s.writeErr(br, err)
 			}
@@ -288,7 +292,7 @@ func (s *Service) ingest(ctx context.Context, body io.Reader, o ingestOpts) (ing
 			// The data store then takes buffers for this size only.
 			wctx = blocks.WithSizeHint(ctx, o.size)
 		}
-		ref, rev, err := s.writeData(wctx, o.partition, br)
+		ref, rev, err := s.ingestData(wctx, o, br)
 		if err != nil {
 			return ingested{}, s.writeErr(br, err)
 		}
@@ -349,6 +353,16 @@ func (s *Service) ingest(ctx context.Context, body io.Reader, o ingestOpts) (ing
 	return in, nil
 }
 
+// ingestData stores a body for ingest: under a write intent, or without
+// one in an available bucket.
+func (s *Service) ingestData(ctx context.Context, o ingestOpts, r io.Reader) (blocks.Ref, uint64, error) {
+	if o.available {
+		ref, err := s.writeAvailData(ctx, o.partition, r)
+		return ref, 0, err
+	}
+	return s.writeData(ctx, o.partition, r)
+}
+
 // writeErr prefers the body's own error (short, too large) to the data
 // store's report of it.
 func (s *Service) writeErr(br *bodyReader, err error) error {
@@ -378,6 +392,10 @@ type committed struct {
 	versioning Versioning
 	// latest: the version is the key's current one.
 	latest bool
+	// In an available bucket: the version's ID, and on how many nodes it
+	// was durable.
+	id     vset.ID
+	copies int
 }
 
 // commitVersion adds a version to key. It reads the bucket's fence and the
@@ -390,6 +408,9 @@ type committed struct {
 // condition): it is ordered before the versions committed under the newer
 // configuration (placeBelow), as a write issued before the change.
 func (s *Service) commitVersion(ctx context.Context, ob *opBucket, key string, ifMatch, ifNoneMatch string, build versionBuild) (committed, error) {
+	if ob.available() {
+		return s.commitAvailable(ctx, ob, key, ifMatch, ifNoneMatch, build)
+	}
 	p := s.partition(ob.name, key)
 	// The first round reads from a replica, which may be a little behind:
 	// the commit is conditional on the fence's and the head's revisions,
@@ -596,6 +617,7 @@ func (s *Service) put(ctx context.Context, ob *opBucket, key string, body io.Rea
 		trailer:    opts.Trailer,
 		inline:     true,
 		partition:  p,
+		available:  ob.available(),
 	})
 	if err != nil {
 		return ObjectInfo{}, err
@@ -631,7 +653,15 @@ func (s *Service) put(ctx context.Context, ob *opBucket, key string, body io.Rea
 	}
 	s.endWrite(in.ref.ID)
 	s.deleteData(ctx, c.replaced...)
+	return c.info(ob, key), nil
+}
+
+// info is the ObjectInfo of the version c committed.
+func (c *committed) info(ob *opBucket, key string) ObjectInfo {
 	oi := c.rec.info(ob.name, key, c.versioning)
 	oi.IsLatest = c.latest
-	return oi, nil
+	if ob.available() {
+		oi.VersionID, oi.Copies = availVersionID(c.id), c.copies
+	}
+	return oi
 }

@@ -18,7 +18,9 @@ import (
 //
 //	bucket:  ver, id[8], created i (unix ms), versioning u, then (absent in
 //	         records written before fences) epoch u, flags u (1: fenced),
-//	         pending change kind u, pending versioning u
+//	         pending change kind u, pending versioning u, then (absent in a
+//	         strong bucket's record) consistency u, then (absent unless set)
+//	         write copies u
 //	fence:   ver, epoch u, versioning u, flags u (1: frozen)
 //	head:    ver, flags u, latest[12], null[12] if flagHasNull, size i, etag s, modified i,
 //	         checksum-alg s, checksum s, checksum-type s if flagHasChecksum
@@ -226,6 +228,9 @@ func (r *bucketRec) encode() []byte {
 	if r.Config != (BucketConfig{}) {
 		e.u(uint64(r.Config.Consistency))
 	}
+	if r.Config.WriteCopies != 0 {
+		e.u(uint64(r.Config.WriteCopies))
+	}
 	return e.b
 }
 
@@ -255,6 +260,13 @@ func decodeBucket(b []byte) (bucketRec, error) {
 			d.fail()
 		}
 		r.Config.Consistency = Consistency(c)
+	}
+	if d.err == nil && len(d.b) > 0 { // absent unless set
+		n := d.u()
+		if n == 0 || n > MaxWriteCopies {
+			d.fail()
+		}
+		r.Config.WriteCopies = int(n)
 	}
 	return r, d.done()
 }

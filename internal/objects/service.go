@@ -28,6 +28,12 @@ type Service struct {
 	buckets bucketCache
 	// fences are the newest fences read, for commits' first rounds.
 	fences fenceHints
+	// avail remembers available buckets' records (available.go).
+	avail availBuckets
+	// writer is this incarnation's number in available buckets' version
+	// IDs: the incarnation's nonce, so that IDs stay unique even if a
+	// restarted node's clock repeats a timestamp.
+	writer uint64
 	// writes holds the ref IDs of this incarnation's data writes that
 	// have not ended (see writeData): an intent of this incarnation whose
 	// write is not here was abandoned, and garbage collection may sweep
@@ -64,7 +70,7 @@ func New(cfg Config, md meta.Store, data blocks.Store, logger *slog.Logger) (*Se
 		cfg.Incarnation.Nonce = newNonce(cfg.Rand)
 	}
 	return &Service{cfg: cfg, md: newRouter(md, cfg.Partitions), data: data, log: logger, clock: hlc.New(cfg.Now),
-		buckets: bucketCache{ttl: cfg.BucketCacheTTL}}, nil
+		buckets: bucketCache{ttl: cfg.BucketCacheTTL}, writer: cfg.Incarnation.Nonce}, nil
 }
 
 // partition is the route of key's records (route.go).
@@ -95,8 +101,10 @@ func (s *Service) getBucket(ctx context.Context, name string) (bucketRec, uint64
 		// An invalid name cannot exist.
 		return bucketRec{}, 0, fmt.Errorf("%w: %q", ErrNoSuchBucket, name)
 	}
+	start := time.Now()
 	it, err := s.md.Get(ctx, meta.System, bucketKey(name))
 	if errors.Is(err, meta.ErrNotFound) {
+		s.avail.forget(name)
 		return bucketRec{}, 0, noSuchBucket(name)
 	}
 	if err != nil {
@@ -106,6 +114,7 @@ func (s *Service) getBucket(ctx context.Context, name string) (bucketRec, uint64
 	if err != nil {
 		return bucketRec{}, 0, fmt.Errorf("bucket %q: %w", name, err)
 	}
+	s.avail.remember(name, r, start)
 	return r, it.Rev, nil
 }
 
@@ -120,17 +129,25 @@ func (s *Service) CreateBucket(ctx context.Context, name string) error {
 }
 
 // CreateBucketWith creates a bucket configured by cfg. Available buckets
-// are refused with ErrNotImplemented until their write path is built:
-// one made now would answer as a strong bucket does, which is not what
-// its creator asked for (TestAvailableBucketRefusedForNow).
+// need a node that keeps their records (Config.Records); one without
+// refuses them with ErrNotImplemented rather than make a bucket that
+// would answer as a strong one does (TestAvailableBucketNeedsRecords).
 func (s *Service) CreateBucketWith(ctx context.Context, name string, cfg BucketConfig) error {
 	if err := ValidBucketName(name); err != nil {
 		return err
 	}
 	switch cfg.Consistency {
 	case Strong:
+		if cfg.WriteCopies != 0 {
+			return fmt.Errorf("%w: write copies are for available buckets; a strong bucket's writes wait for a majority", ErrInvalidArgument)
+		}
 	case Available:
-		return fmt.Errorf("%w: available buckets are not built yet; this node makes strong buckets only", ErrNotImplemented)
+		if s.cfg.Records == nil {
+			return fmt.Errorf("%w: this node keeps no records of available buckets", ErrNotImplemented)
+		}
+		if cfg.WriteCopies < 0 || cfg.WriteCopies > MaxWriteCopies {
+			return fmt.Errorf("%w: write copies %d not in 1..%d", ErrInvalidArgument, cfg.WriteCopies, MaxWriteCopies)
+		}
 	default:
 		return fmt.Errorf("%w: unknown consistency %d", ErrInvalidArgument, cfg.Consistency)
 	}
@@ -177,7 +194,7 @@ func (s *Service) dropFencesQuietly(ctx context.Context, name string, id bucketI
 func (s *Service) HeadBucket(ctx context.Context, name string) (BucketInfo, error) {
 	start := time.Now()
 	r, _, err := s.getBucket(ctx, name)
-	if err != nil {
+	if r, err = s.availableOrErr(name, r, err); err != nil {
 		s.buckets.forget(name)
 		return BucketInfo{}, err
 	}

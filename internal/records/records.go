@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -181,7 +182,27 @@ type Store struct {
 	// step, so a record is counted in its tree once.
 	mu    sync.Mutex
 	trees map[Partition]*merkle.Tree
+	// life: reads and writes hold it shared, Close exclusively, so that
+	// a call still under way when the node stops (a replicated write's
+	// last copies) ends before the database closes, and one after gets
+	// ErrClosed instead of a crash.
+	life   sync.RWMutex
+	closed bool
 }
+
+// ErrClosed is returned by a Store's calls after Close.
+var ErrClosed = errors.New("records: store closed")
+
+func (s *Store) enter() error {
+	s.life.RLock()
+	if s.closed {
+		s.life.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+func (s *Store) leave() { s.life.RUnlock() }
 
 // Open opens, or creates, the store in dir on fs (nil: the operating
 // system's), and rebuilds the partitions' trees from what it holds.
@@ -206,7 +227,15 @@ func Open(dir string, fs pebblevfs.FS, log *slog.Logger) (*Store, error) {
 }
 
 // Close closes the store.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.closed = true
+	return s.db.Close()
+}
 
 func (s *Store) rebuild() error {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagHash}, UpperBound: []byte{tagHash + 1}})
@@ -238,6 +267,10 @@ func (s *Store) treeLocked(p Partition) *merkle.Tree {
 // Put adds recs to partition p, durably; added counts the records that
 // were new.
 func (s *Store) Put(p Partition, recs []Record) (added int, err error) {
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	defer s.leave()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := s.db.NewBatch()
@@ -310,6 +343,10 @@ func (s *Store) Get(p Partition, key []byte) (vset.State, error) {
 
 // Records returns the records of key in partition p, in key order.
 func (s *Store) Records(p Partition, key []byte) ([]Record, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
 	// The key's end follows it, so every stored key that starts with
 	// pre is one of this key's records.
 	pre := keyPrefix(p, key)
@@ -384,6 +421,10 @@ func (s *Store) Children(p Partition, l int, parents []int) ([]merkle.Hash, erro
 // Leaves returns the records of partition p in the given leaves of its
 // tree.
 func (s *Store) Leaves(p Partition, leaves []int) ([]Record, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
 	var out []Record
 	for _, i := range leaves {
 		if i < 0 || i >= 1<<(4*Levels) {
@@ -505,6 +546,10 @@ const ScanBytes = 4 << 20
 // remain in the range. It stops at a key's end once the records passed
 // ScanBytes, so that one answer stays bounded.
 func (s *Store) Scan(p Partition, from, to []byte, limit int) (recs []Record, more bool, err error) {
+	if err := s.enter(); err != nil {
+		return nil, false, err
+	}
+	defer s.leave()
 	lower := keyStart(p, from)
 	upper := binary.BigEndian.AppendUint32([]byte{tagRecord}, uint32(p)+1)
 	if to != nil {
@@ -533,4 +578,69 @@ func (s *Store) Scan(p Partition, from, to []byte, limit int) (recs []Record, mo
 		recs = append(recs, r)
 	}
 	return recs, false, it.Error()
+}
+
+// Partitions returns the partitions this store holds records of.
+func (s *Store) Partitions() []Partition {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Partition
+	for p, t := range s.trees {
+		if t.Root() != (merkle.Hash{}) {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Delete removes from partition p each of recs that it holds as given (a
+// version whose stored encoding differs stays), durably. It is for
+// records kept for a while on another's behalf (hints, package cluster):
+// a replica's records are never deleted.
+func (s *Store) Delete(p Partition, recs []Record) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.db.NewBatch()
+	defer b.Close()
+	var gone []merkle.Hash
+	done := map[string]bool{}
+	for i := range recs {
+		k, v := recordKey(p, &recs[i]), recs[i].value()
+		if done[string(k)] {
+			continue
+		}
+		old, closer, err := s.db.Get(k)
+		if errors.Is(err, pebble.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("records: read: %w", err)
+		}
+		same := bytes.Equal(old, v)
+		closer.Close()
+		if !same {
+			continue
+		}
+		h := hashOf(k, v)
+		b.Delete(k, nil)
+		b.Delete(hashKey(p, h), nil)
+		gone = append(gone, h)
+		done[string(k)] = true
+	}
+	if b.Empty() {
+		return nil
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("records: delete: %w", err)
+	}
+	t := s.treeLocked(p)
+	for _, h := range gone {
+		t.Toggle(h)
+	}
+	return nil
 }

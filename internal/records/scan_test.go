@@ -120,3 +120,35 @@ func TestReadRangeMergesReplicas(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteExactly: Delete removes the records given and no other, its
+// tree follows, and a version stored with another encoding stays.
+func TestDeleteExactly(t *testing.T) {
+	s := memStore(t)
+	a := Record{Key: []byte("a"), Version: version(1, 1, "a")}
+	b := Record{Key: []byte("b"), Version: version(2, 1, "b")}
+	if _, err := s.Put(3, []Record{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	other := memStore(t)
+	if _, err := other.Put(3, []Record{b}); err != nil {
+		t.Fatal(err)
+	}
+	stale := a
+	stale.Version.Body = []byte("not what is stored")
+	if err := s.Delete(3, []Record{stale, a, a}); err != nil {
+		t.Fatal(err)
+	}
+	if s.Root(3) != other.Root(3) {
+		t.Fatal("after deleting a, the tree is not that of a store holding b alone")
+	}
+	if got := s.Partitions(); len(got) != 1 || got[0] != 3 {
+		t.Fatalf("partitions %v", got)
+	}
+	if err := s.Delete(3, []Record{b}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Partitions(); len(got) != 0 {
+		t.Fatalf("partitions after deleting everything: %v", got)
+	}
+}

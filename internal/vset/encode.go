@@ -3,6 +3,7 @@ package vset
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 )
 
 // formatVersion is the first byte of an encoded Version.
@@ -14,9 +15,16 @@ const maxSaw = 1 << 16
 
 // Encode returns v's binary form: a format byte, the ID, flags, the seen
 // IDs and the body.
+// The seen IDs are written in order, once each, however v holds them, so
+// that every encoding decodes.
 func (v Version) Encode() []byte { return v.encode() }
 
 func (v Version) encode() []byte {
+	if !strictlyIncreasing(v.Saw) {
+		v.Saw = slices.Clone(v.Saw)
+		slices.SortFunc(v.Saw, ID.Compare)
+		v.Saw = slices.Compact(v.Saw)
+	}
 	b := make([]byte, 0, 1+IDLen+2+len(v.Saw)*IDLen+binary.MaxVarintLen64+len(v.Body))
 	b = append(b, formatVersion)
 	b = v.ID.AppendBinary(b)
@@ -31,6 +39,15 @@ func (v Version) encode() []byte {
 	}
 	b = binary.AppendUvarint(b, uint64(len(v.Body)))
 	return append(b, v.Body...)
+}
+
+func strictlyIncreasing(ids []ID) bool {
+	for i := 1; i < len(ids); i++ {
+		if ids[i-1].Compare(ids[i]) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // DecodeVersion is the inverse of Encode; it accepts nothing else.
