@@ -21,9 +21,12 @@ func newBucketCmd() *cobra.Command {
 for. A bucket's consistency is chosen when it is created and kept for its life:
 strong (the default) makes every operation linearizable, and the side of a
 network partition without a majority answers 503; available accepts writes on
-every side and merges them after the heal (not built yet: asking for it is
-refused). S3 clients choose it with the x-redoubt-consistency header of
-CreateBucket, and HeadBucket shows it. The calls are signed with the root
+every side and merges them after the heal, losing none (a cluster only).
+An available bucket's writes are acknowledged once --write-copies nodes hold
+them, or as many as are reachable, never none; each answer says how many in
+its x-redoubt-copies header. S3 clients choose both with the
+x-redoubt-consistency and x-redoubt-write-copies headers of CreateBucket,
+and HeadBucket shows them. The calls are signed with the root
 credentials: --access-key and --secret-key, or the credentials file in --data
 (by default ./redoubt-data, then ./redoubt-dev).`,
 	}
@@ -31,6 +34,7 @@ credentials: --access-key and --secret-key, or the credentials file in --data
 	annotateEnv(cmd.PersistentFlags())
 
 	var consistency string
+	var copies int
 	create := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Create a bucket",
@@ -41,15 +45,20 @@ credentials: --access-key and --secret-key, or the credentials file in --data
 				return err
 			}
 			var b admin.Bucket
-			in := admin.BucketCreate{Name: args[0], Consistency: consistency}
+			in := admin.BucketCreate{Name: args[0], Consistency: consistency, WriteCopies: copies}
 			if err := c.call(cmd.Context(), c.addr, http.MethodPost, "/buckets", in, &b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", args[0], err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "bucket %s created: %s\n", b.Name, b.Consistency)
+			if b.WriteCopies > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "bucket %s created: %s, writes acknowledged on %d nodes\n", b.Name, b.Consistency, b.WriteCopies)
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "bucket %s created: %s\n", b.Name, b.Consistency)
+			}
 			return nil
 		},
 	}
 	create.Flags().StringVar(&consistency, "consistency", "strong", "strong or available; kept for the bucket's life")
+	create.Flags().IntVar(&copies, "write-copies", 0, "available buckets: nodes that must hold a write before it is acknowledged, as far as reachable (default 2)")
 
 	list := &cobra.Command{
 		Use:   "list",

@@ -82,6 +82,7 @@ Environment:
 		newStatusCmd(),
 		newLayoutCmd(),
 		newBucketCmd(),
+		newConflictsCmd(),
 	)
 	return root
 }

@@ -162,8 +162,8 @@ func printAntiEntropy(w io.Writer, a *admin.AntiEntropyStatus, now time.Time) {
 	if a == nil {
 		return
 	}
-	fmt.Fprintf(w, "Available buckets' records, last compared %s ago: %d partition-peer pairs, %d differed, %d records fetched, %d sent, %d pairs failed\n",
-		now.Sub(a.Finished).Round(time.Second), a.Pairs, a.Differed, a.Fetched, a.Sent, a.Failed)
+	fmt.Fprintf(w, "Available buckets' records, last compared %s ago: %d partition-peer pairs, %d differed, %d records fetched, %d sent, %d hints delivered, %d pairs failed\n",
+		now.Sub(a.Finished).Round(time.Second), a.Pairs, a.Differed, a.Fetched, a.Sent, a.Hinted, a.Failed)
 }
 
 // printRedundancy says how many more losses every object survives now,

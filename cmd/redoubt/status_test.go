@@ -140,7 +140,7 @@ func TestStatusSaysAntiEntropy(t *testing.T) {
 		t.Fatal(err)
 	}
 	printAntiEntropy(&b, st.AntiEntropy, now)
-	want := "Available buckets' records, last compared 12s ago: 512 partition-peer pairs, 2 differed, 30 records fetched, 4 sent, 1 pairs failed\n"
+	want := "Available buckets' records, last compared 12s ago: 512 partition-peer pairs, 2 differed, 30 records fetched, 4 sent, 0 hints delivered, 1 pairs failed\n"
 	if b.String() != want {
 		t.Errorf("got %q\nwant %q", b.String(), want)
 	}

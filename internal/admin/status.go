@@ -228,6 +228,9 @@ type AntiEntropyStatus struct {
 	// Fetched and Sent count the records copied in and out.
 	Fetched int `json:"fetched"`
 	Sent    int `json:"sent"`
+	// Hinted counts the records this node kept for unreachable replicas
+	// (hinted handoff) and has now handed to them.
+	Hinted int `json:"hinted"`
 }
 
 // SnapshotStatus counts streamed partition snapshots since start: a node

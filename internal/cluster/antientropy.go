@@ -1,11 +1,15 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/redoubt-io/redoubt/internal/admin"
+	"github.com/redoubt-io/redoubt/internal/membership"
+	"github.com/redoubt-io/redoubt/internal/objects"
 	"github.com/redoubt-io/redoubt/internal/records"
 )
 
@@ -13,49 +17,186 @@ import (
 // Config.AntiEntropy is 0.
 func (c *Cluster) Records() *records.Store { return c.records }
 
+// The records of available buckets (package records) live on the
+// metadata nodes of their base partition, in the store's partition of the
+// same number. A write whose replicas cannot all be reached leaves hints:
+// the same records in the store of another node, in the partition
+// hintPart(p), which anti-entropy never compares and which the holder
+// hands to p's replicas once they answer (deliverHints), then deletes.
+
+// hintFlag marks a hint partition: base partitions stay far below it.
+const hintFlag = 1 << 31
+
+func hintPart(p uint32) records.Partition { return records.Partition(p | hintFlag) }
+
+// hintReplica is a node's store of hints for partition p, reached as a
+// replica of p.
+type hintReplica struct {
+	r records.Replica
+	p uint32
+}
+
+func (h hintReplica) Put(_ records.Partition, recs []records.Record) (int, error) {
+	return h.r.Put(hintPart(h.p), recs)
+}
+
+func (h hintReplica) Records(_ records.Partition, key []byte) ([]records.Record, error) {
+	return h.r.Records(hintPart(h.p), key)
+}
+
+func (h hintReplica) Scan(_ records.Partition, from, to []byte, limit int) ([]records.Record, bool, error) {
+	return h.r.Scan(hintPart(h.p), from, to, limit)
+}
+
+// RecordReplicas is where the records of base partition p are written and
+// read (objects.RecordReplicas): its metadata nodes, this node's store
+// directly, and as hints every other node this one knows of, itself
+// first when it is no replica. Nodes gossip says are dead are left out,
+// so that requests do not wait for them; the anti-entropy after they come
+// back brings them what they missed. Remote calls are bounded by ctx.
+func (c *Cluster) RecordReplicas(ctx context.Context, p uint32) objects.RecordSet {
+	var rs objects.RecordSet
+	l := c.Layout()
+	if l == nil || c.records == nil {
+		return rs
+	}
+	self := string(c.nodeID)
+	dead := c.deadNodes()
+	replicas := l.MetaNodes(int(p))
+	if slices.Contains(replicas, self) {
+		rs.Replicas = append(rs.Replicas, c.records)
+	} else {
+		rs.Own = hintReplica{c.records, p}
+		rs.Hints = append(rs.Hints, rs.Own)
+	}
+	for _, n := range replicas {
+		if n == self || dead[n] {
+			continue
+		}
+		if peer, ok := c.book.byNode(n); ok {
+			rs.Replicas = append(rs.Replicas, records.RemotePeer(ctx, c.net, peer))
+		}
+	}
+	for _, n := range l.Nodes {
+		if n.ID == self || dead[n.ID] || slices.Contains(replicas, n.ID) {
+			continue
+		}
+		if peer, ok := c.book.byNode(n.ID); ok {
+			rs.Hints = append(rs.Hints, hintReplica{records.RemotePeer(ctx, c.net, peer), p})
+		}
+	}
+	return rs
+}
+
+// deadEvery bounds how often deadNodes asks gossip.
+const deadEvery = 200 * time.Millisecond
+
+// deadNodes returns the nodes gossip holds dead or gone, as of at most
+// deadEvery ago; none when gossip is off.
+func (c *Cluster) deadNodes() map[string]bool {
+	d := &c.dead
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if now := time.Now(); now.Sub(d.at) >= deadEvery {
+		d.at = now
+		d.nodes = map[string]bool{}
+		if g := c.members(); g != nil {
+			for _, m := range g.List() {
+				if m.State != membership.Alive && m.State != membership.Suspect {
+					d.nodes[m.ID] = true
+				}
+			}
+		}
+	}
+	return d.nodes
+}
+
+// deadCache is deadNodes' last answer.
+type deadCache struct {
+	mu    sync.Mutex
+	at    time.Time
+	nodes map[string]bool
+}
+
 // AntiEntropyStats is what one pass of SyncRecords did.
 type AntiEntropyStats struct {
 	Pairs         int // (partition, peer) pairs compared
 	Differed      int // pairs whose trees differed
 	Fetched, Sent int // records copied in, and out
 	Failed        int // pairs whose Sync failed (a peer unreachable, say)
+	Hinted        int // hint records handed to their replicas
 }
 
 // syncTimeout bounds one Sync with one peer.
 const syncTimeout = 30 * time.Second
 
-// SyncRecords compares this node's records of every metadata partition it
+// retryEvery is how often a node tries again the pairs whose last Sync
+// failed and the hints it could not deliver, so that a peer that comes
+// back is brought up to date within about this long, not at the next
+// full pass.
+const retryEvery = time.Second
+
+// pair is a partition and a peer anti-entropy compares it with.
+type pair struct {
+	p    uint32
+	node string
+}
+
+// syncState is what the retries need: the pairs that failed.
+type syncState struct {
+	mu     sync.Mutex
+	failed map[pair]bool
+}
+
+// SyncRecords compares this node's records of every base partition it
 // replicates, by the current layout, with every other replica's, and
-// copies what either side lacks. A peer that fails is counted and left
-// for the next pass.
+// copies what either side lacks; then it delivers its hints. A peer that
+// fails is counted, and tried again every retryEvery (RetryRecords).
 func (c *Cluster) SyncRecords(ctx context.Context) AntiEntropyStats {
+	return c.syncPairs(ctx, func(pair) bool { return true })
+}
+
+// RetryRecords syncs the pairs whose last Sync failed, and delivers the
+// hints, as SyncRecords would.
+func (c *Cluster) RetryRecords(ctx context.Context) AntiEntropyStats {
+	c.entropy.mu.Lock()
+	failed := c.entropy.failed
+	c.entropy.mu.Unlock()
+	return c.syncPairs(ctx, func(pr pair) bool { return failed[pr] })
+}
+
+func (c *Cluster) syncPairs(ctx context.Context, want func(pair) bool) AntiEntropyStats {
 	var st AntiEntropyStats
 	l := c.Layout()
 	if l == nil || c.records == nil {
 		return st
 	}
 	self := string(c.nodeID)
-	for _, g := range l.Groups() {
-		nodes := l.GroupNodes(g)
+	failed := map[pair]bool{}
+	for p := range uint32(l.Partitions) {
+		nodes := l.MetaNodes(int(p))
 		if !slices.Contains(nodes, self) {
 			continue
 		}
 		for _, n := range nodes {
-			if n == self || ctx.Err() != nil {
+			pr := pair{p, n}
+			if n == self || ctx.Err() != nil || !want(pr) {
 				continue
 			}
 			peer, ok := c.book.byNode(n)
 			if !ok {
 				st.Failed++
+				failed[pr] = true
 				continue
 			}
 			st.Pairs++
 			cctx, cancel := context.WithTimeout(ctx, syncTimeout)
-			s, err := records.Sync(c.records, records.RemotePeer(cctx, c.net, peer), records.Partition(g))
+			s, err := records.Sync(c.records, records.RemotePeer(cctx, c.net, peer), records.Partition(p))
 			cancel()
 			if err != nil {
 				st.Failed++
-				c.log.Debug("anti-entropy", "group", g, "peer", n, "err", err)
+				failed[pr] = true
+				c.log.Debug("anti-entropy", "partition", p, "peer", n, "err", err)
 				continue
 			}
 			if s.Leaves > 0 {
@@ -65,23 +206,145 @@ func (c *Cluster) SyncRecords(ctx context.Context) AntiEntropyStats {
 			st.Sent += s.Sent
 		}
 	}
+	c.entropy.mu.Lock()
+	for pr := range c.entropy.failed {
+		if !want(pr) {
+			failed[pr] = true // not tried this time: still failed
+		}
+	}
+	c.entropy.failed = failed
+	c.entropy.mu.Unlock()
+	st.Hinted = c.deliverHints(ctx)
 	return st
 }
 
-// runAntiEntropy runs SyncRecords every Config.AntiEntropy.
+// deliverHints hands each hint partition's records to every replica of
+// its base partition, and deletes those that all of them took. It returns
+// the records delivered.
+func (c *Cluster) deliverHints(ctx context.Context) int {
+	l := c.Layout()
+	if l == nil {
+		return 0
+	}
+	self := string(c.nodeID)
+	delivered := 0
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	for _, hp := range c.records.Partitions() {
+		if hp&hintFlag == 0 {
+			continue
+		}
+		p := uint32(hp &^ hintFlag)
+		var reps []records.Replica
+		for _, n := range l.MetaNodes(int(p)) {
+			if n == self {
+				reps = append(reps, c.records)
+				continue
+			}
+			peer, ok := c.book.byNode(n)
+			if !ok {
+				reps = nil
+				break
+			}
+			reps = append(reps, records.RemotePeer(ctx, c.net, peer))
+		}
+		if len(reps) == 0 {
+			continue
+		}
+		from := []byte{}
+		for ctx.Err() == nil {
+			recs, more, err := c.records.Scan(hp, from, nil, 1000)
+			if err != nil || len(recs) == 0 {
+				break
+			}
+			all := true
+			for _, r := range reps {
+				if _, err := r.Put(records.Partition(p), recs); err != nil {
+					all = false
+					c.log.Debug("hints not delivered", "partition", p, "err", err)
+					break
+				}
+			}
+			if !all {
+				break
+			}
+			if err := c.records.Delete(hp, recs); err != nil {
+				c.log.Warn("delivered hints not deleted", "partition", p, "err", err)
+				break
+			}
+			delivered += len(recs)
+			if !more {
+				break
+			}
+			from = append(recs[len(recs)-1].Key, 0)
+		}
+	}
+	return delivered
+}
+
+// CountConflicts returns how many keys of the partitions this node
+// replicates have more than one head: written concurrently, and not yet
+// resolved (objects.Conflict). It reads every record the node holds.
+func (c *Cluster) CountConflicts(ctx context.Context) int {
+	if c.records == nil {
+		return 0
+	}
+	n := 0
+	for _, p := range c.records.Partitions() {
+		if p&hintFlag != 0 {
+			continue
+		}
+		from := []byte{}
+		for ctx.Err() == nil {
+			recs, more, err := c.records.Scan(p, from, nil, 1000)
+			if err != nil || len(recs) == 0 {
+				break
+			}
+			for i := 0; i < len(recs); {
+				j := i
+				for j < len(recs) && bytes.Equal(recs[j].Key, recs[i].Key) {
+					j++
+				}
+				if len(records.StateOf(recs[i:j]).Heads()) > 1 {
+					n++
+				}
+				i = j
+			}
+			if !more {
+				break
+			}
+			from = append(recs[len(recs)-1].Key, 0)
+		}
+	}
+	return n
+}
+
+// Conflicts is CountConflicts as of the last full anti-entropy pass.
+func (c *Cluster) Conflicts() int64 { return c.conflicts.Load() }
+
+// runAntiEntropy runs SyncRecords every Config.AntiEntropy, and
+// RetryRecords every retryEvery between.
 func (c *Cluster) runAntiEntropy(ctx context.Context) error {
+	next := time.Now().Add(c.cfg.AntiEntropy)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-c.cfg.After.Wait(c.cfg.AntiEntropy, "anti-entropy"):
+		case <-c.cfg.After.Wait(min(retryEvery, c.cfg.AntiEntropy), "anti-entropy"):
 		}
-		st := c.SyncRecords(ctx)
-		c.lastSync.Store(&admin.AntiEntropyStatus{Finished: time.Now(), Pairs: st.Pairs, Differed: st.Differed,
-			Failed: st.Failed, Fetched: st.Fetched, Sent: st.Sent})
-		if st.Fetched+st.Sent > 0 || st.Failed > 0 {
-			c.log.Info("anti-entropy pass", "pairs", st.Pairs, "differed", st.Differed,
-				"fetched", st.Fetched, "sent", st.Sent, "failed", st.Failed)
+		var st AntiEntropyStats
+		if !time.Now().Before(next) {
+			st = c.SyncRecords(ctx)
+			next = time.Now().Add(c.cfg.AntiEntropy)
+			c.conflicts.Store(int64(c.CountConflicts(ctx)))
+			c.lastSync.Store(&admin.AntiEntropyStatus{Finished: time.Now(), Pairs: st.Pairs, Differed: st.Differed,
+				Failed: st.Failed, Fetched: st.Fetched, Sent: st.Sent, Hinted: st.Hinted})
+		} else {
+			st = c.RetryRecords(ctx)
+		}
+		if st.Fetched+st.Sent+st.Hinted > 0 || st.Failed > 0 && st.Pairs > 0 {
+			c.log.Info("anti-entropy", "pairs", st.Pairs, "differed", st.Differed,
+				"fetched", st.Fetched, "sent", st.Sent, "hinted", st.Hinted, "failed", st.Failed)
 		}
 	}
 }

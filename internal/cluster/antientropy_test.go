@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -65,5 +66,72 @@ func TestAntiEntropyCopiesRecords(t *testing.T) {
 		if r := c.Records().Root(records.Partition(g)); r != tn.nodes[0].Records().Root(records.Partition(g)) {
 			t.Errorf("node %d's tree of group %d differs from node 0's", i, g)
 		}
+	}
+}
+
+// TestHintsDeliveredAfterHeal: a node cut off from every replica of a
+// partition keeps a write as a hint, reads it back, and hands it to the
+// replicas within one retry after the heal, then drops it.
+func TestHintsDeliveredAfterHeal(t *testing.T) {
+	tn := &testNet{t: t, mem: transport.NewMemNetwork()}
+	for i := range 4 {
+		tn.addWith(fmt.Sprintf("zone-%d", i), 4, func(c *Config) { c.AntiEntropy = time.Hour; c.MetaReplicas = 3 })
+	}
+	ctx := t.Context()
+	for _, c := range tn.nodes {
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		if _, err := c.WaitLayout(wctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+	}
+	// A partition node 0 does not replicate.
+	l := tn.nodes[0].Layout()
+	p := uint32(0)
+	for ; p < uint32(l.Partitions); p++ {
+		if !slices.Contains(l.MetaNodes(int(p)), tn.nodes[0].ID()) {
+			break
+		}
+	}
+	if p == uint32(l.Partitions) {
+		t.Fatal("node 0 replicates every partition")
+	}
+	for _, id := range tn.ids[1:] {
+		tn.mem.Disconnect(tn.ids[0], id)
+	}
+	rec := records.Record{Key: []byte("cart"), Version: vset.Version{ID: vset.ID{TS: hlc.Timestamp{Wall: 1}, Node: 9}, Body: []byte("v")}}
+	rs := tn.nodes[0].RecordReplicas(ctx, p)
+	if len(rs.Replicas) != 3 || rs.Own == nil {
+		t.Fatalf("record set of a partition node 0 does not replicate: %d replicas, own hints %v", len(rs.Replicas), rs.Own != nil)
+	}
+	if n, _ := records.Write(rs.Replicas, records.Partition(p), []records.Record{rec}, 2, 100*time.Millisecond); n != 0 {
+		t.Fatalf("%d replicas took a write from a node cut off from all", n)
+	}
+	if n, err := records.Write(rs.Hints, records.Partition(p), []records.Record{rec}, 2, 100*time.Millisecond); n != 1 || err != nil {
+		t.Fatalf("hints: %d copies, %v; want node 0's own", n, err)
+	}
+	got, _, err := records.Read([]records.Replica{rs.Own}, records.Partition(p), rec.Key, time.Second)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("node 0 reads its hinted write: %v %v", got, err)
+	}
+	if st := tn.nodes[0].RetryRecords(ctx); st.Hinted != 0 {
+		t.Fatalf("hints delivered while cut off: %+v", st)
+	}
+	for _, id := range tn.ids[1:] {
+		tn.mem.Connect(tn.ids[0], id)
+	}
+	if st := tn.nodes[0].RetryRecords(ctx); st.Hinted != 1 {
+		t.Fatalf("retry after the heal delivered %d hints, want 1", st.Hinted)
+	}
+	for _, c := range tn.nodes {
+		if !slices.Contains(l.MetaNodes(int(p)), c.ID()) {
+			continue
+		}
+		if st, err := c.Records().Get(records.Partition(p), rec.Key); err != nil || len(st.IDs()) != 1 {
+			t.Fatalf("replica %s lacks the hinted write: %v", c.ID(), err)
+		}
+	}
+	if parts := tn.nodes[0].Records().Partitions(); len(parts) != 0 {
+		t.Fatalf("node 0 still holds records of partitions %v after delivering its hints", parts)
 	}
 }

@@ -134,8 +134,14 @@ type Cluster struct {
 	records *records.Store
 	// lastSync is the last anti-entropy pass, for /status.
 	lastSync atomic.Pointer[admin.AntiEntropyStatus]
-	local    []*store.Drive
-	self     NodeInfo
+	// entropy is what anti-entropy's retries need (antientropy.go).
+	entropy syncState
+	// dead is gossip's dead nodes, for RecordReplicas.
+	dead deadCache
+	// conflicts is CountConflicts at the last full anti-entropy pass.
+	conflicts atomic.Int64
+	local     []*store.Drive
+	self      NodeInfo
 
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,7 +37,7 @@ func registerBuckets(mux *http.ServeMux, api objects.API) {
 			writeBucketAnswer(w, nil, err)
 			return
 		}
-		if err := api.CreateBucketWith(r.Context(), c.Name, objects.BucketConfig{Consistency: cons}); err != nil {
+		if err := api.CreateBucketWith(r.Context(), c.Name, objects.BucketConfig{Consistency: cons, WriteCopies: c.WriteCopies}); err != nil {
 			writeBucketAnswer(w, nil, err)
 			return
 		}
@@ -45,9 +46,36 @@ func registerBuckets(mux *http.ServeMux, api objects.API) {
 	})
 }
 
+// conflictLister lists an available bucket's conflicts (*objects.Service).
+type conflictLister interface {
+	Conflicts(ctx context.Context, bucket, prefix, after string, max int) ([]objects.Conflict, string, error)
+}
+
+// registerConflicts serves GET /buckets/NAME/conflicts[?prefix=&after=].
+func registerConflicts(mux *http.ServeMux, l conflictLister) {
+	mux.HandleFunc("GET /buckets/{name}/conflicts", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		cs, next, err := l.Conflicts(r.Context(), r.PathValue("name"), q.Get("prefix"), q.Get("after"), 0)
+		out := admin.Conflicts{Keys: []admin.ConflictKey{}, Next: next}
+		for _, c := range cs {
+			k := admin.ConflictKey{Key: c.Key}
+			for _, v := range c.Heads {
+				k.Versions = append(k.Versions, admin.ConflictVersion{VersionID: v.VersionID, Current: v.IsLatest,
+					DeleteMarker: v.DeleteMarker, Size: v.Size, ETag: v.ETag, Modified: v.LastModified})
+			}
+			out.Keys = append(out.Keys, k)
+		}
+		writeBucketAnswer(w, out, err)
+	})
+}
+
 func adminBucket(b objects.BucketInfo) admin.Bucket {
 	v := map[objects.Versioning]string{objects.Unversioned: "unversioned", objects.Enabled: "enabled", objects.Suspended: "suspended"}[b.Versioning]
-	return admin.Bucket{Name: b.Name, Created: b.Created, Versioning: v, Consistency: b.Consistency.String()}
+	ab := admin.Bucket{Name: b.Name, Created: b.Created, Versioning: v, Consistency: b.Consistency.String()}
+	if b.Consistency == objects.Available {
+		ab.WriteCopies = b.WriteCopiesOrDefault()
+	}
+	return ab
 }
 
 // bucketErrors are the answers to the object layer's errors, with the S3

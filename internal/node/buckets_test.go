@@ -16,7 +16,7 @@ import (
 
 // TestAdminBuckets: a bucket's consistency, chosen through S3's
 // CreateBucket header or the admin API, is shown by HeadBucket and GET
-// /buckets; available is refused with NotImplemented until it is built,
+// /buckets; available is refused with NotImplemented on a standalone node,
 // and a value that is neither is the caller's mistake.
 func TestAdminBuckets(t *testing.T) {
 	n := startNodeWith(t, nil)

@@ -329,6 +329,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		bcfg.Resolve, bcfg.Place = n.cluster.Drive, n.cluster.Place
 		ocfg.Partitions = cfg.Cluster.Partitions
 		ocfg.SharedMetadata = true
+		if n.cluster.Records() != nil {
+			ocfg.Records = n.cluster
+		}
 	}
 	n.setPolicy(policy)
 	n.readRepair = newReadRepair(nil, logger.With("component", "read-repair"))
@@ -418,6 +421,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	mux.HandleFunc("/repair", n.serveRepair)
 	mux.HandleFunc("/scrub", n.serveScrub)
 	registerBuckets(mux, gated)
+	registerConflicts(mux, n.objects)
 	if n.cluster != nil {
 		n.registerCluster(mux)
 	}

@@ -119,6 +119,14 @@ type BucketConfig struct {
 	WriteCopies int
 }
 
+// WriteCopiesOrDefault is WriteCopies, or DefaultWriteCopies when unset.
+func (c BucketConfig) WriteCopiesOrDefault() int {
+	if c.WriteCopies == 0 {
+		return DefaultWriteCopies
+	}
+	return c.WriteCopies
+}
+
 // Checksums holds the additional S3 checksums of an object or part, base64
 // encoded as S3 returns them; empty fields were not asked for.
 type Checksums struct {

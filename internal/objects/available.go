@@ -405,10 +405,7 @@ func (s *Service) commitAvailable(ctx context.Context, ob *opBucket, key string,
 // the bucket's WriteCopies, and to hints for as many as the replicas
 // fell short. everywhere says whether every replica took them.
 func (s *Service) writeAvailable(ob *opBucket, p uint32, rs RecordSet, recs []records.Record) (copies int, everywhere bool, err error) {
-	want := ob.rec.Config.WriteCopies
-	if want == 0 {
-		want = DefaultWriteCopies
-	}
+	want := ob.rec.Config.WriteCopiesOrDefault()
 	var errs []error
 	if len(rs.Replicas) > 0 {
 		// Every replica that answers in time takes the write, even past

@@ -555,3 +555,34 @@ func TestAvailableMultipart(t *testing.T) {
 		t.Fatalf("read %d bytes, want %d", len(got), len(p1+p2))
 	}
 }
+
+// TestAvailableConflicts: keys written on both sides of a cut are listed
+// as conflicts, with both writes, until a write that saw both resolves
+// them; a strong bucket has none to list.
+func TestAvailableConflicts(t *testing.T) {
+	a := newAvailEnv(t)
+	a.bucket("shop", Enabled, 0)
+	a.put(0, "shop", "calm", "only one writer")
+	a.net.isolate(0)
+	for _, key := range []string{"a", "b"} {
+		a.put(0, "shop", key, "left")
+		a.put(1, "shop", key, "right")
+	}
+	a.net.heal()
+	got, next, err := a.nodes[2].Conflicts(a.ctx, "shop", "", "", 0)
+	if err != nil || next != "" || len(got) != 2 || got[0].Key != "a" || got[1].Key != "b" || len(got[0].Heads) != 2 || !got[0].Heads[0].IsLatest {
+		t.Fatalf("conflicts: %+v next %q %v", got, next, err)
+	}
+	page, next, err := a.nodes[2].Conflicts(a.ctx, "shop", "", "", 1)
+	if err != nil || len(page) != 1 || next != "a" {
+		t.Fatalf("first page of one: %+v next %q %v", page, next, err)
+	}
+	a.put(2, "shop", "a", "resolved")
+	if got, _, err := a.nodes[0].Conflicts(a.ctx, "shop", "", "", 0); err != nil || len(got) != 1 || got[0].Key != "b" {
+		t.Fatalf("after resolving a: %+v %v", got, err)
+	}
+	a.env.bucket("strong", Unversioned)
+	if _, _, err := a.s.Conflicts(a.ctx, "strong", "", "", 0); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("conflicts of a strong bucket: %v", err)
+	}
+}

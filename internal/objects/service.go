@@ -143,7 +143,7 @@ func (s *Service) CreateBucketWith(ctx context.Context, name string, cfg BucketC
 		}
 	case Available:
 		if s.cfg.Records == nil {
-			return fmt.Errorf("%w: this node keeps no records of available buckets", ErrNotImplemented)
+			return fmt.Errorf("%w: available buckets need a cluster (a standalone node has no other side of a partition to stay available on); start one with redoubt dev --nodes 3", ErrNotImplemented)
 		}
 		if cfg.WriteCopies < 0 || cfg.WriteCopies > MaxWriteCopies {
 			return fmt.Errorf("%w: write copies %d not in 1..%d", ErrInvalidArgument, cfg.WriteCopies, MaxWriteCopies)

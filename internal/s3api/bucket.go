@@ -154,6 +154,13 @@ func (s *Server) createBucket(w http.ResponseWriter, r *http.Request, rc *reqCtx
 			return invalidArg("%s must be strong or available, not %q", objects.ConsistencyHeader, v[0])
 		}
 	}
+	if v, ok := r.Header[objects.WriteCopiesHeader]; ok {
+		n, err := strconv.Atoi(strings.TrimSpace(v[0]))
+		if len(v) != 1 || err != nil || n < 1 || n > objects.MaxWriteCopies {
+			return invalidArg("%s must be one number from 1 to %d", objects.WriteCopiesHeader, objects.MaxWriteCopies)
+		}
+		cfg.WriteCopies = n
+	}
 	if err := s.api.CreateBucketWith(r.Context(), rc.bucket, cfg); err != nil {
 		return err
 	}
@@ -170,6 +177,9 @@ func (s *Server) headBucket(w http.ResponseWriter, r *http.Request, rc *reqCtx) 
 	}
 	w.Header().Set("X-Amz-Bucket-Region", s.cfg.Region)
 	w.Header().Set(objects.ConsistencyHeader, bi.Consistency.String())
+	if bi.Consistency == objects.Available {
+		w.Header().Set(objects.WriteCopiesHeader, strconv.Itoa(bi.WriteCopiesOrDefault()))
+	}
 	w.WriteHeader(http.StatusOK)
 	return nil
 }

@@ -206,6 +206,7 @@ func (s *Server) completeMultipartUpload(w http.ResponseWriter, r *http.Request,
 		return err
 	}
 	setWriteVersion(w.Header(), info.VersionID)
+	setCopies(w.Header(), info.Copies)
 	loc := "/" + rc.bucket + "/" + rc.key
 	if r.Host != "" {
 		scheme := "http"

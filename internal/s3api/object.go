@@ -41,6 +41,7 @@ func (s *Server) putObject(w http.ResponseWriter, r *http.Request, rc *reqCtx) e
 	h := w.Header()
 	h.Set("ETag", info.ETag)
 	setWriteVersion(h, info.VersionID)
+	setCopies(h, info.Copies)
 	setChecksums(h, wholeObject(info.Checksums))
 	// S3 names the stored size of the new object; clients read it as the
 	// PutObject result's Size.
@@ -80,6 +81,14 @@ func setVersion(h http.Header, v string) {
 func setWriteVersion(h http.Header, v string) {
 	if v != "null" {
 		setVersion(h, v)
+	}
+}
+
+// setCopies says on how many nodes an available bucket's write was
+// durable when it was acknowledged.
+func setCopies(h http.Header, n int) {
+	if n > 0 {
+		h.Set(objects.CopiesHeader, strconv.Itoa(n))
 	}
 }
 
@@ -242,6 +251,7 @@ func (s *Server) deleteObject(w http.ResponseWriter, r *http.Request, rc *reqCtx
 	}
 	h := w.Header()
 	setVersion(h, res.VersionID)
+	setCopies(h, res.Copies)
 	if res.DeleteMarker {
 		h.Set("X-Amz-Delete-Marker", "true")
 	}
@@ -360,6 +370,7 @@ func (s *Server) copyObject(w http.ResponseWriter, r *http.Request, rc *reqCtx) 
 	}
 	h := w.Header()
 	setWriteVersion(h, info.VersionID)
+	setCopies(h, info.Copies)
 	if src.VersionID != "" {
 		h.Set("X-Amz-Copy-Source-Version-Id", src.VersionID)
 	}

@@ -1,0 +1,173 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/redoubt-io/redoubt/internal/admin"
+	"github.com/redoubt-io/redoubt/internal/objects"
+	"github.com/redoubt-io/redoubt/internal/transport"
+)
+
+// TestAvailableBucketThroughAPartition splits five nodes 2|3. Every node
+// takes writes to an available bucket, on both sides, and says on how
+// many nodes each is durable; each side reads its own writes; after the
+// heal every node serves every acknowledged write as a version (both
+// writes of a key written on both sides), and the greater as current.
+func TestAvailableBucketThroughAPartition(t *testing.T) {
+	rng, _ := testSeed(t, *clusterSeed, "cluster.seed")
+	tc := startCluster(t, clusterOptions{nodes: 5, zones: 3, raftTick: 20 * time.Millisecond})
+	const bucket = "avail"
+	err := retryUnavailable(10*time.Second, func() error {
+		_, err := tc.client(0).CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(bucket)},
+			func(o *s3.Options) {
+				o.APIOptions = append(o.APIOptions, smithyhttp.AddHeaderValue(objects.ConsistencyHeader, "available"))
+			})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every node learns of the bucket before the cut.
+	for i := range 5 {
+		out, err := tc.client(i).HeadBucket(context.Background(), &s3.HeadBucketInput{Bucket: aws.String(bucket)})
+		if err != nil {
+			t.Fatalf("head through node %d: %v", i, err)
+		}
+		raw, _ := awsmiddleware.GetRawResponse(out.ResultMetadata).(*smithyhttp.Response)
+		if got := raw.Header.Get(objects.ConsistencyHeader); got != "available" {
+			t.Fatalf("node %d shows consistency %q", i, got)
+		}
+	}
+	keys := keysByPartition("k", tc.opts.partitions)
+	perm := rng.Perm(5)
+	minority, majority := []int{perm[0], perm[1]}, []int{perm[2], perm[3], perm[4]}
+	t.Logf("partition: %v | %v", minority, majority)
+	var minIDs, majIDs []transport.NodeID
+	for _, i := range minority {
+		minIDs = append(minIDs, tc.nodes[i].id)
+	}
+	for _, i := range majority {
+		majIDs = append(majIDs, tc.nodes[i].id)
+	}
+	tc.mem.Partition(minIDs, majIDs)
+
+	type write struct {
+		node int
+		body []byte
+	}
+	var mu sync.Mutex
+	acked := map[string][]write{}
+	var wg sync.WaitGroup
+	for side, nodes := range [][]int{minority, majority} {
+		for j, node := range nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i, k := range keys {
+					if i%len(nodes) != j {
+						continue
+					}
+					body := payload(uint64(1000*side+i), 2<<10)
+					start := time.Now()
+					out, err := tc.client(node).PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(k), Body: bytes.NewReader(body)})
+					if err != nil {
+						t.Errorf("PUT %s through node %d (side %d): %v after %v", k, node, side, err, time.Since(start))
+						return
+					}
+					raw, _ := awsmiddleware.GetRawResponse(out.ResultMetadata).(*smithyhttp.Response)
+					copies, _ := strconv.Atoi(raw.Header.Get(objects.CopiesHeader))
+					if copies < min(2, len(nodes)) || copies > len(nodes) {
+						t.Errorf("PUT %s through node %d: %d copies said, want %d to %d", k, node, copies, min(2, len(nodes)), len(nodes))
+					}
+					mu.Lock()
+					acked[k] = append(acked[k], write{node, body})
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	// Each side reads its own writes.
+	for k, ws := range acked {
+		for _, w := range ws {
+			got, err := getBytes(context.Background(), tc.client(w.node), bucket, k)
+			if err != nil || !bytes.Equal(got, w.body) {
+				t.Fatalf("node %d does not read its own write of %s: %v", w.node, k, err)
+			}
+		}
+	}
+	tc.mem.Heal()
+	// One anti-entropy pass on each node brings every replica up to date
+	// (the nodes' own loop would within a second: RetryRecords).
+	for n := range 5 {
+		if st := tc.node(n).cluster.SyncRecords(context.Background()); st.Failed > 0 {
+			t.Fatalf("node %d's pass after the heal: %+v", n, st)
+		}
+	}
+	// Every node lists every acknowledged write as a version.
+	for n := range 5 {
+		for k, ws := range acked {
+			res, err := tc.client(n).ListObjectVersions(context.Background(), &s3.ListObjectVersionsInput{Bucket: aws.String(bucket), Prefix: aws.String(k)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			count := 0
+			for _, v := range res.Versions {
+				if aws.ToString(v.Key) == k {
+					count++
+				}
+			}
+			if count != len(ws) {
+				t.Fatalf("node %d lists %d versions of %s, want the %d acknowledged", n, count, k, len(ws))
+			}
+		}
+	}
+	// Every key was written on both sides: each is in conflict, listed
+	// with both writes by the admin API and counted by the metric.
+	var cs admin.Conflicts
+	if err := rootClient(tc.node(0)).Call(context.Background(), tc.node(0).AdminURL, http.MethodGet, "/buckets/"+bucket+"/conflicts", nil, &cs); err != nil {
+		t.Fatal(err)
+	}
+	if len(cs.Keys) != len(acked) {
+		t.Fatalf("GET /buckets/%s/conflicts lists %d keys, want the %d written on both sides", bucket, len(cs.Keys), len(acked))
+	}
+	for _, k := range cs.Keys {
+		if len(k.Versions) != 2 || !k.Versions[0].Current {
+			t.Fatalf("conflict %s: %+v, want both writes, the current first", k.Key, k.Versions)
+		}
+	}
+	if n := tc.node(1).cluster.CountConflicts(context.Background()); n != len(acked) {
+		t.Fatalf("node 1 counts %d keys in conflict, want %d", n, len(acked))
+	}
+	for k, ws := range acked {
+		var bodies [][]byte
+		for _, w := range ws {
+			bodies = append(bodies, w.body)
+		}
+		first, err := getBytes(context.Background(), tc.client(0), bucket, k)
+		if err != nil || !slices.ContainsFunc(bodies, func(b []byte) bool { return bytes.Equal(b, first) }) {
+			t.Fatalf("GET %s after the heal: %v, or bytes never written", k, err)
+		}
+		for n := 1; n < 5; n++ {
+			got, err := getBytes(context.Background(), tc.client(n), bucket, k)
+			if err != nil || !bytes.Equal(got, first) {
+				t.Fatalf("node %d serves another current version of %s than node 0: %v", n, k, err)
+			}
+		}
+	}
+}
