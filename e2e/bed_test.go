@@ -59,6 +59,12 @@ func needBed(t *testing.T) {
 // its own address, and waits until they form a cluster.
 func startBed(t *testing.T, n, zones int, extra ...string) *bed {
 	t.Helper()
+	return startBedWith(t, n, zones, func(int) []string { return extra })
+}
+
+// startBedWith is startBed with node i's extra flags extra(i).
+func startBedWith(t *testing.T, n, zones int, extra func(i int) []string) *bed {
+	t.Helper()
 	needBed(t)
 	c := &cluster{t: t, secret: filepath.Join(t.TempDir(), "secret")}
 	b := &bed{cluster: c, cuts: map[[2]int]bool{}, paused: map[int]bool{}}
@@ -83,7 +89,7 @@ func startBed(t *testing.T, n, zones int, extra ...string) *bed {
 		c.rpc = append(c.rpc, addrs[0])
 		args := append([]string{"--s3-addr", bedIP(i) + ":0", "--admin-addr", bedIP(i) + ":0"},
 			c.nodeArgs(i, n, zones, addrs[0], addrs[1])...)
-		c.nodes = append(c.nodes, startServer(t, serverOptions{drives: 2, args: append(args, extra...)}))
+		c.nodes = append(c.nodes, startServer(t, serverOptions{drives: 2, args: append(args, extra(i)...)}))
 	}
 	c.waitReady(c.nodes, n)
 	return b

@@ -118,6 +118,8 @@ process without it is refused by the other nodes. The first node waits for
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate: serve S3 over TLS (with --tls-key)")
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key for --tls-cert")
 	f.DurationVar(&cfg.BodyIdleTimeout, "body-idle-timeout", cfg.BodyIdleTimeout, "an S3 request whose body sends nothing for this long ends with RequestTimeout and its connection is closed; slow but steady uploads are never cut; 0 disables")
+	f.DurationVar(&cfg.ClockOffset, "clock-offset", 0, "for tests: stamp versions with the system clock moved by this much, as a node whose clock is off would")
+	f.MarkHidden("clock-offset")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may run after SIGTERM")
 	f.BoolVar(&cfg.Pprof, "pprof", false, "serve runtime profiles under /debug/pprof/ on the admin address")
 	f.DurationVar(&cfg.Scrub.Interval, "scrub-interval", cfg.Scrub.Interval, "longest time a scrub pass (re-reading and verifying every shard on this node's drives) may take; 0 disables scrubbing")

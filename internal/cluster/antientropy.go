@@ -3,6 +3,8 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -74,7 +76,7 @@ func (c *Cluster) RecordReplicas(ctx context.Context, p uint32) objects.RecordSe
 			continue
 		}
 		if peer, ok := c.book.byNode(n); ok {
-			rs.Replicas = append(rs.Replicas, records.RemotePeer(ctx, c.net, peer))
+			rs.Replicas = append(rs.Replicas, watched{records.RemotePeer(ctx, c.net, peer), c, n})
 		}
 	}
 	for _, n := range l.Nodes {
@@ -82,7 +84,7 @@ func (c *Cluster) RecordReplicas(ctx context.Context, p uint32) objects.RecordSe
 			continue
 		}
 		if peer, ok := c.book.byNode(n.ID); ok {
-			rs.Hints = append(rs.Hints, hintReplica{records.RemotePeer(ctx, c.net, peer), p})
+			rs.Hints = append(rs.Hints, hintReplica{watched{records.RemotePeer(ctx, c.net, peer), c, n.ID}, p})
 		}
 	}
 	return rs
@@ -173,39 +175,54 @@ func (c *Cluster) syncPairs(ctx context.Context, want func(pair) bool) AntiEntro
 	}
 	self := string(c.nodeID)
 	failed := map[pair]bool{}
+	var todo []pair
 	for p := range uint32(l.Partitions) {
 		nodes := l.MetaNodes(int(p))
 		if !slices.Contains(nodes, self) {
 			continue
 		}
 		for _, n := range nodes {
-			pr := pair{p, n}
-			if n == self || ctx.Err() != nil || !want(pr) {
-				continue
+			if pr := (pair{p, n}); n != self && want(pr) {
+				todo = append(todo, pr)
 			}
-			peer, ok := c.book.byNode(n)
-			if !ok {
-				st.Failed++
-				failed[pr] = true
-				continue
-			}
-			st.Pairs++
-			cctx, cancel := context.WithTimeout(ctx, syncTimeout)
-			s, err := records.Sync(c.records, records.RemotePeer(cctx, c.net, peer), records.Partition(p))
-			cancel()
-			if err != nil {
-				st.Failed++
-				failed[pr] = true
-				c.log.Debug("anti-entropy", "partition", p, "peer", n, "err", err)
-				continue
-			}
-			if s.Leaves > 0 {
-				st.Differed++
-			}
-			st.Fetched += s.Fetched
-			st.Sent += s.Sent
 		}
 	}
+	// Pairs are compared syncWorkers at a time: one Sync waits mostly on
+	// round trips and on its store's fsync.
+	var mu sync.Mutex
+	work := make(chan pair)
+	var wg sync.WaitGroup
+	for range min(syncWorkers, len(todo)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for pr := range work {
+				s, err := c.syncPair(ctx, pr)
+				mu.Lock()
+				if err != nil {
+					st.Failed++
+					failed[pr] = true
+					c.log.Debug("anti-entropy", "partition", pr.p, "peer", pr.node, "err", err)
+				} else {
+					st.Pairs++
+					if s.Leaves > 0 {
+						st.Differed++
+					}
+					st.Fetched += s.Fetched
+					st.Sent += s.Sent
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, pr := range todo {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- pr
+	}
+	close(work)
+	wg.Wait()
 	c.entropy.mu.Lock()
 	for pr := range c.entropy.failed {
 		if !want(pr) {
@@ -217,6 +234,62 @@ func (c *Cluster) syncPairs(ctx context.Context, want func(pair) bool) AntiEntro
 	st.Hinted = c.deliverHints(ctx)
 	return st
 }
+
+// syncWorkers bounds the pairs one pass compares at once.
+const syncWorkers = 8
+
+// syncPair Syncs this node's records of partition pr.p with pr.node's.
+func (c *Cluster) syncPair(ctx context.Context, pr pair) (records.SyncStats, error) {
+	peer, ok := c.book.byNode(pr.node)
+	if !ok {
+		return records.SyncStats{}, fmt.Errorf("node %s: no address known", pr.node)
+	}
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	st, err := records.Sync(c.records, records.RemotePeer(ctx, c.net, peer), records.Partition(pr.p))
+	c.noteClock(pr.node, err)
+	return st, err
+}
+
+// watched is another node's replica whose refusals of this node's clock
+// are noted (noteClock).
+type watched struct {
+	records.Replica
+	c    *Cluster
+	node string
+}
+
+func (w watched) Put(p records.Partition, recs []records.Record) (int, error) {
+	n, err := w.Replica.Put(p, recs)
+	w.c.noteClock(w.node, err)
+	return n, err
+}
+
+// clockWarnEvery bounds how often a node logs that its clock is refused.
+const clockWarnEvery = 10 * time.Second
+
+// noteClock counts, and logs at most every clockWarnEvery, a refusal of
+// records because of a clock ahead: node refused this node's versions
+// (its clock runs ahead of node's), or this node left node's versions
+// out of a Sync (node's clock runs ahead of this one's).
+func (c *Cluster) noteClock(node string, err error) {
+	if !errors.Is(err, records.ErrClockAhead) {
+		return
+	}
+	c.clockRefusals.Add(1)
+	c.clockWarn.Lock()
+	defer c.clockWarn.Unlock()
+	if time.Since(c.clockWarn.last) < clockWarnEvery {
+		return
+	}
+	c.clockWarn.last = time.Now()
+	c.log.Warn("clocks disagree by more than the maximum offset: versions stamped ahead of a node's clock are kept only where they are until that clock passes them (their writes have fewer copies meanwhile); check that every node runs NTP",
+		"peer", node, "max_offset", records.MaxOffset, "err", err)
+}
+
+// ClockRefusals counts the records refused, by a peer or by this node,
+// for a clock ahead by more than the maximum offset.
+func (c *Cluster) ClockRefusals() int64 { return c.clockRefusals.Load() }
 
 // deliverHints hands each hint partition's records to every replica of
 // its base partition, and deletes those that all of them took. It returns

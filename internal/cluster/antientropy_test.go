@@ -2,8 +2,11 @@ package cluster
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,7 +113,7 @@ func TestHintsDeliveredAfterHeal(t *testing.T) {
 	if n, err := records.Write(rs.Hints, records.Partition(p), []records.Record{rec}, 2, 100*time.Millisecond); n != 1 || err != nil {
 		t.Fatalf("hints: %d copies, %v; want node 0's own", n, err)
 	}
-	got, _, err := records.Read([]records.Replica{rs.Own}, records.Partition(p), rec.Key, time.Second)
+	got, _, err := records.Read([]records.Replica{rs.Own}, records.Partition(p), rec.Key, time.Second, nil)
 	if err != nil || len(got) != 1 {
 		t.Fatalf("node 0 reads its hinted write: %v %v", got, err)
 	}
@@ -133,5 +136,69 @@ func TestHintsDeliveredAfterHeal(t *testing.T) {
 	}
 	if parts := tn.nodes[0].Records().Partitions(); len(parts) != 0 {
 		t.Fatalf("node 0 still holds records of partitions %v after delivering its hints", parts)
+	}
+}
+
+var convergeKeys = flag.String("antientropy.keys", "1000", "differing keys TestConvergenceAfterHeal brings over, comma-separated (BENCHMARKS.md ran 1000,10000,100000)")
+
+// TestConvergenceAfterHeal: a replica cut off while the others took
+// writes of N keys (spread over every partition) holds them all after one
+// anti-entropy pass once the cut heals; the pass's time, by N, is the
+// convergence figure of BENCHMARKS.md.
+func TestConvergenceAfterHeal(t *testing.T) {
+	for _, f := range strings.Split(*convergeKeys, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			t.Fatalf("-antientropy.keys: %q", f)
+		}
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			tn := &testNet{t: t, mem: transport.NewMemNetwork()}
+			for i := range 3 {
+				tn.addWith(fmt.Sprintf("zone-%d", i), 3, func(c *Config) { c.AntiEntropy = time.Hour })
+			}
+			ctx := t.Context()
+			for _, c := range tn.nodes {
+				wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				if _, err := c.WaitLayout(wctx); err != nil {
+					t.Fatal(err)
+				}
+				cancel()
+			}
+			tn.mem.Disconnect(tn.ids[0], tn.ids[2])
+			tn.mem.Disconnect(tn.ids[1], tn.ids[2])
+			parts := uint32(tn.nodes[0].Layout().Partitions)
+			byPart := map[uint32][]records.Record{}
+			for i := range n {
+				key := fmt.Appendf(nil, "bucket-id/key-%07d", i)
+				p := uint32(i) % parts
+				byPart[p] = append(byPart[p], records.Record{Key: key,
+					Version: vset.Version{ID: vset.ID{TS: hlc.Timestamp{Wall: int64(i + 1)}, Node: 7}, Body: make([]byte, 300)}})
+			}
+			for p, recs := range byPart {
+				rs := tn.nodes[0].RecordReplicas(ctx, p)
+				for len(recs) > 0 {
+					batch := recs[:min(len(recs), 1000)]
+					recs = recs[len(batch):]
+					if copies, err := records.Write(rs.Replicas, records.Partition(p), batch, 3, time.Second); err != nil || copies != 2 {
+						t.Fatalf("write across the cut: %d copies, %v; want 2", copies, err)
+					}
+				}
+			}
+			tn.mem.Connect(tn.ids[0], tn.ids[2])
+			tn.mem.Connect(tn.ids[1], tn.ids[2])
+			start := time.Now()
+			st := tn.nodes[2].SyncRecords(ctx)
+			took := time.Since(start)
+			if st.Fetched != n || st.Failed != 0 {
+				t.Fatalf("pass after the heal: %+v, want %d fetched", st, n)
+			}
+			for p := range parts {
+				if tn.nodes[2].Records().Root(records.Partition(p)) != tn.nodes[0].Records().Root(records.Partition(p)) {
+					t.Fatalf("partition %d differs after the pass", p)
+				}
+			}
+			t.Logf("%d differing keys over %d partitions: converged in one pass of %v (%.1f µs a key)",
+				n, parts, took.Round(time.Millisecond), float64(took.Microseconds())/float64(n))
+		})
 	}
 }

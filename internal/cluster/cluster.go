@@ -140,8 +140,14 @@ type Cluster struct {
 	dead deadCache
 	// conflicts is CountConflicts at the last full anti-entropy pass.
 	conflicts atomic.Int64
-	local     []*store.Drive
-	self      NodeInfo
+	// clockRefusals and clockWarn are noteClock's.
+	clockRefusals atomic.Int64
+	clockWarn     struct {
+		sync.Mutex
+		last time.Time
+	}
+	local []*store.Drive
+	self  NodeInfo
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -275,6 +281,7 @@ func Start(ctx context.Context, cfg Config, drives []*store.Drive, logger *slog.
 		if err != nil {
 			return nil, fmt.Errorf("opening the available buckets' records: %w", err)
 		}
+		c.records.RefuseAhead(time.Now)
 		records.Serve(c.net, c.records, time.Now)
 	}
 

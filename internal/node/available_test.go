@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -153,6 +154,14 @@ func TestAvailableBucketThroughAPartition(t *testing.T) {
 	}
 	if n := tc.node(1).cluster.CountConflicts(context.Background()); n != len(acked) {
 		t.Fatalf("node 1 counts %d keys in conflict, want %d", n, len(acked))
+	}
+	req, err := rootClient(tc.node(1)).NewRequest(context.Background(), "GET", tc.node(1).AdminURL+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := sendAdmin(t, req); rep.status != 200 || !strings.Contains(rep.body, "redoubt_available_conflicts ") ||
+		!strings.Contains(rep.body, "redoubt_records_clock_refused_total 0") {
+		t.Fatalf("/metrics lacks the records' metrics: %d", rep.status)
 	}
 	for k, ws := range acked {
 		var bodies [][]byte

@@ -71,6 +71,10 @@ type Config struct {
 	// MetricsToken, when set, is the bearer token that reads /metrics
 	// without a signature (Prometheus cannot sign); see admin.AuthConfig.
 	MetricsToken string
+	// ClockOffset moves the clock this node stamps versions and
+	// modification times with away from the system's, to test what a
+	// node whose clock is off does (the partition bed's skew); 0 in use.
+	ClockOffset time.Duration
 	// BodyIdleTimeout ends an S3 request whose body sends nothing for
 	// this long with RequestTimeout and frees its connection; see
 	// s3api.Config.BodyIdleTimeout. 0 disables it.
@@ -315,6 +319,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	}
 	ocfg := objects.DefaultConfig()
 	ocfg.InlineMax = cfg.InlineMax
+	if off := cfg.ClockOffset; off != 0 {
+		ocfg.Now = func() time.Time { return time.Now().Add(off) }
+	}
 	var md meta.Store
 	bcfg := blocks.DefaultConfig(policy)
 	if cfg.Cluster != nil {
@@ -409,6 +416,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	registerBuffers(reg, n.data.Buffers)
 	if c := n.cluster; c != nil {
 		registerRaftMessages(reg, c)
+		registerRecordMetrics(reg, c)
 		reg.MustRegister(newEngineCollector(c.EngineStats))
 	}
 	if md := n.md; md != nil {

@@ -153,6 +153,19 @@ func (n *Node) judgeCensus(ctx context.Context, c *cluster.Census) *admin.Redund
 // registerRaftMessages exports the Raft messages the node could not send
 // as redoubt_raft_messages_dropped_total{reason}: refused (too large for
 // the transport), queue_full, undelivered (see admin.RaftMessageStatus).
+// registerRecordMetrics registers the metrics of available buckets'
+// records: keys in conflict and clock refusals.
+func registerRecordMetrics(reg prometheus.Registerer, c *cluster.Cluster) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "redoubt_available_conflicts",
+		Help: "Keys of available buckets, among the partitions this node replicates, written concurrently and not yet resolved (redoubt conflicts BUCKET lists them), as of the last anti-entropy pass.",
+	}, func() float64 { return float64(c.Conflicts()) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "redoubt_records_clock_refused_total",
+		Help: "Available buckets' versions refused because their writer's clock ran ahead of the receiver's by more than the maximum offset (500 ms): by a peer, of this node's, or by this node, of a peer's. Nonzero: check NTP on every node.",
+	}, func() float64 { return float64(c.ClockRefusals()) }))
+}
+
 func registerRaftMessages(reg prometheus.Registerer, c *cluster.Cluster) {
 	for reason, get := range map[string]func(admin.RaftMessageStatus) uint64{
 		"refused":     func(s admin.RaftMessageStatus) uint64 { return s.Refused },

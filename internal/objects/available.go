@@ -230,7 +230,7 @@ func (s *Service) availState(ctx context.Context, ob *opBucket, key string) (vse
 	if err != nil {
 		return vset.State{}, RecordSet{}, 0, err
 	}
-	recs, _, err := records.Read(rs.readers(), records.Partition(p), availKey(ob.rec.ID, key), availWait)
+	recs, _, err := records.Read(rs.readers(), records.Partition(p), availKey(ob.rec.ID, key), availWait, s.cfg.Now)
 	if err != nil {
 		return vset.State{}, RecordSet{}, 0, fmt.Errorf("objects: read %q: %w: %w", key, meta.ErrUnavailable, err)
 	}

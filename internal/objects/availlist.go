@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/records"
@@ -36,13 +37,14 @@ type availStream struct {
 	// all: every replica must answer (a bucket found empty must be
 	// empty everywhere).
 	all  bool
+	now  func() time.Time
 	buf  []availKeyState
 	done bool
 }
 
 func (a *availStream) fill() error {
 	for len(a.buf) == 0 && !a.done {
-		recs, more, answered, err := records.ReadRange(a.reps, records.Partition(a.p), a.from, a.to, a.page, availWait)
+		recs, more, answered, err := records.ReadRange(a.reps, records.Partition(a.p), a.from, a.to, a.page, availWait, a.now)
 		if err == nil && a.all && answered < len(a.reps) {
 			err = fmt.Errorf("%d of %d replicas answered", answered, len(a.reps))
 		}
@@ -92,7 +94,7 @@ func (s *Service) newAvailMerger(ctx context.Context, from, to []byte, page int,
 		if err != nil {
 			return nil, err
 		}
-		m.streams = append(m.streams, &availStream{ctx: ctx, p: p, reps: rs.readers(), from: from, to: to, page: page, all: all})
+		m.streams = append(m.streams, &availStream{ctx: ctx, p: p, reps: rs.readers(), from: from, to: to, page: page, all: all, now: s.cfg.Now})
 	}
 	return m, nil
 }

@@ -33,6 +33,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	pebblevfs "github.com/cockroachdb/pebble/v2/vfs"
@@ -188,7 +189,14 @@ type Store struct {
 	// ErrClosed instead of a crash.
 	life   sync.RWMutex
 	closed bool
+	// now, when set, is the clock Sync refuses versions ahead of.
+	now func() time.Time
 }
+
+// RefuseAhead makes Sync leave with the peer the versions stamped more
+// than MaxOffset ahead of now(), as Serve refuses them from writers; it
+// returns ErrClockAhead then. Call it before the store is used.
+func (s *Store) RefuseAhead(now func() time.Time) { s.now = now }
 
 // ErrClosed is returned by a Store's calls after Close.
 var ErrClosed = errors.New("records: store closed")
@@ -527,13 +535,19 @@ func Sync(s *Store, peer Peer, p Partition) (SyncStats, error) {
 	if err != nil {
 		return st, err
 	}
+	var ahead error
+	if s.now != nil {
+		theirs, ahead = splitAhead(theirs, s.now())
+	}
 	if st.Fetched, err = s.Put(p, theirs); err != nil {
 		return st, err
 	}
 	if st.Sent, err = peer.Put(p, ours); err != nil {
 		return st, err
 	}
-	return st, nil
+	// Versions stamped ahead of this node's clock stay with the peer
+	// until the clock passes them: the next Sync brings them.
+	return st, ahead
 }
 
 // ScanBytes is about the most one Scan returns: the records of a key

@@ -70,8 +70,11 @@ var ErrNoAnswer = errors.New("records: no replica answered")
 // hold it, merged, in key order: it waits for every replica's answer, or,
 // once one has answered, at most wait more. Each replica that answered
 // and lacked records the others had is sent them (read repair) before
-// Read returns. answered counts the replicas merged.
-func Read(reps []Replica, p Partition, key []byte, wait time.Duration) (recs []Record, answered int, err error) {
+// Read returns. answered counts the replicas merged. When now is set,
+// versions stamped more than MaxOffset ahead of it are left out, and not
+// repaired: their writer's clock runs ahead, and a reader that took them
+// would move its own clock ahead with them (TestReadLeavesOutVersionsAhead).
+func Read(reps []Replica, p Partition, key []byte, wait time.Duration, now func() time.Time) (recs []Record, answered int, err error) {
 	type answer struct {
 		r    Replica
 		recs []Record
@@ -116,7 +119,7 @@ func Read(reps []Replica, p Partition, key []byte, wait time.Duration) (recs []R
 	for _, a := range answers {
 		reps = append(reps, a.r)
 	}
-	return merge(reps, p, held), len(answers), nil
+	return merge(reps, p, held, now), len(answers), nil
 }
 
 // merge returns the union of what the replicas in reps answered (held[i]
@@ -125,7 +128,13 @@ func Read(reps []Replica, p Partition, key []byte, wait time.Duration) (recs []R
 // just answered, so they are quick; merge waits for them, so a read that
 // returned has made its replicas agree. A failed repair is left to
 // anti-entropy.
-func merge(reps []Replica, p Partition, held [][]Record) []Record {
+func merge(reps []Replica, p Partition, held [][]Record, now func() time.Time) []Record {
+	if now != nil {
+		t := now()
+		for i := range held {
+			held[i], _ = splitAhead(held[i], t)
+		}
+	}
 	union := map[string]Record{}
 	for _, recs := range held {
 		for _, r := range recs {
@@ -155,14 +164,14 @@ func merge(reps []Replica, p Partition, held [][]Record) []Record {
 	return recs
 }
 
-// ReadRange is Read for the keys of partition p from from to to (nil: the
+// ReadRange is Read (now included) for the keys of partition p from from to to (nil: the
 // partition's end), at most limit of them: the records of the first keys
 // of the range as the answering replicas hold them, merged, in key order,
 // and repaired. more says whether keys may remain after the last key
 // returned. Each replica returns its first keys, so a key one replica
 // lacks may come after another's last: the answer stops at the least
 // last key of the replicas that had more.
-func ReadRange(reps []Replica, p Partition, from, to []byte, limit int, wait time.Duration) (recs []Record, more bool, answered int, err error) {
+func ReadRange(reps []Replica, p Partition, from, to []byte, limit int, wait time.Duration, now func() time.Time) (recs []Record, more bool, answered int, err error) {
 	type answer struct {
 		r    Replica
 		recs []Record
@@ -225,7 +234,7 @@ func ReadRange(reps []Replica, p Partition, from, to []byte, limit int, wait tim
 		}
 		held = append(held, keep)
 	}
-	return merge(reps, p, held), more, len(answers), nil
+	return merge(reps, p, held, now), more, len(answers), nil
 }
 
 // lacking returns the records of union that have lacks.

@@ -64,7 +64,7 @@ func TestWritesOnBothSidesOfACut(t *testing.T) {
 		t.Fatalf("a holds %v before the heal", heads)
 	}
 	tr.mn.Heal()
-	recs, answered, err := Read(tr.replicas(t, "c"), 1, []byte("k"), time.Second)
+	recs, answered, err := Read(tr.replicas(t, "c"), 1, []byte("k"), time.Second, nil)
 	if err != nil || answered != 3 {
 		t.Fatalf("read after the heal: %d answered, %v", answered, err)
 	}
@@ -91,7 +91,7 @@ func TestNoReplicaNoWrite(t *testing.T) {
 	if _, err := Write(reps, 1, []Record{rec}, 2, time.Second); !errors.Is(err, ErrNoCopy) || !errors.Is(err, transport.ErrUnreachable) {
 		t.Fatalf("write to unreachable replicas: %v, want ErrNoCopy from ErrUnreachable", err)
 	}
-	if _, _, err := Read(reps, 1, []byte("k"), time.Second); !errors.Is(err, ErrNoAnswer) {
+	if _, _, err := Read(reps, 1, []byte("k"), time.Second, nil); !errors.Is(err, ErrNoAnswer) {
 		t.Fatalf("read of unreachable replicas: %v, want ErrNoAnswer", err)
 	}
 	tr.mn.Heal()
@@ -99,7 +99,7 @@ func TestNoReplicaNoWrite(t *testing.T) {
 	if n, err := Write(reps, 1, []Record{rec}, 2, time.Second); err != nil || n != 1 {
 		t.Fatalf("write with one replica reachable: %d copies, %v", n, err)
 	}
-	recs, answered, err := Read(reps, 1, []byte("k"), time.Second)
+	recs, answered, err := Read(reps, 1, []byte("k"), time.Second, nil)
 	if err != nil || answered != 1 || len(recs) != 1 {
 		t.Fatalf("read with one replica reachable: %v, %d answered, %v", recs, answered, err)
 	}

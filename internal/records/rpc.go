@@ -22,7 +22,8 @@ const Service = "records"
 //	opChildren  merkle.AppendRequest's form  -> merkle.AppendHashes' form
 //	opLeaves    count, then leaf indexes (uvarints, increasing) -> records
 //	opPut       records                      -> putDone and the count added (uvarint),
-//	                                            or putClockAhead and why
+//	                                            or putClockAhead and why (the records
+//	                                            in time are kept all the same)
 //	opGet       a key                        -> its records
 //	opScan      from, to (lengths first; to's length+1, 0 for none),
 //	            limit (uvarints)             -> more (a byte, 1: keys remain), records
@@ -71,18 +72,25 @@ func Serve(c transport.Caller, s *Store, now func() time.Time) {
 	})
 }
 
-// checkClock refuses recs if a version among them is stamped more than
-// MaxOffset ahead of now. Removals name older versions and are not
+// splitAhead returns the records of recs a node whose clock reads now
+// takes, and an error naming the first it refuses: a version stamped more
+// than MaxOffset ahead of now. Removals name older versions and are not
 // checked.
-func checkClock(recs []Record, now time.Time) error {
+func splitAhead(recs []Record, now time.Time) ([]Record, error) {
 	limit := now.Add(MaxOffset).UnixMilli()
+	var err error
+	ok := recs[:0:0]
 	for i := range recs {
 		if r := &recs[i]; !r.Removal && r.Version.ID.TS.Wall > limit {
-			return fmt.Errorf("%w: version %s is %v ahead", ErrClockAhead, r.Version.ID,
-				time.Duration(r.Version.ID.TS.Wall-now.UnixMilli())*time.Millisecond)
+			if err == nil {
+				err = fmt.Errorf("%w: version %s is %v ahead", ErrClockAhead, r.Version.ID,
+					time.Duration(r.Version.ID.TS.Wall-now.UnixMilli())*time.Millisecond)
+			}
+			continue
 		}
+		ok = append(ok, recs[i])
 	}
-	return nil
+	return ok, err
 }
 
 func (s *Store) answer(req []byte, now func() time.Time) ([]byte, error) {
@@ -122,14 +130,16 @@ func (s *Store) answer(req []byte, now func() time.Time) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := checkClock(recs, now()); err != nil {
-			// An answer, not an error, so that the writer can tell it
-			// apart: the transport carries errors as text.
-			return append([]byte{putClockAhead}, err.Error()...), nil
-		}
-		n, err := s.Put(p, recs)
+		ok, ahead := splitAhead(recs, now())
+		n, err := s.Put(p, ok)
 		if err != nil {
 			return nil, err
+		}
+		if ahead != nil {
+			// The records in time are kept; the refusal is an answer,
+			// not an error, so that the writer can tell it apart (the
+			// transport carries errors as text).
+			return append([]byte{putClockAhead}, ahead.Error()...), nil
 		}
 		return binary.AppendUvarint([]byte{putDone}, uint64(n)), nil
 	case opGet:

@@ -120,3 +120,45 @@ func TestClockAheadRefused(t *testing.T) {
 		t.Fatalf("a version MaxOffset ahead: %d, %v; want it taken", n, err)
 	}
 }
+
+// TestReadLeavesOutVersionsAhead: a version stamped ahead of a node's
+// clock by more than MaxOffset is neither merged into a read nor copied by
+// Sync on that node, and a put that carries it keeps the others; once the
+// clock passes it, both take it. Nothing is lost, only late.
+func TestReadLeavesOutVersionsAhead(t *testing.T) {
+	mn := transport.NewMemNetwork()
+	epA, epB := mn.Node("a"), mn.Node("b")
+	fast, slow := memStore(t), memStore(t)
+	now := time.UnixMilli(1_000_000_000_000)
+	clock := func() time.Time { return now }
+	Serve(epB, slow, clock)
+	slow.RefuseAhead(clock)
+	Serve(epA, fast, time.Now)
+	ahead := Record{Key: []byte("k"), Version: version(now.Add(2*time.Second).UnixMilli(), 1, "from the future")}
+	inTime := Record{Key: []byte("k"), Version: version(now.UnixMilli(), 2, "now")}
+	if _, err := fast.Put(1, []Record{ahead, inTime}); err != nil {
+		t.Fatal(err)
+	}
+	fromSlow := RemotePeer(t.Context(), epB, transport.Peer{ID: "a", Addr: epA.Addr()})
+	recs, _, err := Read([]Replica{slow, fromSlow}, 1, []byte("k"), time.Second, clock)
+	if err != nil || len(recs) != 1 || recs[0].Version.ID != inTime.Version.ID {
+		t.Fatalf("read on the slow node: %v %v; want the version in time alone", recs, err)
+	}
+	if _, err := Sync(slow, fromSlow, 1); !errors.Is(err, ErrClockAhead) {
+		t.Fatalf("sync on the slow node: %v, want ErrClockAhead", err)
+	}
+	if st, _ := slow.Get(1, []byte("k")); len(st.IDs()) != 1 {
+		t.Fatalf("slow node holds %v after the sync, want the version in time alone", st.IDs())
+	}
+	toSlow := RemotePeer(t.Context(), epA, transport.Peer{ID: "b", Addr: epB.Addr()})
+	if _, err := toSlow.Put(1, []Record{ahead, inTime}); !errors.Is(err, ErrClockAhead) {
+		t.Fatalf("put of both: %v, want ErrClockAhead", err)
+	}
+	now = now.Add(2 * time.Second)
+	if _, err := Sync(slow, fromSlow, 1); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := slow.Get(1, []byte("k")); len(st.IDs()) != 2 {
+		t.Fatalf("slow node holds %v once its clock passed the version, want both", st.IDs())
+	}
+}

@@ -98,7 +98,7 @@ func TestReadRangeMergesReplicas(t *testing.T) {
 	var got []string
 	from := []byte{}
 	for {
-		recs, more, answered, err := ReadRange(reps, 1, from, nil, 7, time.Second)
+		recs, more, answered, err := ReadRange(reps, 1, from, nil, 7, time.Second, nil)
 		if err != nil || answered != 3 {
 			t.Fatalf("read range: %d answered, %v", answered, err)
 		}
