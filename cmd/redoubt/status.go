@@ -74,6 +74,13 @@ const statusAskTimeout = time.Second
 func printStatus(w io.Writer, st admin.Status, moves []nodeMove) {
 	fmt.Fprintf(w, "Redoubt %s, up %.0fs, S3 %s, region %s\n", st.Version, st.UptimeSeconds, st.S3Endpoint, st.Region)
 	fmt.Fprintf(w, "Redundancy: %s; %d objects, %s; corrupt blocks found: %d\n", st.Policy, st.Objects, humanBytes(st.Bytes), st.CorruptionsTotal)
+	if b := st.Buckets; b != nil && b.Available > 0 {
+		more := ""
+		if b.Available > len(b.Names) {
+			more = fmt.Sprintf(" and %d more", b.Available-len(b.Names))
+		}
+		fmt.Fprintf(w, "Buckets: %d strong, %d available (%s%s)\n", b.Strong, b.Available, strings.Join(b.Names, ", "), more)
+	}
 	if c := st.Cluster; c != nil {
 		fmt.Fprintf(w, "\nCluster: layout v%d, %d partitions, %d staged change(s); answering node %s\n",
 			c.LayoutVersion, c.Partitions, c.StagedChanges, short(c.NodeID))
@@ -164,6 +171,9 @@ func printAntiEntropy(w io.Writer, a *admin.AntiEntropyStatus, now time.Time) {
 	}
 	fmt.Fprintf(w, "Available buckets' records, last compared %s ago: %d partition-peer pairs, %d differed, %d records fetched, %d sent, %d hints delivered, %d pairs failed\n",
 		now.Sub(a.Finished).Round(time.Second), a.Pairs, a.Differed, a.Fetched, a.Sent, a.Hinted, a.Failed)
+	if a.ClockRefused > 0 {
+		fmt.Fprintf(w, "  WARNING: %d versions refused for a clock ahead of another node's by more than 500 ms: check NTP on every node\n", a.ClockRefused)
+	}
 }
 
 // printRedundancy says how many more losses every object survives now,

@@ -160,3 +160,29 @@ func TestStatusSaysReplicasCatchingUp(t *testing.T) {
 		t.Errorf("got %q\nwant %q", b.String(), want)
 	}
 }
+
+// TestStatusSaysAvailableBuckets: the available buckets are counted and
+// named, a few of them; a clock refused is a warning; with only strong
+// buckets, no line.
+func TestStatusSaysAvailableBuckets(t *testing.T) {
+	var st admin.Status
+	if err := json.Unmarshal([]byte(`{"policy":"EC 2+1","buckets":{"strong":3,"available":0}}`), &st); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	printStatus(&b, st, nil)
+	if strings.Contains(b.String(), "Buckets:") {
+		t.Errorf("strong buckets only, yet:\n%s", b.String())
+	}
+	st.Buckets = &admin.BucketCounts{Strong: 3, Available: 22, Names: []string{"logs", "shop"}}
+	b.Reset()
+	printStatus(&b, st, nil)
+	if want := "Buckets: 3 strong, 22 available (logs, shop and 20 more)\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("got\n%s\nwant a line %q", b.String(), want)
+	}
+	b.Reset()
+	printAntiEntropy(&b, &admin.AntiEntropyStatus{ClockRefused: 4}, time.Now())
+	if !strings.Contains(b.String(), "WARNING: 4 versions refused for a clock ahead") {
+		t.Errorf("clock refusals: %q", b.String())
+	}
+}

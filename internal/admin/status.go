@@ -30,6 +30,9 @@ type Status struct {
 	// seconds old, since it takes a scan of the metadata.
 	Objects int64 `json:"objects"`
 	Bytes   int64 `json:"bytes"`
+	// Buckets counts the buckets by consistency, and names the available
+	// ones (the first 20 by name); nil when they could not be listed.
+	Buckets *BucketCounts `json:"buckets,omitempty"`
 	// CorruptionsTotal counts corrupt blocks found since start, by reads
 	// and by scrub.
 	CorruptionsTotal int64        `json:"corruptions_total"`
@@ -50,6 +53,13 @@ type Status struct {
 	// start: unsigned, badly signed, not allowed, cross-origin or not
 	// JSON (by code on /metrics: redoubt_admin_auth_failures_total).
 	AdminRequestsRefused int64 `json:"admin_requests_refused"`
+}
+
+// BucketCounts is Status.Buckets.
+type BucketCounts struct {
+	Strong    int      `json:"strong"`
+	Available int      `json:"available"`
+	Names     []string `json:"available_names,omitempty"`
 }
 
 // DriveState is a drive's health.
@@ -231,6 +241,10 @@ type AntiEntropyStatus struct {
 	// Hinted counts the records this node kept for unreachable replicas
 	// (hinted handoff) and has now handed to them.
 	Hinted int `json:"hinted"`
+	// ClockRefused counts, since the node started, the versions refused
+	// because a clock ran ahead of another's by more than the maximum
+	// offset; nonzero means some node's clock is off.
+	ClockRefused int64 `json:"clock_refused,omitempty"`
 }
 
 // SnapshotStatus counts streamed partition snapshots since start: a node

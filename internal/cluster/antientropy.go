@@ -76,7 +76,7 @@ func (c *Cluster) RecordReplicas(ctx context.Context, p uint32) objects.RecordSe
 			continue
 		}
 		if peer, ok := c.book.byNode(n); ok {
-			rs.Replicas = append(rs.Replicas, watched{records.RemotePeer(ctx, c.net, peer), c, n})
+			rs.Replicas = append(rs.Replicas, watched{records.RemotePeer(ctx, c.net, peer), c, n, true})
 		}
 	}
 	for _, n := range l.Nodes {
@@ -84,7 +84,7 @@ func (c *Cluster) RecordReplicas(ctx context.Context, p uint32) objects.RecordSe
 			continue
 		}
 		if peer, ok := c.book.byNode(n.ID); ok {
-			rs.Hints = append(rs.Hints, hintReplica{watched{records.RemotePeer(ctx, c.net, peer), c, n.ID}, p})
+			rs.Hints = append(rs.Hints, hintReplica{watched{records.RemotePeer(ctx, c.net, peer), c, n.ID, false}, p})
 		}
 	}
 	return rs
@@ -144,10 +144,42 @@ type pair struct {
 	node string
 }
 
-// syncState is what the retries need: the pairs that failed.
+// syncState is what the retries need: the pairs to Sync again (their
+// last Sync failed, or a write one of them missed since), each with when
+// it was marked.
 type syncState struct {
 	mu     sync.Mutex
-	failed map[pair]bool
+	failed map[pair]time.Time
+}
+
+// mark notes pr to be synced again.
+func (s *syncState) mark(pr pair) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failed == nil {
+		s.failed = map[pair]time.Time{}
+	}
+	s.failed[pr] = time.Now()
+}
+
+// done forgets pr when nothing marked it since a Sync that began at start
+// and succeeded.
+func (s *syncState) done(pr pair, start time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if at, ok := s.failed[pr]; ok && at.Before(start) {
+		delete(s.failed, pr)
+	}
+}
+
+func (s *syncState) marked() map[pair]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[pair]bool, len(s.failed))
+	for pr := range s.failed {
+		out[pr] = true
+	}
+	return out
 }
 
 // SyncRecords compares this node's records of every base partition it
@@ -158,13 +190,11 @@ func (c *Cluster) SyncRecords(ctx context.Context) AntiEntropyStats {
 	return c.syncPairs(ctx, func(pair) bool { return true })
 }
 
-// RetryRecords syncs the pairs whose last Sync failed, and delivers the
-// hints, as SyncRecords would.
+// RetryRecords syncs the pairs whose last Sync failed, or that missed a
+// write this node made, and delivers the hints, as SyncRecords would.
 func (c *Cluster) RetryRecords(ctx context.Context) AntiEntropyStats {
-	c.entropy.mu.Lock()
-	failed := c.entropy.failed
-	c.entropy.mu.Unlock()
-	return c.syncPairs(ctx, func(pr pair) bool { return failed[pr] })
+	marked := c.entropy.marked()
+	return c.syncPairs(ctx, func(pr pair) bool { return marked[pr] })
 }
 
 func (c *Cluster) syncPairs(ctx context.Context, want func(pair) bool) AntiEntropyStats {
@@ -174,7 +204,6 @@ func (c *Cluster) syncPairs(ctx context.Context, want func(pair) bool) AntiEntro
 		return st
 	}
 	self := string(c.nodeID)
-	failed := map[pair]bool{}
 	var todo []pair
 	for p := range uint32(l.Partitions) {
 		nodes := l.MetaNodes(int(p))
@@ -197,11 +226,16 @@ func (c *Cluster) syncPairs(ctx context.Context, want func(pair) bool) AntiEntro
 		go func() {
 			defer wg.Done()
 			for pr := range work {
+				start := time.Now()
 				s, err := c.syncPair(ctx, pr)
+				if err != nil {
+					c.entropy.mark(pr)
+				} else {
+					c.entropy.done(pr, start)
+				}
 				mu.Lock()
 				if err != nil {
 					st.Failed++
-					failed[pr] = true
 					c.log.Debug("anti-entropy", "partition", pr.p, "peer", pr.node, "err", err)
 				} else {
 					st.Pairs++
@@ -223,14 +257,6 @@ func (c *Cluster) syncPairs(ctx context.Context, want func(pair) bool) AntiEntro
 	}
 	close(work)
 	wg.Wait()
-	c.entropy.mu.Lock()
-	for pr := range c.entropy.failed {
-		if !want(pr) {
-			failed[pr] = true // not tried this time: still failed
-		}
-	}
-	c.entropy.failed = failed
-	c.entropy.mu.Unlock()
 	st.Hinted = c.deliverHints(ctx)
 	return st
 }
@@ -251,18 +277,41 @@ func (c *Cluster) syncPair(ctx context.Context, pr pair) (records.SyncStats, err
 	return st, err
 }
 
-// watched is another node's replica whose refusals of this node's clock
-// are noted (noteClock).
+// watched is another node's replica as a request reaches it: its
+// refusals of this node's clock are noted (noteClock), and a write it
+// missed is not left to the next full anti-entropy pass (missed).
 type watched struct {
 	records.Replica
-	c    *Cluster
-	node string
+	c       *Cluster
+	node    string
+	replica bool // a replica of the partition, not a hint holder
 }
 
 func (w watched) Put(p records.Partition, recs []records.Record) (int, error) {
 	n, err := w.Replica.Put(p, recs)
 	w.c.noteClock(w.node, err)
+	if err != nil && w.replica {
+		w.c.missed(uint32(p), w.node, recs)
+	}
 	return n, err
+}
+
+// missed makes sure that records a replica did not take reach it soon
+// after it answers again: when this node is a replica of p too, its
+// retries Sync p with node (RetryRecords); otherwise it keeps them as a
+// hint, which it delivers the same way.
+func (c *Cluster) missed(p uint32, node string, recs []records.Record) {
+	l := c.Layout()
+	if l == nil {
+		return
+	}
+	if slices.Contains(l.MetaNodes(int(p)), string(c.nodeID)) {
+		c.entropy.mark(pair{p, node})
+		return
+	}
+	if _, err := c.records.Put(hintPart(p), recs); err != nil {
+		c.log.Warn("a write a replica missed is left to anti-entropy: keeping it as a hint failed", "partition", p, "peer", node, "err", err)
+	}
 }
 
 // clockWarnEvery bounds how often a node logs that its clock is refused.
@@ -411,7 +460,7 @@ func (c *Cluster) runAntiEntropy(ctx context.Context) error {
 			next = time.Now().Add(c.cfg.AntiEntropy)
 			c.conflicts.Store(int64(c.CountConflicts(ctx)))
 			c.lastSync.Store(&admin.AntiEntropyStatus{Finished: time.Now(), Pairs: st.Pairs, Differed: st.Differed,
-				Failed: st.Failed, Fetched: st.Fetched, Sent: st.Sent, Hinted: st.Hinted})
+				Failed: st.Failed, Fetched: st.Fetched, Sent: st.Sent, Hinted: st.Hinted, ClockRefused: c.ClockRefusals()})
 		} else {
 			st = c.RetryRecords(ctx)
 		}

@@ -6,9 +6,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/redoubt-io/redoubt/internal/admin"
 	"github.com/redoubt-io/redoubt/internal/cluster"
 	"github.com/redoubt-io/redoubt/internal/meta"
+	"github.com/redoubt-io/redoubt/internal/objects"
 	"github.com/redoubt-io/redoubt/internal/store"
 )
 
@@ -61,6 +63,20 @@ func (n *Node) Status(ctx context.Context) admin.Status {
 		st.MetadataReplicas = append(st.MetadataReplicas, rs)
 	}
 	st.Objects, st.Bytes = n.objectStats(ctx)
+	if bs, err := n.objects.ListBuckets(ctx); err == nil {
+		bc := &admin.BucketCounts{}
+		for _, b := range bs {
+			if b.Consistency != objects.Available {
+				bc.Strong++
+				continue
+			}
+			bc.Available++
+			if len(bc.Names) < 20 {
+				bc.Names = append(bc.Names, b.Name)
+			}
+		}
+		st.Buckets = bc
+	}
 	st.Services = n.services.status()
 	st.Scrub = n.upkeep.scrub.Status()
 	st.GC = n.gc.Status()
