@@ -106,7 +106,13 @@ func TestBedAvailableThroughCuts(t *testing.T) {
 			t.Fatalf("node %d: %v", i, err)
 		}
 	}
-	keys := []string{"cart/1", "cart/2", "log/a", "log/b", "x"}
+	// Keys under a few prefixes, enough that listings page and a key keeps
+	// a few dozen versions after 100 cycles, as real keys do, not
+	// thousands (a read gets every version of its key).
+	var keys []string
+	for i := range 40 {
+		keys = append(keys, fmt.Sprintf("%s/%02d", []string{"cart", "log", "photo"}[i%3], i))
+	}
 	var mu sync.Mutex
 	var writes []availWrite
 	failed, refused := 0, 0

@@ -26,7 +26,8 @@ import (
 //     reads the key's state from the replicas that answer, makes a
 //     version whose ID (hybrid-clock timestamp, writer) is greater than
 //     every version it saw (so it is current wherever its writer saw
-//     everything), and writes it, with the removals an overwrite makes,
+//     everything) and that names the heads it saw (vset), and writes it,
+//     with the removals an overwrite makes,
 //     to every replica it reaches. It acknowledges once the bucket's
 //     WriteCopies replicas hold it durably, or fewer if fewer answer
 //     within availWait of the first (never none), and says how many
@@ -370,8 +371,10 @@ func (s *Service) commitAvailable(ctx context.Context, ob *opBucket, key string,
 	k := availKey(ob.rec.ID, key)
 	recs := []records.Record{{Key: k, Version: v}}
 	var replaced []blocks.Ref
-	for _, w := range st.Visible() {
+	for _, w := range st.Heads() {
 		v.Saw = append(v.Saw, w.ID)
+	}
+	for _, w := range st.Visible() {
 		if rec.Null {
 			// A write that is not versioned replaces the null versions
 			// it saw (an unversioned bucket's are all null).

@@ -23,13 +23,17 @@
 //     version is the greatest visible one (Current). A key whose current
 //     version is a delete marker, or with no visible version, reads as
 //     absent.
-//  5. A write records the visible versions it saw (Saw). In an unversioned
-//     bucket it also removes them: that is an overwrite. Writes that did
-//     not see each other are concurrent; each stays visible until a later
-//     write that saw them, or a removal by name, resolves them. Heads
-//     returns the visible versions no other version saw: more than one
-//     means the key was written concurrently (a conflict), in versioned
-//     and unversioned buckets alike.
+//  5. A write records the heads it saw (Saw): the visible versions no
+//     other saw, which stand for every version they saw in turn, so a
+//     record stays small however many versions a key keeps. In an
+//     unversioned bucket it also removes every visible version it saw:
+//     that is an overwrite. Writes that did not see each other are
+//     concurrent; each stays visible until a later write that saw them, or
+//     a removal by name, resolves them. Heads returns the visible versions
+//     no visible version saw, directly or through the versions it saw
+//     (removed ones included): more than one means the key was written
+//     concurrently (a conflict), in versioned and unversioned buckets
+//     alike (TestNoWriteIsLostUnseen, TestHeadsThroughRemovedVersions).
 //
 // Which of two concurrent versions is current depends on the clocks of
 // the nodes that wrote them (their timestamps); that either survives does
@@ -199,9 +203,21 @@ func (s State) Current() (v Version, ok bool) {
 // first. More than one is a conflict: writes that did not see each other.
 func (s State) Heads() []Version {
 	seen := map[ID]bool{}
-	for _, v := range s.versions {
-		for _, id := range v.Saw {
-			seen[id] = true
+	var next []ID
+	for id, v := range s.versions {
+		if !s.Removed(id) {
+			next = append(next, v.Saw...)
+		}
+	}
+	for len(next) > 0 {
+		id := next[len(next)-1]
+		next = next[:len(next)-1]
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		if w, ok := s.versions[id]; ok {
+			next = append(next, w.Saw...)
 		}
 	}
 	var out []Version
@@ -213,18 +229,20 @@ func (s State) Heads() []Version {
 	return out
 }
 
-// Write returns the version a writer makes after reading s: it saw every
-// visible version, and in an unversioned bucket removes them (the IDs
-// returned in remove). The writer adds v, and removes each of remove, on
-// every replica it writes to.
+// Write returns the version a writer makes after reading s: it saw s's
+// heads, and in an unversioned bucket removes every visible version (the
+// IDs returned in remove). The writer adds v, and removes each of remove,
+// on every replica it writes to.
 func Write(s State, id ID, marker bool, body []byte, unversioned bool) (v Version, remove []ID) {
 	v = Version{ID: id, Marker: marker, Body: body}
-	for _, w := range s.Visible() {
+	for _, w := range s.Heads() {
 		v.Saw = append(v.Saw, w.ID)
 	}
 	slices.SortFunc(v.Saw, ID.Compare)
 	if unversioned {
-		remove = slices.Clone(v.Saw)
+		for _, w := range s.Visible() {
+			remove = append(remove, w.ID)
+		}
 	}
 	return v, remove
 }

@@ -109,7 +109,7 @@ func TestNoWriteIsLostUnseen(t *testing.T) {
 		unversioned := rapid.Bool().Draw(t, "unversioned")
 		replicas := make([]State, rapid.IntRange(2, 4).Draw(t, "replicas"))
 		var written []ID
-		seenBy := map[ID]bool{}
+		saw := map[ID][]ID{} // what each write saw
 		clock := int64(0)
 		for i := range rapid.IntRange(1, 20).Draw(t, "steps") {
 			r := rapid.IntRange(0, len(replicas)-1).Draw(t, "replica")
@@ -118,9 +118,7 @@ func TestNoWriteIsLostUnseen(t *testing.T) {
 				clock += rapid.Int64Range(0, 2).Draw(t, "tick")
 				id := ID{TS: hlc.Timestamp{Wall: clock, Logical: uint32(i)}, Node: uint64(r + 1)}
 				v, remove := Write(replicas[r], id, op == 1, []byte(fmt.Sprint(i)), unversioned)
-				for _, s := range v.Saw {
-					seenBy[s] = true
-				}
+				saw[id] = v.Saw
 				replicas[r].Add(v)
 				for _, id := range remove {
 					replicas[r].Remove(id)
@@ -144,6 +142,21 @@ func TestNoWriteIsLostUnseen(t *testing.T) {
 		for r := range replicas {
 			if !replicas[r].Equal(replicas[0]) {
 				t.Fatalf("replica %d differs after the heal", r)
+			}
+		}
+		// A write is seen when a later write saw it, or saw one that saw
+		// it, and so on.
+		seenBy := map[ID]bool{}
+		var next []ID
+		for _, ids := range saw {
+			next = append(next, ids...)
+		}
+		for len(next) > 0 {
+			id := next[len(next)-1]
+			next = next[:len(next)-1]
+			if !seenBy[id] {
+				seenBy[id] = true
+				next = append(next, saw[id]...)
 			}
 		}
 		s := replicas[0]
@@ -247,5 +260,52 @@ func TestEncodeOrdersSaw(t *testing.T) {
 	}
 	if len(v.Saw) != 3 || v.Saw[0] != b {
 		t.Fatal("Encode changed the version it encoded")
+	}
+}
+
+// TestHeadsThroughRemovedVersions: a write names only the heads it saw,
+// yet every version those saw counts as seen; removing a version by name
+// makes heads of what only it stood for again.
+func TestHeadsThroughRemovedVersions(t *testing.T) {
+	id := func(n int64) ID { return ID{TS: hlc.Timestamp{Wall: n}, Node: 1} }
+	heads := func(s State) []ID {
+		var out []ID
+		for _, v := range s.Heads() {
+			out = append(out, v.ID)
+		}
+		slices.SortFunc(out, ID.Compare)
+		return out
+	}
+	var s State
+	for i := int64(1); i <= 3; i++ {
+		v, _ := Write(s, id(i), false, nil, false)
+		s.Add(v)
+	}
+	if v, _ := s.Current(); len(v.Saw) != 1 || v.Saw[0] != id(2) {
+		t.Fatalf("the third write saw %v, want the one head, %v", v.Saw, id(2))
+	}
+	if got := heads(s); !slices.Equal(got, []ID{id(3)}) {
+		t.Fatalf("heads %v, want the last write alone", got)
+	}
+	s.Remove(id(3))
+	if got := heads(s); !slices.Equal(got, []ID{id(2)}) {
+		t.Fatalf("heads after removing the last: %v", got)
+	}
+	s.Remove(id(2))
+	if got := heads(s); !slices.Equal(got, []ID{id(1)}) {
+		t.Fatalf("heads after removing two: %v", got)
+	}
+
+	var c State
+	c.Add(Version{ID: id(10)})
+	c.Add(Version{ID: id(11)})
+	v, _ := Write(c, id(12), false, nil, false)
+	c.Add(v)
+	if got := heads(c); !slices.Equal(got, []ID{id(12)}) {
+		t.Fatalf("a write that saw both concurrent ones: heads %v", got)
+	}
+	c.Remove(id(12))
+	if got := heads(c); !slices.Equal(got, []ID{id(10), id(11)}) {
+		t.Fatalf("removing the resolving write: heads %v, want the conflict back", got)
 	}
 }
