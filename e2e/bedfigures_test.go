@@ -51,7 +51,8 @@ func TestBedAvailableFigures(t *testing.T) {
 		cfg.RequestTimeout = 5 * time.Second
 		res, err := bench.Run(ctx, cfg, nil)
 		if err != nil && res.Total.Ops == 0 && len(res.Errors) == 0 {
-			t.Fatalf("%s: %v", what, err)
+			t.Logf("%-44s refused: %v", what, err)
+			return
 		}
 		errs := ""
 		for _, e := range res.Errors {
