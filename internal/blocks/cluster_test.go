@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redoubt-io/redoubt/internal/placement"
 	"github.com/redoubt-io/redoubt/internal/shardrpc"
@@ -27,8 +28,17 @@ type fakeNet struct {
 	mu struct {
 		sync.Mutex
 		down  map[string]bool
+		hung  map[string]bool // calls get no answer until their context ends
 		calls map[string]int
 	}
+}
+
+// setHung makes node's calls go unanswered, as across a link whose
+// packets are dropped, until their context ends.
+func (n *fakeNet) setHung(node string, hung bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.mu.hung[node] = hung
 }
 
 var _ shardrpc.Caller = (*fakeNet)(nil)
@@ -52,9 +62,13 @@ func (n *fakeNet) Call(ctx context.Context, node, service string, req []byte) ([
 	}
 	n.mu.Lock()
 	n.mu.calls[node]++
-	down := n.mu.down[node]
+	down, hung := n.mu.down[node], n.mu.hung[node]
 	srv := n.servers[node]
 	n.mu.Unlock()
+	if hung {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 	if down || srv == nil {
 		return nil, fmt.Errorf("dial %s: connection refused", node)
 	}
@@ -89,6 +103,7 @@ func newCluster(t testing.TB, drivesPerNode int, pol placement.Policy, tune func
 	c := &cluster{t: t, nodeOf: map[string]int{}, remote: map[string]*shardrpc.RemoteDrive{}}
 	c.net = &fakeNet{servers: map[string]*shardrpc.Server{}}
 	c.net.mu.down = map[string]bool{}
+	c.net.mu.hung = map[string]bool{}
 	c.net.mu.calls = map[string]int{}
 	scfg := store.DefaultConfig()
 	scfg.BlockSize = 1024
@@ -571,5 +586,42 @@ func BenchmarkClusterOpen16MiB(b *testing.B) {
 			b.Fatal(err)
 		}
 		rc.Close()
+	}
+}
+
+// TestWriteGoesAroundAHungDrive: a node believed up that answers nothing
+// (cut off since the last health check) holds a write's shard no longer
+// than CreateWait: the shard goes to a spare, and the write completes in
+// full, long before the request's deadline.
+func TestWriteGoesAroundAHungDrive(t *testing.T) {
+	c := newCluster(t, 1, placement.Policy{K: 2, M: 2}, func(cfg *Config, _ *store.Config) { cfg.CreateWait = 200 * time.Millisecond })
+	c.net.setHung(nodeName(1), true)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	data := bytes.Repeat([]byte("x"), 3*testChunk)
+	start := time.Now()
+	ref, err := c.set.Write(ctx, 1, bytes.NewReader(data)) // partition 1 prefers n1's drive first
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("the write took %v with one node hung", took)
+	}
+	for _, d := range ref.Drives {
+		if c.nodeOf[d] == 1 {
+			t.Fatalf("shard placed on the hung node's drive %s", d)
+		}
+	}
+	// The next write does not wait for the hung node again.
+	start = time.Now()
+	if _, err := c.set.Write(ctx, 1, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took >= 200*time.Millisecond {
+		t.Fatalf("a second write waited %v for the hung node", took)
+	}
+	c.net.setHung(nodeName(1), false)
+	if got, err := c.read(ref, 0, int64(len(data))); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back: %v", err)
 	}
 }

@@ -52,6 +52,12 @@ type Config struct {
 	// sequential I/O and fewer calls; smaller ones mean less memory per
 	// request and less read amplification for small ranges. 1 MiB.
 	ChunkSize int
+	// CreateWait bounds how long a Write waits for a drive to open a
+	// shard before it turns to the next spare: a drive believed online
+	// whose node is cut off since its last health check answers no call,
+	// and would hold the write until the request's deadline. 0: no bound.
+	// 3 s.
+	CreateWait time.Duration
 	// WriteAhead is how many coded stripes may wait for slow drives while
 	// the next one is read. A Write holds at most WriteAhead+2 stripes:
 	// memory per Write is about (WriteAhead+2)*(K+M)*ChunkSize. 2.
@@ -88,7 +94,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults described on each field, with policy.
 func DefaultConfig(policy placement.Policy) Config {
-	return Config{Policy: policy, ChunkSize: 1 << 20, WriteAhead: 2, ReadAhead: 2,
+	return Config{Policy: policy, ChunkSize: 1 << 20, WriteAhead: 2, ReadAhead: 2, CreateWait: 3 * time.Second,
 		MaxRepairBacklog: 10000, HealthInterval: 30 * time.Second, BufferWait: 10 * time.Second, WriterBytes: 1 << 20}
 }
 
@@ -134,6 +140,11 @@ type Set struct {
 
 	corruptShards atomic.Uint64
 	repairDropped atomic.Uint64
+
+	// unanswered holds the drives whose Create went unanswered past
+	// CreateWait, with when: writes skip them for suspectFor, so that a
+	// node cut off costs one wait, not one per write.
+	unanswered sync.Map // drive ID -> time.Time
 
 	mu struct {
 		sync.Mutex

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redoubt-io/redoubt/internal/shardrpc"
 	"github.com/redoubt-io/redoubt/internal/store"
@@ -167,10 +168,10 @@ func (s *Set) openSinks(ctx context.Context, id string, targets, spares []shardr
 			var errs []error
 			for {
 				var err error
-				if !sk.drive.Online() {
+				if !sk.drive.Online() || s.suspect(sk.drive.ID()) {
 					// Trying it could stall the write on an unreachable node.
 					err = fmt.Errorf("drive %s offline: %w", sk.drive.ID(), store.ErrDriveFailed)
-				} else if sk.w, err = sk.drive.Create(ctx, store.Name{ID: id, Shard: i}); err == nil {
+				} else if sk.w, err = s.createWithin(ctx, sk.drive, store.Name{ID: id, Shard: i}); err == nil {
 					return
 				}
 				sk.w = nil
@@ -191,6 +192,61 @@ func (s *Set) openSinks(ctx context.Context, id string, targets, spares []shardr
 	}
 	wg.Wait()
 	return sinks
+}
+
+// createWithin is d.Create, given up after Config.CreateWait (TestWriteGoesAroundAHungDrive).
+// The call goes on under ctx, which the writer must outlive; if it
+// succeeds after all, its writer is aborted, so no shard file is left.
+func (s *Set) createWithin(ctx context.Context, d shardrpc.Drive, name store.Name) (shardrpc.ShardWriter, error) {
+	if s.cfg.CreateWait <= 0 {
+		return d.Create(ctx, name)
+	}
+	type created struct {
+		w   shardrpc.ShardWriter
+		err error
+	}
+	got := make(chan created, 1)
+	go func() {
+		w, err := d.Create(ctx, name)
+		got <- created{w, err}
+	}()
+	t := time.NewTimer(s.cfg.CreateWait)
+	defer t.Stop()
+	select {
+	case c := <-got:
+		if c.err == nil {
+			s.unanswered.Delete(d.ID())
+		}
+		return c.w, c.err
+	case <-t.C:
+		s.unanswered.Store(d.ID(), time.Now())
+		go func() {
+			if c := <-got; c.err == nil {
+				c.w.Abort()
+			}
+		}()
+		return nil, fmt.Errorf("drive %s: no answer to create within %v: %w", d.ID(), s.cfg.CreateWait, store.ErrDriveFailed)
+	}
+}
+
+// suspectFor is how long writes skip a drive whose Create went unanswered
+// (unless a Create on it succeeds meanwhile): about a health check's
+// interval, so that a node cut off costs each writer one wait while the
+// cut lasts, not one per write.
+const suspectFor = 30 * time.Second
+
+// suspect reports whether drive id left a Create unanswered in the last
+// suspectFor.
+func (s *Set) suspect(id string) bool {
+	at, ok := s.unanswered.Load(id)
+	if !ok {
+		return false
+	}
+	if time.Since(at.(time.Time)) >= suspectFor {
+		s.unanswered.Delete(id)
+		return false
+	}
+	return true
 }
 
 // feed reads stripes from r, codes them and hands them to the sinks, until
