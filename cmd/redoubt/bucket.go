@@ -35,6 +35,7 @@ credentials: --access-key and --secret-key, or the credentials file in --data
 
 	var consistency string
 	var copies int
+	var retention time.Duration
 	create := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Create a bucket",
@@ -46,6 +47,9 @@ credentials: --access-key and --secret-key, or the credentials file in --data
 			}
 			var b admin.Bucket
 			in := admin.BucketCreate{Name: args[0], Consistency: consistency, WriteCopies: copies}
+			if retention > 0 {
+				in.ConflictRetention = retention.String()
+			}
 			if err := c.call(cmd.Context(), c.addr, http.MethodPost, "/buckets", in, &b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", args[0], err)
 			}
@@ -58,6 +62,7 @@ credentials: --access-key and --secret-key, or the credentials file in --data
 		},
 	}
 	create.Flags().StringVar(&consistency, "consistency", "strong", "strong or available; kept for the bucket's life")
+	create.Flags().DurationVar(&retention, "conflict-retention", 0, "available, unversioned buckets: remove the versions written concurrently with a key's current one after this long (0: keep them until a write or a delete resolves the conflict)")
 	create.Flags().IntVar(&copies, "write-copies", 0, "available buckets: nodes that must hold a write before it is acknowledged, as far as reachable (default 2)")
 
 	list := &cobra.Command{

@@ -14,6 +14,8 @@ type Bucket struct {
 	// this many nodes hold them (or all that are reachable); 0 for a
 	// strong bucket.
 	WriteCopies int `json:"write_copies,omitempty"`
+	// ConflictRetention: see BucketCreate; "" when none.
+	ConflictRetention string `json:"conflict_retention,omitempty"`
 }
 
 // Conflicts is the answer of GET /buckets/NAME/conflicts: keys of an
@@ -48,4 +50,7 @@ type BucketCreate struct {
 	Consistency string `json:"consistency,omitempty"`
 	// WriteCopies is an available bucket's (0: the default, 2).
 	WriteCopies int `json:"write_copies,omitempty"`
+	// ConflictRetention is an available bucket's, as a Go duration such
+	// as "72h" ("": keep conflicts until they are resolved).
+	ConflictRetention string `json:"conflict_retention,omitempty"`
 }

@@ -40,6 +40,24 @@ func TestAvailableBucketThroughAPartition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The admin API makes one with a conflict retention, which HeadBucket
+	// shows.
+	var made admin.Bucket
+	if err := rootClient(tc.node(1)).Call(context.Background(), tc.node(1).AdminURL, http.MethodPost, "/buckets",
+		admin.BucketCreate{Name: "kept-briefly", Consistency: "available", WriteCopies: 3, ConflictRetention: "72h"}, &made); err != nil {
+		t.Fatal(err)
+	}
+	if made.Consistency != "available" || made.WriteCopies != 3 || made.ConflictRetention != "72h0m0s" {
+		t.Fatalf("POST /buckets answered %+v", made)
+	}
+	hb, err := tc.client(3).HeadBucket(context.Background(), &s3.HeadBucketInput{Bucket: aws.String("kept-briefly")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hraw, _ := awsmiddleware.GetRawResponse(hb.ResultMetadata).(*smithyhttp.Response)
+	if hraw.Header.Get(objects.WriteCopiesHeader) != "3" || hraw.Header.Get(objects.ConflictRetentionHeader) != "72h0m0s" {
+		t.Fatalf("HeadBucket headers %v", hraw.Header)
+	}
 	// Every node learns of the bucket before the cut.
 	for i := range 5 {
 		out, err := tc.client(i).HeadBucket(context.Background(), &s3.HeadBucketInput{Bucket: aws.String(bucket)})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"syscall"
+	"time"
 
 	"github.com/redoubt-io/redoubt/internal/admin"
 	"github.com/redoubt-io/redoubt/internal/meta"
@@ -37,7 +38,14 @@ func registerBuckets(mux *http.ServeMux, api objects.API) {
 			writeBucketAnswer(w, nil, err)
 			return
 		}
-		if err := api.CreateBucketWith(r.Context(), c.Name, objects.BucketConfig{Consistency: cons, WriteCopies: c.WriteCopies}); err != nil {
+		var retention time.Duration
+		if c.ConflictRetention != "" {
+			if retention, err = time.ParseDuration(c.ConflictRetention); err != nil || retention <= 0 {
+				writeBucketAnswer(w, nil, fmt.Errorf("%w: conflict retention %q: want a duration such as 72h", objects.ErrInvalidArgument, c.ConflictRetention))
+				return
+			}
+		}
+		if err := api.CreateBucketWith(r.Context(), c.Name, objects.BucketConfig{Consistency: cons, WriteCopies: c.WriteCopies, ConflictRetention: retention}); err != nil {
 			writeBucketAnswer(w, nil, err)
 			return
 		}
@@ -74,6 +82,9 @@ func adminBucket(b objects.BucketInfo) admin.Bucket {
 	ab := admin.Bucket{Name: b.Name, Created: b.Created, Versioning: v, Consistency: b.Consistency.String()}
 	if b.Consistency == objects.Available {
 		ab.WriteCopies = b.WriteCopiesOrDefault()
+		if b.ConflictRetention > 0 {
+			ab.ConflictRetention = b.ConflictRetention.String()
+		}
 	}
 	return ab
 }

@@ -455,6 +455,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	n.supervise("read-repair", n.readRepair.Run)
 	n.supervise("scrub", n.upkeep.scrub.Run)
 	n.supervise("multipart-expiry", n.expireUploads)
+	if n.cluster != nil && n.cluster.Records() != nil {
+		n.supervise("conflict-retention", n.resolveOldConflicts)
+	}
 	n.gc = newCollector(cfg.GC, n.objects, n.drives, logger.With("component", "gc"))
 	n.supervise("gc", n.gc.Run)
 	if r := n.repair.reloc; r != nil {

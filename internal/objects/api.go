@@ -117,6 +117,11 @@ type BucketConfig struct {
 	// reachable (never fewer than one); 0 means DefaultWriteCopies.
 	// Strong buckets' writes wait for a majority and leave it 0.
 	WriteCopies int
+	// ConflictRetention, in an unversioned available bucket, is how long
+	// the versions written concurrently with a key's current one are kept
+	// before they are removed (ResolveOldConflicts); 0 keeps them until a
+	// write or a delete resolves the conflict. Whole seconds.
+	ConflictRetention time.Duration
 }
 
 // WriteCopiesOrDefault is WriteCopies, or DefaultWriteCopies when unset.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	pebblevfs "github.com/cockroachdb/pebble/v2/vfs"
 
@@ -584,5 +585,47 @@ func TestAvailableConflicts(t *testing.T) {
 	a.env.bucket("strong", Unversioned)
 	if _, _, err := a.s.Conflicts(a.ctx, "strong", "", "", 0); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("conflicts of a strong bucket: %v", err)
+	}
+}
+
+// TestOldConflictsResolved: in an unversioned available bucket with a
+// conflict retention, a conflict's older heads are removed once older
+// than the retention, the current version staying; a versioned bucket's
+// and a younger conflict's are kept.
+func TestOldConflictsResolved(t *testing.T) {
+	a := newAvailEnv(t)
+	for _, name := range []string{"kept-briefly", "versioned"} {
+		if err := a.s.CreateBucketWith(a.ctx, name, BucketConfig{Consistency: Available, ConflictRetention: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.s.SetVersioning(a.ctx, "versioned", Enabled); err != nil {
+		t.Fatal(err)
+	}
+	if bi, err := a.nodes[1].HeadBucket(a.ctx, "kept-briefly"); err != nil || bi.ConflictRetention != time.Hour {
+		t.Fatalf("head: %+v %v", bi, err)
+	}
+	a.net.isolate(0)
+	for _, b := range []string{"kept-briefly", "versioned"} {
+		a.put(0, b, "k", "left")
+		a.put(1, b, "k", "right")
+	}
+	a.net.heal()
+	current := a.mustRead(2, "kept-briefly", "k")
+	if n, err := a.s.ResolveOldConflicts(a.ctx); err != nil || n != 0 {
+		t.Fatalf("a young conflict: %d removed, %v", n, err)
+	}
+	a.clk.Advance(2 * time.Hour)
+	if n, err := a.s.ResolveOldConflicts(a.ctx); err != nil || n != 1 {
+		t.Fatalf("an old conflict: %d removed, %v; want 1", n, err)
+	}
+	if got := a.versions(1, "kept-briefly", "k"); len(got) != 1 || got[0] != current+"*" {
+		t.Fatalf("after the retention: %v, want the current version alone", got)
+	}
+	if got := a.versions(1, "versioned", "k"); len(got) != 2 {
+		t.Fatalf("versioned bucket: %v, want both versions kept", got)
+	}
+	if err := a.s.CreateBucketWith(a.ctx, "odd-retention", BucketConfig{Consistency: Available, ConflictRetention: 1500 * time.Millisecond}); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("retention of 1.5 s: %v", err)
 	}
 }

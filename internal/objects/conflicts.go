@@ -3,6 +3,7 @@ package objects
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // A Conflict is a key of an available bucket written concurrently: more
@@ -67,4 +68,53 @@ func (s *Service) Conflicts(ctx context.Context, bucket, prefix, after string, m
 		}
 		m.pop(k)
 	}
+}
+
+// maxConflictRetention bounds BucketConfig.ConflictRetention.
+const maxConflictRetention = 100 * 365 * 24 * time.Hour
+
+// ConflictRetentionHeader is CreateBucket's request header that sets an
+// available bucket's BucketConfig.ConflictRetention (a Go duration, such
+// as 72h), and HeadBucket's response header that shows it.
+const ConflictRetentionHeader = "X-Redoubt-Conflict-Retention"
+
+// ResolveOldConflicts removes, in every unversioned available bucket with
+// a conflict retention, the heads of each conflict but the current one
+// that are older than the retention, by version ID, as a client could. It
+// returns how many it removed. In a versioned bucket every head is a
+// version the user may want, and none is removed.
+func (s *Service) ResolveOldConflicts(ctx context.Context) (removed int, err error) {
+	bs, err := s.ListBuckets(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, b := range bs {
+		if b.Consistency != Available || b.ConflictRetention == 0 || b.Versioning != Unversioned {
+			continue
+		}
+		cutoff := s.cfg.Now().Add(-b.ConflictRetention)
+		after := ""
+		for {
+			cs, next, err := s.Conflicts(ctx, b.Name, "", after, 0)
+			if err != nil {
+				return removed, err
+			}
+			for _, c := range cs {
+				for _, h := range c.Heads[1:] {
+					if !h.LastModified.Before(cutoff) {
+						continue
+					}
+					if _, err := s.DeleteObject(ctx, b.Name, c.Key, DeleteOptions{VersionID: h.VersionID}); err != nil {
+						return removed, err
+					}
+					removed++
+				}
+			}
+			if next == "" {
+				break
+			}
+			after = next
+		}
+	}
+	return removed, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/redoubt-io/redoubt/internal/blocks"
 	"github.com/redoubt-io/redoubt/internal/hlc"
@@ -19,8 +20,9 @@ import (
 //	bucket:  ver, id[8], created i (unix ms), versioning u, then (absent in
 //	         records written before fences) epoch u, flags u (1: fenced),
 //	         pending change kind u, pending versioning u, then (absent in a
-//	         strong bucket's record) consistency u, then (absent unless set)
-//	         write copies u
+//	         strong bucket's record) consistency u, then (absent unless one is
+//	         set) write copies u (0: the default), conflict retention u (seconds,
+//	         0: none)
 //	fence:   ver, epoch u, versioning u, flags u (1: frozen)
 //	head:    ver, flags u, latest[12], null[12] if flagHasNull, size i, etag s, modified i,
 //	         checksum-alg s, checksum s, checksum-type s if flagHasChecksum
@@ -228,8 +230,9 @@ func (r *bucketRec) encode() []byte {
 	if r.Config != (BucketConfig{}) {
 		e.u(uint64(r.Config.Consistency))
 	}
-	if r.Config.WriteCopies != 0 {
+	if r.Config.WriteCopies != 0 || r.Config.ConflictRetention != 0 {
 		e.u(uint64(r.Config.WriteCopies))
+		e.u(uint64(r.Config.ConflictRetention / time.Second))
 	}
 	return e.b
 }
@@ -263,10 +266,15 @@ func decodeBucket(b []byte) (bucketRec, error) {
 	}
 	if d.err == nil && len(d.b) > 0 { // absent unless set
 		n := d.u()
-		if n == 0 || n > MaxWriteCopies {
+		if n > MaxWriteCopies {
 			d.fail()
 		}
 		r.Config.WriteCopies = int(n)
+		secs := d.u()
+		if secs > uint64(maxConflictRetention/time.Second) {
+			d.fail()
+		}
+		r.Config.ConflictRetention = time.Duration(secs) * time.Second
 	}
 	return r, d.done()
 }

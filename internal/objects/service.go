@@ -138,8 +138,8 @@ func (s *Service) CreateBucketWith(ctx context.Context, name string, cfg BucketC
 	}
 	switch cfg.Consistency {
 	case Strong:
-		if cfg.WriteCopies != 0 {
-			return fmt.Errorf("%w: write copies are for available buckets; a strong bucket's writes wait for a majority", ErrInvalidArgument)
+		if cfg.WriteCopies != 0 || cfg.ConflictRetention != 0 {
+			return fmt.Errorf("%w: write copies and conflict retention are for available buckets; a strong bucket's writes wait for a majority and never conflict", ErrInvalidArgument)
 		}
 	case Available:
 		if s.cfg.Records == nil {
@@ -147,6 +147,9 @@ func (s *Service) CreateBucketWith(ctx context.Context, name string, cfg BucketC
 		}
 		if cfg.WriteCopies < 0 || cfg.WriteCopies > MaxWriteCopies {
 			return fmt.Errorf("%w: write copies %d not in 1..%d", ErrInvalidArgument, cfg.WriteCopies, MaxWriteCopies)
+		}
+		if r := cfg.ConflictRetention; r < 0 || r > maxConflictRetention || r%time.Second != 0 {
+			return fmt.Errorf("%w: conflict retention %v: whole seconds up to %v", ErrInvalidArgument, r, maxConflictRetention)
 		}
 	default:
 		return fmt.Errorf("%w: unknown consistency %d", ErrInvalidArgument, cfg.Consistency)

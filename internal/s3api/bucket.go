@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/redoubt-io/redoubt/internal/objects"
@@ -161,6 +162,13 @@ func (s *Server) createBucket(w http.ResponseWriter, r *http.Request, rc *reqCtx
 		}
 		cfg.WriteCopies = n
 	}
+	if v, ok := r.Header[objects.ConflictRetentionHeader]; ok {
+		d, err := time.ParseDuration(strings.TrimSpace(v[0]))
+		if len(v) != 1 || err != nil || d <= 0 {
+			return invalidArg("%s must be one duration, such as 72h", objects.ConflictRetentionHeader)
+		}
+		cfg.ConflictRetention = d
+	}
 	if err := s.api.CreateBucketWith(r.Context(), rc.bucket, cfg); err != nil {
 		return err
 	}
@@ -179,6 +187,9 @@ func (s *Server) headBucket(w http.ResponseWriter, r *http.Request, rc *reqCtx) 
 	w.Header().Set(objects.ConsistencyHeader, bi.Consistency.String())
 	if bi.Consistency == objects.Available {
 		w.Header().Set(objects.WriteCopiesHeader, strconv.Itoa(bi.WriteCopiesOrDefault()))
+		if bi.ConflictRetention > 0 {
+			w.Header().Set(objects.ConflictRetentionHeader, bi.ConflictRetention.String())
+		}
 	}
 	w.WriteHeader(http.StatusOK)
 	return nil
