@@ -1,37 +1,60 @@
 package lincheck
 
 import (
+	"encoding/binary"
 	"fmt"
-	"hash/fnv"
+	"hash/maphash"
 	"slices"
-	"strconv"
 	"strings"
 )
 
-func equal(a, b state) bool {
+// sameBut reports whether a and b are the same state but for the
+// operations of unknown outcome they applied.
+func sameBut(a, b state) bool {
 	return a.known == b.known && a.exists == b.exists && a.versioning == b.versioning &&
 		a.since == b.since && slices.Equal(a.versions, b.versions) && slices.Equal(a.changes, b.changes)
 }
 
+// hash is a state's hash, the operations it applied aside.
 func hash(s state) uint64 {
-	h := fnv.New64a()
-	var b []byte
-	b = strconv.AppendBool(b, s.known)
-	b = strconv.AppendBool(b, s.exists)
-	b = append(b, s.versioning...)
-	b = strconv.AppendInt(append(b, 0), int64(s.since), 10)
+	var h maphash.Hash
+	h.SetSeed(seed)
+	var b [8]byte
+	num := func(n int64) {
+		binary.LittleEndian.PutUint64(b[:], uint64(n))
+		h.Write(b[:])
+	}
+	str := func(s string) { // its length first, so that "ab", "c" and "a", "bc" differ
+		num(int64(len(s)))
+		h.WriteString(s)
+	}
+	flag := func(f bool) {
+		if f {
+			h.WriteByte(1)
+		} else {
+			h.WriteByte(0)
+		}
+	}
+	flag(s.known)
+	flag(s.exists)
+	str(s.versioning)
+	num(int64(s.since))
+	num(int64(len(s.changes)))
 	for _, r := range s.changes {
-		b = strconv.AppendInt(append(b, 1), r, 10)
+		num(r)
 	}
 	for _, v := range s.versions {
-		b = append(append(append(b, 0), v.id...), 0)
-		b = append(append(b, v.value...), 0)
-		b = strconv.AppendBool(b, v.null)
-		b = strconv.AppendInt(b, int64(v.age), 10)
+		str(v.id)
+		str(v.value)
+		flag(v.null)
+		num(int64(v.age))
 	}
-	h.Write(b)
 	return h.Sum64()
 }
+
+// seed is the seed of every hash of a state: hashes are compared within
+// one process only.
+var seed = maphash.MakeSeed()
 
 // describeState shows a state as "Enabled: v7@<id>, marker@? (1 changes
 // ago), v3@null (2 changes ago)": the versioning state, then each version,
@@ -61,6 +84,22 @@ func describeState(s state) string {
 		}
 	}
 	return b.String()
+}
+
+// describe shows the operations of unknown outcome applied names, as
+// " (after put b/k v7 -> ?, delete-bucket b -> ?)", or "" for none.
+func (u *unknowns) describe(applied uint64) string {
+	if u == nil || applied == 0 {
+		return ""
+	}
+	var ds []string
+	for i, in := range u.ops {
+		if applied&(1<<i) != 0 {
+			d := describeOperation(in, Output{Unknown: true})
+			ds = append(ds, strings.TrimSuffix(d, fmt.Sprintf(" (node %d)", in.Node)))
+		}
+	}
+	return " (after " + strings.Join(ds, ", ") + ")"
 }
 
 func versionName(v version) string {

@@ -99,7 +99,30 @@
 // histories of the metadata layer name no bucket at all (Bucket ""), which
 // is one such bucket.
 //
-// When a history is not linearizable, or porcupine cannot decide in time,
+// Operations of unknown outcome are what makes checking slow: each one
+// may take effect anywhere after its call, or never, and a partition of a
+// bucket that a workload deletes and creates again can hold a dozen
+// (creations, deletions and versioning changes of the bucket, copied into
+// every key, and the key's own writes). So a partition's operations of
+// unknown outcome that may take effect after all its others (those
+// recorded with return time Pending) are taken out of what porcupine
+// orders, and the model applies them itself, each at most once, between
+// the operations porcupine orders, anywhere after its call: the same
+// linearizations, whose states the model merges where porcupine would try
+// their orders one by one. Each partition is then checked by several
+// searches in turn, each given a slice of time, twice as long every
+// round, until one settles it: porcupine placing the operations of
+// unknown outcome itself (quick when few matter, as in long histories);
+// the model with at most k of them applied, for a few k (quick when few
+// took effect, as in nearly every history of a client that timed out; a
+// history it accepts is linearizable); the model itself, with all of them;
+// and a looser model that places a straddling write below any version
+// (its states keep no ages, so it shows most violations at once; a
+// history it rejects is not linearizable). Each search gives up past a
+// bound on the states it makes. Only the model itself, or a narrower one,
+// accepts a partition; only the model itself, or a wider one, rejects it.
+//
+// When a history is not linearizable, or the check cannot decide in time,
 // Check logs Explain's account of the first key that fails (the end of the
 // longest linearization found, the model's states after it, the
 // operations none of which can come next; for an undecided key, of the
@@ -108,10 +131,15 @@
 // line) to the temporary directory.
 //
 // The tests that guard the model itself: a legal and an illegal history
-// for every rule above (TestModel, model_test.go), and random histories of
-// a reference store, which must check as linearizable and stop checking so
-// once an answer is corrupted, and whose checking time is logged
-// (TestRandomHistories, random_test.go).
+// for every rule above (TestModel, model_test.go), checked by every search
+// too (TestVariants, decide_test.go); random histories of a reference
+// store, which must check as linearizable and stop checking so once an
+// answer is corrupted, and whose checking time is logged
+// (TestRandomHistories, random_test.go); histories of the simulation that
+// once took minutes, which must decide at once, and be rejected with an
+// answer changed (TestDecideSimulationHistories, TestDecideChurnedBucket);
+// and histories that the bounded and the loose searches alone would get
+// wrong (TestDecideShortcuts).
 //
 // It is test support: no production code imports it.
 package lincheck

@@ -1,6 +1,7 @@
 package lincheck
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -13,25 +14,28 @@ import (
 // linearizable: for the first partition that is not, the end of the
 // longest linearization porcupine found, the states the model can be in
 // after it, and the operations that could come next, none of which the
-// model accepts. When porcupine cannot decide a partition in time (proving
-// that no linearization exists can take long), Explain looks for the
-// shortest beginning of it that is not linearizable, and describes that.
-// It returns "" for a linearizable history, and spends about a minute at
-// most.
+// model accepts. When the check cannot decide a partition in time
+// (proving that no linearization exists can take long), Explain looks for
+// the shortest beginning of it that is not linearizable, and describes
+// that. It returns "" for a linearizable history, and spends about a
+// minute at most.
 func Explain(start Start, history []porcupine.Operation) string {
-	m := NewModel(start)
-	model := m
-	model.Partition = nil // each part is checked whole
 	deadline := time.Now().Add(time.Minute)
+	within := func(d time.Duration) time.Time {
+		if end := time.Now().Add(d); end.Before(deadline) {
+			return end
+		}
+		return deadline
+	}
 	for _, part := range partition(history) {
 		in := part[0].Input.(Input)
 		name := fmt.Sprintf("partition %s/%s (%d operations)", in.Bucket, in.Key, len(part))
-		res, _ := porcupine.CheckOperationsVerbose(model, part, min(10*time.Second, time.Until(deadline)))
+		res, how := decidePart(start, part, within(10*time.Second))
 		switch res {
 		case porcupine.Ok:
 			continue
 		case porcupine.Illegal:
-			return explainPart(model, name, part)
+			return explainPart(start, how, name, part)
 		}
 		// Undecided: bisect on beginnings of the partition. A beginning
 		// is closed under concurrency (see begin), so that it is
@@ -40,16 +44,16 @@ func Explain(start Start, history []porcupine.Operation) string {
 		lo, hi := 0, len(part)
 		for hi-lo > 1 && time.Until(deadline) > 0 {
 			mid := (lo + hi) / 2
-			r, _ := porcupine.CheckOperationsVerbose(model, begin(part, part[mid-1].Call), min(5*time.Second, time.Until(deadline)))
-			if r == porcupine.Ok {
+			if r, _ := decidePart(start, begin(part, part[mid-1].Call), within(5*time.Second)); r == porcupine.Ok {
 				lo = mid
 			} else {
 				hi = mid
 			}
 		}
 		b := begin(part, part[hi-1].Call)
-		if r, _ := porcupine.CheckOperationsVerbose(model, b, min(10*time.Second, max(time.Second, time.Until(deadline)))); r == porcupine.Illegal {
-			return explainPart(model, fmt.Sprintf("%s: its first %d operations, up to the call at %d,", name, len(b), part[hi-1].Call), b)
+		last := time.Now().Add(min(10*time.Second, max(time.Second, time.Until(deadline))))
+		if r, how := decidePart(start, b, last); r == porcupine.Illegal {
+			return explainPart(start, how, fmt.Sprintf("%s: its first %d operations, up to the call at %d,", name, len(b), part[hi-1].Call), b)
 		}
 		return name + " could not be decided in time"
 	}
@@ -93,9 +97,17 @@ func begin(part []porcupine.Operation, t int64) []porcupine.Operation {
 	return b
 }
 
-// explainPart describes part, which porcupine found not linearizable.
-func explainPart(model porcupine.Model, name string, part []porcupine.Operation) string {
-	_, info := porcupine.CheckOperationsVerbose(model, part, time.Minute)
+// explainPart describes part, which a search under how found not
+// linearizable.
+func explainPart(start Start, how rules, name string, part []porcupine.Operation) string {
+	part = how.view(part)
+	search, finish := bounded(start, how, time.Now().Add(time.Minute))
+	search.Partition = nil
+	res, info := porcupine.CheckOperationsVerbose(search, part, time.Minute)
+	finish(res)
+	// Stepping through the longest linearization again, which the search
+	// found with steps that did not give up.
+	model := newModel(start, how, bounds{ctx: context.Background()})
 	var longest []porcupine.Operation
 	for _, l := range info.PartialLinearizationsOperations()[0] {
 		if len(l) > len(longest) {
@@ -105,6 +117,9 @@ func explainPart(model porcupine.Model, name string, part []porcupine.Operation)
 	states := model.Init()
 	for _, op := range longest {
 		_, states = model.Step(states, op.Input, op.Output)
+	}
+	if how.loose {
+		name += " (even with straddling writes placed below any version: the states show no ages)"
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s is not linearizable; the longest linearization found has %d:", name, len(longest))
@@ -129,6 +144,14 @@ func explainPart(model porcupine.Model, name string, part []porcupine.Operation)
 	}
 	for _, op := range rest {
 		if op.Call <= first {
+			b.WriteString("\n  " + describeTimed(op))
+		}
+	}
+	if u := part[0].Input.(Input).unknowns; u != nil {
+		b.WriteString("\nwhere these, of unknown outcome, may have taken effect anywhere after their call, or never:")
+		taken := slices.Clone(u.taken)
+		slices.SortStableFunc(taken, func(a, b porcupine.Operation) int { return cmpTime(a.Call, b.Call) })
+		for _, op := range taken {
 			b.WriteString("\n  " + describeTimed(op))
 		}
 	}

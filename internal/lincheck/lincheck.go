@@ -2,6 +2,7 @@ package lincheck
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -83,10 +84,12 @@ type Input struct {
 	// Set by Check's partitioning: the configuration changes of the
 	// bucket whose intervals overlap this write's (it may have straddled
 	// that many), the most any write of the partition overlaps, the
-	// operation's call and return times, and the first call of a write
-	// of unknown outcome in the partition.
+	// operation's call and return times, the first call of a write of
+	// unknown outcome in the partition, and the partition's operations
+	// of unknown outcome that the model applies itself.
 	window, horizon int32
 	call, ret, lost int64
+	unknowns        *unknowns
 }
 
 // Output is what the request answered.
@@ -155,11 +158,17 @@ var Model = NewModel(Start{})
 const Pending = int64(1) << 62
 
 // checkBudget is how long a check may take before it is tried again for
-// longCheckBudget; a check undecided after both fails.
+// longCheckBudget; a check undecided after both fails. Checks take far
+// less: milliseconds for the simulation's histories, seconds to show a
+// violation among a dozen operations of unknown outcome.
 const (
 	checkBudget     = 60 * time.Second
 	longCheckBudget = 5 * time.Minute
 )
+
+// visualBudget is how long the search that gives porcupine's
+// visualization of a failed check may take.
+const visualBudget = 30 * time.Second
 
 // Check checks history against Model, as CheckFrom does.
 func Check(t testing.TB, history []porcupine.Operation, seed uint64) {
@@ -176,7 +185,6 @@ func CheckFrom(t testing.TB, start Start, history []porcupine.Operation, seed ui
 	if err := Validate(history); err != nil {
 		t.Fatalf("the history cannot be checked (seed %d): %v", seed, err)
 	}
-	m := NewModel(start)
 	began := time.Now()
 	unknown := 0
 	for _, op := range history {
@@ -184,25 +192,20 @@ func CheckFrom(t testing.TB, start Start, history []porcupine.Operation, seed ui
 			unknown++
 		}
 	}
-	res, info := porcupine.CheckOperationsVerbose(m, history, checkBudget)
+	res, how := decide(start, history, checkBudget)
 	if res == porcupine.Unknown {
-		// Undecided is no finding either way. A history with many
-		// operations of unknown outcome can need more than the budget
-		// (simulation seed 17352751329444806523: 115 operations, 32
-		// unknown, 56 s on an idle machine, past 60 s beside other
-		// work): give it one long try before calling it undecided.
+		// Undecided is no finding either way: give it one long try
+		// before calling it undecided.
 		t.Logf("%d operations (%d of unknown outcome) undecided after %v; trying for %v more",
 			len(history), unknown, time.Since(began).Round(time.Millisecond), longCheckBudget)
-		res, info = porcupine.CheckOperationsVerbose(m, history, longCheckBudget)
+		res, how = decide(start, history, longCheckBudget)
 	}
 	t.Logf("%d operations (%d of unknown outcome) checked in %v: %s",
 		len(history), unknown, time.Since(began).Round(time.Millisecond), res)
 	if res != porcupine.Ok {
 		t.Logf("%s", Explain(start, history))
-	}
-	if res != porcupine.Ok {
 		path := filepath.Join(os.TempDir(), fmt.Sprintf("redoubt-linearizability-%d.html", seed))
-		if err := porcupine.VisualizePath(m, info, path); err != nil {
+		if err := visualize(start, history, how, path); err != nil {
 			t.Logf("writing the visualization: %v", err)
 		} else {
 			t.Logf("visualization: %s", path)
@@ -220,6 +223,18 @@ func CheckFrom(t testing.TB, start Start, history []porcupine.Operation, seed ui
 	case porcupine.Unknown:
 		t.Fatalf("the checker timed out (seed %d); rerun with a shorter workload", seed)
 	}
+}
+
+// visualize writes to path porcupine's visualization of a search of
+// history under r: the longest linearizations it found, and the states
+// after them.
+func visualize(start Start, history []porcupine.Operation, r rules, path string) error {
+	m, done := bounded(start, r, time.Now().Add(visualBudget))
+	res, info := porcupine.CheckOperationsVerbose(m, history, visualBudget)
+	done(res)
+	// The visualization steps through the linearizations again, which
+	// the search found with steps that did not give up.
+	return porcupine.VisualizePath(newModel(start, r, bounds{ctx: context.Background()}), info, path)
 }
 
 // writeHistory writes history to path as JSON, one operation a line, for

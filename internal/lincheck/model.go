@@ -1,6 +1,9 @@
 package lincheck
 
 import (
+	"context"
+	"errors"
+	"math/bits"
 	"slices"
 	"strings"
 
@@ -31,6 +34,12 @@ type state struct {
 	// bounds it more tightly than its window (every later change). Other
 	// changes are left out so that they do not keep states apart.
 	changes []int64
+	// applied are the partition's operations of unknown outcome that
+	// the model applied (bit i: unknowns.ops[i]).
+	applied uint64
+	// loose: the state is one of the loose model's (rules.loose), as
+	// every state of its check is.
+	loose bool
 }
 
 // version is one version of a key.
@@ -54,19 +63,103 @@ func (v version) marker() bool { return v.value == "" }
 // unknown outcome in a versioned bucket turn into thousands of states per
 // step; this one merges by hash.
 func NewModel(start Start) porcupine.Model {
+	return newModel(start, rules{applied: maxUnknowns}, bounds{ctx: context.Background()})
+}
+
+// rules make the variants of the model that decide searches with;
+// NewModel's, every operation of unknown outcome allowed to take effect,
+// are the model itself.
+type rules struct {
+	// applied bounds how many operations of unknown outcome a state may
+	// have applied (see unknowns.before). Below the partition's number
+	// of them, the model leaves linearizations out: a history it
+	// accepts is linearizable, one it rejects may be too.
+	applied int
+	// loose places a straddling write wherever a straddling write may
+	// go, below any version, whatever the configuration changes since
+	// (state.since, version.age and state.changes stay empty). The loose
+	// model accepts more: a history it rejects is not linearizable, one
+	// it accepts may not be. Without the ages, states that differ only
+	// in when changes of unknown outcome took effect are one.
+	loose bool
+	// lazy leaves the operations of unknown outcome to porcupine (see
+	// unfold), with applied unbounded: the model itself, searched the
+	// other way. Porcupine tries to linearize each of them as soon as it
+	// was called, keeping the states in which it did not take effect,
+	// and moves it later only when that fails: quick when they matter
+	// little, as in long histories with a few of them, slow when many
+	// must move.
+	lazy bool
+}
+
+// view returns part, a partition as partition makes it, as a search
+// under r takes it.
+func (r rules) view(part []porcupine.Operation) []porcupine.Operation {
+	if r.lazy {
+		return unfold(part)
+	}
+	return part
+}
+
+// bounds end a search before it decides: once ctx is done, every step
+// rejects, so that porcupine unwinds at once; a search whose ctx is done
+// is undecided, whatever porcupine answered. With left, a search may make
+// that many states in all (porcupine keeps every set it was given), and
+// ends, through cancel, with errTooMany, when it would make more.
+type bounds struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	left   *int
+}
+
+// errTooMany ends a search that made more states than its bounds allow.
+var errTooMany = errors.New("too many states")
+
+// over reports whether a step that holds n states must give up.
+func (b bounds) over(n int) bool {
+	if b.left != nil && n > *b.left {
+		b.cancel(errTooMany)
+	}
+	return b.ctx.Err() != nil
+}
+
+// made counts n states made.
+func (b bounds) made(n int) {
+	if b.left != nil {
+		*b.left -= n
+	}
+}
+
+func newModel(start Start, r rules, b bounds) porcupine.Model {
 	return porcupine.Model{
-		Partition: partition,
-		Init:      func() any { return newStates([]state{{}}) },
+		Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
+			parts := partition(history)
+			for i := range parts {
+				parts[i] = r.view(parts[i])
+			}
+			return parts
+		},
+		Init: func() any { return newStates([]state{{}}) },
 		Step: func(st, input, output any) (bool, any) {
 			in, out := input.(Input), output.(Output)
-			var next []state
-			for _, s := range st.(*states).members {
-				if !s.known {
-					s = start.state(in.Bucket)
-				}
-				next = append(next, step(s, in, out)...)
+			now := st.(*states).members
+			if !now[0].known {
+				s := start.state(in.Bucket)
+				s.loose = r.loose
+				now = []state{s}
 			}
-			set := newStates(next)
+			set := newStates(nil)
+			set.unknowns = in.unknowns
+			for _, s := range in.unknowns.before(now, in, r.applied, b) {
+				for _, n := range step(s, in, out) {
+					set.add(n)
+				}
+			}
+			if b.over(len(set.members)) {
+				return false, nil
+			}
+			set = set.seal()
+			b.made(len(set.members))
 			return len(set.members) > 0, set
 		},
 		Equal:             func(a, b any) bool { return a.(*states).equal(b.(*states)) },
@@ -74,42 +167,84 @@ func NewModel(start Start) porcupine.Model {
 		DescribeOperation: func(in, out any) string { return describeOperation(in.(Input), out.(Output)) },
 		DescribeState: func(s any) string {
 			var ds []string
-			for _, m := range s.(*states).members {
-				ds = append(ds, describeState(m))
+			set := s.(*states)
+			for _, m := range set.members {
+				ds = append(ds, describeState(m)+set.unknowns.describe(m.applied))
 			}
 			return "{" + strings.Join(ds, " | ") + "}"
 		},
 	}
 }
 
-// states is a set of states, each with its hash; sum is the set's hash.
-// It is never changed once made.
+// states is a set of states, each with its hash (applied aside); sum is
+// the set's hash. It is never changed once a step returned it. unknowns
+// are the partition's operations of unknown outcome, which its states'
+// applied name.
+//
+// A state that differs from another only in having applied more of
+// those operations is left out: the other may apply them too, later or
+// never, so it can go wherever this one can (see unknowns.before).
 type states struct {
-	members []state
-	hashes  []uint64
-	byHash  map[uint64][]int
-	sum     uint64
+	members  []state
+	hashes   []uint64
+	byHash   map[uint64][]int
+	gone     []bool // members that a later one made redundant, until seal
+	sum      uint64
+	unknowns *unknowns
 }
 
 // newStates returns the set of ss, without duplicates.
 func newStates(ss []state) *states {
 	set := &states{byHash: make(map[uint64][]int, len(ss))}
 	for _, s := range ss {
-		h := hash(s)
-		if set.has(s, h) {
+		set.add(s)
+	}
+	return set.seal()
+}
+
+// add adds s to the set unless a member has applied no more than s, and
+// marks gone the members that have applied more.
+func (set *states) add(s state) {
+	h := hash(s)
+	for _, i := range set.byHash[h] {
+		m := set.members[i]
+		if set.gone[i] || !sameBut(m, s) {
 			continue
 		}
-		set.byHash[h] = append(set.byHash[h], len(set.members))
-		set.members = append(set.members, s)
-		set.hashes = append(set.hashes, h)
-		set.sum += h * 0x9e3779b97f4a7c15 // a sum, so that order does not count
+		if m.applied&^s.applied == 0 {
+			return
+		}
+		if s.applied&^m.applied == 0 {
+			set.gone[i] = true
+		}
 	}
-	return set
+	set.byHash[h] = append(set.byHash[h], len(set.members))
+	set.members = append(set.members, s)
+	set.hashes = append(set.hashes, h)
+	set.gone = append(set.gone, false)
+}
+
+// seal drops the members marked gone and sums the hashes of the rest.
+func (set *states) seal() *states {
+	out := &states{byHash: make(map[uint64][]int, len(set.members)), unknowns: set.unknowns}
+	for i, s := range set.members {
+		if set.gone[i] {
+			continue
+		}
+		h := set.hashes[i]
+		out.byHash[h] = append(out.byHash[h], len(out.members))
+		out.members = append(out.members, s)
+		out.hashes = append(out.hashes, h)
+		out.gone = append(out.gone, false)
+		// A sum, so that order does not count.
+		out.sum += (h ^ s.applied*0xbf58476d1ce4e5b9) * 0x9e3779b97f4a7c15
+	}
+	return out
 }
 
 func (set *states) has(s state, h uint64) bool {
 	for _, i := range set.byHash[h] {
-		if equal(set.members[i], s) {
+		if m := set.members[i]; sameBut(m, s) && m.applied == s.applied {
 			return true
 		}
 	}
@@ -126,6 +261,57 @@ func (set *states) equal(o *states) bool {
 		}
 	}
 	return true
+}
+
+// before returns the states the model may be in when in takes effect,
+// given that it may be in any of now: those of now that applied no
+// operation of unknown outcome called after in returned, and every state
+// these reach by applying, in any order, more of the partition's
+// operations of unknown outcome called by then, up to limit applied in
+// all. A linearization puts such an operation anywhere after its call, or
+// nowhere; the model applies it right before the next operation that
+// porcupine linearizes, or never (it may have taken effect after all of
+// them, where nothing observes it), which leaves the same states. An
+// operation applied must have been called before every operation
+// linearized after it returned, which the latest call of those applied
+// stands for (unknowns.latest); among the others, porcupine sees to it.
+func (u *unknowns) before(now []state, in Input, limit int, b bounds) []state {
+	if u == nil {
+		return now
+	}
+	set := newStates(nil)
+	for _, s := range now {
+		if u.latest(s.applied) <= in.ret {
+			set.add(s)
+		}
+	}
+	unknown := Output{Unknown: true}
+	for i := 0; i < len(set.members); i++ { // set grows as it goes
+		if set.gone[i] {
+			continue
+		}
+		if i%1024 == 0 && b.over(len(set.members)) {
+			return nil
+		}
+		s := set.members[i]
+		for j, p := range u.ops {
+			bit := uint64(1) << j
+			if s.applied&bit != 0 || p.call > in.ret || bits.OnesCount64(s.applied) >= limit {
+				continue
+			}
+			for _, n := range step(s, p, unknown) {
+				// Without an effect, applying p only makes its call
+				// count for later operations: s, which may still apply
+				// it, is worth as much.
+				if sameBut(n, s) {
+					continue
+				}
+				n.applied |= bit
+				set.add(n)
+			}
+		}
+	}
+	return set.seal().members
 }
 
 // step returns the states s may be in after in answered out: none if it
@@ -348,7 +534,7 @@ func stepCreateBucket(s state, out Output) []state {
 	if s.exists {
 		return check(s, out.Unknown || out.Err == BucketExists)
 	}
-	created := state{known: true, exists: true}
+	created := s.bucket(true)
 	if out.Unknown {
 		return []state{s, created}
 	}
@@ -362,7 +548,7 @@ func stepDeleteBucket(s state, in Input, out Output) []state {
 	// In a key's partition, deletion needs the key empty; in the
 	// bucket's own, nothing is known of the keys.
 	empty := in.Key == "" || len(s.versions) == 0
-	gone := state{known: true}
+	gone := s.bucket(false)
 	kept := s.changed(in) // a refused deletion is a configuration change too
 	// Of unknown outcome, a deletion that did not delete counts as
 	// refused: whether it ran only matters to where a straddling write
@@ -395,6 +581,12 @@ func stepSetVersioning(s state, in Input, out Output) []state {
 		return []state{s, n}
 	}
 	return check(n, out.Err == "")
+}
+
+// bucket returns s with a new, empty and Unversioned bucket (exists) or
+// none: what it knows of the history (applied, loose) stays.
+func (s state) bucket(exists bool) state {
+	return state{known: true, exists: exists, applied: s.applied, loose: s.loose}
 }
 
 // nullID is how answers show the null version's ID in s.
@@ -532,7 +724,7 @@ func (s state) write(value, id string, window int32, unknown bool) []state {
 		}
 		// A null version placed below the key's null version would not
 		// replace it: Redoubt makes it the latest instead.
-		if younger < min(older, window) && !(v.null && nullAt >= 0 && nullAt < k) && (v.id == "" || s.fits(k, k, v.id)) {
+		if (s.loose || younger < min(older, window)) && !(v.null && nullAt >= 0 && nullAt < k) && (v.id == "" || s.fits(k, k, v.id)) {
 			next = append(next, s.insert(v, k))
 		}
 	}
@@ -542,6 +734,9 @@ func (s state) write(value, id string, window int32, unknown bool) []state {
 // changed returns s after in, a configuration change of its bucket: every
 // age one more, up to the horizon.
 func (s state) changed(in Input) state {
+	if s.loose {
+		return s
+	}
 	s.since = min(s.since+1, in.horizon)
 	vs := slices.Clone(s.versions)
 	for i := range vs {
@@ -559,7 +754,7 @@ func (s state) changed(in Input) state {
 // outcome, at most as many of those made so far as returned after its
 // call.
 func (s state) straddled(in Input, unknown bool) int32 {
-	if !unknown {
+	if !unknown || s.loose {
 		return in.window
 	}
 	var n int32

@@ -324,6 +324,17 @@ var modelCases = []modelCase{
 	{name: "a version of unknown outcome deleted as a marker", start: enabled, ops: []porcupine.Operation{
 		op(0, Pending, put("k", "v1"), unknown), op(5, 6, delV("k", "Q"), marker("")),
 	}},
+	{name: "a put of unknown outcome seen by a read that returned before its call, after one that did not", ops: []porcupine.Operation{
+		op(50, Pending, put("k", "v1"), unknown), op(0, 100, get("k"), got("v1", "")), op(1, 20, get("k"), got("v1", "")),
+	}},
+	{name: "a put of unknown outcome takes effect once, across incarnations of its bucket", ops: []porcupine.Operation{
+		op(0, Pending, put("k", "v1"), unknown), op(5, 6, get("k"), got("v1", "")), op(7, 8, del("k"), ok),
+		op(9, 10, bucket(DeleteBucket), ok), op(11, 12, bucket(CreateBucket), ok), op(13, 14, get("k"), got("v1", "")),
+	}},
+	{name: "a put of unknown outcome gone with its bucket", ops: []porcupine.Operation{
+		op(0, Pending, put("k", "v1"), unknown), op(5, 6, get("k"), got("v1", "")), op(7, 8, del("k"), ok),
+		op(9, 10, bucket(DeleteBucket), ok), op(11, 12, bucket(CreateBucket), ok), op(13, 14, get("k"), fail(NoSuchKey)),
+	}, legal: true},
 	{name: "a bucket deletion of unknown outcome", ops: []porcupine.Operation{
 		op(0, Pending, bucket(DeleteBucket), unknown), op(5, 6, get("k"), fail(NoSuchBucket)),
 		op(7, 8, bucket(CreateBucket), ok),

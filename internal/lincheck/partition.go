@@ -105,11 +105,93 @@ func partition(history []porcupine.Operation) [][]porcupine.Operation {
 		}
 		return strings.Compare(a.key, b.key)
 	})
-	out := make([][]porcupine.Operation, len(order))
-	for i, p := range order {
-		out[i] = withHorizon(parts[p])
+	out := make([][]porcupine.Operation, 0, len(order))
+	for _, p := range order {
+		if part := fold(withHorizon(parts[p])); len(part) > 0 {
+			out = append(out, part)
+		}
 	}
 	return out
+}
+
+// unknowns are the operations of unknown outcome of a partition that may
+// take effect after every other operation of it (in practice, those
+// recorded with return time Pending). Porcupine does not see them: the
+// model applies them itself, each one at most once, between the
+// operations porcupine linearizes (see before). Left to porcupine, each
+// would be one more operation to place anywhere after its call, taking
+// effect or not; with a dozen of them in a partition (a churned bucket's
+// creations and deletions, versioning changes and writes, all timed out),
+// porcupine tries their orders one by one, while the model can merge the
+// states those orders lead to. An operation that did not take effect is
+// one the model has not applied: it may still take effect after every
+// other operation, where nothing observes it.
+type unknowns struct {
+	ops   []Input               // bit i of a state's applied stands for ops[i]
+	taken []porcupine.Operation // the operations ops are the Inputs of
+}
+
+// maxUnknowns is how many operations of unknown outcome a partition folds
+// into its model (one bit of state.applied each); any more are left to
+// porcupine, as operations of unknown outcome that return before the last
+// call of their partition are.
+const maxUnknowns = 64
+
+// fold takes out of part the operations of unknown outcome that may take
+// effect after every other operation of it, and hands them to the model
+// through the Input of the operations that remain.
+func fold(part []porcupine.Operation) []porcupine.Operation {
+	last := int64(-1 << 63)
+	for _, op := range part {
+		last = max(last, op.Call)
+	}
+	u := &unknowns{}
+	kept := make([]porcupine.Operation, 0, len(part))
+	for _, op := range part {
+		if op.Output.(Output).Unknown && op.Return >= last && len(u.ops) < maxUnknowns {
+			u.ops = append(u.ops, op.Input.(Input))
+			u.taken = append(u.taken, op)
+			continue
+		}
+		kept = append(kept, op)
+	}
+	if len(u.ops) == 0 {
+		return kept
+	}
+	for i := range kept {
+		in := kept[i].Input.(Input)
+		in.unknowns = u
+		kept[i].Input = in
+	}
+	return kept
+}
+
+// unfold returns part, a partition that fold made, with the operations of
+// unknown outcome it took out put back, for porcupine to place.
+func unfold(part []porcupine.Operation) []porcupine.Operation {
+	u := part[0].Input.(Input).unknowns
+	if u == nil {
+		return part
+	}
+	whole := make([]porcupine.Operation, 0, len(part)+len(u.taken))
+	for _, op := range part {
+		in := op.Input.(Input)
+		in.unknowns = nil
+		op.Input = in
+		whole = append(whole, op)
+	}
+	return append(whole, u.taken...)
+}
+
+// latest is the latest call of the operations applied names.
+func (u *unknowns) latest(applied uint64) int64 {
+	t := int64(-1 << 63)
+	for i, in := range u.ops {
+		if applied&(1<<i) != 0 {
+			t = max(t, in.call)
+		}
+	}
+	return t
 }
 
 // withHorizon sets on every operation of a partition the largest window of

@@ -292,10 +292,9 @@ func TestRandomHistories(t *testing.T) {
 	}
 	t.Logf("seed %d (rerun with -lincheck.seed=%d)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, seed^0x11ca))
-	model := Model
 	for round := range 20 {
 		h, _ := randomHistory(rng, 300, 1+rng.IntN(8), 50)
-		if res := porcupine.CheckOperationsTimeout(model, h, time.Minute); res != porcupine.Ok {
+		if res, _ := decide(Start{}, h, time.Minute); res != porcupine.Ok {
 			t.Fatalf("round %d: a history of the reference store checks %s (seed %d)", round, res, seed)
 		}
 		// A read early in the history: proving that no linearization
@@ -313,7 +312,7 @@ func TestRandomHistories(t *testing.T) {
 		out := h[i].Output.(Output)
 		out.Value = "never-written"
 		h[i].Output = out
-		if res := porcupine.CheckOperationsTimeout(model, h, time.Minute); res != porcupine.Illegal {
+		if res, _ := decide(Start{}, h, time.Minute); res != porcupine.Illegal {
 			t.Fatalf("round %d: a read of a value never written checks %s (seed %d)", round, res, seed)
 		}
 	}
@@ -321,7 +320,7 @@ func TestRandomHistories(t *testing.T) {
 	const long = 4000
 	h, below := randomHistory(rng, long, 8, 100)
 	start := time.Now()
-	res := porcupine.CheckOperationsTimeout(model, h, time.Minute)
+	res, _ := decide(Start{}, h, time.Minute)
 	t.Logf("%d operations of 8 clients, %d of them writes ordered below newer ones, checked in %v",
 		long, below, time.Since(start).Round(time.Millisecond))
 	if res != porcupine.Ok {
