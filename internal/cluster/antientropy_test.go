@@ -16,24 +16,38 @@ import (
 	"github.com/redoubt-io/redoubt/internal/vset"
 )
 
-// TestAntiEntropyCopiesRecords: records one node holds reach every other
-// replica of their partition in one anti-entropy pass, through the
-// nodes' transport; a replica cut off is counted as failed and gets them
-// at the first pass after the heal.
-func TestAntiEntropyCopiesRecords(t *testing.T) {
+// recordsNet starts n nodes in n zones that keep available buckets'
+// records, with edit applied to each configuration, and waits for their
+// layout. Their own anti-entropy passes come once an hour: the tests'
+// passes are their own (retries of failed pairs still come every second).
+func recordsNet(t *testing.T, n int, edit func(*Config)) *testNet {
+	t.Helper()
 	tn := &testNet{t: t, mem: transport.NewMemNetwork()}
-	for i := range 3 {
-		// An hour: the passes below are the test's own, not the loop's.
-		tn.addWith(fmt.Sprintf("zone-%d", i), 3, func(c *Config) { c.AntiEntropy = time.Hour })
+	for i := range n {
+		tn.addWith(fmt.Sprintf("zone-%d", i), n, func(c *Config) {
+			c.AntiEntropy = time.Hour
+			if edit != nil {
+				edit(c)
+			}
+		})
 	}
-	ctx := t.Context()
 	for _, c := range tn.nodes {
-		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		wctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 		if _, err := c.WaitLayout(wctx); err != nil {
 			t.Fatal(err)
 		}
 		cancel()
 	}
+	return tn
+}
+
+// TestAntiEntropyCopiesRecords: records one node holds reach every other
+// replica of their partition in one anti-entropy pass, through the
+// nodes' transport; a replica cut off is counted as failed and gets them
+// at the first pass after the heal.
+func TestAntiEntropyCopiesRecords(t *testing.T) {
+	tn := recordsNet(t, 3, nil)
+	ctx := t.Context()
 	g := tn.nodes[0].Layout().Groups()[0]
 	if n := len(tn.nodes[0].Layout().GroupNodes(g)); n != 3 {
 		t.Fatalf("group %d has %d replicas, want 3", g, n)
@@ -76,18 +90,8 @@ func TestAntiEntropyCopiesRecords(t *testing.T) {
 // partition keeps a write as a hint, reads it back, and hands it to the
 // replicas within one retry after the heal, then drops it.
 func TestHintsDeliveredAfterHeal(t *testing.T) {
-	tn := &testNet{t: t, mem: transport.NewMemNetwork()}
-	for i := range 4 {
-		tn.addWith(fmt.Sprintf("zone-%d", i), 4, func(c *Config) { c.AntiEntropy = time.Hour; c.MetaReplicas = 3 })
-	}
+	tn := recordsNet(t, 4, func(c *Config) { c.MetaReplicas = 3 })
 	ctx := t.Context()
-	for _, c := range tn.nodes {
-		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		if _, err := c.WaitLayout(wctx); err != nil {
-			t.Fatal(err)
-		}
-		cancel()
-	}
 	// A partition node 0 does not replicate.
 	l := tn.nodes[0].Layout()
 	p := uint32(0)
@@ -153,18 +157,8 @@ func TestConvergenceAfterHeal(t *testing.T) {
 			t.Fatalf("-antientropy.keys: %q", f)
 		}
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			tn := &testNet{t: t, mem: transport.NewMemNetwork()}
-			for i := range 3 {
-				tn.addWith(fmt.Sprintf("zone-%d", i), 3, func(c *Config) { c.AntiEntropy = time.Hour })
-			}
+			tn := recordsNet(t, 3, nil)
 			ctx := t.Context()
-			for _, c := range tn.nodes {
-				wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-				if _, err := c.WaitLayout(wctx); err != nil {
-					t.Fatal(err)
-				}
-				cancel()
-			}
 			tn.mem.Disconnect(tn.ids[0], tn.ids[2])
 			tn.mem.Disconnect(tn.ids[1], tn.ids[2])
 			parts := uint32(tn.nodes[0].Layout().Partitions)

@@ -48,8 +48,9 @@ import (
 //     write quorum of those drives refuses the write (503).
 //   - The bucket record is read once and remembered (availBuckets): its ID
 //     and consistency are fixed for its life, and a node cut off from the
-//     System group goes on serving the buckets it knows. Versioning
-//     changes reach a node within availRefresh.
+//     System group goes on serving the buckets it knows. A versioning
+//     change reaches a node at its next re-read, which a request starts
+//     once the record is availRefresh old.
 //
 // Tests: TestAvailableWritesOnBothSidesOfACut, TestAvailableOverwriteAndDelete,
 // TestAvailableListing, TestAvailableVersions.

@@ -75,19 +75,43 @@ var ErrNoAnswer = errors.New("records: no replica answered")
 // repaired: their writer's clock runs ahead, and a reader that took them
 // would move its own clock ahead with them (TestReadLeavesOutVersionsAhead).
 func Read(reps []Replica, p Partition, key []byte, wait time.Duration, now func() time.Time) (recs []Record, answered int, err error) {
+	answers, err := ask(reps, wait, func(r Replica) ([]Record, error) { return r.Records(p, key) })
+	if err != nil {
+		return nil, 0, err
+	}
+	reps = reps[:0:0]
+	held := make([][]Record, 0, len(answers))
+	for _, a := range answers {
+		reps = append(reps, a.r)
+		held = append(held, a.val)
+	}
+	return merge(reps, p, held, now), len(answers), nil
+}
+
+// reply is one replica's answer to a read.
+type reply[T any] struct {
+	r   Replica
+	val T
+}
+
+// ask calls call on every replica in reps at once and returns the answers
+// of those that answered without error: all of them, or, once one has
+// answered, those in by wait more. It fails with ErrNoAnswer when none
+// answered.
+func ask[T any](reps []Replica, wait time.Duration, call func(Replica) (T, error)) ([]reply[T], error) {
 	type answer struct {
-		r    Replica
-		recs []Record
-		err  error
+		r   Replica
+		val T
+		err error
 	}
 	got := make(chan answer, len(reps))
 	for _, r := range reps {
 		go func() {
-			recs, err := r.Records(p, key)
-			got <- answer{r, recs, err}
+			v, err := call(r)
+			got <- answer{r, v, err}
 		}()
 	}
-	var answers []answer
+	var out []reply[T]
 	var errs []error
 	var deadline <-chan time.Time
 	for range reps {
@@ -103,23 +127,15 @@ func Read(reps []Replica, p Partition, key []byte, wait time.Duration, now func(
 			errs = append(errs, a.err)
 			continue
 		}
-		answers = append(answers, a)
+		out = append(out, reply[T]{a.r, a.val})
 		if deadline == nil {
 			deadline = time.After(wait)
 		}
 	}
-	if len(answers) == 0 {
-		return nil, 0, fmt.Errorf("%w: %w", ErrNoAnswer, errors.Join(errs...))
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: %w", ErrNoAnswer, errors.Join(errs...))
 	}
-	held := make([][]Record, len(answers))
-	for i, a := range answers {
-		held[i] = a.recs
-	}
-	reps = reps[:0:0]
-	for _, a := range answers {
-		reps = append(reps, a.r)
-	}
-	return merge(reps, p, held, now), len(answers), nil
+	return out, nil
 }
 
 // merge returns the union of what the replicas in reps answered (held[i]
@@ -172,49 +188,23 @@ func merge(reps []Replica, p Partition, held [][]Record, now func() time.Time) [
 // lacks may come after another's last: the answer stops at the least
 // last key of the replicas that had more.
 func ReadRange(reps []Replica, p Partition, from, to []byte, limit int, wait time.Duration, now func() time.Time) (recs []Record, more bool, answered int, err error) {
-	type answer struct {
-		r    Replica
+	type page struct {
 		recs []Record
 		more bool
-		err  error
 	}
 	limit = max(limit, 1) // a replica that has more returns a key
-	got := make(chan answer, len(reps))
-	for _, r := range reps {
-		go func() {
-			recs, more, err := r.Scan(p, from, to, limit)
-			got <- answer{r, recs, more, err}
-		}()
-	}
-	var answers []answer
-	var errs []error
-	var deadline <-chan time.Time
-	for range reps {
-		var a answer
-		select {
-		case a = <-got:
-		case <-deadline:
-		}
-		if deadline != nil && a.r == nil {
-			break
-		}
-		if a.err != nil {
-			errs = append(errs, a.err)
-			continue
-		}
-		answers = append(answers, a)
-		if deadline == nil {
-			deadline = time.After(wait)
-		}
-	}
-	if len(answers) == 0 {
-		return nil, false, 0, fmt.Errorf("%w: %w", ErrNoAnswer, errors.Join(errs...))
+	answers, err := ask(reps, wait, func(r Replica) (page, error) {
+		recs, more, err := r.Scan(p, from, to, limit)
+		return page{recs, more}, err
+	})
+	if err != nil {
+		return nil, false, 0, err
 	}
 	// bound: the least last key of the answers that stopped early.
 	var bound []byte
 	for _, a := range answers {
-		if a.more && len(a.recs) > 0 {
-			last := a.recs[len(a.recs)-1].Key
+		if a.val.more && len(a.val.recs) > 0 {
+			last := a.val.recs[len(a.val.recs)-1].Key
 			if !more || bytes.Compare(last, bound) < 0 {
 				bound = last
 			}
@@ -226,7 +216,7 @@ func ReadRange(reps []Replica, p Partition, from, to []byte, limit int, wait tim
 	for _, a := range answers {
 		reps = append(reps, a.r)
 		var keep []Record
-		for _, r := range a.recs {
+		for _, r := range a.val.recs {
 			if more && bytes.Compare(r.Key, bound) > 0 {
 				break
 			}
