@@ -111,6 +111,27 @@ func TestSimulation(t *testing.T) {
 	}
 }
 
+// found are seeds that once failed, each through a cause since removed;
+// TestSimulationFound runs them every time (unless -sim.seed picks one).
+var found = []uint64{
+	// A leader removed from its group while cut off stayed quiesced as
+	// leader of its old term for as long as it heard its old voters'
+	// nodes, and was never asked whether it was still a member
+	// (raftmeta, stayQuiesced): "group 11: replicas did not catch up".
+	12910215829516860799,
+}
+
+func TestSimulationFound(t *testing.T) {
+	if testing.Short() || *seedFlag != 0 {
+		t.Skip("-short, or -sim.seed picked one seed")
+	}
+	for _, seed := range found {
+		cfg := Swarm(DefaultConfig(seed))
+		cfg.Quiesce = true
+		check(t, runSeed(t, cfg))
+	}
+}
+
 // TestSimulationReplays runs seeds twice: each must run the same events
 // in the same order (the trace) and give the same history.
 // replayed are seeds that once ran two ways, each through a cause since

@@ -36,7 +36,8 @@ import (
 //     groups do. A follower also wakes after maxQuiescedTicks and runs an
 //     election timeout as an unquiesced one does, so that a replica
 //     removed from its group while cut off comes to ask whether it is
-//     still a member (checkReplicas); that path has no test of its own.
+//     still a member (checkReplicas); a leader wakes after as long, and
+//     heartbeats, so that one removed while cut off learns it is deposed.
 //
 // Failing over a quiesced group takes ElectionTicks more than an active
 // one: the followers first notice the silence, then time out as raft does.
@@ -79,6 +80,17 @@ func (h *Host) silent(node, now uint64) bool {
 // stayQuiesced says whether quiesced g sleeps through tick now, and wakes
 // it if not. Event loop only.
 func (h *Host) stayQuiesced(g *group, now uint64) bool {
+	// A replica of either kind wakes after maxQuiescedTicks at the
+	// latest: a node that is heard is not proof that its replica still
+	// follows (a leader removed from its group while cut off hears its
+	// old voters' nodes, busy with other groups, and would lead alone
+	// forever; waking, it heartbeats them, learns the group's term, steps
+	// down, and then asks whether it is still a member:
+	// clustersim's TestSimulationFound).
+	if now-g.quiescedAt.Load() >= maxQuiescedTicks+uint64(g.p)%64 {
+		g.wake()
+		return false
+	}
 	if g.leader.Load() {
 		voters := g.voterNodes()
 		heard := 0
@@ -90,8 +102,7 @@ func (h *Host) stayQuiesced(g *group, now uint64) bool {
 		if heard > len(voters)/2 {
 			return true
 		}
-	} else if lead := g.lead.Load(); lead != 0 && !h.silent(lead, now) &&
-		now-g.quiescedAt.Load() < maxQuiescedTicks+uint64(g.p)%64 {
+	} else if lead := g.lead.Load(); lead != 0 && !h.silent(lead, now) {
 		return true
 	}
 	g.wake()
