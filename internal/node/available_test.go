@@ -18,7 +18,6 @@ import (
 
 	"github.com/redoubt-io/redoubt/internal/admin"
 	"github.com/redoubt-io/redoubt/internal/objects"
-	"github.com/redoubt-io/redoubt/internal/transport"
 )
 
 // TestAvailableBucketThroughAPartition splits five nodes 2|3. Every node
@@ -73,14 +72,7 @@ func TestAvailableBucketThroughAPartition(t *testing.T) {
 	perm := rng.Perm(5)
 	minority, majority := []int{perm[0], perm[1]}, []int{perm[2], perm[3], perm[4]}
 	t.Logf("partition: %v | %v", minority, majority)
-	var minIDs, majIDs []transport.NodeID
-	for _, i := range minority {
-		minIDs = append(minIDs, tc.nodes[i].id)
-	}
-	for _, i := range majority {
-		majIDs = append(majIDs, tc.nodes[i].id)
-	}
-	tc.mem.Partition(minIDs, majIDs)
+	tc.partition(minority, majority)
 
 	type write struct {
 		node int

@@ -360,14 +360,7 @@ func TestClusterMinorityRefusesWrites(t *testing.T) {
 	slices.Sort(minority)
 	slices.Sort(majority)
 	t.Logf("partition: %v | %v", minority, majority)
-	var minIDs, majIDs []transport.NodeID
-	for _, i := range minority {
-		minIDs = append(minIDs, tc.nodes[i].id)
-	}
-	for _, i := range majority {
-		majIDs = append(majIDs, tc.nodes[i].id)
-	}
-	tc.mem.Partition(minIDs, majIDs)
+	tc.partition(minority, majority)
 
 	// The minority: a PUT fails with 503 within the proposal timeout and
 	// some slack, never succeeds; a GET never answers stale data.

@@ -399,6 +399,20 @@ func (tc *testCluster) createBucket(i int, name string) {
 	}
 }
 
+// partition cuts the network between the nodes of each side and those
+// of the others (MemNetwork.Partition); the nodes are indexes.
+func (tc *testCluster) partition(sides ...[]int) {
+	var ids [][]transport.NodeID
+	for _, side := range sides {
+		var s []transport.NodeID
+		for _, i := range side {
+			s = append(s, tc.nodes[i].id)
+		}
+		ids = append(ids, s)
+	}
+	tc.mem.Partition(ids...)
+}
+
 // retryUnavailable retries f while it answers 503, as an SDK's retryer
 // would, for at most d.
 func retryUnavailable(d time.Duration, f func() error) error {
