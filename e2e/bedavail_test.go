@@ -57,12 +57,7 @@ func bedBody(cycle, node, seq int, large bool) []byte {
 // greatest, and no node serves bytes no client wrote. Replay with
 // -bed.seed; -bed.availcycles sets the cycles.
 func TestBedAvailableThroughCuts(t *testing.T) {
-	seed := *bedSeed
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d (replay the schedule with -bed.seed=%d)", seed, seed)
-	rng := rand.New(rand.NewPCG(seed, 1))
+	seed, rng := bedRand(t, 1)
 	const nodes = 5
 	b := startBed(t, nodes, bedZones)
 	ctx := context.Background()

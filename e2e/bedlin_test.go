@@ -29,6 +29,17 @@ const cyclesPerRound = 10
 // bedZones is the zones of the linearizability bed's five nodes.
 const bedZones = 3
 
+// bedRand returns the bed's seed (-bed.seed, or one from the clock),
+// logged so that the run replays, and a generator of stream stream from it.
+func bedRand(t *testing.T, stream uint64) (uint64, *rand.Rand) {
+	seed := *bedSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (replay the schedule with -bed.seed=%d)", seed, seed)
+	return seed, rand.New(rand.NewPCG(seed, stream))
+}
+
 // A strong bucket on 5 nodes in 3 zones while the network is cut and
 // healed at random, with clients on every side: 2|3, 1|4 and 1|1|3
 // splits and a one-way cut. The history of every request (the lincheck
@@ -37,12 +48,7 @@ const bedZones = 3
 // and every request refused with 503, or not answered, while a cut held
 // was refused within 2 s of its start. Replay with -bed.seed.
 func TestBedStrongLinearizableThroughCuts(t *testing.T) {
-	seed := *bedSeed
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d (replay the schedule with -bed.seed=%d)", seed, seed)
-	rng := rand.New(rand.NewPCG(seed, 0))
+	seed, rng := bedRand(t, 0)
 	const nodes = 5
 	b := startBed(t, nodes, bedZones)
 	clients := make([]*s3.Client, nodes)
