@@ -53,6 +53,33 @@ type Status struct {
 	// start: unsigned, badly signed, not allowed, cross-origin or not
 	// JSON (by code on /metrics: redoubt_admin_auth_failures_total).
 	AdminRequestsRefused int64 `json:"admin_requests_refused"`
+
+	// Sites are the clusters this one is linked with, as this node
+	// replicates to them (package sites).
+	Sites []SiteStatus `json:"sites,omitempty"`
+}
+
+// SiteStatus is one linked site, as one node sees its replication.
+type SiteStatus struct {
+	Name     string `json:"name"`
+	Endpoint string `json:"endpoint"`
+	// Partitions are the partitions this node compares with the site.
+	Partitions int `json:"partitions"`
+	// LagSeconds: every record of those partitions that this node held
+	// this long ago is on the other site too.
+	LagSeconds float64 `json:"lag_seconds"`
+	// Behind counts the partitions the last pass could not bring in step.
+	Behind         int       `json:"behind"`
+	LastPass       time.Time `json:"last_pass,omitzero"`
+	LastError      string    `json:"last_error,omitempty"`
+	Refused        []string  `json:"refused_buckets,omitempty"`
+	RecordsFetched int64     `json:"records_fetched"`
+	RecordsSent    int64     `json:"records_sent"`
+	// DataCopied counts the other sites' bodies this node copied to this
+	// site's drives since start, ahead of any read of them; CopiesQueued
+	// are the batches of records whose data is still to be looked at.
+	DataCopied   int64 `json:"data_copied"`
+	CopiesQueued int   `json:"copies_queued"`
 }
 
 // BucketCounts is Status.Buckets.

@@ -31,23 +31,22 @@ const hintFlag = 1 << 31
 
 func hintPart(p uint32) records.Partition { return records.Partition(p | hintFlag) }
 
-// hintReplica is a node's store of hints for partition p, reached as a
-// replica of p.
+// hintReplica is a node's store of hints, reached as a replica: the
+// records of partition q go to its hint partition hintPart(q).
 type hintReplica struct {
 	r records.Replica
-	p uint32
 }
 
-func (h hintReplica) Put(_ records.Partition, recs []records.Record) (int, error) {
-	return h.r.Put(hintPart(h.p), recs)
+func (h hintReplica) Put(q records.Partition, recs []records.Record) (int, error) {
+	return h.r.Put(hintPart(uint32(q)), recs)
 }
 
-func (h hintReplica) Records(_ records.Partition, key []byte) ([]records.Record, error) {
-	return h.r.Records(hintPart(h.p), key)
+func (h hintReplica) Records(q records.Partition, key []byte) ([]records.Record, error) {
+	return h.r.Records(hintPart(uint32(q)), key)
 }
 
-func (h hintReplica) Scan(_ records.Partition, from, to []byte, limit int) ([]records.Record, bool, error) {
-	return h.r.Scan(hintPart(h.p), from, to, limit)
+func (h hintReplica) Scan(q records.Partition, from, to []byte, limit int) ([]records.Record, bool, error) {
+	return h.r.Scan(hintPart(uint32(q)), from, to, limit)
 }
 
 // RecordReplicas is where the records of base partition p are written and
@@ -68,7 +67,7 @@ func (c *Cluster) RecordReplicas(ctx context.Context, p uint32) objects.RecordSe
 	if slices.Contains(replicas, self) {
 		rs.Replicas = append(rs.Replicas, c.records)
 	} else {
-		rs.Own = hintReplica{c.records, p}
+		rs.Own = hintReplica{c.records}
 		rs.Hints = append(rs.Hints, rs.Own)
 	}
 	for _, n := range replicas {
@@ -84,7 +83,7 @@ func (c *Cluster) RecordReplicas(ctx context.Context, p uint32) objects.RecordSe
 			continue
 		}
 		if peer, ok := c.book.byNode(n.ID); ok {
-			rs.Hints = append(rs.Hints, hintReplica{watched{records.RemotePeer(ctx, c.net, peer), c, n.ID, false}, p})
+			rs.Hints = append(rs.Hints, hintReplica{watched{records.RemotePeer(ctx, c.net, peer), c, n.ID, false}})
 		}
 	}
 	return rs
@@ -138,7 +137,8 @@ const syncTimeout = 30 * time.Second
 // full pass.
 const retryEvery = time.Second
 
-// pair is a partition and a peer anti-entropy compares it with.
+// pair is a records partition (a base partition, or its partition of
+// buckets replicated to sites) and a peer anti-entropy compares it with.
 type pair struct {
 	p    uint32
 	node string
@@ -211,8 +211,10 @@ func (c *Cluster) syncPairs(ctx context.Context, want func(pair) bool) AntiEntro
 			continue
 		}
 		for _, n := range nodes {
-			if pr := (pair{p, n}); n != self && want(pr) {
-				todo = append(todo, pr)
+			for _, q := range []uint32{p, uint32(records.SitePartition(p)), uint32(records.DataPartition(p))} {
+				if pr := (pair{q, n}); n != self && want(pr) {
+					todo = append(todo, pr)
+				}
 			}
 		}
 	}
@@ -305,7 +307,7 @@ func (c *Cluster) missed(p uint32, node string, recs []records.Record) {
 	if l == nil {
 		return
 	}
-	if slices.Contains(l.MetaNodes(int(p)), string(c.nodeID)) {
+	if slices.Contains(l.MetaNodes(int(records.Partition(p).Base())), string(c.nodeID)) {
 		c.entropy.mark(pair{p, node})
 		return
 	}
@@ -358,7 +360,7 @@ func (c *Cluster) deliverHints(ctx context.Context) int {
 		}
 		p := uint32(hp &^ hintFlag)
 		var reps []records.Replica
-		for _, n := range l.MetaNodes(int(p)) {
+		for _, n := range l.MetaNodes(int(records.Partition(p).Base())) {
 			if n == self {
 				reps = append(reps, c.records)
 				continue
@@ -413,7 +415,7 @@ func (c *Cluster) CountConflicts(ctx context.Context) int {
 	}
 	n := 0
 	for _, p := range c.records.Partitions() {
-		if p&hintFlag != 0 {
+		if p&(hintFlag|records.DataFlag) != 0 {
 			continue
 		}
 		from := []byte{}

@@ -24,6 +24,7 @@ import (
 	"github.com/redoubt-io/redoubt/internal/raftmeta"
 	"github.com/redoubt-io/redoubt/internal/s3api"
 	"github.com/redoubt-io/redoubt/internal/s3api/sigv4"
+	"github.com/redoubt-io/redoubt/internal/sites"
 	"github.com/redoubt-io/redoubt/internal/store"
 	"github.com/redoubt-io/redoubt/internal/vfs"
 )
@@ -205,6 +206,10 @@ func (c Config) Validate() error {
 // Node is one running Redoubt server: its drives, metadata, object layer
 // and front ends. Start it with Start; Serve runs it until ctx ends.
 type Node struct {
+	// sites replicates the buckets replicated to sites; nil on a node
+	// that keeps no records (standalone).
+	sites *sites.Replicator
+
 	cfg     Config
 	log     *slog.Logger
 	started time.Time
@@ -338,6 +343,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		ocfg.SharedMetadata = true
 		if n.cluster.Records() != nil {
 			ocfg.Records = n.cluster
+			ocfg.SitesLinked = n.siteRegistry().Linked
+			ocfg.SiteData = n.openSiteData
+			ocfg.KnownDrive = func(id string) bool { _, ok := n.cluster.Drive(id); return ok }
 		}
 	}
 	n.setPolicy(policy)
@@ -432,6 +440,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	registerConflicts(mux, n.objects)
 	if n.cluster != nil {
 		n.registerCluster(mux)
+		if n.cluster.Records() != nil {
+			n.sites = n.newReplicator()
+			n.registerSites(mux)
+			registerSiteMetrics(reg, n.sites)
+		}
 	}
 	if cfg.Pprof {
 		registerPprof(mux)
@@ -457,6 +470,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	n.supervise("multipart-expiry", n.expireUploads)
 	if n.cluster != nil && n.cluster.Records() != nil {
 		n.supervise("conflict-retention", n.resolveOldConflicts)
+		n.supervise("sites", n.sites.Run)
 	}
 	n.gc = newCollector(cfg.GC, n.objects, n.drives, logger.With("component", "gc"))
 	n.supervise("gc", n.gc.Run)

@@ -51,6 +51,9 @@ func (n *Node) Status(ctx context.Context) admin.Status {
 		cs := n.cluster.Status(ctx)
 		cs.Redundancy = n.redundancy(cs)
 		st.Cluster = &cs
+		if n.sites != nil {
+			st.Sites = n.sites.Status()
+		}
 	}
 	for _, r := range n.localMetaStatus() {
 		rs := admin.ReplicaStatus{Path: r.Dir, State: admin.ReplicaOK}

@@ -122,6 +122,12 @@ type BucketConfig struct {
 	// before they are removed (ResolveOldConflicts); 0 keeps them until a
 	// write or a delete resolves the conflict. Whole seconds.
 	ConflictRetention time.Duration
+	// Replicate, in an available bucket, replicates it to every site
+	// this cluster is linked with (sites.go), both ways: its records are
+	// kept apart from other buckets' (SitePartition), so that a site
+	// compares and copies only what it shares, and its ID is the same on
+	// every site.
+	Replicate bool
 }
 
 // WriteCopiesOrDefault is WriteCopies, or DefaultWriteCopies when unset.

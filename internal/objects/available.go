@@ -207,7 +207,19 @@ func availKey(id bucketID, key string) []byte {
 	return append(id[:len(id):len(id)], key...)
 }
 
-// availPartition is the records partition of key: its base partition.
+// recordsPart is the records partition of base partition p's keys in
+// bucket b: p itself, or in a bucket replicated to other sites p's
+// partition of such buckets, kept apart so that sites compare only what
+// they share.
+func recordsPart(b *bucketRec, p uint32) records.Partition {
+	if b.Config.Replicate {
+		return records.SitePartition(p)
+	}
+	return records.Partition(p)
+}
+
+// availPartition is the base partition of key: the placement of its
+// records (recordsPart).
 func (s *Service) availPartition(bucket, key string) uint32 {
 	return placement.PartitionOf(bucket, key, s.cfg.Partitions)
 }
@@ -232,7 +244,7 @@ func (s *Service) availState(ctx context.Context, ob *opBucket, key string) (vse
 	if err != nil {
 		return vset.State{}, RecordSet{}, 0, err
 	}
-	recs, _, err := records.Read(rs.readers(), records.Partition(p), availKey(ob.rec.ID, key), availWait, s.cfg.Now)
+	recs, _, err := records.Read(rs.readers(), recordsPart(&ob.rec, p), availKey(ob.rec.ID, key), availWait, s.cfg.Now)
 	if err != nil {
 		return vset.State{}, RecordSet{}, 0, fmt.Errorf("objects: read %q: %w: %w", key, meta.ErrUnavailable, err)
 	}
@@ -414,14 +426,14 @@ func (s *Service) writeAvailable(ob *opBucket, p uint32, rs RecordSet, recs []re
 	if len(rs.Replicas) > 0 {
 		// Every replica that answers in time takes the write, even past
 		// want: the fewer that miss it, the less anti-entropy has to do.
-		copies, err = records.Write(rs.Replicas, records.Partition(p), recs, len(rs.Replicas), availWait)
+		copies, err = records.Write(rs.Replicas, recordsPart(&ob.rec, p), recs, len(rs.Replicas), availWait)
 		if err != nil {
 			errs = append(errs, err)
 		}
 	}
 	everywhere = copies == len(rs.Replicas)
 	if copies < want && len(rs.Hints) > 0 {
-		hinted, err := records.Write(rs.Hints, records.Partition(p), recs, want-copies, availWait)
+		hinted, err := records.Write(rs.Hints, recordsPart(&ob.rec, p), recs, want-copies, availWait)
 		if err != nil {
 			errs = append(errs, err)
 		}

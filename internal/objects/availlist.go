@@ -30,6 +30,7 @@ func (k *availKeyState) key() string { return string(k.rkey[len(bucketID{}):]) }
 type availStream struct {
 	ctx  context.Context
 	p    uint32
+	rp   records.Partition // the records partition of p's keys (recordsPart)
 	reps []records.Replica
 	from []byte
 	to   []byte
@@ -44,7 +45,7 @@ type availStream struct {
 
 func (a *availStream) fill() error {
 	for len(a.buf) == 0 && !a.done {
-		recs, more, answered, err := records.ReadRange(a.reps, records.Partition(a.p), a.from, a.to, a.page, availWait, a.now)
+		recs, more, answered, err := records.ReadRange(a.reps, a.rp, a.from, a.to, a.page, availWait, a.now)
 		if err == nil && a.all && answered < len(a.reps) {
 			err = fmt.Errorf("%d of %d replicas answered", answered, len(a.reps))
 		}
@@ -87,14 +88,14 @@ type availMerger struct {
 // availListFill bounds the partitions a listing reads at once.
 const availListFill = 16
 
-func (s *Service) newAvailMerger(ctx context.Context, from, to []byte, page int, all bool) (*availMerger, error) {
+func (s *Service) newAvailMerger(ctx context.Context, b *bucketRec, from, to []byte, page int, all bool) (*availMerger, error) {
 	m := &availMerger{}
 	for p := range uint32(s.cfg.Partitions) {
 		rs, err := s.replicasOf(ctx, p)
 		if err != nil {
 			return nil, err
 		}
-		m.streams = append(m.streams, &availStream{ctx: ctx, p: p, reps: rs.readers(), from: from, to: to, page: page, all: all, now: s.cfg.Now})
+		m.streams = append(m.streams, &availStream{ctx: ctx, p: p, rp: recordsPart(b, p), reps: rs.readers(), from: from, to: to, page: page, all: all, now: s.cfg.Now})
 	}
 	return m, nil
 }
@@ -176,7 +177,7 @@ func availListStart(id bucketID, prefix, delim, marker string) []byte {
 func (s *Service) listAvailable(ctx context.Context, b bucketRec, bucket string, opts ListOptions) (ListResult, error) {
 	ob := &opBucket{name: bucket, rec: b}
 	limit := pageSize(opts.MaxKeys)
-	m, err := s.newAvailMerger(ctx, availListStart(b.ID, opts.Prefix, opts.Delimiter, opts.Marker),
+	m, err := s.newAvailMerger(ctx, &b, availListStart(b.ID, opts.Prefix, opts.Delimiter, opts.Marker),
 		prefixEnd(availKey(b.ID, opts.Prefix)), min(limit+1, maxListKeys), false)
 	if err != nil {
 		return ListResult{}, err
@@ -239,7 +240,7 @@ func (s *Service) listAvailableVersions(ctx context.Context, b bucketRec, bucket
 		}
 		below, lo = &id, availKey(b.ID, opts.KeyMarker)
 	}
-	m, err := s.newAvailMerger(ctx, lo, prefixEnd(availKey(b.ID, opts.Prefix)), min(limit+1, maxListKeys), false)
+	m, err := s.newAvailMerger(ctx, &b, lo, prefixEnd(availKey(b.ID, opts.Prefix)), min(limit+1, maxListKeys), false)
 	if err != nil {
 		return ListVersionsResult{}, err
 	}
@@ -296,8 +297,9 @@ func (s *Service) listAvailableVersions(ctx context.Context, b bucketRec, bucket
 
 // availEmpty reports whether no key of incarnation id has a visible
 // version on any replica; every replica of every partition must answer.
-func (s *Service) availEmpty(ctx context.Context, id bucketID) (bool, error) {
-	m, err := s.newAvailMerger(ctx, availKey(id, ""), prefixEnd(availKey(id, "")), 100, true)
+func (s *Service) availEmpty(ctx context.Context, b *bucketRec) (bool, error) {
+	id := b.ID
+	m, err := s.newAvailMerger(ctx, b, availKey(id, ""), prefixEnd(availKey(id, "")), 100, true)
 	if err != nil {
 		return false, err
 	}

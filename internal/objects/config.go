@@ -1,6 +1,7 @@
 package objects
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -50,6 +51,15 @@ type Config struct {
 	// Records reaches the replicas of available buckets' records
 	// (available.go); nil: the node makes strong buckets only.
 	Records RecordReplicas
+	// SitesLinked, when set, says whether the cluster is linked with
+	// other sites: a bucket replicated to them is not deleted then
+	// (sites.go).
+	SitesLinked func(ctx context.Context) (bool, error)
+	// SiteData opens data another site wrote, for the copies this site
+	// keeps of replicated buckets' bodies (sitedata.go); KnownDrive says
+	// whether a drive is this cluster's, which tells such data apart.
+	SiteData   SiteDataSource
+	KnownDrive func(id string) bool
 	// Incarnation names this writer in its write intents (see gc.go).
 	// Node should be the node's ID; a zero Nonce gets a random one in New,
 	// so every Service is a new incarnation.

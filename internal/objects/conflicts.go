@@ -36,7 +36,7 @@ func (s *Service) Conflicts(ctx context.Context, bucket, prefix, after string, m
 		max = MaxConflicts
 	}
 	ob := &opBucket{name: bucket, rec: b}
-	m, err := s.newAvailMerger(ctx, availListStart(b.ID, prefix, "", after), prefixEnd(availKey(b.ID, prefix)), maxListKeys, false)
+	m, err := s.newAvailMerger(ctx, &b, availListStart(b.ID, prefix, "", after), prefixEnd(availKey(b.ID, prefix)), maxListKeys, false)
 	if err != nil {
 		return nil, "", err
 	}

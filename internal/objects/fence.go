@@ -337,7 +337,7 @@ func (s *Service) decide(ctx context.Context, name string, r bucketRec, rev uint
 	case changeDelete:
 		empty, err := s.bucketEmpty(ctx, r.ID)
 		if err == nil && empty && r.Config.Consistency == Available {
-			empty, err = s.availEmpty(ctx, r.ID)
+			empty, err = s.availEmpty(ctx, &r)
 		}
 		if err != nil {
 			return nil, false, err

@@ -316,6 +316,11 @@ func (s *Service) getObject(ctx context.Context, ob *opBucket, key string, opts 
 	if opts.HeadOnly {
 		return oi, nil, nil
 	}
+	if ob.available() {
+		if err := s.localParts(ctx, ob, key, &v); err != nil {
+			return ObjectInfo{}, nil, err
+		}
+	}
 	rc, err := s.openRange(ctx, &v, start, length)
 	if err != nil {
 		return ObjectInfo{}, nil, err

@@ -230,9 +230,12 @@ func (r *bucketRec) encode() []byte {
 	if r.Config != (BucketConfig{}) {
 		e.u(uint64(r.Config.Consistency))
 	}
-	if r.Config.WriteCopies != 0 || r.Config.ConflictRetention != 0 {
+	if r.Config.WriteCopies != 0 || r.Config.ConflictRetention != 0 || r.Config.Replicate {
 		e.u(uint64(r.Config.WriteCopies))
 		e.u(uint64(r.Config.ConflictRetention / time.Second))
+	}
+	if r.Config.Replicate {
+		e.u(1)
 	}
 	return e.b
 }
@@ -275,6 +278,12 @@ func decodeBucket(b []byte) (bucketRec, error) {
 			d.fail()
 		}
 		r.Config.ConflictRetention = time.Duration(secs) * time.Second
+	}
+	if d.err == nil && len(d.b) > 0 { // absent unless replicated to sites
+		if d.u() != 1 {
+			d.fail()
+		}
+		r.Config.Replicate = true
 	}
 	return r, d.done()
 }

@@ -50,6 +50,10 @@ func TestRecordRoundTrip(t *testing.T) {
 	if got, err := decodeBucket(b.encode()); err != nil || got != b {
 		t.Fatalf("available bucket: %v %+v", err, got)
 	}
+	b.Config.Replicate = true
+	if got, err := decodeBucket(b.encode()); err != nil || got != b {
+		t.Fatalf("replicated bucket: %v %+v", err, got)
+	}
 	u := uploadRec{Initiated: 5, ContentType: "x/y", UserMeta: map[string]string{"k": "v"}, ChecksumAlg: "CRC32", ChecksumType: "FULL_OBJECT"}
 	if got, err := decodeUpload(u.encode()); err != nil || !reflect.DeepEqual(got, u) {
 		t.Fatalf("upload: %v %+v", err, got)
@@ -112,6 +116,7 @@ func FuzzDecodeRecords(f *testing.F) {
 	f.Add((&headRec{HasNull: true, ETag: "e"}).encode())
 	f.Add((&bucketRec{Versioning: Enabled}).encode())
 	f.Add((&bucketRec{Fenced: true, Config: BucketConfig{Consistency: Available}}).encode())
+	f.Add((&bucketRec{Fenced: true, Config: BucketConfig{Consistency: Available, Replicate: true}}).encode())
 	f.Add((&uploadRec{ChecksumAlg: "CRC32"}).encode())
 	f.Add(encodePendingPart(&v.Parts[0]))
 	ts := hlc.Timestamp{Wall: 1}

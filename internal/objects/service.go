@@ -19,11 +19,13 @@ import (
 
 // Service implements API over a metadata store and a data store.
 type Service struct {
-	cfg   Config
-	md    *router // the metadata store, through splits (route.go)
-	data  blocks.Store
-	log   *slog.Logger
-	clock *hlc.Clock
+	cfg Config
+	// siteCopies: copies of other sites' data under way (sitedata.go).
+	siteCopies copyLocks
+	md         *router // the metadata store, through splits (route.go)
+	data       blocks.Store
+	log        *slog.Logger
+	clock      *hlc.Clock
 	// buckets caches bucket records for object operations.
 	buckets bucketCache
 	// fences are the newest fences read, for commits' first rounds.
@@ -136,23 +138,11 @@ func (s *Service) CreateBucketWith(ctx context.Context, name string, cfg BucketC
 	if err := ValidBucketName(name); err != nil {
 		return err
 	}
-	switch cfg.Consistency {
-	case Strong:
-		if cfg.WriteCopies != 0 || cfg.ConflictRetention != 0 {
-			return fmt.Errorf("%w: write copies and conflict retention are for available buckets; a strong bucket's writes wait for a majority and never conflict", ErrInvalidArgument)
-		}
-	case Available:
-		if s.cfg.Records == nil {
-			return fmt.Errorf("%w: available buckets need a cluster (a standalone node has no other side of a partition to stay available on); start one with redoubt dev --nodes 3", ErrNotImplemented)
-		}
-		if cfg.WriteCopies < 0 || cfg.WriteCopies > MaxWriteCopies {
-			return fmt.Errorf("%w: write copies %d not in 1..%d", ErrInvalidArgument, cfg.WriteCopies, MaxWriteCopies)
-		}
-		if r := cfg.ConflictRetention; r < 0 || r > maxConflictRetention || r%time.Second != 0 {
-			return fmt.Errorf("%w: conflict retention %v: whole seconds up to %v", ErrInvalidArgument, r, maxConflictRetention)
-		}
-	default:
-		return fmt.Errorf("%w: unknown consistency %d", ErrInvalidArgument, cfg.Consistency)
+	if err := checkBucketConfig(cfg); err != nil {
+		return err
+	}
+	if cfg.Consistency == Available && s.cfg.Records == nil {
+		return fmt.Errorf("%w: available buckets need a cluster (a standalone node has no other side of a partition to stay available on); start one with redoubt dev --nodes 3", ErrNotImplemented)
 	}
 	if _, _, err := s.getBucket(ctx, name); err == nil {
 		return fmt.Errorf("%w: %q", ErrBucketExists, name)
@@ -163,6 +153,34 @@ func (s *Service) CreateBucketWith(ctx context.Context, name string, cfg BucketC
 	if _, err := io.ReadFull(s.cfg.Rand, r.ID[:]); err != nil {
 		return fmt.Errorf("objects: bucket id: %w", err)
 	}
+	return s.createBucket(ctx, name, r)
+}
+
+// checkBucketConfig refuses a configuration no bucket may have.
+func checkBucketConfig(cfg BucketConfig) error {
+	switch cfg.Consistency {
+	case Strong:
+		if cfg.WriteCopies != 0 || cfg.ConflictRetention != 0 {
+			return fmt.Errorf("%w: write copies and conflict retention are for available buckets; a strong bucket's writes wait for a majority and never conflict", ErrInvalidArgument)
+		}
+		if cfg.Replicate {
+			return fmt.Errorf("%w: only available buckets are replicated to other sites: sites take writes while cut off from each other, which a strong bucket cannot", ErrInvalidArgument)
+		}
+	case Available:
+		if cfg.WriteCopies < 0 || cfg.WriteCopies > MaxWriteCopies {
+			return fmt.Errorf("%w: write copies %d not in 1..%d", ErrInvalidArgument, cfg.WriteCopies, MaxWriteCopies)
+		}
+		if r := cfg.ConflictRetention; r < 0 || r > maxConflictRetention || r%time.Second != 0 {
+			return fmt.Errorf("%w: conflict retention %v: whole seconds up to %v", ErrInvalidArgument, r, maxConflictRetention)
+		}
+	default:
+		return fmt.Errorf("%w: unknown consistency %d", ErrInvalidArgument, cfg.Consistency)
+	}
+	return nil
+}
+
+// createBucket makes bucket name with record r, fences first.
+func (s *Service) createBucket(ctx context.Context, name string, r bucketRec) error {
 	if err := s.writeFences(ctx, r); err != nil {
 		s.dropFencesQuietly(ctx, name, r.ID)
 		return metaErr("create bucket", err)
@@ -263,6 +281,13 @@ func (s *Service) SetVersioning(ctx context.Context, bucket string, state Versio
 // checked while every partition's fence is frozen, so no write can land
 // between the check and the deletion (see fence.go).
 func (s *Service) DeleteBucket(ctx context.Context, name string) error {
+	r, _, err := s.getBucket(ctx, name)
+	if err == nil {
+		err = s.refuseLinkedDelete(ctx, name, r)
+	}
+	if err != nil {
+		return err
+	}
 	return s.change(ctx, name, func(bucketRec) bucketChange { return bucketChange{Kind: changeDelete} })
 }
 

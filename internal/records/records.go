@@ -47,6 +47,29 @@ import (
 // Partition names a partition of the key space, as meta.Partition does.
 type Partition uint32
 
+// SiteFlag marks the partitions of buckets replicated to other sites
+// (objects.BucketConfig.Replicate): partition p|SiteFlag holds the
+// records of base partition p's keys in those buckets, on p's replicas,
+// so that two sites compare and copy the records they share and no
+// other. Base partitions stay far below it.
+const SiteFlag = 1 << 30
+
+// SitePartition is the partition of base partition p's keys in buckets
+// replicated to other sites.
+func SitePartition(p uint32) Partition { return Partition(p | SiteFlag) }
+
+// DataFlag marks the partitions of a site's own notes about data another
+// site wrote (package objects, sitedata.go): kept by base partition p's
+// replicas in partition p|DataFlag, synced within the site, never sent
+// to another (SiteRequest refuses them).
+const DataFlag = 1 << 29
+
+// DataPartition is base partition p's partition of notes about data.
+func DataPartition(p uint32) Partition { return Partition(p | DataFlag) }
+
+// Base is the base partition whose replicas keep partition p's records.
+func (p Partition) Base() uint32 { return uint32(p) &^ (SiteFlag | DataFlag) }
+
 // Levels is the depth of every partition's tree: 4,096 leaves.
 const Levels = 3
 
@@ -503,6 +526,9 @@ type Peer interface {
 type SyncStats struct {
 	Leaves        int // leaves whose digests differed
 	Fetched, Sent int // records copied from the peer, and to it
+	// Got are the records of the differing leaves the peer held, which
+	// this store now holds.
+	Got []Record
 }
 
 // Sync brings s and peer to the union of their records of partition p:
@@ -542,6 +568,7 @@ func Sync(s *Store, peer Peer, p Partition) (SyncStats, error) {
 	if st.Fetched, err = s.Put(p, theirs); err != nil {
 		return st, err
 	}
+	st.Got = theirs
 	if st.Sent, err = peer.Put(p, ours); err != nil {
 		return st, err
 	}

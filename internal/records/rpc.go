@@ -93,6 +93,45 @@ func splitAhead(recs []Record, now time.Time) ([]Record, error) {
 	return ok, err
 }
 
+// PutRecords returns the records of req, a put request.
+func PutRecords(req []byte) ([]Record, error) {
+	op, _, body, err := decodeHeader(req)
+	if err != nil {
+		return nil, err
+	}
+	if op != opPut {
+		return nil, fmt.Errorf("%w: op %d is no put", ErrInvalidRequest, op)
+	}
+	return decodeRecords(body)
+}
+
+// RootRequest is the request for partition p's root digest.
+func RootRequest(p Partition) []byte { return header(opRoot, p) }
+
+// Answer answers req, a request of Serve's service, as Serve would.
+func (s *Store) Answer(req []byte, now func() time.Time) ([]byte, error) { return s.answer(req, now) }
+
+// SiteRequest checks req, a request of Serve's service, as one site may
+// make of another: one of a Sync's requests (root, children, leaves,
+// put) about a partition of buckets replicated to sites, never another
+// partition's records. It returns the partition and whether req writes.
+func SiteRequest(req []byte) (p Partition, put bool, err error) {
+	op, p, _, err := decodeHeader(req)
+	if err != nil {
+		return 0, false, err
+	}
+	if uint32(p)&SiteFlag == 0 || uint32(p)&^SiteFlag >= DataFlag {
+		return 0, false, fmt.Errorf("%w: partition %#x is no partition of replicated buckets", ErrInvalidRequest, uint32(p))
+	}
+	switch op {
+	case opRoot, opChildren, opLeaves:
+		return p, false, nil
+	case opPut:
+		return p, true, nil
+	}
+	return 0, false, fmt.Errorf("%w: op %d is not for sites", ErrInvalidRequest, op)
+}
+
 func (s *Store) answer(req []byte, now func() time.Time) ([]byte, error) {
 	op, p, body, err := decodeHeader(req)
 	if err != nil {
@@ -338,17 +377,16 @@ func decodeScan(b []byte) (from, to []byte, limit int, err error) {
 // RemotePeer is the Store of node to, reached through c; ctx bounds
 // every call it makes.
 func RemotePeer(ctx context.Context, c transport.Caller, to transport.Peer) Peer {
-	return remote{ctx: ctx, c: c, to: to}
+	return remote{call: func(req []byte) ([]byte, error) { return c.Call(ctx, to, Service, req) }}
 }
+
+// PeerOver is a replica reached through call, which delivers a request
+// to a store's Answer and returns the answer: another site's, say, over
+// its admin API.
+func PeerOver(call func(req []byte) ([]byte, error)) Peer { return remote{call: call} }
 
 type remote struct {
-	ctx context.Context
-	c   transport.Caller
-	to  transport.Peer
-}
-
-func (r remote) call(req []byte) ([]byte, error) {
-	return r.c.Call(r.ctx, r.to, Service, req)
+	call func(req []byte) ([]byte, error)
 }
 
 func (r remote) Root(p Partition) (merkle.Hash, error) {

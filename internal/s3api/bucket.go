@@ -169,6 +169,13 @@ func (s *Server) createBucket(w http.ResponseWriter, r *http.Request, rc *reqCtx
 		}
 		cfg.ConflictRetention = d
 	}
+	if v, ok := r.Header[objects.ReplicateHeader]; ok {
+		b, err := strconv.ParseBool(strings.TrimSpace(v[0]))
+		if len(v) != 1 || err != nil {
+			return invalidArg("%s must be true or false", objects.ReplicateHeader)
+		}
+		cfg.Replicate = b
+	}
 	if err := s.api.CreateBucketWith(r.Context(), rc.bucket, cfg); err != nil {
 		return err
 	}
@@ -189,6 +196,9 @@ func (s *Server) headBucket(w http.ResponseWriter, r *http.Request, rc *reqCtx) 
 		w.Header().Set(objects.WriteCopiesHeader, strconv.Itoa(bi.WriteCopiesOrDefault()))
 		if bi.ConflictRetention > 0 {
 			w.Header().Set(objects.ConflictRetentionHeader, bi.ConflictRetention.String())
+		}
+		if bi.Replicate {
+			w.Header().Set(objects.ReplicateHeader, "true")
 		}
 	}
 	w.WriteHeader(http.StatusOK)

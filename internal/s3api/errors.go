@@ -79,6 +79,7 @@ var objectErrors = []struct {
 	{objects.ErrNoSuchBucket, errNoSuchBucket},
 	{objects.ErrBucketExists, apiErr("BucketAlreadyOwnedByYou", 409, "Your previous request to create the named bucket succeeded and you already own it.")},
 	{objects.ErrBucketNotEmpty, apiErr("BucketNotEmpty", 409, "The bucket you tried to delete is not empty.")},
+	{objects.ErrBucketReplicated, apiErr("BucketReplicated", 409, "The bucket is replicated to the sites this cluster is linked with, which would create it again; remove the sites (redoubt site remove) before deleting it.")},
 	{objects.ErrInvalidBucketName, apiErr("InvalidBucketName", 400, "The specified bucket is not valid.")},
 	{objects.ErrNoSuchKey, apiErr("NoSuchKey", 404, "The specified key does not exist.")},
 	{objects.ErrNoSuchVersion, apiErr("NoSuchVersion", 404, "The specified version does not exist.")},
