@@ -36,6 +36,7 @@ credentials: --access-key and --secret-key, or the credentials file in --data
 	var consistency string
 	var copies int
 	var retention time.Duration
+	var replicate bool
 	create := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Create a bucket",
@@ -46,15 +47,19 @@ credentials: --access-key and --secret-key, or the credentials file in --data
 				return err
 			}
 			var b admin.Bucket
-			in := admin.BucketCreate{Name: args[0], Consistency: consistency, WriteCopies: copies}
+			in := admin.BucketCreate{Name: args[0], Consistency: consistency, WriteCopies: copies, Replicate: replicate}
 			if retention > 0 {
 				in.ConflictRetention = retention.String()
 			}
 			if err := c.call(cmd.Context(), c.addr, http.MethodPost, "/buckets", in, &b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", args[0], err)
 			}
+			sites := ""
+			if b.Replicate {
+				sites = ", replicated to the linked sites"
+			}
 			if b.WriteCopies > 0 {
-				fmt.Fprintf(cmd.OutOrStdout(), "bucket %s created: %s, writes acknowledged on %d nodes\n", b.Name, b.Consistency, b.WriteCopies)
+				fmt.Fprintf(cmd.OutOrStdout(), "bucket %s created: %s, writes acknowledged on %d nodes%s\n", b.Name, b.Consistency, b.WriteCopies, sites)
 			} else {
 				fmt.Fprintf(cmd.OutOrStdout(), "bucket %s created: %s\n", b.Name, b.Consistency)
 			}
@@ -63,6 +68,7 @@ credentials: --access-key and --secret-key, or the credentials file in --data
 	}
 	create.Flags().StringVar(&consistency, "consistency", "strong", "strong or available; kept for the bucket's life")
 	create.Flags().DurationVar(&retention, "conflict-retention", 0, "available, unversioned buckets: remove the versions written concurrently with a key's current one after this long (0: keep them until a write or a delete resolves the conflict)")
+	create.Flags().BoolVar(&replicate, "replicate", false, "available buckets: replicate the bucket to every site this cluster is linked with, both ways (redoubt site)")
 	create.Flags().IntVar(&copies, "write-copies", 0, "available buckets: nodes that must hold a write before it is acknowledged, as far as reachable (default 2)")
 
 	list := &cobra.Command{
@@ -92,9 +98,13 @@ func printBuckets(w io.Writer, bs []admin.Bucket) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tCONSISTENCY\tVERSIONING\tCREATED")
+	fmt.Fprintln(tw, "NAME\tCONSISTENCY\tVERSIONING\tSITES\tCREATED")
 	for _, b := range bs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", b.Name, b.Consistency, b.Versioning, b.Created.UTC().Format(time.RFC3339))
+		sites := "-"
+		if b.Replicate {
+			sites = "replicated"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Name, b.Consistency, b.Versioning, sites, b.Created.UTC().Format(time.RFC3339))
 	}
 	tw.Flush()
 }

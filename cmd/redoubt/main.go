@@ -83,6 +83,7 @@ Environment:
 		newLayoutCmd(),
 		newBucketCmd(),
 		newConflictsCmd(),
+		newSiteCmd(),
 	)
 	return root
 }

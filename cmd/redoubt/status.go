@@ -81,6 +81,10 @@ func printStatus(w io.Writer, st admin.Status, moves []nodeMove) {
 		}
 		fmt.Fprintf(w, "Buckets: %d strong, %d available (%s%s)\n", b.Strong, b.Available, strings.Join(b.Names, ", "), more)
 	}
+	if len(st.Sites) > 0 {
+		fmt.Fprintln(w, "Sites, as this node replicates to them:")
+		printSites(w, st.Sites)
+	}
 	if c := st.Cluster; c != nil {
 		fmt.Fprintf(w, "\nCluster: layout v%d, %d partitions, %d staged change(s); answering node %s\n",
 			c.LayoutVersion, c.Partitions, c.StagedChanges, short(c.NodeID))

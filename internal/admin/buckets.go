@@ -16,6 +16,8 @@ type Bucket struct {
 	WriteCopies int `json:"write_copies,omitempty"`
 	// ConflictRetention: see BucketCreate; "" when none.
 	ConflictRetention string `json:"conflict_retention,omitempty"`
+	// Replicate: the bucket is replicated to the linked sites.
+	Replicate bool `json:"replicate,omitempty"`
 }
 
 // Conflicts is the answer of GET /buckets/NAME/conflicts: keys of an
@@ -53,4 +55,7 @@ type BucketCreate struct {
 	// ConflictRetention is an available bucket's, as a Go duration such
 	// as "72h" ("": keep conflicts until they are resolved).
 	ConflictRetention string `json:"conflict_retention,omitempty"`
+	// Replicate makes an available bucket replicated to the linked sites
+	// (redoubt site).
+	Replicate bool `json:"replicate,omitempty"`
 }

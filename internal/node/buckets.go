@@ -45,7 +45,7 @@ func registerBuckets(mux *http.ServeMux, api objects.API) {
 				return
 			}
 		}
-		if err := api.CreateBucketWith(r.Context(), c.Name, objects.BucketConfig{Consistency: cons, WriteCopies: c.WriteCopies, ConflictRetention: retention}); err != nil {
+		if err := api.CreateBucketWith(r.Context(), c.Name, objects.BucketConfig{Consistency: cons, WriteCopies: c.WriteCopies, ConflictRetention: retention, Replicate: c.Replicate}); err != nil {
 			writeBucketAnswer(w, nil, err)
 			return
 		}
@@ -85,6 +85,7 @@ func adminBucket(b objects.BucketInfo) admin.Bucket {
 		if b.ConflictRetention > 0 {
 			ab.ConflictRetention = b.ConflictRetention.String()
 		}
+		ab.Replicate = b.Replicate
 	}
 	return ab
 }
@@ -101,6 +102,7 @@ var bucketErrors = []struct {
 	{objects.ErrBucketExists, http.StatusConflict, "BucketAlreadyOwnedByYou"},
 	{objects.ErrNoSuchBucket, http.StatusNotFound, "NoSuchBucket"},
 	{objects.ErrNotImplemented, http.StatusNotImplemented, "NotImplemented"},
+	{objects.ErrBucketReplicated, http.StatusConflict, "BucketReplicated"},
 	{syscall.ENOSPC, http.StatusInsufficientStorage, "InsufficientStorage"},
 	{meta.ErrUnavailable, http.StatusServiceUnavailable, "ServiceUnavailable"},
 }

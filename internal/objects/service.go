@@ -153,7 +153,7 @@ func (s *Service) CreateBucketWith(ctx context.Context, name string, cfg BucketC
 	if _, err := io.ReadFull(s.cfg.Rand, r.ID[:]); err != nil {
 		return fmt.Errorf("objects: bucket id: %w", err)
 	}
-	return s.createBucket(ctx, name, r)
+	return s.createBucket(ctx, name, r, true)
 }
 
 // checkBucketConfig refuses a configuration no bucket may have.
@@ -179,10 +179,16 @@ func checkBucketConfig(cfg BucketConfig) error {
 	return nil
 }
 
-// createBucket makes bucket name with record r, fences first.
-func (s *Service) createBucket(ctx context.Context, name string, r bucketRec) error {
+// createBucket makes bucket name with record r, fences first. own says
+// the incarnation is this call's alone (a new ID), whose fences it
+// removes when it fails; an incarnation several may create at once (an
+// adopted bucket's, whose ID another site chose) keeps them, since
+// another's creation may be the one that wins.
+func (s *Service) createBucket(ctx context.Context, name string, r bucketRec, own bool) error {
 	if err := s.writeFences(ctx, r); err != nil {
-		s.dropFencesQuietly(ctx, name, r.ID)
+		if own {
+			s.dropFencesQuietly(ctx, name, r.ID)
+		}
 		return metaErr("create bucket", err)
 	}
 	k := bucketKey(name)
@@ -191,7 +197,9 @@ func (s *Service) createBucket(ctx context.Context, name string, r bucketRec) er
 		Puts:  []meta.KV{{Key: k, Value: r.encode()}},
 	})
 	if errors.Is(err, meta.ErrConflict) {
-		s.dropFencesQuietly(ctx, name, r.ID)
+		if own {
+			s.dropFencesQuietly(ctx, name, r.ID)
+		}
 		return fmt.Errorf("%w: %q", ErrBucketExists, name)
 	}
 	if err != nil {

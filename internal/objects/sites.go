@@ -42,7 +42,7 @@ func (s *Service) SiteBuckets(ctx context.Context) ([]SiteBucket, error) {
 
 // ErrSiteBucketClash: another site replicates a bucket under a name this
 // site uses for a different bucket.
-var ErrSiteBucketClash = errors.New("objects: a linked site replicates a bucket of this name, and this one is another")
+var ErrSiteBucketClash = errors.New("objects: a bucket of this name exists and is not the one the other site replicates (delete or rename one of them)")
 
 // AdoptBucket makes b, another site's replicated bucket, a bucket here
 // with its ID and configuration, unless this site has it already. A
@@ -72,8 +72,16 @@ func (s *Service) AdoptBucket(ctx context.Context, b SiteBucket) error {
 	if s.cfg.Records == nil {
 		return fmt.Errorf("%w: replicated buckets need a cluster", ErrNotImplemented)
 	}
-	return s.createBucket(ctx, b.Name, bucketRec{ID: id, Created: b.Created.UnixMilli(), Versioning: b.Versioning,
-		Fenced: true, Counted: true, Config: b.Config})
+	err = s.createBucket(ctx, b.Name, bucketRec{ID: id, Created: b.Created.UnixMilli(), Versioning: b.Versioning,
+		Fenced: true, Counted: true, Config: b.Config}, false)
+	if errors.Is(err, ErrBucketExists) {
+		// Adopted at the same moment by another node, or made here.
+		if r, _, err := s.getBucket(ctx, b.Name); err == nil && r.ID == id {
+			return nil
+		}
+		return fmt.Errorf("%w: %q", ErrSiteBucketClash, b.Name)
+	}
+	return err
 }
 
 // refuseLinkedDelete refuses to delete a bucket replicated to sites

@@ -311,10 +311,16 @@ func (r *Replicator) exchange(ctx context.Context, c *admin.Client, s Site, st *
 	if theirs.Partitions != r.cfg.Partitions() {
 		return fmt.Errorf("site %s has %d partitions and this one %d: sites must have the same count", s.Name, theirs.Partitions, r.cfg.Partitions())
 	}
-	refused := Adopt(ctx, r.cfg.Buckets, theirs.Buckets)
+	var refused []string
+	for _, why := range Adopt(ctx, r.cfg.Buckets, theirs.Buckets) {
+		refused = append(refused, "here: "+why)
+	}
+	for _, why := range theirs.Refused {
+		refused = append(refused, "on "+s.Name+": "+why)
+	}
 	r.mu.Lock()
 	st.exchange = now
-	st.refused = append(refused, theirs.Refused...)
+	st.refused = refused
 	r.mu.Unlock()
 	return nil
 }
@@ -325,7 +331,7 @@ func Adopt(ctx context.Context, b Buckets, bs []objects.SiteBucket) []string {
 	var refused []string
 	for _, sb := range bs {
 		if err := b.AdoptBucket(ctx, sb); err != nil {
-			refused = append(refused, fmt.Sprintf("%s: %v", sb.Name, err))
+			refused = append(refused, fmt.Sprintf("bucket %s not replicated: %v", sb.Name, err))
 		}
 	}
 	return refused

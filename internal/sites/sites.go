@@ -157,3 +157,30 @@ func (r Registry) Linked(ctx context.Context) (bool, error) {
 	s, err := r.List(ctx)
 	return len(s) > 0, err
 }
+
+// ParseSecret reads another site's root credentials from a secret file:
+// the site's own credentials file (redoubt-credentials.json: a JSON
+// object with access_key and secret_key), or text holding the access key
+// and the secret key separated by white space or a colon.
+func ParseSecret(b []byte) (accessKey, secretKey string, err error) {
+	t := strings.TrimSpace(string(b))
+	if strings.HasPrefix(t, "{") {
+		var c struct {
+			AccessKey string `json:"access_key"`
+			SecretKey string `json:"secret_key"`
+		}
+		if err := json.Unmarshal([]byte(t), &c); err != nil {
+			return "", "", fmt.Errorf("%w: secret file: %w", ErrInvalid, err)
+		}
+		accessKey, secretKey = c.AccessKey, c.SecretKey
+	} else {
+		f := strings.FieldsFunc(t, func(r rune) bool { return r == ':' || r == ' ' || r == '\t' || r == '\n' || r == '\r' })
+		if len(f) == 2 {
+			accessKey, secretKey = f[0], f[1]
+		}
+	}
+	if accessKey == "" || secretKey == "" || strings.ContainsAny(accessKey+secretKey, " \t\r\n") {
+		return "", "", fmt.Errorf("%w: secret file: want the other site's redoubt-credentials.json, or its access key and secret key separated by a space or a colon", ErrInvalid)
+	}
+	return accessKey, secretKey, nil
+}
