@@ -39,7 +39,11 @@ type bed struct {
 }
 
 // bedIP is node i's address on the bed.
-func bedIP(i int) string { return fmt.Sprintf("127.0.1.%d", i+1) }
+func bedIP(i int) string { return bedIPOn(1, i) }
+
+// bedIPOn is node i's address on a bed of network n (127.0.n.0/24): a
+// second cluster on the bed, as another site, takes network 2.
+func bedIPOn(n, i int) string { return fmt.Sprintf("127.0.%d.%d", n, i+1) }
 
 // needBed skips t unless this process may set packet rules.
 func needBed(t *testing.T) {
@@ -65,10 +69,17 @@ func startBed(t *testing.T, n, zones int, extra ...string) *bed {
 // startBedWith is startBed with node i's extra flags extra(i).
 func startBedWith(t *testing.T, n, zones int, extra func(i int) []string) *bed {
 	t.Helper()
+	return startBedOn(t, 1, n, zones, extra)
+}
+
+// startBedOn is startBedWith on network netw (bedIPOn), with a chain of
+// its own.
+func startBedOn(t *testing.T, netw, n, zones int, extra func(i int) []string) *bed {
+	t.Helper()
 	needBed(t)
 	c := &cluster{t: t, secret: filepath.Join(t.TempDir(), "secret")}
 	b := &bed{cluster: c, cuts: map[[2]int]bool{}, paused: map[int]bool{}}
-	b.chain = fmt.Sprintf("REDOUBT-BED-%d", os.Getpid())
+	b.chain = fmt.Sprintf("REDOUBT-BED-%d-%d", os.Getpid(), netw)
 	b.iptables("-N", b.chain)
 	t.Cleanup(func() {
 		b.iptablesQuiet("-D", "INPUT", "-j", b.chain)
@@ -84,10 +95,11 @@ func startBedWith(t *testing.T, n, zones int, extra func(i int) []string) *bed {
 		t.Fatal(err)
 	}
 	for i := range n {
-		b.ips = append(b.ips, bedIP(i))
-		addrs := freeAddrsOn(t, bedIP(i), 2)
+		ip := bedIPOn(netw, i)
+		b.ips = append(b.ips, ip)
+		addrs := freeAddrsOn(t, ip, 2)
 		c.rpc = append(c.rpc, addrs[0])
-		args := append([]string{"--s3-addr", bedIP(i) + ":0", "--admin-addr", bedIP(i) + ":0"},
+		args := append([]string{"--s3-addr", ip + ":0", "--admin-addr", ip + ":0"},
 			c.nodeArgs(i, n, zones, addrs[0], addrs[1])...)
 		c.nodes = append(c.nodes, startServer(t, serverOptions{drives: 2, args: append(args, extra(i)...)}))
 	}

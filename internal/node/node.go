@@ -209,6 +209,9 @@ type Node struct {
 	// sites replicates the buckets replicated to sites; nil on a node
 	// that keeps no records (standalone).
 	sites *sites.Replicator
+	// siteHTTPClient is made once, by siteHTTP.
+	siteClient     sync.Once
+	siteHTTPClient *http.Client
 
 	cfg     Config
 	log     *slog.Logger

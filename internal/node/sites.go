@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/redoubt-io/redoubt/internal/objects"
 	"github.com/redoubt-io/redoubt/internal/records"
 	"github.com/redoubt-io/redoubt/internal/sites"
+	"github.com/redoubt-io/redoubt/internal/transport"
 )
 
 // Sites: the admin API links this cluster with others (package sites)
@@ -138,7 +140,7 @@ func (n *Node) registerSites(mux *http.ServeMux) {
 		// this cluster's partition count before it is linked.
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
-		cl := &admin.Client{AccessKey: s.AccessKey, SecretKey: s.SecretKey, Region: n.cfg.Region}
+		cl := &admin.Client{AccessKey: s.AccessKey, SecretKey: s.SecretKey, Region: n.cfg.Region, HTTP: n.siteHTTP()}
 		var theirs sites.Exchange
 		if err := cl.Call(ctx, s.Endpoint, http.MethodPost, "/sites/exchange", sites.Exchange{Partitions: n.partitions()}, &theirs); err != nil {
 			writeSiteAnswer(w, nil, fmt.Errorf("%w: site %s at %s does not answer as a Redoubt site with these credentials: %w", errSiteUnreachable, s.Name, s.Endpoint, err))
@@ -187,7 +189,7 @@ func (n *Node) openSiteData(ctx context.Context, ref blocks.Ref) (io.ReadCloser,
 		if err != nil {
 			return nil, err
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := n.siteHTTP().Do(req)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("site %s: %w", s.Name, err))
 			continue
@@ -206,6 +208,28 @@ func (n *Node) openSiteData(ctx context.Context, ref blocks.Ref) (io.ReadCloser,
 }
 
 func (n *Node) siteRegistry() sites.Registry { return sites.Registry{MD: n.cluster.Meta()} }
+
+// siteHTTP is the client of requests to other sites. Like the transport
+// (transport.SourceAddr) it dials from the address the node's admin API
+// listens on, when that is one address: the other site sees the node's
+// requests come from the address it is known by, and rules that cut the
+// link between two sites' addresses match them.
+func (n *Node) siteHTTP() *http.Client {
+	n.siteClient.Do(func() {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			d := net.Dialer{Timeout: 10 * time.Second}
+			if ln := n.adminLn; ln != nil {
+				if src := transport.SourceAddr(ln.Addr(), addr); src != nil {
+					d.LocalAddr = src
+				}
+			}
+			return d.DialContext(ctx, network, addr)
+		}
+		n.siteHTTPClient = &http.Client{Transport: tr, Timeout: 5 * time.Minute}
+	})
+	return n.siteHTTPClient
+}
 
 // partitions is the cluster's partition count, 0 while no layout is known.
 func (n *Node) partitions() int {
@@ -247,6 +271,7 @@ func (n *Node) newReplicator() *sites.Replicator {
 		Buckets:    n.objects,
 		Partitions: n.partitions,
 		Region:     n.cfg.Region,
+		HTTP:       n.siteHTTP(),
 		Log:        n.log.With("component", "sites"),
 	})
 }

@@ -163,13 +163,22 @@ func TestSitesReplicateBothWays(t *testing.T) {
 		t.Fatalf("site B never made the replicated bucket: %v", err)
 	}
 	t.Logf("site B had the bucket %v after it was made on A", time.Since(start).Round(time.Millisecond))
-	// Versioning is each site's to set: on both, so that every write
-	// stays a version.
-	for _, tc := range []*testCluster{a, b} {
-		if _, err := tc.client(0).PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(bucket),
-			VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled}}); err != nil {
-			t.Fatal(err)
+	// Versioning set on one site reaches the other at its next exchange.
+	if _, err := a.client(0).PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(bucket),
+		VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled}}); err != nil {
+		t.Fatal(err)
+	}
+	err = eventually(30*time.Second, func() error {
+		out, err := b.client(1).GetBucketVersioning(ctx, &s3.GetBucketVersioningInput{Bucket: aws.String(bucket)})
+		if err != nil || out.Status != types.BucketVersioningStatusEnabled {
+			return errRetry
 		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal("versioning enabled on site A never reached site B")
+	}
+	for _, tc := range []*testCluster{a, b} {
 		// Each node reads the bucket again, rather than at its next
 		// refresh (availRefresh).
 		for i := range 3 {

@@ -333,7 +333,7 @@ func (s *Service) decide(ctx context.Context, name string, r bucketRec, rev uint
 	n.Epoch, n.Pending = r.Epoch+1, bucketChange{}
 	switch r.Pending.Kind {
 	case changeVersioning:
-		n.Versioning = r.Pending.Versioning
+		n.Versioning, n.VersioningAt = r.Pending.Versioning, r.Pending.At
 	case changeDelete:
 		empty, err := s.bucketEmpty(ctx, r.ID)
 		if err == nil && empty && r.Config.Consistency == Available {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -194,12 +195,18 @@ type bucketRec struct {
 	// Config is what the bucket was created with, for its life. Absent
 	// (a strong bucket) in records written before buckets had one.
 	Config BucketConfig
+	// VersioningAt, in a bucket replicated to sites, is when (unix ms,
+	// on the clock of the site where it was made) its versioning state
+	// was last set: of two sites' states, the later is the bucket's
+	// (AdoptBucket). 0 elsewhere.
+	VersioningAt int64
 }
 
 // bucketChange is a configuration change under way.
 type bucketChange struct {
 	Kind       changeKind
 	Versioning Versioning // changeVersioning: the new state
+	At         int64      // changeVersioning: the new VersioningAt
 }
 
 type changeKind uint8
@@ -227,15 +234,28 @@ func (r *bucketRec) encode() []byte {
 	e.u(f)
 	e.u(uint64(r.Pending.Kind))
 	e.u(uint64(r.Pending.Versioning))
-	if r.Config != (BucketConfig{}) {
+	// Trailing fields, each group written when it or a later one is set,
+	// so that records without them decode as before.
+	hasAt := r.VersioningAt != 0 || r.Pending.At != 0
+	hasReplicate := r.Config.Replicate || hasAt
+	hasCopies := r.Config.WriteCopies != 0 || r.Config.ConflictRetention != 0 || hasReplicate
+	if r.Config != (BucketConfig{}) || hasCopies {
 		e.u(uint64(r.Config.Consistency))
 	}
-	if r.Config.WriteCopies != 0 || r.Config.ConflictRetention != 0 || r.Config.Replicate {
+	if hasCopies {
 		e.u(uint64(r.Config.WriteCopies))
 		e.u(uint64(r.Config.ConflictRetention / time.Second))
 	}
-	if r.Config.Replicate {
-		e.u(1)
+	if hasReplicate {
+		if r.Config.Replicate {
+			e.u(1)
+		} else {
+			e.u(0)
+		}
+	}
+	if hasAt {
+		e.u(uint64(r.VersioningAt))
+		e.u(uint64(r.Pending.At))
 	}
 	return e.b
 }
@@ -280,10 +300,18 @@ func decodeBucket(b []byte) (bucketRec, error) {
 		r.Config.ConflictRetention = time.Duration(secs) * time.Second
 	}
 	if d.err == nil && len(d.b) > 0 { // absent unless replicated to sites
-		if d.u() != 1 {
+		f := d.u()
+		if f > 1 {
 			d.fail()
 		}
-		r.Config.Replicate = true
+		r.Config.Replicate = f == 1
+	}
+	if d.err == nil && len(d.b) > 0 { // absent unless versioning was set in a replicated bucket
+		at, pat := d.u(), d.u()
+		if at > math.MaxInt64 || pat > math.MaxInt64 {
+			d.fail()
+		}
+		r.VersioningAt, r.Pending.At = int64(at), int64(pat)
 	}
 	return r, d.done()
 }

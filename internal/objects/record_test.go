@@ -54,6 +54,10 @@ func TestRecordRoundTrip(t *testing.T) {
 	if got, err := decodeBucket(b.encode()); err != nil || got != b {
 		t.Fatalf("replicated bucket: %v %+v", err, got)
 	}
+	b.VersioningAt, b.Pending = 1700000000123, bucketChange{Kind: changeVersioning, Versioning: Enabled, At: 1700000000456}
+	if got, err := decodeBucket(b.encode()); err != nil || got != b {
+		t.Fatalf("replicated bucket with its versioning's time: %v %+v", err, got)
+	}
 	u := uploadRec{Initiated: 5, ContentType: "x/y", UserMeta: map[string]string{"k": "v"}, ChecksumAlg: "CRC32", ChecksumType: "FULL_OBJECT"}
 	if got, err := decodeUpload(u.encode()); err != nil || !reflect.DeepEqual(got, u) {
 		t.Fatalf("upload: %v %+v", err, got)

@@ -275,11 +275,18 @@ func (s *Service) SetVersioning(ctx context.Context, bucket string, state Versio
 	if state != Enabled && state != Suspended {
 		return fmt.Errorf("%w: versioning can only be enabled or suspended", ErrInvalidArgument)
 	}
+	at := s.cfg.Now().UnixMilli()
 	return s.change(ctx, bucket, func(r bucketRec) bucketChange {
 		if r.Versioning == state {
 			return bucketChange{}
 		}
-		return bucketChange{Kind: changeVersioning, Versioning: state}
+		c := bucketChange{Kind: changeVersioning, Versioning: state}
+		if r.Config.Replicate {
+			// Stamped for the other sites (AdoptBucket); later than
+			// what the bucket has, so that it is not undone.
+			c.At = max(at, r.VersioningAt+1)
+		}
+		return c
 	})
 }
 

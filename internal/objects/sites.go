@@ -26,6 +26,9 @@ type SiteBucket struct {
 	Created    time.Time    `json:"created"`
 	Versioning Versioning   `json:"versioning"`
 	Config     BucketConfig `json:"config"`
+	// VersioningAt is when the versioning state was set (unix ms): of two
+	// sites' states, the later wins (ties: the greater state).
+	VersioningAt int64 `json:"versioning_at,omitempty"`
 }
 
 // SiteBuckets lists the buckets replicated to sites.
@@ -34,7 +37,7 @@ func (s *Service) SiteBuckets(ctx context.Context) ([]SiteBucket, error) {
 	err := s.forEachBucket(ctx, func(name string, r bucketRec) {
 		if r.Config.Replicate && r.Pending.Kind != changeDelete {
 			out = append(out, SiteBucket{Name: name, ID: hex.EncodeToString(r.ID[:]), Created: msTime(r.Created),
-				Versioning: r.Versioning, Config: r.Config})
+				Versioning: r.Versioning, Config: r.Config, VersioningAt: r.VersioningAt})
 		}
 	})
 	return out, err
@@ -63,7 +66,7 @@ func (s *Service) AdoptBucket(ctx context.Context, b SiteBucket) error {
 	r, _, err := s.getBucket(ctx, b.Name)
 	switch {
 	case err == nil && r.ID == id:
-		return nil
+		return s.adoptVersioning(ctx, b)
 	case err == nil:
 		return fmt.Errorf("%w: %q", ErrSiteBucketClash, b.Name)
 	case !errors.Is(err, ErrNoSuchBucket):
@@ -73,7 +76,7 @@ func (s *Service) AdoptBucket(ctx context.Context, b SiteBucket) error {
 		return fmt.Errorf("%w: replicated buckets need a cluster", ErrNotImplemented)
 	}
 	err = s.createBucket(ctx, b.Name, bucketRec{ID: id, Created: b.Created.UnixMilli(), Versioning: b.Versioning,
-		Fenced: true, Counted: true, Config: b.Config}, false)
+		VersioningAt: b.VersioningAt, Fenced: true, Counted: true, Config: b.Config}, false)
 	if errors.Is(err, ErrBucketExists) {
 		// Adopted at the same moment by another node, or made here.
 		if r, _, err := s.getBucket(ctx, b.Name); err == nil && r.ID == id {
@@ -82,6 +85,25 @@ func (s *Service) AdoptBucket(ctx context.Context, b SiteBucket) error {
 		return fmt.Errorf("%w: %q", ErrSiteBucketClash, b.Name)
 	}
 	return err
+}
+
+// adoptVersioning sets the versioning state of b, a bucket this site
+// has, to the other site's when that was set later (the later setting
+// wins on every site; of two set in the same millisecond, the greater
+// state), through the same change as SetVersioning.
+func (s *Service) adoptVersioning(ctx context.Context, b SiteBucket) error {
+	if b.Versioning != Enabled && b.Versioning != Suspended {
+		return nil
+	}
+	later := func(r bucketRec) bool {
+		return b.VersioningAt > r.VersioningAt || b.VersioningAt == r.VersioningAt && b.Versioning > r.Versioning
+	}
+	return s.change(ctx, b.Name, func(r bucketRec) bucketChange {
+		if !r.Config.Replicate || r.Versioning == b.Versioning || !later(r) {
+			return bucketChange{}
+		}
+		return bucketChange{Kind: changeVersioning, Versioning: b.Versioning, At: b.VersioningAt}
+	})
 }
 
 // refuseLinkedDelete refuses to delete a bucket replicated to sites

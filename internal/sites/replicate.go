@@ -85,8 +85,8 @@ type Replicator struct {
 	cfg    Config
 	copies chan copyJob
 	copied atomic.Int64
-	mu  sync.Mutex
-	st  map[string]*siteState
+	mu     sync.Mutex
+	st     map[string]*siteState
 	// sites is the last list read, kept for when the metadata majority
 	// is out of reach.
 	sites []Site
