@@ -218,7 +218,7 @@ func (n *Node) siteHTTP() *http.Client {
 	n.siteClient.Do(func() {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			d := net.Dialer{Timeout: 10 * time.Second}
+			d := net.Dialer{Timeout: 3 * time.Second}
 			if ln := n.adminLn; ln != nil {
 				if src := transport.SourceAddr(ln.Addr(), addr); src != nil {
 					d.LocalAddr = src

@@ -199,6 +199,14 @@ func (r *Replicator) Sweep(ctx context.Context) {
 // exchangeEvery is how often the replicated buckets are exchanged.
 const exchangeEvery = 5 * time.Second
 
+// askTimeout bounds the small requests of a pass (the exchange, the
+// roots), and syncTimeout one partition's Sync: a link that went dead
+// holds a pass up by that much at most, not by the HTTP client's bound.
+const (
+	askTimeout  = 5 * time.Second
+	syncTimeout = time.Minute
+)
+
 // syncWorkers bounds the partitions one site's pass Syncs at once.
 const syncWorkers = 4
 
@@ -304,6 +312,8 @@ func (r *Replicator) exchange(ctx context.Context, c *admin.Client, s Site, st *
 		return fmt.Errorf("listing the replicated buckets: %w", err)
 	}
 	var theirs Exchange
+	ctx, cancel := context.WithTimeout(ctx, askTimeout)
+	defer cancel()
 	if err := c.Call(ctx, s.Endpoint, http.MethodPost, "/sites/exchange",
 		Exchange{Partitions: r.cfg.Partitions(), Buckets: mine}, &theirs); err != nil {
 		return fmt.Errorf("site %s: %w", s.Name, err)
@@ -347,7 +357,9 @@ func (r *Replicator) syncPartitions(ctx context.Context, c *admin.Client, s Site
 		return 0, 0, 0, nil
 	}
 	var theirs Roots
-	if err := c.Call(ctx, s.Endpoint, http.MethodPost, "/sites/roots", Roots{Partitions: parts}, &theirs); err != nil {
+	actx, cancel := context.WithTimeout(ctx, askTimeout)
+	defer cancel()
+	if err := c.Call(actx, s.Endpoint, http.MethodPost, "/sites/roots", Roots{Partitions: parts}, &theirs); err != nil {
 		return len(parts), 0, 0, fmt.Errorf("site %s: roots: %w", s.Name, err)
 	}
 	if len(theirs.Roots) != len(parts) {
@@ -372,14 +384,16 @@ func (r *Replicator) syncPartitions(ctx context.Context, c *admin.Client, s Site
 			defer wg.Done()
 			for p := range work {
 				q := records.SitePartition(p)
+				sctx, cancel := context.WithTimeout(ctx, syncTimeout)
 				peer := records.PeerOver(func(req []byte) ([]byte, error) {
 					var out RecordsCall
-					if err := c.Call(ctx, s.Endpoint, http.MethodPost, "/sites/records", RecordsCall{Request: req}, &out); err != nil {
+					if err := c.Call(sctx, s.Endpoint, http.MethodPost, "/sites/records", RecordsCall{Request: req}, &out); err != nil {
 						return nil, err
 					}
 					return out.Answer, nil
 				})
 				ss, err := records.Sync(store, peer, q)
+				cancel()
 				if ss.Fetched > 0 {
 					r.cfg.Local.SpreadRecords(q)
 					r.Brought(q, ss.Got)
