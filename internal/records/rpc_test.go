@@ -162,3 +162,50 @@ func TestReadLeavesOutVersionsAhead(t *testing.T) {
 		t.Fatalf("slow node holds %v once its clock passed the version, want both", st.IDs())
 	}
 }
+
+// FuzzSiteRequest: whatever another site sends, SiteRequest either
+// refuses it or names a partition of replicated buckets, never another
+// (a bucket not replicated, a data note, a hint).
+func FuzzSiteRequest(f *testing.F) {
+	f.Add(RootRequest(SitePartition(3)))
+	f.Add(RootRequest(Partition(3)))
+	f.Add(RootRequest(DataPartition(3)))
+	f.Add(append(header(opPut, SitePartition(7)), appendRecords(nil, []Record{{Key: []byte("k"), Removal: true}})...))
+	f.Add(header(opScan, SitePartition(1)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, put, err := SiteRequest(b)
+		if err != nil {
+			return
+		}
+		if uint32(p)&SiteFlag == 0 || uint32(p)&(DataFlag|1<<31) != 0 {
+			t.Fatalf("SiteRequest let through partition %#x", uint32(p))
+		}
+		if put {
+			if _, err := PutRecords(b); err != nil && !errors.Is(err, ErrInvalidRequest) {
+				t.Fatalf("PutRecords: %v", err)
+			}
+		}
+	})
+}
+
+// TestSiteRequestRefusesOtherPartitions: another site reaches only the
+// partitions of replicated buckets, and only with a Sync's requests.
+func TestSiteRequestRefusesOtherPartitions(t *testing.T) {
+	for _, req := range [][]byte{
+		RootRequest(Partition(3)),
+		RootRequest(DataPartition(3)),
+		RootRequest(Partition(3 | 1<<31)),
+		RootRequest(SitePartition(3) | 1<<31),
+		header(opGet, SitePartition(3)),
+		header(opScan, SitePartition(3)),
+		{opRoot},
+	} {
+		if _, _, err := SiteRequest(req); !errors.Is(err, ErrInvalidRequest) {
+			t.Errorf("SiteRequest(%x): %v, want ErrInvalidRequest", req, err)
+		}
+	}
+	p, put, err := SiteRequest(header(opPut, SitePartition(5)))
+	if err != nil || !put || p.Base() != 5 {
+		t.Fatalf("put to partition 5 of replicated buckets: %v %v %v", p, put, err)
+	}
+}
