@@ -47,6 +47,13 @@ type IDWriter interface {
 	WriteID(ctx context.Context, p uint32, id string, r io.Reader) (Ref, error)
 }
 
+// DegradedWriter is implemented by stores that can take a write when the
+// policy's write quorum is out of reach, as copies on the drives that
+// are online (Set.WriteDegraded).
+type DegradedWriter interface {
+	WriteDegraded(ctx context.Context, p uint32, id string, r io.Reader) (Ref, error)
+}
+
 // Mover is implemented by stores that can move a Ref's shards to other
 // drives (package objects relocates data with it).
 type Mover interface {

@@ -278,7 +278,26 @@ func (s *Set) putBuf(b *[]byte) {
 // targets and spares, so a write to a large cluster costs what it uses,
 // not every drive the placement lists (BenchmarkPick).
 func (s *Set) pick(p uint32, id string, shards, quorum int) (targets, spares []shardrpc.Drive, err error) {
-	cands := func(yield func(shardrpc.Drive) bool) {
+	cands := s.candidateDrives(p, id, shards)
+	return pickFrom(cands, p, shards, quorum)
+}
+
+// candidates are the IDs of the drives a new ref of partition p may go
+// to, in order of preference: Config.Place's, or every local drive.
+func (s *Set) candidates(p uint32, id string) []string {
+	if s.cfg.Place != nil {
+		return s.cfg.Place(p, id)
+	}
+	out := make([]string, 0, len(s.drives))
+	for _, d := range s.drives {
+		out = append(out, d.ID())
+	}
+	return out
+}
+
+// candidateDrives yields the drives pick chooses from.
+func (s *Set) candidateDrives(p uint32, id string, shards int) func(yield func(shardrpc.Drive) bool) {
+	return func(yield func(shardrpc.Drive) bool) {
 		if s.cfg.Place == nil {
 			n := len(s.drives)
 			start := int(xxh3.HashString(id) % uint64(n))
@@ -301,6 +320,9 @@ func (s *Set) pick(p uint32, id string, shards, quorum int) (targets, spares []s
 			}
 		}
 	}
+}
+
+func pickFrom(cands func(yield func(shardrpc.Drive) bool), p uint32, shards, quorum int) (targets, spares []shardrpc.Drive, err error) {
 	out := make([]shardrpc.Drive, 0, shards)
 	var offline []shardrpc.Drive
 	n := 0

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redoubt-io/redoubt/internal/placement"
 	"github.com/redoubt-io/redoubt/internal/shardrpc"
 	"github.com/redoubt-io/redoubt/internal/store"
 )
@@ -45,16 +46,50 @@ func (s *Set) Write(ctx context.Context, p uint32, r io.Reader) (Ref, error) {
 
 // WriteID implements IDWriter: Write, under an ID the caller chose.
 func (s *Set) WriteID(ctx context.Context, p uint32, id string, r io.Reader) (Ref, error) {
+	return s.writePolicy(ctx, p, id, s.Policy(), r)
+}
+
+// WriteDegraded implements DegradedWriter: a copy of the data on each of
+// partition p's candidate drives that are online, as many as the policy
+// has shards, at least one, all of them durable before it returns. It
+// is for a write that must be taken when the policy's write quorum is
+// out of reach (an available bucket's, in a minority of a partition);
+// the Ref says it is a mirror, and whoever keeps it rewrites it under
+// the policy once the drives are back (package objects, respread.go).
+func (s *Set) WriteDegraded(ctx context.Context, p uint32, id string, r io.Reader) (Ref, error) {
+	online := 0
+	for _, did := range s.candidates(p, id) {
+		if d, ok := s.drive(did); ok && d.Online() {
+			online++
+		}
+	}
+	n := min(online, s.Policy().Shards())
+	if n == 0 {
+		return Ref{}, fmt.Errorf("blocks: degraded write: %w: no drive online for partition %d", ErrQuorum, p)
+	}
+	pol := placement.Policy{K: 1, M: n - 1, Mirror: n > 1}
+	ref, err := s.writeQuorum(ctx, p, id, pol, n, r)
+	if err != nil {
+		return Ref{}, fmt.Errorf("blocks: degraded write: %w", err)
+	}
+	return ref, nil
+}
+
+func (s *Set) writePolicy(ctx context.Context, p uint32, id string, pol placement.Policy, r io.Reader) (Ref, error) {
+	return s.writeQuorum(ctx, p, id, pol, pol.WriteQuorum(), r)
+}
+
+// writeQuorum writes r under policy pol, returning once quorum shards are
+// durable.
+func (s *Set) writeQuorum(ctx context.Context, p uint32, id string, pol placement.Policy, quorum int, r io.Reader) (Ref, error) {
 	if err := (store.Name{ID: id}).Validate(); err != nil {
 		return Ref{}, fmt.Errorf("blocks: write: %w", err)
 	}
-	pol := s.Policy()
 	coder, err := s.coder(pol.K, pol.M, pol.Mirror)
 	if err != nil {
 		return Ref{}, err
 	}
 	n := pol.Shards()
-	quorum := pol.WriteQuorum()
 	stripeLen := s.cfg.ChunkSize * pol.K
 	ref := Ref{ID: id, K: pol.K, M: pol.M, Mirror: pol.Mirror, ChunkSize: int64(stripeLen), Drives: make([]string, n)}
 

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/redoubt-io/redoubt/internal/admin"
 	"github.com/redoubt-io/redoubt/internal/objects"
+	"github.com/redoubt-io/redoubt/internal/records"
 )
 
 // TestAvailableBucketThroughAPartition splits five nodes 2|3. Every node
@@ -186,6 +188,100 @@ func TestAvailableBucketThroughAPartition(t *testing.T) {
 			got, err := getBytes(context.Background(), tc.client(n), bucket, k)
 			if err != nil || !bytes.Equal(got, first) {
 				t.Fatalf("node %d serves another current version of %s than node 0: %v", n, k, err)
+			}
+		}
+	}
+}
+
+// TestAvailableDegradedPlacementRespread: a node cut off alone from the
+// other two takes an available bucket's large PUT, which the layout's
+// drives for it (EC 2+1 over the three nodes) cannot take; it writes it
+// as copies on its own drives and serves it. After the heal the body is
+// rewritten under the policy, so that once the lone node is lost for
+// good the other two serve it.
+func TestAvailableDegradedPlacementRespread(t *testing.T) {
+	tc := startCluster(t, clusterOptions{nodes: 3, zones: 3, raftTick: 20 * time.Millisecond})
+	ctx := context.Background()
+	const bucket = "lone"
+	err := retryUnavailable(10*time.Second, func() error {
+		_, err := tc.client(0).CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}, func(o *s3.Options) {
+			o.APIOptions = append(o.APIOptions, smithyhttp.AddHeaderValue(objects.ConsistencyHeader, "available"))
+		})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := tc.client(i).HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tc.partition([]int{0}, []int{1, 2})
+	bodies := map[string][]byte{}
+	for i := range 3 {
+		k := fmt.Sprintf("big%d", i)
+		bodies[k] = payload(uint64(100+i), 300<<10)
+		start := time.Now()
+		if _, err := putBytes(ctx, tc.client(0), bucket, k, bodies[k]); err != nil {
+			t.Fatalf("PUT %s through the lone node: %v after %v", k, err, time.Since(start))
+		}
+		t.Logf("PUT %s through the lone node took %v", k, time.Since(start).Round(time.Millisecond))
+		got, err := getBytes(ctx, tc.client(0), bucket, k)
+		if err != nil || !bytes.Equal(got, bodies[k]) {
+			t.Fatalf("the lone node does not serve its own write of %s: %v", k, err)
+		}
+	}
+	tc.mem.Heal()
+	// Re-spread: on the other nodes' records, every degraded placement's
+	// note is removed and the rewritten body of each is noted.
+	start := time.Now()
+	respread := func() bool {
+		for _, i := range []int{1, 2} {
+			st := tc.node(i).cluster.Records()
+			pending, spread := map[string]bool{}, 0
+			for _, p := range st.Partitions() {
+				if uint32(p)&records.DataFlag == 0 {
+					continue
+				}
+				recs, _, err := st.Scan(p, nil, nil, 1000)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range recs {
+					switch {
+					case r.Key[0] == 'r' && !r.Removal:
+						pending[string(r.Key[1:])] = true
+					case r.Key[0] == 'd' && !r.Removal:
+						spread++
+					}
+				}
+				for _, r := range recs {
+					if r.Key[0] == 'r' && r.Removal {
+						delete(pending, string(r.Key[1:]))
+					}
+				}
+			}
+			if len(pending) > 0 || spread < len(bodies) {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !respread() {
+		if time.Now().After(deadline) {
+			t.Fatal("the bodies written in a degraded placement were not rewritten a minute after the heal")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("re-spread %v after the heal", time.Since(start).Round(time.Millisecond))
+	tc.stop(tc.nodes[0])
+	for k, want := range bodies {
+		for _, i := range []int{1, 2} {
+			got, err := getBytes(ctx, tc.client(i), bucket, k)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("with the lone node gone, node %d serves %s: %d bytes, %v", i, k, len(got), err)
 			}
 		}
 	}

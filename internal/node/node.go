@@ -474,6 +474,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if n.cluster != nil && n.cluster.Records() != nil {
 		n.supervise("conflict-retention", n.resolveOldConflicts)
 		n.supervise("sites", n.sites.Run)
+		n.supervise("respread", n.respread)
 	}
 	n.gc = newCollector(cfg.GC, n.objects, n.drives, logger.With("component", "gc"))
 	n.supervise("gc", n.gc.Run)

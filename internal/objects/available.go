@@ -532,16 +532,69 @@ func (s *Service) deleteAvailable(ctx context.Context, ob *opBucket, key string,
 // so garbage collection leaves their shards alone (RefPartition).
 const availDataIDHex = 48
 
-// writeAvailData stores a body of an available bucket without a write
-// intent (see above).
-func (s *Service) writeAvailData(ctx context.Context, p meta.Partition, r io.Reader) (blocks.Ref, error) {
+// degradedIDHex is the length of the data IDs of available buckets'
+// bodies written in a degraded placement (respread.go): no ref record
+// either, and told apart from the others by their length.
+const degradedIDHex = 46
+
+// writeAvailData stores a body of key in an available bucket without a
+// write intent (see above). When the layout's drives for it are out of
+// reach (a write quorum of them), it takes the write all the same, as
+// copies on the drives that are (a degraded placement), and notes it for
+// re-spreading under the policy once they are back (respread.go).
+func (s *Service) writeAvailData(ctx context.Context, base uint32, key string, r io.Reader) (blocks.Ref, error) {
+	return s.writeAvailDataMay(ctx, base, key, r, true)
+}
+
+// writeAvailDataMay is writeAvailData, which may degrade the placement or
+// not (then it fails with blocks.ErrQuorum).
+func (s *Service) writeAvailDataMay(ctx context.Context, base uint32, key string, r io.Reader, mayDegrade bool) (blocks.Ref, error) {
+	p := routeOf(base, key)
 	w, ok := s.data.(blocks.IDWriter)
 	if !ok {
 		return s.data.Write(ctx, s.placementOf(p), r)
 	}
-	var b [availDataIDHex / 2]byte
-	if _, err := io.ReadFull(s.cfg.Rand, b[:]); err != nil {
-		return blocks.Ref{}, fmt.Errorf("objects: data id: %w", err)
+	id, err := s.dataID(availDataIDHex)
+	if err != nil {
+		return blocks.Ref{}, err
 	}
-	return w.WriteID(ctx, s.placementOf(p), hex.EncodeToString(b[:]), r)
+	cr := &countingReader{r: r}
+	ref, err := w.WriteID(ctx, s.placementOf(p), id, cr)
+	dw, canDegrade := s.data.(blocks.DegradedWriter)
+	if err == nil || !errors.Is(err, blocks.ErrQuorum) || cr.n > 0 || !canDegrade || !mayDegrade {
+		return ref, err
+	}
+	// Not a byte sent: too few of the layout's drives are online.
+	if id, err = s.dataID(degradedIDHex); err != nil {
+		return blocks.Ref{}, err
+	}
+	ref, err = dw.WriteDegraded(ctx, s.placementOf(p), id, r)
+	if err != nil {
+		return blocks.Ref{}, err
+	}
+	if err := s.noteDegraded(ctx, base, key, ref); err != nil {
+		s.deleteData(ctx, ref)
+		return blocks.Ref{}, err
+	}
+	return ref, nil
+}
+
+func (s *Service) dataID(hexLen int) (string, error) {
+	b := make([]byte, hexLen/2)
+	if _, err := io.ReadFull(s.cfg.Rand, b); err != nil {
+		return "", fmt.Errorf("objects: data id: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// countingReader counts what was read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }

@@ -36,8 +36,9 @@ type ingestOpts struct {
 	// the shards by it.
 	partition meta.Partition
 	// available: the body is an available bucket's, written without a
-	// write intent (writeAvailData).
-	available bool
+	// write intent (writeAvailData), of key in bucket.
+	available   bool
+	bucket, key string
 }
 
 // ingested is a body taken in: stored (ref) or held (inline), with its
@@ -357,7 +358,7 @@ func (s *Service) ingest(ctx context.Context, body io.Reader, o ingestOpts) (ing
 // one in an available bucket.
 func (s *Service) ingestData(ctx context.Context, o ingestOpts, r io.Reader) (blocks.Ref, uint64, error) {
 	if o.available {
-		ref, err := s.writeAvailData(ctx, o.partition, r)
+		ref, err := s.writeAvailData(ctx, s.availPartition(o.bucket, o.key), o.key, r)
 		return ref, 0, err
 	}
 	return s.writeData(ctx, o.partition, r)
@@ -618,6 +619,8 @@ func (s *Service) put(ctx context.Context, ob *opBucket, key string, body io.Rea
 		inline:     true,
 		partition:  p,
 		available:  ob.available(),
+		bucket:     ob.name,
+		key:        key,
 	})
 	if err != nil {
 		return ObjectInfo{}, err

@@ -59,18 +59,23 @@ func (s *Service) foreign(ref blocks.Ref) bool {
 // localParts replaces the refs of v's parts that name foreign data with
 // this site's copies, making those it lacks.
 func (s *Service) localParts(ctx context.Context, ob *opBucket, key string, v *versionRec) error {
-	if !ob.rec.Config.Replicate {
-		return nil
-	}
+	p := s.availPartition(ob.name, key)
 	for i := range v.Parts {
-		if !s.foreign(v.Parts[i].Ref) {
-			continue
+		if ob.rec.Config.Replicate && s.foreign(v.Parts[i].Ref) {
+			local, err := s.siteCopy(ctx, p, key, &v.Parts[i])
+			if err != nil {
+				return err
+			}
+			v.Parts[i].Ref = local
 		}
-		local, err := s.siteCopy(ctx, s.availPartition(ob.name, key), key, &v.Parts[i])
-		if err != nil {
-			return err
+		if degraded(v.Parts[i].Ref) {
+			// Written in a degraded placement: re-spread since?
+			if rs, err := s.replicasOf(ctx, p); err == nil {
+				if spread, ok := s.noted(rs, records.DataPartition(p), v.Parts[i].Ref.ID); ok {
+					v.Parts[i].Ref = spread
+				}
+			}
 		}
-		v.Parts[i].Ref = local
 	}
 	return nil
 }
@@ -103,7 +108,7 @@ func (s *Service) siteCopy(ctx context.Context, p uint32, key string, part *part
 	}
 	defer rc.Close()
 	sum := md5.New()
-	local, err := s.writeAvailData(ctx, routeOf(p, key), io.TeeReader(io.LimitReader(rc, ref.Size+1), sum))
+	local, err := s.writeAvailData(ctx, p, key, io.TeeReader(io.LimitReader(rc, ref.Size+1), sum))
 	if err != nil {
 		return blocks.Ref{}, err
 	}
