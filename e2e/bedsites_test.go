@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -21,36 +20,19 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/redoubt-io/redoubt/internal/admin"
+	"github.com/redoubt-io/redoubt/internal/lincheck/s3load"
 )
 
 var bedSitesCut = flag.Duration("bed.sitescut", 20*time.Second, "how long TestBedSites keeps the sites apart while both take writes")
 
-// siteList is what one node lists of a bucket: key -> its versions,
-// each "versionID digest-or-marker", sorted.
+// siteList is what one node lists of a bucket: key -> its versions.
 func siteList(t *testing.T, c *s3.Client, bucket string) map[string][]string {
 	t.Helper()
-	out := map[string][]string{}
-	in := &s3.ListObjectVersionsInput{Bucket: aws.String(bucket)}
-	for {
-		res, err := c.ListObjectVersions(context.Background(), in)
-		if err != nil {
-			t.Fatalf("list versions: %v", err)
-		}
-		for _, v := range res.Versions {
-			out[aws.ToString(v.Key)] = append(out[aws.ToString(v.Key)], aws.ToString(v.VersionId)+" "+aws.ToString(v.ETag))
-		}
-		for _, m := range res.DeleteMarkers {
-			out[aws.ToString(m.Key)] = append(out[aws.ToString(m.Key)], aws.ToString(m.VersionId)+" marker")
-		}
-		if !aws.ToBool(res.IsTruncated) {
-			break
-		}
-		in.KeyMarker, in.VersionIdMarker = res.NextKeyMarker, res.NextVersionIdMarker
+	vs, err := s3load.Versions(context.Background(), c, bucket)
+	if err != nil {
+		t.Fatalf("list versions: %v", err)
 	}
-	for _, vs := range out {
-		sort.Strings(vs)
-	}
-	return out
+	return vs
 }
 
 // siteStatus is every node's view of its replication to the other site.

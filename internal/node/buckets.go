@@ -12,6 +12,8 @@ import (
 	"github.com/redoubt-io/redoubt/internal/admin"
 	"github.com/redoubt-io/redoubt/internal/meta"
 	"github.com/redoubt-io/redoubt/internal/objects"
+	"github.com/redoubt-io/redoubt/internal/records"
+	"github.com/redoubt-io/redoubt/internal/sites"
 )
 
 // registerBuckets adds the bucket endpoints to the admin API: GET
@@ -90,8 +92,9 @@ func adminBucket(b objects.BucketInfo) admin.Bucket {
 	return ab
 }
 
-// bucketErrors are the answers to the object layer's errors, with the S3
-// code of each, so that a script can tell them apart.
+// bucketErrors are the admin API's answers to the object layer's (and the
+// sites') errors, with the S3 code of each, so that a script can tell them
+// apart.
 var bucketErrors = []struct {
 	err    error
 	status int
@@ -103,6 +106,11 @@ var bucketErrors = []struct {
 	{objects.ErrNoSuchBucket, http.StatusNotFound, "NoSuchBucket"},
 	{objects.ErrNotImplemented, http.StatusNotImplemented, "NotImplemented"},
 	{objects.ErrBucketReplicated, http.StatusConflict, "BucketReplicated"},
+	{sites.ErrInvalid, http.StatusBadRequest, "InvalidArgument"},
+	{records.ErrInvalidRequest, http.StatusBadRequest, "InvalidArgument"},
+	{sites.ErrExists, http.StatusConflict, "SiteExists"},
+	{sites.ErrNotFound, http.StatusNotFound, "NoSuchSite"},
+	{errSiteUnreachable, http.StatusBadGateway, "SiteUnreachable"},
 	{syscall.ENOSPC, http.StatusInsufficientStorage, "InsufficientStorage"},
 	{meta.ErrUnavailable, http.StatusServiceUnavailable, "ServiceUnavailable"},
 }

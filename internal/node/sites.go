@@ -49,7 +49,7 @@ func (n *Node) registerSites(mux *http.ServeMux) {
 	reg := n.siteRegistry()
 	decode := func(w http.ResponseWriter, r *http.Request, v any) bool {
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, siteBody)).Decode(v); err != nil {
-			writeSiteAnswer(w, nil, fmt.Errorf("%w: body: %w", sites.ErrInvalid, err))
+			writeBucketAnswer(w, nil, fmt.Errorf("%w: body: %w", sites.ErrInvalid, err))
 			return false
 		}
 		return true
@@ -61,13 +61,13 @@ func (n *Node) registerSites(mux *http.ServeMux) {
 		}
 		out := sites.Exchange{Partitions: n.partitions()}
 		if in.Partitions != out.Partitions {
-			writeSiteAnswer(w, out, nil) // the caller sees the counts differ and says so
+			writeBucketAnswer(w, out, nil) // the caller sees the counts differ and says so
 			return
 		}
 		out.Refused = sites.Adopt(r.Context(), n.objects, in.Buckets)
 		bs, err := n.objects.SiteBuckets(r.Context())
 		out.Buckets = bs
-		writeSiteAnswer(w, out, err)
+		writeBucketAnswer(w, out, err)
 	})
 	mux.HandleFunc("POST /sites/roots", func(w http.ResponseWriter, r *http.Request) {
 		var in sites.Roots
@@ -75,7 +75,7 @@ func (n *Node) registerSites(mux *http.ServeMux) {
 			return
 		}
 		out, err := sites.ServeRoots(r.Context(), in, c.SiteRecords)
-		writeSiteAnswer(w, out, err)
+		writeBucketAnswer(w, out, err)
 	})
 	mux.HandleFunc("POST /sites/records", func(w http.ResponseWriter, r *http.Request) {
 		var in sites.RecordsCall
@@ -89,7 +89,7 @@ func (n *Node) registerSites(mux *http.ServeMux) {
 				n.sites.Brought(q, recs)
 			}
 		}
-		writeSiteAnswer(w, sites.RecordsCall{Answer: b}, err)
+		writeBucketAnswer(w, sites.RecordsCall{Answer: b}, err)
 	})
 	mux.HandleFunc("POST /sites/data", func(w http.ResponseWriter, r *http.Request) {
 		var ref blocks.Ref
@@ -97,12 +97,12 @@ func (n *Node) registerSites(mux *http.ServeMux) {
 			return
 		}
 		if _, ok := c.Drive(firstDrive(ref)); !ok || ref.Size < 0 {
-			writeSiteAnswer(w, nil, fmt.Errorf("%w: data %s is not this site's", sites.ErrNotFound, ref.ID))
+			writeBucketAnswer(w, nil, fmt.Errorf("%w: data %s is not this site's", sites.ErrNotFound, ref.ID))
 			return
 		}
 		rc, err := n.data.Open(r.Context(), ref, 0, ref.Size)
 		if err != nil {
-			writeSiteAnswer(w, nil, fmt.Errorf("%w: %w", meta.ErrUnavailable, err))
+			writeBucketAnswer(w, nil, fmt.Errorf("%w: %w", meta.ErrUnavailable, err))
 			return
 		}
 		defer rc.Close()
@@ -124,7 +124,7 @@ func (n *Node) registerSites(mux *http.ServeMux) {
 			}
 			out = append(out, info)
 		}
-		writeSiteAnswer(w, out, err)
+		writeBucketAnswer(w, out, err)
 	})
 	mux.HandleFunc("POST /sites", func(w http.ResponseWriter, r *http.Request) {
 		var in SiteAdd
@@ -133,7 +133,7 @@ func (n *Node) registerSites(mux *http.ServeMux) {
 		}
 		s := sites.Site{Name: in.Name, Endpoint: in.Endpoint, AccessKey: in.AccessKey, SecretKey: in.SecretKey, Added: time.Now().UTC()}
 		if err := s.Check(); err != nil {
-			writeSiteAnswer(w, nil, err)
+			writeBucketAnswer(w, nil, err)
 			return
 		}
 		// The other site must answer, accept the credentials and have
@@ -143,22 +143,22 @@ func (n *Node) registerSites(mux *http.ServeMux) {
 		cl := &admin.Client{AccessKey: s.AccessKey, SecretKey: s.SecretKey, Region: n.cfg.Region, HTTP: n.siteHTTP()}
 		var theirs sites.Exchange
 		if err := cl.Call(ctx, s.Endpoint, http.MethodPost, "/sites/exchange", sites.Exchange{Partitions: n.partitions()}, &theirs); err != nil {
-			writeSiteAnswer(w, nil, fmt.Errorf("%w: site %s at %s does not answer as a Redoubt site with these credentials: %w", errSiteUnreachable, s.Name, s.Endpoint, err))
+			writeBucketAnswer(w, nil, fmt.Errorf("%w: site %s at %s does not answer as a Redoubt site with these credentials: %w", errSiteUnreachable, s.Name, s.Endpoint, err))
 			return
 		}
 		if theirs.Partitions != n.partitions() {
-			writeSiteAnswer(w, nil, fmt.Errorf("%w: site %s has %d partitions, this cluster %d: linked sites must have the same count", sites.ErrInvalid, s.Name, theirs.Partitions, n.partitions()))
+			writeBucketAnswer(w, nil, fmt.Errorf("%w: site %s has %d partitions, this cluster %d: linked sites must have the same count", sites.ErrInvalid, s.Name, theirs.Partitions, n.partitions()))
 			return
 		}
 		if err := reg.Add(r.Context(), s); err != nil {
-			writeSiteAnswer(w, nil, err)
+			writeBucketAnswer(w, nil, err)
 			return
 		}
-		writeSiteAnswer(w, SiteInfo{Name: s.Name, Endpoint: s.Endpoint}, nil)
+		writeBucketAnswer(w, SiteInfo{Name: s.Name, Endpoint: s.Endpoint}, nil)
 	})
 	mux.HandleFunc("DELETE /sites/{name}", func(w http.ResponseWriter, r *http.Request) {
 		err := reg.Remove(r.Context(), r.PathValue("name"))
-		writeSiteAnswer(w, struct{}{}, err)
+		writeBucketAnswer(w, struct{}{}, err)
 	})
 }
 
@@ -237,30 +237,6 @@ func (n *Node) partitions() int {
 		return l.Partitions
 	}
 	return 0
-}
-
-var siteErrors = []struct {
-	err    error
-	status int
-	code   string
-}{
-	{sites.ErrInvalid, http.StatusBadRequest, "InvalidArgument"},
-	{records.ErrInvalidRequest, http.StatusBadRequest, "InvalidArgument"},
-	{sites.ErrExists, http.StatusConflict, "SiteExists"},
-	{sites.ErrNotFound, http.StatusNotFound, "NoSuchSite"},
-	{errSiteUnreachable, http.StatusBadGateway, "SiteUnreachable"},
-}
-
-func writeSiteAnswer(w http.ResponseWriter, v any, err error) {
-	for _, m := range siteErrors {
-		if err != nil && errors.Is(err, m.err) {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(m.status)
-			json.NewEncoder(w).Encode(admin.APIError{Error: err.Error(), Code: m.code})
-			return
-		}
-	}
-	writeBucketAnswer(w, v, err)
 }
 
 // newReplicator makes this node's share of the replication to sites.

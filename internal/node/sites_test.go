@@ -11,7 +11,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"slices"
-	"sort"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/redoubt-io/redoubt/internal/admin"
+	"github.com/redoubt-io/redoubt/internal/lincheck/s3load"
 	"github.com/redoubt-io/redoubt/internal/objects"
 )
 
@@ -73,34 +73,14 @@ func eventually(d time.Duration, f func() error) error {
 	}
 }
 
-// siteVersions is what a site lists of bucket: every version of every
-// key, as key -> sorted "versionID etag" strings.
+// siteVersions is what a site lists of bucket: key -> its versions.
 func siteVersions(t *testing.T, c *s3.Client, bucket string) map[string][]string {
 	t.Helper()
-	out := map[string][]string{}
-	in := &s3.ListObjectVersionsInput{Bucket: aws.String(bucket)}
-	for {
-		res, err := c.ListObjectVersions(context.Background(), in)
-		if err != nil {
-			t.Fatalf("list versions: %v", err)
-		}
-		for _, v := range res.Versions {
-			k := aws.ToString(v.Key)
-			out[k] = append(out[k], aws.ToString(v.VersionId)+" "+aws.ToString(v.ETag))
-		}
-		for _, m := range res.DeleteMarkers {
-			k := aws.ToString(m.Key)
-			out[k] = append(out[k], aws.ToString(m.VersionId)+" marker")
-		}
-		if !aws.ToBool(res.IsTruncated) {
-			break
-		}
-		in.KeyMarker, in.VersionIdMarker = res.NextKeyMarker, res.NextVersionIdMarker
+	vs, err := s3load.Versions(context.Background(), c, bucket)
+	if err != nil {
+		t.Fatalf("list versions: %v", err)
 	}
-	for _, vs := range out {
-		sort.Strings(vs)
-	}
-	return out
+	return vs
 }
 
 // TestSitesReplicateBothWays links two clusters (sites) of three nodes,

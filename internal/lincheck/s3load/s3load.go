@@ -24,6 +24,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -470,4 +471,34 @@ func ErrCode(err error) string {
 func notSent(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &oe) && oe.Op == "dial"
+}
+
+// Versions lists every version and delete marker of bucket through c, as
+// key -> sorted "versionID ETag" ("versionID marker" for a marker): what
+// tests compare between nodes, or sites, that should hold the same.
+func Versions(ctx context.Context, c *s3.Client, bucket string) (map[string][]string, error) {
+	out := map[string][]string{}
+	in := &s3.ListObjectVersionsInput{Bucket: aws.String(bucket)}
+	for {
+		res, err := c.ListObjectVersions(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range res.Versions {
+			k := aws.ToString(v.Key)
+			out[k] = append(out[k], aws.ToString(v.VersionId)+" "+aws.ToString(v.ETag))
+		}
+		for _, m := range res.DeleteMarkers {
+			k := aws.ToString(m.Key)
+			out[k] = append(out[k], aws.ToString(m.VersionId)+" marker")
+		}
+		if !aws.ToBool(res.IsTruncated) {
+			break
+		}
+		in.KeyMarker, in.VersionIdMarker = res.NextKeyMarker, res.NextVersionIdMarker
+	}
+	for _, vs := range out {
+		sort.Strings(vs)
+	}
+	return out, nil
 }
