@@ -43,6 +43,7 @@ var rank = map[string]int{
 	"internal/lincheck/s3load": 5,
 	"internal/s3api":           6,
 	"internal/cluster":         6,
+	"internal/sites":           6,
 	"internal/node":            7,
 	"internal/clustersim":      7,
 	"internal/arch":            8,

@@ -105,6 +105,9 @@ func (s *Set) writeQuorum(ctx context.Context, p uint32, id string, pol placemen
 		return Ref{}, fmt.Errorf("blocks: write: %w", err)
 	}
 	defer s.writeBudget.give(held)
+	// Commits are bounded by the caller's ctx, not by the sinks' one that
+	// a sibling's failure cancels (runSink).
+	commitCtx := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
@@ -133,8 +136,12 @@ func (s *Set) writeQuorum(ctx context.Context, p uint32, id string, pol placemen
 	for _, sk := range sinks {
 		if sk.w != nil {
 			live = append(live, sk)
-			go s.runSink(ctx, sk, fail)
 		}
+	}
+	var written sync.WaitGroup
+	written.Add(len(live))
+	for _, sk := range live {
+		go s.runSink(ctx, commitCtx, sk, fail, &written)
 	}
 
 	size, rerr := s.feed(ctx, r, coder, stripeLen, live)
@@ -328,7 +335,7 @@ func (s *Set) feed(ctx context.Context, r io.Reader, coder interface {
 	}
 }
 
-func (s *Set) runSink(ctx context.Context, sk *shardSink, fail func(error)) {
+func (s *Set) runSink(ctx, commitCtx context.Context, sk *shardSink, fail func(error), written *sync.WaitGroup) {
 	defer close(sk.done)
 	for st := range sk.in {
 		if sk.err == nil && ctx.Err() == nil {
@@ -339,6 +346,14 @@ func (s *Set) runSink(ctx context.Context, sk *shardSink, fail func(error)) {
 		}
 		s.release(st)
 	}
+	// Every sink decides to commit or abort once all have written (or
+	// failed to), so that the decision depends on what the writes did,
+	// not on which sink's goroutine got further before another's failure
+	// cancelled ctx (clustersim's TestSimulationReplays, seed
+	// 7505514420942706425, diverged here under load: a sink aborted in
+	// one run and committed, then aborted, in the other).
+	written.Done()
+	written.Wait()
 	if sk.err == nil {
 		if err := ctx.Err(); err != nil {
 			sk.err = context.Cause(ctx)
@@ -348,7 +363,7 @@ func (s *Set) runSink(ctx context.Context, sk *shardSink, fail func(error)) {
 		sk.w.Abort()
 		return
 	}
-	if err := sk.w.Commit(ctx); err != nil {
+	if err := sk.w.Commit(commitCtx); err != nil {
 		sk.err = err
 		fail(err)
 	}
