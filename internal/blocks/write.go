@@ -252,15 +252,17 @@ func (s *Set) createWithin(ctx context.Context, d shardrpc.Drive, name store.Nam
 		w, err := d.Create(ctx, name)
 		got <- created{w, err}
 	}()
-	t := time.NewTimer(s.cfg.CreateWait)
-	defer t.Stop()
+	// The wait is Config.After's, so that in a simulation it is an event
+	// of its queue, ordered with the answer's, not a timer of the
+	// runtime's racing it (clustersim's TestSimulationReplays, seed
+	// 7505514420942706425, ran two ways under load with time's timer).
 	select {
 	case c := <-got:
 		if c.err == nil {
 			s.unanswered.Delete(d.ID())
 		}
 		return c.w, c.err
-	case <-t.C:
+	case <-s.cfg.After.Wait(s.cfg.CreateWait, "shard create"):
 		s.unanswered.Store(d.ID(), time.Now())
 		go func() {
 			if c := <-got; c.err == nil {
