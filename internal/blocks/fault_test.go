@@ -119,7 +119,7 @@ func TestRunBringsAHealedDriveBack(t *testing.T) {
 	fire := make(chan time.Time)
 	e.set.cfg.After = func(d time.Duration, what string) <-chan time.Time {
 		if what != "drive health" {
-			t.Errorf("wait %q, want \"drive health\"", what)
+			return time.After(d) // a write's bound on a shard create
 		}
 		waits <- d
 		return fire

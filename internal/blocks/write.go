@@ -189,50 +189,54 @@ func (s *Set) writeQuorum(ctx context.Context, p uint32, id string, pol placemen
 // elsewhere loses nothing, and a node that died since the last health
 // check costs one failed call, not a shard. A shard left without a drive
 // is reported to fail; its sink is done and has no writer.
+//
+// The creates go in rounds: every shard still without a file tries its
+// drive at once, and once all have answered, the shards that failed take
+// the next spares in shard order. So which spare a shard goes to does not
+// depend on which of two shards that failed at once asked first, and a
+// simulated run replays the same way.
 func (s *Set) openSinks(ctx context.Context, id string, targets, spares []shardrpc.Drive, fail func(error)) []*shardSink {
-	var mu sync.Mutex
-	nextSpare := func() shardrpc.Drive {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(spares) == 0 {
-			return nil
-		}
-		d := spares[0]
-		spares = spares[1:]
-		return d
-	}
 	sinks := make([]*shardSink, len(targets))
-	var wg sync.WaitGroup
+	errs := make([][]error, len(targets))
+	pending := make([]int, 0, len(targets))
 	for i, d := range targets {
-		sk := &shardSink{idx: i, drive: d, in: make(chan *stripe, s.cfg.WriteAhead), done: make(chan struct{})}
-		sinks[i] = sk
-		wg.Go(func() {
-			var errs []error
-			for {
+		sinks[i] = &shardSink{idx: i, drive: d, in: make(chan *stripe, s.cfg.WriteAhead), done: make(chan struct{})}
+		pending = append(pending, i)
+	}
+	for len(pending) > 0 {
+		var wg sync.WaitGroup
+		for _, i := range pending {
+			sk := sinks[i]
+			wg.Go(func() {
 				var err error
 				if !sk.drive.Online() || s.suspect(sk.drive.ID()) {
 					// Trying it could stall the write on an unreachable node.
 					err = fmt.Errorf("drive %s offline: %w", sk.drive.ID(), store.ErrDriveFailed)
-				} else if sk.w, err = s.createWithin(ctx, sk.drive, store.Name{ID: id, Shard: i}); err == nil {
+				} else if sk.w, err = s.createWithin(ctx, sk.drive, store.Name{ID: id, Shard: sk.idx}); err == nil {
 					return
 				}
 				sk.w = nil
-				errs = append(errs, err)
-				if ctx.Err() != nil {
-					break
-				}
-				next := nextSpare()
-				if next == nil {
-					break
-				}
-				sk.drive = next
+				errs[sk.idx] = append(errs[sk.idx], err)
+			})
+		}
+		wg.Wait()
+		next := pending[:0]
+		for _, i := range pending {
+			sk := sinks[i]
+			if sk.w != nil {
+				continue
 			}
-			sk.err = errors.Join(errs...)
-			fail(sk.err)
-			close(sk.done)
-		})
+			if ctx.Err() != nil || len(spares) == 0 {
+				sk.err = errors.Join(errs[i]...)
+				fail(sk.err)
+				close(sk.done)
+				continue
+			}
+			sk.drive, spares = spares[0], spares[1:]
+			next = append(next, i)
+		}
+		pending = next
 	}
-	wg.Wait()
 	return sinks
 }
 
