@@ -42,6 +42,11 @@ type crashMeta struct {
 	// lost, when it returns true for a Txn, applies it and loses its
 	// answer: the process lives on, not knowing whether it applied.
 	lost func(meta.Txn) bool
+	// unavailable, when it returns true for a Txn, refuses it unapplied
+	// (meta.ErrUnavailable), as a group cut off from its quorum does; the
+	// process lives on.
+	unavailable func(meta.Txn) bool
+	seenMoving  atomic.Int32 // for unavailable's predicates
 }
 
 func (m *crashMeta) Get(ctx context.Context, p meta.Partition, k []byte) (meta.Item, error) {
@@ -61,6 +66,9 @@ func (m *crashMeta) Scan(ctx context.Context, p meta.Partition, s, e []byte, fn 
 func (m *crashMeta) Commit(ctx context.Context, p meta.Partition, txn meta.Txn) (uint64, error) {
 	if m.c.dead.Load() || m.before != nil && m.before(txn) && m.c.dead.CompareAndSwap(false, true) {
 		return 0, errCrashed
+	}
+	if m.unavailable != nil && m.unavailable(txn) {
+		return 0, fmt.Errorf("cut off: %w", meta.ErrUnavailable)
 	}
 	rev, err := m.Store.Commit(ctx, p, txn)
 	if err == nil && m.after != nil && m.after(txn) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/redoubt-io/redoubt/internal/blocks"
 	"github.com/redoubt-io/redoubt/internal/meta"
@@ -115,6 +116,9 @@ func (s *Service) relocate(ctx context.Context, p, leaf meta.Partition, opts Rel
 	mover, ok := s.data.(blocks.Mover)
 	if !ok && !opts.DryRun {
 		return fmt.Errorf("objects: relocate: the data store cannot move data")
+	}
+	if ok && !opts.DryRun {
+		s.retryAbandoned(ctx, mover)
 	}
 	dead := opts.Dead
 	if dead == nil {
@@ -336,9 +340,12 @@ func (s *Service) moveRef(ctx context.Context, mover blocks.Mover, p meta.Partit
 //     mover may be writing them, so no other move can be writing them;
 //  3. the record goes back to placed on the drives the version names.
 //
-// A failed step stops there: the record stays moving until this
-// incarnation is dead, when garbage collection settles it and removes
-// the copies it does not name. An untracked Ref has no record to tell a
+// A step that fails for want of the metadata stops there, and this
+// incarnation's next relocation pass goes on from it (retryAbandoned):
+// meanwhile the record stays moving under a live incarnation, which holds
+// every other mover and collector off. If this incarnation dies first,
+// garbage collection settles the record and removes the copies it does
+// not name. An untracked Ref has no record to tell a
 // lost commit from a failed one, nor to hold off another mover writing the
 // same copies: its new copies are left, as are its old ones after a move.
 func (s *Service) abandonMove(ctx context.Context, mover blocks.Mover, p meta.Partition, ref blocks.Ref, to []string, moving refRec, mrev uint64) {
@@ -346,28 +353,86 @@ func (s *Service) abandonMove(ctx context.Context, mover blocks.Mover, p meta.Pa
 		s.log.Warn("relocate: copies of a failed move of untracked data left behind", "ref", ref.ID, "to", to)
 		return
 	}
-	ctx = context.WithoutCancel(ctx)
-	rk := refKey(ref.ID)
-	moving.Time = s.cfg.Now().UnixMilli()
-	hrev, err := s.md.Commit(ctx, p, meta.Txn{
-		Conds: []meta.Cond{{Key: rk, Rev: mrev}},
-		Puts:  []meta.KV{{Key: rk, Value: moving.encode()}},
-	})
-	if err != nil {
-		if !isConflict(err) {
-			s.log.Warn("relocate: hold the record of a failed move", "ref", ref.ID, "err", err)
+	s.finishAbandon(ctx, mover, stuckMove{p: p, ref: ref, to: to, moving: moving, rev: mrev})
+}
+
+// stuckMove is a move abandonMove could not finish: its record stays
+// moving under this live incarnation, which holds off every other mover
+// and collector, so this incarnation finishes it (retryAbandoned) rather
+// than leave it to its death (TestAbandonedMoveFinishedAfterAnOutage).
+type stuckMove struct {
+	p      meta.Partition
+	ref    blocks.Ref
+	to     []string
+	moving refRec
+	// rev is the record's revision; held says step 1 applied (rev is
+	// then the held record's).
+	rev  uint64
+	held bool
+}
+
+// stuckMoves are this incarnation's unfinished abandons, by Ref ID.
+type stuckMoves struct {
+	mu sync.Mutex
+	m  map[string]stuckMove
+}
+
+func (s *Service) stick(m stuckMove) {
+	s.stuck.mu.Lock()
+	defer s.stuck.mu.Unlock()
+	if s.stuck.m == nil {
+		s.stuck.m = map[string]stuckMove{}
+	}
+	s.stuck.m[m.ref.ID] = m
+}
+
+// retryAbandoned finishes the abandons a metadata outage interrupted,
+// before a relocation pass.
+func (s *Service) retryAbandoned(ctx context.Context, mover blocks.Mover) {
+	s.stuck.mu.Lock()
+	todo := s.stuck.m
+	s.stuck.m = nil
+	s.stuck.mu.Unlock()
+	for _, m := range todo {
+		if ctx.Err() != nil {
+			s.stick(m)
+			continue
 		}
-		return
+		s.finishAbandon(ctx, mover, m)
 	}
-	if err := mover.DropMoved(ctx, ref, to); err != nil {
-		s.log.Warn("relocate: dropping the copies of a failed move", "ref", ref.ID, "err", err)
+}
+
+// finishAbandon runs abandonMove's steps from where m stands; a step that
+// fails for want of the metadata keeps m for retryAbandoned.
+func (s *Service) finishAbandon(ctx context.Context, mover blocks.Mover, m stuckMove) {
+	ctx = context.WithoutCancel(ctx)
+	rk := refKey(m.ref.ID)
+	if !m.held {
+		m.moving.Time = s.cfg.Now().UnixMilli()
+		hrev, err := s.md.Commit(ctx, m.p, meta.Txn{
+			Conds: []meta.Cond{{Key: rk, Rev: m.rev}},
+			Puts:  []meta.KV{{Key: rk, Value: m.moving.encode()}},
+		})
+		if isConflict(err) {
+			return // the move's commit applied after all, or another took over
+		}
+		if err != nil {
+			s.log.Warn("relocate: hold the record of a failed move; tried again next pass", "ref", m.ref.ID, "err", err)
+			s.stick(m)
+			return
+		}
+		m.rev, m.held = hrev, true
 	}
-	back := refRec{State: refPlaced, Drives: ref.Drives, Moved: moving.Moved}
-	_, err = s.md.Commit(ctx, p, meta.Txn{
-		Conds: []meta.Cond{{Key: rk, Rev: hrev}},
+	if err := mover.DropMoved(ctx, m.ref, m.to); err != nil {
+		s.log.Warn("relocate: dropping the copies of a failed move", "ref", m.ref.ID, "err", err)
+	}
+	back := refRec{State: refPlaced, Drives: m.ref.Drives, Moved: m.moving.Moved}
+	_, err := s.md.Commit(ctx, m.p, meta.Txn{
+		Conds: []meta.Cond{{Key: rk, Rev: m.rev}},
 		Puts:  []meta.KV{{Key: rk, Value: back.encode()}},
 	})
 	if err != nil && !isConflict(err) {
-		s.log.Warn("relocate: put back the record of a failed move", "ref", ref.ID, "err", err)
+		s.log.Warn("relocate: put back the record of a failed move; tried again next pass", "ref", m.ref.ID, "err", err)
+		s.stick(m)
 	}
 }

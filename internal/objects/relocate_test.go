@@ -979,3 +979,38 @@ func TestRelocateToUnavailableDrive(t *testing.T) {
 	e.check(s, "bkt", nil)
 	readBack(t, s, f.want)
 }
+
+// TestAbandonedMoveFinishedAfterAnOutage: a move fails, and the metadata
+// is out of reach when the mover would take the move back, so its record
+// stays moving under the mover's live incarnation, which holds off every
+// other mover. Once the metadata is back, the same mover's next pass
+// finishes taking it back and moves the data: nothing stays moving, and
+// the drive is emptied. Before, the record stayed moving until the
+// process died, and every pass of every node found the data busy.
+func TestAbandonedMoveFinishedAfterAnOutage(t *testing.T) {
+	e := newGCEnvWith(t, 6, placement.Policy{K: 2, M: 1})
+	_, md, data := e.crashing()
+	s1 := e.service(md, data)
+	f := populate(t, s1, rand.New(rand.NewPCG(7, 8)))
+	x := e.busiest(s1)
+	plan := e.offDrive(x)
+	data.moveAt = "move-fail"
+	// The hold of the failed move (its second moving record) is refused.
+	md.unavailable = func(txn meta.Txn) bool { return putsRef(txn, refMoving) && md.seenMoving.Add(1) > 1 }
+	st, _ := e.relocate(s1, RelocateOptions{Plan: plan})
+	if st.Moved != 0 || e.refRecords(s1, refMoving) == 0 {
+		t.Fatalf("relocate during the outage: %+v, %d records moving; want the failed move's record left moving", st, e.refRecords(s1, refMoving))
+	}
+	md.unavailable, data.moveAt = nil, ""
+	st = e.mustRelocate(s1, RelocateOptions{Plan: plan})
+	if st.Busy != 0 || st.Failed != 0 {
+		t.Errorf("relocate after the outage: %+v", st)
+	}
+	if n := e.refRecords(s1, refMoving); n != 0 {
+		t.Errorf("%d records still moving", n)
+	}
+	if left := e.naming(s1, x); len(left) != 0 {
+		t.Errorf("%d versions still name drive %s", len(left), x)
+	}
+	readBack(t, s1, f.want)
+}

@@ -22,10 +22,13 @@ type Service struct {
 	cfg Config
 	// siteCopies: copies of other sites' data under way (sitedata.go).
 	siteCopies copyLocks
-	md         *router // the metadata store, through splits (route.go)
-	data       blocks.Store
-	log        *slog.Logger
-	clock      *hlc.Clock
+	// stuck: moves whose abandon a metadata outage interrupted
+	// (relocate.go).
+	stuck stuckMoves
+	md    *router // the metadata store, through splits (route.go)
+	data  blocks.Store
+	log   *slog.Logger
+	clock *hlc.Clock
 	// buckets caches bucket records for object operations.
 	buckets bucketCache
 	// fences are the newest fences read, for commits' first rounds.
