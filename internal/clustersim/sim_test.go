@@ -142,6 +142,7 @@ func TestSimulationFound(t *testing.T) {
 var replayed = []uint64{
 	10076216263927335233, // the layout poll's ticker (cluster.watchLayout)
 	11813951673815376795, // a proposal's timeout due with its caller's (raftmeta.withTimeout)
+	7505514420942706425,  // a shard create's bound on a runtime timer, and spares taken in goroutine order (blocks)
 }
 
 func TestSimulationReplays(t *testing.T) {
