@@ -299,12 +299,14 @@ func (s *Service) SetVersioning(ctx context.Context, bucket string, state Versio
 // checked while every partition's fence is frozen, so no write can land
 // between the check and the deletion (see fence.go).
 func (s *Service) DeleteBucket(ctx context.Context, name string) error {
-	r, _, err := s.getBucket(ctx, name)
-	if err == nil {
-		err = s.refuseLinkedDelete(ctx, name, r)
-	}
-	if err != nil {
-		return err
+	if s.cfg.SitesLinked != nil {
+		r, _, err := s.getBucket(ctx, name)
+		if err == nil {
+			err = s.refuseLinkedDelete(ctx, name, r)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	return s.change(ctx, name, func(bucketRec) bucketChange { return bucketChange{Kind: changeDelete} })
 }

@@ -34,7 +34,8 @@ import (
 // Copies are made as soon as replication brings a version (CopySiteData,
 // called by package sites) and, failing that, by the first read of the
 // version (localParts), which then waits for the copy.
-// Tests: TestSitesCopyLargeBodies (internal/node).
+// Test: TestSitesReplicateBothWays (internal/node), whose large bodies
+// both sites serve with the link cut once copied.
 
 // SiteDataSource opens the bytes of data another site wrote, from the
 // linked sites.
