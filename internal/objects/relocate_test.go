@@ -167,6 +167,31 @@ func (e *gcEnv) busiest(s *Service) string {
 	return best
 }
 
+// moveBed is a populated service on a crashing store, and a plan moving
+// everything off its busiest drive x: the setting of the tests that
+// break a move.
+type moveBed struct {
+	e    *gcEnv
+	c    *crash
+	md   *crashMeta
+	data *crashData
+	s1   *Service
+	f    *relocFixture
+	x    string
+	plan RelocatePlan
+}
+
+func newMoveBed(t *testing.T) moveBed {
+	t.Helper()
+	b := moveBed{e: newGCEnvWith(t, 6, placement.Policy{K: 2, M: 1})}
+	b.c, b.md, b.data = b.e.crashing()
+	b.s1 = b.e.service(b.md, b.data)
+	b.f = populate(t, b.s1, rand.New(rand.NewPCG(7, 8)))
+	b.x = b.e.busiest(b.s1)
+	b.plan = b.e.offDrive(b.x)
+	return b
+}
+
 // offDrive is a plan moving every shard on drive x to a drive holding no
 // shard of its Ref, chosen by a hash of the Ref ID to spread the load.
 func (e *gcEnv) offDrive(x string) RelocatePlan {
@@ -410,12 +435,8 @@ func TestRelocateCrash(t *testing.T) {
 		"answer-lost", "undo-held", "undo-dropped", "undo-drop-fails"}
 	for _, step := range steps {
 		t.Run(step, func(t *testing.T) {
-			e := newGCEnvWith(t, 6, placement.Policy{K: 2, M: 1})
-			c, md, data := e.crashing()
-			s1 := e.service(md, data)
-			f := populate(t, s1, rand.New(rand.NewPCG(7, 8)))
-			x := e.busiest(s1)
-			plan := e.offDrive(x)
+			b := newMoveBed(t)
+			e, c, md, data, s1, f, x, plan := b.e, b.c, b.md, b.data, b.s1, b.f, b.x, b.plan
 			crashes := true
 			switch step {
 			case "intent":
@@ -988,12 +1009,8 @@ func TestRelocateToUnavailableDrive(t *testing.T) {
 // the drive is emptied. Before, the record stayed moving until the
 // process died, and every pass of every node found the data busy.
 func TestAbandonedMoveFinishedAfterAnOutage(t *testing.T) {
-	e := newGCEnvWith(t, 6, placement.Policy{K: 2, M: 1})
-	_, md, data := e.crashing()
-	s1 := e.service(md, data)
-	f := populate(t, s1, rand.New(rand.NewPCG(7, 8)))
-	x := e.busiest(s1)
-	plan := e.offDrive(x)
+	b := newMoveBed(t)
+	e, md, data, s1, f, x, plan := b.e, b.md, b.data, b.s1, b.f, b.x, b.plan
 	data.moveAt = "move-fail"
 	// The hold of the failed move (its second moving record) is refused.
 	md.unavailable = func(txn meta.Txn) bool { return putsRef(txn, refMoving) && md.seenMoving.Add(1) > 1 }
